@@ -1,0 +1,149 @@
+/**
+ * The one place that reads the environment. `.env` (optional) is loaded first, then every key is
+ * validated with zod; the result is frozen. Invalid values stop the program with a message that
+ * names the key and what is expected. Every key here is listed with a comment in `.env.example`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { z } from 'zod';
+import { MorrisError } from './errors.ts';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+/** Comma-separated list; empty string → []. */
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((s) => (s && s.trim() ? s.trim() : undefined));
+const url = z.url({ message: 'expected an http(s) URL' });
+const cron = z.string().regex(/^(\S+\s+){4,5}\S+$|^off$/, 'expected a cron expression like "0 3 * * *" or "off"');
+
+const schema = z.object({
+  // --- foundation ---
+  MORRIS_DATA_DIR: z.string().default('data'),
+  MORRIS_MODELS_DIR: z.string().default('models'),
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MORRIS_BASE_MODEL: z.string().min(1).default('HuggingFaceTB/SmolLM2-360M-Instruct'),
+
+  // --- model engine ---
+  MORRIS_DEVICE: z.enum(['auto', 'cpu', 'cuda', 'coreml', 'dml', 'webgpu']).default('auto'),
+  MORRIS_QUANT: z.enum(['fp32', 'int8', 'int4']).default('fp32'),
+  MORRIS_THREADS: int(0, 256).default(0),
+  MORRIS_MAX_NEW_TOKENS: int(1, 8192).default(400),
+  MORRIS_TEMPERATURE: num(0, 5).default(0.8),
+  MORRIS_TOP_P: num(0, 1).default(0.95),
+  MORRIS_TOP_K: int(0, 100000).default(50),
+  MORRIS_REPETITION_PENALTY: num(0.5, 3).default(1.1),
+  MORRIS_GENERATION_TIMEOUT_S: int(1, 3600).default(180),
+  MORRIS_IDLE_UNLOAD_S: int(0, 86400 * 7).default(1800),
+  MORRIS_QUEUE_MAX: int(1, 10000).default(50),
+  HF_ENDPOINT: url.default('https://huggingface.co'),
+  HF_TOKEN: optionalString,
+
+  // --- training ---
+  MORRIS_TRAIN_CONFIG: optionalString,
+  MORRIS_TRAIN_THREADS: int(0, 256).default(1),
+  MORRIS_TRAIN_MEMORY_MB: int(256, 1_000_000).default(8192),
+
+  // --- pipeline ---
+  MORRIS_CONTACT_URL: z.string().default('https://github.com/morris-bot/morris'),
+  MORRIS_RATE_LIMIT_RPS: num(0.01, 100).default(1),
+  MORRIS_HOST_CONCURRENCY: int(1, 32).default(2),
+  MORRIS_FETCH_TIMEOUT_MS: int(100, 600_000).default(20_000),
+  MORRIS_FETCH_RETRIES: int(0, 10).default(3),
+  MORRIS_MAX_PAGE_BYTES: int(1024, 1_000_000_000).default(5_000_000),
+  MORRIS_NEAR_DUP_THRESHOLD: num(0, 1).default(0.85),
+  MORRIS_EXTRA_EXAMPLES_RATIO: num(0, 10).default(0.2),
+  MORRIS_MAX_SEQ_TOKENS: int(16, 131072).default(1024),
+
+  // --- bots ---
+  SLACK_BOT_TOKEN: optionalString,
+  SLACK_SIGNING_SECRET: optionalString,
+  SLACK_APP_TOKEN: optionalString,
+  SLACK_API_URL: url.optional(),
+  MORRIS_SLACK_ADMINS: list.default([]),
+  DISCORD_TOKEN: optionalString,
+  DISCORD_APPLICATION_ID: optionalString,
+  DISCORD_API_URL: url.optional(),
+  MORRIS_DISCORD_ADMINS: list.default([]),
+  MORRIS_USER_RATE_LIMIT_PER_MIN: int(0, 10000).default(3),
+  MORRIS_MAX_TOPIC_CHARS: int(1, 100_000).default(300),
+  MORRIS_BLOCKLIST: list.default([]),
+  MORRIS_BACKEND: z.enum(['local', 'openai']).default('local'),
+  MORRIS_OPENAI_BASE_URL: url.optional(),
+  MORRIS_OPENAI_MODEL: optionalString,
+  MORRIS_OPENAI_API_KEY: optionalString,
+
+  // --- jobs / serve ---
+  MORRIS_CRON_RESCRAPE: cron.default('0 3 * * 1'),
+  MORRIS_CRON_REBUILD: cron.default('off'),
+  MORRIS_CRON_RETRAIN: cron.default('off'),
+  MORRIS_CRON_TZ: z.string().default('UTC'),
+  MORRIS_CHAIN: bool.default(true),
+  MORRIS_RETRAIN_MIN_NEW_EXAMPLES: int(0, 1_000_000).default(10),
+  MORRIS_PROMOTE_MARGIN: num(0, 10).default(0.01),
+  MORRIS_ADMIN_TOKEN: optionalString,
+  MORRIS_SHUTDOWN_GRACE_S: int(0, 3600).default(30),
+});
+
+export type Config = Readonly<z.output<typeof schema>> & { readonly dbPath: string };
+
+/** Keys whose values are secrets: `morris doctor` and logs show only whether they are set. */
+export const SECRET_KEYS = new Set([
+  'HF_TOKEN',
+  'SLACK_BOT_TOKEN',
+  'SLACK_SIGNING_SECRET',
+  'SLACK_APP_TOKEN',
+  'DISCORD_TOKEN',
+  'MORRIS_OPENAI_API_KEY',
+  'MORRIS_ADMIN_TOKEN',
+]);
+
+/** Pure: validates an environment-like record. Throws CONFIG_INVALID naming every bad key. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  // Empty strings (as .env.example leaves them) mean "not set".
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => {
+      const key = String(i.path[0] ?? '?');
+      return `  ${key}=${JSON.stringify(env[key] ?? '')}: ${i.message}`;
+    });
+    throw new MorrisError('CONFIG_INVALID', `Invalid configuration:\n${lines.join('\n')}`, {
+      hint: 'Fix the value in your environment or .env (see .env.example for every key and what it expects).',
+    });
+  }
+  const c = result.data;
+  return Object.freeze({ ...c, dbPath: path.resolve(c.MORRIS_DATA_DIR, 'morris.db') });
+}
+
+let cached: Config | undefined;
+
+/** The process's config: environment over `.env` in the working directory, validated once. */
+export function getConfig(): Config {
+  if (!cached) {
+    let fileEnv: Record<string, string> = {};
+    const envFile = path.resolve('.env');
+    if (fs.existsSync(envFile)) fileEnv = parseDotenv(fs.readFileSync(envFile));
+    cached = loadConfig({ ...fileEnv, ...process.env });
+  }
+  return cached;
+}
+
+/** Tests and child processes that were handed explicit settings. */
+export function setConfigForTests(env: Record<string, string | undefined>): Config {
+  cached = loadConfig(env);
+  return cached;
+}

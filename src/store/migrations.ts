@@ -1,0 +1,173 @@
+/**
+ * Versioned schema migrations, applied in order at start-up inside one transaction each.
+ * Never edit a migration that has shipped: append a new one. Version ranges by area, so parallel
+ * work does not collide: 1–9 foundation, 10–19 pipeline, 20–29 model/training, 30–39 bots,
+ * 40–49 jobs.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+      );
+
+      -- One row per article URL (canonical). Pages that were fetched but are not articles are kept
+      -- too (status 'skipped' with a reason) so the next crawl does not refetch them blindly.
+      CREATE TABLE articles (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        url TEXT NOT NULL UNIQUE,
+        title TEXT,
+        author TEXT,
+        published TEXT,
+        body TEXT NOT NULL DEFAULT '',
+        content_hash TEXT,
+        simhash TEXT,
+        status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'skipped', 'duplicate')),
+        skip_reason TEXT,
+        duplicate_of INTEGER REFERENCES articles(id),
+        first_seen_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+      );
+      CREATE INDEX articles_source ON articles(source, status);
+      CREATE INDEX articles_hash ON articles(content_hash);
+
+      -- HTTP cache validators and history per fetched URL (listing pages, feeds, articles).
+      CREATE TABLE pages (
+        url TEXT PRIMARY KEY,
+        final_url TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        http_status INTEGER,
+        body_hash TEXT,
+        redirects TEXT,
+        fetched_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+      );
+
+      CREATE TABLE scrape_runs (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        ended_at TEXT,
+        summary TEXT
+      );
+
+      -- Immutable dataset versions; id is the content hash of inputs + settings.
+      CREATE TABLE datasets (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        origin TEXT NOT NULL DEFAULT 'build' CHECK (origin IN ('build', 'import')),
+        settings TEXT NOT NULL DEFAULT '{}',
+        stats TEXT NOT NULL DEFAULT '{}',
+        train_count INTEGER NOT NULL DEFAULT 0,
+        val_count INTEGER NOT NULL DEFAULT 0,
+        jsonl_path TEXT
+      );
+
+      CREATE TABLE examples (
+        id INTEGER PRIMARY KEY,
+        dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        split TEXT NOT NULL CHECK (split IN ('train', 'validation')),
+        article_id INTEGER REFERENCES articles(id),
+        kind TEXT NOT NULL DEFAULT 'article' CHECK (kind IN ('article', 'extra', 'import')),
+        messages TEXT NOT NULL,
+        n_tokens INTEGER,
+        ordinal INTEGER NOT NULL
+      );
+      CREATE INDEX examples_dataset ON examples(dataset_id, split, ordinal);
+
+      -- Adapters: candidates until the evaluation gate promotes one; exactly one may be active.
+      CREATE TABLE adapters (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        base_model TEXT NOT NULL,
+        dataset_id TEXT REFERENCES datasets(id),
+        path TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'candidate'
+          CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+        metrics TEXT NOT NULL DEFAULT '{}',
+        eval TEXT,
+        reason TEXT,
+        promoted_at TEXT
+      );
+      CREATE UNIQUE INDEX adapters_one_active ON adapters(status) WHERE status = 'active';
+
+      CREATE TABLE train_metrics (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'train' CHECK (kind IN ('train', 'eval')),
+        loss REAL,
+        lr REAL,
+        grad_norm REAL,
+        tokens_per_s REAL,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+      );
+      CREATE INDEX train_metrics_run ON train_metrics(run_id, step);
+
+      CREATE TABLE job_runs (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        trigger TEXT NOT NULL DEFAULT 'manual',
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled', 'skipped', 'crashed')),
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        ended_at TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        message TEXT,
+        error TEXT,
+        result TEXT,
+        pid INTEGER,
+        parent_id INTEGER REFERENCES job_runs(id)
+      );
+      CREATE INDEX job_runs_job ON job_runs(job, status);
+
+      CREATE TABLE job_logs (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES job_runs(id) ON DELETE CASCADE,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        level TEXT NOT NULL DEFAULT 'info',
+        line TEXT NOT NULL
+      );
+
+      CREATE TABLE generations (
+        id TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        user_id TEXT,
+        channel_id TEXT,
+        topic TEXT NOT NULL,
+        base_model TEXT,
+        adapter_id TEXT,
+        dataset_id TEXT,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        duration_ms INTEGER,
+        ttft_ms INTEGER,
+        n_chars INTEGER,
+        outcome TEXT NOT NULL DEFAULT 'running'
+          CHECK (outcome IN ('running', 'ok', 'cut', 'cancelled', 'failed', 'refused', 'rate_limited')),
+        error TEXT
+      );
+      CREATE INDEX generations_user ON generations(platform, user_id, started_at);
+
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        platform TEXT NOT NULL,
+        user_id TEXT,
+        command TEXT NOT NULL,
+        args TEXT,
+        allowed INTEGER NOT NULL,
+        outcome TEXT
+      );
+    `,
+  },
+];
