@@ -170,4 +170,25 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 10,
+    name: 'pipeline: crawl frontier',
+    sql: `
+      -- Every article URL a crawl discovered, with what became of it. A listing or feed that answers
+      -- 304 on the next run yields no links, so URLs that failed last time are retried from here.
+      CREATE TABLE crawl_urls (
+        url TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        found_on TEXT,
+        lastmod TEXT,
+        status TEXT NOT NULL DEFAULT 'pending'
+          CHECK (status IN ('pending', 'done', 'skipped', 'robots', 'failed')),
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at TEXT,
+        first_seen_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+      );
+      CREATE INDEX crawl_urls_source ON crawl_urls(source, status);
+    `,
+  },
 ];
