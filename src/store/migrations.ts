@@ -191,4 +191,16 @@ export const migrations: Migration[] = [
       CREATE INDEX crawl_urls_source ON crawl_urls(source, status);
     `,
   },
+  {
+    version: 40,
+    name: 'jobs: run input and training child pid',
+    sql: `
+      -- What a run was asked to do (JSON), so a crashed retrain can resume with the same settings.
+      ALTER TABLE job_runs ADD COLUMN input TEXT;
+      -- The training child's pid, besides the owning process's pid in job_runs.pid.
+      ALTER TABLE job_runs ADD COLUMN child_pid INTEGER;
+      CREATE INDEX job_runs_started ON job_runs(started_at);
+      CREATE INDEX job_logs_run ON job_logs(run_id, id);
+    `,
+  },
 ];
