@@ -7,7 +7,7 @@ import { describeError, isMorrisError } from './errors.ts';
 import { log, setLogLevel } from './log.ts';
 import { getConfig } from './config.ts';
 import { createCliContext } from './cli/context.ts';
-import * as areas from './cli/areas.ts';
+import { areas } from './cli/areas.ts';
 
 const program = new Command('morris')
   .description('Morris writes articles in one columnist\'s voice: scrape, build datasets, fine-tune LoRA adapters, serve Slack/Discord bots.')
@@ -15,7 +15,7 @@ const program = new Command('morris')
   .exitOverride();
 
 const ctx = createCliContext();
-for (const area of Object.values(areas)) area.register(program, ctx);
+for (const area of areas) area.register(program, ctx);
 
 program.hook('preAction', () => {
   // Reading config here (not at import) keeps `--help` working when the config is broken.

@@ -9,10 +9,16 @@ import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { MorrisError } from './errors.ts';
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
+const int = (min: number, max: number) => {
+  const error = `expected a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
+const num = (min: number, max: number) => {
+  const error = `expected a number from ${min} to ${max}`;
+  return z.coerce.number({ error }).min(min, { error }).max(max, { error });
+};
 const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' })
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 /** Comma-separated list; empty string → []. */
 const list = z.string().transform((s) =>
@@ -97,6 +103,9 @@ const schema = z.object({
   MORRIS_ADMIN_TOKEN: optionalString,
   MORRIS_SHUTDOWN_GRACE_S: int(0, 3600).default(30),
 });
+
+/** Every key the schema knows (for .env.example checks and `morris doctor`). */
+export const CONFIG_KEYS: readonly string[] = Object.freeze(Object.keys(schema.shape));
 
 export type Config = Readonly<z.output<typeof schema>> & { readonly dbPath: string };
 

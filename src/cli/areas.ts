@@ -1,10 +1,24 @@
 // Every CLI area, in the order `morris --help` lists them.
-export * as demo from './demo.ts';
-export * as serve from './serve.ts';
-export * as pipeline from './pipeline.ts';
-export * as train from './train.ts';
-export * as model from './model.ts';
-export * as adapters from './adapters.ts';
-export * as jobs from './jobs.ts';
-export * as bots from './bots.ts';
-export * as doctor from './doctor.ts';
+import type { Command } from 'commander';
+import type { CliContext } from './context.ts';
+import * as demo from './demo.ts';
+import * as serve from './serve.ts';
+import * as pipeline from './pipeline.ts';
+import * as train from './train.ts';
+import * as model from './model.ts';
+import * as adapters from './adapters.ts';
+import * as jobs from './jobs.ts';
+import * as bots from './bots.ts';
+import * as doctor from './doctor.ts';
+
+export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext): void }> = [
+  demo,
+  serve,
+  pipeline,
+  train,
+  model,
+  adapters,
+  jobs,
+  bots,
+  doctor,
+];
