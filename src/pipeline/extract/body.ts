@@ -1,0 +1,360 @@
+import type { AnyNode, Document, Element, ParentNode } from 'domhandler';
+import { classAndId, descendants, isElement, isText, removeNode, tagOf } from './dom.ts';
+import {
+  BLOCK_TAGS, COMMAS, DROP_TAGS, FURNITURE_ROLES, FURNITURE_TAGS, MAYBE_CANDIDATE, NEGATIVE, POSITIVE,
+  STRONGLY_UNLIKELY, UNLIKELY,
+} from './patterns.ts';
+import { blocksToText } from './text.ts';
+
+/**
+ * Content-scoring body extraction in the Readability / boilerpipe tradition:
+ *  1. prune what is never article text (scripts, hidden blocks, nav/aside/footer, blocks whose
+ *     class or id says "comments", "related", "share"…);
+ *  2. score every paragraph (length, commas) and hand the score up to its ancestors, so the
+ *     container holding most prose wins; class/id words and link density adjust the scores;
+ *  3. take the best container plus the siblings that look like continuations of it;
+ *  4. drop link lists, widgets and forms inside it, and write it out as plain paragraphs.
+ */
+
+export interface BodyOptions {
+  /** Remove blocks whose class/id looks like boilerplate before scoring (off in the retry pass). */
+  stripUnlikely: boolean;
+  /** Use class/id words when weighting containers. */
+  weightClasses: boolean;
+}
+
+/** Text this short is not an article body; the extractor retries with laxer settings. */
+export const MIN_BODY_CHARS = 250;
+
+interface Stats {
+  /** Characters of visible text (whitespace runs trimmed per text node). */
+  text: number;
+  /** Characters of text inside links. */
+  link: number;
+  commas: number;
+  /** Number of <p> descendants. */
+  paragraphs: number;
+  /** Has a block-level descendant. */
+  hasBlock: boolean;
+}
+
+type StatMap = Map<AnyNode, Stats>;
+
+function computeStats(root: ParentNode): StatMap {
+  const stats: StatMap = new Map();
+  const visit = (node: AnyNode, inLink: boolean): Stats => {
+    if (isText(node)) {
+      const t = node.data.trim();
+      const commas = t.length ? (t.match(COMMAS)?.length ?? 0) : 0;
+      return { text: t.length, link: inLink ? t.length : 0, commas, paragraphs: 0, hasBlock: false };
+    }
+    const s: Stats = { text: 0, link: 0, commas: 0, paragraphs: 0, hasBlock: false };
+    if (!isElement(node) && node.type !== 'root') return s;
+    const tag = tagOf(node);
+    const link = inLink || tag === 'a';
+    for (const child of (node as ParentNode).children) {
+      const c = visit(child, link);
+      s.text += c.text;
+      s.link += c.link;
+      s.commas += c.commas;
+      s.paragraphs += c.paragraphs;
+      if (c.hasBlock || BLOCK_TAGS.has(tagOf(child))) s.hasBlock = true;
+    }
+    if (tag === 'p') s.paragraphs += 1;
+    stats.set(node, s);
+    return s;
+  };
+  visit(root, false);
+  return stats;
+}
+
+const linkDensity = (s: Stats | undefined): number => (s && s.text > 0 ? s.link / s.text : 0);
+
+function classWeight(el: Element, opts: BodyOptions): number {
+  if (!opts.weightClasses) return 0;
+  let w = 0;
+  for (const v of [el.attribs.class, el.attribs.id]) {
+    if (!v) continue;
+    if (NEGATIVE.test(v)) w -= 25;
+    if (POSITIVE.test(v)) w += 25;
+  }
+  return w;
+}
+
+function isHidden(el: Element): boolean {
+  const a = el.attribs;
+  if (a.hidden !== undefined) return true;
+  const style = a.style;
+  return !!style && /display\s*:\s*none|visibility\s*:\s*hidden/i.test(style);
+}
+
+/**
+ * Step 1. Removal is skipped for a block that holds most of the page's paragraph text: a wrapper
+ * that happens to carry "hidden" or a "comments-open" class must not take the article with it.
+ */
+function prune(doc: Document, opts: BodyOptions): void {
+  const before = computeStats(doc);
+  const totalParagraphText = paragraphTextTotal(doc, before);
+  const holdsArticle = (el: Element): boolean => {
+    const s = before.get(el);
+    return !!s && s.paragraphs >= 3 && s.text - s.link > 0.5 * totalParagraphText;
+  };
+
+  const walk = (parent: ParentNode): void => {
+    for (const node of [...parent.children]) {
+      if (!isElement(node)) {
+        if (node.type !== 'text') removeNode(node); // comments, doctype, CDATA
+        continue;
+      }
+      const tag = node.name.toLowerCase();
+      if (DROP_TAGS.has(tag)) {
+        removeNode(node);
+        continue;
+      }
+      if (tag !== 'body' && tag !== 'html' && shouldPrune(node, tag, opts) && !holdsArticle(node)) {
+        removeNode(node);
+        continue;
+      }
+      walk(node);
+    }
+  };
+  walk(doc);
+}
+
+function shouldPrune(el: Element, tag: string, opts: BodyOptions): boolean {
+  if (isHidden(el)) return true;
+  if (el.attribs['aria-hidden'] === 'true') return true;
+  if (FURNITURE_TAGS.has(tag) || tag === 'header') return true;
+  const role = el.attribs.role;
+  if (role && FURNITURE_ROLES.has(role.toLowerCase())) return true;
+  if (!opts.stripUnlikely || tag === 'a' || tag === 'article' || tag === 'main') return false;
+  const ci = classAndId(el);
+  if (!ci) return false;
+  if (STRONGLY_UNLIKELY.test(ci)) return true;
+  return UNLIKELY.test(ci) && !MAYBE_CANDIDATE.test(ci);
+}
+
+function paragraphTextTotal(doc: Document, stats: StatMap): number {
+  let total = 0;
+  for (const el of descendants(doc)) {
+    if (el.name === 'p') {
+      const s = stats.get(el);
+      if (s) total += s.text - s.link;
+    }
+  }
+  return total;
+}
+
+// --------------------------------------------------------------------------- step 2: scoring
+
+const SCORE_TAGS = new Set(['p', 'pre', 'td', 'h2', 'h3', 'h4', 'h5', 'h6']);
+const CONTAINER_TAGS = new Set(['div', 'section', 'article', 'main', 'span', 'font', 'center', 'form']);
+
+function initialScore(el: Element, opts: BodyOptions): number {
+  let score = 0;
+  switch (tagOf(el)) {
+    case 'div': case 'article': case 'main': case 'section':
+      score = 5; break;
+    case 'pre': case 'td': case 'blockquote':
+      score = 3; break;
+    case 'address': case 'ol': case 'ul': case 'dl': case 'dd': case 'dt': case 'li': case 'form':
+      score = -3; break;
+    case 'h1': case 'h2': case 'h3': case 'h4': case 'h5': case 'h6': case 'th':
+      score = -5; break;
+  }
+  return score + classWeight(el, opts);
+}
+
+/** Text length and commas of the inline content directly inside `el` (nested blocks excluded). */
+function inlineRuns(el: Element, stats: StatMap): { text: number; commas: number } {
+  let text = 0, commas = 0;
+  for (const child of el.children) {
+    if (isElement(child) && BLOCK_TAGS.has(child.name.toLowerCase())) continue;
+    const s = isText(child) ? { text: child.data.trim().length, commas: child.data.match(COMMAS)?.length ?? 0 } : stats.get(child);
+    if (s) {
+      text += s.text;
+      commas += s.commas;
+    }
+  }
+  return { text, commas };
+}
+
+function scoreCandidates(doc: Document, stats: StatMap, opts: BodyOptions): Map<Element, number> {
+  const scores = new Map<Element, number>();
+  const add = (el: ParentNode | null, amount: number): void => {
+    if (!el || !isElement(el as AnyNode)) return;
+    const e = el as Element;
+    scores.set(e, (scores.get(e) ?? initialScore(e, opts)) + amount);
+  };
+  const credit = (first: ParentNode | null, score: number): void => {
+    let node = first;
+    for (let level = 0; node && level < 5; level++, node = node.parent) {
+      const tag = tagOf(node as AnyNode);
+      if (tag === 'html' || tag === '') break;
+      add(node, score / (level === 0 ? 1 : level === 1 ? 2 : level * 3));
+    }
+  };
+
+  for (const el of descendants(doc)) {
+    const tag = el.name.toLowerCase();
+    let text = 0, commas = 0, first: ParentNode | null = null;
+    if (SCORE_TAGS.has(tag)) {
+      const s = stats.get(el);
+      if (!s) continue;
+      text = s.text; commas = s.commas; first = el.parent;
+    } else if (CONTAINER_TAGS.has(tag)) {
+      const s = stats.get(el);
+      if (!s) continue;
+      // a div with no blocks inside is a paragraph; a div mixing text and blocks scores its loose text
+      ({ text, commas } = s.hasBlock ? inlineRuns(el, stats) : s);
+      first = s.hasBlock ? el : el.parent;
+    } else continue;
+    if (text < 25) continue;
+    credit(first, 1 + commas + Math.min(Math.floor(text / 100), 3));
+  }
+
+  for (const [el, score] of scores) scores.set(el, score * (1 - linkDensity(stats.get(el))));
+  return scores;
+}
+
+// --------------------------------------------------------------------------- step 3: selection
+
+function ancestors(el: Element): Element[] {
+  const out: Element[] = [];
+  for (let p = el.parent; p && isElement(p as AnyNode); p = p.parent) out.push(p as Element);
+  return out;
+}
+
+function pickTopCandidate(scores: Map<Element, number>): Element | null {
+  const ranked = [...scores.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5);
+  if (!ranked.length) return null;
+  let [top, topScore] = ranked[0]!;
+
+  // Several near-equal candidates that share an ancestor: the article is that ancestor
+  // (e.g. paragraphs split across sibling divs by inline ads).
+  const alternatives = ranked.slice(1).filter(([, s]) => s / topScore >= 0.75).map(([e]) => ancestors(e));
+  if (alternatives.length >= 3) {
+    for (let p = top.parent; p && tagOf(p as AnyNode) !== 'body' && isElement(p as AnyNode); p = p.parent) {
+      const shared = alternatives.filter((anc) => anc.includes(p as Element)).length;
+      if (shared >= 3) {
+        top = p as Element;
+        break;
+      }
+    }
+  }
+
+  // Climb while the parent scores at least a third as well and eventually better.
+  let lastScore = scores.get(top) ?? topScore;
+  const threshold = lastScore / 3;
+  for (let p = top.parent; p && isElement(p as AnyNode) && tagOf(p as AnyNode) !== 'body'; p = p.parent) {
+    const ps = scores.get(p as Element);
+    if (ps === undefined) continue;
+    if (ps < threshold) break;
+    if (ps > lastScore) {
+      top = p as Element;
+      break;
+    }
+    lastScore = ps;
+  }
+  while (top.parent && isElement(top.parent as AnyNode) && tagOf(top.parent as AnyNode) !== 'body'
+    && (top.parent as Element).children.filter(isElement).length === 1) {
+    top = top.parent as Element;
+  }
+  return top;
+}
+
+/** The top candidate plus siblings that score well or read like prose. */
+function gatherSiblings(top: Element, scores: Map<Element, number>, stats: StatMap): Element[] {
+  const parent = top.parent;
+  if (!parent || !isElement(parent as AnyNode)) return [top];
+  const topScore = scores.get(top) ?? 0;
+  const threshold = Math.max(10, topScore * 0.2);
+  const out: Element[] = [];
+  for (const sib of parent.children) {
+    if (!isElement(sib)) continue;
+    if (sib === top) {
+      out.push(sib);
+      continue;
+    }
+    const bonus = top.attribs.class && sib.attribs.class === top.attribs.class ? topScore * 0.2 : 0;
+    const score = scores.get(sib);
+    if (score !== undefined && score + bonus >= threshold) {
+      out.push(sib);
+      continue;
+    }
+    const s = stats.get(sib);
+    if (!s || !(sib.name === 'p' || (!s.hasBlock && CONTAINER_TAGS.has(sib.name)))) continue;
+    const ld = linkDensity(s);
+    if (s.text > 80 && ld < 0.25) out.push(sib);
+    else if (s.text > 0 && s.text < 80 && ld === 0 && /\.( |$)/.test(blocksToText([sib]))) out.push(sib);
+  }
+  return out;
+}
+
+// --------------------------------------------------------------------------- step 4: cleaning
+
+const CONDITIONAL_TAGS = new Set(['form', 'fieldset', 'table', 'ul', 'ol', 'div', 'section', 'aside', 'dl']);
+
+function countTags(el: Element, names: Set<string>): number {
+  let n = 0;
+  for (const d of descendants(el)) if (names.has(d.name.toLowerCase())) n++;
+  return n;
+}
+
+/** Readability's "clean conditionally": widgets, link lists and image galleries inside the article. */
+function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolean {
+  const tag = el.name.toLowerCase();
+  const s = stats.get(el);
+  if (!s) return false;
+  const weight = classWeight(el, opts);
+  if (weight < 0) return true;
+  if (s.commas >= 10) return false;
+  const isList = tag === 'ul' || tag === 'ol';
+  if (tag === 'table' && isDataTable(el)) return false;
+  const p = s.paragraphs;
+  const img = countTags(el, new Set(['img']));
+  const li = countTags(el, new Set(['li'])) - 100;
+  const ld = linkDensity(s);
+  const headingText = descendants(el).filter((d) => /^h[1-6]$/i.test(d.name)).reduce((n, h) => n + (stats.get(h)?.text ?? 0), 0);
+  const headingDensity = s.text ? headingText / s.text : 0;
+  return (
+    (img > 1 && p / img < 0.5) ||
+    (!isList && li > p) ||
+    (!isList && headingDensity < 0.9 && s.text < 25 && (img === 0 || img > 2) && ld > 0) ||
+    (!isList && weight < 25 && ld > 0.2) ||
+    (weight >= 25 && ld > 0.5) ||
+    (isList && ld > 0.5) ||
+    (img === 0 && s.text === 0)
+  );
+}
+
+function isDataTable(table: Element): boolean {
+  if (table.attribs.role === 'presentation' || table.attribs.datatable === '0') return false;
+  if (table.attribs.summary) return true;
+  return descendants(table).some((d) => ['caption', 'th', 'thead', 'tfoot', 'col', 'colgroup'].includes(d.name.toLowerCase()));
+}
+
+function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void {
+  for (const root of roots) {
+    // deepest first, so a container is judged after its bad parts are gone
+    const blocks = descendants(root).filter((d) => CONDITIONAL_TAGS.has(d.name.toLowerCase())).reverse();
+    for (const b of blocks) if (shouldDropBlock(b, stats, opts)) removeNode(b);
+    for (const h of descendants(root)) {
+      if (/^h[12]$/i.test(h.name) && classWeight(h, opts) < 0) removeNode(h);
+    }
+  }
+}
+
+// --------------------------------------------------------------------------- entry point
+
+/** Body text of a parsed page (mutates the DOM), or '' when nothing looks like an article. */
+export function extractBodyText(doc: Document, opts: BodyOptions): string {
+  prune(doc, opts);
+  const stats = computeStats(doc);
+  const scores = scoreCandidates(doc, stats, opts);
+  const top = pickTopCandidate(scores);
+  if (!top) return '';
+  const parts = gatherSiblings(top, scores, stats);
+  cleanArticle(parts, stats, opts);
+  return blocksToText(parts);
+}

@@ -1,0 +1,51 @@
+import type { AnyNode } from 'domhandler';
+import { isElement, isText } from './dom.ts';
+import { BLOCK_TAGS } from './patterns.ts';
+
+/**
+ * Plain text of DOM subtrees: each block element starts a new paragraph, paragraphs are separated
+ * by one blank line, `<br>` is a line break inside a paragraph, whitespace inside a line is
+ * collapsed the way a browser renders it.
+ */
+/** Raw-text elements whose content is code or markup, not prose (they survive in selector output). */
+const NEVER_TEXT = new Set(['script', 'style', 'noscript', 'template', 'head', 'title']);
+
+export function blocksToText(nodes: AnyNode[]): string {
+  const paragraphs: string[] = [];
+  let lines: string[] = [];
+  let line = '';
+
+  const endLine = (): void => {
+    const t = line.replace(/\s+/g, ' ').trim();
+    if (t) lines.push(t);
+    line = '';
+  };
+  const endParagraph = (): void => {
+    endLine();
+    if (lines.length) paragraphs.push(lines.join('\n'));
+    lines = [];
+  };
+
+  const walk = (node: AnyNode): void => {
+    if (isText(node)) {
+      line += node.data;
+      return;
+    }
+    if (!isElement(node)) return;
+    const tag = node.name.toLowerCase();
+    if (NEVER_TEXT.has(tag)) return;
+    if (tag === 'br') {
+      endLine();
+      return;
+    }
+    const block = BLOCK_TAGS.has(tag);
+    if (block) endParagraph();
+    else if (tag === 'td' || tag === 'th') line += ' ';
+    for (const child of node.children) walk(child);
+    if (block) endParagraph();
+  };
+
+  for (const n of nodes) walk(n);
+  endParagraph();
+  return paragraphs.join('\n\n');
+}
