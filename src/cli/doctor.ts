@@ -1,8 +1,14 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { MorrisError } from '../errors.ts';
+import { collectDoctorReport, formatDoctorReport } from '../doctor.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('doctor').description('Check this host: Node, ONNX Runtime providers, database, bots, base model').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris doctor` is not built yet.'); });
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('doctor')
+    .description('Check this host: Node, ONNX Runtime providers, database, bots, base model')
+    .option('--json', 'print the report as JSON')
+    .action((opts: { json?: boolean }) => {
+      const report = collectDoctorReport(ctx.config());
+      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
+    });
 }

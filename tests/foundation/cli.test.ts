@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const SUBCOMMANDS = ['demo', 'serve', 'scrape', 'dataset', 'train', 'generate', 'adapters', 'model', 'jobs', 'status', 'doctor'];
@@ -25,6 +28,22 @@ describe('morris CLI', () => {
       expect(r.code, `${c} --help: ${r.err}`).toBe(0);
       expect(r.out).toMatch(new RegExp(`Usage: morris ${c}`));
     }
+  });
+
+  it('doctor prints the host facts and exits 0', () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-doctor-'));
+    const r = morris(['doctor'], { MORRIS_DATA_DIR: dataDir, MORRIS_BASE_MODEL: path.join(dataDir, 'no-model') });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(new RegExp(`Node.js ${process.versions.node}`));
+    expect(r.out).toMatch(/\+ cpu\s+always available/);
+    expect(r.out).toMatch(/device: auto → would use cpu/);
+    expect(r.out).toMatch(/schema version \d+ of \d+/);
+    expect(r.out).toMatch(/slack: not configured/);
+    expect(r.out).toMatch(/base model .*no-model not present/);
+    const json = JSON.parse(morris(['doctor', '--json'], { MORRIS_DATA_DIR: dataDir, SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' }).out);
+    expect(json.bots.slack).toBe('configured (Socket Mode)');
+    expect(json.database.schemaVersion).toBe(json.database.latest);
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('a bad config value exits non-zero naming the key', () => {

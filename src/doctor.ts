@@ -1,0 +1,89 @@
+/**
+ * `morris doctor`: the facts a newcomer (or a bug report) needs about this host, gathered
+ * without loading a model. Every check reports instead of throwing, so doctor always finishes.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config } from './config.ts';
+import { openStore, schemaVersion, latestSchemaVersion } from './store/db.ts';
+import { listProviders, providerCandidates } from './model/ort.ts';
+import { baseModelLocation } from './model/base-model-location.ts';
+
+export interface DoctorReport {
+  node: { version: string; ok: boolean };
+  providers: { name: string; usable: boolean; note: string }[];
+  device: { configured: string; wouldUse: string };
+  database: { path: string; schemaVersion: number | null; latest: number; error?: string };
+  bots: { slack: string; discord: string; backend: string };
+  baseModel: { setting: string; folder: string; present: boolean; missing: string[] };
+}
+
+export function collectDoctorReport(config: Config): DoctorReport {
+  const [major] = process.versions.node.split('.').map(Number);
+  const providers = listProviders().filter((p) => p.supported);
+  let wouldUse = 'cpu';
+  try {
+    wouldUse = providerCandidates(config.MORRIS_DEVICE)[0] ?? 'cpu';
+  } catch (e) {
+    wouldUse = `invalid: ${(e as Error).message}`;
+  }
+
+  const database: DoctorReport['database'] = { path: config.dbPath, schemaVersion: null, latest: latestSchemaVersion() };
+  try {
+    const db = openStore(config.dbPath);
+    database.schemaVersion = schemaVersion(db);
+    db.close();
+  } catch (e) {
+    database.error = (e as Error).message;
+  }
+
+  const slack = !config.SLACK_BOT_TOKEN
+    ? 'not configured (set SLACK_BOT_TOKEN)'
+    : config.SLACK_APP_TOKEN
+      ? 'configured (Socket Mode)'
+      : config.SLACK_SIGNING_SECRET
+        ? `configured (HTTP mode, POST /slack/events on port ${config.PORT})`
+        : 'incomplete: set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)';
+  const discord = !config.DISCORD_TOKEN
+    ? 'not configured (set DISCORD_TOKEN)'
+    : config.DISCORD_APPLICATION_ID
+      ? 'configured'
+      : 'configured, but DISCORD_APPLICATION_ID is missing (needed to register slash commands)';
+  const backend = config.MORRIS_BACKEND === 'openai' ? `openai at ${config.MORRIS_OPENAI_BASE_URL ?? '(MORRIS_OPENAI_BASE_URL not set)'}` : 'local (in-process ONNX Runtime)';
+
+  const folder = baseModelLocation(config.MORRIS_BASE_MODEL, config.MORRIS_MODELS_DIR);
+  const missing = ['config.json', 'tokenizer.json', 'tokenizer_config.json'].filter((f) => !fs.existsSync(path.join(folder, f)));
+  const hasWeights =
+    fs.existsSync(path.join(folder, 'model.safetensors')) || fs.existsSync(path.join(folder, 'model.safetensors.index.json'));
+  if (!hasWeights) missing.push('model.safetensors');
+
+  return {
+    node: { version: process.versions.node, ok: (major ?? 0) >= 20 },
+    providers: providers.map((p) => ({ name: p.name, usable: p.usable, note: p.note })),
+    device: { configured: config.MORRIS_DEVICE, wouldUse },
+    database,
+    bots: { slack, discord, backend },
+    baseModel: { setting: config.MORRIS_BASE_MODEL, folder, present: missing.length === 0, missing },
+  };
+}
+
+export function formatDoctorReport(r: DoctorReport): string {
+  const mark = (ok: boolean) => (ok ? 'ok  ' : 'warn');
+  const lines = [
+    `${mark(r.node.ok)} Node.js ${r.node.version}${r.node.ok ? '' : ' (Node 20 or newer is required)'}`,
+    `ok   ONNX Runtime execution providers:`,
+    ...r.providers.map((p) => `       ${p.usable ? '+' : '-'} ${p.name.padEnd(7)} ${p.note}`),
+    `ok   device: ${r.device.configured} → would use ${r.device.wouldUse}`,
+    r.database.error
+      ? `warn database ${r.database.path}: ${r.database.error}`
+      : `ok   database ${r.database.path} (schema version ${r.database.schemaVersion} of ${r.database.latest})`,
+    `ok   slack: ${r.bots.slack}`,
+    `ok   discord: ${r.bots.discord}`,
+    `ok   generation backend: ${r.bots.backend}`,
+    r.baseModel.present
+      ? `ok   base model ${r.baseModel.setting} present at ${r.baseModel.folder}`
+      : `warn base model ${r.baseModel.setting} not present at ${r.baseModel.folder} (missing ${r.baseModel.missing.join(', ')}); ` +
+        `it is pulled on first use, or run \`morris model pull\` / \`morris model init-tiny\``,
+  ];
+  return lines.join('\n');
+}
