@@ -203,4 +203,22 @@ export const migrations: Migration[] = [
       CREATE INDEX job_logs_run ON job_logs(run_id, id);
     `,
   },
+  {
+    version: 41,
+    name: 'jobs: adapter promotion history',
+    sql: `
+      -- Every change of the active adapter, so rollback knows what was active before.
+      -- adapter_id NULL means "base model, no adapter".
+      CREATE TABLE adapter_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        action TEXT NOT NULL CHECK (action IN ('promote', 'rollback')),
+        adapter_id TEXT REFERENCES adapters(id),
+        previous_id TEXT REFERENCES adapters(id),
+        actor TEXT NOT NULL,
+        reason TEXT
+      );
+      CREATE INDEX adapter_events_adapter ON adapter_events(adapter_id, id);
+    `,
+  },
 ];
