@@ -4,7 +4,8 @@ import {
   BLOCK_TAGS, COMMAS, DROP_TAGS, FURNITURE_ROLES, FURNITURE_TAGS, MAYBE_CANDIDATE, NEGATIVE, POSITIVE,
   STRONGLY_UNLIKELY, UNLIKELY,
 } from './patterns.ts';
-import { blocksToText } from './text.ts';
+import { dropBoilerplateParagraphs } from './boilerplate.ts';
+import { blocksToParagraphs, blocksToText } from './text.ts';
 
 /**
  * Content-scoring body extraction in the Readability / boilerpipe tradition:
@@ -306,6 +307,8 @@ function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolea
   const tag = el.name.toLowerCase();
   const s = stats.get(el);
   if (!s) return false;
+  // Embedded posts (tweets, Instagram) are quotations the article makes: kept whatever their class says.
+  if (quoteShare(el, stats) > 0.5) return false;
   const weight = classWeight(el, opts);
   if (weight < 0) return true;
   if (s.commas >= 10) return false;
@@ -326,6 +329,14 @@ function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolea
     (isList && ld > 0.5) ||
     (img === 0 && s.text === 0)
   );
+}
+
+function quoteShare(el: Element, stats: StatMap): number {
+  const total = stats.get(el)?.text ?? 0;
+  if (!total) return 0;
+  let quoted = 0;
+  for (const d of descendants(el)) if (d.name === 'blockquote') quoted += stats.get(d)?.text ?? 0;
+  return quoted / total;
 }
 
 function isDataTable(table: Element): boolean {
@@ -356,5 +367,5 @@ export function extractBodyText(doc: Document, opts: BodyOptions): string {
   if (!top) return '';
   const parts = gatherSiblings(top, scores, stats);
   cleanArticle(parts, stats, opts);
-  return blocksToText(parts);
+  return dropBoilerplateParagraphs(blocksToParagraphs(parts)).join('\n\n');
 }

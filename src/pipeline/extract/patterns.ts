@@ -12,7 +12,7 @@ export const DROP_TAGS = new Set([
 ]);
 
 /** Page furniture by tag; their text is never article body. */
-export const FURNITURE_TAGS = new Set(['nav', 'aside', 'footer', 'menu']);
+export const FURNITURE_TAGS = new Set(['nav', 'aside', 'footer', 'menu', 'figure', 'figcaption']);
 
 export const FURNITURE_ROLES = new Set([
   'navigation', 'complementary', 'contentinfo', 'banner', 'menu', 'menubar', 'alert', 'alertdialog',
@@ -21,14 +21,14 @@ export const FURNITURE_ROLES = new Set([
 
 /** Class/id words of blocks that are almost never article text. */
 export const UNLIKELY =
-  /(?:^|[\s_-])(?:-?ad-|ads?|adv|advert\w*|ai2html|banner|breadcrumbs?|combx|comment\w*|community|cover-wrap|disqus|extra|footer|gdpr|legends|menu|related|remark|replies|rss|shoutbox|sidebar|skyscraper|social|sponsor\w*|supplemental|ad-break|agegate|pagination|pager|popup|yom-remote|share|sharing|sharebar|subscribe|subscription|newsletter|signup|sign-up|promo\w*|outbrain|taboola|recirc\w*|trending|most-?popular|popular|recommend\w*|cookie\w*|consent|paywall|modal|overlay|masthead|navbar|nav|tools|toolbar|widget\w*|byline|author-bio|author-info|tags?|tag-list|keywords|navigation|print|email|follow|visually-hidden|sr-only|screen-reader-text|jump|skip)(?:$|[\s_-])/i;
+  /(?:^|[\s_-])(?:-?ad-|ads?|adv|advert\w*|ai2html|banner|breadcrumbs?|combx|comment\w*|community|cover-wrap|disqus|extra|footer|gdpr|legends|menu|related|remark|replies|rss|shoutbox|sidebar|skyscraper|social|sponsor\w*|supplemental|ad-break|agegate|pagination|pager|popup|yom-remote|share|sharing|sharebar|subscribe|subscription|newsletter|signup|sign-up|promo\w*|outbrain|taboola|recirc\w*|trending|most-?popular|popular|recommend\w*|cookie\w*|consent|modal|captions?|credits?|gallery|slideshow|carousel|slider|lightbox|overlay|masthead|navbar|nav|tools|toolbar|widget\w*|byline|author-bio|author-info|tags?|tag-list|keywords|navigation|print|email|follow|visually-hidden|sr-only|screen-reader-text|jump|skip)(?:$|[\s_-])/i;
 
 /** UNLIKELY words that stay unlikely even next to a "content"-style word ("related-articles"). */
 export const STRONGLY_UNLIKELY =
-  /(?:^|[\s_-])(?:comments?|related|share|sharing|social|newsletter|subscribe|promo|outbrain|taboola|recirc\w*|trending|most-?popular|recommend\w*|cookie\w*|consent|sidebar|footer|breadcrumbs?|advert\w*|sponsored)(?:$|[\s_-])/i;
+  /(?:^|[\s_-])(?:comments?|related|share|sharing|newsletter|subscribe|promo|outbrain|taboola|recirc\w*|trending|most-?popular|recommend\w*|cookie\w*|consent|sidebar|footer|breadcrumbs?|advert\w*|sponsored)(?:$|[\s_-])/i;
 
 /** Class/id words that rescue a block matched by UNLIKELY (e.g. "article-comments-count" no, "main-content" yes). */
-export const MAYBE_CANDIDATE = /and|article|body|column|content|main|shadow|story|entry|post-?text|text/i;
+export const MAYBE_CANDIDATE = /and|article|body|column|content|main|shadow|story|entry|post-?text|text|embed/i;
 
 /** Readability's class weights: words that raise or lower a container's score. */
 export const POSITIVE =

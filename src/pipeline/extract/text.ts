@@ -11,6 +11,11 @@ import { BLOCK_TAGS } from './patterns.ts';
 const NEVER_TEXT = new Set(['script', 'style', 'noscript', 'template', 'head', 'title']);
 
 export function blocksToText(nodes: AnyNode[]): string {
+  return blocksToParagraphs(nodes).join('\n\n');
+}
+
+/** The paragraphs of `blocksToText`, one string each (lines inside joined by '\n'). */
+export function blocksToParagraphs(nodes: AnyNode[]): string[] {
   const paragraphs: string[] = [];
   let lines: string[] = [];
   let line = '';
@@ -47,5 +52,5 @@ export function blocksToText(nodes: AnyNode[]): string {
 
   for (const n of nodes) walk(n);
   endParagraph();
-  return paragraphs.join('\n\n');
+  return paragraphs;
 }
