@@ -91,6 +91,8 @@ const schema = z.object({
   MORRIS_OPENAI_BASE_URL: url.optional(),
   MORRIS_OPENAI_MODEL: optionalString,
   MORRIS_OPENAI_API_KEY: optionalString,
+  /** Who the attribution line names ("AI-generated in the style of …"); default in src/bot/core.ts. */
+  MORRIS_COLUMNIST: optionalString,
 
   // --- jobs / serve ---
   MORRIS_CRON_RESCRAPE: cron.default('0 3 * * 1'),
