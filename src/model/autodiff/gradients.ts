@@ -1,0 +1,103 @@
+/**
+ * Reverse-mode autodiff over a GraphBuilder graph: one reverse topological walk that applies the
+ * local rule of each node (./rules.ts) to the nodes between the trainable tensors and the loss.
+ * Frozen tensors (base weights, inputs, constants) get no gradient, and nodes whose outputs do
+ * not depend on a trainable tensor emit nothing, so their activations are freed as soon as the
+ * forward pass is done with them.
+ */
+import { MorrisError } from '../../errors.ts';
+import type { GraphBuilder, NodeInfo } from '../onnx/builder.ts';
+import { addAll } from './helpers.ts';
+import { gradientRule } from './rules.ts';
+
+const FLOAT_TYPES = new Set(['float32', 'float64', 'float16', 'bfloat16']);
+
+/**
+ * Appends gradient nodes to `g` for d(loss)/d(t) of every tensor in `wrt` and returns the name
+ * of each gradient tensor (an all-zero tensor when `t` does not reach the loss). `loss` must be a
+ * scalar (or the caller's seed gradient is implicitly 1 for every element).
+ */
+export function addGradients(g: GraphBuilder, loss: string, wrt: readonly string[]): Map<string, string> {
+  const nodes = g.nodes.slice(); // snapshot: the walk appends nodes to g
+  // 1) forward: tensors that depend on a trainable tensor
+  const dependsOnTrainable = new Set<string>(wrt);
+  for (const n of nodes) {
+    if (n.inputs.some((i) => dependsOnTrainable.has(i))) {
+      for (const o of n.outputs) if (isFloat(g, o)) dependsOnTrainable.add(o);
+    }
+  }
+  // 2) backward: of those, the ones the loss depends on
+  const onPath = new Set<string>();
+  if (dependsOnTrainable.has(loss)) onPath.add(loss);
+  const pathNodes: NodeInfo[] = [];
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    const n = nodes[k]!;
+    if (!n.outputs.some((o) => onPath.has(o))) continue;
+    pathNodes.push(n);
+    for (const i of n.inputs) if (i !== '' && dependsOnTrainable.has(i)) onPath.add(i);
+  }
+  // 3) the walk, loss first: each tensor's gradient is the sum of its consumers' contributions
+  const contributions = new Map<string, string[]>();
+  const gradOf = (t: string): string | undefined => {
+    const parts = contributions.get(t);
+    if (!parts || parts.length === 0) return undefined;
+    if (parts.length > 1) contributions.set(t, [addAll(g, parts)]);
+    return contributions.get(t)![0];
+  };
+  contributions.set(loss, [seedGradient(g, loss)]);
+  for (const n of pathNodes) {
+    const rule = gradientRule(n.opType);
+    if (!rule) {
+      throw new MorrisError('NO_GRADIENT_RULE', `No gradient rule for op ${n.opType} (node ${n.name}) on the path from the trainable tensors to the loss.`, {
+        hint: 'Add a rule for it to GRADIENT_RULES in src/model/autodiff/rules.ts (with a finite-difference test).',
+      });
+    }
+    const gy = n.outputs.map((o) => (onPath.has(o) ? gradOf(o) : undefined));
+    if (gy.every((x) => x === undefined)) continue;
+    const need = n.inputs.map((i) => i !== '' && onPath.has(i));
+    const gx = rule({ g, node: n, gy, need });
+    n.inputs.forEach((i, k) => {
+      if (!need[k] || gx[k] === undefined) return;
+      recordLike(g, gx[k]!, i);
+      const list = contributions.get(i) ?? [];
+      list.push(gx[k]!);
+      contributions.set(i, list);
+    });
+  }
+  const out = new Map<string, string>();
+  for (const t of wrt) {
+    const gt = gradOf(t);
+    if (gt) recordLike(g, gt, t);
+    out.set(t, gt ?? zerosFor(g, t));
+  }
+  return out;
+}
+
+/** A gradient has its tensor's dtype and shape; record them where inference left them unknown. */
+function recordLike(g: GraphBuilder, grad: string, like: string): void {
+  const gi = g.tensor(grad);
+  const li = g.tensor(like);
+  g.setInfo(grad, gi.dtype ?? li.dtype, gi.shape ?? li.shape);
+}
+
+function isFloat(g: GraphBuilder, t: string): boolean {
+  const d = g.tensor(t).dtype;
+  return d === undefined || FLOAT_TYPES.has(d);
+}
+
+/** d(loss)/d(loss) = 1, shaped like the loss. */
+function seedGradient(g: GraphBuilder, loss: string): string {
+  const dtype = g.tensor(loss).dtype ?? 'float32';
+  const data = dtype === 'float64' ? new Float64Array([1]) : new Float32Array([1]);
+  const one = g.op('ConstantOfShape', [g.op('Shape', [loss])], { value: { tensor: { dtype, shape: [1], data } } });
+  g.setInfo(one, dtype, g.tensor(loss).shape);
+  return one;
+}
+
+function zerosFor(g: GraphBuilder, t: string): string {
+  const dtype = g.tensor(t).dtype ?? 'float32';
+  const data = dtype === 'float64' ? new Float64Array(1) : new Float32Array(1);
+  const z = g.op('ConstantOfShape', [g.op('Shape', [t])], { value: { tensor: { dtype, shape: [1], data } } });
+  g.setInfo(z, dtype, g.tensor(t).shape);
+  return z;
+}

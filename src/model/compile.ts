@@ -1,0 +1,169 @@
+/**
+ * Compiles a checkpoint (+ optional PEFT adapter, + optional weight-only quantization) into a
+ * folder transformers.js can load, without copying weights.
+ *
+ * Layout (decided here): `<root>/<variant>/` where
+ *   root    = opts.cacheDir, else `<modelDir>/.morris` when the model folder is writable, else
+ *             `<tmpdir>/morris-compiled/<hash of modelDir>`;
+ *   variant = `fp32|int8|int4` + (`-adapter-<hash of adapterDir>` when an adapter is applied).
+ * The variant folder holds config.json and the tokenizer files (small copies), `onnx/model.onnx`,
+ * and under `onnx/` HARD LINKS to the checkpoint's safetensors files (`onnx/base/…`) and the
+ * adapter's (`onnx/adapter/…`), because ONNX Runtime only accepts external data inside the .onnx
+ * folder (no `..`, absolute paths or symlinks). Quantized weights are the one new data file
+ * (`onnx/quant.bin`). `compiled.json` records the identity of every source file; a change
+ * (new adapter written by rename, re-downloaded weights) triggers a recompile.
+ */
+import { createHash } from 'node:crypto';
+import { accessSync, constants, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { MorrisError, wrapFsError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { openCheckpoint, type Checkpoint, type DecoderConfig } from './checkpoint.ts';
+import { buildInferenceGraph, externalWeights, type LoraModule, type LoraTensors, type WeightProvider } from './llama-graph.ts';
+import type { TensorEntry } from './safetensors.ts';
+import { pairKey, readAdapter, type Adapter } from './lora.ts';
+import { ExternalDataFile, quantLinear } from './quant.ts';
+
+const log = childLog('compile');
+
+/** Bump when the graph changes, so old compiled folders are rebuilt. */
+const COMPILER_VERSION = 3;
+
+export type Quant = 'fp32' | 'int8' | 'int4';
+export const SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json'];
+
+export interface CompileOptions {
+  modelDir: string;
+  adapterDir?: string | null;
+  quant?: Quant;
+  cacheDir?: string;
+}
+
+export interface CompiledModel {
+  /** Folder to hand to transformers.js (config, tokenizer, onnx/model.onnx). */
+  readonly dir: string;
+  readonly onnxFile: string;
+  readonly config: DecoderConfig;
+  readonly adapter: Adapter | null;
+  readonly quant: Quant;
+  /** Whether this call built the graph (false: reused an up-to-date compiled folder). */
+  readonly built: boolean;
+}
+
+const shortHash = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false; // not writable → compile into the temp dir instead
+  }
+}
+
+export function compiledDirFor(opts: CompileOptions): string {
+  const modelDir = resolve(opts.modelDir);
+  const root = opts.cacheDir
+    ? join(resolve(opts.cacheDir), shortHash(modelDir))
+    : writable(modelDir)
+      ? join(modelDir, '.morris')
+      : join(tmpdir(), 'morris-compiled', shortHash(modelDir));
+  const variant = (opts.quant ?? 'fp32') + (opts.adapterDir ? `-adapter-${shortHash(resolve(opts.adapterDir))}` : '');
+  return join(root, variant);
+}
+
+function fileIdentity(f: string): string {
+  const s = statSync(f);
+  return `${f}:${s.size}:${s.mtimeMs}:${s.ino}`;
+}
+
+/** Hard link (never a copy of the weights); same file system required. */
+function linkInto(src: string, dest: string): void {
+  try {
+    linkSync(src, dest);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM') {
+      throw new MorrisError('MODEL_INVALID', `Cannot hard-link ${src} into ${dest} (${code}).`, {
+        hint: 'Put the compile cache (cacheDir) on the same file system as the model, or make the model folder writable.',
+        cause: e,
+      });
+    }
+    throw wrapFsError(e, dest);
+  }
+}
+
+export function compileModel(opts: CompileOptions): CompiledModel {
+  const quant = opts.quant ?? 'fp32';
+  const ckpt: Checkpoint = openCheckpoint(opts.modelDir);
+  const adapter = opts.adapterDir ? readAdapter(resolve(opts.adapterDir), ckpt.config) : null;
+  const dir = compiledDirFor(opts);
+  const onnxFile = join(dir, 'onnx', 'model.onnx');
+  const sources = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
+  const sideFiles = SIDE_FILES.map((f) => join(ckpt.dir, f)).filter((f) => existsSync(f));
+  const key = JSON.stringify({
+    v: COMPILER_VERSION,
+    quant,
+    files: [...sources, ...sideFiles, ...(adapter ? [adapter.file, join(adapter.dir, 'adapter_config.json')] : [])].map(fileIdentity),
+  });
+  const stamp = join(dir, 'compiled.json');
+  if (existsSync(stamp) && existsSync(onnxFile) && readFileSync(stamp, 'utf8') === key) {
+    return { dir, onnxFile, config: ckpt.config, adapter, quant, built: false };
+  }
+
+  const t0 = Date.now();
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(join(tmp, 'onnx', 'base'), { recursive: true });
+  try {
+    for (const f of sideFiles) copyFileSync(f, join(tmp, basename(f)));
+    const location = new Map<string, string>();
+    for (const f of sources) {
+      linkInto(f, join(tmp, 'onnx', 'base', basename(f)));
+      location.set(f, `base/${basename(f)}`);
+    }
+    if (adapter) {
+      mkdirSync(join(tmp, 'onnx', 'adapter'));
+      linkInto(adapter.file, join(tmp, 'onnx', 'adapter', basename(adapter.file)));
+      location.set(adapter.file, `adapter/${basename(adapter.file)}`);
+    }
+    const quantFile = quant === 'fp32' ? null : new ExternalDataFile(join(tmp, 'onnx', 'quant.bin'), 'quant.bin');
+    try {
+      const g = buildInferenceGraph(ckpt.config, (gb) => ({
+        weights: externalWeights(gb, ckpt.tensors, (f) => location.get(f)!),
+        linear: quantFile ? quantLinear(quant === 'int8' ? 8 : 4, quantFile) : undefined,
+        lora: adapter ? adapterLora(adapter, externalWeights(gb, adapterTensors(adapter), (f) => location.get(f)!, 'lora:')) : undefined,
+      }));
+      writeFileSync(join(tmp, 'onnx', 'model.onnx'), g.serialize({ docString: `morris ${quant}${adapter ? ' + LoRA ' + adapter.dir : ''}` }));
+    } finally {
+      quantFile?.close();
+    }
+    writeFileSync(join(tmp, 'compiled.json'), key);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw wrapFsError(e, dir);
+  }
+  log.info({ dir, quant, adapter: adapter?.dir ?? null, ms: Date.now() - t0 }, 'compiled model graph');
+  return { dir, onnxFile, config: ckpt.config, adapter, quant, built: true };
+}
+
+function adapterTensors(adapter: Adapter): Map<string, TensorEntry> {
+  const m = new Map<string, TensorEntry>();
+  for (const { a, b } of adapter.pairs.values()) {
+    m.set(a.name, a);
+    m.set(b.name, b);
+  }
+  return m;
+}
+
+/** LoRA hook for buildDecoderForward: A/B are external initializers read from the adapter's own file. */
+export function adapterLora(adapter: Adapter, w: WeightProvider): (layer: number, m: LoraModule) => LoraTensors | undefined {
+  return (layer, m) => {
+    const pair = adapter.pairs.get(pairKey(layer, m));
+    if (!pair) return undefined;
+    return { a: w.get(pair.a.name), b: w.get(pair.b.name), scale: adapter.scale };
+  };
+}

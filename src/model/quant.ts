@@ -1,0 +1,107 @@
+/**
+ * Weight-only quantization for ONNX Runtime's MatMulNBits (com.microsoft): each row of W [N, K]
+ * is cut into blocks of `blockSize` along K; each block stores a float scale and `bits`-bit
+ * unsigned codes around the default zero point 2^(bits-1) (symmetric, so no zero-point tensor).
+ * Packed layout B [N, ceil(K/blockSize), blockSize·bits/8]; 4-bit codes put element 2j in the low
+ * nibble. The compiler appends the packed data to a cache file next to the graph (the only
+ * weight bytes Morris writes itself) and points MatMulNBits' initializers at it.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { MorrisError } from '../errors.ts';
+import type { LinearImpl } from './llama-graph.ts';
+import { readTensorF32 } from './safetensors.ts';
+
+export type QuantBits = 4 | 8;
+export const DEFAULT_BLOCK_SIZE = 32;
+
+export interface QuantizedMatrix {
+  packed: Uint8Array;
+  scales: Float32Array;
+  nBlocks: number;
+}
+
+export function quantizeMatrix(w: Float32Array, N: number, K: number, bits: QuantBits, blockSize = DEFAULT_BLOCK_SIZE): QuantizedMatrix {
+  if (w.length !== N * K) throw new MorrisError('INTERNAL', `quantizeMatrix: ${w.length} values for [${N}, ${K}].`);
+  const nBlocks = Math.ceil(K / blockSize);
+  const blob = (blockSize * bits) / 8;
+  const packed = new Uint8Array(N * nBlocks * blob);
+  const scales = new Float32Array(N * nBlocks);
+  const qmax = (1 << (bits - 1)) - 1; // 7 or 127
+  const zp = 1 << (bits - 1);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < nBlocks; b++) {
+      const k0 = b * blockSize;
+      const k1 = Math.min(K, k0 + blockSize);
+      let amax = 0;
+      for (let k = k0; k < k1; k++) amax = Math.max(amax, Math.abs(w[n * K + k]!));
+      const scale = amax / qmax;
+      scales[n * nBlocks + b] = scale;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      const base = (n * nBlocks + b) * blob;
+      for (let k = k0; k < k0 + blockSize; k++) {
+        const v = k < k1 ? w[n * K + k]! : 0; // zero padding past K
+        const q = Math.max(-qmax, Math.min(qmax, Math.round(v * inv))) + zp;
+        const j = k - k0;
+        if (bits === 8) packed[base + j] = q;
+        else packed[base + (j >> 1)] |= j & 1 ? q << 4 : q;
+      }
+    }
+  }
+  return { packed, scales, nBlocks };
+}
+
+/** W as the quantized kernel sees it (for measuring quantization error). */
+export function dequantizeMatrix(q: QuantizedMatrix, N: number, K: number, bits: QuantBits, blockSize = DEFAULT_BLOCK_SIZE): Float32Array {
+  const out = new Float32Array(N * K);
+  const blob = (blockSize * bits) / 8;
+  const zp = 1 << (bits - 1);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const b = Math.floor(k / blockSize);
+      const j = k % blockSize;
+      const byte = q.packed[(n * q.nBlocks + b) * blob + (bits === 8 ? j : j >> 1)]!;
+      const code = bits === 8 ? byte : j & 1 ? byte >> 4 : byte & 15;
+      out[n * K + k] = (code - zp) * q.scales[n * q.nBlocks + b]!;
+    }
+  }
+  return out;
+}
+
+/** Append-only binary file whose byte offsets become ONNX external-data offsets. */
+export class ExternalDataFile {
+  private fd: number;
+  private size = 0;
+  constructor(readonly path: string, readonly location: string) {
+    this.fd = openSync(path, 'w');
+  }
+  append(data: Uint8Array | Float32Array): { location: string; offset: number; length: number } {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const offset = this.size;
+    writeSync(this.fd, bytes);
+    this.size += bytes.length;
+    return { location: this.location, offset, length: bytes.length };
+  }
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/**
+ * A LinearImpl that quantizes each weight as the graph is built and emits MatMulNBits. The
+ * original float weight is never referenced by the graph (it is only read to quantize it).
+ */
+export function quantLinear(bits: QuantBits, out: ExternalDataFile, blockSize = DEFAULT_BLOCK_SIZE): LinearImpl {
+  return (g, x, spec, w) => {
+    const entry = w.entry(spec.weight);
+    if (!entry) throw new MorrisError('MODEL_INVALID', `Checkpoint lacks tensor ${spec.weight}.`);
+    const N = spec.outFeatures;
+    const K = spec.inFeatures;
+    const q = quantizeMatrix(readTensorF32(entry), N, K, bits, blockSize);
+    const blob = (blockSize * bits) / 8;
+    const B = g.externalInitializer(`${spec.name}.q${bits}.weight`, 'uint8', [N, q.nBlocks, blob], out.append(q.packed));
+    const scales = g.externalInitializer(`${spec.name}.q${bits}.scales`, 'float32', [N * q.nBlocks], out.append(q.scales));
+    let y = g.op('MatMulNBits', [x, B, scales], { K, N, bits, block_size: blockSize, accuracy_level: 4 });
+    if (spec.bias) y = g.op('Add', [y, w.get(spec.bias)]);
+    return y;
+  };
+}
