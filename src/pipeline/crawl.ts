@@ -1,0 +1,418 @@
+/**
+ * One crawl of one source profile: discover article URLs (listing pages with pagination, feeds,
+ * sitemaps), fetch what is new or changed through the polite Fetcher, extract, and upsert into the
+ * store. Incremental by default: a listing walk stops at the first page that brings only known
+ * articles, known articles are refetched only when a sitemap says they changed (and then
+ * conditionally, so unchanged ones cost a 304), and URLs that failed last time are retried.
+ * `full` re-walks every page and revalidates every article. Every write is an upsert inside a
+ * transaction, and a failed or empty fetch never replaces an article already stored.
+ */
+import { createHash } from 'node:crypto';
+import type { Store } from '../store/db.ts';
+import { MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { extractArticle, type Article } from './extract.ts';
+import type { Fetcher, FetchResult } from './fetch.ts';
+import type { SourceProfile } from './profile.ts';
+import { canonicalUrl, pageCanonical, parseFeed, parseListing, parseSitemap, wantedUrl } from './discover.ts';
+
+const log = childLog('crawl');
+
+/** A URL that failed this many times is left alone until `full`. */
+const MAX_ATTEMPTS = 5;
+const MAX_SITEMAPS = 50;
+
+export interface CrawlOptions {
+  fetcher: Fetcher;
+  /** Re-walk all listing pages and revalidate every known article. */
+  full?: boolean;
+  /** Listing pages walked per listing (overrides the profile). */
+  maxPages?: number;
+  /** Article fetches in flight (the fetcher still enforces each host's own limits). */
+  concurrency?: number;
+  onProgress?: (p: CrawlProgress) => void;
+}
+
+export interface CrawlProgress {
+  phase: 'discover' | 'fetch';
+  done: number;
+  total: number;
+  url?: string;
+}
+
+export interface UrlReason {
+  url: string;
+  reason: string;
+}
+
+export interface CrawlSummary {
+  source: string;
+  runId: number;
+  full: boolean;
+  /** Article URLs found by discovery (kept by the profile's patterns). */
+  discovered: number;
+  /** Links discovery saw but the profile's patterns or hosts rejected. */
+  filtered: number;
+  listingPages: number;
+  fetched: number;
+  new: number;
+  updated: number;
+  /** Answered 304, or fetched with the same content as stored. */
+  unchanged: number;
+  skippedRobots: number;
+  /** Fetched but not an article, or an article we do not want: counted by reason. */
+  skipped: UrlReason[];
+  failed: UrlReason[];
+  /** Not fatal, counted: invalid dates dropped, pages cut at the size cap. */
+  warnings: Record<string, number>;
+  requests: number;
+  notModified: number;
+  bytes: number;
+  durationMs: number;
+}
+
+interface Target {
+  url: string;
+  foundOn: string;
+  lastmod: string | null;
+}
+
+export async function crawlSource(store: Store, profile: SourceProfile, opts: CrawlOptions): Promise<CrawlSummary> {
+  const t0 = Date.now();
+  const { fetcher } = opts;
+  const before = { ...fetcher.counters };
+  const runId = Number(store.prepare('INSERT INTO scrape_runs (source) VALUES (?)').run(profile.name).lastInsertRowid);
+  const s: CrawlSummary = {
+    source: profile.name, runId, full: Boolean(opts.full), discovered: 0, filtered: 0, listingPages: 0, fetched: 0,
+    new: 0, updated: 0, unchanged: 0, skippedRobots: 0, skipped: [], failed: [], warnings: {}, requests: 0,
+    notModified: 0, bytes: 0, durationMs: 0,
+  };
+  const warn = (k: string) => (s.warnings[k] = (s.warnings[k] ?? 0) + 1);
+  const db = statements(store);
+  const rules = {
+    hosts: new Set(profile.hosts ?? [...profile.listings.map((l) => l.url), ...profile.feeds, ...profile.sitemaps].map((u) => new URL(u).host)),
+    keep: profile.keep.map((r) => new RegExp(r)),
+    drop: profile.drop.map((r) => new RegExp(r)),
+  };
+
+  // --- discovery ---
+  const found = new Map<string, Target>();
+  const offer = (raw: string, foundOn: string, lastmod: string | null = null): 'new' | 'known' | 'dropped' => {
+    const url = canonicalUrl(raw, undefined, profile.stripParams);
+    if (!url || wantedUrl(url, rules)) {
+      s.filtered++;
+      return 'dropped';
+    }
+    const seen = found.get(url);
+    if (!seen) found.set(url, { url, foundOn, lastmod });
+    else if (lastmod && (!seen.lastmod || lastmod > seen.lastmod)) seen.lastmod = lastmod;
+    return isKnown(db, url) ? 'known' : 'new';
+  };
+  const discoveryFetch = async (url: string, accept?: string): Promise<FetchResult | null> => {
+    opts.onProgress?.({ phase: 'discover', done: s.listingPages, total: 0, url });
+    try {
+      const prev = opts.full ? undefined : db.page.get(url);
+      const res = await fetcher.get(url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined, accept });
+      db.savePage(res);
+      if (res.notModified) return null;
+      if (res.status >= 400) s.failed.push({ url, reason: `HTTP ${res.status}` });
+      else if (res.binary) s.failed.push({ url, reason: `not text (${res.contentType ?? 'unknown type'})` });
+      else return res;
+    } catch (e) {
+      if (isCode(e, 'ROBOTS_DISALLOWED')) s.skippedRobots++;
+      else s.failed.push({ url, reason: reasonOf(e) });
+    }
+    return null;
+  };
+
+  for (const listing of profile.listings) {
+    const maxPages = opts.maxPages ?? listing.maxPages ?? profile.maxPages;
+    const seen = new Set<string>();
+    let url: string | null = listing.url;
+    for (let page = 1; url && page <= maxPages && !seen.has(url); page++) {
+      seen.add(url);
+      s.listingPages++;
+      const res = await discoveryFetch(url);
+      if (!res) break; // 304 (nothing new on the first page means nothing new), error, or robots
+      const parsed = parseListing(res.text, res.finalUrl, { links: listing.links, next: listing.next?.selector });
+      const verdicts = parsed.links.map((l) => offer(l, url as string));
+      const kept = verdicts.filter((v) => v !== 'dropped');
+      if (kept.length === 0) break; // past the last page
+      if (!opts.full && kept.every((v) => v === 'known')) break; // incremental: the rest is known
+      url =
+        parsed.next ??
+        (listing.next?.template ? listing.next.template.replace('{page}', String(listing.next.start + page - 1)) : null);
+    }
+  }
+  for (const feed of profile.feeds) {
+    const res = await discoveryFetch(feed, 'application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5');
+    if (!res) continue;
+    for (const item of parseFeed(res.text, res.finalUrl)) {
+      if (profile.feedAuthor && item.author && !contains(item.author, profile.feedAuthor)) {
+        s.filtered++;
+        continue;
+      }
+      offer(item.url, feed);
+    }
+  }
+  const sitemapQueue = [...profile.sitemaps];
+  if (profile.robotsSitemaps) {
+    const first = profile.listings[0]?.url ?? profile.feeds[0] ?? profile.sitemaps[0];
+    if (first) sitemapQueue.push(...(await fetcher.robotsSitemaps(first).catch(() => [])));
+  }
+  const sitemapsSeen = new Set<string>();
+  while (sitemapQueue.length && sitemapsSeen.size < MAX_SITEMAPS) {
+    const sm = sitemapQueue.shift() as string;
+    if (sitemapsSeen.has(sm)) continue;
+    sitemapsSeen.add(sm);
+    const res = await discoveryFetch(sm, 'application/xml, text/xml;q=0.9, */*;q=0.5');
+    if (!res) continue;
+    const parsed = parseSitemap(res.text, res.finalUrl);
+    sitemapQueue.push(...parsed.sitemaps);
+    for (const u of parsed.urls) offer(u.url, sm, u.lastmod);
+  }
+  s.discovered = found.size;
+
+  // --- decide what to fetch ---
+  for (const row of db.retry.all(profile.name, MAX_ATTEMPTS)) {
+    if (!found.has(row.url)) found.set(row.url, { url: row.url, foundOn: row.found_on ?? '', lastmod: row.lastmod });
+  }
+  const targets = [...found.values()].filter((t) => {
+    const known = db.crawlUrl.get(t.url);
+    db.upsertFound.run(t.url, profile.name, t.foundOn, t.lastmod);
+    if (opts.full || !known) return true;
+    // Robots rules may have changed; checking again costs no request (robots.txt is cached per run).
+    if (known.status === 'robots' || known.status === 'pending') return true;
+    if (known.status === 'failed') return known.attempts < MAX_ATTEMPTS;
+    // Known and settled: refetch only when the sitemap says it changed since we last fetched it.
+    const fetchedAt = db.page.get(t.url)?.fetched_at;
+    return Boolean(t.lastmod && fetchedAt && t.lastmod > fetchedAt);
+  });
+
+  // --- fetch articles ---
+  let done = 0;
+  const total = targets.length;
+  const work = async (t: Target) => {
+    opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
+    await fetchArticle(store, db, profile, t, fetcher, s, warn);
+    done++;
+    opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
+  };
+  await pool(targets, opts.concurrency ?? 4, work);
+
+  s.requests = fetcher.counters.requests - before.requests;
+  s.notModified = fetcher.counters.notModified - before.notModified;
+  s.bytes = fetcher.counters.bytes - before.bytes;
+  s.durationMs = Date.now() - t0;
+  store
+    .prepare(`UPDATE scrape_runs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), summary = ? WHERE id = ?`)
+    .run(JSON.stringify(s), runId);
+  log.info({ source: s.source, new: s.new, updated: s.updated, unchanged: s.unchanged, failed: s.failed.length }, 'crawl done');
+  return s;
+}
+
+async function fetchArticle(
+  store: Store,
+  db: Statements,
+  profile: SourceProfile,
+  t: Target,
+  fetcher: Fetcher,
+  s: CrawlSummary,
+  warn: (k: string) => void,
+): Promise<void> {
+  const mark = (status: string, reason: string | null) => db.markUrl.run({ status, reason, url: t.url });
+  const prev = db.page.get(t.url);
+  let res: FetchResult;
+  try {
+    res = await fetcher.get(t.url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined });
+  } catch (e) {
+    if (isCode(e, 'ROBOTS_DISALLOWED')) {
+      s.skippedRobots++;
+      mark('robots', 'disallowed by robots.txt');
+    } else {
+      s.failed.push({ url: t.url, reason: reasonOf(e) });
+      mark('failed', reasonOf(e));
+    }
+    return;
+  }
+  s.fetched++;
+  if (res.notModified) {
+    store.transaction(() => {
+      db.savePage(res);
+      mark('done', null);
+    })();
+    s.unchanged++;
+    return;
+  }
+  if (res.status >= 400) {
+    const reason = `HTTP ${res.status}`;
+    s.failed.push({ url: t.url, reason });
+    store.transaction(() => {
+      db.savePage(res);
+      mark('failed', reason);
+    })();
+    return;
+  }
+  if (res.truncated) warn('capped at size limit');
+
+  let reason: string | null = null;
+  let art: Article = { title: null, author: null, published: null, body: '' };
+  if (res.binary) reason = `binary content (${res.contentType ?? 'unknown type'})`;
+  else {
+    art = extractArticle(res.text, res.finalUrl, profile.selectors ?? {});
+    if (art.published === null && hasInvalidDate(res.text)) warn('invalid date dropped');
+    reason = articleProblem(art, profile, res);
+  }
+  const canonical = (!res.binary && sameSite(pageCanonical(res.text, res.finalUrl), res.finalUrl)) || canonicalUrl(res.finalUrl, undefined, profile.stripParams) || t.url;
+  const author = Array.isArray(art.author) ? art.author.join(', ') : art.author;
+  const body = art.body.trim();
+  const hash = body ? createHash('sha256').update(body.replace(/\s+/g, ' ')).digest('hex') : null;
+
+  store.transaction(() => {
+    db.savePage(res);
+    const existing = db.article.get(canonical);
+    if (reason) {
+      s.skipped.push({ url: t.url, reason: existing?.status === 'ok' ? `${reason} (kept the stored version)` : reason });
+      mark('skipped', reason);
+      // Never replace a stored article with a non-article; remember the skip only for new URLs.
+      if (!existing) db.insertSkipped.run(profile.name, canonical, art.title, reason);
+      return;
+    }
+    mark('done', null);
+    if (!existing || existing.status === 'skipped') {
+      db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
+      s.new++;
+    } else if (existing.content_hash === hash) {
+      s.unchanged++;
+    } else {
+      db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
+      s.updated++;
+    }
+  })();
+}
+
+/** Why an extracted page is not an article we keep, or null when it is. */
+function articleProblem(a: Article, p: SourceProfile, res: FetchResult): string | null {
+  const body = a.body.trim();
+  const capped = res.truncated ? ` (page cut at ${res.bytes} bytes)` : '';
+  if (!body) return `no article found: empty body${capped}`;
+  if (body.length < p.minBodyChars) return `no article found: body only ${body.length} chars${capped}`;
+  if (!a.title?.trim()) return 'no title';
+  if (p.author) {
+    const names = Array.isArray(a.author) ? a.author.join(', ') : (a.author ?? '');
+    if (!contains(names, p.author)) return `other author (${names || 'none'})`;
+  }
+  return null;
+}
+
+/** A declared publication date the extractor had to drop because it does not parse. */
+function hasInvalidDate(html: string): boolean {
+  const m =
+    html.match(/"datePublished"\s*:\s*"([^"]*)"/) ??
+    html.match(/property=["']article:published_time["'][^>]*content=["']([^"']*)["']/i);
+  return Boolean(m && Number.isNaN(Date.parse(m[1])));
+}
+
+function sameSite(canonical: string | null, pageUrl: string): string | null {
+  if (!canonical) return null;
+  return new URL(canonical).host === new URL(pageUrl).host ? canonical : null;
+}
+
+const contains = (hay: string, needle: string) => hay.toLowerCase().includes(needle.toLowerCase());
+
+function isCode(e: unknown, code: string): boolean {
+  return e instanceof MorrisError && e.code === code;
+}
+
+function reasonOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function isKnown(db: Statements, url: string): boolean {
+  const row = db.crawlUrl.get(url);
+  return Boolean(row && row.status !== 'pending' && row.status !== 'failed') || Boolean(db.article.get(url));
+}
+
+async function pool<T>(items: T[], size: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(size, items.length)) }, worker));
+}
+
+interface PageRow {
+  etag: string | null;
+  last_modified: string | null;
+  fetched_at: string;
+}
+interface CrawlUrlRow {
+  url: string;
+  status: string;
+  attempts: number;
+  found_on: string | null;
+  lastmod: string | null;
+}
+interface ArticleRow {
+  id: number;
+  status: string;
+  content_hash: string | null;
+}
+
+type Statements = ReturnType<typeof statements>;
+
+function statements(store: Store) {
+  const savePageStmt = store.prepare(
+    `INSERT INTO pages (url, final_url, etag, last_modified, http_status, body_hash, redirects, fetched_at)
+     VALUES (@url, @final_url, @etag, @last_modified, @http_status, @body_hash, @redirects, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+     ON CONFLICT(url) DO UPDATE SET
+       final_url = excluded.final_url,
+       -- A 304 may omit validators; keep the ones we had. An error page must not erase them either.
+       etag = CASE WHEN excluded.http_status < 400 THEN coalesce(excluded.etag, pages.etag) ELSE pages.etag END,
+       last_modified = CASE WHEN excluded.http_status < 400 THEN coalesce(excluded.last_modified, pages.last_modified) ELSE pages.last_modified END,
+       http_status = excluded.http_status,
+       body_hash = coalesce(excluded.body_hash, pages.body_hash),
+       redirects = excluded.redirects,
+       fetched_at = excluded.fetched_at`,
+  );
+  return {
+    page: store.prepare<[string], PageRow>('SELECT etag, last_modified, fetched_at FROM pages WHERE url = ?'),
+    savePage: (r: FetchResult) =>
+      savePageStmt.run({
+        url: r.url,
+        final_url: r.finalUrl,
+        // Validators of a capped body would make the next run skip a page we never read whole.
+        etag: r.truncated ? null : r.etag,
+        last_modified: r.truncated ? null : r.lastModified,
+        http_status: r.status,
+        body_hash: r.bodyHash,
+        redirects: r.redirects.length ? JSON.stringify(r.redirects) : null,
+      }),
+    crawlUrl: store.prepare<[string], CrawlUrlRow>('SELECT url, status, attempts, found_on, lastmod FROM crawl_urls WHERE url = ?'),
+    retry: store.prepare<[string, number], CrawlUrlRow>(
+      `SELECT url, status, attempts, found_on, lastmod FROM crawl_urls WHERE source = ? AND status IN ('pending', 'failed') AND attempts < ?`,
+    ),
+    upsertFound: store.prepare(
+      `INSERT INTO crawl_urls (url, source, found_on, lastmod) VALUES (?, ?, ?, ?)
+       ON CONFLICT(url) DO UPDATE SET lastmod = coalesce(excluded.lastmod, crawl_urls.lastmod)`,
+    ),
+    // attempts counts consecutive failures; any settled outcome resets it.
+    markUrl: store.prepare(
+      `UPDATE crawl_urls SET status = @status, reason = @reason,
+         attempts = CASE WHEN @status = 'failed' THEN attempts + 1 ELSE 0 END,
+         last_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE url = @url`,
+    ),
+    article: store.prepare<[string], ArticleRow>('SELECT id, status, content_hash FROM articles WHERE url = ?'),
+    upsertArticle: store.prepare(
+      `INSERT INTO articles (source, url, title, author, published, body, content_hash, status)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 'ok')
+       ON CONFLICT(url) DO UPDATE SET title = excluded.title, author = excluded.author,
+         published = excluded.published, body = excluded.body, content_hash = excluded.content_hash,
+         status = 'ok', skip_reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')`,
+    ),
+    insertSkipped: store.prepare(
+      `INSERT INTO articles (source, url, title, status, skip_reason) VALUES (?, ?, ?, 'skipped', ?)
+       ON CONFLICT(url) DO NOTHING`,
+    ),
+  };
+}

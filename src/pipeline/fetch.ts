@@ -1,0 +1,399 @@
+/**
+ * The one HTTP layer every scrape goes through. Polite by construction: robots.txt is honoured
+ * (including Crawl-delay), the User-Agent says who we are and where to complain, each host gets its
+ * own rate limit and concurrency limit, and unchanged pages cost a 304 thanks to stored validators.
+ * Robust by construction: timeouts, retries with exponential backoff and jitter (honouring
+ * Retry-After), manual redirects that are recorded, a byte cap enforced while streaming, and charset
+ * decoding that follows the HTML spec's order (BOM, header, <meta>).
+ */
+import { createHash } from 'node:crypto';
+import Bottleneck from 'bottleneck';
+import robotsParser from 'robots-parser';
+import { MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import pkg from '../../package.json' with { type: 'json' };
+
+const log = childLog('fetch');
+
+/** Product token robots.txt groups are matched against. */
+export const ROBOTS_AGENT = 'MorrisBot';
+const MAX_REDIRECTS = 10;
+/** RFC 9309: crawlers may ignore robots.txt content past 500 KiB. */
+const MAX_ROBOTS_BYTES = 500 * 1024;
+const RETRY_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+export function buildUserAgent(contactUrl: string, version: string = pkg.version): string {
+  return `${ROBOTS_AGENT}/${version} (+${contactUrl})`;
+}
+
+export interface FetcherOptions {
+  userAgent: string;
+  /** Requests per second per host (default 1). */
+  rateLimitRps: number;
+  /** Requests in flight per host. */
+  hostConcurrency: number;
+  timeoutMs: number;
+  /** Retries after the first attempt. */
+  retries: number;
+  maxBytes: number;
+  /** First backoff step; doubles each retry, with jitter. */
+  backoffBaseMs?: number;
+  /** A Retry-After longer than this fails the request instead of stalling the crawl. */
+  maxRetryAfterMs?: number;
+  /** Tests turn this off only where robots.txt is not the point. */
+  respectRobots?: boolean;
+}
+
+export interface Validators {
+  etag?: string | null;
+  lastModified?: string | null;
+}
+
+export interface Redirect {
+  from: string;
+  to: string;
+  status: number;
+}
+
+export interface FetchResult {
+  url: string;
+  finalUrl: string;
+  status: number;
+  notModified: boolean;
+  /** Decoded text; '' for 304s and binary bodies. */
+  text: string;
+  bytes: number;
+  contentType: string | null;
+  charset: string | null;
+  /** Body is neither text nor markup (images, PDFs, archives): never decoded. */
+  binary: boolean;
+  /** The body was cut at maxBytes. */
+  truncated: boolean;
+  etag: string | null;
+  lastModified: string | null;
+  redirects: Redirect[];
+  attempts: number;
+  /** sha256 of the raw body bytes. */
+  bodyHash: string | null;
+}
+
+export interface FetchCounters {
+  requests: number;
+  notModified: number;
+  retries: number;
+  bytes: number;
+  robotsFetches: number;
+}
+
+interface HostState {
+  limiter: Bottleneck;
+  /** Set by a 429/503 Retry-After: nobody talks to this host before then. */
+  pausedUntil: number;
+  robots?: Promise<RobotsRules>;
+}
+
+interface RobotsRules {
+  isAllowed(url: string): boolean;
+  crawlDelayS?: number;
+  sitemaps: string[];
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Fetcher {
+  readonly counters: FetchCounters = { requests: 0, notModified: 0, retries: 0, bytes: 0, robotsFetches: 0 };
+  private readonly hosts = new Map<string, HostState>();
+  private readonly opts: Required<FetcherOptions>;
+
+  constructor(opts: FetcherOptions) {
+    this.opts = { backoffBaseMs: 500, maxRetryAfterMs: 10 * 60_000, respectRobots: true, ...opts };
+  }
+
+  /** Whether robots.txt lets us fetch this URL (fetches and caches robots.txt once per host). */
+  async allowed(url: string): Promise<boolean> {
+    if (!this.opts.respectRobots) return true;
+    return (await this.robots(new URL(url))).isAllowed(url);
+  }
+
+  /** Sitemaps the host advertises in robots.txt. */
+  async robotsSitemaps(url: string): Promise<string[]> {
+    return (await this.robots(new URL(url))).sitemaps;
+  }
+
+  /**
+   * GET a URL politely. Returns the final response for any HTTP status (callers decide what a 404
+   * means); throws ROBOTS_DISALLOWED when robots.txt forbids the URL or a redirect target, and
+   * FETCH_FAILED when the network or the server kept failing after every retry.
+   */
+  async get(url: string, req: { validators?: Validators; accept?: string } = {}): Promise<FetchResult> {
+    const redirects: Redirect[] = [];
+    let current = url;
+    let attempts = 0;
+    for (;;) {
+      if (!(await this.allowed(current))) {
+        throw new MorrisError('ROBOTS_DISALLOWED', `robots.txt disallows ${current}`);
+      }
+      const res = await this.withRetries(current, req, (n) => (attempts += n));
+      if (REDIRECT_STATUSES.has(res.status) && res.location) {
+        const to = new URL(res.location, current).toString();
+        redirects.push({ from: current, to, status: res.status });
+        if (redirects.length > MAX_REDIRECTS) {
+          throw new MorrisError('FETCH_FAILED', `Too many redirects from ${url}`);
+        }
+        current = to;
+        continue;
+      }
+      return { ...res.result, url, finalUrl: current, redirects, attempts };
+    }
+  }
+
+  private host(u: URL): HostState {
+    let h = this.hosts.get(u.host);
+    if (!h) {
+      h = {
+        limiter: new Bottleneck({
+          maxConcurrent: this.opts.hostConcurrency,
+          minTime: Math.ceil(1000 / this.opts.rateLimitRps),
+        }),
+        pausedUntil: 0,
+      };
+      this.hosts.set(u.host, h);
+    }
+    return h;
+  }
+
+  private async withRetries(
+    url: string,
+    req: { validators?: Validators; accept?: string },
+    countAttempts: (n: number) => void,
+  ): Promise<{ status: number; location: string | null; result: Omit<FetchResult, 'url' | 'finalUrl' | 'redirects' | 'attempts'> }> {
+    const h = this.host(new URL(url));
+    let lastError: unknown;
+    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+      countAttempts(1);
+      if (attempt > 0) this.counters.retries++;
+      const wait = h.pausedUntil - Date.now();
+      if (wait > 0) await sleep(wait);
+      let delayMs: number;
+      try {
+        const res = await h.limiter.schedule(() => this.once(url, req));
+        if (!RETRY_STATUSES.has(res.status) || attempt === this.opts.retries) return res;
+        const retryAfter = parseRetryAfter(res.retryAfter, Date.now());
+        if (retryAfter !== null && retryAfter > this.opts.maxRetryAfterMs) {
+          throw new MorrisError('FETCH_FAILED', `HTTP ${res.status} with Retry-After ${Math.round(retryAfter / 1000)} s (over the limit) for ${url}`);
+        }
+        delayMs = retryAfter ?? this.backoff(attempt);
+        // The host asked everyone to back off, not just this request.
+        if (retryAfter !== null) h.pausedUntil = Math.max(h.pausedUntil, Date.now() + retryAfter);
+        log.debug({ url, status: res.status, delayMs }, 'retrying');
+      } catch (e) {
+        if (e instanceof MorrisError) throw e;
+        lastError = e;
+        if (attempt === this.opts.retries) break;
+        delayMs = this.backoff(attempt);
+        log.debug({ url, err: (e as Error).message, delayMs }, 'retrying after network error');
+      }
+      await sleep(delayMs);
+    }
+    throw new MorrisError('FETCH_FAILED', `${networkReason(lastError)} after ${this.opts.retries + 1} attempts: ${url}`, {
+      cause: lastError,
+    });
+  }
+
+  /** Exponential backoff with "equal jitter": half fixed, half random, so retries spread out. */
+  private backoff(attempt: number): number {
+    const step = this.opts.backoffBaseMs * 2 ** attempt;
+    return step / 2 + Math.random() * (step / 2);
+  }
+
+  /** One HTTP exchange, body streamed up to the cap, all within one timeout. */
+  private async once(url: string, req: { validators?: Validators; accept?: string }) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new Error(`timed out after ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+    try {
+      const headers: Record<string, string> = {
+        'user-agent': this.opts.userAgent,
+        accept: req.accept ?? 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+      };
+      if (req.validators?.etag) headers['if-none-match'] = req.validators.etag;
+      if (req.validators?.lastModified) headers['if-modified-since'] = req.validators.lastModified;
+      this.counters.requests++;
+      const res = await fetch(url, { headers, redirect: 'manual', signal: ctl.signal });
+      const contentType = res.headers.get('content-type');
+      const base = {
+        status: res.status,
+        location: res.headers.get('location'),
+        retryAfter: res.headers.get('retry-after'),
+      };
+      const etag = res.headers.get('etag');
+      const lastModified = res.headers.get('last-modified');
+      if (res.status === 304 || REDIRECT_STATUSES.has(res.status) || RETRY_STATUSES.has(res.status)) {
+        await res.body?.cancel().catch(() => undefined);
+        if (res.status === 304) this.counters.notModified++;
+        return {
+          ...base,
+          result: {
+            status: res.status, notModified: res.status === 304, text: '', bytes: 0, contentType, charset: null,
+            binary: false, truncated: false, etag, lastModified, bodyHash: null,
+          },
+        };
+      }
+      const { bytes, truncated } = await readCapped(res, this.opts.maxBytes);
+      this.counters.bytes += bytes.length;
+      const binary = isBinary(contentType, bytes);
+      const charset = binary ? null : detectCharset(bytes, contentType);
+      return {
+        ...base,
+        result: {
+          status: res.status,
+          notModified: false,
+          text: binary ? '' : decode(bytes, charset ?? 'utf-8'),
+          bytes: bytes.length,
+          contentType,
+          charset,
+          binary,
+          truncated,
+          etag,
+          lastModified,
+          bodyHash: createHash('sha256').update(bytes).digest('hex'),
+        },
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private robots(u: URL): Promise<RobotsRules> {
+    const h = this.host(u);
+    h.robots ??= this.loadRobots(u, h);
+    return h.robots;
+  }
+
+  private async loadRobots(u: URL, h: HostState): Promise<RobotsRules> {
+    const robotsUrl = `${u.origin}/robots.txt`;
+    this.counters.robotsFetches++;
+    let status: number;
+    let text = '';
+    try {
+      const res = await h.limiter.schedule(async () => {
+        this.counters.requests++;
+        const r = await fetch(robotsUrl, {
+          headers: { 'user-agent': this.opts.userAgent, accept: 'text/plain' },
+          redirect: 'follow',
+          signal: AbortSignal.timeout(this.opts.timeoutMs),
+        });
+        const body = r.ok ? await readCapped(r, MAX_ROBOTS_BYTES) : (await r.body?.cancel(), null);
+        return { status: r.status, body };
+      });
+      status = res.status;
+      if (res.body) text = decode(res.body.bytes, 'utf-8');
+    } catch (e) {
+      // RFC 9309 §2.3.1.4: an unreachable robots.txt means assume complete disallow.
+      log.warn({ robotsUrl, err: (e as Error).message }, 'robots.txt unreachable; treating host as disallowed');
+      return { isAllowed: () => false, sitemaps: [] };
+    }
+    if (status >= 500) {
+      log.warn({ robotsUrl, status }, 'robots.txt server error; treating host as disallowed');
+      return { isAllowed: () => false, sitemaps: [] };
+    }
+    // 4xx (usually 404): no rules, everything allowed (RFC 9309 §2.3.1.3).
+    const parsed = robotsParser(robotsUrl, status >= 200 && status < 300 ? text : '');
+    const crawlDelayS = parsed.getCrawlDelay(ROBOTS_AGENT);
+    if (crawlDelayS && crawlDelayS * 1000 > Math.ceil(1000 / this.opts.rateLimitRps)) {
+      h.limiter.updateSettings({ minTime: Math.ceil(crawlDelayS * 1000) });
+      log.info({ host: u.host, crawlDelayS }, 'honouring Crawl-delay');
+    }
+    return {
+      isAllowed: (url) => parsed.isAllowed(url, ROBOTS_AGENT) !== false,
+      crawlDelayS,
+      sitemaps: parsed.getSitemaps(),
+    };
+  }
+}
+
+/** Reads a response body, stopping (and cancelling the transfer) once `max` bytes arrived. */
+async function readCapped(res: Response, max: number): Promise<{ bytes: Uint8Array; truncated: boolean }> {
+  if (!res.body) return { bytes: new Uint8Array(0), truncated: false };
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let truncated = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (size + value.length > max) {
+      chunks.push(value.subarray(0, max - size));
+      size = max;
+      truncated = true;
+      await reader.cancel().catch(() => undefined);
+      break;
+    }
+    chunks.push(value);
+    size += value.length;
+  }
+  return { bytes: Buffer.concat(chunks), truncated };
+}
+
+const TEXTUAL_TYPE = /^(text\/|application\/(xhtml\+xml|xml|rss\+xml|atom\+xml|json|ld\+json)|[^;]*\+xml)/i;
+
+/** True for bodies we should not try to read as text: declared non-text types, or NUL bytes. */
+export function isBinary(contentType: string | null, bytes: Uint8Array): boolean {
+  if (contentType && !TEXTUAL_TYPE.test(contentType.trim())) return true;
+  const head = bytes.subarray(0, 1024);
+  // UTF-16 text carries NULs legitimately; its BOM says so.
+  if ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff)) return false;
+  return head.includes(0);
+}
+
+/**
+ * The body's character encoding, in the HTML spec's order of precedence: byte order mark, then the
+ * Content-Type header, then a <meta charset> / http-equiv declaration (or an XML declaration) in
+ * the first 1024 bytes. Returns a WHATWG encoding label, or null when nothing declares one.
+ */
+export function detectCharset(bytes: Uint8Array, contentType: string | null): string | null {
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return 'utf-8';
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return 'utf-16le';
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return 'utf-16be';
+  const fromHeader = contentType?.match(/charset\s*=\s*["']?([\w.:-]+)/i)?.[1];
+  if (fromHeader && isKnownEncoding(fromHeader)) return fromHeader.toLowerCase();
+  const head = Buffer.from(bytes.subarray(0, 1024)).toString('latin1');
+  const meta =
+    head.match(/<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)/i)?.[1] ??
+    head.match(/^<\?xml[^>]+encoding\s*=\s*["']([\w.:-]+)["']/i)?.[1];
+  if (meta && isKnownEncoding(meta)) {
+    // The spec maps a declared UTF-16 in an ASCII-compatible document to UTF-8.
+    return /^utf-16/i.test(meta) ? 'utf-8' : meta.toLowerCase();
+  }
+  return null;
+}
+
+function isKnownEncoding(label: string): boolean {
+  try {
+    new TextDecoder(label);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Decodes with the given label (windows-1252, iso-8859-x, shift_jis … through ICU); BOM removed. */
+export function decode(bytes: Uint8Array, label: string): string {
+  return new TextDecoder(label).decode(bytes);
+}
+
+/** Milliseconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
+export function parseRetryAfter(value: string | null, now: number): number | null {
+  if (!value) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+function networkReason(e: unknown): string {
+  if (!e) return 'failed';
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  if (err.name === 'AbortError' || err.name === 'TimeoutError' || /timed out/.test(err.message)) return 'timed out';
+  return err.cause?.code ?? err.cause?.message ?? err.message;
+}
