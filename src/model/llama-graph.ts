@@ -83,6 +83,8 @@ export interface LoraTensors {
   readonly a: string;
   readonly b: string;
   readonly scale: number;
+  /** Training only: LoRA dropout applied to the side path's input (the base path sees it undropped). */
+  readonly dropout?: (input: string) => string;
 }
 
 export interface ForwardIO {
@@ -181,7 +183,7 @@ export function buildDecoderForward(g: GraphBuilder, cfg: DecoderConfig, w: Weig
     let y = linear(g, input, spec, w);
     const l = io.lora?.(layer, m);
     if (l) {
-      const down = g.op('Gemm', [input, l.a], { transB: 1 }); // [N, r]
+      const down = g.op('Gemm', [l.dropout ? l.dropout(input) : input, l.a], { transB: 1 }); // [N, r]
       y = g.op('Add', [y, g.op('Gemm', [down, l.b], { transB: 1, alpha: l.scale })]);
     }
     return y;

@@ -88,6 +88,8 @@ export interface SessionOpts {
   device?: DeviceChoice;
   /** Intra-op threads; 1 (default) with spinning off is fastest for token-by-token decode. */
   threads?: number;
+  /** Extra session options merged over the defaults (training turns the memory pattern off). */
+  extra?: ort.InferenceSession.SessionOptions;
 }
 
 /** Session options for onnxruntime (also handed to transformers.js as `session_options`). */
@@ -126,8 +128,8 @@ export async function withProviderFallback<T>(choice: DeviceChoice, create: (p: 
 export async function createSession(model: string | Uint8Array, opts: SessionOpts = {}): Promise<{ session: OrtSession; device: Provider }> {
   const { value, device } = await withProviderFallback(opts.device ?? 'cpu', (p) =>
     typeof model === 'string'
-      ? ort.InferenceSession.create(model, { ...sessionOptions(opts.threads), executionProviders: [p] })
-      : ort.InferenceSession.create(model, { ...sessionOptions(opts.threads), executionProviders: [p] }),
+      ? ort.InferenceSession.create(model, { ...sessionOptions(opts.threads), ...opts.extra, executionProviders: [p] })
+      : ort.InferenceSession.create(model, { ...sessionOptions(opts.threads), ...opts.extra, executionProviders: [p] }),
   );
   return { session: value, device };
 }

@@ -1,0 +1,227 @@
+/**
+ * Loads a compiled model (base + optional LoRA adapter, fp32/int8/int4) into @huggingface/transformers
+ * and streams text from it. The graph comes from compile.ts; transformers.js runs the decode loop
+ * with its KV cache. Token choice is ours (sampling.ts, via a logits processor that leaves exactly
+ * one token standing), so seeded sampling is reproducible and independent of other generations.
+ */
+import {
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  BaseStreamer,
+  LogitsProcessor,
+  StoppingCriteria,
+  env,
+  random,
+  type PreTrainedModel,
+  type PreTrainedTokenizer,
+  Tensor,
+} from '@huggingface/transformers';
+import { MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { compileModel, type Quant } from './compile.ts';
+import { sessionOptions, withProviderFallback, type DeviceChoice } from './ort.ts';
+import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
+
+export type { SamplingOptions } from './sampling.ts';
+
+const log = childLog('engine');
+
+// Everything is local: checkpoints are pulled by `morris model pull`, never by the runtime.
+env.allowRemoteModels = false;
+env.allowLocalModels = true;
+
+export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
+
+export interface LoadedModel {
+  readonly info: { modelDir: string; adapterDir: string | null; device: string; quant: 'fp32' | 'int8' | 'int4' };
+  /** Chat template from the checkpoint when messages are given; raw continuation for { text }. Yields text pieces as produced; stops early when signal aborts. */
+  stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal): AsyncIterable<string>;
+  countTokens(text: string): number;
+  dispose(): Promise<void>;
+}
+
+export interface LoadOptions {
+  modelDir: string;
+  adapterDir?: string | null;
+  device?: string;
+  quant?: Quant;
+  threads?: number;
+  /** Where compiled graphs go (see compile.ts); defaults next to the model. */
+  cacheDir?: string;
+}
+
+/** Picks one token per row with our sampler and masks every other logit, so greedy decoding keeps it. */
+class ChooseTokenProcessor extends LogitsProcessor {
+  constructor(private readonly opts: SamplingOptions, private readonly rng: Rng) {
+    super();
+  }
+  override _call(inputIds: bigint[][], logits: Tensor): Tensor {
+    const data = logits.data as Float32Array;
+    const vocab = logits.dims.at(-1)!;
+    for (let row = 0; row < inputIds.length; row++) {
+      const slice = data.subarray(row * vocab, (row + 1) * vocab);
+      const chosen = chooseToken(slice, inputIds[row]!.map(Number), this.opts, this.rng);
+      slice.fill(-Infinity);
+      slice[chosen] = 0;
+    }
+    return logits;
+  }
+}
+
+class AbortCriteria extends StoppingCriteria {
+  constructor(private readonly isStopped: () => boolean) {
+    super();
+  }
+  override _call(inputIds: bigint[][]): boolean[] {
+    const stop = this.isStopped();
+    return inputIds.map(() => stop);
+  }
+}
+
+/** Collects generated ids and hands out newly decoded text (held back while a UTF-8 char is incomplete). */
+class TextDeltaStreamer extends BaseStreamer {
+  private ids: number[] = [];
+  private emitted = '';
+  private promptSkipped = false;
+  constructor(
+    private readonly tokenizer: PreTrainedTokenizer,
+    private readonly promptIds: number[],
+    private readonly promptText: string,
+    private readonly push: (piece: string) => void,
+  ) {
+    super();
+  }
+  override put(value: bigint[][]): void {
+    if (!this.promptSkipped) {
+      this.promptSkipped = true; // the first call carries the prompt
+      return;
+    }
+    this.ids.push(Number(value[0]![0]!));
+    this.flush(false);
+  }
+  override end(): void {
+    this.flush(true);
+  }
+  private flush(final: boolean): void {
+    // Decode prompt + generated together so tokenizers that strip a leading space (Llama's
+    // SentencePiece decoder) keep the space between prompt and continuation.
+    const full = this.tokenizer.decode([...this.promptIds, ...this.ids], { skip_special_tokens: true });
+    let text = full.startsWith(this.promptText) ? full.slice(this.promptText.length) : full;
+    if (!final && text.endsWith('\uFFFD')) text = text.slice(0, -1);
+    if (text.length > this.emitted.length && text.startsWith(this.emitted)) {
+      this.push(text.slice(this.emitted.length));
+      this.emitted = text;
+    }
+  }
+}
+
+export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
+  const quant = opts.quant ?? 'fp32';
+  const compiled = compileModel({ modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, quant, cacheDir: opts.cacheDir });
+  let tokenizer: PreTrainedTokenizer;
+  try {
+    tokenizer = await AutoTokenizer.from_pretrained(compiled.dir, { local_files_only: true });
+  } catch (e) {
+    throw new MorrisError('MODEL_INVALID', `Cannot load the tokenizer of ${opts.modelDir}: ${e instanceof Error ? e.message : String(e)}.`, {
+      hint: 'The model folder needs tokenizer.json and tokenizer_config.json.',
+      cause: e,
+    });
+  }
+  const t0 = Date.now();
+  const { value: model, device } = await withProviderFallback((opts.device ?? 'auto') as DeviceChoice, (p) =>
+    AutoModelForCausalLM.from_pretrained(compiled.dir, {
+      local_files_only: true,
+      device: p,
+      dtype: 'fp32',
+      session_options: sessionOptions(opts.threads ?? 1),
+    }) as Promise<PreTrainedModel>,
+  );
+  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, ms: Date.now() - t0 }, 'model loaded');
+  const eos = compiled.config.eosTokenIds;
+  let disposed = false;
+
+  async function* stream(input: { messages: ChatMessage[] } | { text: string }, sampling: SamplingOptions, signal?: AbortSignal): AsyncGenerator<string> {
+    if (disposed) throw new MorrisError('GENERATION_FAILED', 'The model was unloaded.');
+    if (!(sampling.maxNewTokens >= 1)) throw new MorrisError('BAD_INPUT', `maxNewTokens must be at least 1, got ${sampling.maxNewTokens}.`);
+    let promptIds: number[];
+    if ('messages' in input) {
+      if (!tokenizer.chat_template) {
+        throw new MorrisError('MODEL_INVALID', `The tokenizer of ${opts.modelDir} has no chat template.`, { hint: 'Use --raw for base models without a chat format.' });
+      }
+      promptIds = tokenizer.apply_chat_template(input.messages, { add_generation_prompt: true, tokenize: true, return_tensor: false, return_dict: false }) as number[];
+    } else {
+      promptIds = tokenizer.encode(input.text);
+    }
+    if (promptIds.length === 0) throw new MorrisError('BAD_INPUT', 'The prompt is empty.');
+    const promptText = tokenizer.decode(promptIds, { skip_special_tokens: true });
+
+    const queue: string[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    let failure: unknown = null;
+    let stopped = false;
+    const notify = () => {
+      wake?.();
+      wake = null;
+    };
+    const onAbort = () => {
+      stopped = true;
+      notify();
+    };
+    signal?.addEventListener('abort', onAbort);
+    const rngState = new random.Random(sampling.seed ?? Math.floor(Math.random() * 2 ** 31));
+    const ids = BigInt64Array.from(promptIds, (v) => BigInt(v));
+    const run = model
+      .generate({
+        inputs: new Tensor('int64', ids, [1, ids.length]),
+        attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
+        max_new_tokens: sampling.maxNewTokens,
+        do_sample: false,
+        repetition_penalty: 1,
+        eos_token_id: eos.length ? [...eos] : undefined,
+        logits_processor: [new ChooseTokenProcessor(sampling, () => rngState.random())],
+        stopping_criteria: [new AbortCriteria(() => stopped || signal?.aborted === true)],
+        streamer: new TextDeltaStreamer(tokenizer, promptIds, promptText, (piece) => {
+          queue.push(piece);
+          notify();
+        }),
+      } as Parameters<PreTrainedModel['generate']>[0])
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          failure = e;
+        },
+      )
+      .finally(() => {
+        finished = true;
+        notify();
+      });
+    try {
+      while (true) {
+        if (queue.length > 0) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (finished) break;
+        await new Promise<void>((r) => (wake = r));
+      }
+      if (failure) {
+        throw new MorrisError('GENERATION_FAILED', `Generation failed: ${failure instanceof Error ? failure.message : String(failure)}.`, { cause: failure });
+      }
+    } finally {
+      stopped = true; // a consumer that stops iterating stops the decode loop too
+      signal?.removeEventListener('abort', onAbort);
+      await run;
+    }
+  }
+
+  return {
+    info: { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant },
+    stream,
+    countTokens: (text: string) => tokenizer.encode(text, { add_special_tokens: false }).length,
+    async dispose() {
+      disposed = true;
+      await model.dispose();
+    },
+  };
+}

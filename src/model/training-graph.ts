@@ -1,0 +1,122 @@
+/**
+ * The training graph: the decoder forward without cache (the same `buildDecoderForward` the
+ * inference graph uses), a masked cross-entropy over the assistant's tokens, and — for the train
+ * graph — the gradients of every LoRA A/B tensor from our autodiff. The eval graph is the same
+ * forward + loss with dropout off and no gradients.
+ *
+ * Inputs
+ *   input_ids      int64   [B, S]   right-padded: padding comes after every real token, so the
+ *   position_ids   int64   [B, S]   causal mask alone keeps it out of the real tokens' attention
+ *   targets        int64   [B, S]   next token at each position (any valid id where not counted)
+ *   loss_weights   float32 [B, S]   weight of each position's loss: 0 for prompt and padding,
+ *                                   1/(tokens counted in the whole optimizer step) otherwise, so
+ *                                   summing micro-batch losses/gradients gives the step's mean
+ *   <PEFT key>     float32 A [r, in], B [out, r] for each (layer, target module)
+ *   dropmask:<layer>.<module>  uint8 [B·S, in]   (train graph with dropout > 0) 1 = keep
+ * Outputs: loss (float32 scalar) and `grad:<PEFT key>` per LoRA tensor (train graph).
+ */
+import { addGradients } from './autodiff/gradients.ts';
+import type { DecoderConfig } from './checkpoint.ts';
+import { moduleShape, peftKey } from './lora.ts';
+import { buildDecoderForward, type LoraModule, type WeightProvider } from './llama-graph.ts';
+import { DTYPE_CODE, GraphBuilder } from './onnx/builder.ts';
+
+export interface TrainingGraphOptions {
+  readonly rank: number;
+  readonly alpha: number;
+  readonly targets: readonly LoraModule[];
+  /** LoRA dropout probability; masks are graph inputs (ONNX Dropout with a seed repeats its mask). */
+  readonly dropout: number;
+  /** true: loss + gradients (+ dropout); false: loss only, dropout off. */
+  readonly train: boolean;
+}
+
+export interface LoraInput {
+  /** PEFT key, also the graph input name. */
+  readonly name: string;
+  readonly layer: number;
+  readonly module: LoraModule;
+  readonly which: 'A' | 'B';
+  readonly shape: readonly [number, number];
+}
+
+export interface DropoutInput {
+  readonly name: string;
+  readonly inFeatures: number;
+}
+
+export interface TrainingGraph {
+  readonly g: GraphBuilder;
+  readonly lora: readonly LoraInput[];
+  readonly dropoutMasks: readonly DropoutInput[];
+  /** Output name of each LoRA tensor's gradient (train graph only). */
+  readonly gradOutputs: ReadonlyMap<string, string>;
+}
+
+export const gradName = (key: string): string => `grad:${key}`;
+export const dropoutMaskName = (layer: number, m: LoraModule): string => `dropmask:${layer}.${m}`;
+
+/** Every LoRA tensor of a configuration, in a fixed order (layer, module, A then B). */
+export function loraInputs(cfg: DecoderConfig, rank: number, targets: readonly LoraModule[]): LoraInput[] {
+  const out: LoraInput[] = [];
+  for (let layer = 0; layer < cfg.numLayers; layer++) {
+    for (const m of targets) {
+      const { inF, outF } = moduleShape(cfg, m);
+      out.push({ name: peftKey(layer, m, 'A'), layer, module: m, which: 'A', shape: [rank, inF] });
+      out.push({ name: peftKey(layer, m, 'B'), layer, module: m, which: 'B', shape: [outF, rank] });
+    }
+  }
+  return out;
+}
+
+export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder) => WeightProvider, o: TrainingGraphOptions): TrainingGraph {
+  const g = new GraphBuilder({ name: o.train ? 'morris_lora_train' : 'morris_lora_eval' });
+  const B = 'batch_size';
+  const S = 'sequence_length';
+  const inputIds = g.input('input_ids', 'int64', [B, S]);
+  const positionIds = g.input('position_ids', 'int64', [B, S]);
+  const targets = g.input('targets', 'int64', [B, S]);
+  const lossWeights = g.input('loss_weights', 'float32', [B, S]);
+
+  const lora = loraInputs(cfg, o.rank, o.targets);
+  for (const t of lora) g.input(t.name, 'float32', t.shape);
+  const dropoutMasks: DropoutInput[] = [];
+  const useDropout = o.train && o.dropout > 0;
+  const keepScale = useDropout ? g.scalar(1 / (1 - o.dropout)) : '';
+
+  const w = weights(g);
+  const fwd = buildDecoderForward(g, cfg, w, {
+    inputIds,
+    positionIds,
+    lora: (layer, m) => {
+      if (!o.targets.includes(m)) return undefined;
+      const { inF } = moduleShape(cfg, m);
+      const name = dropoutMaskName(layer, m);
+      const dropout = useDropout
+        ? (x: string) => {
+            g.input(name, 'uint8', ['tokens', inF]);
+            dropoutMasks.push({ name, inFeatures: inF });
+            const keep = g.op('Mul', [g.op('Cast', [name], { to: DTYPE_CODE.float32 }), keepScale]); // [N, in]: 0 or 1/(1-p)
+            return g.op('Mul', [x, keep]);
+          }
+        : undefined;
+      return { a: peftKey(layer, m, 'A'), b: peftKey(layer, m, 'B'), scale: o.alpha / o.rank, dropout };
+    },
+  });
+
+  // Masked cross-entropy: loss = −Σ_n w_n · log softmax(logits_n)[target_n]
+  const logits2d = g.op('Reshape', [fwd.logits, g.ints([-1, cfg.vocabSize])]); // [N, V]
+  const logp = g.op('LogSoftmax', [logits2d], { axis: -1 });
+  const picked = g.op('GatherElements', [logp, g.op('Reshape', [targets, g.ints([-1, 1])])], { axis: 1 }); // [N, 1]
+  const weighted = g.op('Mul', [picked, g.op('Reshape', [lossWeights, g.ints([-1, 1])])]); // [N, 1]
+  const loss = g.op('Neg', [g.op('ReduceSum', [weighted], { keepdims: 0 })]);
+  g.setInfo(loss, 'float32', []);
+  g.output(loss, 'loss');
+
+  const gradOutputs = new Map<string, string>();
+  if (o.train) {
+    const grads = addGradients(g, 'loss', lora.map((t) => t.name));
+    for (const t of lora) gradOutputs.set(t.name, g.output(grads.get(t.name)!, gradName(t.name)));
+  }
+  return { g, lora, dropoutMasks, gradOutputs };
+}
