@@ -74,10 +74,10 @@ function extractFromHtml(html: string, selectors: ExtractSelectors): Article {
 
   let body = fromSelectors.body ?? '';
   if (selectors.body === undefined || !body) {
-    body = extractBodyText(doc, { stripUnlikely: true, weightClasses: true });
+    body = extractBodyText(doc, { stripUnlikely: true, weightClasses: true }, meta.title);
     if (body.length < MIN_BODY_CHARS) {
       // Readability's retry: some sites wrap the whole article in "sidebar"-looking classes.
-      const retry = extractBodyText(parse(html), { stripUnlikely: false, weightClasses: false });
+      const retry = extractBodyText(parse(html), { stripUnlikely: false, weightClasses: false }, meta.title);
       if (retry.length > body.length) body = retry;
     }
     if (meta.ldBody && meta.ldBody.length > 2 * body.length + MIN_BODY_CHARS) body = paragraphsOf(meta.ldBody);

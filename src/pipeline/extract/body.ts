@@ -339,6 +339,13 @@ function quoteShare(el: Element, stats: StatMap): number {
   return quoted / total;
 }
 
+/** A short paragraph that is entirely a link: a teaser to another story placed inside the text. */
+function isLinkOnlyParagraph(el: Element, stats: StatMap): boolean {
+  if (el.name !== 'p') return false;
+  const s = stats.get(el);
+  return !!s && s.text > 0 && s.text < 200 && s.link >= 0.9 * s.text;
+}
+
 function isDataTable(table: Element): boolean {
   if (table.attribs.role === 'presentation' || table.attribs.datatable === '0') return false;
   if (table.attribs.summary) return true;
@@ -351,7 +358,9 @@ function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void
     const blocks = descendants(root).filter((d) => CONDITIONAL_TAGS.has(d.name.toLowerCase())).reverse();
     for (const b of blocks) if (shouldDropBlock(b, stats, opts)) removeNode(b);
     for (const h of descendants(root)) {
-      if (/^h[12]$/i.test(h.name) && classWeight(h, opts) < 0) removeNode(h);
+      // the headline is metadata, not body; a negatively weighted h2 is a widget title
+      if (h.name === 'h1' || (h.name === 'h2' && classWeight(h, opts) < 0)) removeNode(h);
+      else if (isLinkOnlyParagraph(h, stats)) removeNode(h);
     }
   }
 }
@@ -359,7 +368,7 @@ function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void
 // --------------------------------------------------------------------------- entry point
 
 /** Body text of a parsed page (mutates the DOM), or '' when nothing looks like an article. */
-export function extractBodyText(doc: Document, opts: BodyOptions): string {
+export function extractBodyText(doc: Document, opts: BodyOptions, title: string | null = null): string {
   prune(doc, opts);
   const stats = computeStats(doc);
   const scores = scoreCandidates(doc, stats, opts);
@@ -367,5 +376,5 @@ export function extractBodyText(doc: Document, opts: BodyOptions): string {
   if (!top) return '';
   const parts = gatherSiblings(top, scores, stats);
   cleanArticle(parts, stats, opts);
-  return dropBoilerplateParagraphs(blocksToParagraphs(parts)).join('\n\n');
+  return dropBoilerplateParagraphs(blocksToParagraphs(parts), title).join('\n\n');
 }
