@@ -19,6 +19,7 @@ const FLOAT_TYPES = new Set(['float32', 'float64', 'float16', 'bfloat16']);
  */
 export function addGradients(g: GraphBuilder, loss: string, wrt: readonly string[]): Map<string, string> {
   const nodes = g.nodes.slice(); // snapshot: the walk appends nodes to g
+  fillUnknownRanks(g, nodes);
   // 1) forward: tensors that depend on a trainable tensor
   const dependsOnTrainable = new Set<string>(wrt);
   for (const n of nodes) {
@@ -71,6 +72,69 @@ export function addGradients(g: GraphBuilder, loss: string, wrt: readonly string
     out.set(t, gt ?? zerosFor(g, t));
   }
   return out;
+}
+
+/**
+ * Gradient rules need ranks (broadcasting, transposes), and the op table's inference leaves some
+ * shapes unknown, e.g. a Reshape to a shape computed in the graph. Ranks always follow from the
+ * node; the dims stay unknown (a symbol unique to the tensor, so never mistaken for a literal 1).
+ */
+function fillUnknownRanks(g: GraphBuilder, nodes: readonly NodeInfo[]): void {
+  const rank = (t: string): number | undefined => (t === '' ? undefined : g.tensor(t).shape?.length);
+  const maxRank = (ts: readonly string[]): number | undefined => {
+    const rs = ts.map(rank);
+    return rs.some((r) => r === undefined) ? undefined : Math.max(...(rs as number[]));
+  };
+  for (const n of nodes) {
+    const i0 = n.inputs[0] ?? '';
+    let r: number | undefined;
+    switch (n.opType) {
+      case 'Reshape':
+      case 'Expand': {
+        const len = g.tensor(n.inputs[1]!).shape?.[0];
+        r = typeof len === 'number' ? (n.opType === 'Expand' ? Math.max(rank(i0) ?? 0, len) : len) : undefined;
+        break;
+      }
+      case 'Gemm':
+        r = 2;
+        break;
+      case 'Unsqueeze': {
+        const axes = g.constValue(n.inputs[1]!);
+        const ri = rank(i0);
+        r = axes && ri !== undefined ? ri + axes.length : undefined;
+        break;
+      }
+      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Where': case 'MatMul': case 'Max': case 'Min':
+      case 'Equal': case 'Less': case 'LessOrEqual': case 'Greater': case 'GreaterOrEqual': case 'And': case 'Or':
+        r = maxRank(n.inputs.filter((x) => x !== ''));
+        break;
+      case 'Range': case 'Shape':
+        r = 1;
+        break;
+      case 'ConstantOfShape': {
+        const len = g.tensor(i0).shape?.[0];
+        r = typeof len === 'number' ? len : undefined;
+        break;
+      }
+      case 'Gather': {
+        const rd = rank(i0);
+        const ri = rank(n.inputs[1]!);
+        r = rd !== undefined && ri !== undefined ? rd - 1 + ri : undefined;
+        break;
+      }
+      case 'Transpose': case 'Softmax': case 'LogSoftmax': case 'Cast': case 'Neg': case 'Sqrt': case 'Exp':
+      case 'Log': case 'Sigmoid': case 'Tanh': case 'Relu': case 'Erf': case 'Sin': case 'Cos': case 'Reciprocal':
+      case 'Identity': case 'Not': case 'Trilu': case 'CumSum': case 'Concat': case 'Split': case 'Slice': case 'Pad': case 'GatherElements': case 'ScatterElements':
+        r = rank(i0);
+        break;
+      default:
+        r = undefined;
+    }
+    if (r === undefined) continue;
+    for (const o of n.outputs) {
+      if (!g.tensor(o).shape) g.setInfo(o, undefined, Array.from({ length: r }, (_, k) => `${o}#${k}`));
+    }
+  }
 }
 
 /** A gradient has its tensor's dtype and shape; record them where inference left them unknown. */

@@ -1,0 +1,182 @@
+/**
+ * Runs the training graph: writes the train and eval graphs beside the compile cache (hard links
+ * to the checkpoint's safetensors files, so weights are never copied), opens one ONNX Runtime
+ * session for each on the chosen device, and turns a micro-batch + LoRA weights into loss and
+ * gradients.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { MorrisError, wrapFsError } from '../../errors.ts';
+import { childLog } from '../../log.ts';
+import { openCheckpoint, type Checkpoint } from '../checkpoint.ts';
+import { compiledDirFor } from '../compile.ts';
+import { externalWeights, type LoraModule } from '../llama-graph.ts';
+import { createSession, int64Tensor, Tensor, type DeviceChoice, type OrtSession, type OrtTensor, type Provider } from '../ort.ts';
+import { buildTrainingGraph, gradName, type DropoutInput, type LoraInput } from '../training-graph.ts';
+import type { Rng } from './rng.ts';
+
+const log = childLog('train');
+
+/** Bump when the training graph changes so cached graph files are rebuilt. */
+const TRAIN_GRAPH_VERSION = 1;
+
+export interface StepSessionsOptions {
+  readonly modelDir: string;
+  readonly rank: number;
+  readonly alpha: number;
+  readonly dropout: number;
+  readonly targets: readonly LoraModule[];
+  readonly device: DeviceChoice;
+  readonly threads: number;
+  /** Where graph files go (defaults to beside the model's compile cache). */
+  readonly cacheDir?: string;
+}
+
+/** One right-padded micro-batch, already shifted: targets[b][t] is the token after ids[b][t]. */
+export interface MicroBatch {
+  readonly batch: number;
+  readonly seqLen: number;
+  /** [B·S] */
+  readonly ids: readonly number[];
+  /** [B·S] */
+  readonly targets: readonly number[];
+  /** [B·S] 1 where the position's next token is an assistant token. */
+  readonly counted: Uint8Array;
+}
+
+export interface StepResult {
+  readonly loss: number;
+  readonly grads: Map<string, Float32Array>;
+}
+
+export class TrainingSessions {
+  private constructor(
+    readonly checkpoint: Checkpoint,
+    readonly device: Provider,
+    readonly lora: readonly LoraInput[],
+    private readonly dropoutMasks: readonly DropoutInput[],
+    private readonly train: OrtSession,
+    private readonly evalSession: OrtSession,
+    private readonly dropout: number,
+  ) {}
+
+  static async open(o: StepSessionsOptions): Promise<TrainingSessions> {
+    const ckpt = openCheckpoint(o.modelDir);
+    const dir = graphDir(o);
+    const built = buildGraphFiles(ckpt, o, dir);
+    // The memory pattern pre-plans buffers for the largest shape seen; off, peak RSS drops by
+    // about a third at the same speed (FACTS.md).
+    const extra = { enableMemPattern: false };
+    const { session: train, device } = await createSession(join(dir, 'train.onnx'), { device: o.device, threads: o.threads, extra });
+    const { session: evalSession } = await createSession(join(dir, 'eval.onnx'), { device, threads: o.threads, extra });
+    log.info({ device, dir }, 'training sessions ready');
+    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, evalSession, o.dropout);
+  }
+
+  /** Loss and gradients of one micro-batch; `weightPerToken` scales each counted position. */
+  async step(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number, rng: Rng): Promise<StepResult> {
+    const feeds = this.feeds(mb, weights, weightPerToken);
+    const n = mb.batch * mb.seqLen;
+    for (const m of this.dropoutMasks) {
+      const keep = new Uint8Array(n * m.inFeatures);
+      const p = this.dropout;
+      for (let i = 0; i < keep.length; i++) keep[i] = rng.next() >= p ? 1 : 0;
+      feeds[m.name] = new Tensor('uint8', keep, [n, m.inFeatures]);
+    }
+    const out = await this.train.run(feeds);
+    const grads = new Map<string, Float32Array>();
+    for (const t of this.lora) grads.set(t.name, out[gradName(t.name)]!.data as Float32Array);
+    return { loss: Number(out['loss']!.data[0]), grads };
+  }
+
+  /** Loss only, dropout off. */
+  async evalLoss(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
+    const out = await this.evalSession.run(this.feeds(mb, weights, weightPerToken));
+    return Number(out['loss']!.data[0]);
+  }
+
+  private feeds(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Record<string, OrtTensor> {
+    const dims = [mb.batch, mb.seqLen];
+    const pos: number[] = [];
+    for (let b = 0; b < mb.batch; b++) for (let t = 0; t < mb.seqLen; t++) pos.push(t);
+    const w = new Float32Array(mb.counted.length);
+    for (let i = 0; i < w.length; i++) w[i] = mb.counted[i] ? weightPerToken : 0;
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: int64Tensor(mb.ids, dims),
+      position_ids: int64Tensor(pos, dims),
+      targets: int64Tensor(mb.targets, dims),
+      loss_weights: new Tensor('float32', w, dims),
+    };
+    for (const t of this.lora) {
+      const data = weights.get(t.name);
+      if (!data) throw new MorrisError('INTERNAL', `No LoRA weights for ${t.name}.`);
+      feeds[t.name] = new Tensor('float32', data, t.shape);
+    }
+    return feeds;
+  }
+
+  async release(): Promise<void> {
+    await this.train.release();
+    await this.evalSession.release();
+  }
+}
+
+function graphDir(o: StepSessionsOptions): string {
+  const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets });
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 12);
+  const root = o.cacheDir ? join(resolve(o.cacheDir), 'train') : dirname(compiledDirFor({ modelDir: o.modelDir }));
+  return join(root, `train-${hash}`);
+}
+
+function fileIdentity(f: string): string {
+  const s = statSync(f);
+  return `${f}:${s.size}:${s.mtimeMs}:${s.ino}`;
+}
+
+/** Writes train.onnx / eval.onnx with hard links to the weights; reuses an up-to-date folder. */
+function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string): { lora: LoraInput[]; dropoutMasks: DropoutInput[] } {
+  const sources = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
+  const location = new Map(sources.map((f) => [f, `base/${basename(f)}`]));
+  const weights = (g: Parameters<typeof externalWeights>[0]) => externalWeights(g, ckpt.tensors, (f) => location.get(f)!);
+  const opts = { rank: o.rank, alpha: o.alpha, targets: o.targets, dropout: o.dropout };
+  const train = buildTrainingGraph(ckpt.config, weights, { ...opts, train: true });
+  const result = { lora: [...train.lora], dropoutMasks: [...train.dropoutMasks] };
+  const stamp = join(dir, 'graph.json');
+  const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, files: sources.map(fileIdentity), opts });
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === key && existsSync(join(dir, 'train.onnx'))) return result;
+
+  const t0 = Date.now();
+  const tmp = `${dir}.tmp-${process.pid}`;
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(join(tmp, 'base'), { recursive: true });
+    for (const f of sources) linkWeights(f, join(tmp, 'base', basename(f)));
+    writeFileSync(join(tmp, 'train.onnx'), train.g.serialize({ docString: 'morris LoRA training step' }));
+    const evalGraph = buildTrainingGraph(ckpt.config, weights, { ...opts, train: false });
+    writeFileSync(join(tmp, 'eval.onnx'), evalGraph.g.serialize({ docString: 'morris LoRA eval loss' }));
+    writeFileSync(stamp.replace(dir, tmp), key);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw wrapFsError(e, dir);
+  }
+  log.info({ dir, nodes: train.g.nodes.length, ms: Date.now() - t0 }, 'built training graph');
+  return result;
+}
+
+function linkWeights(src: string, dest: string): void {
+  try {
+    linkSync(src, dest);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM') {
+      throw new MorrisError('MODEL_INVALID', `Cannot hard-link ${src} into ${dest} (${code}).`, {
+        hint: 'ONNX Runtime reads weights only from inside the graph folder: keep the cache on the model\'s file system or make the model folder writable.',
+        cause: e,
+      });
+    }
+    throw e;
+  }
+}
