@@ -104,6 +104,7 @@ const schema = z.object({
   MORRIS_PROMOTE_MARGIN: num(0, 10).default(0.01),
   MORRIS_ADMIN_TOKEN: optionalString,
   MORRIS_SHUTDOWN_GRACE_S: int(0, 3600).default(30),
+  MORRIS_SOURCES: list.default([]),
 });
 
 /** Every key the schema knows (for .env.example checks and `morris doctor`). */
