@@ -8,7 +8,7 @@
  * continued on the next run; `.morris-pull.json` records a finished pull.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -122,10 +122,19 @@ async function hashFile(file: string, hash: ReturnType<typeof createHash>): Prom
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
 }
 
+/** What every @huggingface/hub call here gets. */
+interface HubParams {
+  repo: { type: 'model'; name: string };
+  revision: string;
+  hubUrl?: string;
+  accessToken?: `hf_${string}`;
+  fetch?: typeof fetch;
+}
+
 export async function pullModel(repoId: string, opts: PullOptions): Promise<PullResult> {
   if (!REPO_ID.test(repoId)) throw new MorrisError('BAD_INPUT', `"${repoId}" is not a Hub repo id.`, { hint: 'Use owner/name, e.g. HuggingFaceTB/SmolLM2-360M-Instruct.' });
-  const common = {
-    repo: { type: 'model' as const, name: repoId },
+  const common: HubParams = {
+    repo: { type: 'model', name: repoId },
     revision: opts.revision ?? 'main',
     ...(opts.endpoint ? { hubUrl: opts.endpoint.replace(/\/+$/, '') } : {}),
     ...(opts.token ? { accessToken: opts.token as `hf_${string}` } : {}),
@@ -168,7 +177,7 @@ async function pullOneFile(
   repoId: string,
   entry: ListFileEntry,
   destDir: string,
-  common: Parameters<typeof downloadFile>[0] extends infer P ? Omit<P & object, 'path'> : never,
+  common: HubParams,
   report: (fileBytes: number) => void,
 ): Promise<{ action: PulledFile['action']; downloaded: number }> {
   const size = expectedSize(entry);
@@ -215,7 +224,8 @@ async function pullOneFile(
       const body = Readable.fromWeb(blob.slice(offset).stream() as unknown as WebReadableStream<Uint8Array>);
       await pipeline(body, counter, createWriteStream(part, { flags: 'a' }));
     } catch (e) {
-      throw wrapFsError(e, part) === e ? hubError(e, repoId, `downloading ${entry.path} (${offset + received} of ${size} bytes kept for resuming)`) : wrapFsError(e, part);
+      const diskFull = wrapFsError(e, part);
+      throw diskFull !== e ? diskFull : hubError(e, repoId, `downloading ${entry.path} (${offset + received} of ${size} bytes kept for resuming)`);
     }
   }
   const got = statSync(part).size;
@@ -255,7 +265,9 @@ function inlineChatTemplate(dir: string): void {
 /** True when `dir` holds a finished pull (or any checkpoint that did not come from a pull). */
 export function isCompleteModelDir(dir: string): boolean {
   if (existsSync(join(dir, PULL_MARKER))) return true;
-  return existsSync(join(dir, 'config.json')) && !existsSync(join(dir, 'model.safetensors.incomplete')) && (existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json')));
+  if (!existsSync(join(dir, 'config.json'))) return false;
+  if (readdirSync(dir).some((f) => f.endsWith('.incomplete'))) return false;
+  return existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
 }
 
 /**
@@ -277,7 +289,7 @@ export async function resolveBaseModel(
     }
     return dir;
   }
-  if (existsSync(join(dir, PULL_MARKER))) return dir;
+  if (isCompleteModelDir(dir)) return dir;
   log.info({ repoId: setting, dir }, 'base model not on disk yet; pulling it from the Hub');
   await pullModel(setting, {
     destDir: dir,
