@@ -1,0 +1,406 @@
+/**
+ * The platform-neutral command core. Adapters hand it what a person typed; it parses, checks
+ * (topic length, blocklist, per-user rate limit), records the request in `generations`, drives
+ * the TextGenerator and hands back a stream of `ReplyUpdate`s to render. Admin commands run here
+ * too, gated by the configured admin ids and written to `audit_log` whether allowed or not.
+ */
+import Bottleneck from 'bottleneck';
+import type { Config } from '../config.ts';
+import { isMorrisError, MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { audit, type Store } from '../store/db.ts';
+import { closeGeneration, newGenerationId, openGeneration } from './generation-log.ts';
+import { parseRequestText, usageText } from './parse-request.ts';
+import { composeArticle, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
+import type {
+  AdminActions,
+  GenerationOptions,
+  GenerationRequest,
+  GeneratorEvent,
+  ReplyUpdate,
+  Requester,
+  TextGenerator,
+} from './types.ts';
+
+const logger = childLog('bot-core');
+
+export const RATE_LIMIT_WINDOW_MS = 60_000;
+/** Shown in the attribution line when MORRIS_COLUMNIST is not set. */
+export const DEFAULT_COLUMNIST = 'a veteran British telecoms columnist';
+
+export interface CoreSettings {
+  maxTopicChars: number;
+  /** Requests per user per minute; 0 turns the limit off. */
+  userRateLimitPerMin: number;
+  blocklist: readonly string[];
+  slackAdmins: readonly string[];
+  /** Discord user ids or role ids. */
+  discordAdmins: readonly string[];
+  /** max_new_tokens for a medium article; short and long scale from it. */
+  defaultMaxNewTokens: number;
+  columnist: string;
+}
+
+export function coreSettingsFromConfig(config: Config): CoreSettings {
+  return {
+    maxTopicChars: config.MORRIS_MAX_TOPIC_CHARS,
+    userRateLimitPerMin: config.MORRIS_USER_RATE_LIMIT_PER_MIN,
+    blocklist: config.MORRIS_BLOCKLIST,
+    slackAdmins: config.MORRIS_SLACK_ADMINS,
+    discordAdmins: config.MORRIS_DISCORD_ADMINS,
+    defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
+    columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST,
+  };
+}
+
+export const ADMIN_COMMANDS = [
+  'status',
+  'retrain',
+  'rescrape',
+  'rebuild',
+  'adapters',
+  'promote',
+  'rollback',
+  'cancel',
+  'version',
+] as const;
+export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
+
+export type Prepared =
+  | { ok: false; message: string }
+  | {
+      ok: true;
+      request: GenerationRequest;
+      /** Short "writing…" line for the immediate acknowledgement (platform-ready text). */
+      ackText: string;
+      run(signal?: AbortSignal): AsyncGenerator<ReplyUpdate>;
+    };
+
+export interface BotCoreDeps {
+  store: Store;
+  generator: TextGenerator;
+  admin?: AdminActions;
+  settings: CoreSettings;
+  now?: () => number;
+}
+
+function renderPlatform(requester: Requester): RenderPlatform {
+  return requester.platform === 'slack' ? 'slack' : 'discord';
+}
+
+/** What a person sees when a generation fails: one short sentence and the reference id. */
+export function failureText(e: unknown, ref: string): string {
+  const code = isMorrisError(e) ? e.code : 'INTERNAL';
+  const why: Partial<Record<string, string>> = {
+    MODEL_MISSING: 'the model failed to load',
+    MODEL_INVALID: 'the model failed to load',
+    MODEL_UNSUPPORTED: 'the model failed to load',
+    DEVICE_UNAVAILABLE: 'the model failed to load',
+    ADAPTER_MISMATCH: 'the model failed to load',
+    BUSY: 'the queue is full right now; try again in a few minutes',
+    TIMEOUT: 'it ran out of time',
+    CANCELLED: 'the request was cancelled',
+    BACKEND_ERROR: 'the generation server did not answer properly',
+  };
+  return `Sorry, Morris couldn't write that: ${why[code] ?? 'something went wrong'}. (ref \`${ref}\`)`;
+}
+
+export class BotCore {
+  private readonly limiter: Bottleneck.Group | null;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: BotCoreDeps) {
+    this.now = deps.now ?? Date.now;
+    const perMin = deps.settings.userRateLimitPerMin;
+    // A fixed one-minute reservoir per user; highWater 0 + OVERFLOW drops (never queues) a request
+    // that finds the reservoir empty, so `schedule` rejects at once.
+    this.limiter =
+      perMin > 0
+        ? new Bottleneck.Group({
+            reservoir: perMin,
+            reservoirRefreshAmount: perMin,
+            reservoirRefreshInterval: RATE_LIMIT_WINDOW_MS,
+            highWater: 0,
+            strategy: Bottleneck.strategy.OVERFLOW,
+            timeout: 5 * RATE_LIMIT_WINDOW_MS,
+          })
+        : null;
+  }
+
+  get settings(): CoreSettings {
+    return this.deps.settings;
+  }
+
+  /** Parses and checks a request; on success the caller acks with `ackText` and renders `run()`. */
+  async prepare(input: { requester: Requester; text: string; options?: Partial<GenerationOptions> }): Promise<Prepared> {
+    const { requester } = input;
+    const platform = renderPlatform(requester);
+    const { settings, store } = this.deps;
+    if (input.text.length > settings.maxTopicChars * 4 + 200) {
+      // Far over the cap (e.g. a pasted 50 kB document): refuse before parsing it at all.
+      return this.refuse(requester, input.text, 'refused', this.tooLongText(input.text.length));
+    }
+    const parsed = parseRequestText(input.text, input.options);
+    if (!parsed.ok) return { ok: false, message: parsed.reason === 'empty' ? usageText(platform) : parsed.message };
+    const { topic, options } = parsed;
+    if (topic.length > settings.maxTopicChars) return this.refuse(requester, topic, 'refused', this.tooLongText(topic.length));
+    const blocked = findBlockedTerm(topic, settings.blocklist);
+    if (blocked) {
+      logger.info({ user: requester.userId, platform: requester.platform, term: blocked }, 'topic blocked');
+      return this.refuse(requester, topic, 'refused', "Sorry, that's a topic Morris won't write about.", `blocked term: ${blocked}`);
+    }
+    if (!(await this.takeRateToken(requester))) {
+      return this.refuse(
+        requester,
+        topic,
+        'rate_limited',
+        `Easy, there: you can ask for ${settings.userRateLimitPerMin} article${settings.userRateLimitPerMin === 1 ? '' : 's'} a minute. Try again shortly.`,
+      );
+    }
+    const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options };
+    openGeneration(store, { id: request.id, requester, topic });
+    return {
+      ok: true,
+      request,
+      ackText: `Writing about “${echoTopic(topic, platform)}”…`,
+      run: (signal) => this.run(request, signal),
+    };
+  }
+
+  private tooLongText(length: number): string {
+    return `That topic is ${length.toLocaleString('en-GB')} characters; please keep it under ${this.deps.settings.maxTopicChars}.`;
+  }
+
+  private refuse(
+    requester: Requester,
+    topic: string,
+    outcome: 'refused' | 'rate_limited',
+    message: string,
+    error?: string,
+  ): Prepared {
+    openGeneration(this.deps.store, { id: newGenerationId(), requester, topic, outcome, error: error ?? message });
+    return { ok: false, message };
+  }
+
+  private async takeRateToken(requester: Requester): Promise<boolean> {
+    if (!this.limiter) return true;
+    try {
+      await this.limiter.key(`${requester.platform}:${requester.userId}`).schedule(async () => undefined);
+      return true;
+    } catch (e) {
+      if (e instanceof Bottleneck.BottleneckError) return false;
+      throw e;
+    }
+  }
+
+  private maxNewTokens(options: GenerationOptions): number {
+    const base = this.deps.settings.defaultMaxNewTokens;
+    const factor = { short: 0.4, medium: 1, long: 2 }[options.length];
+    return Math.max(16, Math.min(8192, Math.round(base * factor)));
+  }
+
+  /** Drives the generator for one prepared request and records the outcome. Never throws. */
+  private async *run(request: GenerationRequest, outer?: AbortSignal): AsyncGenerator<ReplyUpdate> {
+    const { store, generator, settings } = this.deps;
+    const platform = renderPlatform(request);
+    const started = this.now();
+    let ttft: number | null = null;
+    let text = '';
+    const abort = new AbortController();
+    const onOuterAbort = () => abort.abort(outer?.reason);
+    outer?.addEventListener('abort', onOuterAbort, { once: true });
+    const close = (r: Parameters<typeof closeGeneration>[2]) => closeGeneration(store, request.id, r);
+    try {
+      const events = generator.generate(
+        {
+          topic: request.topic,
+          maxNewTokens: this.maxNewTokens(request.options),
+          temperature: request.options.temperature,
+          requestId: request.id,
+        },
+        abort.signal,
+      );
+      let done: Extract<GeneratorEvent, { type: 'done' }> | undefined;
+      for await (const ev of events) {
+        if (ev.type === 'queued') {
+          yield {
+            kind: 'notice',
+            text: `Queued: position ${ev.position}. Morris will write about “${echoTopic(request.topic, platform)}” soon.`,
+          };
+        } else if (ev.type === 'started') {
+          yield { kind: 'notice', text: `Writing about “${echoTopic(request.topic, platform)}”…` };
+        } else if (ev.type === 'text') {
+          ttft ??= this.now() - started;
+          text += ev.text;
+          const blocked = findBlockedTerm(text, settings.blocklist);
+          if (blocked) {
+            abort.abort(new MorrisError('CONTENT_BLOCKED', 'output blocked'));
+            yield this.blockedOutput(request, started, ttft, text, blocked);
+            return;
+          }
+          yield { kind: 'partial', text };
+        } else {
+          done = ev;
+          break;
+        }
+      }
+      if (!done) throw new MorrisError('GENERATION_FAILED', 'The generator stopped without finishing.');
+      ttft ??= this.now() - started;
+      const body = done.text || text;
+      const blocked = findBlockedTerm(body, settings.blocklist);
+      if (blocked) {
+        yield this.blockedOutput(request, started, ttft, body, blocked, done);
+        return;
+      }
+      close({
+        outcome: done.cut ? 'cut' : 'ok',
+        durationMs: this.now() - started,
+        ttftMs: ttft,
+        nChars: body.length,
+        baseModel: done.baseModel,
+        adapterId: done.adapterId,
+        datasetId: done.datasetId,
+        error: done.cut ? `cut: ${done.reason ?? 'unknown'}` : null,
+      });
+      yield {
+        kind: 'final',
+        text: composeArticle(body, { columnist: settings.columnist, cut: done.cut, cutReason: done.reason }),
+        cut: done.cut,
+        generationId: request.id,
+      };
+    } catch (e) {
+      const cancelled = outer?.aborted || (isMorrisError(e) && e.code === 'CANCELLED');
+      logger.error({ err: e, ref: request.id, user: request.userId, platform: request.platform }, 'generation failed');
+      close({
+        outcome: cancelled ? 'cancelled' : 'failed',
+        durationMs: this.now() - started,
+        ttftMs: ttft,
+        nChars: text.length,
+        error: e instanceof Error ? `${isMorrisError(e) ? `${e.code}: ` : ''}${e.message}` : String(e),
+      });
+      yield { kind: 'failed', text: failureText(e, request.id), generationId: request.id };
+    } finally {
+      outer?.removeEventListener('abort', onOuterAbort);
+      if (!abort.signal.aborted) abort.abort(new MorrisError('CANCELLED', 'reply finished'));
+    }
+  }
+
+  private blockedOutput(
+    request: GenerationRequest,
+    started: number,
+    ttft: number | null,
+    text: string,
+    term: string,
+    done?: Extract<GeneratorEvent, { type: 'done' }>,
+  ): ReplyUpdate {
+    logger.warn({ ref: request.id, term }, 'generated text blocked');
+    closeGeneration(this.deps.store, request.id, {
+      outcome: 'refused',
+      durationMs: this.now() - started,
+      ttftMs: ttft,
+      nChars: text.length,
+      adapterId: done?.adapterId,
+      datasetId: done?.datasetId,
+      baseModel: done?.baseModel,
+      error: `output blocked: ${term}`,
+    });
+    return {
+      kind: 'failed',
+      text: `Morris wrote something its content filter won't let through, so nothing was posted. (ref \`${request.id}\`)`,
+      generationId: request.id,
+    };
+  }
+
+  // ---------------------------------------------------------------- admin
+
+  isAdmin(requester: Requester): boolean {
+    const { slackAdmins, discordAdmins } = this.deps.settings;
+    if (requester.platform === 'slack') return slackAdmins.includes(requester.userId);
+    if (requester.platform === 'discord') {
+      return discordAdmins.includes(requester.userId) || (requester.roleIds ?? []).some((r) => discordAdmins.includes(r));
+    }
+    return false;
+  }
+
+  /** Runs an admin command; returns platform-ready text. Every call is audited. */
+  async admin(input: { requester: Requester; text: string }): Promise<string> {
+    const { requester } = input;
+    const platform = renderPlatform(requester);
+    const [word = '', ...rest] = input.text.trim().split(/\s+/).filter(Boolean);
+    const command = word.toLowerCase().slice(0, 40);
+    const args = rest.join(' ').slice(0, 500);
+    const allowed = this.isAdmin(requester);
+    const record = (outcome: string) =>
+      audit(this.deps.store, {
+        platform: requester.platform,
+        userId: requester.userId,
+        command: command || '(none)',
+        args: args || undefined,
+        allowed,
+        outcome,
+      });
+    if (!allowed) {
+      record('refused: not an admin');
+      logger.warn({ user: requester.userId, platform: requester.platform, command }, 'admin command refused');
+      return "Sorry, admin commands are for Morris's admins only. This attempt was logged.";
+    }
+    if (!(ADMIN_COMMANDS as readonly string[]).includes(command)) {
+      record('unknown command');
+      return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : `\`${c}\``)).join(', ')}.`;
+    }
+    try {
+      const out = await this.runAdmin(command as AdminCommand, args, requester);
+      record('ok');
+      return codeBlock(out, platform);
+    } catch (e) {
+      record(`failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500));
+      logger.error({ err: e, command, user: requester.userId }, 'admin command failed');
+      const msg = isMorrisError(e) ? e.message : 'something went wrong (see the log)';
+      return `\`${command}\` failed: ${platform === 'slack' ? msg.replace(/[<>&]/g, '') : msg}`;
+    }
+  }
+
+  private async runAdmin(command: AdminCommand, args: string, requester: Requester): Promise<string> {
+    if (command === 'version') {
+      const info = await this.deps.generator.info();
+      return [
+        `backend:    ${info.backend}`,
+        `base model: ${info.baseModel ?? 'unknown'}`,
+        `adapter:    ${info.adapterId ?? 'none (base model only)'}`,
+        `dataset:    ${info.datasetId ?? 'unknown'}`,
+        ...(info.details ? [info.details] : []),
+      ].join('\n');
+    }
+    const admin = this.deps.admin;
+    if (!admin) throw new MorrisError('NOT_FOUND', 'Admin actions are not available in this process (run `morris serve`).');
+    const actor = { platform: requester.platform, userId: requester.userId };
+    const needArg = (what: string) => {
+      if (!args) throw new MorrisError('BAD_INPUT', `\`${command}\` needs ${what}, e.g. \`${command} ${what === 'an adapter id' ? 'a-20260101' : '42'}\`.`);
+      return args.split(/\s+/)[0]!;
+    };
+    switch (command) {
+      case 'status':
+        return admin.status(actor);
+      case 'retrain':
+        return admin.retrain(actor);
+      case 'rescrape':
+        return admin.rescrape(actor);
+      case 'rebuild':
+        return admin.rebuild(actor);
+      case 'adapters':
+        return admin.adapters(actor);
+      case 'promote':
+        return admin.promote(actor, needArg('an adapter id'));
+      case 'rollback':
+        return admin.rollback(actor);
+      case 'cancel':
+        return admin.cancel(actor, needArg('a job id'));
+    }
+  }
+}
+
+/** Plain text shown verbatim (monospace) on either platform. */
+function codeBlock(text: string, platform: RenderPlatform): string {
+  const body = text.replace(/```/g, "'''").trim() || '(no output)';
+  return `\`\`\`\n${platform === 'slack' ? body.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;') : body}\n\`\`\``;
+}

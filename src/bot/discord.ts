@@ -1,0 +1,247 @@
+/**
+ * Discord adapter (discord.js 14). A mention in a channel (or any DM) is answered as a reply to
+ * that message with a typing indicator and throttled streaming edits; `/morris topic:` and
+ * `/morris-admin command:` are deferred at once and then edited / followed up. Every message goes
+ * out with allowed_mentions {parse: []}, and other bots' messages are ignored.
+ */
+import {
+  type ChatInputCommandInteraction,
+  Client,
+  Events,
+  GatewayIntentBits,
+  type Message,
+  MessageFlags,
+  Partials,
+  REST,
+  Routes,
+  SlashCommandBuilder,
+} from 'discord.js';
+import { MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import type { BotCore } from './core.ts';
+import { MAX_TEMPERATURE, MIN_TEMPERATURE } from './parse-request.ts';
+import { DISCORD_EDIT_INTERVAL_MS, DISCORD_MAX_MESSAGE_LENGTH, DISCORD_TYPING_REFRESH_MS, toDiscordMarkdown } from './render.ts';
+import { streamReply, type MessageSurface } from './stream-reply.ts';
+import type { ArticleLength, GenerationOptions, ReplyUpdate, Requester } from './types.ts';
+
+const logger = childLog('discord');
+
+/** No message Morris sends may ping anyone, including the person it replies to. */
+export const NO_MENTIONS = Object.freeze({ parse: [] as [], repliedUser: false });
+
+export const DISCORD_COMMANDS = [
+  new SlashCommandBuilder()
+    .setName('morris')
+    .setDescription('Write an article in the columnist’s style')
+    .addStringOption((o) => o.setName('topic').setDescription('What to write about').setRequired(true).setMaxLength(6000))
+    .addStringOption((o) =>
+      o
+        .setName('length')
+        .setDescription('How long')
+        .addChoices({ name: 'short', value: 'short' }, { name: 'medium', value: 'medium' }, { name: 'long', value: 'long' }),
+    )
+    .addNumberOption((o) =>
+      o.setName('temperature').setDescription('Higher is wilder').setMinValue(MIN_TEMPERATURE).setMaxValue(MAX_TEMPERATURE),
+    ),
+  new SlashCommandBuilder()
+    .setName('morris-admin')
+    .setDescription('Morris admin commands (status, retrain, adapters, promote <id>, …)')
+    .addStringOption((o) => o.setName('command').setDescription('e.g. status, promote <id>, cancel <job>').setRequired(true)),
+].map((c) => c.toJSON());
+
+export interface DiscordBotOptions {
+  core: BotCore;
+  token: string;
+  /** REST base such as http://127.0.0.1:9000/api (discord.js adds /v10); the gateway URL follows. */
+  apiUrl?: string;
+  editIntervalMs?: number;
+  maxMessageLength?: number;
+}
+
+export interface DiscordBot {
+  client: Client;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Registers /morris and /morris-admin globally, or in one guild (instant, for testing). */
+export async function registerDiscordCommands(opts: {
+  token: string;
+  applicationId: string;
+  apiUrl?: string;
+  guildId?: string;
+}): Promise<{ registered: string[] }> {
+  const rest = new REST(opts.apiUrl ? { api: opts.apiUrl } : {}).setToken(opts.token);
+  const route = opts.guildId
+    ? Routes.applicationGuildCommands(opts.applicationId, opts.guildId)
+    : Routes.applicationCommands(opts.applicationId);
+  const result = (await rest.put(route, { body: DISCORD_COMMANDS })) as { name: string }[];
+  return { registered: result.map((c) => c.name) };
+}
+
+function memberRoleIds(member: unknown): string[] {
+  const roles = (member as { roles?: unknown } | null | undefined)?.roles;
+  if (Array.isArray(roles)) return roles.map(String);
+  const cache = (roles as { cache?: Map<string, unknown> } | undefined)?.cache;
+  return cache ? [...cache.keys()] : [];
+}
+
+export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
+  const { core } = opts;
+  const client = new Client({
+    intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.DirectMessages],
+    partials: [Partials.Channel],
+    allowedMentions: NO_MENTIONS,
+    ...(opts.apiUrl ? { rest: { api: opts.apiUrl } } : {}),
+  });
+  const editIntervalMs = opts.editIntervalMs ?? DISCORD_EDIT_INTERVAL_MS;
+  const maxLength = opts.maxMessageLength ?? DISCORD_MAX_MESSAGE_LENGTH;
+  const running = new Set<Promise<void>>();
+  const aborts = new Set<AbortController>();
+
+  const track = (what: string, work: (signal: AbortSignal) => Promise<void>) => {
+    const ac = new AbortController();
+    aborts.add(ac);
+    const p = work(ac.signal)
+      .catch((e: unknown) => logger.error({ err: e }, `discord ${what} failed`))
+      .finally(() => {
+        running.delete(p);
+        aborts.delete(ac);
+      });
+    running.add(p);
+  };
+
+  const render = <H>(updates: AsyncIterable<ReplyUpdate>, surface: MessageSurface<H>, onUpdate?: (u: ReplyUpdate) => void) =>
+    streamReply(updates, surface, { maxLength, editIntervalMs, format: toDiscordMarkdown, onUpdate });
+
+  async function onMessage(message: Message): Promise<void> {
+    const me = client.user;
+    if (!me || message.author.bot || message.author.id === me.id) return;
+    const isDm = message.channel.isDMBased();
+    if (!isDm && !message.mentions.users.has(me.id)) return;
+    const text = message.content.replace(new RegExp(`<@!?${me.id}>`, 'g'), ' ');
+    const requester: Requester = {
+      platform: 'discord',
+      userId: message.author.id,
+      roleIds: memberRoleIds(message.member),
+      channelId: message.channelId,
+    };
+    const prepared = await core.prepare({ requester, text });
+    if (!prepared.ok) {
+      await message.reply({ content: prepared.message, allowedMentions: NO_MENTIONS });
+      return;
+    }
+    const { ackText, run } = prepared;
+    track('mention reply', async (signal) => {
+      const channel = message.channel;
+      const typing = () => {
+        if ('sendTyping' in channel) channel.sendTyping().catch((e: unknown) => logger.debug({ err: e }, 'typing failed'));
+      };
+      typing();
+      const typingTimer = setInterval(typing, DISCORD_TYPING_REFRESH_MS);
+      const surface: MessageSurface<Message> = {
+        post: (content, index) =>
+          index === 0 || !('send' in channel)
+            ? message.reply({ content, allowedMentions: NO_MENTIONS })
+            : channel.send({ content, allowedMentions: NO_MENTIONS }),
+        edit: async (m, content) => {
+          await m.edit({ content, allowedMentions: NO_MENTIONS });
+        },
+      };
+      async function* withAck(): AsyncGenerator<ReplyUpdate> {
+        yield { kind: 'notice', text: ackText };
+        yield* run(signal);
+      }
+      try {
+        await render(withAck(), surface, (u) => {
+          if (u.kind === 'final' || u.kind === 'failed') clearInterval(typingTimer);
+        });
+      } finally {
+        clearInterval(typingTimer);
+      }
+    });
+  }
+
+  /** Deferred interaction: message 0 is the deferred reply (edited), the rest are follow-ups. */
+  function interactionSurface(i: ChatInputCommandInteraction): MessageSurface<Message | '@original'> {
+    return {
+      async post(content, index) {
+        if (index === 0) {
+          await i.editReply({ content, allowedMentions: NO_MENTIONS });
+          return '@original';
+        }
+        return i.followUp({ content, allowedMentions: NO_MENTIONS });
+      },
+      async edit(handle, content) {
+        if (handle === '@original') await i.editReply({ content, allowedMentions: NO_MENTIONS });
+        else await i.webhook.editMessage(handle, { content, allowedMentions: NO_MENTIONS });
+      },
+    };
+  }
+
+  async function onMorrisCommand(i: ChatInputCommandInteraction): Promise<void> {
+    await i.deferReply(); // first: the 3 s window is for this, not for our checks
+    const requester: Requester = {
+      platform: 'discord',
+      userId: i.user.id,
+      roleIds: memberRoleIds(i.member),
+      channelId: i.channelId,
+    };
+    const base: Partial<GenerationOptions> = {};
+    const length = i.options.getString('length');
+    if (length) base.length = length as ArticleLength;
+    const temperature = i.options.getNumber('temperature');
+    if (temperature !== null) base.temperature = temperature;
+    const prepared = await core.prepare({ requester, text: i.options.getString('topic') ?? '', options: base });
+    if (!prepared.ok) {
+      await i.editReply({ content: prepared.message, allowedMentions: NO_MENTIONS });
+      return;
+    }
+    const { ackText, run } = prepared;
+    track('slash reply', async (signal) => {
+      async function* withAck(): AsyncGenerator<ReplyUpdate> {
+        yield { kind: 'notice', text: ackText };
+        yield* run(signal);
+      }
+      await render(withAck(), interactionSurface(i));
+    });
+  }
+
+  async function onAdminCommand(i: ChatInputCommandInteraction): Promise<void> {
+    await i.deferReply({ flags: MessageFlags.Ephemeral });
+    const requester: Requester = {
+      platform: 'discord',
+      userId: i.user.id,
+      roleIds: memberRoleIds(i.member),
+      channelId: i.channelId,
+    };
+    const out = await core.admin({ requester, text: i.options.getString('command') ?? '' });
+    await i.editReply({ content: out.slice(0, DISCORD_MAX_MESSAGE_LENGTH), allowedMentions: NO_MENTIONS });
+  }
+
+  client.on(Events.MessageCreate, (message) => {
+    onMessage(message).catch((e: unknown) => logger.error({ err: e, message: message.id }, 'discord message handler failed'));
+  });
+  client.on(Events.InteractionCreate, (i) => {
+    if (!i.isChatInputCommand()) return;
+    const handler = i.commandName === 'morris' ? onMorrisCommand : i.commandName === 'morris-admin' ? onAdminCommand : null;
+    if (!handler) return;
+    handler(i).catch((e: unknown) => logger.error({ err: e, command: i.commandName }, 'discord interaction failed'));
+  });
+  client.on(Events.Error, (e) => logger.error({ err: e }, 'discord client error'));
+
+  return {
+    client,
+    async start() {
+      const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
+      await client.login(opts.token);
+      await ready;
+      logger.info({ user: client.user?.tag }, 'discord bot ready');
+    },
+    async stop() {
+      for (const ac of aborts) ac.abort(new MorrisError('CANCELLED', 'bot stopping'));
+      await Promise.allSettled([...running]);
+      await client.destroy();
+    },
+  };
+}

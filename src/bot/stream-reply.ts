@@ -1,0 +1,132 @@
+/**
+ * Renders one stream of `ReplyUpdate`s onto a platform's messages: the first update posts (or
+ * fills) message 0, later ones edit it at most once per `editIntervalMs`, text that outgrows the
+ * platform limit continues in further messages, and the terminal update is always written in
+ * full. Platform adapters supply only `post` and `edit` (the llmcord loop, minus the platform).
+ */
+import { childLog } from '../log.ts';
+import { editDelay, splitMessage, STREAMING_CURSOR } from './render.ts';
+import type { ReplyUpdate } from './types.ts';
+
+const logger = childLog('bot-stream');
+
+export interface MessageSurface<H> {
+  /** Posts message number `index` (0 = the reply itself) and returns a handle to edit it. */
+  post(text: string, index: number): Promise<H>;
+  edit(handle: H, text: string, index: number): Promise<void>;
+}
+
+export interface StreamReplyOptions {
+  maxLength: number;
+  editIntervalMs: number;
+  /** Raw article markdown → platform text (mentions neutralised, escaped). */
+  format(markdown: string): string;
+  now?: () => number;
+  /** Called when the first content (notice or text) is about to be shown, e.g. to stop typing. */
+  onUpdate?(update: ReplyUpdate): void;
+}
+
+export interface StreamReplyResult<H> {
+  handles: H[];
+  /** Texts as last written, message by message. */
+  shown: string[];
+  /** Number of edits made (not counting posts). */
+  edits: number;
+  final: ReplyUpdate | undefined;
+}
+
+/** Text in the messages a placeholder-only reply leaves behind when the final text is shorter. */
+export const CONTINUATION_REMOVED = '…';
+
+export async function streamReply<H>(
+  updates: AsyncIterable<ReplyUpdate>,
+  surface: MessageSurface<H>,
+  opts: StreamReplyOptions,
+): Promise<StreamReplyResult<H>> {
+  const now = opts.now ?? Date.now;
+  const handles: H[] = [];
+  const shown: string[] = [];
+  let edits = 0;
+  let lastWriteAt: number | null = null;
+  let pending: string[] | null = null;
+  let inFlight: Promise<void> | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let final: ReplyUpdate | undefined;
+  let textStarted = false;
+
+  const reconcile = async (parts: string[]) => {
+    for (let i = 0; i < parts.length; i++) {
+      if (i < handles.length) {
+        if (shown[i] !== parts[i]) {
+          await surface.edit(handles[i]!, parts[i]!, i);
+          shown[i] = parts[i]!;
+          edits++;
+        }
+      } else {
+        handles.push(await surface.post(parts[i]!, i));
+        shown.push(parts[i]!);
+      }
+    }
+    // A final text shorter than the live preview: empty the leftover continuation messages.
+    for (let i = parts.length; i < handles.length; i++) {
+      if (shown[i] !== CONTINUATION_REMOVED) {
+        await surface.edit(handles[i]!, CONTINUATION_REMOVED, i);
+        shown[i] = CONTINUATION_REMOVED;
+        edits++;
+      }
+    }
+    lastWriteAt = now();
+  };
+
+  const flush = () => {
+    timer = null;
+    const parts = pending;
+    pending = null;
+    if (!parts) return;
+    inFlight = reconcile(parts)
+      .catch((e: unknown) => logger.warn({ err: e }, 'streaming edit failed; the final text will still be written'))
+      .finally(() => {
+        inFlight = null;
+        if (pending) schedule();
+      });
+  };
+
+  const schedule = () => {
+    if (inFlight || timer) return;
+    const wait = editDelay(lastWriteAt, now(), opts.editIntervalMs);
+    if (wait === 0) flush();
+    else timer = setTimeout(flush, wait);
+  };
+
+  const show = (parts: string[]) => {
+    pending = parts;
+    schedule();
+  };
+
+  for await (const update of updates) {
+    opts.onUpdate?.(update);
+    if (update.kind === 'notice') {
+      // Notices only fill the placeholder; once article text is showing they would hide it.
+      if (!textStarted) show([update.text]);
+    } else if (update.kind === 'partial') {
+      textStarted = true;
+      show(splitMessage(opts.format(update.text) + STREAMING_CURSOR, opts.maxLength));
+    } else {
+      final = update;
+      break;
+    }
+  }
+
+  if (timer) clearTimeout(timer);
+  timer = null;
+  pending = null;
+  if (inFlight) await inFlight;
+  if (final) {
+    const text = final.kind === 'final' ? opts.format(final.text) : final.kind === 'failed' ? final.text : '';
+    // Respect the edit interval for the last write too (it is usually an edit of message 0).
+    const wait = handles.length ? editDelay(lastWriteAt, now(), opts.editIntervalMs) : 0;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    await reconcile(splitMessage(text, opts.maxLength));
+  }
+  return { handles, shown, edits, final };
+}

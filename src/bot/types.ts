@@ -1,0 +1,130 @@
+/**
+ * The bots' platform-neutral vocabulary. Slack and Discord adapters turn their events into a
+ * `GenerationRequest` (through the core), and everything behind the core is reached through two
+ * injected ports: `TextGenerator` (writes the article) and `AdminActions` (runs jobs). The bots
+ * never import src/model/ or src/jobs/ directly; src/bot/generator-adapters.ts and the serve
+ * process wire the real implementations in.
+ */
+
+export type Platform = 'slack' | 'discord' | 'web' | 'cli';
+
+export type ArticleLength = 'short' | 'medium' | 'long';
+
+export interface GenerationOptions {
+  length: ArticleLength;
+  /** Sampling temperature; undefined → the generator's configured default. */
+  temperature?: number;
+}
+
+export interface Requester {
+  platform: Platform;
+  /** Platform user id (Slack `U…`, Discord snowflake). */
+  userId: string;
+  /** Discord role ids of the member in the guild where they asked (for admin checks). */
+  roleIds?: readonly string[];
+  /** Channel (or DM) id the request came from. */
+  channelId?: string;
+}
+
+/** One request for one article, whatever platform it came from. */
+export interface GenerationRequest extends Requester {
+  /** Reference id shown to the user on failure; also the `generations` row id. */
+  id: string;
+  topic: string;
+  options: GenerationOptions;
+}
+
+// ---------------------------------------------------------------- TextGenerator port
+
+/** What the generator is asked to do (the core has already resolved options into numbers). */
+export interface GeneratorInput {
+  /** The topic as the person wrote it (already length-capped and content-checked). */
+  topic: string;
+  maxNewTokens: number;
+  temperature?: number;
+  /** Who asked, for the generator's own logs; never used for the text. */
+  requestId: string;
+}
+
+/**
+ * Events a generator yields, in this order: any number of `queued` (position 1 = next to run),
+ * one `started`, any number of `text` (each one a new piece to append), then exactly one `done`.
+ * Failures are thrown (ideally as MorrisError with a code such as MODEL_MISSING, BUSY,
+ * BACKEND_ERROR) and end the stream.
+ */
+export type GeneratorEvent =
+  | { type: 'queued'; position: number }
+  | { type: 'started' }
+  | { type: 'text'; text: string }
+  | {
+      type: 'done';
+      /** The whole text generated (authoritative; deltas may be dropped by a slow reader). */
+      text: string;
+      /** True when generation stopped early (time limit, cancelled): the text is partial. */
+      cut: boolean;
+      /** Why it stopped, e.g. 'eos', 'max_tokens', 'timeout', 'cancelled'. */
+      reason?: string;
+      adapterId?: string | null;
+      datasetId?: string | null;
+      baseModel?: string | null;
+    };
+
+/** Which model answers right now (shown by the `version` admin command). */
+export interface GeneratorInfo {
+  backend: string;
+  baseModel: string | null;
+  adapterId: string | null;
+  datasetId: string | null;
+  /** Free-form details (device, queue length, loaded or not). */
+  details?: string;
+}
+
+export interface TextGenerator {
+  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GeneratorEvent>;
+  info(): Promise<GeneratorInfo>;
+}
+
+// ---------------------------------------------------------------- AdminActions port
+
+/**
+ * Admin operations, implemented by src/jobs (the serve process injects them). Each method returns
+ * a short, human-readable plain-text summary (a few lines at most; the core formats it for the
+ * platform) or throws a MorrisError whose message is shown to the admin. `actor` says who asked,
+ * so jobs can record the trigger (e.g. "slack:U123").
+ *
+ * - `status`   — scheduler and running/last jobs, active adapter, queue length.
+ * - `retrain`, `rescrape`, `rebuild` — start the job (or say it is already running) and return at
+ *   once with the job id; they must not wait for the job to finish.
+ * - `adapters` — list adapters (id, status, key metric), newest first.
+ * - `promote`  — make adapter `adapterId` active (hot swap); throws NOT_FOUND for an unknown id.
+ * - `rollback` — reactivate the previously active adapter.
+ * - `cancel`   — cancel running job `jobId`; throws NOT_FOUND when no such running job exists.
+ */
+export interface AdminActions {
+  status(actor: AdminActor): Promise<string>;
+  retrain(actor: AdminActor): Promise<string>;
+  rescrape(actor: AdminActor): Promise<string>;
+  rebuild(actor: AdminActor): Promise<string>;
+  adapters(actor: AdminActor): Promise<string>;
+  promote(actor: AdminActor, adapterId: string): Promise<string>;
+  rollback(actor: AdminActor): Promise<string>;
+  cancel(actor: AdminActor, jobId: string): Promise<string>;
+}
+
+export interface AdminActor {
+  platform: Platform;
+  userId: string;
+}
+
+// ---------------------------------------------------------------- what the core hands adapters
+
+/**
+ * What a platform adapter shows while one request runs. `notice` replaces the placeholder
+ * (queue position, "writing…"); `partial` is the article so far (raw text, not yet formatted);
+ * exactly one terminal update (`final` or `failed`) ends the stream.
+ */
+export type ReplyUpdate =
+  | { kind: 'notice'; text: string }
+  | { kind: 'partial'; text: string }
+  | { kind: 'final'; text: string; cut: boolean; generationId: string }
+  | { kind: 'failed'; text: string; generationId: string | null };
