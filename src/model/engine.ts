@@ -153,6 +153,11 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       promptIds = tokenizer.encode(input.text);
     }
     if (promptIds.length === 0) throw new MorrisError('BAD_INPUT', 'The prompt is empty.');
+    const context = compiled.config.maxPositionEmbeddings;
+    if (promptIds.length >= context) {
+      throw new MorrisError('BAD_INPUT', `The prompt is ${promptIds.length} tokens; this model reads at most ${context}.`, { hint: 'Shorten the topic or prompt.' });
+    }
+    const maxNewTokens = Math.min(sampling.maxNewTokens, context - promptIds.length);
     const promptText = tokenizer.decode(promptIds, { skip_special_tokens: true });
 
     const queue: string[] = [];
@@ -175,7 +180,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       .generate({
         inputs: new Tensor('int64', ids, [1, ids.length]),
         attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
-        max_new_tokens: sampling.maxNewTokens,
+        max_new_tokens: maxNewTokens,
         do_sample: false,
         repetition_penalty: 1,
         eos_token_id: eos.length ? [...eos] : undefined,

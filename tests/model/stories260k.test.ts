@@ -1,0 +1,54 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { compileModel } from '../../src/model/compile.ts';
+import { loadModel } from '../../src/model/engine.ts';
+import { createSession } from '../../src/model/ort.ts';
+import { fullLogits } from './graph-helpers.ts';
+
+/** Real pretrained weights with golden outputs from llama2.c (see its README). */
+const MODEL_DIR = resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const present = existsSync(join(MODEL_DIR, 'GOLDEN.json'));
+if (!present) console.warn(`stories260K tests skipped: ${MODEL_DIR} is missing (CI always has ../shared).`);
+
+interface Golden {
+  tolerance: { logit_abs: number };
+  prompts: { prompt: string; input_ids: number[]; continuation_ids: number[]; continuation_text: string; first_generated_position: number; top5_first_generated: { id: number; logit: number }[] }[];
+}
+
+const cacheDir = mkdtempSync(join(tmpdir(), 'morris-s260-'));
+afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+
+describe.skipIf(!present)('stories260K (real weights, llama2.c goldens)', () => {
+  const golden: Golden = present ? JSON.parse(readFileSync(join(MODEL_DIR, 'GOLDEN.json'), 'utf8')) : { tolerance: { logit_abs: 0 }, prompts: [] };
+
+  it('reproduces every golden greedy continuation through the engine, token for token', async () => {
+    const model = await loadModel({ modelDir: MODEL_DIR, cacheDir, device: 'cpu' });
+    try {
+      for (const p of golden.prompts) {
+        let text = '';
+        for await (const piece of model.stream({ text: p.prompt }, { maxNewTokens: p.continuation_ids.length, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 })) text += piece;
+        expect(text).toBe(p.continuation_text);
+        // same ids, not just the same text
+        expect(model.countTokens(p.prompt + text)).toBe(p.input_ids.length - 1 + p.continuation_ids.length);
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('matches the stored top-5 logits within tolerance and greedy ids exactly (direct ONNX Runtime)', async () => {
+    const compiled = compileModel({ modelDir: MODEL_DIR, cacheDir });
+    const { session } = await createSession(compiled.onnxFile);
+    for (const p of golden.prompts) {
+      const ids = [...p.input_ids, ...p.continuation_ids];
+      const rows = await fullLogits(session, compiled.config, ids.slice(0, -1)); // teacher forcing over the golden ids
+      const first = rows[p.first_generated_position]!;
+      for (const t of p.top5_first_generated) expect(Math.abs(first[t.id]! - t.logit)).toBeLessThanOrEqual(golden.tolerance.logit_abs);
+      const greedy = rows.slice(p.input_ids.length - 1).map((r) => r.indexOf(Math.max(...r)));
+      expect(greedy).toEqual(p.continuation_ids);
+    }
+    await session.release();
+  });
+});
