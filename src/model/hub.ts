@@ -165,8 +165,8 @@ export async function pullModel(repoId: string, opts: PullOptions): Promise<Pull
     const { action, downloaded } = await pullOneFile(repoId, entry, opts.destDir, common, report);
     result.push({ path: entry.path, size, action });
     bytesDownloaded += downloaded;
-    doneBefore += size;
     report(size);
+    doneBefore += size;
   }
   inlineChatTemplate(opts.destDir);
   writeFileSync(join(opts.destDir, PULL_MARKER), JSON.stringify({ repoId, revision: common.revision, files: result.map((f) => ({ path: f.path, size: f.size })), at: new Date().toISOString() }, null, 2) + '\n');
