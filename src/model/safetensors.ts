@@ -8,7 +8,7 @@
  * graph compiler: it only needs `offset`/`length` (absolute in the file) to point ONNX
  * initializers at them as external data.
  */
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { MorrisError, wrapFsError } from '../errors.ts';
 
@@ -240,20 +240,31 @@ export function encodeFloats(values: Float32Array, dtype: 'F32' | 'F16' | 'BF16'
 
 /**
  * Writes a safetensors file atomically (temp file in the same folder, then rename), tensors in
- * the given order, each aligned to 8 bytes as the reference implementation does.
+ * the given order, data starting 8-byte aligned as the reference implementation does.
  */
 export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+  const specs = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape }));
+  writeSafetensorsStreaming(file, specs, (name) => tensors[name]!.data, metadata);
+}
+
+/**
+ * Same, but asks for each tensor's data only when it is written, so a merged 7B model never has
+ * to be in memory at once.
+ */
+export function writeSafetensorsStreaming(
+  file: string,
+  specs: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
+  data: (name: string) => TensorData,
+  metadata?: Record<string, string>,
+): void {
   const header: Record<string, unknown> = {};
   if (metadata) header['__metadata__'] = metadata;
   let offset = 0;
-  const order = Object.entries(tensors);
-  for (const [name, t] of order) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const bytes = n * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== bytes) {
-      throw new MorrisError('INTERNAL', `Tensor ${name}: ${t.data.byteLength} bytes of data for shape [${t.shape.join(',')}] ${t.dtype}.`);
-    }
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+  const sizes = new Map<string, number>();
+  for (const t of specs) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    sizes.set(t.name, bytes);
     offset += bytes;
   }
   const json = JSON.stringify(header);
@@ -267,12 +278,19 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
     try {
       writeSync(fd, lenBuf);
       writeSync(fd, headerBytes);
-      for (const [, t] of order) writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      for (const t of specs) {
+        const d = data(t.name);
+        if (d.byteLength !== sizes.get(t.name)) {
+          throw new MorrisError('INTERNAL', `Tensor ${t.name}: ${d.byteLength} bytes of data for shape [${t.shape.join(',')}] ${t.dtype}.`);
+        }
+        writeSync(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+      }
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, file);
   } catch (e) {
+    rmSync(tmp, { force: true });
     throw wrapFsError(e, file);
   }
 }

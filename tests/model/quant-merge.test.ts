@@ -1,0 +1,70 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { compileModel } from '../../src/model/compile.ts';
+import { GraphBuilder } from '../../src/model/onnx/builder.ts';
+import { mergeAdapter } from '../../src/model/merge.ts';
+import { createSession, float32Tensor } from '../../src/model/ort.ts';
+import { dequantizeMatrix, quantizeMatrix } from '../../src/model/quant.ts';
+import { mulberry32, randomMatrix, writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
+import { fullLogits, relError } from './graph-helpers.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'morris-quant-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const config = { model_type: 'llama', hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 128, max_position_embeddings: 64, tie_word_embeddings: false };
+const IDS = [3, 99, 14, 15, 92, 65, 35, 89];
+
+describe('weight-only quantization', () => {
+  for (const bits of [8, 4] as const) {
+    it(`int${bits}: codes round-trip within half a step, and MatMulNBits computes x·dequant(W)ᵀ`, async () => {
+      const [N, K] = [24, 80]; // K not a multiple of the block: exercises padding
+      const w = randomMatrix(mulberry32(bits), N * K, 1);
+      const q = quantizeMatrix(w, N, K, bits);
+      const dq = dequantizeMatrix(q, N, K, bits);
+      for (let i = 0; i < w.length; i++) expect(Math.abs(w[i]! - dq[i]!)).toBeLessThanOrEqual(q.scales[Math.floor(i / K) * q.nBlocks + Math.floor((i % K) / 32)]! / 2 + 1e-6);
+
+      const g = new GraphBuilder();
+      const x = g.input('x', 'float32', [2, K]);
+      const B = g.constant(q.packed, 'uint8', [N, q.nBlocks, (32 * bits) / 8]);
+      const s = g.constant(q.scales, 'float32', [N * q.nBlocks]);
+      g.output(g.op('MatMulNBits', [x, B, s], { K, N, bits, block_size: 32 }), 'y');
+      const { session } = await createSession(g.serialize());
+      const xs = randomMatrix(mulberry32(5), 2 * K, 1);
+      const y = (await session.run({ x: float32Tensor(xs, [2, K]) }))['y']!.data as Float32Array;
+      const expected = [0, 1].map((r) => Array.from({ length: N }, (_, n) => dq.subarray(n * K, (n + 1) * K).reduce((acc, v, k) => acc + v * xs[r * K + k]!, 0)));
+      expect(relError([y.subarray(0, N), y.subarray(N)], expected)).toBeLessThan(1e-4);
+    });
+  }
+
+  it('int8 and int4 models stay close to fp32 logits (int8 closer)', async () => {
+    const modelDir = join(root, 'm');
+    const cfg = writeRandomCheckpoint(modelDir, { config, seed: 3, std: 0.1 });
+    const errs: Record<string, number> = {};
+    const fp32 = await fullLogits((await createSession(compileModel({ modelDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
+    for (const quant of ['int8', 'int4'] as const) {
+      const c = compileModel({ modelDir, quant, cacheDir: join(root, 'c') });
+      errs[quant] = relError(await fullLogits((await createSession(c.onnxFile)).session, cfg, IDS), fp32);
+    }
+    expect(errs['int8']!).toBeLessThan(0.02);
+    expect(errs['int4']!).toBeLessThan(0.2);
+    expect(errs['int8']!).toBeLessThan(errs['int4']!);
+  });
+});
+
+describe('mergeAdapter', () => {
+  it('writes a standalone checkpoint whose logits equal base + adapter', async () => {
+    const modelDir = join(root, 'base');
+    const cfg = writeRandomCheckpoint(modelDir, { config, seed: 11, dtype: 'F32' });
+    const adapterDir = join(root, 'adapter');
+    writeRandomAdapter(adapterDir, cfg, { r: 4, alpha: 8, targets: ['q_proj', 'o_proj', 'up_proj'], seed: 2 });
+    const outDir = join(root, 'merged');
+    expect(mergeAdapter(modelDir, adapterDir, outDir).mergedTensors).toBe(3 * cfg.numLayers);
+    const withAdapter = await fullLogits((await createSession(compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
+    const merged = await fullLogits((await createSession(compileModel({ modelDir: outDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
+    const base = await fullLogits((await createSession(compileModel({ modelDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
+    expect(relError(merged, withAdapter)).toBeLessThan(1e-5);
+    expect(relError(base, withAdapter)).toBeGreaterThan(1e-3);
+    expect(() => mergeAdapter(modelDir, adapterDir, modelDir)).toThrow(/new folder/);
+  });
+});
