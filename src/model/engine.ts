@@ -38,6 +38,17 @@ export interface LoadedModel {
   stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal): AsyncIterable<string>;
   countTokens(text: string): number;
   dispose(): Promise<void>;
+  /** Token counts and timings of the last finished generation (for logs and benchmarks). */
+  readonly lastStats?: GenerationStats | null;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  /** From the call to the first generated token (prefill included). */
+  ttftMs: number;
+  /** From the first to the last generated token. */
+  decodeMs: number;
 }
 
 export interface LoadOptions {
@@ -72,7 +83,7 @@ class AbortCriteria extends StoppingCriteria {
   constructor(private readonly isStopped: () => boolean) {
     super();
   }
-  override _call(inputIds: bigint[][]): boolean[] {
+  override _call(inputIds: readonly unknown[]): boolean[] {
     const stop = this.isStopped();
     return inputIds.map(() => stop);
   }
@@ -83,6 +94,7 @@ class TextDeltaStreamer extends BaseStreamer {
   private ids: number[] = [];
   private emitted = '';
   private promptSkipped = false;
+  readonly tokenTimes: number[] = [];
   constructor(
     private readonly tokenizer: PreTrainedTokenizer,
     private readonly promptIds: number[],
@@ -97,6 +109,7 @@ class TextDeltaStreamer extends BaseStreamer {
       return;
     }
     this.ids.push(Number(value[0]![0]!));
+    this.tokenTimes.push(performance.now());
     this.flush(false);
   }
   override end(): void {
@@ -139,6 +152,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, ms: Date.now() - t0 }, 'model loaded');
   const eos = compiled.config.eosTokenIds;
   let disposed = false;
+  let lastStats: GenerationStats | null = null;
 
   async function* stream(input: { messages: ChatMessage[] } | { text: string }, sampling: SamplingOptions, signal?: AbortSignal): AsyncGenerator<string> {
     if (disposed) throw new MorrisError('GENERATION_FAILED', 'The model was unloaded.');
@@ -174,6 +188,11 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       notify();
     };
     signal?.addEventListener('abort', onAbort);
+    const started = performance.now();
+    const streamer = new TextDeltaStreamer(tokenizer, promptIds, promptText, (piece) => {
+      queue.push(piece);
+      notify();
+    });
     const rngState = new random.Random(sampling.seed ?? Math.floor(Math.random() * 2 ** 31));
     const ids = BigInt64Array.from(promptIds, (v) => BigInt(v));
     const run = model
@@ -186,11 +205,8 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
         eos_token_id: eos.length ? [...eos] : undefined,
         logits_processor: [new ChooseTokenProcessor(sampling, () => rngState.random())],
         stopping_criteria: [new AbortCriteria(() => stopped || signal?.aborted === true)],
-        streamer: new TextDeltaStreamer(tokenizer, promptIds, promptText, (piece) => {
-          queue.push(piece);
-          notify();
-        }),
-      } as Parameters<PreTrainedModel['generate']>[0])
+        streamer,
+      } as unknown as Parameters<PreTrainedModel["generate"]>[0])
       .then(
         () => undefined,
         (e: unknown) => {
@@ -198,6 +214,10 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
         },
       )
       .finally(() => {
+        const times = streamer.tokenTimes;
+        if (times.length > 0) {
+          lastStats = { promptTokens: promptIds.length, generatedTokens: times.length, ttftMs: times[0]! - started, decodeMs: times.at(-1)! - times[0]! };
+        }
         finished = true;
         notify();
       });
@@ -224,6 +244,9 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     info: { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant },
     stream,
     countTokens: (text: string) => tokenizer.encode(text, { add_special_tokens: false }).length,
+    get lastStats() {
+      return lastStats;
+    },
     async dispose() {
       disposed = true;
       await model.dispose();
