@@ -209,7 +209,11 @@ export class BotCore {
     const abort = new AbortController();
     const onOuterAbort = () => abort.abort(outer?.reason);
     outer?.addEventListener('abort', onOuterAbort, { once: true });
-    const close = (r: Parameters<typeof closeGeneration>[2]) => closeGeneration(store, request.id, r);
+    let closed = false;
+    const close = (r: Parameters<typeof closeGeneration>[2]) => {
+      closed = true;
+      closeGeneration(store, request.id, r);
+    };
     try {
       const events = generator.generate(
         {
@@ -235,6 +239,7 @@ export class BotCore {
           const blocked = findBlockedTerm(text, settings.blocklist);
           if (blocked) {
             abort.abort(new MorrisError('CONTENT_BLOCKED', 'output blocked'));
+            closed = true;
             yield this.blockedOutput(request, started, ttft, text, blocked);
             return;
           }
@@ -249,6 +254,7 @@ export class BotCore {
       const body = done.text || text;
       const blocked = findBlockedTerm(body, settings.blocklist);
       if (blocked) {
+        closed = true;
         yield this.blockedOutput(request, started, ttft, body, blocked, done);
         return;
       }
@@ -280,6 +286,10 @@ export class BotCore {
       });
       yield { kind: 'failed', text: failureText(e, request.id), generationId: request.id };
     } finally {
+      // The adapter stopped reading (e.g. it could not post): the request ends as cancelled.
+      if (!closed && !abort.signal.aborted) {
+        close({ outcome: 'cancelled', durationMs: this.now() - started, ttftMs: ttft, nChars: text.length, error: 'reply abandoned' });
+      }
       outer?.removeEventListener('abort', onOuterAbort);
       if (!abort.signal.aborted) abort.abort(new MorrisError('CANCELLED', 'reply finished'));
     }

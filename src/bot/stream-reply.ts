@@ -53,6 +53,7 @@ export async function streamReply<H>(
   let timer: NodeJS.Timeout | null = null;
   let final: ReplyUpdate | undefined;
   let textStarted = false;
+  let fatal: unknown = null;
 
   const reconcile = async (parts: string[]) => {
     for (let i = 0; i < parts.length; i++) {
@@ -84,7 +85,11 @@ export async function streamReply<H>(
     pending = null;
     if (!parts) return;
     inFlight = reconcile(parts)
-      .catch((e: unknown) => logger.warn({ err: e }, 'streaming edit failed; the final text will still be written'))
+      .catch((e: unknown) => {
+        // Without a first message there is nothing to edit later: stop the reply.
+        if (handles.length === 0) fatal ??= e;
+        else logger.warn({ err: e }, 'streaming edit failed; the final text will still be written');
+      })
       .finally(() => {
         inFlight = null;
         if (pending) schedule();
@@ -92,7 +97,7 @@ export async function streamReply<H>(
   };
 
   const schedule = () => {
-    if (inFlight || timer) return;
+    if (inFlight || timer || fatal) return;
     const wait = editDelay(lastWriteAt, now(), opts.editIntervalMs);
     if (wait === 0) flush();
     else timer = setTimeout(flush, wait);
@@ -104,6 +109,7 @@ export async function streamReply<H>(
   };
 
   for await (const update of updates) {
+    if (fatal) break;
     opts.onUpdate?.(update);
     if (update.kind === 'notice') {
       // Notices only fill the placeholder; once article text is showing they would hide it.
@@ -121,6 +127,7 @@ export async function streamReply<H>(
   timer = null;
   pending = null;
   if (inFlight) await inFlight;
+  if (fatal) throw fatal;
   if (final) {
     const text = final.kind === 'final' ? opts.format(final.text) : final.kind === 'failed' ? final.text : '';
     // Respect the edit interval for the last write too (it is usually an edit of message 0).

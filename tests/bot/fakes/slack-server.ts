@@ -1,0 +1,229 @@
+/**
+ * A local stand-in for Slack, enough for the real @slack/bolt client: the Web API methods the bot
+ * calls (auth.test, chat.postMessage, chat.update, apps.connections.open), response_url endpoints,
+ * and a Socket Mode websocket that delivers envelopes and collects acks. Also signs requests for
+ * HTTP mode the way Slack does. Everything is recorded for the tests to inspect.
+ */
+import { createHmac, randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+export const BOT_USER_ID = 'UMORRISBOT';
+
+export interface SlackMessage {
+  channel: string;
+  ts: string;
+  text: string;
+  thread_ts?: string;
+  /** Every text this message has had, first post then each edit, with times. */
+  history: { text: string; at: number }[];
+}
+
+export interface ApiCall {
+  method: string;
+  body: Record<string, unknown>;
+  at: number;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseBody(raw: string, contentType: string | undefined): Record<string, unknown> {
+  if (!raw) return {};
+  if (contentType?.includes('application/json')) return JSON.parse(raw) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of new URLSearchParams(raw)) {
+    // The Web API client form-encodes nested values as JSON strings.
+    out[k] = /^[[{]/.test(v) ? (JSON.parse(v) as unknown) : v;
+  }
+  return out;
+}
+
+export class FakeSlack {
+  readonly calls: ApiCall[] = [];
+  readonly messages: SlackMessage[] = [];
+  readonly responses: { id: string; body: Record<string, unknown> }[] = [];
+  /** Channels where chat.postMessage fails with not_in_channel. */
+  readonly closedChannels = new Set<string>();
+  private readonly server = http.createServer((req, res) => void this.handle(req, res));
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private socket: WebSocket | null = null;
+  private readonly acks = new Map<string, (payload: unknown) => void>();
+  private tsCounter = 1_700_000_000_000;
+  private pinger: NodeJS.Timeout | null = null;
+  port = 0;
+
+  async start(): Promise<void> {
+    this.server.on('upgrade', (req, sock, head) => {
+      this.wss.handleUpgrade(req, sock, head, (ws) => this.onSocket(ws));
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  get apiUrl(): string {
+    return `http://127.0.0.1:${this.port}/api/`;
+  }
+
+  responseUrl(id: string): string {
+    return `http://127.0.0.1:${this.port}/response/${id}`;
+  }
+
+  async stop(): Promise<void> {
+    if (this.pinger) clearInterval(this.pinger);
+    for (const c of this.wss.clients) c.terminate();
+    this.wss.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  callsTo(method: string): ApiCall[] {
+    return this.calls.filter((c) => c.method === method);
+  }
+
+  private nextTs(): string {
+    this.tsCounter += 1;
+    return `${Math.floor(this.tsCounter / 1000)}.${String(this.tsCounter % 1_000_000).padStart(6, '0')}`;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const raw = await readBody(req);
+    const url = new URL(req.url ?? '/', 'http://x');
+    const send = (body: unknown) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (url.pathname.startsWith('/response/')) {
+      this.responses.push({ id: url.pathname.slice('/response/'.length), body: parseBody(raw, req.headers['content-type']) });
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+      return;
+    }
+    const method = url.pathname.replace(/^\/api\//, '');
+    const body = parseBody(raw, req.headers['content-type']);
+    this.calls.push({ method, body, at: Date.now() });
+    switch (method) {
+      case 'auth.test':
+        return send({ ok: true, url: 'https://fake.slack/', team: 'Fake', user: 'morris', team_id: 'T1', user_id: BOT_USER_ID, bot_id: 'BMORRIS' });
+      case 'apps.connections.open':
+        return send({ ok: true, url: `ws://127.0.0.1:${this.port}/socket` });
+      case 'chat.postMessage': {
+        const channel = String(body.channel);
+        if (this.closedChannels.has(channel)) return send({ ok: false, error: 'not_in_channel' });
+        const ts = this.nextTs();
+        const text = String(body.text ?? '');
+        this.messages.push({
+          channel,
+          ts,
+          text,
+          ...(body.thread_ts ? { thread_ts: String(body.thread_ts) } : {}),
+          history: [{ text, at: Date.now() }],
+        });
+        return send({ ok: true, channel, ts, message: { text, ts, user: BOT_USER_ID } });
+      }
+      case 'chat.update': {
+        const m = this.messages.find((x) => x.ts === body.ts && x.channel === body.channel);
+        if (!m) return send({ ok: false, error: 'message_not_found' });
+        m.text = String(body.text ?? '');
+        m.history.push({ text: m.text, at: Date.now() });
+        return send({ ok: true, channel: m.channel, ts: m.ts, text: m.text });
+      }
+      default:
+        return send({ ok: false, error: 'unknown_method' });
+    }
+  }
+
+  // ---------------------------------------------------------------- Socket Mode
+
+  private onSocket(ws: WebSocket): void {
+    this.socket = ws;
+    ws.send(JSON.stringify({ type: 'hello', num_connections: 1, debug_info: { host: 'fake' }, connection_info: { app_id: 'A1' } }));
+    ws.on('message', (data) => {
+      const msg = JSON.parse(String(data)) as { envelope_id?: string; payload?: unknown };
+      if (msg.envelope_id) this.acks.get(msg.envelope_id)?.(msg.payload ?? null);
+    });
+    // Socket Mode clients expect server pings (they reconnect after 30 s without one).
+    this.pinger ??= setInterval(() => this.socket?.ping(), 5000);
+  }
+
+  get socketConnected(): boolean {
+    return this.socket?.readyState === 1;
+  }
+
+  /** Sends one envelope over Socket Mode; resolves with the ack's payload (null if none). */
+  envelope(type: 'slash_commands' | 'events_api', payload: Record<string, unknown>): Promise<unknown> {
+    if (!this.socket) throw new Error('no Socket Mode client connected');
+    const id = randomUUID();
+    const acked = new Promise<unknown>((r) => this.acks.set(id, r));
+    this.socket.send(JSON.stringify({ envelope_id: id, type, payload, accepts_response_payload: type === 'slash_commands' }));
+    return acked;
+  }
+}
+
+export function slashCommand(fake: FakeSlack, fields: { command: string; text: string; user_id: string; channel_id?: string }) {
+  const id = randomUUID();
+  return {
+    token: 'legacy',
+    team_id: 'T1',
+    team_domain: 'fake',
+    channel_id: fields.channel_id ?? 'C1',
+    channel_name: 'general',
+    user_id: fields.user_id,
+    user_name: fields.user_id.toLowerCase(),
+    command: fields.command,
+    text: fields.text,
+    api_app_id: 'A1',
+    is_enterprise_install: 'false',
+    response_url: fake.responseUrl(id),
+    trigger_id: `trig-${id}`,
+  };
+}
+
+export function appMention(fields: { user: string; text: string; channel?: string; ts?: string }) {
+  const ts = fields.ts ?? `${Math.floor(Date.now() / 1000)}.000100`;
+  return {
+    token: 'legacy',
+    team_id: 'T1',
+    api_app_id: 'A1',
+    type: 'event_callback',
+    event_id: `Ev${randomUUID().slice(0, 8)}`,
+    event_time: Math.floor(Date.now() / 1000),
+    authorizations: [{ team_id: 'T1', user_id: BOT_USER_ID, is_bot: true }],
+    event: {
+      type: 'app_mention',
+      user: fields.user,
+      text: fields.text,
+      ts,
+      channel: fields.channel ?? 'C1',
+      event_ts: ts,
+    },
+  };
+}
+
+/** Signs a body as Slack does: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}"). */
+export function slackSignature(secret: string, timestamp: number, body: string): string {
+  return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
+}
+
+/** POSTs a signed request to the bot's HTTP endpoint; returns status and body. */
+export async function postSigned(
+  url: string,
+  body: string,
+  opts: { secret: string; contentType: string; timestamp?: number; signature?: string },
+): Promise<{ status: number; text: string }> {
+  const ts = opts.timestamp ?? Math.floor(Date.now() / 1000);
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': opts.contentType,
+      'x-slack-request-timestamp': String(ts),
+      'x-slack-signature': opts.signature ?? slackSignature(opts.secret, ts, body),
+    },
+    body,
+  });
+  return { status: res.status, text: await res.text() };
+}
