@@ -1,9 +1,86 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { MorrisError } from '../errors.ts';
+import { AdapterRegistry, adapterHistory, getAdapter, type AdapterRow } from '../jobs/registry.ts';
+import { listRuns } from '../jobs/runs.ts';
+import { dataSummary } from '../web/api.ts';
+import { activeAdapterFromStore } from '../model/generation-service.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('adapters').description('List, show, promote and roll back adapters').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris adapters` is not built yet.'); });
-  program.command('status').description('Show what answers now: base model, adapter, dataset, queue, jobs').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris status` is not built yet.'); });
+function lossOf(a: AdapterRow): string {
+  const ev = a.eval as { candidate?: { valLoss?: number } } | null;
+  const v = ev?.candidate?.valLoss ?? (a.metrics.valLoss as number | undefined);
+  return typeof v === 'number' ? v.toFixed(4) : '—';
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  const adapters = program.command('adapters').description('List, show, promote and roll back adapters');
+  const actor = 'cli';
+
+  adapters
+    .command('list')
+    .description('Adapters, newest first (* = active)')
+    .option('--json', 'JSON output')
+    .action((o: { json?: boolean }) => {
+      const all = new AdapterRegistry(ctx.store()).list();
+      if (o.json) return console.log(JSON.stringify(all, null, 2));
+      if (!all.length) return console.log('No adapters yet; the base model answers.');
+      for (const a of all) {
+        console.log(`${a.status === 'active' ? '*' : ' '} ${a.id.padEnd(26)} ${a.status.padEnd(9)} val loss ${lossOf(a).padEnd(8)} dataset ${a.dataset_id ?? '—'}  ${a.reason ?? ''}`);
+      }
+    });
+
+  adapters
+    .command('show <id>')
+    .description('One adapter: metrics, evaluation, where it lives')
+    .action((id: string) => console.log(JSON.stringify(getAdapter(ctx.store(), id), null, 2)));
+
+  adapters
+    .command('promote <id>')
+    .description('Make an adapter active (a running `morris serve` switches to it within seconds)')
+    .action(async (id: string) => {
+      const c = await new AdapterRegistry(ctx.store()).promote(id, actor, 'promoted from the CLI');
+      console.log(`Active: ${c.active?.id} (was ${c.previous?.id ?? 'the base model'}).`);
+    });
+
+  adapters
+    .command('rollback')
+    .description('Reactivate what was active before the current adapter (possibly the base model)')
+    .action(async () => {
+      const c = await new AdapterRegistry(ctx.store()).rollback(actor);
+      console.log(`Rolled back from ${c.previous?.id}; now ${c.active?.id ?? 'the base model'} answers.`);
+    });
+
+  adapters
+    .command('history')
+    .description('Promotions and rollbacks, newest first')
+    .action(() => {
+      for (const e of adapterHistory(ctx.store())) console.log(`${e.at} ${e.action.padEnd(8)} ${e.adapter_id ?? 'base model'} (was ${e.previous_id ?? 'base model'}) by ${e.actor}${e.reason ? ` — ${e.reason}` : ''}`);
+    });
+
+  program
+    .command('status')
+    .description('Show what answers now: base model, adapter, dataset, jobs')
+    .option('--json', 'JSON output')
+    .action((o: { json?: boolean }) => {
+      const c = ctx.config();
+      const store = ctx.store();
+      const active = activeAdapterFromStore(store);
+      const data = dataSummary(store);
+      const running = listRuns(store, { status: 'running' });
+      const recent = listRuns(store, { limit: 5 });
+      const status = {
+        baseModel: c.MORRIS_BASE_MODEL,
+        backend: c.MORRIS_BACKEND,
+        activeAdapter: active?.id ?? null,
+        latestDataset: data.datasets[0] ?? null,
+        articles: data.articlesOk,
+        running: running.map((r) => ({ id: r.id, job: r.job, progress: r.progress, message: r.message })),
+        recent: recent.map((r) => ({ id: r.id, job: r.job, status: r.status, ended_at: r.ended_at })),
+      };
+      if (o.json) return console.log(JSON.stringify(status, null, 2));
+      console.log(`Base model:     ${status.baseModel} (backend ${status.backend})`);
+      console.log(`Active adapter: ${status.activeAdapter ?? 'none (base model)'}`);
+      console.log(`Articles:       ${status.articles}; latest dataset ${(status.latestDataset as { id?: string } | null)?.id ?? '—'}`);
+      console.log(`Running jobs:   ${running.length ? running.map((r) => `#${r.id} ${r.job} ${Math.round(r.progress * 100)}%`).join(', ') : 'none'}`);
+      console.log(`Recent jobs:    ${recent.map((r) => `#${r.id} ${r.job} ${r.status}`).join(', ') || 'none'}`);
+    });
 }

@@ -1,8 +1,94 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
+import { buildJobSystem } from '../jobs/system.ts';
+import { getLogs, getRun, listRuns, type JobRun, type JobStatus } from '../jobs/runs.ts';
+import type { RunnerEvent } from '../jobs/runner.ts';
 import { MorrisError } from '../errors.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('jobs').description('Scheduled jobs: list, run, cancel, history').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris jobs` is not built yet.'); });
+function runRow(r: JobRun): string {
+  const pct = `${Math.round(r.progress * 100)}%`.padStart(4);
+  const note = r.error ?? r.message ?? '';
+  return `#${String(r.id).padEnd(5)} ${r.job.padEnd(9)} ${r.status.padEnd(9)} ${pct}  ${r.started_at}  ${(r.ended_at ?? '').padEnd(24)} ${r.trigger}${note ? `  — ${note}` : ''}`;
+}
+
+function parseId(v: string): number {
+  const n = Number(v.replace(/^#/, ''));
+  if (!Number.isInteger(n) || n < 1) throw new MorrisError('BAD_INPUT', `"${v}" is not a job run id.`);
+  return n;
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  const jobs = program.command('jobs').description('Scheduled jobs: list, run, cancel, history');
+
+  jobs
+    .command('list')
+    .description('Jobs, their schedules (from config) and what is running now')
+    .action(() => {
+      const c = ctx.config();
+      const schedule: Record<string, string> = { rescrape: c.MORRIS_CRON_RESCRAPE, rebuild: c.MORRIS_CRON_REBUILD, retrain: c.MORRIS_CRON_RETRAIN };
+      console.log(`Schedules (${c.MORRIS_CRON_TZ}, chain ${c.MORRIS_CHAIN ? 'on' : 'off'}, retrain needs ≥ ${c.MORRIS_RETRAIN_MIN_NEW_EXAMPLES} new examples):`);
+      for (const [job, cron] of Object.entries(schedule)) console.log(`  ${job.padEnd(9)} ${cron}`);
+      console.log('  evaluate  after every retrain (the promotion gate)');
+      const running = listRuns(ctx.store(), { status: 'running' });
+      console.log(running.length ? `Running:\n${running.map((r) => '  ' + runRow(r)).join('\n')}` : 'Running: nothing');
+    });
+
+  jobs
+    .command('run <name>')
+    .description('Run a job now in this process: rescrape, rebuild, retrain (then evaluate), evaluate --adapter ID')
+    .option('--no-chain', 'run only this job, not the rest of the chain')
+    .option('--dataset <id>', 'retrain: dataset version (default: latest)')
+    .option('--adapter <id>', 'evaluate: the adapter to evaluate')
+    .action(async (name: string, o: { chain: boolean; dataset?: string; adapter?: string }) => {
+      const sys = buildJobSystem({ config: ctx.config(), store: ctx.store() });
+      const input = name === 'retrain' && o.dataset ? { datasetId: o.dataset } : name === 'evaluate' ? { adapterId: o.adapter } : undefined;
+      sys.runner.events.on('event', (e: RunnerEvent) => {
+        if (e.type === 'log') process.stderr.write(`[${e.job} #${e.runId}] ${e.line}\n`);
+        else if (e.type === 'progress' && e.message) process.stderr.write(`[${e.job} #${e.runId}] ${Math.round(e.progress * 100)}% ${e.message}\n`);
+      });
+      const onSig = () => sys.runner.shutdown(60_000, 'interrupted from the terminal');
+      process.once('SIGINT', onSig);
+      process.once('SIGTERM', onSig);
+      const started = await sys.control.start(name, { trigger: 'cli', input, chain: o.chain });
+      if (!started.started) {
+        console.log(`Not started: ${started.run.message}`);
+        process.exitCode = 3;
+        return;
+      }
+      const runs = await started.finished;
+      for (const r of runs) console.log(runRow(r));
+      if (runs.some((r) => r.status === 'failed' || r.status === 'cancelled')) process.exitCode = 1;
+    });
+
+  jobs
+    .command('cancel <id>')
+    .description('Cancel a running job (in this or the serve process); a training checkpoints first')
+    .action((id: string) => {
+      const sys = buildJobSystem({ config: ctx.config(), store: ctx.store() });
+      const r = sys.control.cancel(parseId(id));
+      console.log(`Cancel requested for #${r.id} (${r.job}); its owner stops it within a few seconds.`);
+    });
+
+  jobs
+    .command('history')
+    .description('Past and running job runs, newest first')
+    .option('--job <name>', 'only this job')
+    .option('--status <status>', 'only runs with this status')
+    .option('--limit <n>', 'how many', (v) => Number(v), 30)
+    .option('--json', 'JSON output')
+    .action((o: { job?: string; status?: JobStatus; limit: number; json?: boolean }) => {
+      const runs = listRuns(ctx.store(), { job: o.job, status: o.status, limit: o.limit });
+      if (o.json) console.log(JSON.stringify(runs, null, 2));
+      else console.log(runs.length ? runs.map(runRow).join('\n') : 'No job runs yet.');
+    });
+
+  jobs
+    .command('show <id>')
+    .description('One run with its log')
+    .action((id: string) => {
+      const r = getRun(ctx.store(), parseId(id));
+      console.log(runRow(r));
+      if (r.result) console.log(`result: ${JSON.stringify(r.result)}`);
+      for (const l of getLogs(ctx.store(), r.id)) console.log(`${l.at} ${l.level.padEnd(5)} ${l.line}`);
+    });
 }

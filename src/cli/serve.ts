@@ -1,8 +1,14 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { MorrisError } from '../errors.ts';
+import { runServeUntilSignal } from '../jobs/serve-main.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('serve').description('Start the bots that are configured, the scheduler and the web dashboard').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris serve` is not built yet.'); });
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('serve')
+    .description('Start the bots that are configured, the scheduler and the web dashboard (stops cleanly on SIGTERM/SIGINT)')
+    .option('--port <n>', 'HTTP port for the dashboard and Slack events (default: PORT, 3000)', (v) => Number(v))
+    .option('--host <addr>', 'address to listen on (default: HOST, 0.0.0.0)')
+    .action(async (o: { port?: number; host?: string }) => {
+      await runServeUntilSignal({ config: ctx.config(), port: o.port, host: o.host });
+    });
 }

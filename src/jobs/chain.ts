@@ -1,0 +1,76 @@
+/**
+ * The chain: rescrape → rebuild (only if the scrape changed anything) → retrain (only if the new
+ * dataset brings at least `minNewExamples` new examples) → evaluate (always after a retrain: a new
+ * adapter goes live only through the evaluation gate). Each step is its own job run, linked to the
+ * previous one by parent_id; why the chain stopped is written to the last run's log.
+ */
+import type { JobRunner, Triggered } from './runner.ts';
+import type { JobRun } from './runs.ts';
+import { appendLog } from './runs.ts';
+
+export type ChainStart = 'rescrape' | 'rebuild' | 'retrain';
+
+export interface ChainOptions {
+  trigger: string;
+  /** Continue to the next step when the previous one warrants it. */
+  chain: boolean;
+  minNewExamples: number;
+  /** Input for the first job (e.g. {datasetId} for retrain). */
+  input?: unknown;
+  /** Called as each step is triggered (started or skipped), before it finishes. */
+  onTrigger?: (t: Triggered) => void;
+}
+
+export interface RescrapeResult {
+  changed: boolean;
+  summary: string;
+}
+export interface RebuildResult {
+  datasetId: string;
+  changed: boolean;
+  newExamples: number;
+  summary: string;
+}
+export interface RetrainResult {
+  adapterId: string;
+  summary: string;
+}
+
+/** Runs the chain from `start`; resolves with every run it made, in order. */
+export async function runChain(runner: JobRunner, start: ChainStart, opts: ChainOptions): Promise<JobRun[]> {
+  const runs: JobRun[] = [];
+  const step = async (job: string, input: unknown, parent: JobRun | undefined) => {
+    const t = runner.trigger(job, { trigger: parent ? `chain:${parent.job}#${parent.id}` : opts.trigger, input, parentId: parent?.id ?? null });
+    opts.onTrigger?.(t);
+    const r = await t.done;
+    runs.push(r);
+    return r;
+  };
+  const stop = (r: JobRun, why: string) => {
+    appendLog(runner.store, r.id, `chain stops here: ${why}`);
+    return runs;
+  };
+
+  let prev: JobRun | undefined;
+  let datasetId: string | undefined;
+  if (start === 'rescrape') {
+    prev = await step('rescrape', opts.input ?? {}, undefined);
+    if (prev.status !== 'succeeded') return runs;
+    if (!opts.chain) return runs;
+    if (!(prev.result as RescrapeResult).changed) return stop(prev, 'the scrape found nothing new or changed');
+  }
+  if (start === 'rescrape' || start === 'rebuild') {
+    prev = await step('rebuild', start === 'rebuild' ? (opts.input ?? {}) : {}, prev);
+    if (prev.status !== 'succeeded') return runs;
+    if (!opts.chain) return runs;
+    const built = prev.result as RebuildResult;
+    if (built.newExamples < opts.minNewExamples) {
+      return stop(prev, `dataset ${built.datasetId} has ${built.newExamples} new examples (< ${opts.minNewExamples} needed to retrain)`);
+    }
+    datasetId = built.datasetId;
+  }
+  prev = await step('retrain', start === 'retrain' ? (opts.input ?? {}) : { datasetId }, prev);
+  if (prev.status !== 'succeeded') return runs;
+  await step('evaluate', { adapterId: (prev.result as RetrainResult).adapterId }, prev);
+  return runs;
+}

@@ -1,0 +1,63 @@
+/**
+ * What the CLI, the dashboard and the bots' admin commands call to start and cancel jobs: one
+ * place that knows a manual "retrain" also runs the evaluation gate, and that "rescrape" goes on
+ * down the chain when chaining is on.
+ */
+import { MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { runChain, type ChainStart } from './chain.ts';
+import { requestCancel, type JobRunner, type Triggered } from './runner.ts';
+import { getRun, type JobRun } from './runs.ts';
+
+const log = childLog('jobs');
+
+export const CHAIN_STARTS: readonly ChainStart[] = ['rescrape', 'rebuild', 'retrain'];
+
+export interface StartedJob {
+  /** The first run of what was started (status 'skipped' when that job was already running). */
+  run: JobRun;
+  started: boolean;
+  /** Every run the start led to, once all are done. */
+  finished: Promise<JobRun[]>;
+}
+
+export class JobControl {
+  constructor(
+    readonly runner: JobRunner,
+    private readonly spec: { chain: boolean; minNewExamples: number },
+  ) {}
+
+  /** Starts `job` (and what follows it in the chain); resolves once the first run exists. */
+  start(job: string, opts: { trigger: string; input?: unknown; chain?: boolean }): Promise<StartedJob> {
+    if (!CHAIN_STARTS.includes(job as ChainStart)) {
+      const t = this.runner.trigger(job, { trigger: opts.trigger, input: opts.input });
+      return Promise.resolve({ run: t.run, started: t.started, finished: t.done.then((r) => [r]) });
+    }
+    return new Promise((resolve, reject) => {
+      let first: Triggered | undefined;
+      const finished = runChain(this.runner, job as ChainStart, {
+        trigger: opts.trigger,
+        chain: opts.chain ?? this.spec.chain,
+        minNewExamples: this.spec.minNewExamples,
+        input: opts.input,
+        onTrigger: (t) => {
+          if (first) return;
+          first = t;
+          resolve({ run: t.run, started: t.started, finished });
+        },
+      });
+      finished.catch((e) => {
+        if (!first) reject(e);
+        else log.error({ err: e, job }, 'chain failed');
+      });
+    });
+  }
+
+  /** Cancels a run whether this process owns it or another one does. */
+  cancel(runId: number): JobRun {
+    if (this.runner.cancel(runId)) return getRun(this.runner.store, runId);
+    const run = requestCancel(this.runner.store, runId);
+    if (!run) throw new MorrisError('NOT_FOUND', `No running job #${runId}.`);
+    return run;
+  }
+}

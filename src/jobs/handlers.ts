@@ -1,0 +1,217 @@
+/**
+ * The jobs themselves: rescrape, rebuild, retrain, evaluate. Each is a thin handler over the
+ * library function that does the work (the same ones the CLI calls); training and evaluation run
+ * in a worker process (fork-worker.ts) so the serve process keeps answering.
+ */
+import path from 'node:path';
+import type { Config } from '../config.ts';
+import { getKv, type Store } from '../store/db.ts';
+import { CURRENT_DATASET_KEY } from '../pipeline/run.ts';
+import { MorrisError } from '../errors.ts';
+import { scrapeSource, fetcherOptionsFromConfig } from '../pipeline/scrape.ts';
+import { listProfiles, loadProfile } from '../pipeline/profile.ts';
+import { decidePromotion, type ModelMeasure } from './evaluate.ts';
+import { runWorker, type WorkerBudget } from './fork-worker.ts';
+import { getAdapter, recordEvaluation, type AdapterRegistry } from './registry.ts';
+import type { JobContext, JobHandler } from './runner.ts';
+import type { RetrainInput, RetrainProgressRecord } from './resume.ts';
+import type { RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
+import { rebuildDataset } from './rebuild.ts';
+import type { TrainTaskResult } from './worker-tasks.ts';
+import { readTrainConfigFile } from '../model/train/config.ts';
+
+export interface SourceSpec {
+  name: string;
+  /** For profiles written with {{baseUrl}} (the sample archive). */
+  baseUrl?: string;
+}
+
+/**
+ * MORRIS_SOURCES entries are `name` or `name=baseUrl`; empty means every profile in data/sources
+ * that needs no base URL.
+ */
+export function sourcesFromConfig(c: Pick<Config, 'MORRIS_SOURCES'>): SourceSpec[] {
+  if (c.MORRIS_SOURCES.length) {
+    return c.MORRIS_SOURCES.map((s) => {
+      const i = s.indexOf('=');
+      return i < 0 ? { name: s } : { name: s.slice(0, i), baseUrl: s.slice(i + 1) };
+    });
+  }
+  return listProfiles()
+    .filter((name) => {
+      try {
+        loadProfile(name);
+        return true;
+      } catch {
+        return false; // needs a base URL: only crawled when named in MORRIS_SOURCES
+      }
+    })
+    .map((name) => ({ name }));
+}
+
+export interface JobEnv {
+  config: Config;
+  store: Store;
+  registry: AdapterRegistry;
+  sources: SourceSpec[];
+  baseModelDir: () => Promise<string>;
+  /** Training settings on top of MORRIS_TRAIN_CONFIG. */
+  trainOverrides?: Record<string, unknown>;
+}
+
+/** The dataset the last build produced (or, failing that, the newest one). */
+export function currentDatasetId(store: Store): string {
+  const current = getKv(store, CURRENT_DATASET_KEY);
+  if (current) return current;
+  const row = store.prepare(`SELECT id FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT 1`).get() as { id: string } | undefined;
+  if (!row) {
+    throw new MorrisError('DATASET_EMPTY', 'There is no dataset to train on yet.', { hint: 'Run the rebuild job (or `morris dataset build`) first.' });
+  }
+  return row.id;
+}
+
+/** Generations for the gate's style and copying checks: long enough to show a voice. */
+export const EVAL_MAX_NEW_TOKENS = 160;
+
+function budgetOf(c: Config): WorkerBudget {
+  return { threads: c.MORRIS_TRAIN_THREADS, memoryMb: c.MORRIS_TRAIN_MEMORY_MB };
+}
+
+function workerHooks(ctx: JobContext) {
+  return {
+    signal: ctx.signal,
+    onProgress: (f: number, m?: string) => ctx.progress(f, m),
+    onLog: (line: string, level: 'info' | 'warn' | 'error') => ctx.log(line, level),
+    onSpawn: (pid: number) => {
+      ctx.setChildPid(pid);
+      ctx.log(`worker process ${pid} started`);
+    },
+  };
+}
+
+export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
+  const { config, store } = env;
+
+  const rescrape: JobHandler = async (ctx, input: { sources?: SourceSpec[] }): Promise<RescrapeResult> => {
+    const sources = input.sources ?? env.sources;
+    if (!sources.length) throw new MorrisError('BAD_INPUT', 'No sources to scrape.', { hint: 'Set MORRIS_SOURCES (e.g. "lightreading-iain-morris").' });
+    let fresh = 0;
+    let updated = 0;
+    const parts: string[] = [];
+    for (const [i, s] of sources.entries()) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const profile = loadProfile(s.name, { baseUrl: s.baseUrl });
+      ctx.log(`scraping ${s.name}${s.baseUrl ? ` at ${s.baseUrl}` : ''}`);
+      const sum = await scrapeSource(store, profile, {
+        fetch: fetcherOptionsFromConfig(config),
+        onProgress: (p) => ctx.progress((i + Math.min(0.99, p.done / Math.max(1, p.total))) / sources.length, `${s.name}: ${p.done}/${p.total}`),
+      });
+      fresh += sum.new;
+      updated += sum.updated;
+      const line = `${s.name}: ${sum.new} new, ${sum.updated} updated, ${sum.unchanged} unchanged, ${sum.skipped.length} skipped, ${sum.failed.length} failed, ${sum.skippedRobots} blocked by robots.txt`;
+      ctx.log(line, sum.failed.length ? 'warn' : 'info');
+      for (const f of sum.failed.slice(0, 10)) ctx.log(`  failed ${f.url}: ${f.reason}`, 'warn');
+      parts.push(line);
+    }
+    return { changed: fresh + updated > 0, new: fresh, updated, summary: parts.join('; ') } as RescrapeResult;
+  };
+
+  const rebuild: JobHandler = async (ctx): Promise<RebuildResult> => {
+    const r = await rebuildDataset(store, { config, baseModelDir: env.baseModelDir, log: ctx.log, signal: ctx.signal });
+    ctx.progress(1);
+    return r;
+  };
+
+  const retrain: JobHandler = async (ctx, input: RetrainInput): Promise<RetrainResult> => {
+    const datasetId = input.datasetId ?? currentDatasetId(store);
+    const settings = input.settings ?? {
+      ...(config.MORRIS_TRAIN_CONFIG ? readTrainConfigFile(config.MORRIS_TRAIN_CONFIG) : {}),
+      ...env.trainOverrides,
+      threads: config.MORRIS_TRAIN_THREADS,
+      memoryMb: config.MORRIS_TRAIN_MEMORY_MB,
+    };
+    // Saved before the worker starts: if this process dies, the next start resumes from here.
+    const record: RetrainProgressRecord = { datasetId, settings };
+    ctx.setResult(record);
+    ctx.log(`${input.resume ? 'resuming the training' : 'training a new adapter'} on dataset ${datasetId} (threads ${config.MORRIS_TRAIN_THREADS}, memory budget ${config.MORRIS_TRAIN_MEMORY_MB} MB)`);
+    const baseModelDir = await env.baseModelDir();
+    const out = await runWorker<TrainTaskResult>(
+      {
+        kind: 'train',
+        options: {
+          dbPath: config.dbPath,
+          baseModelDir,
+          datasetId,
+          runsDir: path.resolve(config.MORRIS_DATA_DIR, 'runs'),
+          adaptersDir: path.resolve(config.MORRIS_MODELS_DIR, 'adapters'),
+          resume: Boolean(input.resume),
+          settings,
+        },
+      },
+      budgetOf(config),
+      workerHooks(ctx),
+    );
+    ctx.setChildPid(null);
+    const loss = out.valLoss === null ? 'no validation split' : `validation loss ${out.valLoss.toFixed(4)}`;
+    return {
+      ...record,
+      ...out,
+      summary: `adapter ${out.adapterId}: ${out.steps} steps on ${out.device}${out.resumedFrom !== null ? ` (resumed at step ${out.resumedFrom})` : ''}, ${loss}`,
+    };
+  };
+
+  const evaluate: JobHandler = async (ctx, input: { adapterId?: string }) => {
+    if (!input.adapterId) throw new MorrisError('BAD_INPUT', 'evaluate needs {"adapterId": "..."}.');
+    const cand = getAdapter(store, input.adapterId);
+    const active = env.registry.active();
+    const activeOther = active && active.id !== cand.id ? active : undefined;
+    const datasetId = cand.dataset_id ?? currentDatasetId(store);
+    ctx.log(`evaluating ${cand.id} against ${activeOther ? `active adapter ${activeOther.id}` : 'no active adapter'} and the base model on dataset ${datasetId}`);
+    const baseModelDir = await env.baseModelDir();
+    const measures = await runWorker<ModelMeasure[]>(
+      {
+        kind: 'evaluate',
+        options: {
+          dbPath: config.dbPath,
+          baseModelDir,
+          datasetId,
+          models: [
+            { adapterId: null, adapterDir: null },
+            ...(activeOther ? [{ adapterId: activeOther.id, adapterDir: activeOther.path }] : []),
+            { adapterId: cand.id, adapterDir: cand.path },
+          ],
+          styleGuideFile: path.join(config.MORRIS_DATA_DIR, 'style', 'system-prompt.md'),
+          threads: config.MORRIS_TRAIN_THREADS,
+          device: config.MORRIS_DEVICE,
+          maxSeqLen: config.MORRIS_MAX_SEQ_TOKENS,
+          maxNewTokens: Math.min(config.MORRIS_MAX_NEW_TOKENS, EVAL_MAX_NEW_TOKENS),
+        },
+      },
+      budgetOf(config),
+      workerHooks(ctx),
+    );
+    const byId = (id: string | null) => measures.find((m) => m.adapterId === id)!;
+    const base = byId(null);
+    const candidate = byId(cand.id);
+    const current = activeOther ? byId(activeOther.id) : null;
+    for (const m of measures) {
+      ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}`);
+    }
+    const decision = decidePromotion(candidate, current, base, { margin: config.MORRIS_PROMOTE_MARGIN });
+    recordEvaluation(store, cand.id, { datasetId, candidate, active: current, base, decision, at: new Date().toISOString() }, decision.reason, decision.reject);
+    if (decision.promote) {
+      await env.registry.promote(cand.id, 'evaluate', decision.reason);
+      ctx.log(`promoted ${cand.id}: ${decision.reason}`);
+    } else {
+      ctx.log(`${decision.reject ? 'rejected' : 'kept as candidate'}: ${decision.reason}`, 'warn');
+    }
+    return {
+      adapterId: cand.id,
+      promoted: decision.promote,
+      reason: decision.reason,
+      summary: `${decision.promote ? 'promoted' : decision.reject ? 'rejected' : 'not promoted'}: ${decision.reason}`,
+    };
+  };
+
+  return { rescrape, rebuild, retrain, evaluate };
+}

@@ -1,0 +1,111 @@
+/**
+ * Cron schedules (node-cron) for rescrape, rebuild and retrain. Each tick starts the chain from
+ * that job; overlap is refused by the runner (recorded as 'skipped'), not by node-cron, so a tick
+ * that lands while a CLI-started run is going is skipped too.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+import { MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { runChain, type ChainStart } from './chain.ts';
+import type { JobRunner } from './runner.ts';
+
+const log = childLog('scheduler');
+
+export interface ScheduleSpec {
+  /** Cron expression (5 fields, or 6 with seconds) or 'off', per chain start. */
+  crons: Record<ChainStart, string>;
+  timezone: string;
+  chain: boolean;
+  minNewExamples: number;
+}
+
+export interface ScheduledJob {
+  job: ChainStart;
+  expression: string;
+  nextRun: string | null;
+}
+
+export interface Scheduler {
+  jobs(): ScheduledJob[];
+  /** Fires the tick for `job` now, exactly as the cron would (used by tests and the API). */
+  tick(job: ChainStart): Promise<void>;
+  /** Stops the cron ticks; chains already going carry on. */
+  stop(): Promise<void>;
+  /** Resolves when no chain started by this scheduler is still going. */
+  settled(): Promise<void>;
+}
+
+export function scheduleFromConfig(c: {
+  MORRIS_CRON_RESCRAPE: string;
+  MORRIS_CRON_REBUILD: string;
+  MORRIS_CRON_RETRAIN: string;
+  MORRIS_CRON_TZ: string;
+  MORRIS_CHAIN: boolean;
+  MORRIS_RETRAIN_MIN_NEW_EXAMPLES: number;
+}): ScheduleSpec {
+  return {
+    crons: { rescrape: c.MORRIS_CRON_RESCRAPE, rebuild: c.MORRIS_CRON_REBUILD, retrain: c.MORRIS_CRON_RETRAIN },
+    timezone: c.MORRIS_CRON_TZ,
+    chain: c.MORRIS_CHAIN,
+    minNewExamples: c.MORRIS_RETRAIN_MIN_NEW_EXAMPLES,
+  };
+}
+
+function validTimezone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-GB', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler {
+  if (!validTimezone(spec.timezone)) {
+    throw new MorrisError('CONFIG_INVALID', `MORRIS_CRON_TZ="${spec.timezone}" is not a time zone this system knows.`, {
+      hint: 'Use an IANA name such as UTC or Europe/London.',
+    });
+  }
+  const tasks = new Map<ChainStart, ScheduledTask>();
+  const inFlight = new Set<Promise<unknown>>();
+
+  const tick = async (job: ChainStart): Promise<void> => {
+    const p = runChain(runner, job, { trigger: 'cron', chain: spec.chain, minNewExamples: spec.minNewExamples }).catch((e) =>
+      log.error({ err: e, job }, 'scheduled chain failed'),
+    );
+    inFlight.add(p);
+    try {
+      await p;
+    } finally {
+      inFlight.delete(p);
+    }
+  };
+
+  for (const job of Object.keys(spec.crons) as ChainStart[]) {
+    const expression = spec.crons[job].trim();
+    if (expression === 'off') continue;
+    if (!cron.validate(expression)) {
+      throw new MorrisError('CONFIG_INVALID', `Cron expression for ${job} is invalid: "${expression}".`, {
+        hint: 'Five fields (minute hour day month weekday), e.g. "0 3 * * 1", or "off".',
+      });
+    }
+    // The task function returns at once: a long chain must not make node-cron report missed ticks.
+    const task = cron.schedule(expression, () => void tick(job), { timezone: spec.timezone, name: `morris-${job}` });
+    tasks.set(job, task);
+  }
+  log.info({ jobs: [...tasks.keys()], timezone: spec.timezone, chain: spec.chain }, 'scheduler started');
+
+  return {
+    jobs: () =>
+      [...tasks.entries()].map(([job, t]) => ({ job, expression: t.getPattern(), nextRun: t.getNextRun()?.toISOString() ?? null })),
+    tick,
+    async stop() {
+      for (const t of tasks.values()) await t.destroy();
+      tasks.clear();
+    },
+    async settled() {
+      // Chains in flight end when their current job ends (runner.shutdown() cancels it).
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * `morris serve`: one process with the bots that are configured, the scheduler and the dashboard.
+ * This module wires; the parts live in their own modules. Shutdown (SIGTERM/SIGINT) stops taking
+ * requests, lets generations in flight finish within MORRIS_SHUTDOWN_GRACE_S, asks a running
+ * training to checkpoint, then closes the model and the database.
+ */
+import type { Config } from '../config.ts';
+import { openStore, type Store } from '../store/db.ts';
+import { childLog } from '../log.ts';
+import { startBots, type RunningBots } from '../bot/index.ts';
+import { generatorFromConfig } from '../bot/generator-adapters.ts';
+import type { TextGenerator } from '../bot/types.ts';
+import { activeAdapterFromStore, createGenerationService, type GenerationService } from '../model/generation-service.ts';
+import { startDashboardServer, type DashboardServer } from '../web/server.ts';
+import { createAdminActions } from './admin-actions.ts';
+import type { JobControl } from './control.ts';
+import type { SourceSpec } from './handlers.ts';
+import type { AdapterRegistry } from './registry.ts';
+import type { JobRunner } from './runner.ts';
+import { recoverCrashedRuns } from './runs.ts';
+import { startScheduler, type Scheduler } from './scheduler.ts';
+import { buildJobSystem } from './system.ts';
+import { findRetrainToResume, SHUTDOWN_REASON } from './resume.ts';
+
+const log = childLog('serve');
+
+/** How often the serve process checks the store for an adapter promoted by another process. */
+export const ADAPTER_WATCH_MS = 2000;
+
+/**
+ * Follows the store's active adapter: a promotion or rollback made by another process (the CLI,
+ * a second serve) reaches this process's generation service within ADAPTER_WATCH_MS.
+ */
+function watchActiveAdapter(store: Store, service: GenerationService): NodeJS.Timeout {
+  let failedFor: string | null | undefined;
+  const t = setInterval(() => {
+    if (!store.open) return;
+    const want = activeAdapterFromStore(store);
+    const id = want?.id ?? null;
+    if (id === service.status().adapterId || id === failedFor) return;
+    service.setAdapter(want?.dir ?? null, id).then(
+      () => log.info({ adapterId: id }, 'switched to the adapter promoted in the store'),
+      (e) => {
+        failedFor = id;
+        log.error({ err: e, adapterId: id }, 'cannot switch to the adapter the store names as active');
+      },
+    );
+  }, ADAPTER_WATCH_MS);
+  t.unref();
+  return t;
+}
+
+export interface ServeOptions {
+  config: Config;
+  /** Overrides config PORT/HOST (tests use port 0 on 127.0.0.1). */
+  port?: number;
+  host?: string;
+  /** Sources the rescrape job crawls; default from MORRIS_SOURCES. */
+  sources?: SourceSpec[];
+  /** Training settings on top of MORRIS_TRAIN_CONFIG (tests: a few steps). */
+  trainOverrides?: Record<string, unknown>;
+  /** Start Slack/Discord when configured (default true). */
+  bots?: boolean;
+  version?: string;
+}
+
+export interface ServeHandle {
+  url: string;
+  store: Store;
+  runner: JobRunner;
+  control: JobControl;
+  scheduler: Scheduler;
+  registry: AdapterRegistry;
+  service: GenerationService;
+  generator: TextGenerator;
+  /** Runs started at start-up to resume a training a crash or shutdown interrupted. */
+  resumed: Promise<unknown> | null;
+  stop(why?: string): Promise<void>;
+}
+
+export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
+  const { config } = opts;
+  const store = openStore(config.dbPath);
+  const crashed = recoverCrashedRuns(store);
+  for (const r of crashed) log.warn({ runId: r.id, job: r.job }, 'marked a run left running by an earlier process as crashed');
+
+  const service = createGenerationService(config, { adapter: activeAdapterFromStore(store) });
+  const generator = generatorFromConfig(config, { service, store });
+  const { registry, runner, control, spec } = buildJobSystem({
+    config,
+    store,
+    onActiveChange: (active) => service.setAdapter(active?.path ?? null, active?.id ?? null),
+    sources: opts.sources,
+    trainOverrides: opts.trainOverrides,
+  });
+  const scheduler = startScheduler(runner, spec);
+
+  // Whoever types `/morris-admin retrain` and whoever clicks the dashboard reach the same control.
+  const admin = createAdminActions({ control, registry, scheduler, generator });
+  let bots: RunningBots | undefined;
+  if (opts.bots ?? true) bots = await startBots({ config, store, generator, admin });
+
+  const inFlight = new Set<Promise<unknown>>();
+  const shutdown = new AbortController();
+  const web: DashboardServer = await startDashboardServer(
+    {
+      store,
+      control,
+      scheduler,
+      registry,
+      generator,
+      engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND }),
+      bots: () => [
+        ...(bots?.slack ? [{ platform: 'slack', connected: true }] : []),
+        ...(bots?.discord ? [{ platform: 'discord', connected: true }] : []),
+      ],
+      track: (p) => {
+        inFlight.add(p);
+        return p.finally(() => inFlight.delete(p));
+      },
+      defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
+      version: opts.version ?? 'dev',
+      shutdown: shutdown.signal,
+    },
+    {
+      host: opts.host ?? config.HOST,
+      port: opts.port ?? config.PORT,
+      adminToken: config.MORRIS_ADMIN_TOKEN,
+      extraHandler: bots?.slackHttpHandler
+        ? (req, res) => {
+            if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return false;
+            bots!.slackHttpHandler!(req, res);
+            return true;
+          }
+        : undefined,
+    },
+  );
+
+  const adapterWatch = watchActiveAdapter(store, service);
+
+  // A training that a crash (or the last shutdown) interrupted continues from its checkpoint.
+  const toResume = findRetrainToResume(store);
+  let resumed: Promise<unknown> | null = null;
+  if (toResume) {
+    log.info({ runId: toResume.run.id, datasetId: toResume.input.datasetId }, 'resuming an interrupted training from its checkpoint');
+    resumed = control
+      .start('retrain', { trigger: `resume:#${toResume.run.id}`, input: toResume.input })
+      .then((s) => s.finished)
+      .catch((e) => log.error({ err: e }, 'resuming the training failed'));
+  }
+
+  log.info(
+    {
+      dashboard: web.url,
+      bots: [bots?.slack && 'slack', bots?.discord && 'discord'].filter(Boolean),
+      schedules: scheduler.jobs(),
+      activeAdapter: registry.active()?.id ?? null,
+      backend: config.MORRIS_BACKEND,
+    },
+    'morris serve started',
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = (why = 'stop requested') =>
+    (stopping ??= (async () => {
+      const graceMs = config.MORRIS_SHUTDOWN_GRACE_S * 1000;
+      log.info({ why, graceMs, inFlight: inFlight.size }, 'shutting down: no new requests; waiting for generations in flight');
+      shutdown.abort();
+      await scheduler.stop();
+      // No new connections from here; open ones (streaming generations) may finish.
+      const webClosed = web.close(graceMs);
+      await Promise.all([
+        webClosed,
+        bots?.stop(),
+        Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, graceMs).unref())]),
+        runner.shutdown(graceMs, SHUTDOWN_REASON),
+      ]);
+      await scheduler.settled();
+      await resumed;
+      clearInterval(adapterWatch);
+      await service.close();
+      store.close();
+      log.info('morris serve stopped');
+    })());
+
+  return { url: web.url, store, runner, control, scheduler, registry, service, generator, resumed, stop };
+}

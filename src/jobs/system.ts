@@ -1,0 +1,44 @@
+/**
+ * The job system as one object: registry, runner with the real handlers, and the control that
+ * starts chains. `morris serve` builds it with a hook that hot-swaps the generation service; the
+ * CLI builds it without one (a serve process running elsewhere follows the store by itself).
+ */
+import type { Config } from '../config.ts';
+import type { Store } from '../store/db.ts';
+import { resolveBaseModel } from '../model/hub.ts';
+import { JobControl } from './control.ts';
+import { createJobHandlers, sourcesFromConfig, type SourceSpec } from './handlers.ts';
+import { AdapterRegistry, type ActiveChangeHook } from './registry.ts';
+import { JobRunner } from './runner.ts';
+import { scheduleFromConfig, type ScheduleSpec } from './scheduler.ts';
+
+export interface JobSystem {
+  registry: AdapterRegistry;
+  runner: JobRunner;
+  control: JobControl;
+  spec: ScheduleSpec;
+}
+
+export function buildJobSystem(opts: {
+  config: Config;
+  store: Store;
+  onActiveChange?: ActiveChangeHook;
+  sources?: SourceSpec[];
+  trainOverrides?: Record<string, unknown>;
+}): JobSystem {
+  const { config, store } = opts;
+  const registry = new AdapterRegistry(store, opts.onActiveChange);
+  const runner = new JobRunner(
+    store,
+    createJobHandlers({
+      config,
+      store,
+      registry,
+      sources: opts.sources ?? sourcesFromConfig(config),
+      baseModelDir: () => resolveBaseModel(config),
+      trainOverrides: opts.trainOverrides,
+    }),
+  );
+  const spec = scheduleFromConfig(config);
+  return { registry, runner, control: new JobControl(runner, spec), spec };
+}

@@ -1,0 +1,146 @@
+/**
+ * What a job worker process can do: train an adapter (the trainer, with progress and a
+ * checkpoint on abort) or measure models for the evaluation gate (validation loss through the
+ * eval graph, generations through the engine, style and copying scores). Runs in the worker,
+ * never in the serve process.
+ */
+import fs from 'node:fs';
+import { openStore } from '../store/db.ts';
+import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
+import { loadModel } from '../model/engine.ts';
+import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../model/generation-service.ts';
+import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './evaluate.ts';
+import { validationLoss } from './validation-loss.ts';
+import type { WorkerTask } from './worker-protocol.ts';
+
+export interface TrainTaskOptions {
+  dbPath: string;
+  baseModelDir: string;
+  datasetId: string;
+  runsDir: string;
+  adaptersDir: string;
+  resume: boolean;
+  /** Training settings (TRAIN_DEFAULTS keys), thread and memory budget included. */
+  settings: Record<string, unknown>;
+}
+
+export interface TrainTaskResult {
+  adapterId: string;
+  adapterDir: string;
+  runId: string;
+  runDir: string;
+  steps: number;
+  resumedFrom: number | null;
+  valLoss: number | null;
+  device: string;
+}
+
+export interface EvalTaskOptions {
+  dbPath: string;
+  baseModelDir: string;
+  datasetId: string;
+  models: { adapterId: string | null; adapterDir: string | null }[];
+  styleGuideFile: string;
+  threads: number;
+  device: string;
+  maxSeqLen: number;
+  /** Generations for the style and copying checks are greedy and this long. */
+  maxNewTokens: number;
+  topics?: string[];
+}
+
+export interface TaskIo {
+  signal: AbortSignal;
+  progress(fraction: number, message?: string): void;
+  log(line: string, level?: 'info' | 'warn' | 'error'): void;
+}
+
+export async function runWorkerTask(task: WorkerTask, io: TaskIo): Promise<unknown> {
+  switch (task.kind) {
+    case 'train':
+      return trainTask(task.options, io);
+    case 'evaluate':
+      return evaluateTask(task.options, io);
+  }
+}
+
+async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResult> {
+  const store = openStore(o.dbPath);
+  try {
+    let lastLogged = 0;
+    const r = await trainAdapter(
+      { store, modelDir: o.baseModelDir, dataset: o.datasetId, settings: o.settings, resume: o.resume, runsDir: o.runsDir, adaptersDir: o.adaptersDir },
+      {
+        signal: io.signal,
+        onProgress: (p: TrainProgress) => {
+          const eta = p.etaS !== undefined ? `, ETA ${Math.round(p.etaS)} s` : '';
+          const what = p.phase === 'eval' ? `validation loss ${p.evalLoss?.toFixed(4)}` : `loss ${p.loss?.toFixed(4)}${eta}`;
+          io.progress(p.step / p.totalSteps, `step ${p.step}/${p.totalSteps}: ${what}`);
+          // Every eval and about ten train lines per run go to the job log; the rest is progress.
+          if (p.phase === 'eval' || p.step - lastLogged >= Math.max(1, Math.floor(p.totalSteps / 10)) || p.step === p.totalSteps) {
+            lastLogged = p.step;
+            io.log(`step ${p.step}/${p.totalSteps}: ${what}`);
+          }
+        },
+      },
+    );
+    if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
+    const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
+    return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device };
+  } finally {
+    store.close();
+  }
+}
+
+/** Training articles (the assistant turns of the train split) for the verbatim-copy check. */
+function trainingTexts(store: ReturnType<typeof openStore>, datasetId: string): string[] {
+  const rows = store.prepare(`SELECT messages FROM examples WHERE dataset_id = ? AND split = 'train'`).all(datasetId) as { messages: string }[];
+  return rows.map((r) => (JSON.parse(r.messages) as { role: string; content: string }[]).filter((m) => m.role === 'assistant').map((m) => m.content).join('\n\n'));
+}
+
+async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasure[]> {
+  const store = openStore(o.dbPath);
+  try {
+    const styleGuide = fs.existsSync(o.styleGuideFile) ? fs.readFileSync(o.styleGuideFile, 'utf8') : '';
+    const systemPrompt = readSystemPrompt(o.styleGuideFile) ?? FALLBACK_SYSTEM_PROMPT;
+    const articles = trainingTexts(store, o.datasetId);
+    const backend: EvaluationBackend = {
+      validationLoss: (adapterDir, signal) =>
+        validationLoss({ modelDir: o.baseModelDir, store, datasetId: o.datasetId, maxSeqLen: o.maxSeqLen, threads: o.threads, device: o.device }, adapterDir, signal),
+      generate: async (adapterDir, topic, signal) => {
+        const model = await loadModel({ modelDir: o.baseModelDir, adapterDir, threads: o.threads, device: o.device });
+        try {
+          let text = '';
+          const messages = [
+            { role: 'system' as const, content: systemPrompt },
+            { role: 'user' as const, content: articlePrompt(topic) },
+          ];
+          // Greedy: the same model gives the same text, so scores compare models, not luck.
+          const sampling = { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1.1 };
+          for await (const piece of model.stream({ messages }, sampling, signal)) text += piece;
+          return text;
+        } finally {
+          await model.dispose();
+        }
+      },
+    };
+    const out: ModelMeasure[] = [];
+    for (const [i, m] of o.models.entries()) {
+      io.progress(i / o.models.length, `measuring ${m.adapterId ?? 'base model'}`);
+      out.push(
+        await measureModel(backend, {
+          adapterId: m.adapterId,
+          adapterDir: m.adapterDir,
+          styleGuide,
+          trainingArticles: articles,
+          topics: o.topics ?? [...EVAL_TOPICS],
+          signal: io.signal,
+        }),
+      );
+    }
+    io.progress(1, 'measured');
+    return out;
+  } finally {
+    store.close();
+  }
+}
