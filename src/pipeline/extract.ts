@@ -4,7 +4,7 @@ import type { Document } from 'domhandler';
 import { parseDocument } from 'htmlparser2';
 import { childLog } from '../log.ts';
 import { extractBodyText, MIN_BODY_CHARS } from './extract/body.ts';
-import { squash } from './extract/dom.ts';
+import { limitDepth, squash } from './extract/dom.ts';
 import { extractMetadata, normaliseAuthors, normaliseDate } from './extract/metadata.ts';
 import { blocksToText } from './extract/text.ts';
 
@@ -40,8 +40,13 @@ const EMPTY: Article = Object.freeze({ title: null, author: null, published: nul
  * implied-end-tag rules cover what article markup needs (unclosed <p>, <li>, <td>).
  */
 function parse(html: string): Document {
-  return parseDocument(html, { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true });
+  const doc = parseDocument(html, { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true });
+  limitDepth(doc, MAX_DEPTH);
+  return doc;
 }
+
+/** Deeper nesting than this is flattened to text (real article pages stay well under 100). */
+const MAX_DEPTH = 400;
 
 /** Binary or mostly non-text input (an image or PDF served as text/html) has no article. */
 function looksBinary(html: string): boolean {

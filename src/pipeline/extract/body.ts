@@ -37,35 +37,66 @@ interface Stats {
   paragraphs: number;
   /** Has a block-level descendant. */
   hasBlock: boolean;
+  images: number;
+  listItems: number;
+  /** Characters of text inside headings, and inside blockquotes. */
+  headingText: number;
+  quoteText: number;
+  /** Has caption/th/thead/tfoot/col markup (a data table rather than a layout table). */
+  tableMarkup: boolean;
 }
+
+const emptyStats = (): Stats => ({ text: 0, link: 0, commas: 0, paragraphs: 0, hasBlock: false, images: 0, listItems: 0, headingText: 0, quoteText: 0, tableMarkup: false });
 
 type StatMap = Map<AnyNode, Stats>;
 
+/**
+ * Per-element text statistics in one pass. Iterative (reverse pre-order visits every child before
+ * its parent) so that pathological nesting depth cannot overflow the stack.
+ */
 function computeStats(root: ParentNode): StatMap {
   const stats: StatMap = new Map();
-  const visit = (node: AnyNode, inLink: boolean): Stats => {
-    if (isText(node)) {
-      const t = node.data.trim();
-      const commas = t.length ? (t.match(COMMAS)?.length ?? 0) : 0;
-      return { text: t.length, link: inLink ? t.length : 0, commas, paragraphs: 0, hasBlock: false };
+  const order: [ParentNode, boolean][] = [];
+  const stack: [ParentNode, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [node, inLink] = stack.pop()!;
+    const link = inLink || tagOf(node as AnyNode) === 'a';
+    order.push([node, link]);
+    for (const child of node.children) if (isElement(child)) stack.push([child, link]);
+  }
+  for (let i = order.length - 1; i >= 0; i--) {
+    const [node, link] = order[i]!;
+    const s = emptyStats();
+    for (const child of node.children) {
+      if (isText(child)) {
+        const t = child.data.trim();
+        if (!t) continue;
+        s.text += t.length;
+        if (link) s.link += t.length;
+        s.commas += t.match(COMMAS)?.length ?? 0;
+      } else if (isElement(child)) {
+        const c = stats.get(child)!;
+        s.text += c.text;
+        s.link += c.link;
+        s.commas += c.commas;
+        s.paragraphs += c.paragraphs;
+        s.images += c.images;
+        s.listItems += c.listItems;
+        s.headingText += c.headingText;
+        s.quoteText += c.quoteText;
+        if (c.tableMarkup) s.tableMarkup = true;
+        if (c.hasBlock || BLOCK_TAGS.has(child.name.toLowerCase())) s.hasBlock = true;
+      }
     }
-    const s: Stats = { text: 0, link: 0, commas: 0, paragraphs: 0, hasBlock: false };
-    if (!isElement(node) && node.type !== 'root') return s;
-    const tag = tagOf(node);
-    const link = inLink || tag === 'a';
-    for (const child of (node as ParentNode).children) {
-      const c = visit(child, link);
-      s.text += c.text;
-      s.link += c.link;
-      s.commas += c.commas;
-      s.paragraphs += c.paragraphs;
-      if (c.hasBlock || BLOCK_TAGS.has(tagOf(child))) s.hasBlock = true;
-    }
+    const tag = tagOf(node as AnyNode);
     if (tag === 'p') s.paragraphs += 1;
-    stats.set(node, s);
-    return s;
-  };
-  visit(root, false);
+    else if (tag === 'img') s.images += 1;
+    else if (tag === 'li') s.listItems += 1;
+    else if (/^h[1-6]$/.test(tag)) s.headingText = s.text;
+    else if (tag === 'blockquote') s.quoteText = s.text;
+    else if (TABLE_MARKUP.has(tag)) s.tableMarkup = true;
+    stats.set(node as AnyNode, s);
+  }
   return stats;
 }
 
@@ -101,7 +132,9 @@ function prune(doc: Document, opts: BodyOptions): void {
     return !!s && s.paragraphs >= 3 && s.text - s.link > 0.5 * totalParagraphText;
   };
 
-  const walk = (parent: ParentNode): void => {
+  const pending: ParentNode[] = [doc];
+  while (pending.length) {
+    const parent = pending.pop()!;
     for (const node of [...parent.children]) {
       if (!isElement(node)) {
         if (node.type !== 'text') removeNode(node); // comments, doctype, CDATA
@@ -116,10 +149,9 @@ function prune(doc: Document, opts: BodyOptions): void {
         removeNode(node);
         continue;
       }
-      walk(node);
+      pending.push(node);
     }
-  };
-  walk(doc);
+  }
 }
 
 function shouldPrune(el: Element, tag: string, opts: BodyOptions): boolean {
@@ -296,30 +328,23 @@ function gatherSiblings(top: Element, scores: Map<Element, number>, stats: StatM
 
 const CONDITIONAL_TAGS = new Set(['form', 'fieldset', 'table', 'ul', 'ol', 'div', 'section', 'aside', 'dl']);
 
-function countTags(el: Element, names: Set<string>): number {
-  let n = 0;
-  for (const d of descendants(el)) if (names.has(d.name.toLowerCase())) n++;
-  return n;
-}
-
 /** Readability's "clean conditionally": widgets, link lists and image galleries inside the article. */
 function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolean {
   const tag = el.name.toLowerCase();
   const s = stats.get(el);
   if (!s) return false;
   // Embedded posts (tweets, Instagram) are quotations the article makes: kept whatever their class says.
-  if (quoteShare(el, stats) > 0.5) return false;
+  if (s.text > 0 && s.quoteText / s.text > 0.5) return false;
   const weight = classWeight(el, opts);
   if (weight < 0) return true;
   if (s.commas >= 10) return false;
   const isList = tag === 'ul' || tag === 'ol';
-  if (tag === 'table' && isDataTable(el)) return false;
+  if (tag === 'table' && isDataTable(el, stats)) return false;
   const p = s.paragraphs;
-  const img = countTags(el, new Set(['img']));
-  const li = countTags(el, new Set(['li'])) - 100;
+  const img = s.images;
+  const li = s.listItems - 100;
   const ld = linkDensity(s);
-  const headingText = descendants(el).filter((d) => /^h[1-6]$/i.test(d.name)).reduce((n, h) => n + (stats.get(h)?.text ?? 0), 0);
-  const headingDensity = s.text ? headingText / s.text : 0;
+  const headingDensity = s.text ? s.headingText / s.text : 0;
   return (
     (img > 1 && p / img < 0.5) ||
     (!isList && li > p) ||
@@ -331,14 +356,6 @@ function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolea
   );
 }
 
-function quoteShare(el: Element, stats: StatMap): number {
-  const total = stats.get(el)?.text ?? 0;
-  if (!total) return 0;
-  let quoted = 0;
-  for (const d of descendants(el)) if (d.name === 'blockquote') quoted += stats.get(d)?.text ?? 0;
-  return quoted / total;
-}
-
 /** A short paragraph that is entirely a link: a teaser to another story placed inside the text. */
 function isLinkOnlyParagraph(el: Element, stats: StatMap): boolean {
   if (el.name !== 'p') return false;
@@ -346,10 +363,11 @@ function isLinkOnlyParagraph(el: Element, stats: StatMap): boolean {
   return !!s && s.text > 0 && s.text < 200 && s.link >= 0.9 * s.text;
 }
 
-function isDataTable(table: Element): boolean {
+const TABLE_MARKUP = new Set(['caption', 'th', 'thead', 'tfoot', 'col', 'colgroup']);
+
+function isDataTable(table: Element, stats: StatMap): boolean {
   if (table.attribs.role === 'presentation' || table.attribs.datatable === '0') return false;
-  if (table.attribs.summary) return true;
-  return descendants(table).some((d) => ['caption', 'th', 'thead', 'tfoot', 'col', 'colgroup'].includes(d.name.toLowerCase()));
+  return !!table.attribs.summary || !!stats.get(table)?.tableMarkup;
 }
 
 function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void {

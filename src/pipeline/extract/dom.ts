@@ -52,13 +52,39 @@ export function descendants(root: ParentNode): Element[] {
   return out;
 }
 
-/** Raw concatenated text of a subtree (no whitespace normalisation). */
-export function rawText(node: AnyNode): string {
-  if (isText(node)) return node.data;
-  if (!isElement(node) && node.type !== 'root') return '';
-  let s = '';
-  for (const child of (node as ParentNode).children) s += rawText(child);
-  return s;
+export const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();
+
+/**
+ * Flattens everything nested deeper than `maxDepth` into plain text under the element at that
+ * depth. Real pages stay far below any sensible limit; a pathological one (thousands of unclosed
+ * <div>s) would otherwise make every selector query quadratic in the depth.
+ */
+export function limitDepth(root: ParentNode, maxDepth: number): void {
+  const stack: [ParentNode, number][] = [[root, 0]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    if (depth >= maxDepth) {
+      flattenToText(node);
+      continue;
+    }
+    for (const child of node.children) if (isElement(child)) stack.push([child, depth + 1]);
+  }
 }
 
-export const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();
+function flattenToText(el: ParentNode): void {
+  const texts: AnyNode[] = [];
+  const stack: AnyNode[] = [...el.children].reverse();
+  while (stack.length) {
+    const node = stack.pop()!;
+    if (isText(node)) texts.push(node);
+    else if (isElement(node) && node.type === 'tag') {
+      for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
+    }
+  }
+  el.children = texts as ParentNode['children'];
+  texts.forEach((t, i) => {
+    t.parent = el;
+    t.prev = texts[i - 1] ?? null;
+    t.next = texts[i + 1] ?? null;
+  });
+}

@@ -31,26 +31,33 @@ export function blocksToParagraphs(nodes: AnyNode[]): string[] {
     lines = [];
   };
 
-  const walk = (node: AnyNode): void => {
+  // Iterative walk (a stack of nodes and block-end markers) so deep nesting cannot overflow.
+  const BLOCK_END = null;
+  const stack: (AnyNode | null)[] = [...nodes].reverse();
+  while (stack.length) {
+    const node = stack.pop()!;
+    if (node === BLOCK_END) {
+      endParagraph();
+      continue;
+    }
     if (isText(node)) {
       line += node.data;
-      return;
+      continue;
     }
-    if (!isElement(node)) return;
+    if (!isElement(node)) continue;
     const tag = node.name.toLowerCase();
-    if (NEVER_TEXT.has(tag)) return;
+    if (NEVER_TEXT.has(tag)) continue;
     if (tag === 'br') {
       endLine();
-      return;
+      continue;
     }
     const block = BLOCK_TAGS.has(tag);
-    if (block) endParagraph();
-    else if (tag === 'td' || tag === 'th') line += ' ';
-    for (const child of node.children) walk(child);
-    if (block) endParagraph();
-  };
-
-  for (const n of nodes) walk(n);
+    if (block) {
+      endParagraph();
+      stack.push(BLOCK_END);
+    } else if (tag === 'td' || tag === 'th') line += ' ';
+    for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
+  }
   endParagraph();
   return paragraphs;
 }
