@@ -8,12 +8,15 @@
  */
 import { createHash } from 'node:crypto';
 import Bottleneck from 'bottleneck';
-import robotsParser from 'robots-parser';
+import robotsParserCjs from 'robots-parser';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import pkg from '../../package.json' with { type: 'json' };
 
 const log = childLog('fetch');
+
+// robots-parser is CommonJS (`module.exports = fn`) while its types declare an ES default export.
+const robotsParser = robotsParserCjs as unknown as (typeof robotsParserCjs)['default'];
 
 /** Product token robots.txt groups are matched against. */
 export const ROBOTS_AGENT = 'MorrisBot';

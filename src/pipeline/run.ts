@@ -1,0 +1,161 @@
+/**
+ * The pipeline's library entry points, called alike by the CLI, the demo and the scheduled jobs:
+ * `scrapeSource` (re-exported from scrape.ts) and `buildDataset` (stored articles → clean →
+ * dedupe → enhance → dataset version). Settings come in as options; `datasetSettingsFromConfig`
+ * is the edge helper that reads them from config.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../config.ts';
+import { getKv, setKv, type Store } from '../store/db.ts';
+import { childLog } from '../log.ts';
+import { cleanArticles, type ArticleInput, type CleanResult } from './clean.ts';
+import { dedupeArticles, type DedupeResult } from './dedupe.ts';
+import {
+  composeDataset,
+  datasetExamples,
+  datasetFiles,
+  DEFAULT_VAL_FRACTION,
+  saveDataset,
+  writeJsonl,
+  type DatasetSettings,
+  type LengthCounts,
+  type LengthPolicy,
+} from './dataset.ts';
+import { loadStyle, stableHash, type ChatMessage, type Style } from './enhance.ts';
+import type { TokenCounter } from './tokens.ts';
+
+export { scrapeSource, fetcherOptionsFromConfig, type ScrapeOptions } from './scrape.ts';
+
+const log = childLog('dataset');
+
+/** kv key naming the dataset the last build produced (or reused). */
+export const CURRENT_DATASET_KEY = 'dataset:current';
+
+export interface BuildOptions {
+  tokenCounter: TokenCounter;
+  settings: DatasetSettings;
+  /** Where the JSONL files go (data/datasets). */
+  outDir: string;
+  /** Default: data/style. */
+  style?: Style;
+  /** Only this source's articles. */
+  source?: string;
+}
+
+export interface BuildResult {
+  id: string;
+  /** The same inputs and settings were built before: nothing new was written. */
+  reused: boolean;
+  /** The dataset the previous build produced, if any. */
+  previousId: string | null;
+  /** Examples in this dataset that the previous one did not have (what retraining would add). */
+  newExamples: number;
+  /** Examples of the previous dataset no longer present. */
+  removedExamples: number;
+  examples: number;
+  train: number;
+  validation: number;
+  files: { all: string; train: string; validation: string };
+  counts: {
+    articles: number;
+    clean: CleanResult['counts'];
+    dedupe: DedupeResult['counts'];
+    length: LengthCounts;
+    extras: number;
+  };
+}
+
+export function datasetSettingsFromConfig(
+  c: Config,
+  overrides: Partial<Pick<DatasetSettings, 'maxTokens' | 'policy'>> = {},
+): DatasetSettings {
+  return {
+    maxTokens: overrides.maxTokens ?? c.MORRIS_MAX_SEQ_TOKENS,
+    policy: (overrides.policy ?? 'split') as LengthPolicy,
+    valFraction: DEFAULT_VAL_FRACTION,
+    extraRatio: c.MORRIS_EXTRA_EXAMPLES_RATIO,
+    nearDupThreshold: c.MORRIS_NEAR_DUP_THRESHOLD,
+    minWords: 150,
+  };
+}
+
+export function datasetOutDir(c: Config): string {
+  return path.resolve(c.MORRIS_DATA_DIR, 'datasets');
+}
+
+export async function buildDataset(store: Store, opts: BuildOptions): Promise<BuildResult> {
+  const style = opts.style ?? loadStyle();
+  // 'duplicate' rows are inputs too: dedupe decides afresh each build, so marking them cannot
+  // change the next build's inputs (and with them its id).
+  const rows = store
+    .prepare<unknown[], ArticleInput>(
+      `SELECT id, url, title, author, published, body FROM articles
+       WHERE status IN ('ok', 'duplicate') ${opts.source ? 'AND source = ?' : ''} ORDER BY id`,
+    )
+    .all(...(opts.source ? [opts.source] : []));
+  const cleaned = cleanArticles(rows, { minWords: opts.settings.minWords });
+  const deduped = dedupeArticles(cleaned.articles, { nearDupThreshold: opts.settings.nearDupThreshold });
+  const composed = composeDataset(deduped.articles, style, opts.settings, opts.tokenCounter);
+  const counts: BuildResult['counts'] = {
+    articles: rows.length,
+    clean: cleaned.counts,
+    dedupe: deduped.counts,
+    length: composed.length,
+    extras: composed.examples.filter((e) => e.kind === 'extra').length,
+  };
+
+  store.transaction(() => {
+    const mark = store.prepare(`UPDATE articles SET status = ?, duplicate_of = ? WHERE id = ? AND status IN ('ok', 'duplicate')`);
+    const dupOf = new Map(deduped.duplicates.map((d) => [d.id, d.duplicateOf]));
+    for (const a of cleaned.articles) {
+      const of = dupOf.get(a.id);
+      mark.run(of === undefined ? 'ok' : 'duplicate', of ?? null, a.id);
+    }
+  })();
+
+  const previousId = getKv(store, CURRENT_DATASET_KEY) ?? null;
+  const files = datasetFiles(opts.outDir, composed.id);
+  const exists = store.prepare('SELECT 1 FROM datasets WHERE id = ?').get(composed.id) !== undefined;
+  if (!exists) {
+    saveDataset(store, composed, {
+      settings: { ...opts.settings, tokenizer: opts.tokenCounter.id, source: opts.source ?? null },
+      stats: { ...counts, duplicates: deduped.duplicates, dropped: cleaned.dropped },
+      outDir: opts.outDir,
+    });
+  } else if (!fs.existsSync(files.all) || !fs.existsSync(files.train) || !fs.existsSync(files.validation)) {
+    // Files deleted since: the rows are the record, so write them again.
+    const rowsOf = (split?: 'train' | 'validation') =>
+      datasetExamples(store, composed.id, split).map((r) => JSON.parse(r.messages) as ChatMessage[]);
+    writeJsonl(files.train, rowsOf('train'));
+    writeJsonl(files.validation, rowsOf('validation'));
+    writeJsonl(files.all, rowsOf());
+  }
+  setKv(store, CURRENT_DATASET_KEY, composed.id);
+
+  const key = (messages: string) => stableHash(messages);
+  const current = new Set(composed.examples.map((e) => key(JSON.stringify(e.messages))));
+  const previous =
+    previousId && previousId !== composed.id
+      ? new Set(datasetExamples(store, previousId).map((r) => key(r.messages)))
+      : previousId === composed.id
+        ? current
+        : new Set<string>();
+  const newExamples = [...current].filter((k) => !previous.has(k)).length;
+  const removedExamples = [...previous].filter((k) => !current.has(k)).length;
+
+  const result: BuildResult = {
+    id: composed.id,
+    reused: exists,
+    previousId,
+    newExamples,
+    removedExamples,
+    examples: composed.examples.length,
+    train: composed.examples.filter((e) => e.split === 'train').length,
+    validation: composed.examples.filter((e) => e.split === 'validation').length,
+    files,
+    counts,
+  };
+  log.info({ id: result.id, reused: result.reused, examples: result.examples, newExamples }, 'dataset built');
+  return result;
+}
