@@ -1,8 +1,159 @@
-import type { Command } from 'commander';
+/**
+ * `morris train`: wiring only. Flags and a --config file become settings over the environment's;
+ * trainAdapter does the work; a progress bar with ETA goes to stderr, the result to stdout.
+ */
+import { resolve } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
-import { MorrisError } from '../errors.ts';
+import { baseModelLocation } from '../model/base-model-location.ts';
+import { readTrainConfigFile } from '../model/train/config.ts';
+import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('train').description('Fine-tune a LoRA adapter on a dataset version').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris train` is not built yet.'); });
+interface TrainFlags {
+  model?: string;
+  dataset: string;
+  steps?: number;
+  epochs?: number;
+  out?: string;
+  device?: string;
+  resume?: boolean;
+  config?: string;
+  lr?: number;
+  rank?: number;
+  alpha?: number;
+  dropout?: number;
+  targets?: string[];
+  seed?: number;
+  evalEvery?: number;
+  saveEvery?: number;
+  batchSize?: number;
+  gradAccum?: number;
+  maxSeqLen?: number;
+  threads?: number;
+  progress: boolean;
+}
+
+const num = (name: string, integer = false) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'}.`);
+  return n;
+};
+
+/** Flags → settings keys (only the flags that were given). */
+export function settingsFromFlags(f: TrainFlags): Record<string, unknown> {
+  const s: Record<string, unknown> = {
+    maxSteps: f.steps,
+    epochs: f.epochs,
+    device: f.device,
+    lr: f.lr,
+    rank: f.rank,
+    alpha: f.alpha,
+    dropout: f.dropout,
+    targets: f.targets,
+    seed: f.seed,
+    evalEvery: f.evalEvery,
+    saveEvery: f.saveEvery,
+    batchSize: f.batchSize,
+    gradAccum: f.gradAccum,
+    maxSeqLen: f.maxSeqLen,
+    threads: f.threads,
+  };
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+}
+
+function progressPrinter(enabled: boolean) {
+  let bar: SingleBar | null = null;
+  let lastEval = '';
+  return {
+    update(p: TrainProgress) {
+      if (p.phase === 'eval') {
+        lastEval = p.evalLoss === undefined ? '' : ` eval ${p.evalLoss.toFixed(4)}`;
+        return;
+      }
+      if (!enabled) return;
+      if (!bar) {
+        bar = new SingleBar(
+          { format: 'train [{bar}] {value}/{total} steps | loss {loss}{evalText} | lr {lr} | {tps} tok/s | ETA {etaText}', hideCursor: true, stream: process.stderr },
+        );
+        bar.start(p.totalSteps, 0, {});
+      }
+      bar.update(p.step, {
+        loss: p.loss?.toFixed(4) ?? '-',
+        evalText: lastEval,
+        lr: p.lr?.toExponential(2) ?? '-',
+        tps: Math.round(p.tokensPerS ?? 0),
+        etaText: formatDuration(p.etaS ?? 0),
+      });
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+function formatDuration(s: number): string {
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(t % 60).padStart(2, '0')}s`;
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('train')
+    .description('Fine-tune a LoRA adapter on a dataset version (PEFT format, registered as a candidate)')
+    .option('--model <dir>', 'base model folder (default: MORRIS_BASE_MODEL under MORRIS_MODELS_DIR)')
+    .option('--dataset <id>', 'dataset version id, or "latest"', 'latest')
+    .option('--steps <n>', 'cap on optimizer steps', num('--steps', true))
+    .option('--epochs <n>', 'passes over the training split', num('--epochs'))
+    .option('--out <dir>', 'also write the adapter folder here')
+    .option('--device <name>', 'auto | cpu | cuda | coreml | dml | webgpu')
+    .option('--resume', 'continue the same run from its last checkpoint')
+    .option('--config <file>', 'JSON file with training settings (keys as in TRAIN_DEFAULTS)')
+    .option('--lr <x>', 'peak learning rate', num('--lr'))
+    .option('--rank <r>', 'LoRA rank', num('--rank', true))
+    .option('--alpha <a>', 'LoRA alpha', num('--alpha'))
+    .option('--dropout <p>', 'LoRA dropout', num('--dropout'))
+    .option('--targets <list>', 'target modules, e.g. q_proj,v_proj', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--seed <n>', 'random seed', num('--seed', true))
+    .option('--eval-every <n>', 'optimizer steps between validation losses', num('--eval-every', true))
+    .option('--save-every <n>', 'optimizer steps between checkpoints', num('--save-every', true))
+    .option('--batch-size <n>', 'examples per micro-batch', num('--batch-size', true))
+    .option('--grad-accum <n>', 'micro-batches per optimizer step', num('--grad-accum', true))
+    .option('--max-seq-len <n>', 'tokens per example', num('--max-seq-len', true))
+    .option('--threads <n>', 'intra-op threads (0: runtime default)', num('--threads', true))
+    .option('--no-progress', 'no progress bar')
+    .action(async (f: TrainFlags) => {
+      const config = ctx.config();
+      const modelDir = f.model ? resolve(f.model) : baseModelLocation(config.MORRIS_BASE_MODEL, config.MORRIS_MODELS_DIR);
+      const settings = { ...(f.config ? readTrainConfigFile(f.config) : {}), ...settingsFromFlags(f) };
+      const progress = progressPrinter(f.progress && process.stderr.isTTY === true);
+      const controller = new AbortController();
+      // Ctrl-C: checkpoint the last finished step and stop (a second Ctrl-C kills).
+      const onSigint = () => {
+        process.stderr.write('\nstopping after the current step (checkpointing)…\n');
+        controller.abort();
+        process.off('SIGINT', onSigint);
+      };
+      process.on('SIGINT', onSigint);
+      try {
+        const r = await trainAdapter(
+          { store: ctx.store(), modelDir, dataset: f.dataset, settings, resume: f.resume, outDir: f.out },
+          { onProgress: (p) => progress.update(p), signal: controller.signal },
+        );
+        progress.stop();
+        const m = r.metrics as { eval_loss_initial: number | null; eval_loss: number | null; train_loss: number | null; seconds: number };
+        const lines = [
+          `adapter ${r.adapterId} (candidate) → ${r.adapterDir}`,
+          ...(f.out ? [`copy → ${resolve(f.out)}`] : []),
+          `dataset ${r.datasetId}, ${r.steps} steps on ${r.device}${r.resumedFrom !== null ? ` (resumed from step ${r.resumedFrom})` : ''}${r.stoppedEarly ? ', stopped early' : ''}, ${m.seconds}s`,
+          `train loss ${m.train_loss?.toFixed(4) ?? '-'}; validation loss ${m.eval_loss_initial?.toFixed(4) ?? '-'} → ${m.eval_loss?.toFixed(4) ?? '-'}`,
+        ];
+        process.stdout.write(lines.join('\n') + '\n');
+      } finally {
+        progress.stop();
+        process.off('SIGINT', onSigint);
+      }
+    });
 }

@@ -117,3 +117,23 @@ export function readTrainConfigFile(file: string): Record<string, unknown> {
   }
   return raw as Record<string, unknown>;
 }
+
+/**
+ * The settings the environment provides (see .env.example): a config file named by
+ * MORRIS_TRAIN_CONFIG, then the memory budget, threads, device and sequence limit.
+ */
+export function trainSettingsFromEnv(c: {
+  MORRIS_TRAIN_CONFIG?: string;
+  MORRIS_TRAIN_MEMORY_MB: number;
+  MORRIS_TRAIN_THREADS: number;
+  MORRIS_DEVICE: string;
+  MORRIS_MAX_SEQ_TOKENS: number;
+}): Record<string, unknown> {
+  return {
+    memoryMb: c.MORRIS_TRAIN_MEMORY_MB,
+    threads: c.MORRIS_TRAIN_THREADS,
+    device: c.MORRIS_DEVICE,
+    maxSeqLen: c.MORRIS_MAX_SEQ_TOKENS,
+    ...(c.MORRIS_TRAIN_CONFIG ? readTrainConfigFile(c.MORRIS_TRAIN_CONFIG) : {}),
+  };
+}

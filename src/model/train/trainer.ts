@@ -22,7 +22,7 @@ import type { DecoderConfig } from '../checkpoint.ts';
 import type { LoraModule } from '../llama-graph.ts';
 import { adamwStep, clipGradNorm, newAdamWState, type AdamWState } from './adamw.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
-import { resolveTrainConfig, type TrainConfig } from './config.ts';
+import { resolveTrainConfig, trainSettingsFromEnv, type TrainConfig } from './config.ts';
 import {
   loadDatasetExamples,
   loadTokenizer,
@@ -46,8 +46,10 @@ export interface TrainOptions {
   readonly modelDir: string;
   /** 'latest' or a dataset id. */
   readonly dataset: string;
-  /** Overrides of TRAIN_DEFAULTS (already merged from a config file and flags by the caller). */
+  /** Overrides of TRAIN_DEFAULTS (a config file's keys, then flags), applied over the environment's. */
   readonly settings?: Record<string, unknown>;
+  /** Leave the environment's settings out (MORRIS_TRAIN_*, MORRIS_DEVICE): tests pin everything. */
+  readonly ignoreEnv?: boolean;
   readonly resume?: boolean;
   /** Extra copy of the finished adapter folder. */
   readonly outDir?: string;
@@ -93,7 +95,7 @@ export interface TrainResult {
 }
 
 export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}): Promise<TrainResult> {
-  const cfg = resolveTrainConfig(opts.settings);
+  const cfg = resolveTrainConfig(opts.ignoreEnv ? {} : trainSettingsFromEnv(getConfig()), opts.settings);
   const targets = cfg.targets as LoraModule[];
   const dataset = loadDatasetExamples(opts.store, opts.dataset);
   const tok = await loadTokenizer(opts.modelDir);

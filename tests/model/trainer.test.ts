@@ -1,0 +1,203 @@
+/**
+ * The trainer on a tiny random model: PEFT output registered as a candidate, exact resume after
+ * kill -9 (through the real CLI), and bad input — empty data, over-long examples, divergence,
+ * a full disk, an abort.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MorrisError } from '../../src/errors.ts';
+import { importDataset } from '../../src/pipeline/dataset-import.ts';
+import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
+import { initTinyModel } from '../../src/model/tiny/index.ts';
+import { trainAdapter, type TrainOptions } from '../../src/model/train/trainer.ts';
+import { realFsWriter } from '../../src/model/train/peft.ts';
+import { openStore, type Store } from '../../src/store/db.ts';
+
+let root: string;
+let modelDir: string;
+let store: Store;
+let datasetId: string;
+
+const REPO = resolve(import.meta.dirname, '../..');
+
+function conversations(n: number, words = 12): string {
+  return Array.from({ length: n }, (_, i) =>
+    JSON.stringify({
+      messages: [
+        { role: 'system', content: 'You write short columns.' },
+        { role: 'user', content: `Write about the ${i}th morning train.` },
+        { role: 'assistant', content: Array.from({ length: words }, (_, k) => `word${(i * 7 + k) % 50}`).join(' ') + '.' },
+      ],
+    }),
+  ).join('\n');
+}
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'morris-trainer-'));
+  modelDir = join(root, 'tiny');
+  initTinyModel(modelDir, { seed: 5, dims: { hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 } });
+  store = openStore(join(root, 'data', 'morris.db'));
+  writeFileSync(join(root, 'ds.jsonl'), conversations(10));
+  datasetId = importDataset(store, join(root, 'ds.jsonl')).id;
+});
+afterAll(() => {
+  store.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const base = (name: string, settings: Record<string, unknown> = {}): TrainOptions => ({
+  store,
+  modelDir,
+  dataset: datasetId,
+  runsDir: join(root, name, 'runs'),
+  adaptersDir: join(root, name, 'adapters'),
+  ignoreEnv: true,
+  settings: { threads: 1, rank: 4, alpha: 8, gradAccum: 2, lr: 1e-3, evalEvery: 2, saveEvery: 2, ...settings },
+});
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof MorrisError) return `${e.code}: ${e.message}`;
+    throw e;
+  }
+  return 'no error';
+}
+
+describe('trainAdapter', () => {
+  it('writes a PEFT adapter, registers it as a candidate, and records metrics', async () => {
+    const r = await trainAdapter({ ...base('ok', { maxSteps: 4, targets: ['q_proj', 'v_proj'] }), outDir: join(root, 'ok', 'out') });
+    const cfg = JSON.parse(readFileSync(join(r.adapterDir, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj'], base_model_name_or_path: resolve(modelDir) });
+    const tensors = readSafetensorsHeader(join(r.adapterDir, 'adapter_model.safetensors')).tensors;
+    expect(tensors.get('base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight')?.shape).toEqual([4, 32]);
+    expect(tensors.get('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight')?.shape).toEqual([16, 4]);
+    expect(tensors.size).toBe(2 * 2 * 2);
+    expect(existsSync(join(root, 'ok', 'out', 'adapter_model.safetensors'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(r.adapterDir, 'dataset.json'), 'utf8')).dataset_id).toBe(datasetId);
+    const row = store.prepare('SELECT * FROM adapters WHERE id = ?').get(r.adapterId) as { status: string; dataset_id: string; path: string; metrics: string };
+    expect(row).toMatchObject({ status: 'candidate', dataset_id: datasetId, path: r.adapterDir });
+    expect(JSON.parse(row.metrics).steps).toBe(4);
+    const rows = store.prepare("SELECT step, kind FROM train_metrics WHERE run_id = ? ORDER BY id").all(r.runId) as { step: number; kind: string }[];
+    expect(rows.filter((x) => x.kind === 'train').map((x) => x.step)).toEqual([1, 2, 3, 4]);
+    expect(rows.filter((x) => x.kind === 'eval').map((x) => x.step)).toEqual([0, 2, 4]);
+    const jsonl = readFileSync(join(r.runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(jsonl).toHaveLength(rows.length);
+  });
+
+  it('refuses an empty dataset', async () => {
+    store.prepare("INSERT INTO datasets (id, origin) VALUES ('ds-empty', 'import')").run();
+    expect(await codeOf(trainAdapter({ ...base('empty'), dataset: 'ds-empty' }))).toMatch(/^DATASET_EMPTY/);
+    writeFileSync(join(root, 'empty.jsonl'), '\n{"messages": []}\n');
+    expect(() => importDataset(store, join(root, 'empty.jsonl'))).toThrow(/no usable conversation/);
+  });
+
+  it('counts over-long examples: truncated, or skipped', async () => {
+    writeFileSync(join(root, 'long.jsonl'), conversations(6, 8) + '\n' + conversations(3, 400));
+    const longId = importDataset(store, join(root, 'long.jsonl')).id;
+    const t = await trainAdapter({ ...base('long-t', { maxSteps: 1, maxSeqLen: 200 }), dataset: longId });
+    const all = (t.metrics as { data: { train: { truncated: number }; validation: { truncated: number } } }).data;
+    expect(all.train.truncated + all.validation.truncated).toBe(3);
+    const s = await trainAdapter({ ...base('long-s', { maxSteps: 1, maxSeqLen: 200, overLong: 'skip' }), dataset: longId });
+    const sk = (s.metrics as { data: { train: { skippedTooLong: number }; validation: { skippedTooLong: number } } }).data;
+    expect(sk.train.skippedTooLong + sk.validation.skippedTooLong).toBe(3);
+  });
+
+  it('stops on a diverging loss and keeps the last good checkpoint', async () => {
+    const opts = base('nan', { lr: 1e30, maxGradNorm: 0, saveEvery: 1, evalEvery: 0, maxSteps: 10, schedule: 'constant' });
+    const before = store.prepare('SELECT COUNT(*) AS n FROM adapters').get() as { n: number };
+    const msg = await codeOf(trainAdapter(opts));
+    expect(msg).toMatch(/^TRAINING_DIVERGED: Training diverged at step \d+: the loss is (NaN|Infinity|-Infinity)/);
+    const runs = readdirSync(join(root, 'nan', 'runs'));
+    const state = JSON.parse(readFileSync(join(root, 'nan', 'runs', runs[0]!, 'checkpoint', 'state.json'), 'utf8'));
+    expect(state.step).toBeGreaterThanOrEqual(1);
+    expect(Number.isFinite(state.lastTrainLoss)).toBe(true);
+    expect(store.prepare('SELECT COUNT(*) AS n FROM adapters').get()).toEqual(before);
+  });
+
+  it('never registers a half-written adapter when the disk is full', async () => {
+    const before = store.prepare('SELECT COUNT(*) AS n FROM adapters').get() as { n: number };
+    const fullDisk = {
+      ...realFsWriter,
+      writeSafetensors: () => {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      },
+    };
+    expect(await codeOf(trainAdapter({ ...base('full', { maxSteps: 2 }), fsWriter: fullDisk }))).toMatch(/^DISK_FULL/);
+    expect(store.prepare('SELECT COUNT(*) AS n FROM adapters').get()).toEqual(before);
+    expect(readdirSync(join(root, 'full', 'adapters'))).toEqual([]); // not even a temp folder left
+  });
+
+  it('an abort checkpoints and stops; --resume finishes the run', async () => {
+    const ctl = new AbortController();
+    const opts = base('abort', { maxSteps: 6, saveEvery: 100 });
+    const msg = await codeOf(trainAdapter(opts, { signal: ctl.signal, onProgress: (p) => p.step === 3 && ctl.abort() }));
+    expect(msg).toMatch(/^CANCELLED: Training stopped at step 3\/6/);
+    const r = await trainAdapter({ ...opts, resume: true });
+    expect(r.resumedFrom).toBe(3);
+    expect(r.steps).toBe(6);
+  });
+});
+
+describe('kill -9 and --resume', () => {
+  const settings = { steps: 120, saveEvery: 5 };
+  const args = (extra: string[]) => [
+    join(REPO, 'bin/morris.mjs'), 'train', '--model', modelDir, '--dataset', datasetId, '--steps', String(settings.steps),
+    '--save-every', String(settings.saveEvery), '--epochs', '1000', '--eval-every', '10', '--rank', '4', '--alpha', '8', '--grad-accum', '2', '--lr', '1e-3',
+    '--threads', '1', '--no-progress', ...extra,
+  ];
+  const env = (dir: string) => ({ ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn' });
+
+  function run(extra: string[], dir: string, killWhen?: () => boolean): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+    return new Promise((done) => {
+      const child = spawn(process.execPath, args(extra), { cwd: REPO, env: env(dir), stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const timer = killWhen ? setInterval(() => killWhen() && child.kill('SIGKILL'), 20) : undefined;
+      child.on('exit', (code, signal) => {
+        clearInterval(timer);
+        done({ code, signal, stderr });
+      });
+    });
+  }
+
+  it('reaches the same final adapter as an uninterrupted run', async () => {
+    const killed = join(root, 'killed');
+    const clean = join(root, 'clean');
+    for (const d of [killed, clean]) {
+      const s = openStore(join(d, 'data', 'morris.db'));
+      importDataset(s, join(root, 'ds.jsonl'));
+      s.close();
+    }
+    const checkpointStep = () => {
+      const runs = join(killed, 'data', 'runs');
+      if (!existsSync(runs)) return 0;
+      for (const r of readdirSync(runs)) {
+        const f = join(runs, r, 'checkpoint', 'state.json');
+        if (existsSync(f)) return (JSON.parse(readFileSync(f, 'utf8')) as { step: number }).step;
+      }
+      return 0;
+    };
+    const first = await run(['--out', join(killed, 'out')], killed, () => checkpointStep() >= 10);
+    expect(first.stderr).not.toMatch(/morris: /);
+    expect(first.signal).toBe('SIGKILL');
+    const at = checkpointStep();
+    expect(at).toBeGreaterThanOrEqual(10);
+    expect(at).toBeLessThan(settings.steps);
+    expect(existsSync(join(killed, 'out'))).toBe(false);
+
+    const resumed = await run(['--out', join(killed, 'out'), '--resume'], killed);
+    expect(resumed.stderr).not.toMatch(/morris: /);
+    expect(resumed.code).toBe(0);
+    const uninterrupted = await run(['--out', join(clean, 'out')], clean);
+    expect(uninterrupted.code).toBe(0);
+    const a = readFileSync(join(killed, 'out', 'adapter_model.safetensors'));
+    const b = readFileSync(join(clean, 'out', 'adapter_model.safetensors'));
+    expect(a.length).toBe(b.length);
+    expect(a.equals(b)).toBe(true);
+  });
+});
