@@ -380,9 +380,24 @@ function isKnownEncoding(label: string): boolean {
   }
 }
 
+/** WHATWG windows-1252 code points for bytes 0x80–0x9F (the rest of the range is Latin-1). */
+const CP1252_HIGH = [
+  0x20ac, 0x81, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8d, 0x017d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x9d, 0x017e, 0x0178,
+];
+
 /** Decodes with the given label (windows-1252, iso-8859-x, shift_jis … through ICU); BOM removed. */
 export function decode(bytes: Uint8Array, label: string): string {
-  return new TextDecoder(label).decode(bytes);
+  const decoder = new TextDecoder(label);
+  if (decoder.encoding !== 'windows-1252') return decoder.decode(bytes);
+  // Node 20's TextDecoder decodes windows-1252 (and so latin1/iso-8859-1, its WHATWG aliases) as
+  // plain Latin-1, turning smart quotes, dashes and € into C1 control characters.
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 8192) {
+    const chunk = bytes.subarray(i, i + 8192);
+    out += String.fromCharCode(...Array.from(chunk, (b) => (b >= 0x80 && b <= 0x9f ? CP1252_HIGH[b - 0x80] : b)));
+  }
+  return out;
 }
 
 /** Milliseconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
