@@ -113,7 +113,7 @@ async function checkCase(c: Case, seed: number): Promise<number> {
     return { g, names };
   };
   const feeds = (vals: number[][]): Record<string, OrtTensor> =>
-    Object.fromEntries(vals.map((v, i) => [`x${i}`, new Tensor(dtype, typed(dtype, v), c.inputs[i]!.shape)]));
+    Object.fromEntries(vals.map((v, i) => [`x${i}`, new Tensor(dtype as 'float32', typed(dtype, v) as Float32Array, c.inputs[i]!.shape)]));
 
   const probe = build();
   const { session: s0 } = await createSession(probe.g.serialize(), { device: 'cpu' });
