@@ -198,22 +198,35 @@ function initialScore(el: Element, opts: BodyOptions): number {
   return score + classWeight(el, opts);
 }
 
-/** Text length and commas of the inline content directly inside `el` (nested blocks excluded). */
-function inlineRuns(el: Element, stats: StatMap): { text: number; commas: number } {
-  let text = 0, commas = 0;
+/** Text, link text and commas of the inline content directly inside `el` (nested blocks excluded). */
+function inlineRuns(el: Element, stats: StatMap): { text: number; link: number; commas: number } {
+  let text = 0, link = 0, commas = 0;
   for (const child of el.children) {
-    if (isElement(child) && BLOCK_TAGS.has(child.name.toLowerCase())) continue;
-    const s = isText(child) ? { text: child.data.trim().length, commas: child.data.match(COMMAS)?.length ?? 0 } : stats.get(child);
-    if (s) {
-      text += s.text;
-      commas += s.commas;
+    if (isText(child)) {
+      text += child.data.trim().length;
+      commas += child.data.match(COMMAS)?.length ?? 0;
+    } else if (isElement(child) && !BLOCK_TAGS.has(child.name.toLowerCase())) {
+      const s = stats.get(child);
+      if (s) {
+        text += s.text;
+        link += child.name === 'a' ? s.text : s.link;
+        commas += s.commas;
+      }
     }
   }
-  return { text, commas };
+  return { text, link, commas };
 }
 
-function scoreCandidates(doc: Document, stats: StatMap, opts: BodyOptions): Map<Element, number> {
+interface Scores {
+  /** Readability-style content score of containers near paragraphs. */
+  score: Map<Element, number>;
+  /** Characters of prose (paragraph text outside links, in paragraphs that are not link lists) under each element. */
+  prose: Map<Element, number>;
+}
+
+function scoreCandidates(doc: Document, stats: StatMap, opts: BodyOptions): Scores {
   const scores = new Map<Element, number>();
+  const prose = new Map<Element, number>();
   const add = (el: ParentNode | null, amount: number): void => {
     if (!el || !isElement(el as AnyNode)) return;
     const e = el as Element;
@@ -230,24 +243,30 @@ function scoreCandidates(doc: Document, stats: StatMap, opts: BodyOptions): Map<
 
   for (const el of descendants(doc)) {
     const tag = el.name.toLowerCase();
-    let text = 0, commas = 0, first: ParentNode | null = null;
+    let text = 0, link = 0, commas = 0, first: ParentNode | null = null;
     if (SCORE_TAGS.has(tag)) {
       const s = stats.get(el);
       if (!s) continue;
-      text = s.text; commas = s.commas; first = el.parent;
+      ({ text, link, commas } = s);
+      first = el.parent;
     } else if (CONTAINER_TAGS.has(tag)) {
       const s = stats.get(el);
       if (!s) continue;
       // a div with no blocks inside is a paragraph; a div mixing text and blocks scores its loose text
-      ({ text, commas } = s.hasBlock ? inlineRuns(el, stats) : s);
+      ({ text, link, commas } = s.hasBlock ? inlineRuns(el, stats) : s);
       first = s.hasBlock ? el : el.parent;
     } else continue;
     if (text < 25) continue;
     credit(first, 1 + commas + Math.min(Math.floor(text / 100), 3));
+    if (link < 0.5 * text) {
+      for (let node: ParentNode | null = el; node && isElement(node as AnyNode); node = node.parent) {
+        prose.set(node as Element, (prose.get(node as Element) ?? 0) + text - link);
+      }
+    }
   }
 
   for (const [el, score] of scores) scores.set(el, score * (1 - linkDensity(stats.get(el))));
-  return scores;
+  return { score: scores, prose };
 }
 
 // --------------------------------------------------------------------------- step 3: selection
@@ -324,6 +343,68 @@ function gatherSiblings(top: Element, scores: Map<Element, number>, stats: StatM
   return out;
 }
 
+/** How many ancestor levels above the top candidate's parent are searched for more of the article. */
+const DISTANT_LEVELS = 5;
+
+/** A distant block needs at least this much prose to count as more of the article. */
+const MIN_DISTANT_PROSE = 100;
+
+const signature = (el: Element): string => `${el.name}.${(el.attribs.class ?? '').trim()}`;
+
+/**
+ * Articles split into several containers a few levels apart (chunks separated by ad rails or
+ * pull-outs) lose the other chunks to sibling merging alone. Such chunks are built like the top
+ * candidate (same tag and class), which teaser lists and widgets near the article are not: walk up
+ * from the selection and take those look-alikes that hold prose, in document order.
+ */
+function gatherDistantParts(parts: Element[], top: Element, prose: Map<Element, number>, stats: StatMap): Element[] {
+  if (!top.attribs.class?.trim()) return parts;
+  const sig = signature(top);
+  const lookAlikes = (root: Element): Element[] => {
+    const found: Element[] = [];
+    const stack: Element[] = [root];
+    while (stack.length) {
+      const el = stack.pop()!;
+      if (signature(el) === sig) {
+        const s = stats.get(el);
+        if (s && (prose.get(el) ?? 0) >= MIN_DISTANT_PROSE && linkDensity(s) < 0.25) found.push(el);
+        continue; // a look-alike nested in a look-alike is already inside it
+      }
+      for (let k = el.children.length - 1; k >= 0; k--) {
+        const c = el.children[k]!;
+        if (isElement(c)) stack.push(c);
+      }
+    }
+    return found;
+  };
+
+  // Level 0: the top candidate's own siblings that sibling merging left out.
+  const parent0 = top.parent;
+  let out: Element[] = [];
+  if (parent0) {
+    for (const sib of parent0.children) {
+      if (!isElement(sib)) continue;
+      if (parts.includes(sib)) out.push(sib);
+      else out.push(...lookAlikes(sib));
+    }
+  } else out = parts;
+  let anchor = top.parent as Element | null;
+  for (let level = 0; level < DISTANT_LEVELS && anchor && isElement(anchor as AnyNode); level++) {
+    const parent = anchor.parent;
+    if (!parent || !isElement(parent as AnyNode) || tagOf(anchor) === 'body') break;
+    const before: Element[] = [];
+    const after: Element[] = [];
+    let seen = false;
+    for (const sib of parent.children) {
+      if (sib === anchor) seen = true;
+      else if (isElement(sib)) (seen ? after : before).push(...lookAlikes(sib));
+    }
+    out = [...before, ...out, ...after];
+    anchor = parent as Element;
+  }
+  return out;
+}
+
 // --------------------------------------------------------------------------- step 4: cleaning
 
 const CONDITIONAL_TAGS = new Set(['form', 'fieldset', 'table', 'ul', 'ol', 'div', 'section', 'aside', 'dl']);
@@ -389,10 +470,10 @@ function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void
 export function extractBodyText(doc: Document, opts: BodyOptions, title: string | null = null): string {
   prune(doc, opts);
   const stats = computeStats(doc);
-  const scores = scoreCandidates(doc, stats, opts);
-  const top = pickTopCandidate(scores);
+  const { score, prose } = scoreCandidates(doc, stats, opts);
+  const top = pickTopCandidate(score);
   if (!top) return '';
-  const parts = gatherSiblings(top, scores, stats);
+  const parts = gatherDistantParts(gatherSiblings(top, score, stats), top, prose, stats);
   cleanArticle(parts, stats, opts);
   return dropBoilerplateParagraphs(blocksToParagraphs(parts), title).join('\n\n');
 }
