@@ -80,7 +80,7 @@ export interface DoneEvent {
   reason: StopReason;
   adapterId: string | null;
   baseModel: string | null;
-  /** Tokens in `text` as the model's tokenizer counts them. */
+  /** Tokens generated (the engine's count; for cut text, the tokenizer's count of `text`). */
   tokens: number;
   queuedMs: number;
   generationMs: number;
@@ -110,6 +110,30 @@ export function readSystemPrompt(file: string | null): string | null {
   if (!file || !existsSync(file)) return null;
   const text = readFileSync(file, 'utf8').replace(/<!--[\s\S]*?-->/g, '').trim();
   return text || null;
+}
+
+/**
+ * Sampling as the checkpoint's generation_config.json asks for it, with transformers' defaults
+ * for missing fields (do_sample false → greedy, repetition penalty 1). Used for raw continuation,
+ * where the base model should behave as its authors configured it. No file → {}.
+ */
+export function checkpointSamplingDefaults(modelDir: string): Partial<SamplingOptions> {
+  const file = join(modelDir, 'generation_config.json');
+  if (!existsSync(file)) return {};
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new MorrisError('MODEL_INVALID', `${file} is not valid JSON.`, { cause: e });
+  }
+  const n = (key: string, fallback: number) => (typeof cfg[key] === 'number' ? (cfg[key] as number) : fallback);
+  return {
+    temperature: cfg['do_sample'] === true ? n('temperature', 1) : 0,
+    topP: n('top_p', 1),
+    topK: n('top_k', 50),
+    repetitionPenalty: n('repetition_penalty', 1),
+    ...(typeof cfg['max_new_tokens'] === 'number' ? { maxNewTokens: cfg['max_new_tokens'] as number } : {}),
+  };
 }
 
 // ---------------------------------------------------------------- event channel
@@ -435,10 +459,17 @@ export class GenerationService {
     clearTimeout(timer);
     const elapsed = Date.now() - started;
     let reason: StopReason;
-    if (job.abort.signal.aborted) reason = job.abort.signal.reason === 'timeout' ? 'timeout' : 'cancelled';
-    else reason = loaded.model.countTokens(text) >= job.sampling.maxNewTokens ? 'length' : 'stop';
+    let tokens: number;
+    if (job.abort.signal.aborted) {
+      reason = job.abort.signal.reason === 'timeout' ? 'timeout' : 'cancelled';
+      tokens = text ? loaded.model.countTokens(text) : 0;
+    } else {
+      // The engine's own count when it has one (exact); re-tokenizing the text otherwise.
+      tokens = loaded.model.lastStats?.generatedTokens ?? loaded.model.countTokens(text);
+      reason = tokens >= job.sampling.maxNewTokens ? 'length' : 'stop';
+    }
     // The caller gets its answer now; the model is released only once the engine has stopped.
-    job.channel.push(this.doneEvent(job, text, reason, loaded, elapsed));
+    job.channel.push(this.doneEvent(job, text, reason, loaded, elapsed, tokens));
     job.channel.end();
     if (pending) {
       await pending.catch(() => undefined);
@@ -446,7 +477,7 @@ export class GenerationService {
     }
   }
 
-  private doneEvent(job: Job, text: string, reason: StopReason, loaded: Loaded | null, generationMs: number): DoneEvent {
+  private doneEvent(job: Job, text: string, reason: StopReason, loaded: Loaded | null, generationMs: number, tokens = 0): DoneEvent {
     return {
       type: 'done',
       text,
@@ -454,7 +485,7 @@ export class GenerationService {
       reason,
       adapterId: loaded ? (loaded.adapter?.id ?? null) : (this.adapter?.id ?? null),
       baseModel: loaded?.baseDir ?? this.baseDir,
-      tokens: loaded && text ? loaded.model.countTokens(text) : 0,
+      tokens,
       queuedMs: Math.max(0, Date.now() - job.enqueuedAt - generationMs),
       generationMs,
     };
