@@ -28,7 +28,8 @@ describe('weight-only quantization', () => {
       const x = g.input('x', 'float32', [2, K]);
       const B = g.constant(q.packed, 'uint8', [N, q.nBlocks, (32 * bits) / 8]);
       const s = g.constant(q.scales, 'float32', [N * q.nBlocks]);
-      g.output(g.op('MatMulNBits', [x, B, s], { K, N, bits, block_size: 32 }), 'y');
+      const zp = g.constant(q.zeroPoints, 'uint8', [q.zeroPoints.length]);
+      g.output(g.op('MatMulNBits', [x, B, s, zp], { K, N, bits, block_size: 32 }), 'y');
       const { session } = await createSession(g.serialize());
       const xs = randomMatrix(mulberry32(5), 2 * K, 1);
       const y = (await session.run({ x: float32Tensor(xs, [2, K]) }))['y']!.data as Float32Array;
