@@ -3,6 +3,7 @@
  * is logged (method, path, status, headers) so tests can assert what a crawl really fetched.
  */
 import http from 'node:http';
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void | Promise<void>;
@@ -58,7 +59,7 @@ export const html = (body: string, type = 'text/html; charset=utf-8', extra: Rec
 /** A 200 with an ETag that answers 304 to a matching If-None-Match. */
 export const withEtag = (body: () => string, type = 'text/html; charset=utf-8'): Handler => (req, res) => {
   const b = body();
-  const etag = `"${Buffer.from(b).toString('base64').slice(-16)}-${b.length}"`;
+  const etag = `"${createHash('sha1').update(b).digest('hex').slice(0, 16)}"`;
   if (req.headers['if-none-match'] === etag) {
     res.writeHead(304, { etag }).end();
     return;
@@ -74,7 +75,7 @@ export function prose(seed: string, paragraphs = 6): string {
   const next = () => (h = (Math.imul(h, 1103515245) + 12345) >>> 0);
   return Array.from({ length: paragraphs }, (_, p) => {
     const sentences = Array.from({ length: 4 }, () => {
-      const w = Array.from({ length: 10 }, () => words[next() % words.length]);
+      const w = Array.from({ length: 10 }, () => words[(next() >>> 16) % words.length]);
       return `${w[0][0].toUpperCase()}${w[0].slice(1)} ${w.slice(1).join(' ')}.`;
     });
     return `${seed} paragraph ${p + 1}: ${sentences.join(' ')}`;
