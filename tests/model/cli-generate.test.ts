@@ -127,7 +127,7 @@ const golden = existsSync(join(STORIES, 'GOLDEN.json'))
 const storiesTitle = golden ? 'stories260K through the CLI' : `stories260K through the CLI — SKIPPED: ${STORIES} is missing (CI always has ../shared)`;
 if (!golden) console.warn(storiesTitle);
 
-describe.concurrent.skipIf(!golden)(storiesTitle, SLOW, () => {
+describe.skipIf(!golden)(storiesTitle, { ...SLOW, concurrent: true }, () => {
   it('`morris generate --model ../shared/models/stories260K --raw --temperature 0 "Once upon a time"` prints the golden text', async () => {
     const r = await morris(['generate', '--model', STORIES, '--raw', '--temperature', '0', 'Once upon a time']);
     expect(r.code, r.stderr).toBe(0);

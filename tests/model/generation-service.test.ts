@@ -66,6 +66,7 @@ function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?:
         }
       },
       countTokens: (t) => t.split(' ').filter(Boolean).length,
+      lastStats: null,
       async dispose() {
         state.disposed.push(name);
         state.log.push(`dispose:${name}`);
@@ -341,5 +342,38 @@ describe('GenerationService', () => {
     await collect(svc.generate({ topic: 'a' }));
     expect((state.streams[0]!.input as { messages: ChatMessage[] }).messages[0]).toEqual({ role: 'system', content: FALLBACK_SYSTEM_PROMPT });
     await svc.close();
+  });
+});
+
+describe('GenerationService on the real engine (tiny model)', () => {
+  it('hot-swaps a LoRA adapter: a request in flight keeps the old model, later ones use the new one', async () => {
+    const { initTinyModel } = await import('../../src/model/tiny/index.ts');
+    const { openCheckpoint } = await import('../../src/model/checkpoint.ts');
+    const { writeRandomAdapter } = await import('../../src/model/random-checkpoint.ts');
+    const { loadModel } = await import('../../src/model/engine.ts');
+    const dir = join(root, 'tiny-real');
+    initTinyModel(dir, { arch: 'qwen2', seed: 4 });
+    const lora = join(root, 'lora-real');
+    writeRandomAdapter(lora, openCheckpoint(dir).config, { r: 8, alpha: 64, targets: ['q_proj', 'v_proj', 'down_proj'], seed: 9 });
+    const svc = service(loadModel, { baseModel: dir, defaults: { maxNewTokens: 24, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 } });
+    const greedy = { topic: 'late trains' };
+    const plain = await svc.generateText(greedy);
+    expect(plain).toMatchObject({ adapterId: null, cut: false, tokens: 24 });
+
+    // Swap while a request is running: it must finish exactly as the plain model would.
+    const inflight = svc.generateText(greedy);
+    await sleep(0);
+    expect(svc.status().running).toBe(true);
+    await svc.setAdapter(lora, 'lora-1');
+    const adapted = await svc.generateText(greedy);
+    expect((await inflight).text).toBe(plain.text);
+    expect(adapted.adapterId).toBe('lora-1');
+    expect(adapted.text).not.toBe(plain.text);
+    expect(svc.status()).toMatchObject({ loaded: true, adapterId: 'lora-1', device: 'cpu' });
+
+    await svc.setAdapter(null, null);
+    expect((await svc.generateText(greedy)).text).toBe(plain.text);
+    await svc.close();
+    expect(svc.status().loaded).toBe(false);
   });
 });
