@@ -1,8 +1,44 @@
+/**
+ * Bot set-up commands: `morris discord register-commands` (slash commands via REST) and
+ * `morris slack manifest` (the Slack app manifest to paste). The bots themselves run in
+ * `morris serve`.
+ */
 import type { Command } from 'commander';
-import type { CliContext } from './context.ts';
 import { MorrisError } from '../errors.ts';
+import type { CliContext } from './context.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('discord').description('Discord utilities (register slash commands)').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris discord` is not built yet.'); });
+export function register(program: Command, ctx: CliContext): void {
+  const discord = program.command('discord').description('Discord set-up (the bot runs in `morris serve`)');
+  discord
+    .command('register-commands')
+    .description('Register /morris and /morris-admin with Discord (globally, or in one guild for instant testing)')
+    .option('--guild <id>', 'register in this guild only (appears at once; global commands can take a while)')
+    .action(async (opts: { guild?: string }) => {
+      const config = ctx.config();
+      if (!config.DISCORD_TOKEN || !config.DISCORD_APPLICATION_ID) {
+        throw new MorrisError('CONFIG_INVALID', 'DISCORD_TOKEN and DISCORD_APPLICATION_ID are needed to register commands.', {
+          hint: 'Both are on your application’s page in the Discord Developer Portal (Bot → token; General Information → application id).',
+        });
+      }
+      // discord.js is heavy: load it only for this command, not for every `morris` start.
+      const { registerDiscordCommands } = await import('../bot/discord.ts');
+      const out = await registerDiscordCommands({
+        token: config.DISCORD_TOKEN,
+        applicationId: config.DISCORD_APPLICATION_ID,
+        apiUrl: config.DISCORD_API_URL,
+        guildId: opts.guild,
+      });
+      process.stdout.write(`Registered ${out.registered.map((n) => `/${n}`).join(', ')} ${opts.guild ? `in guild ${opts.guild}` : 'globally'}.\n`);
+    });
+
+  program
+    .command('slack')
+    .description('Slack set-up (the bot runs in `morris serve`)')
+    .command('manifest')
+    .description('Print the Slack app manifest (HTTP mode with --url, Socket Mode without)')
+    .option('--url <https://host>', 'public base URL of `morris serve` (events go to <url>/slack/events)')
+    .action(async (opts: { url?: string }) => {
+      const { slackManifest } = await import('../bot/slack-manifest.ts');
+      process.stdout.write(`${JSON.stringify(slackManifest(opts.url), null, 2)}\n`);
+    });
 }

@@ -32,8 +32,8 @@ export function makeCore(store: Store, generator: TextGenerator, over: Partial<C
   return new BotCore({ store, generator, admin, settings: { ...TEST_SETTINGS, ...over } });
 }
 
-export async function collect(updates: AsyncIterable<ReplyUpdate>): Promise<ReplyUpdate[]> {
-  const out: ReplyUpdate[] = [];
+export async function collect<T = ReplyUpdate>(updates: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
   for await (const u of updates) out.push(u);
   return out;
 }
