@@ -113,6 +113,28 @@ describe.concurrent('morris model', SLOW, () => {
     expect(models[0].serveBytes).toBeGreaterThan(models[0].weightBytes);
   });
 
+  it('merge folds an adapter into a standalone model that writes what base + adapter writes', async () => {
+    const { openCheckpoint } = await import('../../src/model/checkpoint.ts');
+    const { writeRandomAdapter } = await import('../../src/model/random-checkpoint.ts');
+    const lora = join(root, 'adapters', 'lora-a');
+    writeRandomAdapter(lora, openCheckpoint(tiny).config, { r: 4, alpha: 16, targets: ['q_proj', 'v_proj', 'up_proj'], seed: 3 });
+    const out = join(root, 'merged');
+    const merge = await morris(['model', 'merge', '--model', tiny, '--adapter', lora, '--out', out]);
+    expect(merge.code, merge.stderr).toBe(0);
+    expect(merge.stdout).toContain(`${out}: merged 6 tensors`);
+    const topics = join(root, 'merge-topics.txt');
+    writeFileSync(topics, 'late trains\n');
+    const greedy = ['--temperature', '0', '--max-new-tokens', '12', '--batch', topics];
+    const [withAdapter, merged] = await Promise.all([
+      morris(['generate', '--model', tiny, '--adapter', lora, ...greedy]),
+      morris(['generate', '--model', out, '--adapter', 'none', ...greedy]),
+    ]);
+    expect(withAdapter.code, withAdapter.stderr).toBe(0);
+    const a = JSON.parse(withAdapter.stdout);
+    expect(a.adapterId).toBe(lora);
+    expect(JSON.parse(merged.stdout).text).toBe(a.text);
+  });
+
   it('every subcommand has --help', async () => {
     const r = await morris(['model', 'pull', '--help']);
     expect(r.code).toBe(0);
