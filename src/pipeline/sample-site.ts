@@ -88,7 +88,8 @@ interface Reply {
 
 function route(u: URL, origin: string, articles: SampleArticle[], pageSize: number): Reply {
   const p = u.pathname;
-  const newest = articles[0] ? modified(articles[0], articles) : new Date(0).toISOString();
+  // The most recent change anywhere: what the sitemap index and listings report as their own.
+  const newest = articles.map((a) => modified(a)).reduce((m, x) => (x > m ? x : m), new Date(0).toISOString());
   if (p === '/robots.txt') {
     return {
       status: 200,
@@ -178,7 +179,7 @@ function send(req: http.IncomingMessage, res: http.ServerResponse, r: Reply): nu
   return r.status;
 }
 
-function modified(a: SampleArticle, _all?: SampleArticle[]): string {
+function modified(a: SampleArticle): string {
   const d = new Date(a.updated ?? a.published);
   return Number.isNaN(d.getTime()) ? new Date(0).toISOString() : d.toISOString();
 }
