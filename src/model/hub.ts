@@ -88,8 +88,11 @@ function hubError(e: unknown, repoId: string, what: string): MorrisError {
       return new MorrisError('NOT_FOUND', `No model "${repoId}" on the Hub (404 while ${what}).`, { hint: 'Check the repo id, e.g. HuggingFaceTB/SmolLM2-360M-Instruct.', cause: e });
     }
   }
-  return new MorrisError('FETCH_FAILED', `Download of ${repoId} failed while ${what}: ${e instanceof Error ? e.message : String(e)}`, {
-    hint: 'Check the network (and HF_ENDPOINT); run the same command again to resume.',
+  // undici's "fetch failed" hides the reason (DNS, refused, reset) in its cause.
+  const cause = (e as { cause?: { code?: string; message?: string } } | undefined)?.cause;
+  const detail = cause?.code ?? cause?.message;
+  return new MorrisError('FETCH_FAILED', `Download of ${repoId} failed while ${what}: ${e instanceof Error ? e.message : String(e)}${detail ? ` (${detail})` : ''}`, {
+    hint: 'Check the network (and HF_ENDPOINT); run the same command again to resume. Offline? Set MORRIS_BASE_MODEL to a local model folder (`morris model init-tiny models/tiny` makes a test one).',
     cause: e,
   });
 }
