@@ -102,6 +102,7 @@ const schema = z.object({
   MORRIS_CHAIN: bool.default(true),
   MORRIS_RETRAIN_MIN_NEW_EXAMPLES: int(0, 1_000_000).default(10),
   MORRIS_PROMOTE_MARGIN: num(0, 10).default(0.01),
+  MORRIS_STYLE_TOLERANCE: num(0, 1).default(0.1),
   MORRIS_ADMIN_TOKEN: optionalString,
   MORRIS_SHUTDOWN_GRACE_S: int(0, 3600).default(30),
   MORRIS_SOURCES: list.default([]),
@@ -139,6 +140,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const c = result.data;
   return Object.freeze({ ...c, dbPath: path.resolve(c.MORRIS_DATA_DIR, 'morris.db') });
+}
+
+/**
+ * A config with some keys replaced, validated again (the demo and tests run the real code on
+ * their own folders and models this way).
+ */
+export function deriveConfig(base: Config, overrides: Record<string, string | undefined>): Config {
+  const env: Record<string, string | undefined> = {};
+  for (const key of CONFIG_KEYS) {
+    const v = (base as Record<string, unknown>)[key];
+    if (v !== undefined) env[key] = Array.isArray(v) ? v.join(',') : String(v);
+  }
+  return loadConfig({ ...env, ...overrides });
 }
 
 let cached: Config | undefined;

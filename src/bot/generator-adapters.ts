@@ -3,6 +3,7 @@
  * OpenAI-compatible backend, by MORRIS_BACKEND) as the core's `TextGenerator` port. Nothing else
  * under src/bot/ imports src/model/.
  */
+import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import path from 'node:path';
 import type { Config } from '../config.ts';
 import { MorrisError } from '../errors.ts';
@@ -80,7 +81,7 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
     baseUrl: config.MORRIS_OPENAI_BASE_URL,
     model,
     apiKey: config.MORRIS_OPENAI_API_KEY,
-    systemPrompt: readSystemPrompt(path.join(config.MORRIS_DATA_DIR, 'style', 'system-prompt.md')) ?? FALLBACK_SYSTEM_PROMPT,
+    systemPrompt: readSystemPrompt(SYSTEM_PROMPT_FILE) ?? FALLBACK_SYSTEM_PROMPT,
     userPrompt: articlePrompt,
     timeoutMs: config.MORRIS_GENERATION_TIMEOUT_S * 1000,
     queueMax: config.MORRIS_QUEUE_MAX,

@@ -1,8 +1,25 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { MorrisError } from '../errors.ts';
+import { runDemo, formatDemoSummary, DEMO_TOPIC } from '../demo.ts';
 
-// Placeholder until the owning area lands its commands.
-export function register(program: Command, _ctx: CliContext): void {
-  program.command('demo').description('Run the whole loop offline: sample archive, scrape, dataset, tiny model, LoRA training, evaluation, promotion, generation').allowUnknownOption().action(() => { throw new MorrisError('INTERNAL', '`morris demo` is not built yet.'); });
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('demo')
+    .description('Run the whole loop offline: sample archive, scrape, dataset, tiny model, LoRA training, evaluation, promotion, generation')
+    .option('--dir <dir>', 'folder for everything the demo writes (wiped first)', 'data/demo')
+    .option('--topic <text>', 'topic of the final article', DEMO_TOPIC)
+    .option('--max-new-tokens <n>', 'length of the final article in tokens', (v) => Number.parseInt(v, 10), 120)
+    .option('--json', 'print the summary as JSON at the end')
+    .action(async (opts: { dir: string; topic: string; maxNewTokens: number; json?: boolean }) => {
+      process.stdout.write('Morris demo: the whole loop, offline, on a tiny generated model.\n');
+      const summary = await runDemo(ctx.config(), {
+        dir: opts.dir,
+        topic: opts.topic,
+        maxNewTokens: opts.maxNewTokens,
+        print: (line) => process.stdout.write(`${line}\n`),
+        onArticleText: (text) => process.stdout.write(text),
+      });
+      process.stdout.write(`${formatDemoSummary(summary)}\n`);
+      if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    });
 }

@@ -17,6 +17,7 @@ import type { JobContext, JobHandler } from './runner.ts';
 import type { RetrainInput, RetrainProgressRecord } from './resume.ts';
 import type { RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
 import { rebuildDataset } from './rebuild.ts';
+import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import type { TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
 
@@ -180,7 +181,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
             ...(activeOther ? [{ adapterId: activeOther.id, adapterDir: activeOther.path }] : []),
             { adapterId: cand.id, adapterDir: cand.path },
           ],
-          styleGuideFile: path.join(config.MORRIS_DATA_DIR, 'style', 'system-prompt.md'),
+          styleGuideFile: SYSTEM_PROMPT_FILE,
           threads: config.MORRIS_TRAIN_THREADS,
           device: config.MORRIS_DEVICE,
           maxSeqLen: config.MORRIS_MAX_SEQ_TOKENS,
@@ -197,7 +198,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     for (const m of measures) {
       ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}`);
     }
-    const decision = decidePromotion(candidate, current, base, { margin: config.MORRIS_PROMOTE_MARGIN });
+    const decision = decidePromotion(candidate, current, base, { margin: config.MORRIS_PROMOTE_MARGIN, styleTolerance: config.MORRIS_STYLE_TOLERANCE });
     recordEvaluation(store, cand.id, { datasetId, candidate, active: current, base, decision, at: new Date().toISOString() }, decision.reason, decision.reject);
     if (decision.promote) {
       await env.registry.promote(cand.id, 'evaluate', decision.reason);

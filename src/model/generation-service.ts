@@ -9,6 +9,7 @@
  * `text`, then exactly one `done`. Failures (model missing or invalid, generation error) are
  * thrown from the iteration; bad input and a full queue throw from `generate()` itself.
  */
+import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config.ts';
@@ -594,7 +595,7 @@ export function createGenerationService(config: Config, opts: { adapter?: Adapte
     load: async (o) => (await import('./engine.ts')).loadModel(o),
     baseModel: opts.baseModel ?? (() => resolveBaseModel(config)),
     adapter: opts.adapter ?? null,
-    systemPromptFile: join(config.MORRIS_DATA_DIR, 'style', 'system-prompt.md'),
+    systemPromptFile: SYSTEM_PROMPT_FILE,
     defaults: {
       maxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
       temperature: config.MORRIS_TEMPERATURE,
