@@ -49,6 +49,8 @@ export class FakeDiscord {
   readonly interactionCallbacks: { id: string; token: string; type: number; flags?: number; at: number }[] = [];
   readonly typing: { channel: string; at: number }[] = [];
   registeredCommands: unknown[] = [];
+  /** When set, REST calls with another bot token get 401 (as Discord answers a bad token). */
+  acceptedToken: string | null = null;
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private readonly wss = new WebSocketServer({ noServer: true });
   private socket: WebSocket | null = null;
@@ -112,6 +114,11 @@ export class FakeDiscord {
     const path = decodeURIComponent(url.pathname.replace(/^\/api\/v\d+/, ''));
     const method = req.method ?? 'GET';
     this.calls.push({ method, path, body, at: Date.now() });
+    if (this.acceptedToken && req.headers.authorization && req.headers.authorization !== `Bot ${this.acceptedToken}`) {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: '401: Unauthorized', code: 0 }));
+      return;
+    }
     const json = (status: number, payload: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(payload));

@@ -49,6 +49,8 @@ export class FakeSlack {
   readonly responses: { id: string; body: Record<string, unknown> }[] = [];
   /** Channels where chat.postMessage fails with not_in_channel. */
   readonly closedChannels = new Set<string>();
+  /** When set, auth.test with another token answers invalid_auth. */
+  acceptedToken: string | null = null;
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private readonly wss = new WebSocketServer({ noServer: true });
   private socket: WebSocket | null = null;
@@ -108,6 +110,7 @@ export class FakeSlack {
     this.calls.push({ method, body, at: Date.now() });
     switch (method) {
       case 'auth.test':
+        if (this.acceptedToken && req.headers.authorization !== `Bearer ${this.acceptedToken}`) return send({ ok: false, error: 'invalid_auth' });
         return send({ ok: true, url: 'https://fake.slack/', team: 'Fake', user: 'morris', team_id: 'T1', user_id: BOT_USER_ID, bot_id: 'BMORRIS' });
       case 'apps.connections.open':
         return send({ ok: true, url: `ws://127.0.0.1:${this.port}/socket` });

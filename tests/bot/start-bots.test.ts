@@ -1,0 +1,88 @@
+/** startBots as `morris serve` calls it: both platforms from config, and a platform that fails to start left out. */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { startBots } from '../../src/bot/index.ts';
+import { FakeGenerator, articleFor } from './fakes/fake-generator.ts';
+import { BOT_ID, FakeDiscord } from './fakes/discord-server.ts';
+import { FakeSlack, postSigned, slashCommand } from './fakes/slack-server.ts';
+import { tempStore, waitFor } from './helpers.ts';
+
+describe('startBots', () => {
+  const slack = new FakeSlack();
+  const discord = new FakeDiscord();
+  const t = tempStore();
+  beforeAll(async () => {
+    await Promise.all([slack.start(), discord.start()]);
+  });
+  afterAll(async () => {
+    await Promise.all([slack.stop(), discord.stop()]);
+    t.cleanup();
+  });
+
+  const env = (over: Record<string, string> = {}) =>
+    loadConfig({
+      MORRIS_DATA_DIR: t.dir,
+      SLACK_BOT_TOKEN: 'xoxb-good',
+      SLACK_SIGNING_SECRET: 'sekrit',
+      SLACK_API_URL: slack.apiUrl,
+      DISCORD_TOKEN: 'discord-good',
+      DISCORD_API_URL: discord.apiUrl,
+      MORRIS_COLUMNIST: 'Config Columnist',
+      ...over,
+    });
+
+  it('starts Slack (HTTP mode) and Discord over one core; both answer; stop() shuts both', async () => {
+    const bots = await startBots({ config: env(), store: t.store, generator: new FakeGenerator(), overrides: { editIntervalMs: 50, slackRetries: 0 } });
+    try {
+      expect(bots.slack?.mode).toBe('http');
+      expect(bots.discord).toBeDefined();
+      expect(bots.slackHttpHandler).toBeTypeOf('function');
+      const server = http.createServer((req, res) => bots.slackHttpHandler!(req, res));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const body = new URLSearchParams(slashCommand(slack, { command: '/morris', text: 'from serve', user_id: 'U1', channel_id: 'CSERVE' })).toString();
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
+      expect((await postSigned(url, body, { secret: 'sekrit', contentType: 'application/x-www-form-urlencoded' })).status).toBe(200);
+      const m = await waitFor(() => slack.messages.find((x) => x.channel === 'CSERVE' && x.text.includes('not written by them')), 10_000, 'slack answer');
+      expect(m.text).toContain('AI-generated in the style of Config Columnist — not written by them');
+      const id = discord.userMessage({ author: { id: '710000000000000001', username: 'x' }, content: `<@${BOT_ID}> from serve too`, mentionBot: true });
+      const d = await waitFor(() => discord.messages.find((x) => x.reply_to === id && x.content.includes('not written by them')), 10_000, 'discord answer');
+      expect(d.content.startsWith(articleFor('from serve too'))).toBe(true);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    } finally {
+      await bots.stop();
+    }
+    expect(discord.connected).toBe(false);
+  });
+
+  it('leaves out a platform whose credentials are rejected and keeps the other', async () => {
+    slack.acceptedToken = 'xoxb-good';
+    discord.acceptedToken = 'discord-good';
+    const bots = await startBots({
+      config: env({ SLACK_BOT_TOKEN: 'xoxb-revoked' }),
+      store: t.store,
+      generator: new FakeGenerator(),
+      overrides: { slackRetries: 0 },
+    });
+    try {
+      expect(bots.slack).toBeUndefined();
+      expect(bots.slackHttpHandler).toBeUndefined();
+      expect(bots.discord).toBeDefined();
+    } finally {
+      await bots.stop();
+    }
+    const noDiscord = await startBots({ config: env({ DISCORD_TOKEN: 'discord-revoked' }), store: t.store, generator: new FakeGenerator(), overrides: { slackRetries: 0 } });
+    try {
+      expect(noDiscord.discord).toBeUndefined();
+      expect(noDiscord.slack?.mode).toBe('http');
+    } finally {
+      await noDiscord.stop();
+    }
+    const none = await startBots({ config: loadConfig({ MORRIS_DATA_DIR: t.dir }), store: t.store, generator: new FakeGenerator() });
+    expect(none.slack).toBeUndefined();
+    expect(none.discord).toBeUndefined();
+    await none.stop();
+  });
+});
