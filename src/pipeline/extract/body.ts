@@ -2,7 +2,7 @@ import type { AnyNode, Document, Element, ParentNode } from 'domhandler';
 import { classAndId, descendants, isElement, isText, removeNode, tagOf } from './dom.ts';
 import {
   BLOCK_TAGS, COMMAS, DROP_TAGS, FURNITURE_ROLES, FURNITURE_TAGS, MAYBE_CANDIDATE, NEGATIVE, POSITIVE,
-  STRONGLY_UNLIKELY, UNLIKELY,
+  RELATED_HEADING, STRONGLY_UNLIKELY, UNLIKELY, UNLIKELY_FRAGMENT,
 } from './patterns.ts';
 import { dropBoilerplateParagraphs } from './boilerplate.ts';
 import { blocksToParagraphs, blocksToText } from './text.ts';
@@ -163,7 +163,7 @@ function shouldPrune(el: Element, tag: string, opts: BodyOptions): boolean {
   if (!opts.stripUnlikely || tag === 'a' || tag === 'article' || tag === 'main') return false;
   const ci = classAndId(el);
   if (!ci) return false;
-  if (STRONGLY_UNLIKELY.test(ci)) return true;
+  if (STRONGLY_UNLIKELY.test(ci) || UNLIKELY_FRAGMENT.test(ci)) return true;
   return UNLIKELY.test(ci) && !MAYBE_CANDIDATE.test(ci);
 }
 
@@ -446,6 +446,21 @@ function isLinkOnlyParagraph(el: Element, stats: StatMap): boolean {
 
 const TABLE_MARKUP = new Set(['caption', 'th', 'thead', 'tfoot', 'col', 'colgroup']);
 
+const nextElement = (el: Element): Element | null => {
+  for (let n = el.next; n; n = n.next) if (isElement(n)) return n;
+  return null;
+};
+
+/** "More stories" / "Related" as a heading followed by a list of links, inside the article container. */
+function introducesRelatedList(el: Element, stats: StatMap): boolean {
+  const s = stats.get(el);
+  if (!s || s.text === 0 || s.text > 80 || s.hasBlock) return false;
+  const next = nextElement(el);
+  if (!next || !RELATED_HEADING.test(blocksToText([el]))) return false;
+  const ns = stats.get(next);
+  return next.name === 'ul' || next.name === 'ol' || (!!ns && linkDensity(ns) > 0.5);
+}
+
 function isDataTable(table: Element, stats: StatMap): boolean {
   if (table.attribs.role === 'presentation' || table.attribs.datatable === '0') return false;
   return !!table.attribs.summary || !!stats.get(table)?.tableMarkup;
@@ -460,6 +475,10 @@ function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void
       // the headline is metadata, not body; a negatively weighted h2 is a widget title
       if (h.name === 'h1' || (h.name === 'h2' && classWeight(h, opts) < 0)) removeNode(h);
       else if (isLinkOnlyParagraph(h, stats)) removeNode(h);
+      else if (introducesRelatedList(h, stats)) {
+        removeNode(nextElement(h)!);
+        removeNode(h);
+      }
     }
   }
 }

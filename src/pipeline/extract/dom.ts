@@ -19,11 +19,15 @@ export function tagOf(node: AnyNode): string {
   return isElement(node) ? node.name.toLowerCase() : '';
 }
 
-/** `class` and `id` joined, the string boilerplate patterns are tested against. */
+/**
+ * `class` and `id` joined, the string boilerplate patterns are tested against; camelCase is split
+ * ("newsCaption" → "news Caption") so word patterns see the words.
+ */
 export function classAndId(el: Element): string {
   const c = el.attribs.class ?? '';
   const id = el.attribs.id ?? '';
-  return c && id ? `${c} ${id}` : c || id;
+  const joined = c && id ? `${c} ${id}` : c || id;
+  return joined.replace(/([a-z])([A-Z])/g, '$1 $2');
 }
 
 export function removeNode(node: AnyNode): void {

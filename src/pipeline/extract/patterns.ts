@@ -27,6 +27,13 @@ export const UNLIKELY =
 export const STRONGLY_UNLIKELY =
   /(?:^|[\s_-])(?:comments?|related|share|sharing|newsletter|subscribe|promo|outbrain|taboola|recirc\w*|trending|most-?popular|recommend\w*|cookie\w*|consent|sidebar|footer|breadcrumbs?|advert\w*|sponsored)(?:$|[\s_-])/i;
 
+/** Fragments that mark boilerplate even inside longer class names ("relatedpoststitle", "commentlist"). */
+export const UNLIKELY_FRAGMENT = /related|comment|disqus|outbrain|taboola|recirc|breadcrumb|newsletter|sidebar|trending|recommend/i;
+
+/** Headings that introduce lists of other stories. */
+export const RELATED_HEADING =
+  /^(?:related|more (?:[\p{L}']+ ){0,2}(?:stories|news|articles|reads|videos)|more (?:from|on|like this|to read|in)|you (?:may|might) (?:also )?(?:like|enjoy|be interested)|recommended|read (?:more|also|next)|also read|most (?:read|popular|viewed|shared)|trending|popular|see also|further reading|latest (?:news|stories)|top stories|what to read next|don'?t miss|in case you missed it)(?![\p{L}\p{N}])/iu;
+
 /** Class/id words that rescue a block matched by UNLIKELY (e.g. "article-comments-count" no, "main-content" yes). */
 export const MAYBE_CANDIDATE = /and|article|body|column|content|main|shadow|story|entry|post-?text|text|embed/i;
 
