@@ -119,7 +119,9 @@ export function quantLinear(bits: QuantBits, out: ExternalDataFile, blockSize = 
     const B = g.externalInitializer(`${spec.name}.q${bits}.weight`, 'uint8', [N, q.nBlocks, blob], out.append(q.packed));
     const scales = g.externalInitializer(`${spec.name}.q${bits}.scales`, 'float32', [N * q.nBlocks], out.append(q.scales));
     const zp = g.externalInitializer(`${spec.name}.q${bits}.zero_points`, 'uint8', [q.zeroPoints.length], out.append(q.zeroPoints));
-    let y = g.op('MatMulNBits', [x, B, scales, zp], { K, N, bits, block_size: blockSize });
+    // accuracy_level 4 (int8 activations): without it ORT's CPU kernel takes a slow path for
+    // 8-bit weights (~10× slower than fp32 here); the extra error is small (see bench:generate)
+    let y = g.op('MatMulNBits', [x, B, scales, zp], { K, N, bits, block_size: blockSize, accuracy_level: 4 });
     if (spec.bias) y = g.op('Add', [y, w.get(spec.bias)]);
     return y;
   };
