@@ -24,6 +24,7 @@ import {
   type BuildResult,
 } from '../pipeline/run.ts';
 import { loadTokenCounter } from '../pipeline/tokens.ts';
+import { importDataset } from '../pipeline/dataset-import.ts';
 
 const intOption = (name: string, min: number, max: number) => (v: string) => {
   const n = Number(v);
@@ -151,27 +152,31 @@ export function register(program: Command, ctx: CliContext): void {
   registerImport(dataset, ctx);
 }
 
-/**
- * `dataset import` belongs to the training area (src/pipeline/dataset-import.ts); it is wired
- * here when that module is present, so `morris dataset --help` lists one family of commands.
- */
+/** `dataset import` (the importer lives in src/pipeline/dataset-import.ts, owned by training). */
 function registerImport(dataset: Command, ctx: CliContext): void {
-  const file = path.resolve(import.meta.dirname, '../pipeline/dataset-import.ts');
-  if (!fs.existsSync(file)) return;
   dataset
     .command('import <file>')
-    .description('Import a messages-format JSONL file as a dataset version')
+    .description('Import a messages-format JSONL file (TRL/Axolotl style) as a dataset version')
+    .option('--model <dir>', "count tokens with this model's tokenizer (default: MORRIS_BASE_MODEL when present)")
     .option('--json', 'print the result as JSON')
-    .action(async (jsonl: string, o: { json?: boolean }) => {
-      // A variable specifier keeps this module compiling while the importer is optional.
-      const specifier = '../pipeline/dataset-import.ts';
-      const mod = (await import(specifier)) as { importDataset?: (...args: unknown[]) => unknown };
-      if (typeof mod.importDataset !== 'function') {
-        throw new MorrisError('INTERNAL', 'dataset-import.ts does not export importDataset().');
-      }
+    .action(async (jsonl: string, o: { model?: string; json?: boolean }) => {
       const config = ctx.config();
-      const r = await mod.importDataset(ctx.store(), path.resolve(jsonl), { outDir: datasetOutDir(config) });
-      process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : `${JSON.stringify(r)}\n`);
+      const modelDir = o.model ? path.resolve(o.model) : baseModelLocation(config.MORRIS_BASE_MODEL, config.MORRIS_MODELS_DIR);
+      // Token counts are a nicety for imports: without a local tokenizer the rows simply lack them.
+      const tokenizer = o.model || fs.existsSync(path.join(modelDir, 'tokenizer.json')) ? await loadTokenCounter(modelDir) : undefined;
+      const r = importDataset(ctx.store(), path.resolve(jsonl), tokenizer, { outDir: datasetOutDir(config) });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        return;
+      }
+      const rejected = r.rejected.slice(0, 10).map((x) => `    line ${x.line}: ${x.reason}`);
+      process.stdout.write(
+        [
+          `Dataset ${r.id}${r.created ? '' : ' (already imported)'}: train ${r.train}, validation ${r.validation}${tokenizer ? '' : ' (no tokenizer found: token counts left empty)'}`,
+          ...(r.rejected.length ? [`  ${r.rejected.length} lines rejected:`, ...rejected] : []),
+          '',
+        ].join('\n'),
+      );
     });
 }
 

@@ -98,6 +98,8 @@ interface HostState {
 
 interface RobotsRules {
   isAllowed(url: string): boolean;
+  /** Why robots.txt could not be read (network error or 5xx); everything is then disallowed. */
+  unreachable?: string;
   crawlDelayS?: number;
   sitemaps: string[];
 }
@@ -134,8 +136,12 @@ export class Fetcher {
     let current = url;
     let attempts = 0;
     for (;;) {
-      if (!(await this.allowed(current))) {
-        throw new MorrisError('ROBOTS_DISALLOWED', `robots.txt disallows ${current}`);
+      if (this.opts.respectRobots) {
+        const rules = await this.robots(new URL(current));
+        // RFC 9309: an unreachable robots.txt means "assume complete disallow"; say why, since
+        // the usual cause is a network problem rather than the site's wishes.
+        if (rules.unreachable) throw new MorrisError('FETCH_FAILED', `robots.txt unreachable (${rules.unreachable}), host not crawled: ${current}`);
+        if (!rules.isAllowed(current)) throw new MorrisError('ROBOTS_DISALLOWED', `robots.txt disallows ${current}`);
       }
       const res = await this.withRetries(current, req, (n) => (attempts += n));
       if (REDIRECT_STATUSES.has(res.status) && res.location) {
@@ -293,12 +299,13 @@ export class Fetcher {
       if (res.body) text = decode(res.body.bytes, 'utf-8');
     } catch (e) {
       // RFC 9309 §2.3.1.4: an unreachable robots.txt means assume complete disallow.
-      log.warn({ robotsUrl, err: (e as Error).message }, 'robots.txt unreachable; treating host as disallowed');
-      return { isAllowed: () => false, sitemaps: [] };
+      const reason = networkReason(e);
+      log.warn({ robotsUrl, err: reason }, 'robots.txt unreachable; treating host as disallowed');
+      return { isAllowed: () => false, unreachable: reason, sitemaps: [] };
     }
     if (status >= 500) {
       log.warn({ robotsUrl, status }, 'robots.txt server error; treating host as disallowed');
-      return { isAllowed: () => false, sitemaps: [] };
+      return { isAllowed: () => false, unreachable: `HTTP ${status}`, sitemaps: [] };
     }
     // 4xx (usually 404): no rules, everything allowed (RFC 9309 §2.3.1.3).
     const parsed = robotsParser(robotsUrl, status >= 200 && status < 300 ? text : '');

@@ -105,6 +105,21 @@ describe('Fetcher', () => {
     expect(f.hits('/private/secret')).toBe(before);
   });
 
+  it('treats a host whose robots.txt answers 5xx as off limits, saying why', async () => {
+    const down = await startFixture({
+      '/robots.txt': (_req, res) => void res.writeHead(503).end(),
+      '/page': html('<p>page</p>'),
+    });
+    try {
+      const err = await new Fetcher(opts()).get(`${down.url}/page`).catch((e) => e);
+      expect(err.code).toBe('FETCH_FAILED');
+      expect(err.message).toMatch(/robots\.txt unreachable \(HTTP 503\)/);
+      expect(down.hits('/page')).toBe(0);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('waits as long as Retry-After says on a 429, then succeeds', async () => {
     const fx = new Fetcher(opts());
     const t0 = Date.now();
