@@ -25,7 +25,7 @@ export const UNLIKELY =
 
 /** UNLIKELY words that stay unlikely even next to a "content"-style word ("related-articles"). */
 export const STRONGLY_UNLIKELY =
-  /(?:^|[\s_-])(?:comments?|related|share|sharing|newsletter|subscribe|promo|outbrain|taboola|recirc\w*|trending|most-?popular|recommend\w*|cookie\w*|consent|sidebar|footer|breadcrumbs?|advert\w*|sponsored)(?:$|[\s_-])/i;
+  /(?:^|[\s_-])(?:comments?|related|share|sharing|newsletter|author|authors|author-?box|about-?(?:the-)?author|bio|subscribe|promo|outbrain|taboola|recirc\w*|trending|most-?popular|recommend\w*|cookie\w*|consent|sidebar|footer|breadcrumbs?|advert\w*|sponsored)(?:$|[\s_-])/i;
 
 /** Fragments that mark boilerplate even inside longer class names ("relatedpoststitle", "commentlist"). */
 export const UNLIKELY_FRAGMENT = /related|comment|disqus|outbrain|taboola|recirc|breadcrumb|newsletter|sidebar|trending|recommend/i;
