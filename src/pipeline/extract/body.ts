@@ -417,7 +417,9 @@ function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolea
   // Embedded posts (tweets, Instagram) are quotations the article makes: kept whatever their class says.
   if (s.text > 0 && s.quoteText / s.text > 0.5) return false;
   const weight = classWeight(el, opts);
-  if (weight < 0) return true;
+  // A negative class word ("media", "meta") on a block of real prose is a styling accident.
+  const prose = s.paragraphs > 0 && s.text >= 100 && linkDensity(s) < 0.2;
+  if (weight < 0 && !prose) return true;
   if (s.commas >= 10) return false;
   const isList = tag === 'ul' || tag === 'ol';
   if (tag === 'table' && isDataTable(el, stats)) return false;
