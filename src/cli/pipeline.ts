@@ -16,9 +16,9 @@ import { datasetStats, exportJsonl, listDatasets, type DatasetStats } from '../p
 import { listProfiles, loadProfile } from '../pipeline/profile.ts';
 import {
   buildDataset,
+  buildOptionsFromConfig,
   CURRENT_DATASET_KEY,
   datasetOutDir,
-  datasetSettingsFromConfig,
   fetcherOptionsFromConfig,
   scrapeSource,
   type BuildResult,
@@ -90,15 +90,13 @@ export function register(program: Command, ctx: CliContext): void {
       if (o.policy !== 'split' && o.policy !== 'truncate') {
         throw new MorrisError('BAD_INPUT', `--policy must be split or truncate, not "${o.policy}".`);
       }
-      const config = ctx.config();
-      const modelDir = o.model ? path.resolve(o.model) : baseModelLocation(config.MORRIS_BASE_MODEL, config.MORRIS_MODELS_DIR);
-      const tokenCounter = await loadTokenCounter(modelDir);
-      const r = await buildDataset(ctx.store(), {
-        tokenCounter,
-        settings: datasetSettingsFromConfig(config, { maxTokens: o.maxTokens, policy: o.policy }),
-        outDir: datasetOutDir(config),
+      const options = await buildOptionsFromConfig(ctx.config(), {
+        modelDir: o.model,
+        maxTokens: o.maxTokens,
+        policy: o.policy,
         source: o.source,
       });
+      const r = await buildDataset(ctx.store(), options);
       process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatBuild(r));
     });
 

@@ -23,7 +23,8 @@ import {
   type LengthPolicy,
 } from './dataset.ts';
 import { loadStyle, stableHash, type ChatMessage, type Style } from './enhance.ts';
-import type { TokenCounter } from './tokens.ts';
+import { loadTokenCounter, type TokenCounter } from './tokens.ts';
+import { baseModelLocation } from '../model/base-model-location.ts';
 
 export { scrapeSource, fetcherOptionsFromConfig, type ScrapeOptions } from './scrape.ts';
 
@@ -82,6 +83,23 @@ export function datasetSettingsFromConfig(
 
 export function datasetOutDir(c: Config): string {
   return path.resolve(c.MORRIS_DATA_DIR, 'datasets');
+}
+
+/**
+ * Everything `buildDataset` needs, from config: the base model's tokenizer (MORRIS_BASE_MODEL, or
+ * `modelDir`), the settings and the output folder. For the CLI, the demo and the rebuild job.
+ */
+export async function buildOptionsFromConfig(
+  c: Config,
+  o: { modelDir?: string; maxTokens?: number; policy?: LengthPolicy; source?: string } = {},
+): Promise<BuildOptions> {
+  const modelDir = o.modelDir ? path.resolve(o.modelDir) : baseModelLocation(c.MORRIS_BASE_MODEL, c.MORRIS_MODELS_DIR);
+  return {
+    tokenCounter: await loadTokenCounter(modelDir),
+    settings: datasetSettingsFromConfig(c, { maxTokens: o.maxTokens, policy: o.policy }),
+    outDir: datasetOutDir(c),
+    source: o.source,
+  };
 }
 
 export async function buildDataset(store: Store, opts: BuildOptions): Promise<BuildResult> {
