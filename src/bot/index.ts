@@ -23,7 +23,7 @@ export interface StartBotsOptions {
   generator: TextGenerator;
   admin?: AdminActions;
   /** Overrides for tests (edit intervals, core settings). */
-  overrides?: { core?: Partial<CoreSettings>; editIntervalMs?: number; slackRetries?: number };
+  overrides?: { core?: Partial<CoreSettings>; editIntervalMs?: number; slackUpdatesPerMinute?: number; slackRetries?: number };
 }
 
 export interface RunningBots {
@@ -65,6 +65,7 @@ export async function startBots(opts: StartBotsOptions): Promise<RunningBots> {
       appToken: config.SLACK_APP_TOKEN,
       apiUrl: config.SLACK_API_URL,
       editIntervalMs: opts.overrides?.editIntervalMs,
+      updatesPerMinute: opts.overrides?.slackUpdatesPerMinute,
       retries: opts.overrides?.slackRetries,
     });
     try {

@@ -6,8 +6,10 @@
 
 /** Slack renders `text` up to 40k chars but truncates in places and recommends < 4000. */
 export const SLACK_MAX_MESSAGE_LENGTH = 3900;
-/** chat.update is Tier 3 (~50 calls/min): one edit per 1.5 s stays at 40/min per message stream. */
+/** One message is edited at most this often while its article streams in. */
 export const SLACK_EDIT_INTERVAL_MS = 1500;
+/** chat.update is Tier 3 (~50 calls a minute per workspace): all streams together stay under it. */
+export const SLACK_UPDATES_PER_MINUTE = 48;
 export const DISCORD_MAX_MESSAGE_LENGTH = 2000;
 /** Discord allows about 5 message edits per 5 s per channel; 1.2 s leaves room for typing. */
 export const DISCORD_EDIT_INTERVAL_MS = 1200;

@@ -7,11 +7,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { App, HTTPReceiver, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
+import Bottleneck from 'bottleneck';
 import type { WebClient } from '@slack/web-api';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
-import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, toSlackMrkdwn } from './render.ts';
+import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
 import { streamReply, type MessageSurface } from './stream-reply.ts';
 import type { ReplyUpdate, Requester } from './types.ts';
 
@@ -20,6 +21,8 @@ const logger = childLog('slack');
 export const SLACK_EVENTS_PATH = '/slack/events';
 /** Slack wants an ack within 3 s; admin results that take longer arrive via response_url. */
 export const SLACK_ADMIN_ACK_WAIT_MS = 2000;
+/** Event ids remembered to drop Slack's redelivery of an event we already answered. */
+export const SLACK_SEEN_EVENTS_MAX = 1000;
 
 export interface SlackBotOptions {
   core: BotCore;
@@ -31,6 +34,8 @@ export interface SlackBotOptions {
   /** Web API base, e.g. http://127.0.0.1:8080/api/ (proxies and tests). */
   apiUrl?: string;
   editIntervalMs?: number;
+  /** Workspace-wide chat.update budget shared by all streams (default SLACK_UPDATES_PER_MINUTE). */
+  updatesPerMinute?: number;
   maxMessageLength?: number;
   /** Web API retry policy (tests shorten it). */
   retries?: number;
@@ -112,6 +117,10 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
 
   const edit = opts.editIntervalMs ?? SLACK_EDIT_INTERVAL_MS;
   const maxLength = opts.maxMessageLength ?? SLACK_MAX_MESSAGE_LENGTH;
+  // Streams coalesce their pending text while they wait here, so a busy workspace sees fewer,
+  // larger edits instead of 429s.
+  const updateLimiter = new Bottleneck({ maxConcurrent: 1, minTime: Math.ceil(60_000 / (opts.updatesPerMinute ?? SLACK_UPDATES_PER_MINUTE)) });
+  const seenEvents = new Set<string>();
 
   /** Posts/edits in `channel` (in a thread when `threadTs` is set) and renders the stream. */
   const deliver = (client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>) => {
@@ -127,7 +136,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         return r.ts as string;
       },
       async edit(ts, text) {
-        await client.chat.update({ channel, ts, text });
+        await updateLimiter.schedule(() => client.chat.update({ channel, ts, text }));
       },
     };
     return streamReply(updates, surface, { maxLength, editIntervalMs: edit, format: toSlackMrkdwn });
@@ -160,8 +169,14 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     });
   });
 
-  app.event('app_mention', async ({ event, client, context }) => {
+  app.event('app_mention', async ({ event, body, client, context }) => {
     if (event.bot_id || (context.botUserId && event.user === context.botUserId)) return;
+    // Slack redelivers an event it thinks went unanswered; answer each one once.
+    if (body.event_id) {
+      if (seenEvents.has(body.event_id)) return;
+      seenEvents.add(body.event_id);
+      if (seenEvents.size > SLACK_SEEN_EVENTS_MAX) seenEvents.delete(seenEvents.values().next().value!);
+    }
     const botId = context.botUserId;
     const text = (event.text ?? '').replace(botId ? new RegExp(`<@${botId}(\\|[^>]*)?>`, 'g') : /^\s*<@[A-Z0-9]+(\|[^>]*)?>/, ' ');
     const requester: Requester = { platform: 'slack', userId: event.user ?? 'unknown', channelId: event.channel };

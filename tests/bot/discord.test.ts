@@ -27,7 +27,7 @@ function expectStreamed(msgs: DiscordMessage[]): void {
   expect(live.length).toBeGreaterThanOrEqual(2);
   expect(msgs.reduce((n, m) => n + m.history.length - 1, 0)).toBeGreaterThanOrEqual(msgs.length);
   // Edits of one message respect the throttle interval.
-  for (const m of msgs) m.history.slice(1).forEach((h, i) => expect(h.at - m.history[i]!.at).toBeGreaterThanOrEqual(EDIT_MS - 10));
+  for (const m of msgs) m.history.slice(1).forEach((h, i) => expect(h.at - m.history[i]!.at).toBeGreaterThanOrEqual(EDIT_MS - 15));
 }
 
 const user = (n: number) => ({ id: String(700000000000000000n + BigInt(n)), username: `user${n}` });
@@ -182,6 +182,16 @@ describe('Discord bot', () => {
     const token = fake.slashCommand({ name: 'morris', options: [{ name: 'topic', type: STRING, value: 'y'.repeat(50_000) }], user: user(8) });
     const refusal = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && m.content), 5000, 'refusal');
     expect(refusal.content).toMatch(/50,000 characters; please keep it under 300/);
+    // Markdown and mention injection in the topic is echoed literally and cannot ping.
+    const token2 = fake.slashCommand({
+      name: 'morris',
+      options: [{ name: 'topic', type: STRING, value: '**ünï** <@&900000000000000009> @everyone `x` 🦀' }],
+      user: user(8),
+    });
+    const reply = await waitFor(() => fake.messages.find((m) => m.interaction_token === token2 && done(m)), 10_000, 'injection reply');
+    expect(reply.history[0]!.content).toBe('Writing about “\\*\\*ünï\\*\\* <@\u200D&900000000000000009\\> @\u200Deveryone \\`x\\` 🦀”…');
+    expect(noPings(reply)).toBe(true);
+    expect(gen.calls.at(-1)!.topic).toBe('**ünï** <@&900000000000000009> @everyone `x` 🦀');
   });
 });
 

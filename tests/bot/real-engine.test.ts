@@ -46,7 +46,7 @@ describe('bots over the real GenerationService (tiny model)', () => {
     missing = createGenerationService(config, { baseModel: path.join(root, 'no-such-model') });
     const core = makeCore(store, generatorFromConfig(config, { service, store }), { columnist: 'Test Columnist' });
     await fake.start();
-    bot = createSlackBot({ core, botToken: 'xoxb-t', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 50, retries: 0 });
+    bot = createSlackBot({ core, botToken: 'xoxb-t', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 50, updatesPerMinute: 6000, retries: 0 });
     await bot.start();
     server = http.createServer((req, res) => bot.httpHandler!(req, res));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -34,7 +34,7 @@ describe('startBots', () => {
     });
 
   it('starts Slack (HTTP mode) and Discord over one core; both answer; stop() shuts both', async () => {
-    const bots = await startBots({ config: env(), store: t.store, generator: new FakeGenerator(), overrides: { editIntervalMs: 50, slackRetries: 0 } });
+    const bots = await startBots({ config: env(), store: t.store, generator: new FakeGenerator(), overrides: { editIntervalMs: 50, slackUpdatesPerMinute: 6000, slackRetries: 0 } });
     try {
       expect(bots.slack?.mode).toBe('http');
       expect(bots.discord).toBeDefined();
