@@ -470,7 +470,8 @@ function isDataTable(table: Element, stats: StatMap): boolean {
 
 function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void {
   for (const root of roots) {
-    // deepest first, so a container is judged after its bad parts are gone
+    // Deepest first. Statistics are those of the block as the page had it: a container is judged
+    // with whatever junk it held, which (measured) removes whole widgets better than re-counting.
     const blocks = descendants(root).filter((d) => CONDITIONAL_TAGS.has(d.name.toLowerCase())).reverse();
     for (const b of blocks) if (shouldDropBlock(b, stats, opts)) removeNode(b);
     for (const h of descendants(root)) {

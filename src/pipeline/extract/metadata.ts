@@ -137,18 +137,33 @@ function fromEpoch(n: number): string | null {
 
 const plausibleYear = (y: number): boolean => y >= 1900 && y <= 2200;
 
-function metaContent($: CheerioAPI, keys: string[]): string | null {
+/** Every <meta> content by lower-cased property / name / itemprop (first occurrence wins), in one query. */
+function metaIndex($: CheerioAPI): Map<string, string> {
+  const index = new Map<string, string>();
+  $('meta[content]').each((_, el) => {
+    const content = squash(el.attribs.content ?? '');
+    if (!content) return;
+    for (const key of [el.attribs.property, el.attribs.name, el.attribs.itemprop]) {
+      const k = key?.trim().toLowerCase();
+      if (k && !index.has(k)) index.set(k, content);
+    }
+  });
+  return index;
+}
+
+const firstMeta = (index: Map<string, string>, keys: string[]): string | null => {
   for (const k of keys) {
-    const v = $(`meta[property="${k}"], meta[name="${k}"], meta[itemprop="${k}"]`).first().attr('content');
-    if (v && squash(v)) return squash(v);
+    const v = index.get(k);
+    if (v) return v;
   }
   return null;
-}
+};
 
 const TITLE_SEPARATORS = /\s+[|–—·•:-]\s+[^|–—·•]{2,40}$/;
 
 export function extractMetadata($: CheerioAPI): Metadata {
   const ld = articleObjects($);
+  const meta = metaIndex($);
   const first = <T>(f: (o: JsonObject) => T | null): T | null => {
     for (const o of ld) {
       const v = f(o);
@@ -161,7 +176,7 @@ export function extractMetadata($: CheerioAPI): Metadata {
   const docTitle = squash($('title').first().text());
   const title =
     first((o) => asString(o.headline) ?? asString(o.name)) ??
-    metaContent($, ['og:title', 'twitter:title', 'dc.title', 'DC.title', 'sailthru.title', 'parsely-title']) ??
+    firstMeta(meta, ['og:title', 'twitter:title', 'dc.title', 'sailthru.title', 'parsely-title']) ??
     (h1 || null) ??
     (docTitle.replace(TITLE_SEPARATORS, '') || null);
 
@@ -169,13 +184,13 @@ export function extractMetadata($: CheerioAPI): Metadata {
     const names = personNames(o.author ?? o.creator);
     return names.length ? names : null;
   });
-  const metaAuthor = metaContent($, ['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'DC.creator', 'byl', 'citation_author', 'twitter:creator']);
+  const metaAuthor = firstMeta(meta, ['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'byl', 'citation_author', 'twitter:creator']);
   const visibleAuthor = squash($('[rel="author"], [itemprop="author"] [itemprop="name"], [itemprop="author"]').first().text());
   const author = normaliseAuthors(ldAuthors ?? [metaAuthor ?? visibleAuthor]);
 
   const dateCandidates: unknown[] = [
     first((o) => (o.datePublished ?? o.dateCreated ?? null) as Json),
-    metaContent($, ['article:published_time', 'og:article:published_time', 'datePublished', 'parsely-pub-date', 'sailthru.date', 'pubdate', 'publishdate', 'publish-date', 'date', 'dc.date', 'DC.date', 'dcterms.created', 'dc.date.issued', 'citation_publication_date', 'article.published']),
+    firstMeta(meta, ['article:published_time', 'og:article:published_time', 'datepublished', 'parsely-pub-date', 'sailthru.date', 'pubdate', 'publishdate', 'publish-date', 'date', 'dc.date', 'dcterms.created', 'dc.date.issued', 'citation_publication_date', 'article.published']),
     $('time[datetime][itemprop="datePublished"], time[pubdate][datetime], article time[datetime], time[datetime]').first().attr('datetime'),
   ];
   let published: string | null = null;
