@@ -113,13 +113,46 @@ export class GraphBuilder {
     return this.declare(name, dtype, shape);
   }
 
-  /** Marks `tensor` as a graph output, renamed to `as` through an Identity when given. */
+  /**
+   * Marks `tensor` as a graph output. With `as`, the tensor is renamed when a node produces it and
+   * it is not an output yet (no extra op: an Identity feeding a graph output is a real copy at
+   * run time); otherwise an Identity gives the second name.
+   */
   output(tensor: string, as?: string): string {
     let name = tensor;
-    if (as !== undefined && as !== tensor) name = this.op('Identity', [tensor], {}, { outputs: [as] });
+    if (as !== undefined && as !== tensor) {
+      if (this.producers.has(tensor) && !this._outputs.includes(tensor)) name = this.rename(tensor, as);
+      else name = this.op('Identity', [tensor], {}, { outputs: [as] });
+    }
     this.tensor(name);
     if (!this._outputs.includes(name)) this._outputs.push(name);
     return name;
+  }
+
+  /** Renames a node-produced tensor everywhere it is used; returns the new name. */
+  rename(from: string, to: string): string {
+    const producer = this.producers.get(from);
+    if (!producer) throw new MorrisError('GRAPH_ERROR', `Only node outputs can be renamed (${from}).`);
+    if (this.info.has(to)) throw new MorrisError('GRAPH_ERROR', `Tensor ${to} is defined twice.`);
+    const t = this.info.get(from)!;
+    this.info.delete(from);
+    this.info.set(to, { name: to, dtype: t.dtype, shape: t.shape });
+    const swap = (names: readonly string[]) => names.map((n) => (n === from ? to : n));
+    const replaceNode = (n: NodeInfo): NodeInfo => ({ ...n, inputs: swap(n.inputs), outputs: swap(n.outputs) });
+    const fresh = new Map<NodeInfo, NodeInfo>();
+    for (const n of [producer, ...(this.consumerMap.get(from) ?? [])]) if (!fresh.has(n)) fresh.set(n, replaceNode(n));
+    for (let i = 0; i < this._nodes.length; i++) {
+      const r = fresh.get(this._nodes[i]!);
+      if (r) this._nodes[i] = r;
+    }
+    for (const [k, v] of this.producers) if (fresh.has(v)) this.producers.set(k, fresh.get(v)!);
+    this.producers.delete(from);
+    this.producers.set(to, fresh.get(producer)!);
+    for (const [k, list] of this.consumerMap) this.consumerMap.set(k, list.map((n) => fresh.get(n) ?? n));
+    const consumers = this.consumerMap.get(from);
+    this.consumerMap.delete(from);
+    if (consumers) this.consumerMap.set(to, consumers);
+    return to;
   }
 
   removeOutput(name: string): void {
