@@ -52,8 +52,6 @@ describe.concurrent('morris generate on the tiny model', SLOW, () => {
     expect(one.code, one.stderr).toBe(0);
     const text = one.stdout.replace(/\n$/, '');
     expect(text.length).toBeGreaterThan(0);
-    // No data/style/system-prompt.md in this data dir: the built-in prompt is used, with a warning.
-    expect(one.stderr).toContain('system prompt file missing');
 
     const batchFile = join(root, 'topics.txt');
     writeFileSync(batchFile, ['late trains', '# a comment', '', 'the price of bread', 'x'.repeat(100_000)].join('\n'));
