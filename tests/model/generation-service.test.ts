@@ -221,7 +221,7 @@ describe('GenerationService', () => {
     const waitingCtl = new AbortController();
     const runningEvents: GenerationEvent[] = [];
     let textsSeen = 0;
-    let sawTwo: () => void;
+    let sawTwo: () => void = () => undefined;
     const twoTexts = new Promise<void>((r) => (sawTwo = r));
     const running = (async () => {
       for await (const ev of svc.generate({ topic: 'running', signal: runningCtl.signal, sampling: { maxNewTokens: 100 } })) {
