@@ -6,7 +6,7 @@ import { openCheckpoint } from '../../src/model/checkpoint.ts';
 import { compileModel } from '../../src/model/compile.ts';
 import type { LoraModule } from '../../src/model/llama-graph.ts';
 import { readAdapter } from '../../src/model/lora.ts';
-import { createSession } from '../../src/model/ort.ts';
+import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
 import { referenceForward, referenceWeights } from '../../src/model/reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
@@ -67,5 +67,42 @@ describe('Llama-family graph vs reference forward', () => {
       await session.release();
       await s2.release();
     });
+  });
+});
+
+describe('batched decoding with left padding', () => {
+  it('each row of a left-padded batch equals that sequence run alone (prefill and one cached step)', async () => {
+    const modelDir = join(root, 'batch');
+    const cfg = writeRandomCheckpoint(modelDir, { config: VARIANTS[0]!.config, seed: 77 });
+    const { session } = await createSession(compileModel({ modelDir, cacheDir: join(root, 'cache') }).onnxFile);
+    const a = [5, 17, 3, 60, 42];
+    const b = [9, 1, 33];
+    const pad = a.length - b.length;
+    const ids = [...a, ...Array(pad).fill(0), ...b];
+    const mask = [...a.map(() => 1), ...Array(pad).fill(0), ...b.map(() => 1)];
+    const pos = [...a.map((_, i) => i), ...Array(pad).fill(1), ...b.map((_, i) => i)]; // as transformers.js: pads get 1
+    const empty: Record<string, OrtTensor> = {};
+    for (let l = 0; l < cfg.numLayers; l++) for (const k of ['key', 'value']) empty[`past_key_values.${l}.${k}`] = new Tensor('float32', new Float32Array(0), [2, cfg.numKvHeads, 0, cfg.headDim]);
+    const out = await session.run({
+      input_ids: int64Tensor(ids, [2, a.length]), attention_mask: int64Tensor(mask, [2, a.length]), position_ids: int64Tensor(pos, [2, a.length]),
+      num_logits_to_keep: int64Tensor([1], []), ...empty,
+    });
+    const V = cfg.vocabSize;
+    const logits = out['logits']!.data as Float32Array;
+    const aloneA = (await fullLogits(session, cfg, a)).at(-1)!;
+    const aloneB = (await fullLogits(session, cfg, b)).at(-1)!;
+    expect(relError([logits.subarray(0, V)], [aloneA])).toBeLessThan(1e-5);
+    expect(relError([logits.subarray(V, 2 * V)], [aloneB])).toBeLessThan(1e-5);
+    // one cached step with the next token of each row
+    const past: Record<string, OrtTensor> = {};
+    for (let l = 0; l < cfg.numLayers; l++) for (const k of ['key', 'value']) past[`past_key_values.${l}.${k}`] = out[`present.${l}.${k}`]!;
+    const step = await session.run({
+      input_ids: int64Tensor([7, 7], [2, 1]), attention_mask: int64Tensor([...mask.slice(0, a.length), 1, ...mask.slice(a.length), 1], [2, a.length + 1]),
+      position_ids: int64Tensor([a.length, b.length], [2, 1]), num_logits_to_keep: int64Tensor([1], []), ...past,
+    });
+    const s = step['logits']!.data as Float32Array;
+    expect(relError([s.subarray(0, V)], [(await fullLogits(session, cfg, [...a, 7])).at(-1)!])).toBeLessThan(1e-5);
+    expect(relError([s.subarray(V, 2 * V)], [(await fullLogits(session, cfg, [...b, 7])).at(-1)!])).toBeLessThan(1e-5);
+    await session.release();
   });
 });
