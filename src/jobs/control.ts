@@ -43,7 +43,8 @@ export class JobControl {
         onTrigger: (t) => {
           if (first) return;
           first = t;
-          resolve({ run: t.run, started: t.started, finished });
+          // Called from inside runChain's first step, before `finished` is assigned.
+          queueMicrotask(() => resolve({ run: t.run, started: t.started, finished }));
         },
       });
       finished.catch((e) => {

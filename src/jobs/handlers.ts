@@ -58,6 +58,8 @@ export interface JobEnv {
   baseModelDir: () => Promise<string>;
   /** Training settings on top of MORRIS_TRAIN_CONFIG. */
   trainOverrides?: Record<string, unknown>;
+  /** Gate thresholds besides MORRIS_PROMOTE_MARGIN (tests on tiny random models relax the style check). */
+  gate?: { styleTolerance?: number; maxVerbatimRun?: number };
 }
 
 /** The dataset the last build produced (or, failing that, the newest one). */

@@ -59,6 +59,8 @@ export interface ServeOptions {
   sources?: SourceSpec[];
   /** Training settings on top of MORRIS_TRAIN_CONFIG (tests: a few steps). */
   trainOverrides?: Record<string, unknown>;
+  /** Gate thresholds besides MORRIS_PROMOTE_MARGIN (see evaluate.ts). */
+  gate?: { styleTolerance?: number; maxVerbatimRun?: number };
   /** Start Slack/Discord when configured (default true). */
   bots?: boolean;
   version?: string;
@@ -92,6 +94,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
     onActiveChange: (active) => service.setAdapter(active?.path ?? null, active?.id ?? null),
     sources: opts.sources,
     trainOverrides: opts.trainOverrides,
+    gate: opts.gate,
   });
   const scheduler = startScheduler(runner, spec);
 

@@ -7,7 +7,7 @@ import type { Config } from '../config.ts';
 import type { Store } from '../store/db.ts';
 import { resolveBaseModel } from '../model/hub.ts';
 import { JobControl } from './control.ts';
-import { createJobHandlers, sourcesFromConfig, type SourceSpec } from './handlers.ts';
+import { createJobHandlers, sourcesFromConfig, type JobEnv, type SourceSpec } from './handlers.ts';
 import { AdapterRegistry, type ActiveChangeHook } from './registry.ts';
 import { JobRunner } from './runner.ts';
 import { scheduleFromConfig, type ScheduleSpec } from './scheduler.ts';
@@ -25,6 +25,7 @@ export function buildJobSystem(opts: {
   onActiveChange?: ActiveChangeHook;
   sources?: SourceSpec[];
   trainOverrides?: Record<string, unknown>;
+  gate?: JobEnv['gate'];
 }): JobSystem {
   const { config, store } = opts;
   const registry = new AdapterRegistry(store, opts.onActiveChange);
@@ -37,6 +38,7 @@ export function buildJobSystem(opts: {
       sources: opts.sources ?? sourcesFromConfig(config),
       baseModelDir: () => resolveBaseModel(config),
       trainOverrides: opts.trainOverrides,
+      gate: opts.gate,
     }),
   );
   const spec = scheduleFromConfig(config);

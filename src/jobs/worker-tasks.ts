@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { openStore } from '../store/db.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
-import { loadModel } from '../model/engine.ts';
+import { loadModel, type LoadedModel } from '../model/engine.ts';
 import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../model/generation-service.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './evaluate.ts';
 import { validationLoss } from './validation-loss.ts';
@@ -98,8 +98,27 @@ function trainingTexts(store: ReturnType<typeof openStore>, datasetId: string): 
   return rows.map((r) => (JSON.parse(r.messages) as { role: string; content: string }[]).filter((m) => m.role === 'assistant').map((m) => m.content).join('\n\n'));
 }
 
+/** Keeps the last loaded model: each model answers every topic before the next one loads. */
+class OneModelCache {
+  private current: { key: string | null; model: Promise<LoadedModel> } | null = null;
+  constructor(private readonly load: (adapterDir: string | null) => Promise<LoadedModel>) {}
+  async get(adapterDir: string | null): Promise<LoadedModel> {
+    if (this.current?.key !== adapterDir) {
+      await this.dispose();
+      this.current = { key: adapterDir, model: this.load(adapterDir) };
+    }
+    return this.current.model;
+  }
+  async dispose(): Promise<void> {
+    const c = this.current;
+    this.current = null;
+    if (c) await (await c.model.catch(() => null))?.dispose();
+  }
+}
+
 async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasure[]> {
   const store = openStore(o.dbPath);
+  const models = new OneModelCache((adapterDir) => loadModel({ modelDir: o.baseModelDir, adapterDir, threads: o.threads, device: o.device }));
   try {
     const styleGuide = fs.existsSync(o.styleGuideFile) ? fs.readFileSync(o.styleGuideFile, 'utf8') : '';
     const systemPrompt = readSystemPrompt(o.styleGuideFile) ?? FALLBACK_SYSTEM_PROMPT;
@@ -108,20 +127,16 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
       validationLoss: (adapterDir, signal) =>
         validationLoss({ modelDir: o.baseModelDir, store, datasetId: o.datasetId, maxSeqLen: o.maxSeqLen, threads: o.threads, device: o.device }, adapterDir, signal),
       generate: async (adapterDir, topic, signal) => {
-        const model = await loadModel({ modelDir: o.baseModelDir, adapterDir, threads: o.threads, device: o.device });
-        try {
-          let text = '';
-          const messages = [
-            { role: 'system' as const, content: systemPrompt },
-            { role: 'user' as const, content: articlePrompt(topic) },
-          ];
-          // Greedy: the same model gives the same text, so scores compare models, not luck.
-          const sampling = { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1.1 };
-          for await (const piece of model.stream({ messages }, sampling, signal)) text += piece;
-          return text;
-        } finally {
-          await model.dispose();
-        }
+        const model = await models.get(adapterDir);
+        let text = '';
+        const messages = [
+          { role: 'system' as const, content: systemPrompt },
+          { role: 'user' as const, content: articlePrompt(topic) },
+        ];
+        // Greedy: the same model gives the same text, so scores compare models, not luck.
+        const sampling = { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1.1 };
+        for await (const piece of model.stream({ messages }, sampling, signal)) text += piece;
+        return text;
       },
     };
     const out: ModelMeasure[] = [];
@@ -141,6 +156,7 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
     io.progress(1, 'measured');
     return out;
   } finally {
+    await models.dispose();
     store.close();
   }
 }

@@ -35,3 +35,38 @@ export async function waitFor<T>(fn: () => T | undefined | false | null, timeout
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/** A short style guide keeps prompts (and so training sequences) small for the tiny model. */
+export const SHORT_STYLE_GUIDE =
+  'You are Morris, a dry British telecoms columnist.\n- Let signature phrases surface: "What could possibly go wrong?", "Cue the consultants", "Don\'t hold your breath".\n';
+
+/** Quick training for the tiny model: a few steps with a high rate so the loss moves. */
+export const QUICK_TRAIN = { maxSteps: 8, saveEvery: 2, evalEvery: 4, lr: 2e-2, rank: 4, alpha: 8, gradAccum: 1, warmupSteps: 1, maxSeqLen: 384 };
+
+/** Environment for a serve process on a temp folder with a tiny model. */
+export function tinyEnv(root: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    MORRIS_DATA_DIR: path.join(root, 'data'),
+    MORRIS_MODELS_DIR: path.join(root, 'models'),
+    MORRIS_BASE_MODEL: path.join(root, 'models', 'tiny'),
+    MORRIS_RATE_LIMIT_RPS: '100',
+    MORRIS_CRON_RESCRAPE: 'off',
+    MORRIS_RETRAIN_MIN_NEW_EXAMPLES: '1',
+    MORRIS_MAX_SEQ_TOKENS: '384',
+    MORRIS_MAX_NEW_TOKENS: '48',
+    MORRIS_TRAIN_THREADS: '1',
+    MORRIS_THREADS: '1',
+    MORRIS_ADMIN_TOKEN: 'test-admin-token',
+    MORRIS_SHUTDOWN_GRACE_S: '20',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+/** Creates the tiny model and the short style guide under `root`. */
+export async function prepareTinyRoot(root: string): Promise<void> {
+  const { initTinyModel } = await import('../../src/model/tiny/index.ts');
+  initTinyModel(path.join(root, 'models', 'tiny'));
+  fs.mkdirSync(path.join(root, 'data', 'style'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'data', 'style', 'system-prompt.md'), SHORT_STYLE_GUIDE);
+}

@@ -1,0 +1,102 @@
+/**
+ * The whole loop in one serve process: a cron tick scrapes the sample site, rebuilds the dataset,
+ * trains a tiny adapter in a worker process, evaluates it and promotes it, and the running
+ * generation service answers with it. Then a worse adapter is evaluated and kept out.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setConfigForTests } from '../../src/config.ts';
+import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
+import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
+import { listRuns } from '../../src/jobs/runs.ts';
+import { getAdapter } from '../../src/jobs/registry.ts';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../src/model/safetensors.ts';
+import { prepareTinyRoot, QUICK_TRAIN, tinyEnv, waitFor } from './helpers.ts';
+
+let root: string;
+let site: SampleSite;
+let h: ServeHandle;
+
+beforeAll(async () => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-serve-chain-'));
+  await prepareTinyRoot(root);
+  site = await startSampleSite({ port: 0 });
+  const config = setConfigForTests(tinyEnv(root, { MORRIS_CRON_RESCRAPE: '* * * * * *', MORRIS_CRON_TZ: 'Europe/London' }));
+  h = await startServe({
+    config,
+    port: 0,
+    host: '127.0.0.1',
+    sources: [{ name: 'sample-archive', baseUrl: site.url }],
+    trainOverrides: QUICK_TRAIN,
+    // Greedy text from a tiny random model carries no style either way: only loss and copying gate here.
+    gate: { styleTolerance: 1 },
+    bots: false,
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await h?.stop('test over');
+  await site?.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('serve: cron → chain → promoted adapter', () => {
+  it('a cron tick runs rescrape → rebuild → retrain → evaluate and the generation service uses the new adapter', async () => {
+    const active = await waitFor(() => h.registry.active(), 150_000, 500);
+    await h.scheduler.stop();
+    await h.scheduler.settled();
+
+    const byJob = (job: string) => listRuns(h.store, { job, limit: 100 }).filter((r) => r.status !== 'skipped');
+    const [scrape] = byJob('rescrape').slice(-1);
+    expect(scrape!.trigger).toBe('cron');
+    expect(scrape!.status).toBe('succeeded');
+    const rebuild = byJob('rebuild').at(-1)!;
+    const retrain = byJob('retrain').at(-1)!;
+    const evaluate = byJob('evaluate').at(-1)!;
+    expect([rebuild.parent_id, retrain.parent_id, evaluate.parent_id]).toEqual([scrape!.id, rebuild.id, retrain.id]);
+    expect(evaluate.message).toMatch(/^promoted: validation loss .* beats base/);
+    expect((retrain.result as { adapterId: string }).adapterId).toBe(active.id);
+    // Ticks that landed while the chain ran were refused and recorded, not run twice.
+    expect(listRuns(h.store, { job: 'rescrape', status: 'skipped', limit: 100 }).length).toBeGreaterThan(0);
+
+    // Hot swap: no restart, and the next generation answers with the promoted adapter.
+    expect(h.service.status().adapterId).toBe(active.id);
+    let done: { adapterId?: string | null; text: string } | undefined;
+    for await (const ev of h.generator.generate({ topic: 'Another 6G white paper', maxNewTokens: 16, requestId: 't1' })) {
+      if (ev.type === 'done') done = ev;
+    }
+    expect(done!.adapterId).toBe(active.id);
+    const ev = active.eval as { candidate: { valLoss: number }; base: { valLoss: number } };
+    expect(ev.candidate.valLoss).toBeLessThan(ev.base.valLoss);
+  }, 180_000);
+
+  it('a worse adapter is evaluated against the active one and kept as a candidate with the reason', async () => {
+    const active = h.registry.active()!;
+    // A damaged copy of the active adapter: the same shapes, its B matrices blown up.
+    const worseDir = path.join(root, 'models', 'adapters', 'worse');
+    fs.cpSync(active.path, worseDir, { recursive: true });
+    const file = path.join(worseDir, 'adapter_model.safetensors');
+    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+    for (const [name, entry] of readSafetensorsHeader(file).tensors) {
+      const data = readTensorF32(entry);
+      if (name.includes('lora_B')) for (let i = 0; i < data.length; i++) data[i] = (i % 7) - 3;
+      tensors[name] = { dtype: 'F32', shape: [...entry.shape], data };
+    }
+    writeSafetensors(file, tensors, { format: 'pt' });
+    h.store
+      .prepare(`INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics) VALUES ('worse', ?, ?, ?, 'candidate', '{}')`)
+      .run(active.base_model, active.dataset_id, worseDir);
+
+    const s = await h.control.start('evaluate', { trigger: 'test', input: { adapterId: 'worse' } });
+    const [run] = await s.finished;
+    expect(run!.status).toBe('succeeded');
+    expect(run!.message).toMatch(/^not promoted: validation loss .* does not beat lora-/);
+    expect(h.registry.active()!.id).toBe(active.id);
+    const worse = getAdapter(h.store, 'worse');
+    expect(worse.status).toBe('candidate');
+    expect(worse.reason).toMatch(/does not beat/);
+    expect(h.service.status().adapterId).toBe(active.id);
+  }, 120_000);
+});
