@@ -34,6 +34,8 @@ export interface SlackBotOptions {
   /** Web API base, e.g. http://127.0.0.1:8080/api/ (proxies and tests). */
   apiUrl?: string;
   editIntervalMs?: number;
+  /** How long /morris-admin waits to put the result in the ack before answering via response_url. */
+  adminAckWaitMs?: number;
   /** Workspace-wide chat.update budget shared by all streams (default SLACK_UPDATES_PER_MINUTE). */
   updatesPerMinute?: number;
   maxMessageLength?: number;
@@ -155,16 +157,18 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       try {
         await deliver(client, command.channel_id, undefined, updates);
       } catch (e) {
+        // Nothing could be posted (or kept updated) in the channel: stop generating and tell the
+        // person privately through response_url, which needs no channel membership.
+        await updates.return(undefined);
         const code = slackErrorCode(e);
-        if (code === 'not_in_channel' || code === 'channel_not_found') {
-          await updates.return(undefined);
-          await respond({
-            response_type: 'ephemeral',
-            text: 'I can’t post in this channel yet: invite me with `/invite @Morris` and ask again.',
-          });
-          return;
-        }
-        throw e;
+        logger.warn({ err: e, code, channel: command.channel_id }, 'cannot post the article in the channel');
+        await respond({
+          response_type: 'ephemeral',
+          text:
+            code === 'not_in_channel' || code === 'channel_not_found'
+              ? 'I can’t post in this channel yet: invite me with `/invite @Morris` and ask again.'
+              : `Sorry, Slack would not let me post the article here (${code ?? 'network error'}).`,
+        });
       }
     });
   });
@@ -186,10 +190,12 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       await client.chat.postMessage({ channel: event.channel, thread_ts: threadTs, text: prepared.message });
       return;
     }
+    const { ackText, run } = prepared;
     track(async (signal) => {
+      // A mention has no ack of its own: the thread reply starts as the "writing…" note.
       async function* withAck(): AsyncGenerator<ReplyUpdate> {
-        yield { kind: 'notice', text: prepared.ok ? prepared.ackText : '' };
-        yield* (prepared as Extract<typeof prepared, { ok: true }>).run(signal);
+        yield { kind: 'notice', text: ackText };
+        yield* run(signal);
       }
       await deliver(client, event.channel, threadTs, withAck());
     });
@@ -198,7 +204,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   app.command('/morris-admin', async ({ command, ack, respond }) => {
     const requester: Requester = { platform: 'slack', userId: command.user_id, channelId: command.channel_id };
     const result = core.admin({ requester, text: command.text ?? '' });
-    const quick = await Promise.race([result, new Promise<null>((r) => setTimeout(() => r(null), SLACK_ADMIN_ACK_WAIT_MS))]);
+    let timer: NodeJS.Timeout | undefined;
+    const quick = await Promise.race([result, new Promise<null>((r) => (timer = setTimeout(() => r(null), opts.adminAckWaitMs ?? SLACK_ADMIN_ACK_WAIT_MS)))]);
+    clearTimeout(timer);
     if (quick !== null) {
       await ack({ response_type: 'ephemeral', text: quick });
       return;

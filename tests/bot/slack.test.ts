@@ -53,6 +53,7 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
       apiUrl: fake.apiUrl,
       editIntervalMs: EDIT_MS,
       updatesPerMinute: 60_000 / WORKSPACE_GAP_MS,
+      adminAckWaitMs: 150,
       retries: 0,
     });
     await bot.start();
@@ -138,6 +139,15 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
       { user_id: 'UNOTADMIN', allowed: 0 },
       { user_id: 'UADMIN', allowed: 1 },
     ]);
+    // A slow action: acked at once with a note, the result follows through response_url.
+    admin.status = async () => {
+      await new Promise((r) => setTimeout(r, 400));
+      return 'all quiet';
+    };
+    const slow = await slash({ command: '/morris-admin', text: 'status', user_id: 'UADMIN' });
+    expect(JSON.parse(slow.text).text).toBe('Working on it…');
+    const later = await waitFor(() => fake.responses.find((r) => String(r.body.text).includes('all quiet')), 5000, 'delayed admin result');
+    expect(later.body.response_type).toBe('ephemeral');
   });
 
   it('10 users at once: all answered in their own channel, queue positions shown, nothing swapped', async () => {
