@@ -186,13 +186,15 @@ function progressBar(name: string) {
   return {
     update: (p: CrawlProgress) => {
       const url = (p.url ?? '').slice(-60);
+      const phase = p.phase === 'discover' ? 'discovering' : 'fetching';
+      // Discovery does not know how many pages there are: keep the bar one step short of full.
+      const total = p.phase === 'discover' ? p.done + 1 : Math.max(p.total, 1);
       if (!started) {
-        bar.start(Math.max(p.total, 1), p.done, { phase: p.phase, url });
+        bar.start(total, p.done, { phase, url });
         started = true;
       }
-      if (p.phase === 'discover') bar.setTotal(Math.max(bar.getTotal(), 1));
-      else bar.setTotal(Math.max(p.total, 1));
-      bar.update(p.done, { phase: p.phase === 'discover' ? 'discovering' : 'fetching', url });
+      bar.setTotal(total);
+      bar.update(p.done, { phase, url });
     },
     stop: () => {
       if (started) bar.stop();

@@ -31,6 +31,8 @@ export interface CrawlOptions {
   /** Article fetches in flight (the fetcher still enforces each host's own limits). */
   concurrency?: number;
   onProgress?: (p: CrawlProgress) => void;
+  /** Stops the crawl between requests (a cancelled job); what was stored stays. */
+  signal?: AbortSignal;
 }
 
 export interface CrawlProgress {
@@ -69,6 +71,8 @@ export interface CrawlSummary {
   notModified: number;
   bytes: number;
   durationMs: number;
+  /** Set when the run stopped early on an unexpected error. */
+  error?: string;
 }
 
 interface Target {
@@ -79,14 +83,34 @@ interface Target {
 
 export async function crawlSource(store: Store, profile: SourceProfile, opts: CrawlOptions): Promise<CrawlSummary> {
   const t0 = Date.now();
-  const { fetcher } = opts;
-  const before = { ...fetcher.counters };
+  const before = { ...opts.fetcher.counters };
   const runId = Number(store.prepare('INSERT INTO scrape_runs (source) VALUES (?)').run(profile.name).lastInsertRowid);
   const s: CrawlSummary = {
     source: profile.name, runId, full: Boolean(opts.full), discovered: 0, filtered: 0, listingPages: 0, fetched: 0,
     new: 0, updated: 0, unchanged: 0, skippedRobots: 0, skipped: [], failed: [], warnings: {}, requests: 0,
     notModified: 0, bytes: 0, durationMs: 0,
   };
+  try {
+    await crawlInto(store, profile, opts, s);
+  } catch (e) {
+    // Whatever was stored so far stays (every write was its own transaction); the run says why it stopped.
+    s.error = reasonOf(e);
+    throw e;
+  } finally {
+    s.requests = opts.fetcher.counters.requests - before.requests;
+    s.notModified = opts.fetcher.counters.notModified - before.notModified;
+    s.bytes = opts.fetcher.counters.bytes - before.bytes;
+    s.durationMs = Date.now() - t0;
+    store
+      .prepare(`UPDATE scrape_runs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), summary = ? WHERE id = ?`)
+      .run(JSON.stringify(s), runId);
+  }
+  log.info({ source: s.source, new: s.new, updated: s.updated, unchanged: s.unchanged, failed: s.failed.length }, 'crawl done');
+  return s;
+}
+
+async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary): Promise<void> {
+  const { fetcher } = opts;
   const warn = (k: string) => (s.warnings[k] = (s.warnings[k] ?? 0) + 1);
   const db = statements(store);
   const rules = {
@@ -109,6 +133,7 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
     return isKnown(db, url) ? 'known' : 'new';
   };
   const discoveryFetch = async (url: string, accept?: string): Promise<FetchResult | null> => {
+    throwIfCancelled(opts.signal);
     opts.onProgress?.({ phase: 'discover', done: s.listingPages, total: 0, url });
     try {
       const prev = opts.full ? undefined : db.page.get(url);
@@ -193,22 +218,13 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
   let done = 0;
   const total = targets.length;
   const work = async (t: Target) => {
+    throwIfCancelled(opts.signal);
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
     await fetchArticle(store, db, profile, t, fetcher, s, warn);
     done++;
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
   };
   await pool(targets, opts.concurrency ?? 4, work);
-
-  s.requests = fetcher.counters.requests - before.requests;
-  s.notModified = fetcher.counters.notModified - before.notModified;
-  s.bytes = fetcher.counters.bytes - before.bytes;
-  s.durationMs = Date.now() - t0;
-  store
-    .prepare(`UPDATE scrape_runs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), summary = ? WHERE id = ?`)
-    .run(JSON.stringify(s), runId);
-  log.info({ source: s.source, new: s.new, updated: s.updated, unchanged: s.unchanged, failed: s.failed.length }, 'crawl done');
-  return s;
 }
 
 async function fetchArticle(
@@ -319,6 +335,10 @@ function sameSite(canonical: string | null, pageUrl: string): string | null {
 }
 
 const contains = (hay: string, needle: string) => hay.toLowerCase().includes(needle.toLowerCase());
+
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new MorrisError('CANCELLED', 'Scrape cancelled; everything fetched so far is stored.');
+}
 
 function isCode(e: unknown, code: string): boolean {
   return e instanceof MorrisError && e.code === code;

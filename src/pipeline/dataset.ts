@@ -338,7 +338,12 @@ export interface DatasetStats {
 
 export function datasetStats(store: Store, id: string): DatasetStats {
   const row = getDataset(store, id);
-  const ex = datasetExamples(store, id);
+  // Only what the figures need: the messages themselves can run to hundreds of megabytes.
+  const ex = store
+    .prepare<[string], Pick<ExampleRow, 'split' | 'kind' | 'article_id' | 'n_tokens'>>(
+      'SELECT split, kind, article_id, n_tokens FROM examples WHERE dataset_id = ?',
+    )
+    .all(id);
   const byKind: Record<string, number> = {};
   for (const e of ex) byKind[e.kind] = (byKind[e.kind] ?? 0) + 1;
   const lens = ex.map((e) => e.n_tokens).filter((n): n is number => n !== null).sort((a, b) => a - b);

@@ -14,6 +14,7 @@ export interface ScrapeOptions {
   full?: boolean;
   maxPages?: number;
   onProgress?: (p: CrawlProgress) => void;
+  signal?: AbortSignal;
 }
 
 export function fetcherOptionsFromConfig(c: Config): FetcherOptions {
@@ -35,5 +36,6 @@ export async function scrapeSource(store: Store, profile: SourceProfile, opts: S
     maxPages: opts.maxPages,
     concurrency: opts.fetch.hostConcurrency * 2,
     onProgress: opts.onProgress,
+    signal: opts.signal,
   });
 }

@@ -266,6 +266,19 @@ describe('crawl of the fixture site', () => {
   });
 });
 
+describe('cancellation', () => {
+  it('stops at once when the signal is aborted, and records why', async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    const err = await scrapeSource(store, profile, { fetch: FETCH, signal: ctl.signal }).catch((e) => e);
+    expect(err.code).toBe('CANCELLED');
+    const last = store.prepare<[], { summary: string; ended_at: string }>('SELECT summary, ended_at FROM scrape_runs ORDER BY id DESC LIMIT 1').get()!;
+    expect(JSON.parse(last.summary).error).toMatch(/cancelled/);
+    expect(last.ended_at).toBeTruthy();
+    expect(stored().filter((r) => r.status === 'ok').length).toBeGreaterThanOrEqual(13);
+  });
+});
+
 describe('source profiles', () => {
   it('ships valid profiles, and one that needs a base URL says so', () => {
     expect(listProfiles()).toEqual(expect.arrayContaining(['lightreading-iain-morris', 'sample-archive']));
