@@ -184,7 +184,7 @@ export function extractMetadata($: CheerioAPI): Metadata {
     const names = personNames(o.author ?? o.creator);
     return names.length ? names : null;
   });
-  const metaAuthor = firstMeta(meta, ['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'byl', 'citation_author', 'twitter:creator']);
+  const metaAuthor = firstMeta(meta, ['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'byl', 'citation_author']);
   const visibleAuthor = squash($('[rel="author"], [itemprop="author"] [itemprop="name"], [itemprop="author"]').first().text());
   const author = normaliseAuthors(ldAuthors ?? [metaAuthor ?? visibleAuthor]);
 

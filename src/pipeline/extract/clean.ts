@@ -1,0 +1,85 @@
+import type { Element } from 'domhandler';
+import type { BodyOptions } from './body.ts';
+import { descendants, isElement, removeNode } from './dom.ts';
+import { RELATED_HEADING } from './patterns.ts';
+import { classWeight, linkDensity, type StatMap } from './stats.ts';
+import { blocksToText } from './text.ts';
+
+/** Inside the chosen article: widgets, link lists, galleries, the headline and teaser paragraphs go. */
+
+const CONDITIONAL_TAGS = new Set(['form', 'fieldset', 'table', 'ul', 'ol', 'div', 'section', 'aside', 'dl']);
+
+/** Readability's "clean conditionally": widgets, link lists and image galleries inside the article. */
+function shouldDropBlock(el: Element, stats: StatMap, opts: BodyOptions): boolean {
+  const tag = el.name.toLowerCase();
+  const s = stats.get(el);
+  if (!s) return false;
+  // Embedded posts (tweets, Instagram) are quotations the article makes: kept whatever their class says.
+  if (s.text > 0 && s.quoteText / s.text > 0.5) return false;
+  const weight = classWeight(el, opts.weightClasses);
+  // A negative class word ("media", "meta") on a block of real prose is a styling accident.
+  const prose = s.paragraphs > 0 && s.text >= 100 && linkDensity(s) < 0.2;
+  if (weight < 0 && !prose) return true;
+  if (s.commas >= 10) return false;
+  const isList = tag === 'ul' || tag === 'ol';
+  if (tag === 'table' && isDataTable(el, stats)) return false;
+  const p = s.paragraphs;
+  const img = s.images;
+  const li = s.listItems - 100; // Readability's offset: only lists of 100+ items count against a block
+  const ld = linkDensity(s);
+  const headingDensity = s.text ? s.headingText / s.text : 0;
+  return (
+    (img > 1 && p / img < 0.5) ||
+    (!isList && li > p) ||
+    (!isList && headingDensity < 0.9 && s.text < 25 && (img === 0 || img > 2) && ld > 0) ||
+    (!isList && weight < 25 && ld > 0.2) ||
+    (weight >= 25 && ld > 0.5) ||
+    (isList && ld > 0.5) ||
+    (img === 0 && s.text === 0)
+  );
+}
+
+/** A short paragraph that is entirely a link: a teaser to another story placed inside the text. */
+function isLinkOnlyParagraph(el: Element, stats: StatMap): boolean {
+  if (el.name !== 'p') return false;
+  const s = stats.get(el);
+  return !!s && s.text > 0 && s.text < 200 && s.link >= 0.9 * s.text;
+}
+
+const nextElement = (el: Element): Element | null => {
+  for (let n = el.next; n; n = n.next) if (isElement(n)) return n;
+  return null;
+};
+
+/** "More stories" / "Related" as a heading followed by a list of links, inside the article container. */
+function introducesRelatedList(el: Element, stats: StatMap): boolean {
+  const s = stats.get(el);
+  if (!s || s.text === 0 || s.text > 80 || s.hasBlock) return false;
+  const next = nextElement(el);
+  if (!next || !RELATED_HEADING.test(blocksToText([el]))) return false;
+  const ns = stats.get(next);
+  return next.name === 'ul' || next.name === 'ol' || (!!ns && linkDensity(ns) > 0.5);
+}
+
+function isDataTable(table: Element, stats: StatMap): boolean {
+  if (table.attribs.role === 'presentation' || table.attribs.datatable === '0') return false;
+  return !!table.attribs.summary || !!stats.get(table)?.tableMarkup;
+}
+
+export function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions): void {
+  for (const root of roots) {
+    // Deepest first. Statistics are those of the block as the page had it: a container is judged
+    // with whatever junk it held, which (measured) removes whole widgets better than re-counting.
+    const blocks = descendants(root).filter((d) => CONDITIONAL_TAGS.has(d.name.toLowerCase())).reverse();
+    for (const b of blocks) if (shouldDropBlock(b, stats, opts)) removeNode(b);
+    for (const h of descendants(root)) {
+      // the headline is metadata, not body; a negatively weighted h2 is a widget title
+      if (h.name === 'h1' || (h.name === 'h2' && classWeight(h, opts.weightClasses) < 0)) removeNode(h);
+      else if (isLinkOnlyParagraph(h, stats)) removeNode(h);
+      else if (introducesRelatedList(h, stats)) {
+        removeNode(nextElement(h)!);
+        removeNode(h);
+      }
+    }
+  }
+}
