@@ -28,7 +28,7 @@ import { ExternalDataFile, quantLinear } from './quant.ts';
 const log = childLog('compile');
 
 /** Bump when the graph changes, so old compiled folders are rebuilt. */
-const COMPILER_VERSION = 10;
+const COMPILER_VERSION = 11;
 
 export type Quant = 'fp32' | 'int8' | 'int4';
 export const SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json'];

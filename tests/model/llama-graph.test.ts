@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openCheckpoint } from '../../src/model/checkpoint.ts';
 import { compileModel } from '../../src/model/compile.ts';
-import type { LoraModule } from '../../src/model/llama-graph.ts';
+import { buildInferenceGraph, externalWeights, type LoraModule } from '../../src/model/llama-graph.ts';
 import { readAdapter } from '../../src/model/lora.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
@@ -104,5 +104,23 @@ describe('batched decoding with left padding', () => {
     expect(relError([s.subarray(0, V)], [(await fullLogits(session, cfg, [...a, 7])).at(-1)!])).toBeLessThan(1e-5);
     expect(relError([s.subarray(V, 2 * V)], [(await fullLogits(session, cfg, [...b, 7])).at(-1)!])).toBeLessThan(1e-5);
     await session.release();
+  });
+});
+
+describe('RoPE paths', () => {
+  it('the op-chain RoPE (used by the training graph) equals the fused RotaryEmbedding and the reference', async () => {
+    const v = VARIANTS[1]!; // llama3 scaling
+    const modelDir = join(root, 'rope');
+    const cfg = writeRandomCheckpoint(modelDir, { config: v.config, seed: 5, dtype: v.dtype });
+    const compiled = compileModel({ modelDir, cacheDir: join(root, 'cache') });
+    const ckpt = openCheckpoint(modelDir);
+    const g = buildInferenceGraph(cfg, (gb) => ({ weights: externalWeights(gb, ckpt.tensors, (f) => `base/${basename(f)}`), fusedRope: false }));
+    expect(g.nodes.some((n) => n.opType === 'RotaryEmbedding')).toBe(false);
+    const unfusedFile = join(compiled.dir, 'onnx', 'unfused.onnx');
+    writeFileSync(unfusedFile, g.serialize());
+    const fused = await fullLogits((await createSession(compiled.onnxFile)).session, cfg, IDS);
+    const unfused = await fullLogits((await createSession(unfusedFile)).session, cfg, IDS);
+    expect(relError(unfused, fused)).toBeLessThan(1e-5);
+    expect(relError(unfused, referenceForward(cfg, referenceWeights(ckpt.tensors), IDS))).toBeLessThan(1e-4);
   });
 });

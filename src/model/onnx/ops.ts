@@ -265,6 +265,16 @@ export const OPS: Readonly<Record<string, OpSpec>> = {
     },
   },
   Dropout: { inputs: [1, 3], outputs: [1, 2], attrs: { seed: { type: 'int' } }, infer: same },
+  /**
+   * Rotary position embedding, rotate_half convention when interleaved = 0: input
+   * [B, S, heads·hd] (with num_heads) or [B, heads, S, hd]; cos/sin caches [maxPos, hd/2].
+   */
+  RotaryEmbedding: {
+    domain: 'com.microsoft',
+    inputs: [4, 4],
+    attrs: { interleaved: { type: 'int' }, num_heads: { type: 'int' }, rotary_embedding_dim: { type: 'int' }, scale: { type: 'float' } },
+    infer: same,
+  },
   /** Weight-only quantized MatMul: A[..., K] × dequant(B)[K, N] (B stored [N, K/block, block·bits/8]). */
   MatMulNBits: {
     domain: 'com.microsoft',
