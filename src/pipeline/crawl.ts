@@ -183,7 +183,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
   const sitemapQueue = [...profile.sitemaps];
   if (profile.robotsSitemaps) {
     const first = profile.listings[0]?.url ?? profile.feeds[0] ?? profile.sitemaps[0];
-    if (first) sitemapQueue.push(...(await fetcher.robotsSitemaps(first).catch(() => [])));
+    if (first) sitemapQueue.push(...(await fetcher.robotsSitemaps(first)));
   }
   const sitemapsSeen = new Set<string>();
   while (sitemapQueue.length && sitemapsSeen.size < MAX_SITEMAPS) {
