@@ -102,7 +102,9 @@ export function failureText(e: unknown, ref: string): string {
     CANCELLED: 'the request was cancelled',
     BACKEND_ERROR: 'the generation server did not answer properly',
   };
-  return `Sorry, Morris couldn't write that: ${why[code] ?? 'something went wrong'}. (ref \`${ref}\`)`;
+  // The engine's own input checks speak to the person directly (e.g. a limit it enforces).
+  const reason = code === 'BAD_INPUT' && isMorrisError(e) ? e.message.replace(/[<>&]/g, '').replace(/\.$/, '') : why[code];
+  return `Sorry, Morris couldn't write that: ${reason ?? 'something went wrong'}. (ref \`${ref}\`)`;
 }
 
 export class BotCore {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MorrisError } from '../../src/errors.ts';
+import { failureText } from '../../src/bot/core.ts';
 import { attributionLine } from '../../src/bot/render.ts';
 import type { ReplyUpdate } from '../../src/bot/types.ts';
 import type { Store } from '../../src/store/db.ts';
@@ -128,6 +129,16 @@ describe('BotCore.run', () => {
     const again = await core.prepare({ requester: slackUser(), text: 'anything' });
     if (!again.ok) throw new Error('expected ok');
     expect((await collect(again.run())).at(-1)!.kind).toBe('final');
+  });
+
+  it('maps engine errors to short reasons (busy queue, engine input limits)', () => {
+    expect(failureText(new MorrisError('BUSY', 'Too many requests waiting (50).'), 'g-1')).toBe(
+      "Sorry, Morris couldn't write that: the queue is full right now; try again in a few minutes. (ref `g-1`)",
+    );
+    expect(failureText(new MorrisError('BAD_INPUT', 'Topic is 400 characters; the limit is 300.'), 'g-2')).toBe(
+      "Sorry, Morris couldn't write that: Topic is 400 characters; the limit is 300. (ref `g-2`)",
+    );
+    expect(failureText(new Error('segfault at 0xdead'), 'g-3')).toBe("Sorry, Morris couldn't write that: something went wrong. (ref `g-3`)");
   });
 
   it('withholds generated text that trips the blocklist', async () => {
