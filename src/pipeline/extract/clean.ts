@@ -1,6 +1,6 @@
 import type { Element } from 'domhandler';
 import type { BodyOptions } from './body.ts';
-import { descendants, isElement, removeNode } from './dom.ts';
+import { descendants, isElement, removeNodes } from './dom.ts';
 import { RELATED_HEADING } from './patterns.ts';
 import { classWeight, linkDensity, type StatMap } from './stats.ts';
 import { blocksToText } from './text.ts';
@@ -71,15 +71,18 @@ export function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions
     // Deepest first. Statistics are those of the block as the page had it: a container is judged
     // with whatever junk it held, which (measured) removes whole widgets better than re-counting.
     const blocks = descendants(root).filter((d) => CONDITIONAL_TAGS.has(d.name.toLowerCase())).reverse();
-    for (const b of blocks) if (shouldDropBlock(b, stats, opts)) removeNode(b);
+    removeNodes(blocks.filter((b) => shouldDropBlock(b, stats, opts)));
+    const gone = new Set<Element>();
     for (const h of descendants(root)) {
+      if (gone.has(h)) continue;
       // the headline is metadata, not body; a negatively weighted h2 is a widget title
-      if (h.name === 'h1' || (h.name === 'h2' && classWeight(h, opts.weightClasses) < 0)) removeNode(h);
-      else if (isLinkOnlyParagraph(h, stats)) removeNode(h);
+      if (h.name === 'h1' || (h.name === 'h2' && classWeight(h, opts.weightClasses) < 0)) gone.add(h);
+      else if (isLinkOnlyParagraph(h, stats)) gone.add(h);
       else if (introducesRelatedList(h, stats)) {
-        removeNode(nextElement(h)!);
-        removeNode(h);
+        gone.add(h);
+        gone.add(nextElement(h)!);
       }
     }
+    removeNodes(gone);
   }
 }

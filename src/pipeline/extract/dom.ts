@@ -30,17 +30,37 @@ export function classAndId(el: Element): string {
   return joined.replace(/([a-z])([A-Z])/g, '$1 $2');
 }
 
-export function removeNode(node: AnyNode): void {
-  const parent = node.parent as ParentNode | null;
-  if (!parent) return;
-  const i = parent.children.indexOf(node as never);
-  if (i >= 0) parent.children.splice(i, 1);
-  node.parent = null;
-  // Keep sibling links consistent: domutils and css-select rely on them.
-  if (node.prev) node.prev.next = node.next;
-  if (node.next) node.next.prev = node.prev;
-  node.prev = null;
-  node.next = null;
+/** Sets `parent`'s children and relinks parent/prev/next pointers (domutils and css-select rely on them). */
+export function setChildren(parent: ParentNode, children: AnyNode[]): void {
+  parent.children = children as ParentNode['children'];
+  children.forEach((c, i) => {
+    c.parent = parent;
+    c.prev = children[i - 1] ?? null;
+    c.next = children[i + 1] ?? null;
+  });
+}
+
+/**
+ * Detaches all `nodes` from the tree, one pass per affected parent: removing nodes one by one
+ * (indexOf + splice) is quadratic on pages with thousands of siblings.
+ */
+export function removeNodes(nodes: Iterable<AnyNode>): void {
+  const byParent = new Map<ParentNode, Set<AnyNode>>();
+  for (const n of nodes) {
+    const parent = n.parent as ParentNode | null;
+    if (!parent) continue;
+    let set = byParent.get(parent);
+    if (!set) byParent.set(parent, (set = new Set()));
+    set.add(n);
+  }
+  for (const [parent, gone] of byParent) {
+    setChildren(parent, parent.children.filter((c) => !gone.has(c)));
+    for (const n of gone) {
+      n.parent = null;
+      n.prev = null;
+      n.next = null;
+    }
+  }
 }
 
 /** Every element under `root` (excluding root), in document order. */
@@ -85,10 +105,5 @@ function flattenToText(el: ParentNode): void {
       for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
     }
   }
-  el.children = texts as ParentNode['children'];
-  texts.forEach((t, i) => {
-    t.parent = el;
-    t.prev = texts[i - 1] ?? null;
-    t.next = texts[i + 1] ?? null;
-  });
+  setChildren(el, texts);
 }

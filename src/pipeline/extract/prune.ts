@@ -1,6 +1,7 @@
 import type { Document, Element, ParentNode } from 'domhandler';
 import type { BodyOptions } from './body.ts';
-import { classAndId, descendants, isElement, removeNode } from './dom.ts';
+import type { AnyNode } from 'domhandler';
+import { classAndId, descendants, isElement, setChildren } from './dom.ts';
 import {
   DROP_TAGS, FURNITURE_ROLES, FURNITURE_TAGS, MAYBE_CANDIDATE, STRONGLY_UNLIKELY, UNLIKELY, UNLIKELY_FRAGMENT,
 } from './patterns.ts';
@@ -29,22 +30,19 @@ export function prune(doc: Document, opts: BodyOptions): void {
   const pending: ParentNode[] = [doc];
   while (pending.length) {
     const parent = pending.pop()!;
-    for (const node of [...parent.children]) {
+    const kept: AnyNode[] = [];
+    for (const node of parent.children) {
       if (!isElement(node)) {
-        if (node.type !== 'text') removeNode(node); // comments, doctype, CDATA
+        if (node.type === 'text') kept.push(node); // comments, doctype and CDATA go
         continue;
       }
       const tag = node.name.toLowerCase();
-      if (DROP_TAGS.has(tag)) {
-        removeNode(node);
-        continue;
-      }
-      if (tag !== 'body' && tag !== 'html' && shouldPrune(node, tag, opts) && !holdsArticle(node)) {
-        removeNode(node);
-        continue;
-      }
+      if (DROP_TAGS.has(tag)) continue;
+      if (tag !== 'body' && tag !== 'html' && shouldPrune(node, tag, opts) && !holdsArticle(node)) continue;
+      kept.push(node);
       pending.push(node);
     }
+    if (kept.length !== parent.children.length) setChildren(parent, kept);
   }
 }
 

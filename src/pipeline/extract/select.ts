@@ -115,11 +115,12 @@ export function gatherDistantParts(parts: Element[], top: Element, prose: Map<El
 
   // Level 0: the top candidate's own siblings that sibling merging left out.
   const parent0 = top.parent;
+  const selected = new Set(parts);
   let out: Element[] = [];
   if (parent0) {
     for (const sib of parent0.children) {
       if (!isElement(sib)) continue;
-      if (parts.includes(sib)) out.push(sib);
+      if (selected.has(sib)) out.push(sib);
       else out.push(...lookAlikes(sib));
     }
   } else out = parts;
