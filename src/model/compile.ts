@@ -14,9 +14,9 @@
  * (new adapter written by rename, re-downloaded weights) triggers a recompile.
  */
 import { createHash } from 'node:crypto';
-import { accessSync, constants, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { MorrisError, wrapFsError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { openCheckpoint, type Checkpoint, type DecoderConfig } from './checkpoint.ts';
@@ -140,8 +140,21 @@ export function compileModel(opts: CompileOptions): CompiledModel {
       quantFile?.close();
     }
     writeFileSync(join(tmp, 'compiled.json'), key);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    // Move a stale folder aside first (sessions still reading it keep their open files), then
+    // swap in the new one; if another process got there first with the same key, use its folder.
+    if (existsSync(dir)) renameSync(dir, `${dir}.old-${process.pid}-${Date.now()}`);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      if (existsSync(stamp) && readFileSync(stamp, 'utf8') === key) {
+        rmSync(tmp, { recursive: true, force: true });
+        return { dir, onnxFile, config: ckpt.config, adapter, quant, built: false };
+      }
+      throw e;
+    }
+    for (const old of readdirSync(dirname(dir)).filter((f) => f.startsWith(`${basename(dir)}.old-`))) {
+      rmSync(join(dirname(dir), old), { recursive: true, force: true });
+    }
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw wrapFsError(e, dir);

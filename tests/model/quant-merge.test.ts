@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -67,5 +67,25 @@ describe('mergeAdapter', () => {
     expect(relError(merged, withAdapter)).toBeLessThan(1e-5);
     expect(relError(base, withAdapter)).toBeGreaterThan(1e-3);
     expect(() => mergeAdapter(modelDir, adapterDir, modelDir)).toThrow(/new folder/);
+  });
+});
+
+describe('compile cache', () => {
+  it('reuses an up-to-date compiled folder, links weights instead of copying, and recompiles when the adapter is rewritten', async () => {
+    const modelDir = join(root, 'cache-base');
+    const cfg = writeRandomCheckpoint(modelDir, { config, seed: 21 });
+    const adapterDir = join(root, 'cache-adapter');
+    writeRandomAdapter(adapterDir, cfg, { r: 2, alpha: 4, targets: ['v_proj'], seed: 1 });
+    const first = compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
+    expect(first.built).toBe(true);
+    expect(statSync(join(first.dir, 'onnx', 'base', 'model.safetensors')).ino).toBe(statSync(join(modelDir, 'model.safetensors')).ino);
+    expect(statSync(join(first.dir, 'onnx', 'model.onnx')).size).toBeLessThan(50_000); // weights stay outside
+    expect(compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') }).built).toBe(false);
+    const before = await fullLogits((await createSession(first.onnxFile)).session, cfg, IDS);
+    writeRandomAdapter(adapterDir, cfg, { r: 2, alpha: 4, targets: ['v_proj'], seed: 2 }); // written by rename: new inode
+    const second = compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
+    expect(second.built).toBe(true);
+    const after = await fullLogits((await createSession(second.onnxFile)).session, cfg, IDS);
+    expect(relError(after, before)).toBeGreaterThan(1e-4);
   });
 });
