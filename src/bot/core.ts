@@ -367,7 +367,7 @@ export class BotCore {
     } catch (e) {
       record(`failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500));
       // A coded error is an expected answer (unknown job, bad id); anything else is a bug.
-      if (isMorrisError(e)) logger.warn({ code: e.code, msg: e.message, command, user: requester.userId }, 'admin command refused by the job system');
+      if (isMorrisError(e)) logger.warn({ code: e.code, reason: e.message, command, user: requester.userId }, 'admin command refused by the job system');
       else logger.error({ err: e, command, user: requester.userId }, 'admin command failed');
       const msg = isMorrisError(e) ? e.message : 'something went wrong (see the log)';
       return `\`${command}\` failed: ${platform === 'slack' ? msg.replace(/[<>&]/g, '') : msg}`;
