@@ -83,6 +83,7 @@ async function child(modelDir: string, quant: Quant, tokens: number, threads: nu
   for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: 4 })); // warm-up
   for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
   const s = model.lastStats!;
+  const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024); // engine only, before the quality session below
   await model.dispose();
 
   // quality: teacher-forced logits of a fixed text through the same compiled graph
@@ -133,7 +134,7 @@ async function child(modelDir: string, quant: Quant, tokens: number, threads: nu
     raw_decode_tok_s: +(steps / (rawWallMs / 1000)).toFixed(2),
     raw_decode_tok_per_cpu_s: +(steps / (rawCpuMs / 1000)).toFixed(2),
     weight_mb_per_token: +(bytes / 1e6).toFixed(1),
-    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    peak_rss_mb: peakRssMb,
   }));
 }
 
