@@ -1,0 +1,202 @@
+/**
+ * The dashboard over a real serve process in this test process (tiny model, sample site): the
+ * JSON API and its admin token, then the pages in headless Chromium (Debian's, driven by
+ * playwright-core): status, data, jobs, the adapters page with its loss chart, and a streamed
+ * generation in the playground. Screenshots go to test-results/.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser } from 'playwright-core';
+import { setConfigForTests } from '../../src/config.ts';
+import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
+import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
+import { prepareTinyRoot, QUICK_TRAIN, tinyEnv } from '../jobs/helpers.ts';
+
+export const CHROMIUM = '/usr/bin/chromium';
+/** The flags known to work on these machines: no sandbox as root, no GPU, no calls home. */
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+const SHOTS = path.resolve('test-results');
+const TOKEN = 'test-admin-token';
+
+let root: string;
+let site: SampleSite;
+let h: ServeHandle;
+let promoted: string;
+
+beforeAll(async () => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-web-'));
+  await prepareTinyRoot(root);
+  site = await startSampleSite({ port: 0 });
+  const config = setConfigForTests(tinyEnv(root));
+  h = await startServe({
+    config,
+    port: 0,
+    host: '127.0.0.1',
+    sources: [{ name: 'sample-archive', baseUrl: site.url }],
+    trainOverrides: QUICK_TRAIN,
+    gate: { styleTolerance: 1 },
+    bots: false,
+  });
+  // Real history for the pages: the whole chain once, ending with a promoted adapter.
+  const s = await h.control.start('rescrape', { trigger: 'test' });
+  const runs = await s.finished;
+  expect(runs.map((r) => `${r.job}:${r.status}`)).toEqual(['rescrape:succeeded', 'rebuild:succeeded', 'retrain:succeeded', 'evaluate:succeeded']);
+  expect(runs[3]!.message).toMatch(/^promoted/);
+  promoted = h.registry.active()!.id;
+}, 180_000);
+
+afterAll(async () => {
+  await h?.stop('test over');
+  await site?.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+async function api(p: string, init: RequestInit & { token?: string } = {}) {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  const res = await fetch(`${h.url}${p}`, { ...init, headers });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+describe('JSON API', () => {
+  it('reads status, data, jobs and adapters without a token', async () => {
+    const st = await api('/api/status');
+    expect(st.status).toBe(200);
+    expect(st.body.activeAdapter.id).toBe(promoted);
+    expect(st.body.engine.adapterId).toBe(promoted);
+    expect(st.body.bots).toEqual([]);
+    const data = await api('/api/data');
+    expect(data.body.articlesOk).toBeGreaterThan(20);
+    expect(data.body.datasets).toHaveLength(1);
+    const jobs = await api('/api/jobs?limit=10');
+    expect(jobs.body.runs.map((r: { job: string }) => r.job)).toEqual(['evaluate', 'retrain', 'rebuild', 'rescrape']);
+    const one = await api(`/api/jobs/${jobs.body.runs[1].id}`);
+    expect(one.body.logs.some((l: { line: string }) => /step \d+\/8/.test(l.line))).toBe(true);
+    const ad = await api(`/api/adapters/${promoted}`);
+    expect(ad.body.curve.train.length).toBe(8);
+    expect(ad.body.curve.eval.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses state changes without the admin token, with one JSON error shape', async () => {
+    const none = await api('/api/adapters/rollback', { method: 'POST' });
+    expect(none.status).toBe(401);
+    expect(none.body.error.code).toBe('FORBIDDEN');
+    const wrong = await api('/api/jobs/rescrape/run', { method: 'POST', token: 'nope' });
+    expect(wrong.status).toBe(401);
+    const missing = await api('/api/adapters/nope');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toMatchObject({ code: 'NOT_FOUND' });
+    const bad = await api('/api/generate', { method: 'POST', body: '{"topic": ""}' });
+    expect(bad.status).toBe(400);
+    const notJson = await api('/api/jobs/rebuild/run', { method: 'POST', token: TOKEN, body: '{oops' });
+    expect(notJson.status).toBe(400);
+    expect(h.registry.active()!.id).toBe(promoted);
+  });
+
+  it('rollback and promote by id with the token swap the adapter the service uses', async () => {
+    const rb = await api('/api/adapters/rollback', { method: 'POST', token: TOKEN });
+    expect(rb.body).toEqual({ previous: promoted, active: null });
+    expect(h.service.status().adapterId).toBeNull();
+    const pr = await api(`/api/adapters/${promoted}/promote`, { method: 'POST', token: TOKEN });
+    expect(pr.body).toEqual({ previous: null, active: promoted });
+    expect(h.service.status().adapterId).toBe(promoted);
+  });
+});
+
+describe('pages in headless Chromium', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/ensure-chromium.sh (CI does).`);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  });
+  afterAll(async () => browser?.close());
+
+  it('loads every page, shows the loss chart, and streams a generation in the playground', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('requestfailed', (r) => {
+      if (!r.url().startsWith(h.url)) errors.push(`request outside the server: ${r.url()}`);
+    });
+
+    await page.goto(`${h.url}/#status`);
+    await page.waitForSelector('body[data-loaded="status"]');
+    await expect(page.locator('#status-cards').innerText()).resolves.toContain(promoted);
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-status.png'), fullPage: true });
+
+    await page.click('nav a[data-page="data"]');
+    await page.waitForSelector('body[data-loaded="data"]');
+    await expect(page.locator('#articles tbody').innerText()).resolves.toContain('sample-archive');
+
+    await page.click('nav a[data-page="jobs"]');
+    await page.waitForSelector('body[data-loaded="jobs"]');
+    await page.click('#runs tbody tr:nth-child(2)'); // the retrain run
+    await page.waitForFunction(() => /step \d+\/8/.test(document.querySelector('#run-log')!.textContent ?? ''));
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-jobs.png'), fullPage: true });
+
+    await page.click('nav a[data-page="adapters"]');
+    await page.waitForSelector('body[data-loaded="adapters"]');
+    await page.waitForSelector('#loss-svg polyline.series-train');
+    const points = await page.locator('#loss-svg polyline.series-train').getAttribute('points');
+    expect(points!.trim().split(/\s+/)).toHaveLength(8);
+    await expect(page.locator('#loss-svg polyline.series-validation').count()).resolves.toBe(1);
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-adapters.png'), fullPage: true });
+
+    await page.click('nav a[data-page="playground"]');
+    await page.fill('#topic', 'Operators discover the metaverse, again');
+    await page.fill('#max-tokens', '120');
+    // Watch the text grow while it streams: more than one distinct non-empty length before done.
+    const lengths = page.evaluate(
+      () =>
+        new Promise<number[]>((resolve) => {
+          const out = document.querySelector('#output')!;
+          const seen: number[] = [];
+          const obs = new MutationObserver(() => {
+            if (!(out as HTMLElement).dataset.done) seen.push(out.textContent!.length);
+            else {
+              obs.disconnect();
+              resolve(seen);
+            }
+          });
+          obs.observe(out, { childList: true, characterData: true, subtree: true, attributes: true });
+        }),
+    );
+    await page.click('#generate');
+    const seen = await lengths;
+    expect(new Set(seen.filter((n) => n > 0)).size).toBeGreaterThan(1);
+    await expect(page.locator('#gen-status').innerText()).resolves.toContain(`adapter: ${promoted}`);
+    expect((await page.locator('#output').innerText()).length).toBeGreaterThan(0);
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-playground.png'), fullPage: true });
+
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 120_000);
+
+  it('admin buttons work from the page with the token typed in', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${h.url}/#adapters`);
+    await page.waitForSelector('body[data-loaded="adapters"]');
+    await page.fill('#admin-token', TOKEN);
+    await page.dispatchEvent('#admin-token', 'change');
+    await page.click('#rollback');
+    await page.waitForFunction(() => document.querySelector('#flash')!.textContent!.includes('Rolled back'));
+    expect(h.registry.active()).toBeUndefined();
+    await page.click(`button[data-promote="${promoted}"]`);
+    await page.waitForFunction(() => document.querySelector('#flash')!.textContent!.includes('Active adapter is now'));
+    expect(h.registry.active()!.id).toBe(promoted);
+    await page.close();
+  }, 60_000);
+});
