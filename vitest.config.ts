@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
+    setupFiles: ['tests/setup.ts'],
     // Tests spawn real servers, SQLite files and ONNX sessions; 2 CI cores.
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
