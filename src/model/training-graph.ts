@@ -13,6 +13,7 @@
  *                                   summing micro-batch losses/gradients gives the step's mean
  *   <PEFT key>     float32 A [r, in], B [out, r] for each (layer, target module)
  *   dropmask:<layer>.<module>  uint8 [B·S, in]   (train graph with dropout > 0) 1 = keep
+ *   dropout_scale  float32 []       1/(1-p) (1 to evaluate through the train graph)
  * Outputs: loss (float32 scalar) and `grad:<PEFT key>` per LoRA tensor (train graph).
  */
 import { addGradients } from './autodiff/gradients.ts';
@@ -54,6 +55,7 @@ export interface TrainingGraph {
 }
 
 export const gradName = (key: string): string => `grad:${key}`;
+export const DROPOUT_SCALE = 'dropout_scale';
 export const dropoutMaskName = (layer: number, m: LoraModule): string => `dropmask:${layer}.${m}`;
 
 /** Every LoRA tensor of a configuration, in a fixed order (layer, module, A then B). */
@@ -82,7 +84,9 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
   for (const t of lora) g.input(t.name, 'float32', t.shape);
   const dropoutMasks: DropoutInput[] = [];
   const useDropout = o.train && o.dropout > 0;
-  const keepScale = useDropout ? g.scalar(1 / (1 - o.dropout)) : '';
+  // 1/(1-p) in training; fed rather than constant so the train graph can also evaluate
+  // (all-ones masks, scale 1) when memory has no room for a second session.
+  const keepScale = useDropout ? g.input(DROPOUT_SCALE, 'float32', []) : '';
 
   const w = weights(g);
   const fwd = buildDecoderForward(g, cfg, w, {

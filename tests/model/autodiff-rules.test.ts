@@ -31,6 +31,8 @@ const CASES: Case[] = [
   { op: 'Mul', inputs: [{ shape: [2, 3, 4] }, { shape: [4] }], build: (g, [a, b]) => g.op('Mul', [a!, b!]) },
   { op: 'Div', inputs: [{ shape: [2, 3] }, { shape: [2, 1], gen: pos }], build: (g, [a, b]) => g.op('Div', [a!, b!]) },
   { op: 'Pow', inputs: [{ shape: [2, 3], gen: pos }, { shape: [1], gen: (r) => 1 + r.next() }], build: (g, [a, b]) => g.op('Pow', [a!, b!]) },
+  { op: 'Pow', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.op('Pow', [a!, g.scalar(2, 'float64')]) }, // constant exponent 2
+  { op: 'Pow', inputs: [{ shape: [2, 3], gen: pos }], build: (g, [a]) => g.op('Pow', [a!, g.scalar(-1.5, 'float64')]) },
   { op: 'Sqrt', inputs: [{ shape: [2, 3], gen: pos }], build: (g, [a]) => g.op('Sqrt', [a!]) },
   { op: 'Reciprocal', inputs: [{ shape: [2, 3], gen: pos }], build: (g, [a]) => g.op('Reciprocal', [a!]) },
   { op: 'Exp', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.op('Exp', [a!]) },
@@ -50,6 +52,12 @@ const CASES: Case[] = [
   { op: 'Gemm', inputs: [{ shape: [3, 4] }, { shape: [5, 4] }, { shape: [5] }], build: (g, [a, b, c]) => g.op('Gemm', [a!, b!, c!], { transB: 1, alpha: 0.7, beta: 1.3 }) },
   { op: 'Gemm', inputs: [{ shape: [4, 3] }, { shape: [4, 5] }], build: (g, [a, b]) => g.op('Gemm', [a!, b!], { transA: 1 }) },
   { op: 'Gemm', inputs: [{ shape: [4, 3] }, { shape: [5, 4] }], build: (g, [a, b]) => g.op('Gemm', [a!, b!], { transA: 1, transB: 1 }) },
+  // A constant (frozen-weight) B takes the transposed route that keeps ORT from pre-packing it twice.
+  {
+    op: 'Gemm',
+    inputs: [{ shape: [3, 4] }],
+    build: (g, [a]) => g.op('Gemm', [a!, g.constant(Float64Array.from({ length: 20 }, (_, i) => Math.sin(i + 1)), 'float64', [5, 4])], { transB: 1, alpha: 1.5 }),
+  },
   { op: 'Transpose', inputs: [{ shape: [2, 3, 4] }], build: (g, [a]) => g.op('Transpose', [a!], { perm: [1, 2, 0] }) },
   { op: 'Reshape', inputs: [{ shape: [2, 3, 4] }], build: (g, [a]) => g.op('Reshape', [a!, g.ints([6, 4])]) },
   { op: 'Flatten', inputs: [{ shape: [2, 3, 4] }], build: (g, [a]) => g.op('Flatten', [a!], { axis: 1 }) },

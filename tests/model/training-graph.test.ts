@@ -84,7 +84,10 @@ describe('training graph', () => {
     const a2 = (await s.step(mb, w, 0.1, new Rng(1))).loss;
     expect(a).not.toBe(b); // different masks
     expect(a2).toBe(a); // masks come only from the RNG we pass: reproducible
-    expect(await s.evalLoss(mb, w, 0.1)).toBe(await s.evalLoss(mb, w, 0.1));
+    const separate = await s.evalLoss(mb, w, 0.1);
+    expect(await s.evalLoss(mb, w, 0.1)).toBe(separate);
+    s.evalThroughTrainGraph = true; // all-keep masks, scale 1: the same loss without a second session
+    expect(Math.abs((await s.evalLoss(mb, w, 0.1)) - separate)).toBeLessThan(1e-6);
     await s.release();
   });
 });

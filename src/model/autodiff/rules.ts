@@ -46,6 +46,20 @@ function gemm(g: GraphBuilder, x: string, tX: number, y: string, tY: number, alp
   return g.op('Gemm', [x, y], attrs);
 }
 
+/** The value of a one-element float initializer, when `t` is one. */
+function constScalar(g: GraphBuilder, t: string): number | undefined {
+  const init = g.initializers.get(t);
+  if (!init?.data || init.data.length !== 1 || !(init.dtype === 'float32' || init.dtype === 'float64')) return undefined;
+  return Number(init.data[0]);
+}
+
+/** An initializer, or a Cast of one (fp16/bf16 weights): its value is fixed at session creation. */
+function isConstant(g: GraphBuilder, t: string): boolean {
+  if (g.initializers.has(t)) return true;
+  const p = g.producer(t);
+  return p?.opType === 'Cast' && g.initializers.has(p.inputs[0]!);
+}
+
 function intAttr(node: NodeInfo, name: string, dflt: number): number {
   const v = node.attrs[name];
   return v === undefined ? dflt : (v as number);
@@ -86,8 +100,12 @@ export const GRADIENT_RULES: Readonly<Record<string, GradRule>> = {
     const r = outRank(c);
     return [
       when(c.need[0], () => {
-        const bm1 = c.g.op('Sub', [b, scalarLike(c.g, 1, b)]);
-        const d = c.g.op('Mul', [c.g.op('Mul', [gy0(c), b]), c.g.op('Pow', [a, bm1])]);
+        // A constant exponent (x² in RMSNorm) needs no second Pow: d/da a^e = e · a^(e−1).
+        const e = constScalar(c.g, b);
+        let d: string;
+        if (e === 2) d = c.g.op('Mul', [gy0(c), c.g.op('Mul', [a, scalarLike(c.g, 2, a)])]);
+        else if (e !== undefined) d = c.g.op('Mul', [gy0(c), c.g.op('Mul', [c.g.op('Pow', [a, scalarLike(c.g, e - 1, b)]), scalarLike(c.g, e, a)])]);
+        else d = c.g.op('Mul', [c.g.op('Mul', [gy0(c), b]), c.g.op('Pow', [a, c.g.op('Sub', [b, scalarLike(c.g, 1, b)])])]);
         return unbroadcast(c.g, d, a, r);
       }),
       when(c.need[1], () => unbroadcast(c.g, c.g.op('Mul', [c.g.op('Mul', [gy0(c), y0(c)]), c.g.op('Log', [a])]), b, r)),
@@ -189,7 +207,14 @@ export const GRADIENT_RULES: Readonly<Record<string, GradRule>> = {
     const beta = (c.node.attrs['beta'] as number | undefined) ?? 1;
     const g = gy0(c);
     return [
-      when(c.need[0], () => (tA ? gemm(c.g, b, tB, g, 1, alpha) : gemm(c.g, g, 0, b, 1 - tB, alpha))),
+      when(c.need[0], () => {
+        if (tA) return gemm(c.g, b, tB, g, 1, alpha);
+        // With a constant B (a frozen weight), ORT pre-packs B once per distinct use as the
+        // right-hand operand; G·op(B)ᵀ would pre-pack the whole weight a second time. Computing
+        // (op(B)·Gᵀ)ᵀ keeps the weight on the left, unpacked, at the cost of one transpose.
+        if (isConstant(c.g, b)) return c.g.op('Transpose', [gemm(c.g, b, tB, g, 1, alpha)], { perm: [1, 0] });
+        return gemm(c.g, g, 0, b, 1 - tB, alpha);
+      }),
       when(c.need[1], () => (tB ? gemm(c.g, g, 1, a, tA, alpha) : gemm(c.g, a, 1 - tA, g, 0, alpha))),
       when(!!cc && c.need[2], () => {
         const gs = beta === 1 ? g : c.g.op('Mul', [g, scalarLike(c.g, beta, g)]);

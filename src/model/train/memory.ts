@@ -23,11 +23,20 @@ export function weightBytes(m: DecoderConfig): number {
   return 4 * (m.numLayers * (attn + mlp) + embed);
 }
 
+/** Weights are read from the mapped file once and pre-packed by ONNX Runtime for the forward
+ * GEMMs once more; the backward keeps weights unpacked (see the Gemm gradient rule). */
 export function stepBytes(m: DecoderConfig, batch: number, seqLen: number): number {
-  return BASE_BYTES + weightBytes(m) + activationBytes(m, batch, seqLen);
+  return BASE_BYTES + 2 * weightBytes(m) + activationBytes(m, batch, seqLen);
+}
+
+/** What a separate forward-only evaluation session adds (its own pre-packed weights). */
+export function evalSessionBytes(m: DecoderConfig, batch: number, seqLen: number): number {
+  return weightBytes(m) + activationBytes(m, batch, seqLen) / 3;
 }
 
 export interface MemoryFit {
+  /** Room for a second, forward-only session for evaluation; else evaluate through the train graph. */
+  readonly separateEval: boolean;
   readonly microBatch: number;
   readonly maxSeqLen: number;
   readonly estimateMb: number;
@@ -42,11 +51,13 @@ export function fitMemoryBudget(m: DecoderConfig, cfg: { memoryMb: number }, bat
   let seq = longest;
   while (seq > 16 && stepBytes(m, micro, seq) > budget) seq = Math.floor(seq * 0.8);
   const estimate = stepBytes(m, micro, seq);
-  if (micro === batchSize && seq === longest) return { microBatch: micro, maxSeqLen: seq, estimateMb: mb(estimate) };
+  const separateEval = estimate + evalSessionBytes(m, micro, seq) <= budget;
+  if (micro === batchSize && seq === longest) return { separateEval, microBatch: micro, maxSeqLen: seq, estimateMb: mb(estimate) };
   const parts = [];
   if (micro < batchSize) parts.push(`micro-batches of ${micro} instead of ${batchSize} (same optimizer step, more accumulation)`);
   if (seq < longest) parts.push(`sequences cut to ${seq} tokens (longest example: ${longest})`);
   return {
+    separateEval,
     microBatch: micro,
     maxSeqLen: seq,
     estimateMb: mb(estimate),

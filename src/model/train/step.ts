@@ -13,13 +13,13 @@ import { openCheckpoint, type Checkpoint } from '../checkpoint.ts';
 import { compiledDirFor } from '../compile.ts';
 import { externalWeights, type LoraModule } from '../llama-graph.ts';
 import { createSession, int64Tensor, Tensor, type DeviceChoice, type OrtSession, type OrtTensor, type Provider } from '../ort.ts';
-import { buildTrainingGraph, gradName, type DropoutInput, type LoraInput } from '../training-graph.ts';
+import { buildTrainingGraph, DROPOUT_SCALE, gradName, type DropoutInput, type LoraInput } from '../training-graph.ts';
 import type { Rng } from './rng.ts';
 
 const log = childLog('train');
 
 /** Bump when the training graph changes so cached graph files are rebuilt. */
-const TRAIN_GRAPH_VERSION = 1;
+const TRAIN_GRAPH_VERSION = 2;
 
 export interface StepSessionsOptions {
   readonly modelDir: string;
@@ -51,13 +51,18 @@ export interface StepResult {
 }
 
 export class TrainingSessions {
+  private evalSession: OrtSession | null = null;
+  /** Evaluate through the train graph (no second session) — set when memory is tight. */
+  evalThroughTrainGraph = false;
+
   private constructor(
     readonly checkpoint: Checkpoint,
     readonly device: Provider,
     readonly lora: readonly LoraInput[],
     private readonly dropoutMasks: readonly DropoutInput[],
     private readonly train: OrtSession,
-    private readonly evalSession: OrtSession,
+    private readonly evalFile: string,
+    private readonly sessionOpts: { threads: number; extra: Record<string, unknown> },
     private readonly dropout: number,
   ) {}
 
@@ -69,31 +74,55 @@ export class TrainingSessions {
     // about a third at the same speed (FACTS.md).
     const extra = { enableMemPattern: false };
     const { session: train, device } = await createSession(join(dir, 'train.onnx'), { device: o.device, threads: o.threads, extra });
-    const { session: evalSession } = await createSession(join(dir, 'eval.onnx'), { device, threads: o.threads, extra });
-    log.info({ device, dir }, 'training sessions ready');
-    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, evalSession, o.dropout);
+    log.info({ device, dir }, 'training session ready');
+    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, join(dir, 'eval.onnx'), { threads: o.threads, extra }, o.dropout);
   }
 
   /** Loss and gradients of one micro-batch; `weightPerToken` scales each counted position. */
   async step(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number, rng: Rng): Promise<StepResult> {
     const feeds = this.feeds(mb, weights, weightPerToken);
-    const n = mb.batch * mb.seqLen;
-    for (const m of this.dropoutMasks) {
-      const keep = new Uint8Array(n * m.inFeatures);
-      const p = this.dropout;
-      for (let i = 0; i < keep.length; i++) keep[i] = rng.next() >= p ? 1 : 0;
-      feeds[m.name] = new Tensor('uint8', keep, [n, m.inFeatures]);
-    }
+    this.addDropoutFeeds(feeds, mb, rng);
     const out = await this.train.run(feeds);
     const grads = new Map<string, Float32Array>();
     for (const t of this.lora) grads.set(t.name, out[gradName(t.name)]!.data as Float32Array);
     return { loss: Number(out['loss']!.data[0]), grads };
   }
 
-  /** Loss only, dropout off. */
+  /**
+   * Loss only, dropout off: a forward-only session, opened on first use, or — when memory has no
+   * room for a second session — the train graph with every dropout mask set to keep.
+   */
   async evalLoss(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
-    const out = await this.evalSession.run(this.feeds(mb, weights, weightPerToken));
-    return Number(out['loss']!.data[0]);
+    const feeds = this.feeds(mb, weights, weightPerToken);
+    if (this.evalThroughTrainGraph) {
+      this.addDropoutFeeds(feeds, mb, null);
+      return Number((await this.train.run(feeds))['loss']!.data[0]);
+    }
+    if (!this.evalSession) {
+      this.evalSession = (await createSession(this.evalFile, { device: this.device, threads: this.sessionOpts.threads, extra: this.sessionOpts.extra })).session;
+    }
+    return Number((await this.evalSession.run(feeds))['loss']!.data[0]);
+  }
+
+  /** Keep-masks for every LoRA input (rng null: keep everything, scale 1). */
+  private addDropoutFeeds(feeds: Record<string, OrtTensor>, mb: MicroBatch, rng: Rng | null): void {
+    if (this.dropoutMasks.length === 0) return;
+    const n = mb.batch * mb.seqLen;
+    feeds[DROPOUT_SCALE] = new Tensor('float32', new Float32Array([rng ? 1 / (1 - this.dropout) : 1]), []);
+    // Two 16-bit draws per 32-bit random number: p is honoured to 1/65536.
+    const threshold = Math.round(this.dropout * 65536);
+    for (const m of this.dropoutMasks) {
+      const keep = new Uint8Array(n * m.inFeatures);
+      if (!rng) keep.fill(1);
+      else {
+        for (let i = 0; i < keep.length; i += 2) {
+          const r = rng.nextU32();
+          keep[i] = (r & 0xffff) >= threshold ? 1 : 0;
+          if (i + 1 < keep.length) keep[i + 1] = r >>> 16 >= threshold ? 1 : 0;
+        }
+      }
+      feeds[m.name] = new Tensor('uint8', keep, [n, m.inFeatures]);
+    }
   }
 
   private feeds(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Record<string, OrtTensor> {
@@ -118,7 +147,8 @@ export class TrainingSessions {
 
   async release(): Promise<void> {
     await this.train.release();
-    await this.evalSession.release();
+    await this.evalSession?.release();
+    this.evalSession = null;
   }
 }
 

@@ -128,6 +128,7 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     const longest = Math.max(...train.examples.map((e) => e.ids.length));
     const fit = fitMemoryBudget(model, cfg, cfg.batchSize, longest);
     if (fit.message) log.warn({ budgetMb: cfg.memoryMb, microBatch: fit.microBatch, maxSeqLen: fit.maxSeqLen }, fit.message);
+    sessions.evalThroughTrainGraph = !fit.separateEval;
     const trainExamples = fit.maxSeqLen < longest ? clip(train.examples, fit.maxSeqLen, train.counts) : train.examples;
     const valExamples = val.examples;
 
