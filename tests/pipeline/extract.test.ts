@@ -126,6 +126,47 @@ describe('extractArticle: body', () => {
     expect(body).toBe(PROSE.join('\n\n'));
   });
 
+  it('drops datelines, bylines, ad labels, teaser links and closing prompts inside the article', () => {
+    const article = `<p>By JANE DOE and JOHN ROE</p><p>Updated 10:01 pm PST, Tuesday, November 19, 2019</p>
+      <p>${PROSE[0]}</p><p>ADVERTISEMENT</p><p>Related: <a href="/x">Rival also delays its upgrade</a></p>
+      <p><strong><a href="/y">OPERATOR SHARES FALL AFTER ANOTHER DELAY</a></strong></p>
+      <p>${PROSE[1]}</p><p>${PROSE[2]}</p>
+      <p>Reporting by Jane Doe; Editing by John Roe</p>
+      <p>Follow us on Twitter and Facebook for more telecom news.</p>`;
+    expect(extractArticle(page({ article }), URL).body).toBe([PROSE[0], PROSE[1], PROSE[2]].join('\n\n'));
+  });
+
+  it('drops a "More stories" heading and the link list after it', () => {
+    const article = `${PROSE.map((p) => `<p>${p}</p>`).join('')}<div class="heading">More Great Stories</div>
+      <ul><li>The strange life of <a href="/a">a virtuoso coder</a></li><li>How to <a href="/b">opt out of data brokers</a></li></ul>`;
+    expect(extractArticle(page({ article }), URL).body).toBe(PROSE.join('\n\n'));
+  });
+
+  it('keeps embedded posts and data tables that are part of the article', () => {
+    const article = `<p>${PROSE[0]}</p>
+      <div class="social-media-embed"><blockquote class="twitter-tweet"><p>Yes this is real and yes the state spent half a million dollars on it: <a href="https://t.co/x">https://t.co/x</a></p>— Someone (@someone) <a href="https://twitter.com/s/1">November 18, 2019</a></blockquote></div>
+      <p>${PROSE[1]}</p>
+      <table><thead><tr><th>Year</th><th>Capex</th></tr></thead><tbody><tr><td>2022</td><td>4.1bn</td></tr><tr><td>2023</td><td>3.7bn</td></tr></tbody></table>
+      <p>${PROSE[2]}</p>`;
+    const body = extractArticle(page({ article }), URL).body;
+    expect(body).toContain('Yes this is real and yes the state spent half a million dollars on it');
+    expect(body).toContain('2023');
+    expect(body).toContain('3.7bn');
+    expect(body.startsWith(PROSE[0]!)).toBe(true);
+    expect(body.endsWith(PROSE[2]!)).toBe(true);
+  });
+
+  it('gathers an article split into look-alike chunks a few levels apart, in document order', () => {
+    const chunk = (ps: string[]) => `<div class="article-body__chunk">${ps.map((p) => `<p>${p}</p>`).join('')}</div>`;
+    const html = `<html><head><title>t</title></head><body><main>
+      <section class="top"><div class="rail-wrap"><div class="grid">${chunk([PROSE[0]!, PROSE[1]!])}</div></div></section>
+      <div class="ad-rail"><div class="inline-ad">Advertisement</div></div>
+      <section class="rest"><div class="grid">${chunk([PROSE[2]!, PROSE[3]!, PROSE[0]!.replace('Monday', 'Tuesday')])}</div></section>
+      </main></body></html>`;
+    const paragraphs = extractArticle(html, URL).body.split('\n\n');
+    expect(paragraphs).toEqual([PROSE[0], PROSE[1], PROSE[2], PROSE[3], PROSE[0]!.replace('Monday', 'Tuesday')]);
+  });
+
   it('returns an empty body for a page with no article on it', () => {
     const html = `<html><head><title>Example News - Home</title></head><body>
       <nav><a href="/">Home</a><a href="/tech">Tech</a></nav>

@@ -30,7 +30,7 @@ export function isDateline(p: string): boolean {
 }
 
 /** "By JANE DOE and JOHN ROE": a byline at the top of the text. */
-const BYLINE = /^by\s+\p{Lu}[\p{L}.'’-]*(?:[\s,]+(?:and\s+|&\s+)?\p{Lu}[\p{L}.'’-]*){0,12}$/u;
+const BYLINE = /^[Bb][Yy]\s+\p{Lu}[\p{L}.'’-]*(?:[\s,]+(?:and\s+|&\s+)?\p{Lu}[\p{L}.'’-]*){0,12}$/u;
 
 /** How far from the end a closing line may sit and still be treated as one. */
 const CLOSING_WINDOW = 4;

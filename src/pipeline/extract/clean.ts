@@ -51,14 +51,17 @@ const nextElement = (el: Element): Element | null => {
   return null;
 };
 
-/** "More stories" / "Related" as a heading followed by a list of links, inside the article container. */
+/**
+ * "More stories" / "Related" as a heading inside the article container, followed by a list of
+ * links (or by nothing: the list itself was already dropped as a link list).
+ */
 function introducesRelatedList(el: Element, stats: StatMap): boolean {
   const s = stats.get(el);
   if (!s || s.text === 0 || s.text > 80 || s.hasBlock) return false;
+  if (!RELATED_HEADING.test(blocksToText([el]))) return false;
   const next = nextElement(el);
-  if (!next || !RELATED_HEADING.test(blocksToText([el]))) return false;
-  const ns = stats.get(next);
-  return next.name === 'ul' || next.name === 'ol' || (!!ns && linkDensity(ns) > 0.5);
+  const ns = next && stats.get(next);
+  return !next || next.name === 'ul' || next.name === 'ol' || (!!ns && linkDensity(ns) > 0.5);
 }
 
 function isDataTable(table: Element, stats: StatMap): boolean {
@@ -80,7 +83,8 @@ export function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions
       else if (isLinkOnlyParagraph(h, stats)) gone.add(h);
       else if (introducesRelatedList(h, stats)) {
         gone.add(h);
-        gone.add(nextElement(h)!);
+        const list = nextElement(h);
+        if (list) gone.add(list);
       }
     }
     removeNodes(gone);

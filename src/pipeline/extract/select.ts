@@ -81,8 +81,17 @@ export function gatherSiblings(top: Element, scores: Map<Element, number>, stats
 /** How many ancestor levels above the top candidate's parent are searched for more of the article. */
 const DISTANT_LEVELS = 5;
 
-/** A distant block needs at least this much prose to count as more of the article. */
+/**
+ * A distant look-alike needs this much prose, absolute and relative to the top candidate's, to
+ * count as more of the article (a short quoted claim or teaser in the same markup does not).
+ */
 const MIN_DISTANT_PROSE = 100;
+const MIN_DISTANT_SHARE = 0.15;
+
+function onlyElementChild(el: Element): Element | undefined {
+  const children = el.children.filter(isElement);
+  return children.length === 1 ? children[0] : undefined;
+}
 
 const signature = (el: Element): string => `${el.name}.${(el.attribs.class ?? '').trim()}`;
 
@@ -93,16 +102,21 @@ const signature = (el: Element): string => `${el.name}.${(el.attribs.class ?? ''
  * from the selection and take those look-alikes that hold prose, in document order.
  */
 export function gatherDistantParts(parts: Element[], top: Element, prose: Map<Element, number>, stats: StatMap): Element[] {
-  if (!top.attribs.class?.trim()) return parts;
-  const sig = signature(top);
+  // The top candidate may have climbed out of single-child wrappers; any of them can be the chunk's shape.
+  const sigs = new Set<string>();
+  for (let el: Element | undefined = top; el; el = onlyElementChild(el)) {
+    if (el.attribs.class?.trim()) sigs.add(signature(el));
+  }
+  if (!sigs.size) return parts;
+  const minProse = Math.max(MIN_DISTANT_PROSE, MIN_DISTANT_SHARE * (prose.get(top) ?? 0));
   const lookAlikes = (root: Element): Element[] => {
     const found: Element[] = [];
     const stack: Element[] = [root];
     while (stack.length) {
       const el = stack.pop()!;
-      if (signature(el) === sig) {
+      if (sigs.has(signature(el))) {
         const s = stats.get(el);
-        if (s && (prose.get(el) ?? 0) >= MIN_DISTANT_PROSE && linkDensity(s) < 0.25) found.push(el);
+        if (s && (prose.get(el) ?? 0) >= minProse && linkDensity(s) < 0.25) found.push(el);
         continue; // a look-alike nested in a look-alike is already inside it
       }
       for (let k = el.children.length - 1; k >= 0; k--) {
