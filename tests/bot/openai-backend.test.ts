@@ -2,9 +2,16 @@
  * The OpenAI-compatible backend against a local server that speaks /v1/chat/completions with
  * stream: true (server-sent events), as vLLM, llama.cpp server and Ollama do.
  */
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { articlePrompt, readSystemPrompt } from '../../src/model/generation-service.ts';
+import { SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
+import { generatorFromConfig } from '../../src/bot/generator-adapters.ts';
 import { chatCompletionsUrl, OpenAiGenerator } from '../../src/bot/openai-backend.ts';
 import type { GeneratorEvent } from '../../src/bot/types.ts';
 import { isMorrisError } from '../../src/errors.ts';
@@ -116,6 +123,24 @@ describe('OpenAI-compatible backend', () => {
     expect((e1 as Error).message).toMatch(/HTTP 500.*CUDA out of memory/);
     const e2 = await fail(make({ baseUrl: 'http://127.0.0.1:9/v1' }), 'anything');
     expect(isMorrisError(e2) && e2.code).toBe('BACKEND_ERROR');
+  });
+
+  it('is what MORRIS_BACKEND=openai selects, prompting with the repo style guide like the engine', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-openai-'));
+    try {
+      const config = loadConfig({ MORRIS_DATA_DIR: dir, MORRIS_BACKEND: 'openai', MORRIS_OPENAI_BASE_URL: url, MORRIS_OPENAI_MODEL: 'served-lora' });
+      const gen = generatorFromConfig(config, {});
+      const done = (await collect(gen.generate({ topic: 'config topic', maxNewTokens: 9, requestId: 'g-9' }))).at(-1);
+      expect(done).toMatchObject({ type: 'done', cut: false, adapterId: 'served-lora' });
+      const style = readSystemPrompt(SYSTEM_PROMPT_FILE);
+      expect(style).toMatch(/^You are Morris/);
+      expect(seen.at(-1)!.body.messages[0]).toEqual({ role: 'system', content: style });
+      expect(seen.at(-1)!.body.messages[1]).toEqual({ role: 'user', content: articlePrompt('config topic') });
+      expect(seen.at(-1)!.auth).toBeUndefined();
+      expect(() => generatorFromConfig(loadConfig({ MORRIS_DATA_DIR: dir, MORRIS_BACKEND: 'openai' }), {})).toThrow(/MORRIS_OPENAI_BASE_URL/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('queues beyond its concurrency and reports positions; through the core end to end', async () => {
