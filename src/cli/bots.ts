@@ -1,6 +1,6 @@
 /**
- * Bot set-up commands: `morris discord register-commands` (slash commands via REST) and
- * `morris slack manifest` (the Slack app manifest to paste). The bots themselves run in
+ * Bot set-up: `morris discord register-commands` (slash commands via REST). Slack needs no
+ * command: its app manifest is docs/slack-app-manifest.yml. The bots themselves run in
  * `morris serve`.
  */
 import type { Command } from 'commander';
@@ -29,16 +29,5 @@ export function register(program: Command, ctx: CliContext): void {
         guildId: opts.guild,
       });
       process.stdout.write(`Registered ${out.registered.map((n) => `/${n}`).join(', ')} ${opts.guild ? `in guild ${opts.guild}` : 'globally'}.\n`);
-    });
-
-  program
-    .command('slack')
-    .description('Slack set-up (the bot runs in `morris serve`)')
-    .command('manifest')
-    .description('Print the Slack app manifest (HTTP mode with --url, Socket Mode without)')
-    .option('--url <https://host>', 'public base URL of `morris serve` (events go to <url>/slack/events)')
-    .action(async (opts: { url?: string }) => {
-      const { slackManifest } = await import('../bot/slack-manifest.ts');
-      process.stdout.write(`${JSON.stringify(slackManifest(opts.url), null, 2)}\n`);
     });
 }

@@ -1,11 +1,11 @@
-/** `morris discord register-commands`, run as the real CLI, and the Slack manifest it prints. */
+/** `morris discord register-commands`, run as the real CLI; the Slack manifest kept in docs/. */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { slackManifest } from '../../src/bot/slack-manifest.ts';
+import { SLACK_EVENTS_PATH } from '../../src/bot/slack.ts';
 import { APP_ID, FakeDiscord, GUILD_ID } from './fakes/discord-server.ts';
 
 const run = promisify(execFile);
@@ -49,11 +49,13 @@ describe('morris discord / slack CLI', () => {
     expect(fake.calls.length).toBe(calls);
   });
 
-  it('prints a Slack manifest for HTTP mode with --url, Socket Mode without', () => {
-    const m = slackManifest('https://morris.example.com/') as any;
-    expect(m.settings.event_subscriptions).toEqual({ request_url: 'https://morris.example.com/slack/events', bot_events: ['app_mention'] });
-    expect(m.settings.socket_mode_enabled).toBe(false);
-    expect(m.features.slash_commands.map((c: { command: string }) => c.command)).toEqual(['/morris', '/morris-admin']);
-    expect((slackManifest() as any).settings.socket_mode_enabled).toBe(true);
+  it('docs/slack-app-manifest.yml asks Slack for exactly what the bot handles', () => {
+    const manifest = fs.readFileSync(path.resolve('docs/slack-app-manifest.yml'), 'utf8');
+    expect([...manifest.matchAll(/- command: (\S+)/g)].map((m) => m[1])).toEqual(['/morris', '/morris-admin']);
+    const urls = [...manifest.matchAll(/(?:url|request_url): (\S+)/g)].map((m) => new URL(m[1]!).pathname);
+    expect(urls.length).toBe(3);
+    for (const u of urls) expect(u).toBe(SLACK_EVENTS_PATH);
+    expect(manifest).toMatch(/bot_events:\s*\n\s*- app_mention\s*\n/);
+    for (const scope of ['app_mentions:read', 'chat:write', 'commands']) expect(manifest).toContain(`- ${scope}`);
   });
 });
