@@ -57,7 +57,11 @@ export async function startBots(opts: StartBotsOptions): Promise<RunningBots> {
   });
   const running: RunningBots = { core, stop: async () => undefined };
 
-  if (slackConfigured(config)) {
+  const startSlack = async () => {
+    if (!slackConfigured(config)) {
+      if (config.SLACK_BOT_TOKEN) logger.warn('SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN: Slack stays off');
+      return;
+    }
     const slack = createSlackBot({
       core,
       botToken: config.SLACK_BOT_TOKEN!,
@@ -74,13 +78,12 @@ export async function startBots(opts: StartBotsOptions): Promise<RunningBots> {
       running.slackHttpHandler = slack.httpHandler;
     } catch (e) {
       logger.error({ err: e }, 'Slack bot did not start (check SLACK_BOT_TOKEN and the app settings)');
-      await slack.stop().catch(() => undefined);
+      await slack.stop().catch((err: unknown) => logger.debug({ err }, 'stopping the half-started Slack bot failed'));
     }
-  } else if (config.SLACK_BOT_TOKEN) {
-    logger.warn('SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN: Slack stays off');
-  }
+  };
 
-  if (discordConfigured(config)) {
+  const startDiscord = async () => {
+    if (!discordConfigured(config)) return;
     const discord = createDiscordBot({
       core,
       token: config.DISCORD_TOKEN!,
@@ -92,9 +95,12 @@ export async function startBots(opts: StartBotsOptions): Promise<RunningBots> {
       running.discord = discord;
     } catch (e) {
       logger.error({ err: e }, 'Discord bot did not start (check DISCORD_TOKEN)');
-      await discord.stop().catch(() => undefined);
+      await discord.stop().catch((err: unknown) => logger.debug({ err }, 'stopping the half-started Discord bot failed'));
     }
-  }
+  };
+
+  // Side by side: a slow platform does not hold up the other (each handles its own failure).
+  await Promise.all([startSlack(), startDiscord()]);
 
   running.stop = async () => {
     await Promise.allSettled([running.slack?.stop(), running.discord?.stop()]);
