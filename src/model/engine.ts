@@ -49,6 +49,8 @@ export interface GenerationStats {
   ttftMs: number;
   /** From the first to the last generated token. */
   decodeMs: number;
+  /** Time between consecutive generated tokens (decode steps), for latency percentiles. */
+  intervalsMs: number[];
 }
 
 export interface LoadOptions {
@@ -216,7 +218,13 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       .finally(() => {
         const times = streamer.tokenTimes;
         if (times.length > 0) {
-          lastStats = { promptTokens: promptIds.length, generatedTokens: times.length, ttftMs: times[0]! - started, decodeMs: times.at(-1)! - times[0]! };
+          lastStats = {
+            promptTokens: promptIds.length,
+            generatedTokens: times.length,
+            ttftMs: times[0]! - started,
+            decodeMs: times.at(-1)! - times[0]!,
+            intervalsMs: times.slice(1).map((t, i) => t - times[i]!),
+          };
         }
         finished = true;
         notify();
