@@ -108,6 +108,8 @@ export interface ForwardIO {
    * autodiff has no rule for it).
    */
   fusedRope?: boolean;
+  /** Training: stop at the final norm (`logits` is ''); the loss computes the LM head in chunks with its own gradient. */
+  skipLmHead?: boolean;
 }
 
 /** Largest cos+sin table (elements) embedded for the fused RoPE; bigger contexts use the op chain. */
@@ -253,6 +255,7 @@ export function buildDecoderForward(g: GraphBuilder, cfg: DecoderConfig, w: Weig
     const tail = g.op('Slice', [hidden, start, g.ints([Number.MAX_SAFE_INTEGER]), g.ints([1])]); // [B, S', H]
     kept = g.op('Reshape', [tail, g.ints([-1, H])]);
   }
+  if (io.skipLmHead) return { logits: '', hidden, layerOutputs, presents };
   const headWeight = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
   const headSpec: LinearSpec = { name: 'lm_head', weight: headWeight, inFeatures: H, outFeatures: cfg.vocabSize };
   const logits2d = (io.lmHeadLinear ?? linear)(g, kept, headSpec, w); // [N', V]

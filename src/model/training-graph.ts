@@ -16,6 +16,7 @@
  *   dropout_scale  float32 []       1/(1-p) (1 to evaluate through the train graph)
  * Outputs: loss (float32 scalar) and `grad:<PEFT key>` per LoRA tensor (train graph).
  */
+import { lmHeadCrossEntropy } from './autodiff/composites.ts';
 import { addGradients } from './autodiff/gradients.ts';
 import type { DecoderConfig } from './checkpoint.ts';
 import { moduleShape, peftKey } from './lora.ts';
@@ -30,6 +31,11 @@ export interface TrainingGraphOptions {
   readonly dropout: number;
   /** true: loss + gradients (+ dropout); false: loss only, dropout off. */
   readonly train: boolean;
+  /**
+   * > 0: the LM head + loss as one composite (own gradient) over this many equal row chunks —
+   * the batch's B·S must be a multiple; 0: the plain op-by-op loss (the reference it is tested against).
+   */
+  readonly lossChunks: number;
 }
 
 export interface LoraInput {
@@ -92,6 +98,7 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
   const fwd = buildDecoderForward(g, cfg, w, {
     inputIds,
     positionIds,
+    skipLmHead: o.lossChunks > 0,
     lora: (layer, m) => {
       if (!o.targets.includes(m)) return undefined;
       const { inF } = moduleShape(cfg, m);
@@ -108,19 +115,29 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
     },
   });
 
-  // Masked cross-entropy: loss = −Σ_n w_n · log softmax(logits_n)[target_n]
-  const logits2d = g.op('Reshape', [fwd.logits, g.ints([-1, cfg.vocabSize])]); // [N, V]
-  const logp = g.op('LogSoftmax', [logits2d], { axis: -1 });
-  const picked = g.op('GatherElements', [logp, g.op('Reshape', [targets, g.ints([-1, 1])])], { axis: 1 }); // [N, 1]
-  const weighted = g.op('Mul', [picked, g.op('Reshape', [lossWeights, g.ints([-1, 1])])]); // [N, 1]
-  const loss = g.op('Neg', [g.op('ReduceSum', [weighted], { keepdims: 0 })]);
-  g.setInfo(loss, 'float32', []);
-  g.output(loss, 'loss');
-
+  const loraNames = lora.map((t) => t.name);
+  const targets2d = g.op('Reshape', [targets, g.ints([-1, 1])]); // [N, 1]
+  const weights2d = g.op('Reshape', [lossWeights, g.ints([-1, 1])]); // [N, 1]
   const gradOutputs = new Map<string, string>();
-  if (o.train) {
-    const grads = addGradients(g, 'loss', lora.map((t) => t.name));
+  const outputGrads = (grads: Map<string, string>) => {
     for (const t of lora) gradOutputs.set(t.name, g.output(grads.get(t.name)!, gradName(t.name)));
+  };
+  if (o.lossChunks > 0) {
+    // The LM head + loss as one composite with its own gradient, in row chunks.
+    const hidden2d = g.op('Reshape', [fwd.hidden, g.ints([-1, cfg.hiddenSize])]); // [N, H]
+    const head = w.get(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    const ce = lmHeadCrossEntropy(g, hidden2d, head, targets2d, weights2d, o.lossChunks, o.train);
+    g.output(ce.loss, 'loss');
+    if (o.train) outputGrads(addGradients(g, new Map([[hidden2d, ce.dHidden!]]), loraNames));
+  } else {
+    // Plain masked cross-entropy, differentiated op by op: loss = −Σ_n w_n · log softmax(logits_n)[target_n]
+    const logits2d = g.op('Reshape', [fwd.logits, g.ints([-1, cfg.vocabSize])]); // [N, V]
+    const logp = g.op('LogSoftmax', [logits2d], { axis: -1 });
+    const picked = g.op('GatherElements', [logp, targets2d], { axis: 1 }); // [N, 1]
+    const loss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [picked, weights2d])], { keepdims: 0 })]);
+    g.setInfo(loss, 'float32', []);
+    g.output(loss, 'loss');
+    if (o.train) outputGrads(addGradients(g, 'loss', loraNames));
   }
   return { g, lora, dropoutMasks, gradOutputs };
 }

@@ -74,6 +74,27 @@ describe('training graph', () => {
     await s.release();
   });
 
+  it('the chunked LM head + loss composite equals the plain op-by-op loss', async () => {
+    const common = { modelDir, rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as const, device: 'cpu' as const, threads: 1, cacheDir: join(root, 'cache') };
+    const plain = await TrainingSessions.open({ ...common, plainLoss: true });
+    const chunked = await TrainingSessions.open({ ...common, maxTokens: 100_000 }); // vocab 300 → 4 chunks
+    const rng = new Rng(11);
+    const mb = batch(rng, 2, 7, 300); // 14 rows: padded to 2 × 8 for the chunks
+    const w = randomLora(plain, rng, 0.3);
+    const a = await plain.step(mb, w, 0.1, rng);
+    const b = await chunked.step(mb, w, 0.1, rng);
+    expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.abs(a.loss));
+    for (const [k, ga] of a.grads) {
+      const gb = b.grads.get(k)!;
+      const scale = Math.max(...Array.from(ga, Math.abs));
+      const diff = Math.max(...Array.from(ga, (x, i) => Math.abs(x - gb[i]!)));
+      expect(diff).toBeLessThan(1e-4 * scale);
+    }
+    expect(Math.abs((await chunked.evalLoss(mb, w, 0.1)) - a.loss)).toBeLessThan(1e-5 * Math.abs(a.loss));
+    await plain.release();
+    await chunked.release();
+  });
+
   it('dropout changes the training loss and never the eval loss', async () => {
     const s = await TrainingSessions.open({ modelDir, rank: 4, alpha: 8, dropout: 0.5, targets: ['q_proj', 'v_proj'], device: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
     const rng = new Rng(9);

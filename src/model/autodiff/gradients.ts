@@ -17,8 +17,11 @@ const FLOAT_TYPES = new Set(['float32', 'float64', 'float16', 'bfloat16']);
  * of each gradient tensor (an all-zero tensor when `t` does not reach the loss). `loss` must be a
  * scalar (or the caller's seed gradient is implicitly 1 for every element).
  */
-export function addGradients(g: GraphBuilder, loss: string, wrt: readonly string[]): Map<string, string> {
+export function addGradients(g: GraphBuilder, loss: string | ReadonlyMap<string, string>, wrt: readonly string[]): Map<string, string> {
+  // A loss name seeds d loss/d loss = 1; a map seeds given gradients of intermediate tensors
+  // (a composite op that computed its own input gradient, e.g. the chunked LM head + loss).
   const nodes = g.nodes.slice(); // snapshot: the walk appends nodes to g
+  const seeds = typeof loss === 'string' ? new Map([[loss, seedGradient(g, loss)]]) : loss;
   fillUnknownRanks(g, nodes);
   // 1) forward: tensors that depend on a trainable tensor
   const dependsOnTrainable = new Set<string>(wrt);
@@ -29,7 +32,7 @@ export function addGradients(g: GraphBuilder, loss: string, wrt: readonly string
   }
   // 2) backward: of those, the ones the loss depends on
   const onPath = new Set<string>();
-  if (dependsOnTrainable.has(loss)) onPath.add(loss);
+  for (const t of seeds.keys()) if (dependsOnTrainable.has(t)) onPath.add(t);
   const pathNodes: NodeInfo[] = [];
   for (let k = nodes.length - 1; k >= 0; k--) {
     const n = nodes[k]!;
@@ -45,7 +48,7 @@ export function addGradients(g: GraphBuilder, loss: string, wrt: readonly string
     if (parts.length > 1) contributions.set(t, [addAll(g, parts)]);
     return contributions.get(t)![0];
   };
-  contributions.set(loss, [seedGradient(g, loss)]);
+  for (const [t, grad] of seeds) contributions.set(t, [grad]);
   for (const n of pathNodes) {
     const rule = gradientRule(n.opType);
     if (!rule) {

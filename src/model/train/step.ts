@@ -19,7 +19,7 @@ import type { Rng } from './rng.ts';
 const log = childLog('train');
 
 /** Bump when the training graph changes so cached graph files are rebuilt. */
-const TRAIN_GRAPH_VERSION = 2;
+const TRAIN_GRAPH_VERSION = 3;
 
 export interface StepSessionsOptions {
   readonly modelDir: string;
@@ -31,6 +31,37 @@ export interface StepSessionsOptions {
   readonly threads: number;
   /** Where graph files go (defaults to beside the model's compile cache). */
   readonly cacheDir?: string;
+  /** Largest B·S expected per micro-batch: sizes the LM-head chunks (default 512). */
+  readonly maxTokens?: number;
+  /** The plain op-by-op loss instead of the chunked LM head + loss composite (tests compare them). */
+  readonly plainLoss?: boolean;
+}
+
+/** Each LM-head chunk's [rows, vocab] float tensors stay near this size. */
+const LOSS_CHUNK_BYTES = 32 * 2 ** 20;
+
+export function lossChunksFor(o: Pick<StepSessionsOptions, 'maxTokens' | 'plainLoss'>, vocab: number): number {
+  if (o.plainLoss) return 0;
+  return Math.max(1, Math.ceil(((o.maxTokens ?? 512) * vocab * 4) / LOSS_CHUNK_BYTES));
+}
+
+/** Right-pads every row so B·S divides into the graph's loss chunks (padding never counts). */
+export function padToChunks(mb: MicroBatch, chunks: number): MicroBatch {
+  if (chunks <= 1) return mb;
+  const seqLen = Math.ceil(mb.seqLen / chunks) * chunks;
+  if (seqLen === mb.seqLen) return mb;
+  const n = mb.batch * seqLen;
+  const ids = new Array<number>(n).fill(0);
+  const targets = new Array<number>(n).fill(0);
+  const counted = new Uint8Array(n);
+  for (let b = 0; b < mb.batch; b++) {
+    for (let t = 0; t < mb.seqLen; t++) {
+      ids[b * seqLen + t] = mb.ids[b * mb.seqLen + t]!;
+      targets[b * seqLen + t] = mb.targets[b * mb.seqLen + t]!;
+      counted[b * seqLen + t] = mb.counted[b * mb.seqLen + t]!;
+    }
+  }
+  return { batch: mb.batch, seqLen, ids, targets, counted };
 }
 
 /** One right-padded micro-batch, already shifted: targets[b][t] is the token after ids[b][t]. */
@@ -64,6 +95,7 @@ export class TrainingSessions {
     private readonly evalFile: string,
     private readonly sessionOpts: { threads: number; extra: Record<string, unknown> },
     private readonly dropout: number,
+    private readonly lossChunks: number,
   ) {}
 
   static async open(o: StepSessionsOptions): Promise<TrainingSessions> {
@@ -75,11 +107,12 @@ export class TrainingSessions {
     const extra = { enableMemPattern: false };
     const { session: train, device } = await createSession(join(dir, 'train.onnx'), { device: o.device, threads: o.threads, extra });
     log.info({ device, dir }, 'training session ready');
-    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, join(dir, 'eval.onnx'), { threads: o.threads, extra }, o.dropout);
+    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, join(dir, 'eval.onnx'), { threads: o.threads, extra }, o.dropout, built.lossChunks);
   }
 
   /** Loss and gradients of one micro-batch; `weightPerToken` scales each counted position. */
-  async step(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number, rng: Rng): Promise<StepResult> {
+  async step(batch: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number, rng: Rng): Promise<StepResult> {
+    const mb = padToChunks(batch, this.lossChunks);
     const feeds = this.feeds(mb, weights, weightPerToken);
     this.addDropoutFeeds(feeds, mb, rng);
     const out = await this.train.run(feeds);
@@ -92,7 +125,8 @@ export class TrainingSessions {
    * Loss only, dropout off: a forward-only session, opened on first use, or — when memory has no
    * room for a second session — the train graph with every dropout mask set to keep.
    */
-  async evalLoss(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
+  async evalLoss(batch: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
+    const mb = padToChunks(batch, this.lossChunks);
     const feeds = this.feeds(mb, weights, weightPerToken);
     if (this.evalThroughTrainGraph) {
       this.addDropoutFeeds(feeds, mb, null);
@@ -153,7 +187,7 @@ export class TrainingSessions {
 }
 
 function graphDir(o: StepSessionsOptions): string {
-  const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets });
+  const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets, maxTokens: o.maxTokens ?? 512, plain: o.plainLoss === true });
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 12);
   const root = o.cacheDir ? join(resolve(o.cacheDir), 'train') : dirname(compiledDirFor({ modelDir: o.modelDir }));
   return join(root, `train-${hash}`);
@@ -165,13 +199,13 @@ function fileIdentity(f: string): string {
 }
 
 /** Writes train.onnx / eval.onnx with hard links to the weights; reuses an up-to-date folder. */
-function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string): { lora: LoraInput[]; dropoutMasks: DropoutInput[] } {
+function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string): { lora: LoraInput[]; dropoutMasks: DropoutInput[]; lossChunks: number } {
   const sources = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
   const location = new Map(sources.map((f) => [f, `base/${basename(f)}`]));
   const weights = (g: Parameters<typeof externalWeights>[0]) => externalWeights(g, ckpt.tensors, (f) => location.get(f)!);
-  const opts = { rank: o.rank, alpha: o.alpha, targets: o.targets, dropout: o.dropout };
+  const opts = { rank: o.rank, alpha: o.alpha, targets: o.targets, dropout: o.dropout, lossChunks: lossChunksFor(o, ckpt.config.vocabSize) };
   const train = buildTrainingGraph(ckpt.config, weights, { ...opts, train: true });
-  const result = { lora: [...train.lora], dropoutMasks: [...train.dropoutMasks] };
+  const result = { lora: [...train.lora], dropoutMasks: [...train.dropoutMasks], lossChunks: opts.lossChunks };
   const stamp = join(dir, 'graph.json');
   const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, files: sources.map(fileIdentity), opts });
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === key && existsSync(join(dir, 'train.onnx'))) return result;

@@ -18,7 +18,7 @@ import { getConfig } from '../../config.ts';
 import { MorrisError, wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { Store } from '../../store/db.ts';
-import type { DecoderConfig } from '../checkpoint.ts';
+import { readDecoderConfig, type DecoderConfig } from '../checkpoint.ts';
 import type { LoraModule } from '../llama-graph.ts';
 import { adamwStep, clipGradNorm, newAdamWState, type AdamWState } from './adamw.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
@@ -112,7 +112,11 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     log.warn({ truncated: train.counts.truncated, skipped: train.counts.skippedTooLong, maxSeqLen: cfg.maxSeqLen }, 'examples longer than the context');
   }
 
-  // --- sessions, within the memory budget ---
+  // --- memory budget, then the sessions ---
+  const model = readDecoderConfig(opts.modelDir);
+  const longest = Math.max(...train.examples.map((e) => e.ids.length));
+  const fit = fitMemoryBudget(model, cfg, cfg.batchSize, longest);
+  if (fit.message) log.warn({ budgetMb: cfg.memoryMb, microBatch: fit.microBatch, maxSeqLen: fit.maxSeqLen }, fit.message);
   const sessions = await TrainingSessions.open({
     modelDir: opts.modelDir,
     rank: cfg.rank,
@@ -122,13 +126,10 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     device: cfg.device as never,
     threads: cfg.threads,
     cacheDir: opts.cacheDir,
+    maxTokens: fit.microBatch * fit.maxSeqLen,
   });
+  sessions.evalThroughTrainGraph = !fit.separateEval;
   try {
-    const model = sessions.checkpoint.config;
-    const longest = Math.max(...train.examples.map((e) => e.ids.length));
-    const fit = fitMemoryBudget(model, cfg, cfg.batchSize, longest);
-    if (fit.message) log.warn({ budgetMb: cfg.memoryMb, microBatch: fit.microBatch, maxSeqLen: fit.maxSeqLen }, fit.message);
-    sessions.evalThroughTrainGraph = !fit.separateEval;
     const trainExamples = fit.maxSeqLen < longest ? clip(train.examples, fit.maxSeqLen, train.counts) : train.examples;
     const valExamples = val.examples;
 
