@@ -1,5 +1,5 @@
 /**
- * npm run bench:extract [-- --compare] [--limit N] [--only TEXT] [--worst N] [--dump DIR]
+ * npm run bench:extract [-- --compare] [--limit N] [--only TEXT] [--worst N] [--dump DIR] [--bench DIR]
  *
  * Runs the project's article extractor on the shared extraction benchmark
  * (../shared/extraction-bench: 181 real pages with Zyte's ground truth) and scores the body with
@@ -16,8 +16,8 @@ import { gunzipSync } from 'node:zlib';
 import { extractArticle } from '../src/pipeline/extract.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BENCH = path.resolve(REPO, '../shared/extraction-bench');
-const ZYTE = path.join(BENCH, 'data', 'zyte');
+/** Where the benchmark lives unless --bench says otherwise: next to the repository. */
+const DEFAULT_BENCH = path.resolve(REPO, '../shared/extraction-bench');
 
 interface BodyScores { precision: number; recall: number; f1: number; accuracy: number; f1_std?: number }
 interface PageScore { precision: number; recall: number; f1: number }
@@ -26,10 +26,10 @@ interface Metric {
     { overall: BodyScores; perPage: PageScore[] };
 }
 
-interface Options { compare: boolean; limit?: number; only?: string; worst: number; dump?: string; bootstrap: number }
+interface Options { compare: boolean; limit?: number; only?: string; worst: number; dump?: string; bootstrap: number; bench: string }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { compare: false, worst: 0, bootstrap: 200 };
+  const opts: Options = { compare: false, worst: 0, bootstrap: 200, bench: DEFAULT_BENCH };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -43,16 +43,17 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--worst') opts.worst = Number(value());
     else if (a === '--dump') opts.dump = value();
     else if (a === '--bootstrap') opts.bootstrap = Number(value());
-    else throw new Error(`unknown option ${a} (expected --compare, --limit N, --only TEXT, --worst N, --dump DIR, --bootstrap N)`);
+    else if (a === '--bench') opts.bench = path.resolve(value());
+    else throw new Error(`unknown option ${a} (expected --compare, --limit N, --only TEXT, --worst N, --dump DIR, --bootstrap N, --bench DIR)`);
   }
   return opts;
 }
 
-async function loadMetric(): Promise<Metric> {
-  const file = path.join(BENCH, 'metric.mjs');
-  if (!existsSync(file) || !existsSync(path.join(ZYTE, 'ground-truth.json'))) {
-    console.error(`extraction benchmark not found at ${BENCH} (expected metric.mjs and data/zyte/ground-truth.json).\n` +
-      'It lives next to this repository as ../shared/extraction-bench; without it there is nothing to score.');
+async function loadMetric(bench: string): Promise<Metric> {
+  const file = path.join(bench, 'metric.mjs');
+  if (!existsSync(file) || !existsSync(path.join(bench, 'data', 'zyte', 'ground-truth.json'))) {
+    console.error(`extraction benchmark not found at ${bench} (expected metric.mjs and data/zyte/ground-truth.json).\n` +
+      'It lives next to this repository as ../shared/extraction-bench (or pass --bench DIR); without it there is nothing to score.');
     process.exit(2);
   }
   return (await import(pathToFileURL(file).href)) as Metric;
@@ -60,14 +61,15 @@ async function loadMetric(): Promise<Metric> {
 
 interface Truth { articleBody?: string; url?: string }
 
-function median(xs: number[]): number {
+/** The q-quantile the benchmark's own runner reports (element at floor(q·n) of the sorted list). */
+function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : NaN;
 }
 
 /** Stored outputs of other extractors, scored on the same pages with the same metric. */
-function referenceRows(metric: Metric, ids: string[], truth: Record<string, Truth>, bootstrap: number) {
-  const dir = path.join(ZYTE, 'reference-outputs');
+function referenceRows(metric: Metric, zyte: string, ids: string[], truth: Record<string, Truth>, bootstrap: number) {
+  const dir = path.join(zyte, 'reference-outputs');
   return readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => {
     const data = JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as { version?: string; output?: Record<string, { articleBody?: string }> };
     const output = data.output ?? (data as Record<string, { articleBody?: string }>);
@@ -87,8 +89,9 @@ function printTable(rows: { name: string; version: string; body: BodyScores }[])
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  const metric = await loadMetric();
-  const truth = JSON.parse(readFileSync(path.join(ZYTE, 'ground-truth.json'), 'utf8')) as Record<string, Truth>;
+  const metric = await loadMetric(opts.bench);
+  const zyte = path.join(opts.bench, 'data', 'zyte');
+  const truth = JSON.parse(readFileSync(path.join(zyte, 'ground-truth.json'), 'utf8')) as Record<string, Truth>;
   let ids = Object.keys(truth).sort();
   if (opts.only) ids = ids.filter((id) => id.includes(opts.only!) || (truth[id]!.url ?? '').includes(opts.only!));
   if (opts.limit) ids = ids.slice(0, opts.limit);
@@ -96,7 +99,7 @@ async function main(): Promise<void> {
   const preds: Record<string, string> = {};
   const ms: number[] = [];
   for (const id of ids) {
-    const html = gunzipSync(readFileSync(path.join(ZYTE, 'html', `${id}.html.gz`))).toString('utf8');
+    const html = gunzipSync(readFileSync(path.join(zyte, 'html', `${id}.html.gz`))).toString('utf8');
     const t0 = performance.now();
     preds[id] = extractArticle(html, truth[id]!.url ?? '').body;
     ms.push(performance.now() - t0);
@@ -120,13 +123,13 @@ async function main(): Promise<void> {
     }
   }
 
-  const refs = referenceRows(metric, ids, truth, opts.bootstrap);
+  const refs = referenceRows(metric, zyte, ids, truth, opts.bootstrap);
   const shown = opts.compare ? refs : refs.filter((r) => ['trafilatura', 'newspaper', 'readability_js'].includes(r.name));
   printTable([...shown, { name: '>> morris extract', version: 'this run', body: ours }]);
-  console.log(`\n${ids.length} pages; median ${median(ms).toFixed(1)} ms, max ${Math.max(...ms).toFixed(1)} ms per page; node ${process.version}`);
+  console.log(`\n${ids.length} pages; per page: median ${quantile(ms, 0.5).toFixed(1)} ms, p95 ${quantile(ms, 0.95).toFixed(1)} ms, max ${Math.max(...ms).toFixed(1)} ms; node ${process.version}`);
   console.log(JSON.stringify({
     f1: Number(ours.f1.toFixed(4)), precision: Number(ours.precision.toFixed(4)),
-    recall: Number(ours.recall.toFixed(4)), median_ms: Number(median(ms).toFixed(2)),
+    recall: Number(ours.recall.toFixed(4)), median_ms: Number(quantile(ms, 0.5).toFixed(2)),
   }));
 }
 

@@ -64,20 +64,29 @@ function collectObjects(value: Json, out: JsonObject[], depth = 0): void {
   }
 }
 
-function articleObjects($: CheerioAPI): JsonObject[] {
+interface JsonLd {
+  articles: JsonObject[];
+  /** Objects by "@id", for references such as "author": {"@id": "#/schema/person/1"}. */
+  byId: Map<string, JsonObject>;
+}
+
+function readJsonLd($: CheerioAPI): JsonLd {
   const all: JsonObject[] = [];
   $('script[type="application/ld+json"]').each((_, el) => {
     collectObjects(parseLenient($(el).text()), all);
   });
-  return all.filter((o) => typesOf(o).some((t) => ARTICLE_TYPES.has(t)));
+  const byId = new Map<string, JsonObject>();
+  for (const o of all) if (typeof o['@id'] === 'string' && Object.keys(o).length > 1) byId.set(o['@id'], o);
+  return { articles: all.filter((o) => typesOf(o).some((t) => ARTICLE_TYPES.has(t))), byId };
 }
 
 const asString = (x: Json): string | null => (typeof x === 'string' && squash(x) ? squash(x) : null);
 
-function personNames(value: Json): string[] {
+function personNames(value: Json, byId: Map<string, JsonObject>): string[] {
   const list = Array.isArray(value) ? value : [value];
   const names: string[] = [];
-  for (const v of list) {
+  for (const item of list) {
+    const v = isObject(item) && typeof item['@id'] === 'string' && item.name === undefined ? byId.get(item['@id']) ?? item : item;
     if (typeof v === 'string') names.push(v);
     else if (isObject(v)) {
       const name = asString(v.name) ?? [asString(v.givenName), asString(v.familyName)].filter(Boolean).join(' ');
@@ -162,7 +171,7 @@ const firstMeta = (index: Map<string, string>, keys: string[]): string | null =>
 const TITLE_SEPARATORS = /\s+[|–—·•:-]\s+[^|–—·•]{2,40}$/;
 
 export function extractMetadata($: CheerioAPI): Metadata {
-  const ld = articleObjects($);
+  const { articles: ld, byId } = readJsonLd($);
   const meta = metaIndex($);
   const first = <T>(f: (o: JsonObject) => T | null): T | null => {
     for (const o of ld) {
@@ -181,7 +190,7 @@ export function extractMetadata($: CheerioAPI): Metadata {
     (docTitle.replace(TITLE_SEPARATORS, '') || null);
 
   const ldAuthors = first((o) => {
-    const names = personNames(o.author ?? o.creator);
+    const names = personNames(o.author ?? o.creator, byId);
     return names.length ? names : null;
   });
   const metaAuthor = firstMeta(meta, ['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'byl', 'citation_author']);
