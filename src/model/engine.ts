@@ -16,7 +16,10 @@ import {
   type PreTrainedTokenizer,
   Tensor,
 } from '@huggingface/transformers';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { MorrisError } from '../errors.ts';
+import { readJson } from './checkpoint.ts';
 import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
 import { sessionOptions, withProviderFallback, type DeviceChoice } from './ort.ts';
@@ -130,6 +133,14 @@ class TextDeltaStreamer extends BaseStreamer {
   }
 }
 
+/** generation_config.json's eos ids (e.g. stories260K also stops on BOS) plus config.json's. */
+function stopTokenIds(dir: string, fromConfig: readonly number[]): number[] {
+  const file = join(dir, 'generation_config.json');
+  const raw = existsSync(file) ? (readJson(file, 'generation_config.json')['eos_token_id'] as number | number[] | undefined) : undefined;
+  const fromGen = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+  return [...new Set([...fromGen, ...fromConfig])];
+}
+
 export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   const quant = opts.quant ?? 'fp32';
   const compiled = compileModel({ modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, quant, cacheDir: opts.cacheDir });
@@ -152,7 +163,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     }) as Promise<PreTrainedModel>,
   );
   log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, ms: Date.now() - t0 }, 'model loaded');
-  const eos = compiled.config.eosTokenIds;
+  const eos = stopTokenIds(compiled.dir, compiled.config.eosTokenIds);
   let disposed = false;
   let lastStats: GenerationStats | null = null;
 

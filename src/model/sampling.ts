@@ -35,9 +35,7 @@ export function argmax(x: ArrayLike<number>): number {
 export function chooseToken(logits: Float32Array, seen: Iterable<number>, opts: SamplingOptions, rng: Rng): number {
   applyRepetitionPenalty(logits, seen, opts.repetitionPenalty);
   if (!(opts.temperature > 0)) return argmax(logits);
-  const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
-  const k = opts.topK > 0 ? Math.min(opts.topK, order.length) : order.length;
-  const cand = order.slice(0, k);
+  const cand = opts.topK > 0 && opts.topK < logits.length ? topKIndices(logits, opts.topK) : Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
   const max = logits[cand[0]!]! / opts.temperature;
   const probs = cand.map((t) => Math.exp(logits[t]! / opts.temperature - max));
   const total = probs.reduce((a, b) => a + b, 0);
@@ -61,4 +59,41 @@ export function chooseToken(logits: Float32Array, seen: Iterable<number>, opts: 
     if (r < 0) return cand[i]!;
   }
   return cand[keep - 1]!;
+}
+
+/**
+ * Indices of the k largest values, largest first (ties: lower index first), in O(V log k) with a
+ * min-heap: sorting a 50k vocabulary every step would cost more than the decode step itself.
+ */
+export function topKIndices(x: Float32Array, k: number): number[] {
+  const heap: number[] = []; // min-heap of indices by (value, -index)
+  const less = (a: number, b: number) => x[a]! < x[b]! || (x[a] === x[b] && a > b);
+  const swap = (i: number, j: number) => ([heap[i], heap[j]] = [heap[j]!, heap[i]!]);
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
+      if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
+      if (m === i) return;
+      swap(i, m);
+      i = m;
+    }
+  };
+  for (let i = 0; i < x.length; i++) {
+    if (heap.length < k) {
+      heap.push(i);
+      for (let c = heap.length - 1; c > 0; ) {
+        const p = (c - 1) >> 1;
+        if (!less(heap[c]!, heap[p]!)) break;
+        swap(c, p);
+        c = p;
+      }
+    } else if (less(heap[0]!, i)) {
+      heap[0] = i;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => x[b]! - x[a]! || a - b);
 }
