@@ -15,7 +15,7 @@ import { buildJobSystem } from '../../src/jobs/system.ts';
 import { isPidAlive, listRuns } from '../../src/jobs/runs.ts';
 import { prepareTinyRoot, QUICK_TRAIN, tinyEnv, waitFor } from './helpers.ts';
 
-const TRAIN_STEPS = 30;
+const TRAIN_STEPS = 20;
 let root: string;
 let env: Record<string, string>;
 
