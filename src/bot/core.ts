@@ -1,14 +1,15 @@
 /**
  * The platform-neutral command core. Adapters hand it what a person typed; it parses, checks
  * (topic length, blocklist, per-user rate limit), records the request in `generations`, drives
- * the TextGenerator and hands back a stream of `ReplyUpdate`s to render. Admin commands run here
- * too, gated by the configured admin ids and written to `audit_log` whether allowed or not.
+ * the TextGenerator and hands back a stream of `ReplyUpdate`s to render. Admin commands go
+ * through it to admin-commands.ts (admin ids, audit log, AdminActions).
  */
 import Bottleneck from 'bottleneck';
 import type { Config } from '../config.ts';
 import { isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import { audit, type Store } from '../store/db.ts';
+import type { Store } from '../store/db.ts';
+import { isAdmin, runAdminCommand } from './admin-commands.ts';
 import { closeGeneration, newGenerationId, openGeneration } from './generation-log.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
 import { composeArticle, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
@@ -52,19 +53,6 @@ export function coreSettingsFromConfig(config: Config): CoreSettings {
     columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST,
   };
 }
-
-export const ADMIN_COMMANDS = [
-  'status',
-  'retrain',
-  'rescrape',
-  'rebuild',
-  'adapters',
-  'promote',
-  'rollback',
-  'cancel',
-  'version',
-] as const;
-export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
 
 export type Prepared =
   | { ok: false; message: string }
@@ -326,95 +314,11 @@ export class BotCore {
   // ---------------------------------------------------------------- admin
 
   isAdmin(requester: Requester): boolean {
-    const { slackAdmins, discordAdmins } = this.deps.settings;
-    if (requester.platform === 'slack') return slackAdmins.includes(requester.userId);
-    if (requester.platform === 'discord') {
-      return discordAdmins.includes(requester.userId) || (requester.roleIds ?? []).some((r) => discordAdmins.includes(r));
-    }
-    return false;
+    return isAdmin(requester, this.deps.settings);
   }
 
-  /** Runs an admin command; returns platform-ready text. Every call is audited. */
-  async admin(input: { requester: Requester; text: string }): Promise<string> {
-    const { requester } = input;
-    const platform = renderPlatform(requester);
-    const [word = '', ...rest] = input.text.trim().split(/\s+/).filter(Boolean);
-    const command = word.toLowerCase().slice(0, 40);
-    const args = rest.join(' ').slice(0, 500);
-    const allowed = this.isAdmin(requester);
-    const record = (outcome: string) =>
-      audit(this.deps.store, {
-        platform: requester.platform,
-        userId: requester.userId,
-        command: command || '(none)',
-        args: args || undefined,
-        allowed,
-        outcome,
-      });
-    if (!allowed) {
-      record('refused: not an admin');
-      logger.warn({ user: requester.userId, platform: requester.platform, command }, 'admin command refused');
-      return "Sorry, admin commands are for Morris's admins only. This attempt was logged.";
-    }
-    if (!(ADMIN_COMMANDS as readonly string[]).includes(command)) {
-      record('unknown command');
-      return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : `\`${c}\``)).join(', ')}.`;
-    }
-    try {
-      const out = await this.runAdmin(command as AdminCommand, args, requester);
-      record('ok');
-      return codeBlock(out, platform);
-    } catch (e) {
-      record(`failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500));
-      // A coded error is an expected answer (unknown job, bad id); anything else is a bug.
-      if (isMorrisError(e)) logger.warn({ code: e.code, reason: e.message, command, user: requester.userId }, 'admin command refused by the job system');
-      else logger.error({ err: e, command, user: requester.userId }, 'admin command failed');
-      const msg = isMorrisError(e) ? e.message : 'something went wrong (see the log)';
-      return `\`${command}\` failed: ${platform === 'slack' ? msg.replace(/[<>&]/g, '') : msg}`;
-    }
+  /** Runs an admin command (see admin-commands.ts); returns platform-ready text. */
+  admin(input: { requester: Requester; text: string }): Promise<string> {
+    return runAdminCommand(this.deps, input);
   }
-
-  private async runAdmin(command: AdminCommand, args: string, requester: Requester): Promise<string> {
-    if (command === 'version') {
-      const info = await this.deps.generator.info();
-      return [
-        `backend:    ${info.backend}`,
-        `base model: ${info.baseModel ?? 'unknown'}`,
-        `adapter:    ${info.adapterId ?? 'none (base model only)'}`,
-        `dataset:    ${info.datasetId ?? 'unknown'}`,
-        ...(info.details ? [info.details] : []),
-      ].join('\n');
-    }
-    const admin = this.deps.admin;
-    if (!admin) throw new MorrisError('NOT_FOUND', 'Admin actions are not available in this process (run `morris serve`).');
-    const actor = { platform: requester.platform, userId: requester.userId };
-    const needArg = (what: string) => {
-      if (!args) throw new MorrisError('BAD_INPUT', `\`${command}\` needs ${what}, e.g. \`${command} ${what === 'an adapter id' ? 'a-20260101' : '42'}\`.`);
-      return args.split(/\s+/)[0]!;
-    };
-    switch (command) {
-      case 'status':
-        return admin.status(actor);
-      case 'retrain':
-        return admin.retrain(actor);
-      case 'rescrape':
-        return admin.rescrape(actor);
-      case 'rebuild':
-        return admin.rebuild(actor);
-      case 'adapters':
-        return admin.adapters(actor);
-      case 'promote':
-        return admin.promote(actor, needArg('an adapter id'));
-      case 'rollback':
-        return admin.rollback(actor);
-      case 'cancel':
-        return admin.cancel(actor, needArg('a job id'));
-    }
-  }
-}
-
-/** Plain text shown verbatim (monospace) on either platform. */
-function codeBlock(text: string, platform: RenderPlatform): string {
-  const body = text.replace(/```/g, "'''").trim() || '(no output)';
-  return `\`\`\`\n${platform === 'slack' ? body.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;') : body}\n\`\`\``;
 }

@@ -1,0 +1,131 @@
+/**
+ * `/morris-admin <command>`: gated by the configured admin ids (Slack user ids; Discord user or
+ * role ids), every use written to `audit_log` whether allowed or not, and carried out through the
+ * injected `AdminActions` (src/jobs) — except `version`, which asks the TextGenerator.
+ */
+import { isMorrisError, MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
+import { audit, type Store } from '../store/db.ts';
+import { escapeSlack, type RenderPlatform } from './render.ts';
+import type { AdminActions, Requester, TextGenerator } from './types.ts';
+
+const logger = childLog('bot-admin');
+
+export const ADMIN_COMMANDS = [
+  'status',
+  'retrain',
+  'rescrape',
+  'rebuild',
+  'adapters',
+  'promote',
+  'rollback',
+  'cancel',
+  'version',
+] as const;
+export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
+
+export interface AdminSettings {
+  slackAdmins: readonly string[];
+  /** Discord user ids or role ids. */
+  discordAdmins: readonly string[];
+}
+
+export interface AdminDeps {
+  store: Store;
+  generator: TextGenerator;
+  admin?: AdminActions;
+  settings: AdminSettings;
+}
+
+export function isAdmin(requester: Requester, settings: AdminSettings): boolean {
+  const { slackAdmins, discordAdmins } = settings;
+  if (requester.platform === 'slack') return slackAdmins.includes(requester.userId);
+  if (requester.platform === 'discord') {
+    return discordAdmins.includes(requester.userId) || (requester.roleIds ?? []).some((r) => discordAdmins.includes(r));
+  }
+  return false;
+}
+
+/** Runs one admin command; returns platform-ready text. Every call is audited. */
+export async function runAdminCommand(deps: AdminDeps, input: { requester: Requester; text: string }): Promise<string> {
+  const { requester } = input;
+  const platform: RenderPlatform = requester.platform === 'slack' ? 'slack' : 'discord';
+  const [word = '', ...rest] = input.text.trim().split(/\s+/).filter(Boolean);
+  const command = word.toLowerCase().slice(0, 40);
+  const args = rest.join(' ').slice(0, 500);
+  const allowed = isAdmin(requester, deps.settings);
+  const record = (outcome: string) =>
+    audit(deps.store, {
+      platform: requester.platform,
+      userId: requester.userId,
+      command: command || '(none)',
+      args: args || undefined,
+      allowed,
+      outcome,
+    });
+  if (!allowed) {
+    record('refused: not an admin');
+    logger.warn({ user: requester.userId, platform: requester.platform, command }, 'admin command refused');
+    return "Sorry, admin commands are for Morris's admins only. This attempt was logged.";
+  }
+  if (!(ADMIN_COMMANDS as readonly string[]).includes(command)) {
+    record('unknown command');
+    return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : `\`${c}\``)).join(', ')}.`;
+  }
+  try {
+    const out = await execute(deps, command as AdminCommand, args, requester);
+    record('ok');
+    return codeBlock(out, platform);
+  } catch (e) {
+    record(`failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500));
+    // A coded error is an expected answer (unknown job, bad id); anything else is a bug.
+    if (isMorrisError(e)) logger.warn({ code: e.code, reason: e.message, command, user: requester.userId }, 'admin command refused by the job system');
+    else logger.error({ err: e, command, user: requester.userId }, 'admin command failed');
+    const msg = isMorrisError(e) ? e.message : 'something went wrong (see the log)';
+    return `\`${command}\` failed: ${platform === 'slack' ? escapeSlack(msg) : msg}`;
+  }
+}
+
+async function execute(deps: AdminDeps, command: AdminCommand, args: string, requester: Requester): Promise<string> {
+  if (command === 'version') {
+    const info = await deps.generator.info();
+    return [
+      `backend:    ${info.backend}`,
+      `base model: ${info.baseModel ?? 'unknown'}`,
+      `adapter:    ${info.adapterId ?? 'none (base model only)'}`,
+      `dataset:    ${info.datasetId ?? 'unknown'}`,
+      ...(info.details ? [info.details] : []),
+    ].join('\n');
+  }
+  const admin = deps.admin;
+  if (!admin) throw new MorrisError('NOT_FOUND', 'Admin actions are not available in this process (run `morris serve`).');
+  const actor = { platform: requester.platform, userId: requester.userId };
+  const needArg = (what: string, example: string) => {
+    if (!args) throw new MorrisError('BAD_INPUT', `\`${command}\` needs ${what}, e.g. \`${command} ${example}\`.`);
+    return args.split(/\s+/)[0]!;
+  };
+  switch (command) {
+    case 'status':
+      return admin.status(actor);
+    case 'retrain':
+      return admin.retrain(actor);
+    case 'rescrape':
+      return admin.rescrape(actor);
+    case 'rebuild':
+      return admin.rebuild(actor);
+    case 'adapters':
+      return admin.adapters(actor);
+    case 'promote':
+      return admin.promote(actor, needArg('an adapter id', 'a-20260101'));
+    case 'rollback':
+      return admin.rollback(actor);
+    case 'cancel':
+      return admin.cancel(actor, needArg('a job id', '42'));
+  }
+}
+
+/** Plain text shown verbatim (monospace) on either platform. */
+function codeBlock(text: string, platform: RenderPlatform): string {
+  const body = text.replace(/```/g, "'''").trim() || '(no output)';
+  return `\`\`\`\n${platform === 'slack' ? escapeSlack(body) : body}\n\`\`\``;
+}
