@@ -47,6 +47,19 @@ describe('extractArticle: metadata', () => {
     expect(a.published).toBe('2024-05-06T09:30:00+01:00');
   });
 
+  it('resolves a JSON-LD author given as an @id reference into the graph', () => {
+    const ld = {
+      '@context': 'https://schema.org',
+      '@graph': [
+        { '@type': 'BlogPosting', headline: 'By reference', author: { '@id': 'https://example.com/#/person/1' }, datePublished: '2014-09-15T20:22:02+00:00' },
+        { '@type': 'Person', '@id': 'https://example.com/#/person/1', name: 'Regan Shae' },
+      ],
+    };
+    const a = extractArticle(page({ head: `<script type="application/ld+json">${JSON.stringify(ld)}</script>` }), URL);
+    expect(a.author).toBe('Regan Shae');
+    expect(a.published).toBe('2014-09-15T20:22:02+00:00');
+  });
+
   it('falls back to OpenGraph and meta tags when there is no JSON-LD', () => {
     const head = `<meta property="og:title" content="OG headline">
       <meta name="author" content="By Iain Morris">
