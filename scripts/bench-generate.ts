@@ -87,7 +87,7 @@ async function child(modelDir: string, quant: Quant, tokens: number, threads: nu
   await model.dispose();
 
   // quality: teacher-forced logits of a fixed text through the same compiled graph
-  const compiled = compileModel({ modelDir, quant, cacheDir });
+  const compiled = await compileModel({ modelDir, quant, cacheDir });
   const { session } = await createSession(compiled.onnxFile, { threads });
   const ids = [...Buffer.from(QUALITY_TEXT)];
   const c = compiled.config;
@@ -193,7 +193,7 @@ async function realWeightsQuality(cacheDir: string): Promise<Record<string, numb
   const out: Record<string, number> = {};
   const logits: Record<string, Float32Array> = {};
   for (const quant of ['fp32', 'int8', 'int4'] as const) {
-    const c = compileModel({ modelDir: dir, quant, cacheDir });
+    const c = await compileModel({ modelDir: dir, quant, cacheDir });
     const { session } = await createSession(c.onnxFile);
     const feed: Record<string, OrtTensor> = {
       input_ids: int64Tensor(ids, [1, ids.length]),
@@ -233,7 +233,7 @@ async function main(): Promise<void> {
     const logits: Record<string, Float32Array> = {};
     for (const quant of quants) {
       t = performance.now();
-      compileModel({ modelDir, quant, cacheDir: join(root, 'cache') }); // compile (and quantize) outside the timed child
+      await compileModel({ modelDir, quant, cacheDir: join(root, 'cache') }); // compile (and quantize) outside the timed child
       console.log(`compiled ${quant} in ${Math.round(performance.now() - t)} ms`);
       const logitsFile = join(root, `logits-${quant}.bin`);
       const script = fileURLToPath(import.meta.url);

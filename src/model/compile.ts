@@ -20,15 +20,15 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { MorrisError, wrapFsError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { openCheckpoint, type Checkpoint, type DecoderConfig } from './checkpoint.ts';
-import { buildInferenceGraph, externalWeights, type LoraModule, type LoraTensors, type WeightProvider } from './llama-graph.ts';
+import { buildInferenceGraph, externalWeights, LORA_MODULES, moduleName, type LoraModule, type LoraTensors, type WeightProvider } from './llama-graph.ts';
 import type { TensorEntry } from './safetensors.ts';
 import { pairKey, readAdapter, type Adapter } from './lora.ts';
-import { ExternalDataFile, quantLinear } from './quant.ts';
+import { ExternalDataFile, quantizeWeights, quantLinear } from './quant.ts';
 
 const log = childLog('compile');
 
 /** Bump when the graph changes, so old compiled folders are rebuilt. */
-const COMPILER_VERSION = 11;
+const COMPILER_VERSION = 12;
 
 export type Quant = 'fp32' | 'int8' | 'int4';
 export const SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json'];
@@ -94,7 +94,7 @@ function linkInto(src: string, dest: string): void {
   }
 }
 
-export function compileModel(opts: CompileOptions): CompiledModel {
+export async function compileModel(opts: CompileOptions): Promise<CompiledModel> {
   const quant = opts.quant ?? 'fp32';
   const ckpt: Checkpoint = openCheckpoint(opts.modelDir);
   const adapter = opts.adapterDir ? readAdapter(resolve(opts.adapterDir), ckpt.config) : null;
@@ -129,10 +129,12 @@ export function compileModel(opts: CompileOptions): CompiledModel {
       location.set(adapter.file, `adapter/${basename(adapter.file)}`);
     }
     const quantFile = quant === 'fp32' ? null : new ExternalDataFile(join(tmp, 'onnx', 'quant.bin'), 'quant.bin');
+    const bits = quant === 'int8' ? 8 : 4;
     try {
+      const quantized = quantFile ? await quantizeWeights(linearWeights(ckpt), bits, quantFile) : null;
       const g = buildInferenceGraph(ckpt.config, (gb) => ({
         weights: externalWeights(gb, ckpt.tensors, (f) => location.get(f)!),
-        linear: quantFile ? quantLinear(quant === 'int8' ? 8 : 4, quantFile) : undefined,
+        linear: quantized ? quantLinear(bits, quantized) : undefined,
         lora: adapter ? adapterLora(adapter, externalWeights(gb, adapterTensors(adapter), (f) => location.get(f)!, 'lora:')) : undefined,
       }));
       writeFileSync(join(tmp, 'onnx', 'model.onnx'), g.serialize({ docString: `morris ${quant}${adapter ? ' + LoRA ' + adapter.dir : ''}` }));
@@ -161,6 +163,14 @@ export function compileModel(opts: CompileOptions): CompiledModel {
   }
   log.info({ dir, quant, adapter: adapter?.dir ?? null, ms: Date.now() - t0 }, 'compiled model graph');
   return { dir, onnxFile, config: ckpt.config, adapter, quant, built: true };
+}
+
+/** Every [out, in] matrix a decode step multiplies by: the projections and the LM head. */
+function linearWeights(ckpt: Checkpoint): { name: string; entry: TensorEntry }[] {
+  const names: string[] = [];
+  for (let l = 0; l < ckpt.config.numLayers; l++) for (const m of LORA_MODULES) names.push(`${moduleName(l, m)}.weight`);
+  names.push(ckpt.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  return names.map((name) => ({ name, entry: ckpt.tensors.get(name)! }));
 }
 
 function adapterTensors(adapter: Adapter): Map<string, TensorEntry> {

@@ -143,7 +143,7 @@ function stopTokenIds(dir: string, fromConfig: readonly number[]): number[] {
 
 export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   const quant = opts.quant ?? 'fp32';
-  const compiled = compileModel({ modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, quant, cacheDir: opts.cacheDir });
+  const compiled = await compileModel({ modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, quant, cacheDir: opts.cacheDir });
   let tokenizer: PreTrainedTokenizer;
   try {
     tokenizer = await AutoTokenizer.from_pretrained(compiled.dir, { local_files_only: true });

@@ -9,7 +9,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { MorrisError } from '../errors.ts';
 import type { LinearImpl } from './llama-graph.ts';
-import { readTensorF32 } from './safetensors.ts';
+import type { ExternalData } from './onnx/builder.ts';
+import { readTensorF32, type TensorEntry } from './safetensors.ts';
 
 export type QuantBits = 4 | 8;
 /**
@@ -92,7 +93,7 @@ export class ExternalDataFile {
   constructor(readonly path: string, readonly location: string) {
     this.fd = openSync(path, 'w');
   }
-  append(data: Uint8Array | Float32Array): { location: string; offset: number; length: number } {
+  append(data: Uint8Array | Float32Array): ExternalData {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const offset = this.size;
     writeSync(this.fd, bytes);
@@ -104,24 +105,54 @@ export class ExternalDataFile {
   }
 }
 
+export interface QuantizedWeight {
+  readonly N: number;
+  readonly K: number;
+  readonly nBlocks: number;
+  readonly packed: ExternalData;
+  readonly scales: ExternalData;
+  readonly zeroPoints: ExternalData;
+  readonly zeroPointCount: number;
+}
+
 /**
- * A LinearImpl that quantizes each weight as the graph is built and emits MatMulNBits. The
- * original float weight is never referenced by the graph (it is only read to quantize it).
+ * Quantizes the given [N, K] weights into `out`, one tensor at a time, yielding to the event loop
+ * between tensors so a bot process stays responsive while a model is prepared on first use.
  */
-export function quantLinear(bits: QuantBits, out: ExternalDataFile, blockSize = BLOCK_SIZE[bits]): LinearImpl {
-  return (g, x, spec, w) => {
-    const entry = w.entry(spec.weight);
-    if (!entry) throw new MorrisError('MODEL_INVALID', `Checkpoint lacks tensor ${spec.weight}.`);
-    const N = spec.outFeatures;
-    const K = spec.inFeatures;
+export async function quantizeWeights(
+  weights: readonly { name: string; entry: TensorEntry }[],
+  bits: QuantBits,
+  out: ExternalDataFile,
+  blockSize = BLOCK_SIZE[bits],
+): Promise<Map<string, QuantizedWeight>> {
+  const done = new Map<string, QuantizedWeight>();
+  for (const { name, entry } of weights) {
+    if (done.has(name)) continue; // the tied embedding may be listed twice
+    const [N, K] = entry.shape as [number, number];
     const q = quantizeMatrix(readTensorF32(entry), N, K, bits, blockSize);
+    done.set(name, {
+      N, K, nBlocks: q.nBlocks, zeroPointCount: q.zeroPoints.length,
+      packed: out.append(q.packed), scales: out.append(q.scales), zeroPoints: out.append(q.zeroPoints),
+    });
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  return done;
+}
+
+/** A LinearImpl emitting MatMulNBits over weights quantized beforehand by quantizeWeights. */
+export function quantLinear(bits: QuantBits, quantized: ReadonlyMap<string, QuantizedWeight>, blockSize = BLOCK_SIZE[bits]): LinearImpl {
+  return (g, x, spec, w) => {
+    const q = quantized.get(spec.weight);
+    if (!q) throw new MorrisError('INTERNAL', `Weight ${spec.weight} was not quantized.`);
+    const prefix = `${spec.weight}.q${bits}`;
     const blob = (blockSize * bits) / 8;
-    const B = g.externalInitializer(`${spec.name}.q${bits}.weight`, 'uint8', [N, q.nBlocks, blob], out.append(q.packed));
-    const scales = g.externalInitializer(`${spec.name}.q${bits}.scales`, 'float32', [N * q.nBlocks], out.append(q.scales));
-    const zp = g.externalInitializer(`${spec.name}.q${bits}.zero_points`, 'uint8', [q.zeroPoints.length], out.append(q.zeroPoints));
+    const init = (name: string, dtype: 'uint8' | 'float32', shape: number[], ext: ExternalData) => (g.has(name) ? name : g.externalInitializer(name, dtype, shape, ext));
+    const B = init(`${prefix}.weight`, 'uint8', [q.N, q.nBlocks, blob], q.packed);
+    const scales = init(`${prefix}.scales`, 'float32', [q.N * q.nBlocks], q.scales);
+    const zp = init(`${prefix}.zero_points`, 'uint8', [q.zeroPointCount], q.zeroPoints);
     // accuracy_level 4 (int8 activations): without it ORT's CPU kernel takes a slow path for
     // 8-bit weights (~10× slower than fp32 here); the extra error is small (see bench:generate)
-    let y = g.op('MatMulNBits', [x, B, scales, zp], { K, N, bits, block_size: blockSize, accuracy_level: 4 });
+    let y = g.op('MatMulNBits', [x, B, scales, zp], { K: q.K, N: q.N, bits, block_size: blockSize, accuracy_level: 4 });
     if (spec.bias) y = g.op('Add', [y, w.get(spec.bias)]);
     return y;
   };

@@ -40,7 +40,7 @@ async function collect(it: AsyncIterable<string>): Promise<string> {
 
 describe('engine on a seeded tiny random model', () => {
   it('greedy output is pinned as exact token ids, and the engine streams their text', async () => {
-    const compiled = compileModel({ modelDir, cacheDir });
+    const compiled = await compileModel({ modelDir, cacheDir });
     const { session } = await createSession(compiled.onnxFile);
     const promptIds = [...Buffer.from(PROMPT)];
     const ids = await greedyIds(session, compiled.config, promptIds, 12);
@@ -88,7 +88,7 @@ describe('engine sampling, chat, cancellation and adapters', () => {
 
   it('runs base + LoRA adapter, which changes the text; a mismatched adapter is ADAPTER_MISMATCH', async () => {
     const adapterDir = join(root, 'adapter');
-    const cfg = compileModel({ modelDir, cacheDir }).config;
+    const cfg = (await compileModel({ modelDir, cacheDir })).config;
     writeRandomAdapter(adapterDir, cfg, { r: 4, alpha: 16, targets: ['q_proj', 'v_proj', 'down_proj'], seed: 9 });
     const withAdapter = await loadModel({ modelDir, adapterDir, cacheDir, device: 'cpu' });
     try {

@@ -47,7 +47,7 @@ describe('Llama-family graph vs reference forward', () => {
       const ckpt = openCheckpoint(modelDir);
       const ref = referenceForward(cfg, referenceWeights(ckpt.tensors), IDS);
 
-      const plain = compileModel({ modelDir, cacheDir: join(root, 'cache') });
+      const plain = await compileModel({ modelDir, cacheDir: join(root, 'cache') });
       const { session } = await createSession(plain.onnxFile);
       const full = await fullLogits(session, cfg, IDS);
       expect(relError(full, ref)).toBeLessThan(1e-4);
@@ -59,7 +59,7 @@ describe('Llama-family graph vs reference forward', () => {
       const adapter = readAdapter(adapterDir, cfg);
       const refLora = referenceForward(cfg, referenceWeights(ckpt.tensors), IDS, { adapter, weights: referenceWeights(readSafetensorsHeader(adapter.file).tensors) });
       expect(relError(refLora, ref)).toBeGreaterThan(1e-3); // the adapter really changes the output
-      const withLora = compileModel({ modelDir, adapterDir, cacheDir: join(root, 'cache') });
+      const withLora = await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'cache') });
       const s2 = (await createSession(withLora.onnxFile)).session;
       const fullLora = await fullLogits(s2, cfg, IDS);
       expect(relError(fullLora, refLora)).toBeLessThan(1e-4);
@@ -74,7 +74,7 @@ describe('batched decoding with left padding', () => {
   it('each row of a left-padded batch equals that sequence run alone (prefill and one cached step)', async () => {
     const modelDir = join(root, 'batch');
     const cfg = writeRandomCheckpoint(modelDir, { config: VARIANTS[0]!.config, seed: 77 });
-    const { session } = await createSession(compileModel({ modelDir, cacheDir: join(root, 'cache') }).onnxFile);
+    const { session } = await createSession((await compileModel({ modelDir, cacheDir: join(root, 'cache') })).onnxFile);
     const a = [5, 17, 3, 60, 42];
     const b = [9, 1, 33];
     const pad = a.length - b.length;
@@ -112,7 +112,7 @@ describe('RoPE paths', () => {
     const v = VARIANTS[1]!; // llama3 scaling
     const modelDir = join(root, 'rope');
     const cfg = writeRandomCheckpoint(modelDir, { config: v.config, seed: 5, dtype: v.dtype });
-    const compiled = compileModel({ modelDir, cacheDir: join(root, 'cache') });
+    const compiled = await compileModel({ modelDir, cacheDir: join(root, 'cache') });
     const ckpt = openCheckpoint(modelDir);
     const g = buildInferenceGraph(cfg, (gb) => ({ weights: externalWeights(gb, ckpt.tensors, (f) => `base/${basename(f)}`), fusedRope: false }));
     expect(g.nodes.some((n) => n.opType === 'RotaryEmbedding')).toBe(false);

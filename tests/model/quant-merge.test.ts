@@ -42,14 +42,22 @@ describe('weight-only quantization', () => {
     const modelDir = join(root, 'm');
     const cfg = writeRandomCheckpoint(modelDir, { config, seed: 3, std: 0.1 });
     const errs: Record<string, number> = {};
-    const fp32 = await fullLogits((await createSession(compileModel({ modelDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
+    const fp32 = await fullLogits((await createSession((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
     for (const quant of ['int8', 'int4'] as const) {
-      const c = compileModel({ modelDir, quant, cacheDir: join(root, 'c') });
+      const c = await compileModel({ modelDir, quant, cacheDir: join(root, 'c') });
       errs[quant] = relError(await fullLogits((await createSession(c.onnxFile)).session, cfg, IDS), fp32);
     }
     expect(errs['int8']!).toBeLessThan(0.02);
     expect(errs['int4']!).toBeLessThan(0.2);
     expect(errs['int8']!).toBeLessThan(errs['int4']!);
+  });
+
+  it('quantizing yields to the event loop (a bot stays responsive while a model is prepared)', async () => {
+    const modelDir = join(root, 'm');
+    const order: string[] = [];
+    setImmediate(() => order.push('tick'));
+    await compileModel({ modelDir, quant: 'int4', cacheDir: join(root, 'fresh') }).then(() => order.push('done'));
+    expect(order).toEqual(['tick', 'done']);
   });
 });
 
@@ -61,9 +69,9 @@ describe('mergeAdapter', () => {
     writeRandomAdapter(adapterDir, cfg, { r: 4, alpha: 8, targets: ['q_proj', 'o_proj', 'up_proj'], seed: 2 });
     const outDir = join(root, 'merged');
     expect(mergeAdapter(modelDir, adapterDir, outDir).mergedTensors).toBe(3 * cfg.numLayers);
-    const withAdapter = await fullLogits((await createSession(compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
-    const merged = await fullLogits((await createSession(compileModel({ modelDir: outDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
-    const base = await fullLogits((await createSession(compileModel({ modelDir, cacheDir: join(root, 'c') }).onnxFile)).session, cfg, IDS);
+    const withAdapter = await fullLogits((await createSession((await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
+    const merged = await fullLogits((await createSession((await compileModel({ modelDir: outDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
+    const base = await fullLogits((await createSession((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
     expect(relError(merged, withAdapter)).toBeLessThan(1e-5);
     expect(relError(base, withAdapter)).toBeGreaterThan(1e-3);
     expect(() => mergeAdapter(modelDir, adapterDir, modelDir)).toThrow(/new folder/);
@@ -76,14 +84,14 @@ describe('compile cache', () => {
     const cfg = writeRandomCheckpoint(modelDir, { config, seed: 21 });
     const adapterDir = join(root, 'cache-adapter');
     writeRandomAdapter(adapterDir, cfg, { r: 2, alpha: 4, targets: ['v_proj'], seed: 1 });
-    const first = compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
+    const first = await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
     expect(first.built).toBe(true);
     expect(statSync(join(first.dir, 'onnx', 'base', 'model.safetensors')).ino).toBe(statSync(join(modelDir, 'model.safetensors')).ino);
     expect(statSync(join(first.dir, 'onnx', 'model.onnx')).size).toBeLessThan(50_000); // weights stay outside
-    expect(compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') }).built).toBe(false);
+    expect((await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') })).built).toBe(false);
     const before = await fullLogits((await createSession(first.onnxFile)).session, cfg, IDS);
     writeRandomAdapter(adapterDir, cfg, { r: 2, alpha: 4, targets: ['v_proj'], seed: 2 }); // written by rename: new inode
-    const second = compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
+    const second = await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
     expect(second.built).toBe(true);
     const after = await fullLogits((await createSession(second.onnxFile)).session, cfg, IDS);
     expect(relError(after, before)).toBeGreaterThan(1e-4);

@@ -39,7 +39,7 @@ describe.skipIf(!present)('stories260K (real weights, llama2.c goldens)', () => 
   });
 
   it('matches the stored top-5 logits within tolerance and greedy ids exactly (direct ONNX Runtime)', async () => {
-    const compiled = compileModel({ modelDir: MODEL_DIR, cacheDir });
+    const compiled = await compileModel({ modelDir: MODEL_DIR, cacheDir });
     const { session } = await createSession(compiled.onnxFile);
     for (const p of golden.prompts) {
       const ids = [...p.input_ids, ...p.continuation_ids];
