@@ -9,11 +9,32 @@ const LABEL_ONLY =
   /^(?:advertisement|advertising|advert|ad|ads|sponsored( content)?|promoted|comments?|\d+ comments?|share( this( article| story| post)?)?|share on \w+|tweet|email|print|read more|continue reading|show more|load more|related( articles| stories| content| links| posts| coverage)?|more on this( story| topic)?|you (may|might) also like|recommended( for you)?|trending( now)?|don'?t miss|most (read|popular|viewed)|top stories|watch( now)?|listen( now)?|loading|skip (ad|advertisement)|this slideshow requires javascript|tell us what you think|leave a (comment|reply)|post a comment|click (here )?to (expand|enlarge)|enlarge( this image| image)?|image \d+ (of|\/) \d+|\d+ min(ute)?s? read|reading time:? .{0,20})[\s.:!…>»|-]*$/i;
 
 /** Short teaser lines: "Related: …", "SEE MORE: …", "READ MORE: …". */
-const TEASER_PREFIX = /^[[(]?(?:related(?: \w+){0,2}|also|see more|see also|read more|read also|also read|also on [\w.]+|more|recommended|watch|listen|click here|must read|top story|latest|trending|don'?t miss|tags|tagged|tagged with|filed under|categories|category|topics)\s*[:|>»-]/i;
+const TEASER_PREFIX = /^[[(]?(?:related(?: \w+){0,2}|also|see more|see also|read more|read also|also read|also on [\w.]+|more|recommended|watch|listen|click here|must read|top story|latest|trending|don'?t miss|tags|tagged|tagged with|filed under|categories|category|topics)\s*(?:[:|>»]|-\s)/i;
 
-/** Closing lines that address the reader rather than tell the story. */
-const CLOSING_LINE =
-  /reach (?:the )?(?:reporters?|authors?|writers?) (?:on|at)|contributed (?:to )?(?:this )?report|^\(?(?:additional )?reporting by|^write to \S+.{0,40}@|follow @\w+ on|follow (?:\S+ )?(?:full )?coverage|if you enjoyed this|share (?:it|this)(?: story| article)? with|follow (?:us|him|her|them|me)\b|(?:sign|signs) up (?:for|to)|subscribe (?:to|for|now|today)|our newsletter|news ?tip|have a tip|email (?:\w+ ){0,3}at \S+@|contact (?:\w+ ){0,3}at \S+@|join (?:our|the) \w+ (?:forum|community|conversation)|click here (?:to|for)|get the .{0,30}\bapp\b|download (?:our|the) .{0,30}\bapp\b/i;
+/**
+ * Closing lines that address the reader rather than tell the story. Phrased narrowly (second
+ * person, "our", imperatives), because a column's real last line must never match.
+ */
+const CLOSING_LINE = new RegExp([
+  String.raw`reach (?:the )?(?:reporters?|authors?|writers?) (?:on|at)`,
+  String.raw`contributed (?:to )?(?:this )?report`,
+  String.raw`^\(?(?:additional )?reporting by`,
+  String.raw`^write to \S+.{0,40}@`,
+  String.raw`email (?:\w+ ){0,3}at \S+@`,
+  String.raw`contact (?:\w+ ){0,3}at \S+@`,
+  String.raw`follow @\w+ on`,
+  String.raw`follow (?:us|him|her|me) (?:on|at|@)`,
+  String.raw`follow (?:[\w'’]+ )?(?:full |live )?coverage (?:of|at|on)`,
+  String.raw`if you enjoyed this`,
+  String.raw`share (?:it|this)(?: story| article)? with`,
+  String.raw`sign up (?:for|to) (?:our|my)\b|sign up (?:now|today|here)|sign up for .{0,60}\bnewsletter`,
+  String.raw`subscribe (?:to (?:our|my)\b|now|today|here)|subscribe to [\w.'’ ]{0,40}(?:newsletter|channel|podcast|youtube)`,
+  String.raw`our (?:daily |weekly |free )?newsletters?`,
+  String.raw`news ?tip|have a tip`,
+  String.raw`join (?:our|the) \w+ (?:forum|community|conversation)`,
+  String.raw`click here (?:to|for)`,
+  String.raw`download our (?:\w+ )?app`,
+].join('|'), 'i');
 
 const MONTH = '(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\\.?';
 /** A date written out: "Nov. 20, 2019", "20 November 2019", "2019-11-20", "11/20/2019". */
