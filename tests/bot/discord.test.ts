@@ -16,7 +16,7 @@ const STRING = 3;
 const NUMBER = 10;
 
 function behaviour(topic: string) {
-  if (topic.includes('long read')) return { text: articleFor(topic, 900), chunkChars: 400, chunkDelayMs: 15 };
+  if (topic.includes('long read')) return { text: articleFor(topic, 900), chunkChars: 400, chunkDelayMs: 25 };
   if (topic.includes('pinger')) return { text: 'Attention @everyone and @here: <@123456789012345678> and <@&987654321098765432> said so.' };
   return { chunkDelayMs: 8 };
 }
