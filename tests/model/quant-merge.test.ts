@@ -73,6 +73,10 @@ describe('mergeAdapter', () => {
     const merged = await fullLogits((await createSession((await compileModel({ modelDir: outDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
     const base = await fullLogits((await createSession((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
     expect(relError(merged, withAdapter)).toBeLessThan(1e-5);
+    // the LoRA side path stays fp32 next to quantized base weights
+    const int8Adapter = await fullLogits((await createSession((await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
+    expect(relError(int8Adapter, withAdapter)).toBeLessThan(0.02);
+    expect(relError(int8Adapter, base)).toBeGreaterThan(relError(int8Adapter, withAdapter));
     expect(relError(base, withAdapter)).toBeGreaterThan(1e-3);
     expect(() => mergeAdapter(modelDir, adapterDir, modelDir)).toThrow(/new folder/);
   });
