@@ -28,7 +28,7 @@ export const STRONGLY_UNLIKELY =
   /(?:^|[\s_-])(?:comments?|related|share|sharing|newsletter|author|authors|author-?box|about-?(?:the-)?author|bio|subscribe|promo|outbrain|taboola|recirc\w*|trending|most-?popular|recommend\w*|cookie\w*|consent|sidebar|footer|breadcrumbs?|advert\w*|sponsored)(?:$|[\s_-])/i;
 
 /** Fragments that mark boilerplate even inside longer class names ("relatedpoststitle", "commentlist"). */
-export const UNLIKELY_FRAGMENT = /related|comment|disqus|outbrain|taboola|recirc|breadcrumb|newsletter|sidebar|trending|recommend/i;
+export const UNLIKELY_FRAGMENT = /related|comment|disqus|outbrain|taboola|recirc|breadcrumb|newsletter|trending|recommend/i;
 
 /** Headings that introduce lists of other stories. */
 export const RELATED_HEADING =
