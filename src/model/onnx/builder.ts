@@ -9,9 +9,10 @@
  *   const y = g.op('Gemm', [x, w], { transB: 1 });           // first output's name
  *   const [a, b] = g.opMulti('Split', [x, sizes], 2, { axis: 1 }); // several outputs
  *   const c = g.constant(new Float32Array([1]), 'float32', []);   // small inline initializer
- *   g.output(y, 'logits');                                      // marks (and if needed renames via Identity)
+ *   g.output(y, 'logits');   // marks as graph output; renames y (or adds an Identity for inputs/initializers)
  *   g.tensor(y)  -> { name, dtype?, shape? }  g.producer(y) -> NodeInfo | undefined  g.consumers(y) -> NodeInfo[]
- *   g.nodes / g.inputs / g.outputs / g.initializers are readable; g.removeOutput(name) drops an output.
+ *   g.nodes / g.inputs / g.outputs / g.initializers are readable; g.removeOutput(name) drops an output;
+ *   g.setInfo(name, dtype, shape) overrides inferred info; g.constValue(name) reads int64 constants.
  *   g.toModelProto() / g.serialize() -> Uint8Array (opset 17 + com.microsoft 1, IR 8)
  * Tensor names are unique; auto names are `<opType>_<n>`. Shapes: numbers for fixed dims, strings
  * for symbolic ones (e.g. 'batch_size'); unknown shapes are left undefined.
