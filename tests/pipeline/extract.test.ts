@@ -70,6 +70,15 @@ describe('extractArticle: metadata', () => {
     expect(a.published).toBe('2023-11-19T23:05:00Z');
   });
 
+  it('skips an author that is only a profile URL and prefers the datePublished <time>', () => {
+    const head = '<meta property="article:author" content="https://www.facebook.com/someone">';
+    const extra = `<p class="byline">By <a rel="author" href="/people/iain">Iain Morris</a></p>
+      <time datetime="2020-01-01">modified</time><time itemprop="datePublished" datetime="2019-12-31T23:59:00+00:00">published</time>`;
+    const a = extractArticle(page({ head, extra }), URL);
+    expect(a.author).toBe('Iain Morris');
+    expect(a.published).toBe('2019-12-31T23:59:00+00:00');
+  });
+
   it('uses the visible h1 and a <time datetime> when there are no meta tags', () => {
     const a = extractArticle(page({ extra: '<time datetime="2022-02-03">3 Feb</time>' }), URL);
     expect(a.title).toBe('Upgrade delayed again');

@@ -189,22 +189,32 @@ export function extractMetadata($: CheerioAPI): Metadata {
     (h1 || null) ??
     (docTitle.replace(TITLE_SEPARATORS, '') || null);
 
-  const ldAuthors = first((o) => {
-    const names = personNames(o.author ?? o.creator, byId);
-    return names.length ? names : null;
-  });
-  const metaAuthor = firstMeta(meta, ['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'byl', 'citation_author']);
-  const visibleAuthor = squash($('[rel="author"], [itemprop="author"] [itemprop="name"], [itemprop="author"]').first().text());
-  const author = normaliseAuthors(ldAuthors ?? [metaAuthor ?? visibleAuthor]);
+  // Each source in order of reliability; the first that yields a real name (not a profile URL) wins.
+  const authorSources: (() => string[])[] = [
+    () => first((o) => {
+      const names = personNames(o.author ?? o.creator, byId);
+      return names.length ? names : null;
+    }) ?? [],
+    ...['author', 'article:author', 'parsely-author', 'sailthru.author', 'dc.creator', 'byl', 'citation_author']
+      .map((k) => () => (meta.has(k) ? [meta.get(k)!] : [])),
+    () => [squash($('[itemprop="author"] [itemprop="name"]').first().text())],
+    () => [squash($('[rel="author"]').first().text())],
+  ];
+  let author: string | string[] | null = null;
+  for (const source of authorSources) {
+    author = normaliseAuthors(source());
+    if (author) break;
+  }
 
-  const dateCandidates: unknown[] = [
-    first((o) => (o.datePublished ?? o.dateCreated ?? null) as Json),
-    firstMeta(meta, ['article:published_time', 'og:article:published_time', 'datepublished', 'parsely-pub-date', 'sailthru.date', 'pubdate', 'publishdate', 'publish-date', 'date', 'dc.date', 'dcterms.created', 'dc.date.issued', 'citation_publication_date', 'article.published']),
-    $('time[datetime][itemprop="datePublished"], time[pubdate][datetime], article time[datetime], time[datetime]').first().attr('datetime'),
+  const dateSources: (() => unknown)[] = [
+    () => first((o) => (o.datePublished ?? o.dateCreated ?? null) as Json),
+    () => firstMeta(meta, ['article:published_time', 'og:article:published_time', 'datepublished', 'parsely-pub-date', 'sailthru.date', 'pubdate', 'publishdate', 'publish-date', 'date', 'dc.date', 'dcterms.created', 'dc.date.issued', 'citation_publication_date', 'article.published']),
+    ...['time[datetime][itemprop="datePublished"]', 'time[pubdate][datetime]', 'article time[datetime]', 'time[datetime]']
+      .map((css) => () => $(css).first().attr('datetime')),
   ];
   let published: string | null = null;
-  for (const c of dateCandidates) {
-    published = normaliseDate(c);
+  for (const source of dateSources) {
+    published = normaliseDate(source());
     if (published) break;
   }
 
