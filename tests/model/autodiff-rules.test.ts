@@ -24,6 +24,16 @@ interface Case {
 const pos = (rng: Rng) => 0.5 + rng.next() * 1.5;
 
 const CASES: Case[] = [
+  // Composite with its own gradient (src/model/autodiff/composites.ts), x and the weight both trainable.
+  {
+    op: 'RMSNorm',
+    inputs: [{ shape: [3, 5] }, { shape: [5] }],
+    build: (g, [x, w]) => {
+      const f = (v: number) => g.scalar(v, 'float64');
+      const mean = g.op('ReduceMean', [g.op('Pow', [x!, f(2)])], { axes: [-1], keepdims: 1 });
+      return g.op('Mul', [g.op('Div', [x!, g.op('Sqrt', [g.op('Add', [mean, f(1e-5)])])]), w!]);
+    },
+  },
   { op: 'Identity', inputs: [{ shape: [3, 2] }], build: (g, [a]) => g.op('Identity', [a!]) },
   { op: 'Neg', inputs: [{ shape: [3, 2] }], build: (g, [a]) => g.op('Neg', [a!]) },
   { op: 'Add', inputs: [{ shape: [2, 3, 4] }, { shape: [1, 4] }], build: (g, [a, b]) => g.op('Add', [a!, b!]) },
@@ -153,9 +163,21 @@ async function checkCase(c: Case, seed: number): Promise<number> {
 }
 
 describe('gradient rules', () => {
-  it('has a finite-difference case for every rule in the table', () => {
+  it('has a finite-difference case for every rule in the table and every composite', () => {
     const covered = new Set(CASES.map((c) => c.op));
-    expect(Object.keys(GRADIENT_RULES).filter((op) => !covered.has(op))).toEqual([]);
+    expect([...Object.keys(GRADIENT_RULES), 'RMSNorm'].filter((op) => !covered.has(op))).toEqual([]);
+  });
+
+  it('differentiates RMSNorm as one composite: no local rules run inside it', () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [4, 8]);
+    const mean = g.op('ReduceMean', [g.op('Pow', [x, g.scalar(2)])], { axes: [-1], keepdims: 1 });
+    const y = g.op('Mul', [g.op('Div', [x, g.op('Sqrt', [g.op('Add', [mean, g.scalar(1e-6)])])]), g.constant(new Float32Array(8).fill(1.5), 'float32', [8])]);
+    const before = g.nodes.length;
+    addGradients(g, g.op('ReduceSum', [y], { keepdims: 0 }), [x]);
+    const ops = g.nodes.slice(before + 1).map((n) => n.opType);
+    expect(ops).not.toContain('Pow');
+    expect(ops).not.toContain('Div');
   });
 
   it('every rule matches central finite differences', async () => {

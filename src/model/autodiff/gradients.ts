@@ -7,6 +7,7 @@
  */
 import { MorrisError } from '../../errors.ts';
 import type { GraphBuilder, NodeInfo } from '../onnx/builder.ts';
+import { COMPOSITE_MATCHERS } from './composites.ts';
 import { addAll } from './helpers.ts';
 import { gradientRule } from './rules.ts';
 
@@ -49,7 +50,20 @@ export function addGradients(g: GraphBuilder, loss: string | ReadonlyMap<string,
     return contributions.get(t)![0];
   };
   for (const [t, grad] of seeds) contributions.set(t, [grad]);
+  const inComposite = new Set<NodeInfo>();
   for (const n of pathNodes) {
+    if (inComposite.has(n)) continue; // differentiated as part of a composite below it
+    const composite = COMPOSITE_MATCHERS.map((m) => m(g, n)).find((m) => m !== undefined);
+    if (composite) {
+      const gy = gradOf(n.outputs[0]!);
+      if (gy === undefined) continue;
+      for (const inner of composite.inner) inComposite.add(inner);
+      for (const [t, gt] of composite.rule(g, gy, (t) => onPath.has(t))) {
+        recordLike(g, gt, t);
+        contributions.set(t, [...(contributions.get(t) ?? []), gt]);
+      }
+      continue;
+    }
     const rule = gradientRule(n.opType);
     if (!rule) {
       throw new MorrisError('NO_GRADIENT_RULE', `No gradient rule for op ${n.opType} (node ${n.name}) on the path from the trainable tensors to the loss.`, {

@@ -18,8 +18,6 @@ import type { Rng } from './rng.ts';
 
 const log = childLog('train');
 
-/** Bump when the training graph changes so cached graph files are rebuilt. */
-const TRAIN_GRAPH_VERSION = 3;
 
 export interface StepSessionsOptions {
   readonly modelDir: string;
@@ -42,7 +40,9 @@ const LOSS_CHUNK_BYTES = 32 * 2 ** 20;
 
 export function lossChunksFor(o: Pick<StepSessionsOptions, 'maxTokens' | 'plainLoss'>, vocab: number): number {
   if (o.plainLoss) return 0;
-  return Math.max(1, Math.ceil(((o.maxTokens ?? 512) * vocab * 4) / LOSS_CHUNK_BYTES));
+  const needed = ((o.maxTokens ?? 512) * vocab * 4) / LOSS_CHUNK_BYTES;
+  // A power of two, so the usual power-of-two sequence lengths need no padding.
+  return needed <= 1 ? 1 : 2 ** Math.ceil(Math.log2(needed));
 }
 
 /** Right-pads every row so B·S divides into the graph's loss chunks (padding never counts). */
@@ -187,7 +187,7 @@ export class TrainingSessions {
 }
 
 function graphDir(o: StepSessionsOptions): string {
-  const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets, maxTokens: o.maxTokens ?? 512, plain: o.plainLoss === true });
+  const key = JSON.stringify({ model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets, maxTokens: o.maxTokens ?? 512, plain: o.plainLoss === true });
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 12);
   const root = o.cacheDir ? join(resolve(o.cacheDir), 'train') : dirname(compiledDirFor({ modelDir: o.modelDir }));
   return join(root, `train-${hash}`);
@@ -200,26 +200,30 @@ function fileIdentity(f: string): string {
 
 /** Writes train.onnx / eval.onnx with hard links to the weights; reuses an up-to-date folder. */
 function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string): { lora: LoraInput[]; dropoutMasks: DropoutInput[]; lossChunks: number } {
+  const t0 = Date.now();
   const sources = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
   const location = new Map(sources.map((f) => [f, `base/${basename(f)}`]));
   const weights = (g: Parameters<typeof externalWeights>[0]) => externalWeights(g, ckpt.tensors, (f) => location.get(f)!);
   const opts = { rank: o.rank, alpha: o.alpha, targets: o.targets, dropout: o.dropout, lossChunks: lossChunksFor(o, ckpt.config.vocabSize) };
   const train = buildTrainingGraph(ckpt.config, weights, { ...opts, train: true });
+  const evalGraph = buildTrainingGraph(ckpt.config, weights, { ...opts, train: false });
   const result = { lora: [...train.lora], dropoutMasks: [...train.dropoutMasks], lossChunks: opts.lossChunks };
+  // Graphs are rebuilt every time (a fraction of a second) and compared by content, so a change
+  // in the builder or the autodiff can never leave a stale graph file in use.
+  const trainBytes = train.g.serialize({ docString: 'morris LoRA training step' });
+  const evalBytes = evalGraph.g.serialize({ docString: 'morris LoRA eval loss' });
+  const key = createHash('sha256').update(trainBytes).update(evalBytes).update(JSON.stringify(sources.map(fileIdentity))).digest('hex');
   const stamp = join(dir, 'graph.json');
-  const key = JSON.stringify({ v: TRAIN_GRAPH_VERSION, files: sources.map(fileIdentity), opts });
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === key && existsSync(join(dir, 'train.onnx'))) return result;
 
-  const t0 = Date.now();
   const tmp = `${dir}.tmp-${process.pid}`;
   try {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(join(tmp, 'base'), { recursive: true });
     for (const f of sources) linkWeights(f, join(tmp, 'base', basename(f)));
-    writeFileSync(join(tmp, 'train.onnx'), train.g.serialize({ docString: 'morris LoRA training step' }));
-    const evalGraph = buildTrainingGraph(ckpt.config, weights, { ...opts, train: false });
-    writeFileSync(join(tmp, 'eval.onnx'), evalGraph.g.serialize({ docString: 'morris LoRA eval loss' }));
-    writeFileSync(stamp.replace(dir, tmp), key);
+    writeFileSync(join(tmp, 'train.onnx'), trainBytes);
+    writeFileSync(join(tmp, 'eval.onnx'), evalBytes);
+    writeFileSync(join(tmp, 'graph.json'), key);
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   } catch (e) {
