@@ -198,6 +198,13 @@ describe('extractArticle: body', () => {
     expect(extractArticle(html, URL).body).toBe('');
   });
 
+  it('returns an empty body for a listing page of teasers (headline link plus standfirst)', () => {
+    const teasers = Array.from({ length: 8 }, (_, i) => `<article class="teaser"><h2><a href="/a${i}">Headline ${i} about operators and their woes</a></h2>
+      <p>A short standfirst for story ${i}, which explains, briefly, why everything is terrible again and again.</p></article>`).join('');
+    const html = `<html><head><title>Columns</title></head><body><main>${teasers}</main><a rel="next" href="?page=2">Next</a></body></html>`;
+    expect(extractArticle(html, URL).body).toBe('');
+  });
+
   it('lets profile selectors override the generic extractor', () => {
     const html = page({
       extra: `<div class="meta"><span class="writer">Iain Morris</span><span class="when" data-x="1">2024-03-04T05:06:07Z</span></div>

@@ -1,6 +1,6 @@
 import type { Document } from 'domhandler';
 import { dropBoilerplateParagraphs } from './boilerplate.ts';
-import { cleanArticle } from './clean.ts';
+import { cleanArticle, looksLikeListing } from './clean.ts';
 import { prune } from './prune.ts';
 import { scoreCandidates } from './score.ts';
 import { gatherDistantParts, gatherSiblings, pickTopCandidate } from './select.ts';
@@ -37,6 +37,7 @@ export function extractBodyText(doc: Document, opts: BodyOptions, title: string 
   const top = pickTopCandidate(score);
   if (!top) return '';
   const parts = gatherDistantParts(gatherSiblings(top, score, stats), top, prose, stats);
+  if (looksLikeListing(parts, stats)) return '';
   cleanArticle(parts, stats, opts);
   return dropBoilerplateParagraphs(blocksToParagraphs(parts), title).join('\n\n');
 }

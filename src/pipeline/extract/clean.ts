@@ -90,3 +90,28 @@ export function cleanArticle(roots: Element[], stats: StatMap, opts: BodyOptions
     removeNodes(gone);
   }
 }
+
+const HEADINGS = new Set(['h1', 'h2', 'h3', 'h4', 'h5', 'h6']);
+
+/** Linked headings that make up this share of the blocks mean a list of stories, not a story. */
+const LISTING_SHARE = 0.25;
+
+/**
+ * A listing page (section front, author archive, search results) has the shape of an article
+ * to the scorer: prose in one container. What gives it away is a headline link per item.
+ */
+export function looksLikeListing(roots: Element[], stats: StatMap): boolean {
+  let linkedHeadings = 0;
+  let blocks = 0;
+  for (const root of roots) {
+    for (const el of [root, ...descendants(root)]) {
+      if (el.name === 'p' || el.name === 'li') blocks++;
+      else if (HEADINGS.has(el.name)) {
+        blocks++;
+        const s = stats.get(el);
+        if (s && s.text > 0 && s.link >= 0.9 * s.text) linkedHeadings++;
+      }
+    }
+  }
+  return linkedHeadings >= 3 && linkedHeadings >= LISTING_SHARE * blocks;
+}
