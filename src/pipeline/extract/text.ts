@@ -7,6 +7,9 @@ import { BLOCK_TAGS } from './patterns.ts';
  * by one blank line, `<br>` is a line break inside a paragraph, whitespace inside a line is
  * collapsed the way a browser renders it.
  */
+/** Zero-width spaces and joiners, word joiner, BOM and soft hyphen: invisible, and they split words. */
+const INVISIBLE = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
+
 /** Raw-text elements whose content is code or markup, not prose (they survive in selector output). */
 const NEVER_TEXT = new Set(['script', 'style', 'noscript', 'template', 'head', 'title']);
 
@@ -21,7 +24,7 @@ export function blocksToParagraphs(nodes: AnyNode[]): string[] {
   let line = '';
 
   const endLine = (): void => {
-    const t = line.replace(/\s+/g, ' ').trim();
+    const t = line.replace(INVISIBLE, '').replace(/\s+/g, ' ').trim();
     if (t) lines.push(t);
     line = '';
   };
