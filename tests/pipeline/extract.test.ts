@@ -124,6 +124,16 @@ describe('extractArticle: body', () => {
     expect(a.body).toBe(PROSE.join('\n\n'));
   });
 
+  it('drops invisible characters and paragraphs made only of them, keeps <br> as a line break', () => {
+    const article = `<p>${PROSE[0]}</p><p>\u200b</p><p>Der Not\u00adfall\u00addaten\u00adsatz liegt auf der Karte, sagt das Ministerium, und niemand weiß wo.</p>
+      <p>${PROSE[1]}</p><p>Line one of an address,<br>line two of it, and a&nbsp;non-breaking space.</p><p>${PROSE[2]}</p>`;
+    const paragraphs = extractArticle(page({ article }), URL).body.split('\n\n');
+    expect(paragraphs).toEqual([
+      PROSE[0], 'Der Notfalldatensatz liegt auf der Karte, sagt das Ministerium, und niemand weiß wo.', PROSE[1],
+      'Line one of an address,\nline two of it, and a non-breaking space.', PROSE[2],
+    ]);
+  });
+
   it('keeps headings, lists and quotes inside the article as their own paragraphs', () => {
     const article = `<p>${PROSE[0]}</p><h2>What went wrong</h2><ul><li>Suppliers were late with the radios</li><li>The regulator changed the rules</li></ul>
       <blockquote><p>We remain fully committed to the plan, whatever the plan turns out to be.</p></blockquote><p>${PROSE[1]}</p><p>${PROSE[2]}</p>`;
