@@ -12,6 +12,11 @@ function ancestors(el: Element): Element[] {
   return out;
 }
 
+/**
+ * Readability's choice of the article container: the best score, moved up to a shared ancestor
+ * when near-equal candidates sit side by side, up to a parent that scores better, and out of
+ * single-child wrappers.
+ */
 export function pickTopCandidate(scores: Map<Element, number>): Element | null {
   const ranked = [...scores.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5);
   if (!ranked.length) return null;
