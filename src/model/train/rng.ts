@@ -42,6 +42,35 @@ export class Rng {
     return result;
   }
 
+  /**
+   * Dropout keep-mask: out[i] = 1 with probability 1 − threshold/65536, two 16-bit draws per
+   * 32-bit number. The same stream as nextU32(), with the state in locals for speed (tens of
+   * millions of entries per step at 135M-parameter sizes).
+   */
+  fillKeepMask(out: Uint8Array, threshold: number): void {
+    let s0 = this.s[0]!;
+    let s1 = this.s[1]!;
+    let s2 = this.s[2]!;
+    let s3 = this.s[3]!;
+    const n = out.length;
+    for (let i = 0; i < n; i += 2) {
+      const r = Math.imul(rotl(Math.imul(s1, 5) >>> 0, 7), 9) >>> 0;
+      const t = (s1 << 9) >>> 0;
+      s2 = (s2 ^ s0) >>> 0;
+      s3 = (s3 ^ s1) >>> 0;
+      s1 = (s1 ^ s2) >>> 0;
+      s0 = (s0 ^ s3) >>> 0;
+      s2 = (s2 ^ t) >>> 0;
+      s3 = rotl(s3, 11);
+      out[i] = (r & 0xffff) >= threshold ? 1 : 0;
+      if (i + 1 < n) out[i + 1] = r >>> 16 >= threshold ? 1 : 0;
+    }
+    this.s[0] = s0;
+    this.s[1] = s1;
+    this.s[2] = s2;
+    this.s[3] = s3;
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     return this.nextU32() / 4294967296;

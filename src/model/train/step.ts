@@ -147,14 +147,8 @@ export class TrainingSessions {
     const threshold = Math.round(this.dropout * 65536);
     for (const m of this.dropoutMasks) {
       const keep = new Uint8Array(n * m.inFeatures);
-      if (!rng) keep.fill(1);
-      else {
-        for (let i = 0; i < keep.length; i += 2) {
-          const r = rng.nextU32();
-          keep[i] = (r & 0xffff) >= threshold ? 1 : 0;
-          if (i + 1 < keep.length) keep[i + 1] = r >>> 16 >= threshold ? 1 : 0;
-        }
-      }
+      if (rng) rng.fillKeepMask(keep, threshold);
+      else keep.fill(1);
       feeds[m.name] = new Tensor('uint8', keep, [n, m.inFeatures]);
     }
   }
