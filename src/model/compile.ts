@@ -9,8 +9,9 @@
  * The variant folder holds config.json and the tokenizer files (small copies), `onnx/model.onnx`,
  * and under `onnx/` HARD LINKS to the checkpoint's safetensors files (`onnx/base/…`) and the
  * adapter's (`onnx/adapter/…`), because ONNX Runtime only accepts external data inside the .onnx
- * folder (no `..`, absolute paths or symlinks). Quantized weights are the one new data file
- * (`onnx/quant.bin`). `compiled.json` records the identity of every source file; a change
+ * folder (no `..`, absolute paths or symlinks). Quantized weights are the one new data file:
+ * computed once per model and quant into `<root>/weights-<quant>/quant.bin` and hard-linked as
+ * `onnx/quant.bin` into each variant (base and every adapter). `compiled.json` records the identity of every source file; a change
  * (new adapter written by rename, re-downloaded weights) triggers a recompile.
  */
 import { createHash } from 'node:crypto';
@@ -23,12 +24,12 @@ import { openCheckpoint, type Checkpoint, type DecoderConfig } from './checkpoin
 import { buildInferenceGraph, externalWeights, LORA_MODULES, moduleName, type LoraModule, type LoraTensors, type WeightProvider } from './llama-graph.ts';
 import type { TensorEntry } from './safetensors.ts';
 import { pairKey, readAdapter, type Adapter } from './lora.ts';
-import { ExternalDataFile, quantizeWeights, quantLinear } from './quant.ts';
+import { ExternalDataFile, quantizeWeights, quantLinear, type QuantBits, type QuantizedWeight } from './quant.ts';
 
 const log = childLog('compile');
 
 /** Bump when the graph changes, so old compiled folders are rebuilt. */
-const COMPILER_VERSION = 12;
+const COMPILER_VERSION = 13;
 
 export type Quant = 'fp32' | 'int8' | 'int4';
 export const SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json'];
@@ -128,19 +129,16 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
       linkInto(adapter.file, join(tmp, 'onnx', 'adapter', basename(adapter.file)));
       location.set(adapter.file, `adapter/${basename(adapter.file)}`);
     }
-    const quantFile = quant === 'fp32' ? null : new ExternalDataFile(join(tmp, 'onnx', 'quant.bin'), 'quant.bin');
-    const bits = quant === 'int8' ? 8 : 4;
-    try {
-      const quantized = quantFile ? await quantizeWeights(linearWeights(ckpt), bits, quantFile) : null;
-      const g = buildInferenceGraph(ckpt.config, (gb) => ({
-        weights: externalWeights(gb, ckpt.tensors, (f) => location.get(f)!),
-        linear: quantized ? quantLinear(bits, quantized) : undefined,
-        lora: adapter ? adapterLora(adapter, externalWeights(gb, adapterTensors(adapter), (f) => location.get(f)!, 'lora:')) : undefined,
-      }));
-      writeFileSync(join(tmp, 'onnx', 'model.onnx'), g.serialize({ docString: `morris ${quant}${adapter ? ' + LoRA ' + adapter.dir : ''}` }));
-    } finally {
-      quantFile?.close();
-    }
+    const bits: QuantBits = quant === 'int8' ? 8 : 4;
+    const quantKey = JSON.stringify({ v: COMPILER_VERSION, bits, files: sources.map(fileIdentity) });
+    const quantized = quant === 'fp32' ? null : await quantizedBase(ckpt, bits, join(dirname(dir), `weights-${quant}`), quantKey);
+    if (quantized) linkInto(quantized.file, join(tmp, 'onnx', 'quant.bin'));
+    const g = buildInferenceGraph(ckpt.config, (gb) => ({
+      weights: externalWeights(gb, ckpt.tensors, (f) => location.get(f)!),
+      linear: quantized ? quantLinear(bits, quantized.weights) : undefined,
+      lora: adapter ? adapterLora(adapter, externalWeights(gb, adapterTensors(adapter), (f) => location.get(f)!, 'lora:')) : undefined,
+    }));
+    writeFileSync(join(tmp, 'onnx', 'model.onnx'), g.serialize({ docString: `morris ${quant}${adapter ? ' + LoRA ' + adapter.dir : ''}` }));
     writeFileSync(join(tmp, 'compiled.json'), key);
     // Move a stale folder aside first (sessions still reading it keep their open files), then
     // swap in the new one; if another process got there first with the same key, use its folder.
@@ -163,6 +161,35 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
   }
   log.info({ dir, quant, adapter: adapter?.dir ?? null, ms: Date.now() - t0 }, 'compiled model graph');
   return { dir, onnxFile, config: ckpt.config, adapter, quant, built: true };
+}
+
+/**
+ * Quantized base weights, computed once per (model, quant) into `<root>/weights-<quant>/quant.bin`
+ * with an index of offsets, and hard-linked into every variant: a new adapter reuses them instead
+ * of quantizing the whole model again.
+ */
+async function quantizedBase(ckpt: Checkpoint, bits: QuantBits, dir: string, key: string): Promise<{ file: string; weights: Map<string, QuantizedWeight> }> {
+  const file = join(dir, 'quant.bin');
+  const index = join(dir, 'quant.json');
+  if (existsSync(index) && existsSync(file)) {
+    const saved = JSON.parse(readFileSync(index, 'utf8')) as { key: string; weights: Record<string, QuantizedWeight> };
+    if (saved.key === key) return { file, weights: new Map(Object.entries(saved.weights)) };
+  }
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const out = new ExternalDataFile(join(tmp, 'quant.bin'), 'quant.bin');
+  let weights: Map<string, QuantizedWeight>;
+  try {
+    weights = await quantizeWeights(linearWeights(ckpt), bits, out);
+  } finally {
+    out.close();
+  }
+  writeFileSync(join(tmp, 'quant.json'), JSON.stringify({ key, weights: Object.fromEntries(weights) }));
+  if (existsSync(dir)) renameSync(dir, `${dir}.old-${process.pid}-${Date.now()}`);
+  renameSync(tmp, dir);
+  for (const old of readdirSync(dirname(dir)).filter((f) => f.startsWith(`${basename(dir)}.old-`))) rmSync(join(dirname(dir), old), { recursive: true, force: true });
+  return { file, weights };
 }
 
 /** Every [out, in] matrix a decode step multiplies by: the projections and the LM head. */

@@ -77,6 +77,10 @@ describe('mergeAdapter', () => {
     const int8Adapter = await fullLogits((await createSession((await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
     expect(relError(int8Adapter, withAdapter)).toBeLessThan(0.02);
     expect(relError(int8Adapter, base)).toBeGreaterThan(relError(int8Adapter, withAdapter));
+    // quantized base weights are computed once and shared (hard link) by base and adapter variants
+    const int8Base = await compileModel({ modelDir, quant: 'int8', cacheDir: join(root, 'c') });
+    const int8WithAdapter = await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c') });
+    expect(statSync(join(int8Base.dir, 'onnx', 'quant.bin')).ino).toBe(statSync(join(int8WithAdapter.dir, 'onnx', 'quant.bin')).ino);
     expect(relError(base, withAdapter)).toBeGreaterThan(1e-3);
     expect(() => mergeAdapter(modelDir, adapterDir, modelDir)).toThrow(/new folder/);
   });
