@@ -137,6 +137,11 @@ export function checkpointSamplingDefaults(modelDir: string): Partial<SamplingOp
   };
 }
 
+/** An engine failure as the caller sees it: coded errors as they are, anything else GENERATION_FAILED. */
+function asGenerationError(e: unknown): MorrisError {
+  return isMorrisError(e) ? e : new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}
+
 // ---------------------------------------------------------------- event channel
 
 /** A single-consumer async queue of events; `onReturn` fires if the consumer stops early. */
@@ -218,6 +223,8 @@ interface Job {
   readonly abort: AbortController;
   readonly enqueuedAt: number;
   lastPosition: number;
+  /** The time limit, armed when generation starts. */
+  timer?: NodeJS.Timeout;
 }
 
 interface Loaded {
@@ -400,13 +407,21 @@ export class GenerationService {
     const job = this.waiting.shift()!;
     this.running = job;
     this.reportPositions();
-    this.runningDone = this.run(job).finally(async () => {
-      this.running = null;
-      // A model made stale by setAdapter during this request goes now.
-      await this.disposeStale().catch((e) => log.warn({ err: e }, 'disposing the old model failed'));
-      if (this.waiting.length) this.pump();
-      else this.armIdleTimer();
-    });
+    // run() answers the request itself; anything it throws past that (an engine whose stream()
+    // or countTokens() throws outright) still ends this request's stream, never the process.
+    this.runningDone = this.run(job)
+      .catch((e: unknown) => {
+        clearTimeout(job.timer);
+        log.error({ err: e }, 'generation failed outside the engine stream');
+        job.channel.fail(asGenerationError(e));
+      })
+      .finally(async () => {
+        this.running = null;
+        // A model made stale by setAdapter during this request goes now.
+        await this.disposeStale().catch((e) => log.warn({ err: e }, 'disposing the old model failed'));
+        if (this.waiting.length) this.pump();
+        else this.armIdleTimer();
+      });
   }
 
   private async run(job: Job): Promise<void> {
@@ -425,7 +440,7 @@ export class GenerationService {
       return;
     }
     const started = Date.now();
-    const timer = setTimeout(() => job.abort.abort('timeout'), job.timeoutMs);
+    job.timer = setTimeout(() => job.abort.abort('timeout'), job.timeoutMs);
     const input = 'rawText' in job.input && job.input.rawText !== undefined
       ? { text: job.input.rawText }
       : { messages: this.messages(loaded, job.input.topic!) };
@@ -450,14 +465,12 @@ export class GenerationService {
       }
     } catch (e) {
       if (!job.abort.signal.aborted) {
-        clearTimeout(timer);
-        job.channel.fail(
-          isMorrisError(e) ? e : new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }),
-        );
+        clearTimeout(job.timer);
+        job.channel.fail(asGenerationError(e));
         return;
       }
     }
-    clearTimeout(timer);
+    clearTimeout(job.timer);
     const elapsed = Date.now() - started;
     let reason: StopReason;
     let tokens: number;

@@ -320,6 +320,39 @@ describe('GenerationService', () => {
     await missing.close();
   });
 
+  it('an engine that throws outside its stream fails that request only; the next one is served', async () => {
+    const { load: realLoad } = fakeEngine();
+    let breakNext = 2;
+    const load: LoadModelFn = async (o) => {
+      const m = await realLoad(o);
+      return {
+        ...m,
+        // First request: stream() itself throws (no generator); second: counting tokens throws.
+        stream: (input, opts, signal) => {
+          if (breakNext === 2) {
+            breakNext--;
+            throw new Error('session run failed: input shape');
+          }
+          return m.stream(input, opts, signal);
+        },
+        countTokens: (t) => {
+          if (breakNext === 1) {
+            breakNext--;
+            throw new Error('tokenizer crashed');
+          }
+          return m.countTokens(t);
+        },
+      };
+    };
+    const svc = service(load);
+    await expect(collect(svc.generate({ topic: 'first' }))).rejects.toMatchObject({ code: 'GENERATION_FAILED', message: expect.stringContaining('input shape') });
+    await expect(collect(svc.generate({ topic: 'second' }))).rejects.toMatchObject({ code: 'GENERATION_FAILED', message: expect.stringContaining('tokenizer crashed') });
+    const d = done(await collect(svc.generate({ topic: 'third' })));
+    expect(d.text).toContain('third');
+    expect(svc.status()).toMatchObject({ running: false, queueLength: 0 });
+    await svc.close();
+  });
+
   it('validates the topic: empty and over-long are BAD_INPUT, a 100 kB topic does not crash', async () => {
     const { load, state } = fakeEngine();
     const svc = service(load);
