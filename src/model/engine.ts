@@ -124,7 +124,9 @@ class TextDeltaStreamer extends BaseStreamer {
     // Decode prompt + generated together so tokenizers that strip a leading space (Llama's
     // SentencePiece decoder) keep the space between prompt and continuation.
     const full = this.tokenizer.decode([...this.promptIds, ...this.ids], { skip_special_tokens: true });
-    let text = full.startsWith(this.promptText) ? full.slice(this.promptText.length) : full;
+    let text = full.startsWith(this.promptText)
+      ? full.slice(this.promptText.length)
+      : this.tokenizer.decode(this.ids, { skip_special_tokens: true }); // normalizing decoders can break the prefix
     if (!final && text.endsWith('\uFFFD')) text = text.slice(0, -1);
     if (text.length > this.emitted.length && text.startsWith(this.emitted)) {
       this.push(text.slice(this.emitted.length));
