@@ -199,6 +199,13 @@ describe('extractArticle: body', () => {
     expect(paragraphs).toEqual([PROSE[0], PROSE[1], PROSE[2], PROSE[3], PROSE[0]!.replace('Monday', 'Tuesday')]);
   });
 
+  it('does not run on into the next story rendered below in identical markup (infinite scroll)', () => {
+    const story = (title: string, ps: string[]) => `<article class="story"><h1>${title}</h1><div class="story-body">${ps.map((p) => `<p>${p}</p>`).join('')}</div></article>`;
+    const next = PROSE.slice(0, 3).map((p) => p.replace(/operator|company/g, 'regulator'));
+    const html = `<html><head><title>t</title></head><body><main>${story('Upgrade delayed again', PROSE)}${story('Next story', next)}</main></body></html>`;
+    expect(extractArticle(html, URL).body).toBe(PROSE.join('\n\n'));
+  });
+
   it('returns an empty body for a page with no article on it', () => {
     const html = `<html><head><title>Example News - Home</title></head><body>
       <nav><a href="/">Home</a><a href="/tech">Tech</a></nav>

@@ -68,6 +68,7 @@ export function gatherSiblings(top: Element, scores: Map<Element, number>, stats
       out.push(sib);
       continue;
     }
+    if (top.name === 'article' && sib.name === 'article') continue; // another story, not more of this one
     const bonus = top.attribs.class && sib.attribs.class === top.attribs.class ? topScore * 0.2 : 0;
     const score = scores.get(sib);
     if (score !== undefined && score + bonus >= threshold) {
@@ -107,6 +108,10 @@ const signature = (el: Element): string => `${el.name}.${(el.attribs.class ?? ''
  * from the selection and take those look-alikes that hold prose, in document order.
  */
 export function gatherDistantParts(parts: Element[], top: Element, prose: Map<Element, number>, stats: StatMap): Element[] {
+  // An <article> around the selection bounds the search: infinite-scroll pages render the next
+  // story below in identical markup, each in its own <article>.
+  const boundary = [top, ...ancestors(top)].find((e) => e.name === 'article');
+  if (top === boundary) return parts;
   // The top candidate may have climbed out of single-child wrappers; any of them can be the chunk's shape.
   const sigs = new Set<string>();
   for (let el: Element | undefined = top; el; el = onlyElementChild(el)) {
@@ -146,7 +151,7 @@ export function gatherDistantParts(parts: Element[], top: Element, prose: Map<El
   let anchor = top.parent as Element | null;
   for (let level = 0; level < DISTANT_LEVELS && anchor && isElement(anchor as AnyNode); level++) {
     const parent = anchor.parent;
-    if (!parent || !isElement(parent as AnyNode) || tagOf(anchor) === 'body') break;
+    if (!parent || !isElement(parent as AnyNode) || tagOf(anchor) === 'body' || anchor === boundary) break;
     const before: Element[] = [];
     const after: Element[] = [];
     let seen = false;
