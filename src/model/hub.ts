@@ -23,6 +23,11 @@ const log = childLog('hub');
 
 /** Marker written after a complete, verified pull. */
 export const PULL_MARKER = '.morris-pull.json';
+/**
+ * Present while a pull is under way (or was interrupted between files, when no `*.incomplete`
+ * file is left to say so); its ending makes `isCompleteModelDir` refuse the folder.
+ */
+export const PULL_IN_PROGRESS = '.morris-pull.incomplete';
 
 const REPO_ID = /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/;
 
@@ -157,6 +162,8 @@ export async function pullModel(repoId: string, opts: PullOptions): Promise<Pull
     throw wrapFsError(e, opts.destDir);
   }
   log.info({ repoId, files: files.length, bytes: total, destDir: opts.destDir }, 'pulling model');
+  rmSync(join(opts.destDir, PULL_MARKER), { force: true });
+  writeFileSync(join(opts.destDir, PULL_IN_PROGRESS), `${repoId}@${common.revision}\n`);
 
   let doneBefore = 0;
   let bytesDownloaded = 0;
@@ -173,6 +180,7 @@ export async function pullModel(repoId: string, opts: PullOptions): Promise<Pull
   }
   inlineChatTemplate(opts.destDir);
   writeFileSync(join(opts.destDir, PULL_MARKER), JSON.stringify({ repoId, revision: common.revision, files: result.map((f) => ({ path: f.path, size: f.size })), at: new Date().toISOString() }, null, 2) + '\n');
+  rmSync(join(opts.destDir, PULL_IN_PROGRESS), { force: true });
   return { dir: opts.destDir, repoId, files: result, bytesDownloaded };
 }
 

@@ -163,6 +163,27 @@ describe('resolveBaseModel', () => {
     expect(hub.requests).toEqual([]);
   });
 
+  it('a pull that failed between files is finished on the next use, not taken as a model', async () => {
+    const modelsDir = join(root, 'models-interrupted');
+    // The network drops just as tokenizer.json is requested: config and weights are already in place.
+    let drops = 1;
+    const flaky: typeof fetch = (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (url.endsWith('/tokenizer.json') && drops-- > 0) return Promise.reject(new TypeError('fetch failed'));
+      return fetch(input, init);
+    };
+    await expect(resolveBaseModel(config(REPO, modelsDir), { fetch: flaky })).rejects.toMatchObject({ code: 'FETCH_FAILED' });
+    const dir = join(modelsDir, 'morris-test--tiny-llama');
+    expect(existsSync(join(dir, 'model.safetensors'))).toBe(true);
+    expect(existsSync(join(dir, 'tokenizer.json'))).toBe(false);
+    hub.requests.length = 0;
+    expect(await resolveBaseModel(config(REPO, modelsDir))).toBe(dir);
+    expect(readFileSync(join(dir, 'tokenizer.json')).equals(readFileSync(join(source, 'tokenizer.json')))).toBe(true);
+    // Only what was missing came over the wire.
+    expect(contentRequests().map((r) => r.url.split('/').at(-1)).sort()).toEqual(['tokenizer.json', 'tokenizer_config.json']);
+    expect(existsSync(join(dir, PULL_MARKER))).toBe(true);
+  });
+
   it('a local path without a model is MODEL_MISSING', async () => {
     const empty = join(root, 'empty-model');
     mkdirSync(empty);
