@@ -267,7 +267,12 @@ function inlineChatTemplate(dir: string): void {
   const jinja = join(dir, 'chat_template.jinja');
   const cfgFile = join(dir, 'tokenizer_config.json');
   if (!existsSync(jinja) || !existsSync(cfgFile)) return;
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new MorrisError('MODEL_INVALID', `${cfgFile} is not valid JSON, so the chat template cannot be added to it.`, { cause: e });
+  }
   if (cfg['chat_template']) return;
   cfg['chat_template'] = readFileSync(jinja, 'utf8');
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2) + '\n');

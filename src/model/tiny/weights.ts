@@ -4,6 +4,7 @@
  */
 import type { TensorToWrite } from '../safetensors.ts';
 import { encodeFloats } from '../safetensors.ts';
+import { mulberry32 } from '../random-checkpoint.ts';
 
 export type TinyArch = 'llama' | 'qwen2';
 export type TinyDtype = 'F32' | 'F16' | 'BF16';
@@ -27,18 +28,6 @@ export const TINY_DIMS: TinyDims = {
   vocab: 1024,
   maxPositions: 2048,
 };
-
-/** mulberry32: small, fast, and the same on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normalFill(rand: () => number, n: number, std: number): Float32Array {
   const out = new Float32Array(n);
@@ -100,7 +89,7 @@ export function tinyConfig(arch: TinyArch, dims: TinyDims, ids: TokenIds, dtype:
 
 /** Random weights: N(0, 0.02) matrices (HF's initializer_range), RMSNorm weights at 1. */
 export function tinyTensors(arch: TinyArch, dims: TinyDims, seed: number, dtype: TinyDtype): Record<string, TensorToWrite> {
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const headDim = dims.hidden / dims.heads;
   const kvDim = dims.kvHeads * headDim;
   const out: Record<string, TensorToWrite> = {};
