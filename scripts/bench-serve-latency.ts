@@ -54,8 +54,6 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-bench-latency-'));
 try {
   setLogLevel('warn');
   initTinyModel(path.join(root, 'models', 'bench'), { dims: DIMS });
-  fs.mkdirSync(path.join(root, 'data', 'style'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'data', 'style', 'system-prompt.md'), 'You are Morris, a dry British telecoms columnist.\n');
   const site = await startSampleSite({ port: 0 });
   const config = setConfigForTests({
     MORRIS_DATA_DIR: path.join(root, 'data'),
@@ -74,6 +72,9 @@ try {
     port: 0,
     host: '127.0.0.1',
     sources: [{ name: 'sample-archive', baseUrl: site.url }],
+    // Training examples with a one-line system prompt keep steps short; generations use the real
+    // style guide as the prompt (~1,100 tokens of prefill for this tokenizer), as in production.
+    style: { systemPrompt: 'You are Morris, a dry British telecoms columnist.', extras: [] },
     // Long enough to outlast the measurement; cancelled afterwards.
     trainOverrides: { maxSteps: 10_000, saveEvery: 50, evalEvery: 0, rank: 8, alpha: 16, gradAccum: 1, maxSeqLen: 512 },
     bots: false,

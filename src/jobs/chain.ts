@@ -23,6 +23,9 @@ export interface ChainOptions {
 
 export interface RescrapeResult {
   changed: boolean;
+  /** Articles new to the store, and stored ones whose content changed. */
+  new: number;
+  updated: number;
   summary: string;
 }
 export interface RebuildResult {

@@ -3,7 +3,6 @@
  * place that knows a manual "retrain" also runs the evaluation gate, and that "rescrape" goes on
  * down the chain when chaining is on.
  */
-import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { runChain, type ChainStart } from './chain.ts';
 import { requestCancel, type JobRunner, type Triggered } from './runner.ts';
@@ -57,8 +56,6 @@ export class JobControl {
   /** Cancels a run whether this process owns it or another one does. */
   cancel(runId: number): JobRun {
     if (this.runner.cancel(runId)) return getRun(this.runner.store, runId);
-    const run = requestCancel(this.runner.store, runId);
-    if (!run) throw new MorrisError('NOT_FOUND', `No running job #${runId}.`);
-    return run;
+    return requestCancel(this.runner.store, runId);
   }
 }

@@ -17,6 +17,7 @@ import type { JobContext, JobHandler } from './runner.ts';
 import type { RetrainInput, RetrainProgressRecord } from './resume.ts';
 import type { RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
 import { rebuildDataset } from './rebuild.ts';
+import type { Style } from '../pipeline/enhance.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import type { TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
@@ -58,8 +59,8 @@ export interface JobEnv {
   baseModelDir: () => Promise<string>;
   /** Training settings on top of MORRIS_TRAIN_CONFIG. */
   trainOverrides?: Record<string, unknown>;
-  /** Gate thresholds besides MORRIS_PROMOTE_MARGIN (tests on tiny random models relax the style check). */
-  gate?: { styleTolerance?: number; maxVerbatimRun?: number };
+  /** Style guide and extra examples for dataset builds; default: the repo's data/style. */
+  style?: Style;
 }
 
 /** The dataset the last build produced (or, failing that, the newest one). */
@@ -116,11 +117,11 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
       for (const f of sum.failed.slice(0, 10)) ctx.log(`  failed ${f.url}: ${f.reason}`, 'warn');
       parts.push(line);
     }
-    return { changed: fresh + updated > 0, new: fresh, updated, summary: parts.join('; ') } as RescrapeResult;
+    return { changed: fresh + updated > 0, new: fresh, updated, summary: parts.join('; ') };
   };
 
   const rebuild: JobHandler = async (ctx): Promise<RebuildResult> => {
-    const r = await rebuildDataset(store, { config, baseModelDir: env.baseModelDir, log: ctx.log, signal: ctx.signal });
+    const r = await rebuildDataset(store, { config, baseModelDir: env.baseModelDir, style: env.style, log: ctx.log, signal: ctx.signal });
     ctx.progress(1);
     return r;
   };

@@ -3,10 +3,8 @@
  * `buildDataset`, with token counts from the base model's tokenizer), reporting how many examples
  * are new compared with the previous dataset — the number the chain's retrain threshold reads.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Config } from '../config.ts';
-import { loadStyle } from '../pipeline/enhance.ts';
+import type { Style } from '../pipeline/enhance.ts';
 import type { Store } from '../store/db.ts';
 import { buildDataset, datasetOutDir, datasetSettingsFromConfig } from '../pipeline/run.ts';
 import { loadTokenCounter } from '../pipeline/tokens.ts';
@@ -14,14 +12,11 @@ import type { RebuildResult } from './chain.ts';
 
 export async function rebuildDataset(
   store: Store,
-  o: { config: Config; baseModelDir: () => Promise<string>; log: (line: string) => void; signal: AbortSignal },
+  o: { config: Config; baseModelDir: () => Promise<string>; style?: Style; log: (line: string) => void; signal: AbortSignal },
 ): Promise<RebuildResult> {
   const tokenCounter = await loadTokenCounter(await o.baseModelDir());
   if (o.signal.aborted) throw o.signal.reason;
-  // The style guide the serve process prompts with (MORRIS_DATA_DIR/style), when that folder has one.
-  const styleDir = path.resolve(o.config.MORRIS_DATA_DIR, 'style');
-  const style = fs.existsSync(path.join(styleDir, 'system-prompt.md')) ? loadStyle(styleDir) : undefined;
-  const r = await buildDataset(store, { tokenCounter, settings: datasetSettingsFromConfig(o.config), outDir: datasetOutDir(o.config), style });
+  const r = await buildDataset(store, { tokenCounter, settings: datasetSettingsFromConfig(o.config), outDir: datasetOutDir(o.config), style: o.style });
   const summary = `dataset ${r.id}${r.reused ? ' (unchanged inputs: reused)' : ''}: ${r.train} train + ${r.validation} validation examples from ${r.counts.articles} articles; ${r.newExamples} new, ${r.removedExamples} removed since ${r.previousId ?? 'no previous dataset'}`;
   o.log(summary);
   return { datasetId: r.id, changed: !r.reused || r.previousId !== r.id, newExamples: r.newExamples, summary };

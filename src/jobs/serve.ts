@@ -15,6 +15,7 @@ import { startDashboardServer, type DashboardServer } from '../web/server.ts';
 import { createAdminActions } from './admin-actions.ts';
 import type { JobControl } from './control.ts';
 import type { SourceSpec } from './handlers.ts';
+import type { Style } from '../pipeline/enhance.ts';
 import type { AdapterRegistry } from './registry.ts';
 import type { JobRunner } from './runner.ts';
 import { recoverCrashedRuns } from './runs.ts';
@@ -59,8 +60,8 @@ export interface ServeOptions {
   sources?: SourceSpec[];
   /** Training settings on top of MORRIS_TRAIN_CONFIG (tests: a few steps). */
   trainOverrides?: Record<string, unknown>;
-  /** Gate thresholds besides MORRIS_PROMOTE_MARGIN (see evaluate.ts). */
-  gate?: { styleTolerance?: number; maxVerbatimRun?: number };
+  /** Style guide for dataset builds (default: the repo's data/style). */
+  style?: Style;
   /** Start Slack/Discord when configured (default true). */
   bots?: boolean;
   version?: string;
@@ -94,7 +95,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
     onActiveChange: (active) => service.setAdapter(active?.path ?? null, active?.id ?? null),
     sources: opts.sources,
     trainOverrides: opts.trainOverrides,
-    gate: opts.gate,
+    style: opts.style,
   });
   const scheduler = startScheduler(runner, spec);
 

@@ -25,7 +25,7 @@ export function buildJobSystem(opts: {
   onActiveChange?: ActiveChangeHook;
   sources?: SourceSpec[];
   trainOverrides?: Record<string, unknown>;
-  gate?: JobEnv['gate'];
+  style?: JobEnv['style'];
 }): JobSystem {
   const { config, store } = opts;
   const registry = new AdapterRegistry(store, opts.onActiveChange);
@@ -38,7 +38,7 @@ export function buildJobSystem(opts: {
       sources: opts.sources ?? sourcesFromConfig(config),
       baseModelDir: () => resolveBaseModel(config),
       trainOverrides: opts.trainOverrides,
-      gate: opts.gate,
+      style: opts.style,
     }),
   );
   const spec = scheduleFromConfig(config);

@@ -39,6 +39,6 @@ process.once('message', async (m: ToWorker) => {
       hint: isMorrisError(e) ? e.hint : undefined,
     });
   }
-  process.disconnect?.();
+  if (process.connected) process.disconnect();
   process.exit(0);
 });

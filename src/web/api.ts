@@ -202,7 +202,7 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/generate',
-      handler: async ({ req, res, body }) => {
+      handler: async ({ res, body }) => {
         const b = await body();
         const topic = typeof b.topic === 'string' ? b.topic.trim() : '';
         if (!topic) throw new MorrisError('BAD_INPUT', 'Give a topic, e.g. {"topic": "5G monetisation"}.');
@@ -228,7 +228,6 @@ export function apiRoutes(d: DashboardDeps): Route[] {
           })(),
         );
         res.end();
-        void req;
         return RESPONDED;
       },
     },

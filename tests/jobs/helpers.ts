@@ -36,9 +36,14 @@ export async function waitFor<T>(fn: () => T | undefined | false | null, timeout
   }
 }
 
-/** A short style guide keeps prompts (and so training sequences) small for the tiny model. */
-export const SHORT_STYLE_GUIDE =
-  'You are Morris, a dry British telecoms columnist.\n- Let signature phrases surface: "What could possibly go wrong?", "Cue the consultants", "Don\'t hold your breath".\n';
+/**
+ * A short style guide for dataset builds keeps training sequences small for the tiny model (the
+ * real guide alone is ~1,100 of its tokens).
+ */
+export const SHORT_STYLE = {
+  systemPrompt: 'You are Morris, a dry British telecoms columnist. Signature phrases: "What could possibly go wrong?", "Cue the consultants".',
+  extras: [],
+};
 
 /** Quick training for the tiny model: a few steps with a high rate so the loss moves. */
 export const QUICK_TRAIN = { maxSteps: 8, saveEvery: 2, evalEvery: 4, lr: 2e-2, rank: 4, alpha: 8, gradAccum: 1, warmupSteps: 1, maxSeqLen: 384 };
@@ -54,6 +59,8 @@ export function tinyEnv(root: string, extra: Record<string, string> = {}): Recor
     MORRIS_RETRAIN_MIN_NEW_EXAMPLES: '1',
     MORRIS_MAX_SEQ_TOKENS: '384',
     MORRIS_MAX_NEW_TOKENS: '48',
+    // A random tiny model has no style to measure: the gate decides on loss and copying alone.
+    MORRIS_STYLE_TOLERANCE: '1',
     MORRIS_TRAIN_THREADS: '1',
     MORRIS_THREADS: '1',
     MORRIS_ADMIN_TOKEN: 'test-admin-token',
@@ -63,10 +70,8 @@ export function tinyEnv(root: string, extra: Record<string, string> = {}): Recor
   };
 }
 
-/** Creates the tiny model and the short style guide under `root`. */
+/** Creates the tiny model under `root`. */
 export async function prepareTinyRoot(root: string): Promise<void> {
   const { initTinyModel } = await import('../../src/model/tiny/index.ts');
   initTinyModel(path.join(root, 'models', 'tiny'));
-  fs.mkdirSync(path.join(root, 'data', 'style'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'data', 'style', 'system-prompt.md'), SHORT_STYLE_GUIDE);
 }

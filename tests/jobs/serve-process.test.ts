@@ -13,7 +13,7 @@ import { openStore, type Store } from '../../src/store/db.ts';
 import { startSampleSite } from '../../src/pipeline/sample-site.ts';
 import { buildJobSystem } from '../../src/jobs/system.ts';
 import { isPidAlive, listRuns } from '../../src/jobs/runs.ts';
-import { prepareTinyRoot, QUICK_TRAIN, tinyEnv, waitFor } from './helpers.ts';
+import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tinyEnv, waitFor } from './helpers.ts';
 
 const TRAIN_STEPS = 20;
 let root: string;
@@ -58,7 +58,7 @@ beforeAll(async () => {
   const config = setConfigForTests(env);
   const store = openStore(config.dbPath);
   try {
-    const sys = buildJobSystem({ config, store, sources: [{ name: 'sample-archive', baseUrl: site.url }] });
+    const sys = buildJobSystem({ config, store, sources: [{ name: 'sample-archive', baseUrl: site.url }], style: SHORT_STYLE });
     const s = await sys.control.start('rescrape', { trigger: 'test', chain: false });
     await s.finished;
     const b = await sys.control.start('rebuild', { trigger: 'test', chain: false });

@@ -12,7 +12,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { setConfigForTests } from '../../src/config.ts';
 import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
 import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
-import { prepareTinyRoot, QUICK_TRAIN, tinyEnv } from '../jobs/helpers.ts';
+import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tinyEnv } from '../jobs/helpers.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** The flags known to work on these machines: no sandbox as root, no GPU, no calls home. */
@@ -46,7 +46,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     sources: [{ name: 'sample-archive', baseUrl: site.url }],
     trainOverrides: QUICK_TRAIN,
-    gate: { styleTolerance: 1 },
+    style: SHORT_STYLE,
     bots: false,
   });
   // Real history for the pages: the whole chain once, ending with a promoted adapter.
