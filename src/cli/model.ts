@@ -4,9 +4,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
+import { numberOption } from './options.ts';
 import type { Config } from '../config.ts';
 import { MorrisError, describeError, isMorrisError } from '../errors.ts';
 import { log } from '../log.ts';
@@ -21,17 +22,7 @@ const generation = () => import('../model/generation-service.ts');
 const hub = () => import('../model/hub.ts');
 const inventory = () => import('../model/inventory.ts');
 
-// ---------------------------------------------------------------- option parsing
-
-function numberOption(name: string, min: number, max: number, integer = false) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-      throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}.`);
-    }
-    return n;
-  };
-}
+// ---------------------------------------------------------------- flags
 
 interface GenerateFlags {
   model?: string;

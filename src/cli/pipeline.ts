@@ -5,9 +5,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
+import { numberOption } from './options.ts';
 import { MorrisError } from '../errors.ts';
 import { getKv } from '../store/db.ts';
 import { baseModelLocation } from '../model/base-model-location.ts';
@@ -26,19 +27,13 @@ import {
 import { loadTokenCounter } from '../pipeline/tokens.ts';
 import { importDataset } from '../pipeline/dataset-import.ts';
 
-const intOption = (name: string, min: number, max: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
-  return n;
-};
-
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('scrape')
     .description('Scrape configured sources politely and incrementally (robots.txt, rate limits, conditional requests)')
     .option('--source <name>', `source profile in data/sources (default: MORRIS_SOURCES, else every profile)`)
     .option('--base-url <url>', 'base URL for profiles that use {{baseUrl}} (e.g. the sample site)')
-    .option('--max-pages <n>', 'listing pages to walk per listing', intOption('--max-pages', 1, 100_000))
+    .option('--max-pages <n>', 'listing pages to walk per listing', numberOption('--max-pages', 1, 100_000, true))
     .option('--full', 're-walk every listing page and revalidate every stored article')
     .option('--json', 'print the summary as JSON')
     .action(async (o: { source?: string; baseUrl?: string; maxPages?: number; full?: boolean; json?: boolean }) => {
@@ -82,7 +77,7 @@ export function register(program: Command, ctx: CliContext): void {
     .command('build')
     .description('Clean, dedupe and enhance stored articles into a new immutable dataset version (JSONL in data/datasets)')
     .option('--model <dir>', "base model folder whose tokenizer counts tokens (default: MORRIS_BASE_MODEL)")
-    .option('--max-tokens <n>', 'longest example in tokens (default: MORRIS_MAX_SEQ_TOKENS)', intOption('--max-tokens', 16, 131_072))
+    .option('--max-tokens <n>', 'longest example in tokens (default: MORRIS_MAX_SEQ_TOKENS)', numberOption('--max-tokens', 16, 131_072, true))
     .option('--policy <policy>', 'what to do with longer articles: split (at paragraphs) or truncate', 'split')
     .option('--source <name>', 'only articles from this source')
     .option('--json', 'print the result as JSON')
