@@ -16,7 +16,8 @@ import type { Config } from '../config.ts';
 import { MorrisError, isMorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
-import type { ChatMessage, LoadedModel, SamplingOptions } from './engine.ts';
+import type { Quant } from './compile.ts';
+import type { ChatMessage, LoadedModel, LoadOptions, SamplingOptions } from './engine.ts';
 import { resolveBaseModel } from './hub.ts';
 
 const log = childLog('generation');
@@ -28,16 +29,10 @@ export const FALLBACK_SYSTEM_PROMPT =
 /** Raw continuation text is for base-model checks from the CLI; this only guards memory. */
 export const MAX_RAW_CHARS = 20_000;
 
-export type Quant = 'fp32' | 'int8' | 'int4';
 export type StopReason = 'timeout' | 'cancelled' | 'length' | 'stop';
 
-export type LoadModelFn = (opts: {
-  modelDir: string;
-  adapterDir?: string | null;
-  device?: string;
-  quant?: Quant;
-  threads?: number;
-}) => Promise<LoadedModel>;
+/** The engine's loadModel, or a stand-in with the same shape (tests). */
+export type LoadModelFn = (opts: LoadOptions) => Promise<LoadedModel>;
 
 export interface AdapterRef {
   readonly dir: string;

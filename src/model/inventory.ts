@@ -28,6 +28,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMorrisError } from '../errors.ts';
+import type { Quant } from './compile.ts';
 import { DTYPE_BYTES, readCheckpointTensors, type SafetensorsDtype } from './safetensors.ts';
 
 const F32 = 4;
@@ -35,7 +36,6 @@ const RUNTIME_BYTES = 150 * 1024 * 1024;
 /** Quantized ops keep one fp32 scale per block of this many weights. */
 const QUANT_BLOCK = 32;
 
-export type Quant = 'fp32' | 'int8' | 'int4';
 
 export interface ModelDims {
   layers: number;
