@@ -89,6 +89,14 @@ describe('trainAdapter', () => {
     expect(jsonl).toHaveLength(rows.length);
   });
 
+  it('trains padded micro-batches and stops early when the validation loss stops improving', async () => {
+    // minDelta 1: no evaluation can count as an improvement after the first.
+    const r = await trainAdapter(base('early', { batchSize: 3, gradAccum: 1, maxSteps: 20, evalEvery: 1, patience: 2, minDelta: 1 }));
+    expect(r.stoppedEarly).toBe(true);
+    expect(r.steps).toBe(3); // evals at steps 1 (best), 2 and 3 (no improvement twice)
+    expect((r.metrics as { best_step: number }).best_step).toBe(1);
+  });
+
   it('refuses an empty dataset', async () => {
     store.prepare("INSERT INTO datasets (id, origin) VALUES ('ds-empty', 'import')").run();
     expect(await codeOf(trainAdapter({ ...base('empty'), dataset: 'ds-empty' }))).toMatch(/^DATASET_EMPTY/);
