@@ -16,12 +16,11 @@ import {
   Routes,
   SlashCommandBuilder,
 } from 'discord.js';
-import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { MAX_TEMPERATURE, MIN_TEMPERATURE } from './parse-request.ts';
 import { DISCORD_EDIT_INTERVAL_MS, DISCORD_MAX_MESSAGE_LENGTH, DISCORD_TYPING_REFRESH_MS, toDiscordMarkdown } from './render.ts';
-import { streamReply, type MessageSurface } from './stream-reply.ts';
+import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
 import type { ArticleLength, GenerationOptions, ReplyUpdate, Requester } from './types.ts';
 
 const logger = childLog('discord');
@@ -86,6 +85,11 @@ function memberRoleIds(member: unknown): string[] {
   return cache ? [...cache.keys()] : [];
 }
 
+/** Who asked, as the core sees it (role ids count for admin checks). */
+function discordRequester(userId: string, member: unknown, channelId: string): Requester {
+  return { platform: 'discord', userId, roleIds: memberRoleIds(member), channelId };
+}
+
 export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   const { core } = opts;
   const client = new Client({
@@ -96,20 +100,7 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   });
   const editIntervalMs = opts.editIntervalMs ?? DISCORD_EDIT_INTERVAL_MS;
   const maxLength = opts.maxMessageLength ?? DISCORD_MAX_MESSAGE_LENGTH;
-  const running = new Set<Promise<void>>();
-  const aborts = new Set<AbortController>();
-
-  const track = (what: string, work: (signal: AbortSignal) => Promise<void>) => {
-    const ac = new AbortController();
-    aborts.add(ac);
-    const p = work(ac.signal)
-      .catch((e: unknown) => logger.error({ err: e }, `discord ${what} failed`))
-      .finally(() => {
-        running.delete(p);
-        aborts.delete(ac);
-      });
-    running.add(p);
-  };
+  const replies = new ReplyTracker('discord');
 
   const render = <H>(updates: AsyncIterable<ReplyUpdate>, surface: MessageSurface<H>, onUpdate?: (u: ReplyUpdate) => void) =>
     streamReply(updates, surface, { maxLength, editIntervalMs, format: toDiscordMarkdown, onUpdate });
@@ -120,19 +111,14 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     const isDm = message.channel.isDMBased();
     if (!isDm && !message.mentions.users.has(me.id)) return;
     const text = message.content.replace(new RegExp(`<@!?${me.id}>`, 'g'), ' ');
-    const requester: Requester = {
-      platform: 'discord',
-      userId: message.author.id,
-      roleIds: memberRoleIds(message.member),
-      channelId: message.channelId,
-    };
+    const requester = discordRequester(message.author.id, message.member, message.channelId);
     const prepared = await core.prepare({ requester, text });
     if (!prepared.ok) {
       await message.reply({ content: prepared.message, allowedMentions: NO_MENTIONS });
       return;
     }
     const { ackText, run } = prepared;
-    track('mention reply', async (signal) => {
+    replies.track('mention reply', async (signal) => {
       const channel = message.channel;
       const typing = () => {
         if ('sendTyping' in channel) channel.sendTyping().catch((e: unknown) => logger.debug({ err: e }, 'typing failed'));
@@ -148,12 +134,8 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
           await m.edit({ content, allowedMentions: NO_MENTIONS });
         },
       };
-      async function* withAck(): AsyncGenerator<ReplyUpdate> {
-        yield { kind: 'notice', text: ackText };
-        yield* run(signal);
-      }
       try {
-        await render(withAck(), surface, (u) => {
+        await render(afterNotice(ackText, () => run(signal)), surface, (u) => {
           if (u.kind === 'final' || u.kind === 'failed') clearInterval(typingTimer);
         });
       } finally {
@@ -181,12 +163,7 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
 
   async function onMorrisCommand(i: ChatInputCommandInteraction): Promise<void> {
     await i.deferReply(); // first: the 3 s window is for this, not for our checks
-    const requester: Requester = {
-      platform: 'discord',
-      userId: i.user.id,
-      roleIds: memberRoleIds(i.member),
-      channelId: i.channelId,
-    };
+    const requester = discordRequester(i.user.id, i.member, i.channelId);
     const base: Partial<GenerationOptions> = {};
     const length = i.options.getString('length');
     if (length) base.length = length as ArticleLength;
@@ -198,23 +175,14 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
       return;
     }
     const { ackText, run } = prepared;
-    track('slash reply', async (signal) => {
-      async function* withAck(): AsyncGenerator<ReplyUpdate> {
-        yield { kind: 'notice', text: ackText };
-        yield* run(signal);
-      }
-      await render(withAck(), interactionSurface(i));
+    replies.track('slash reply', async (signal) => {
+      await render(afterNotice(ackText, () => run(signal)), interactionSurface(i));
     });
   }
 
   async function onAdminCommand(i: ChatInputCommandInteraction): Promise<void> {
     await i.deferReply({ flags: MessageFlags.Ephemeral });
-    const requester: Requester = {
-      platform: 'discord',
-      userId: i.user.id,
-      roleIds: memberRoleIds(i.member),
-      channelId: i.channelId,
-    };
+    const requester = discordRequester(i.user.id, i.member, i.channelId);
     const out = await core.admin({ requester, text: i.options.getString('command') ?? '' });
     await i.editReply({ content: out.slice(0, DISCORD_MAX_MESSAGE_LENGTH), allowedMentions: NO_MENTIONS });
   }
@@ -239,8 +207,8 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
       logger.info({ user: client.user?.tag }, 'discord bot ready');
     },
     async stop() {
-      for (const ac of aborts) ac.abort(new MorrisError('CANCELLED', 'bot stopping'));
-      await Promise.allSettled([...running]);
+      replies.abortAll();
+      await replies.settled();
       await client.destroy();
     },
   };

@@ -13,7 +13,7 @@ import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
-import { streamReply, type MessageSurface } from './stream-reply.ts';
+import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
 import type { ReplyUpdate, Requester } from './types.ts';
 
 const logger = childLog('slack');
@@ -103,19 +103,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     deferInitialization: true,
   });
 
-  const running = new Set<Promise<void>>();
-  const aborts = new Set<AbortController>();
-  const track = (work: (signal: AbortSignal) => Promise<void>) => {
-    const ac = new AbortController();
-    aborts.add(ac);
-    const p = work(ac.signal)
-      .catch((e: unknown) => logger.error({ err: e }, 'slack reply failed'))
-      .finally(() => {
-        running.delete(p);
-        aborts.delete(ac);
-      });
-    running.add(p);
-  };
+  const replies = new ReplyTracker('slack');
 
   const edit = opts.editIntervalMs ?? SLACK_EDIT_INTERVAL_MS;
   const maxLength = opts.maxMessageLength ?? SLACK_MAX_MESSAGE_LENGTH;
@@ -152,7 +140,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       return;
     }
     await ack({ response_type: 'ephemeral', text: prepared.ackText });
-    track(async (signal) => {
+    replies.track('slash reply', async (signal) => {
       const updates = prepared.run(signal);
       try {
         await deliver(client, command.channel_id, undefined, updates);
@@ -191,13 +179,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       return;
     }
     const { ackText, run } = prepared;
-    track(async (signal) => {
+    replies.track('mention reply', async (signal) => {
       // A mention has no ack of its own: the thread reply starts as the "writing…" note.
-      async function* withAck(): AsyncGenerator<ReplyUpdate> {
-        yield { kind: 'notice', text: ackText };
-        yield* run(signal);
-      }
-      await deliver(client, event.channel, threadTs, withAck());
+      await deliver(client, event.channel, threadTs, afterNotice(ackText, () => run(signal)));
     });
   });
 
@@ -244,9 +228,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       logger.info({ mode }, 'slack bot ready');
     },
     async stop() {
-      for (const ac of aborts) ac.abort(new MorrisError('CANCELLED', 'bot stopping'));
+      replies.abortAll();
       if (mode === 'socket') await app.stop().catch((e: unknown) => logger.warn({ err: e }, 'slack stop failed'));
-      await Promise.allSettled([...running]);
+      await replies.settled();
     },
   };
 }

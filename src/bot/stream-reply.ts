@@ -4,6 +4,7 @@
  * platform limit continues in further messages, and the terminal update is always written in
  * full. Platform adapters supply only `post` and `edit` (the llmcord loop, minus the platform).
  */
+import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { editDelay, splitMessage, STREAMING_CURSOR } from './render.ts';
 import type { ReplyUpdate } from './types.ts';
@@ -136,4 +137,44 @@ export async function streamReply<H>(
     await reconcile(splitMessage(text, opts.maxLength));
   }
   return { handles, shown, edits, final };
+}
+
+/** The reply as a person sees it: the acknowledgement note first, then the core's updates. */
+export async function* afterNotice(notice: string, updates: () => AsyncIterable<ReplyUpdate>): AsyncGenerator<ReplyUpdate> {
+  yield { kind: 'notice', text: notice };
+  yield* updates();
+}
+
+/**
+ * Replies running in the background of a platform adapter. Each gets its own AbortSignal so that
+ * stopping the bot cancels its generation; a reply that fails is logged (it has already told the
+ * person what it could).
+ */
+export class ReplyTracker {
+  private readonly running = new Set<Promise<void>>();
+  private readonly aborts = new Set<AbortController>();
+
+  constructor(private readonly platform: string) {}
+
+  track(what: string, work: (signal: AbortSignal) => Promise<void>): void {
+    const ac = new AbortController();
+    this.aborts.add(ac);
+    const p = work(ac.signal)
+      .catch((e: unknown) => logger.error({ err: e, platform: this.platform }, `${this.platform} ${what} failed`))
+      .finally(() => {
+        this.running.delete(p);
+        this.aborts.delete(ac);
+      });
+    this.running.add(p);
+  }
+
+  /** Cancels every reply in progress (their generations end as cancelled). */
+  abortAll(): void {
+    for (const ac of this.aborts) ac.abort(new MorrisError('CANCELLED', 'bot stopping'));
+  }
+
+  /** Resolves once every reply in progress has finished, however it ended. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+  }
 }
