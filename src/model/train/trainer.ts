@@ -204,16 +204,18 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
       if (state.firstEvalLoss !== null) recordMetric({ step: 0, kind: 'eval', loss: state.firstEvalLoss });
     }
 
+    const stopForAbort = (): never => {
+      checkpoint();
+      throw new MorrisError('CANCELLED', `Training stopped at step ${state.step}/${totalSteps}; resume with --resume.`);
+    };
+
     // --- the loop ---
     let stoppedEarly = false;
     const sessionStart = Date.now();
     const secondsBefore = state.seconds;
     const stepsBefore = state.step;
     while (state.step < totalSteps) {
-      if (cb.signal?.aborted) {
-        checkpoint();
-        throw new MorrisError('CANCELLED', `Training stopped at step ${state.step}/${totalSteps}; resume with --resume.`);
-      }
+      if (cb.signal?.aborted) stopForAbort();
       const t0 = Date.now();
       const step = state.step;
       const examples = stepExamples(trainExamples, step, perStep, totalExamples, cfg.seed);
@@ -221,6 +223,8 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
       const grads = new Map([...weights].map(([k, v]) => [k, new Float32Array(v.length)]));
       let loss = 0;
       for (let i = 0, micro = 0; i < examples.length; i += fit.microBatch, micro++) {
+        // A long accumulation need not finish: the checkpoint is the last whole optimizer step.
+        if (cb.signal?.aborted) stopForAbort();
         const mb = makeMicroBatch(examples.slice(i, i + fit.microBatch), padId);
         const r = await sessions.step(mb, weights, 1 / tokens, new Rng(mix(cfg.seed, step, micro)));
         loss += r.loss;
