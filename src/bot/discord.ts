@@ -19,7 +19,7 @@ import {
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { MAX_TEMPERATURE, MIN_TEMPERATURE } from './parse-request.ts';
-import { DISCORD_EDIT_INTERVAL_MS, DISCORD_MAX_MESSAGE_LENGTH, DISCORD_TYPING_REFRESH_MS, toDiscordMarkdown } from './render.ts';
+import { DISCORD_EDIT_INTERVAL_MS, DISCORD_MAX_MESSAGE_LENGTH, DISCORD_TYPING_REFRESH_MS, splitMessage, toDiscordMarkdown } from './render.ts';
 import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
 import type { ArticleLength, GenerationOptions, ReplyUpdate, Requester } from './types.ts';
 
@@ -184,7 +184,10 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     await i.deferReply({ flags: MessageFlags.Ephemeral });
     const requester = discordRequester(i.user.id, i.member, i.channelId);
     const out = await core.admin({ requester, text: i.options.getString('command') ?? '' });
-    await i.editReply({ content: out.slice(0, DISCORD_MAX_MESSAGE_LENGTH), allowedMentions: NO_MENTIONS });
+    // A long answer (many adapters) continues in ephemeral follow-ups, its code block intact.
+    const [first = '', ...rest] = splitMessage(out, maxLength);
+    await i.editReply({ content: first, allowedMentions: NO_MENTIONS });
+    for (const part of rest) await i.followUp({ content: part, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
   }
 
   client.on(Events.MessageCreate, (message) => {

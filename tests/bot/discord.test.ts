@@ -153,6 +153,29 @@ describe('Discord bot', () => {
     ]);
   });
 
+  it('/morris-admin output over 2000 characters continues in ephemeral follow-ups, code blocks intact', async () => {
+    const listing = Array.from({ length: 120 }, (_, n) => `a-20260101-${String(n).padStart(3, '0')}  candidate  val_loss ${(2 + n / 100).toFixed(3)}`);
+    const original = admin.adapters;
+    admin.adapters = async () => listing.join('\n');
+    try {
+      const token = fake.slashCommand({ name: 'morris-admin', options: [{ name: 'command', type: STRING, value: 'adapters' }], user: user(6), roles: [ADMIN_ROLE_ID] });
+      const parts = await waitFor(() => {
+        const ms = fake.messages.filter((m) => m.interaction_token === token && m.content);
+        return ms.length >= 2 && ms.map((m) => m.content).join('\n').includes(listing.at(-1)!) ? ms : null;
+      }, 5000, 'long admin answer');
+      expect(parts[0]!.kind).toBe('original');
+      for (const p of parts.slice(1)) expect(p).toMatchObject({ kind: 'followup', flags: 64 });
+      for (const p of parts) {
+        expect(p.content.length).toBeLessThanOrEqual(DISCORD_MAX_MESSAGE_LENGTH);
+        expect(p.content.startsWith('```') && p.content.endsWith('```')).toBe(true);
+      }
+      const shown = parts.flatMap((p) => p.content.split('\n')).filter((l) => !l.startsWith('```'));
+      expect(shown).toEqual(listing);
+    } finally {
+      admin.adapters = original;
+    }
+  });
+
   it('generated @everyone, @here, user and role mentions cannot ping', async () => {
     const msgId = fake.userMessage({ author: user(7), content: `<@${BOT_ID}> pinger`, mentionBot: true });
     const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && done(m)), 10_000, 'pinger reply');

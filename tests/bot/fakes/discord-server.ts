@@ -26,6 +26,8 @@ export interface DiscordMessage {
   allowed_mentions: unknown[];
   /** 'channel' (channel message), 'original' (interaction reply), 'followup'. */
   kind: 'channel' | 'original' | 'followup';
+  /** Message flags a follow-up was created with (64 = ephemeral). */
+  flags?: number;
   interaction_token?: string;
   history: { content: string; at: number }[];
 }
@@ -185,6 +187,7 @@ export class FakeDiscord {
         content: String(body.content ?? ''),
         allowed_mentions: [body.allowed_mentions],
         kind: 'followup',
+        flags: typeof body.flags === 'number' ? body.flags : undefined,
         interaction_token: m[2]!,
         history: [{ content: String(body.content ?? ''), at: now }],
       };
