@@ -15,8 +15,17 @@ const ATTRIBUTION = attributionLine('Test Columnist');
 const STRING = 3;
 const NUMBER = 10;
 
+/** Holds the slash-command article before its first word until the test has seen the defer. */
+const longReadHold = (() => {
+  let release!: () => void;
+  const promise = new Promise<void>((r) => (release = r));
+  return { promise, release };
+})();
+
 function behaviour(topic: string) {
-  if (topic.includes('long read')) return { text: articleFor(topic, 900), chunkChars: 400, chunkDelayMs: 25 };
+  if (topic.includes('long read')) {
+    return { text: articleFor(topic, 900), chunkChars: 400, chunkDelayMs: 25, ...(topic === 'long read about fibre' ? { hold: longReadHold.promise } : {}) };
+  }
   if (topic.includes('pinger')) return { text: 'Attention @everyone and @here: <@123456789012345678> and <@&987654321098765432> said so.' };
   return { chunkDelayMs: 8 };
 }
@@ -116,7 +125,10 @@ describe('Discord bot', () => {
     const cb = await waitFor(() => fake.interactionCallbacks.find((c) => c.token === token), 5000, 'defer');
     expect(cb.type).toBe(5);
     const deferMs = cb.at - t0;
-    expect(deferMs).toBeLessThan(3000);
+    // Deferred while the article is still held before its first word: the defer (Discord allows
+    // 3 s) never waits for generation.
+    expect(fake.messages.some((m) => m.interaction_token === token && m.content.includes('Headline'))).toBe(false);
+    longReadHold.release();
     const msgs = await waitFor(() => {
       const ms = fake.messages.filter((m) => m.interaction_token === token);
       return ms.some(done) ? ms : null;

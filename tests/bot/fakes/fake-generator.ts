@@ -39,6 +39,8 @@ export interface FakeBehaviour {
   failOnStart?: Error;
   /** Stop with cut: true after this many ms, like the engine's time limit. */
   timeoutMs?: number;
+  /** Awaited after `started`, before any text: lets a test prove what happens before generation. */
+  hold?: Promise<void>;
 }
 
 export class FakeGenerator implements TextGenerator {
@@ -66,6 +68,7 @@ export class FakeGenerator implements TextGenerator {
     const b = this.behaviour(input.topic);
     yield { type: 'started' };
     if (b.failOnStart) throw b.failOnStart;
+    if (b.hold) await b.hold;
     const text = b.text ?? articleFor(input.topic);
     const step = b.chunkChars ?? 24;
     const started = Date.now();
