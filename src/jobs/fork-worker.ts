@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MorrisError, type ErrorCode } from '../errors.ts';
 import type { WorkerTask, ToParent } from './worker-protocol.ts';
+import { REPO_ROOT } from '../paths.ts';
 
 const WORKER_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.ts');
 
@@ -50,6 +51,9 @@ export function runWorker<R>(task: WorkerTask, budget: WorkerBudget, hooks: Work
     const heapMb = Math.max(256, Math.floor(budget.memoryMb / 2));
     const child: ChildProcess = fork(WORKER_ENTRY, [], {
       execArgv: ['--import', 'tsx', `--max-old-space-size=${heapMb}`],
+      // `--import tsx` resolves from the working directory: the repo root finds it wherever
+      // morris was started from (every path in a task is absolute).
+      cwd: REPO_ROOT,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
     });

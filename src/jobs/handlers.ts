@@ -138,7 +138,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     const record: RetrainProgressRecord = { datasetId, settings };
     ctx.setResult(record);
     ctx.log(`${input.resume ? 'resuming the training' : 'training a new adapter'} on dataset ${datasetId} (threads ${config.MORRIS_TRAIN_THREADS}, memory budget ${config.MORRIS_TRAIN_MEMORY_MB} MB)`);
-    const baseModelDir = await env.baseModelDir();
+    const baseModelDir = path.resolve(await env.baseModelDir());
     const out = await runWorker<TrainTaskResult>(
       {
         kind: 'train',
@@ -171,7 +171,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     const activeOther = active && active.id !== cand.id ? active : undefined;
     const datasetId = cand.dataset_id ?? currentDatasetId(store);
     ctx.log(`evaluating ${cand.id} against ${activeOther ? `active adapter ${activeOther.id}` : 'no active adapter'} and the base model on dataset ${datasetId}`);
-    const baseModelDir = await env.baseModelDir();
+    const baseModelDir = path.resolve(await env.baseModelDir());
     const measures = await runWorker<ModelMeasure[]>(
       {
         kind: 'evaluate',
@@ -181,8 +181,8 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
           datasetId,
           models: [
             { adapterId: null, adapterDir: null },
-            ...(activeOther ? [{ adapterId: activeOther.id, adapterDir: activeOther.path }] : []),
-            { adapterId: cand.id, adapterDir: cand.path },
+            ...(activeOther ? [{ adapterId: activeOther.id, adapterDir: path.resolve(activeOther.path) }] : []),
+            { adapterId: cand.id, adapterDir: path.resolve(cand.path) },
           ],
           styleGuideFile: SYSTEM_PROMPT_FILE,
           threads: config.MORRIS_TRAIN_THREADS,

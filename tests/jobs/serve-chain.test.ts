@@ -101,3 +101,33 @@ describe('serve: cron → chain → promoted adapter', () => {
     expect(h.service.status().adapterId).toBe(active.id);
   }, 120_000);
 });
+
+describe('training worker budget', () => {
+  it('a worker over MORRIS_TRAIN_MEMORY_MB is stopped with a message that says which setting to raise', async () => {
+    const { runWorker } = await import('../../src/jobs/fork-worker.ts');
+    const { currentDatasetId } = await import('../../src/jobs/handlers.ts');
+    const logs: string[] = [];
+    const t0 = Date.now();
+    await expect(
+      runWorker(
+        {
+          kind: 'train',
+          options: {
+            dbPath: h.store.name,
+            baseModelDir: path.join(root, 'models', 'tiny'),
+            datasetId: currentDatasetId(h.store),
+            runsDir: path.join(root, 'data', 'runs-budget'),
+            adaptersDir: path.join(root, 'models', 'adapters-budget'),
+            resume: false,
+            settings: { ...QUICK_TRAIN, maxSteps: 200, threads: 1 },
+          },
+        },
+        // Below what Node + ONNX Runtime need for even the tiny model.
+        { threads: 1, memoryMb: 256 },
+        { onLog: (l) => logs.push(l) },
+      ),
+    ).rejects.toThrow(/over the memory budget \(MORRIS_TRAIN_MEMORY_MB=256\)/);
+    expect(logs.some((l) => /worker uses \d+ MB, over MORRIS_TRAIN_MEMORY_MB=256/.test(l))).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+  }, 90_000);
+});
