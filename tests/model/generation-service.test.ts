@@ -185,13 +185,11 @@ describe('GenerationService', () => {
   it('returns the partial text marked cut when the time limit passes', async () => {
     const { load } = fakeEngine({ tokenMs: 20 });
     const svc = service(load, { timeoutS: 30 });
-    const t0 = Date.now();
     const d = done(await collect(svc.generate({ topic: 'slow', timeoutS: 0.15, sampling: { maxNewTokens: 200 } })));
-    const elapsed = Date.now() - t0;
     expect(d).toMatchObject({ cut: true, reason: 'timeout' });
     expect(d.text.length).toBeGreaterThan(0);
+    // At most ~8 of the 200 tokens fit in 150 ms at 20 ms each: stopped by the limit, not the length.
     expect('[base] Write a column about: slow w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12'.startsWith(d.text.trimEnd())).toBe(true);
-    expect(elapsed).toBeLessThan(1500);
     await svc.close();
   });
 
@@ -199,13 +197,13 @@ describe('GenerationService', () => {
     // The stubborn engine would need ≥ 20 × 50 ms to finish; the caller must not wait for that.
     const { load, state } = fakeEngine({ tokenMs: 50, ignoreSignal: true });
     const svc = service(load);
-    const t0 = Date.now();
     const first = collect(svc.generate({ topic: 'stubborn', timeoutS: 0.1, sampling: { maxNewTokens: 20 } }));
     const second = collect(svc.generate({ topic: 'after', sampling: { maxNewTokens: 2 } }));
     const d1 = done(await first);
-    const answeredAfter = Date.now() - t0;
     expect(d1.reason).toBe('timeout');
-    expect(answeredAfter).toBeLessThan(800);
+    // The caller has its answer while the stubborn engine is still inside its stream.
+    expect(state.active).toBe(1);
+    expect(state.log).toEqual(['start:base']);
     await second;
     // The second request started only once the first engine stream had really ended (the
     // service closes it with return() rather than waiting for all 20 tokens).
@@ -361,9 +359,7 @@ describe('GenerationService', () => {
     }
     expect(() => svc.generate({ topic: 'x'.repeat(301) })).toThrow(expect.objectContaining({ code: 'BAD_INPUT', message: expect.stringContaining('limit is 300') }));
     const huge = 'word '.repeat(20_000);
-    const t0 = Date.now();
-    expect(() => svc.generate({ topic: huge })).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
-    expect(Date.now() - t0).toBeLessThan(100);
+    expect(() => svc.generate({ topic: huge })).toThrow(expect.objectContaining({ code: 'BAD_INPUT', message: expect.stringContaining('Topic is 100000 characters') }));
     expect(() => svc.generate({ topic: 'ok', sampling: { topP: 0 } })).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
     expect(() => svc.generate({ rawText: '' })).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
     expect(state.loads).toEqual([]);
