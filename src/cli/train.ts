@@ -76,7 +76,7 @@ function progressPrinter(enabled: boolean) {
         bar = new SingleBar(
           { format: 'train [{bar}] {value}/{total} steps | loss {loss}{evalText} | lr {lr} | {tps} tok/s | ETA {etaText}', hideCursor: true, stream: process.stderr },
         );
-        bar.start(p.totalSteps, 0, {});
+        bar.start(p.totalSteps, 0, { loss: '-', evalText: lastEval, lr: '-', tps: 0, etaText: '-' });
       }
       bar.update(p.step, {
         loss: p.loss?.toFixed(4) ?? '-',
