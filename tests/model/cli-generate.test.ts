@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { createCliContext } from '../../src/cli/context.ts';
+import { register as registerModelCli } from '../../src/cli/model.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { startFakeHub, type FakeHub } from './fake-hub.ts';
 
@@ -133,10 +136,21 @@ describe.concurrent('morris model', SLOW, () => {
     expect(JSON.parse(merged.stdout).text).toBe(a.text);
   });
 
-  it('every subcommand has --help', async () => {
-    const r = await morris(['model', 'pull', '--help']);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/Usage: morris model pull \[options\] <repo-id>/);
+  it('init-tiny writes the same model as the library, in the Hub layout; subcommands have usage help', async () => {
+    const out = join(root, 'tiny-qwen-cli'); // outside models/, which the list test counts
+    const r = await morris(['model', 'init-tiny', out, '--arch', 'qwen2', '--seed', '3']);
+    expect(r.code, r.stderr).toBe(0);
+    const ref = join(root, 'tiny-qwen-reference');
+    const info = initTinyModel(ref, { arch: 'qwen2', seed: 3 });
+    expect(r.stdout).toBe(`${out}: qwen2, ${(info.parameters / 1e3).toFixed(1)}K parameters, vocab ${info.dims.vocab}, seed 3\n`);
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+      expect(readFileSync(join(out, f)).equals(readFileSync(join(ref, f))), f).toBe(true);
+    }
+    // Usage help without a process of its own: the same commander wiring the CLI uses.
+    const program = new Command('morris').exitOverride();
+    registerModelCli(program, createCliContext());
+    const pull = program.commands.find((c) => c.name() === 'model')!.commands.find((c) => c.name() === 'pull')!;
+    expect(pull.helpInformation()).toMatch(/Usage: morris model pull \[options\] <repo-id>/);
   });
 });
 
