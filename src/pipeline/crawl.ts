@@ -14,7 +14,7 @@ import { childLog } from '../log.ts';
 import { extractArticle, type Article } from './extract.ts';
 import type { Fetcher, FetchResult } from './fetch.ts';
 import type { SourceProfile } from './profile.ts';
-import { canonicalUrl, pageCanonical, parseFeed, parseListing, parseSitemap, wantedUrl } from './discover.ts';
+import { canonicalUrl, pageCanonical, parseFeed, parseListing, parseSitemap, unwantedReason } from './discover.ts';
 
 const log = childLog('crawl');
 
@@ -123,7 +123,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
   const found = new Map<string, Target>();
   const offer = (raw: string, foundOn: string, lastmod: string | null = null): 'new' | 'known' | 'dropped' => {
     const url = canonicalUrl(raw, undefined, profile.stripParams);
-    if (!url || wantedUrl(url, rules)) {
+    if (!url || unwantedReason(url, rules)) {
       s.filtered++;
       return 'dropped';
     }

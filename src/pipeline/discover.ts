@@ -129,8 +129,11 @@ export function parseSitemap(xml: string, sitemapUrl: string): SitemapContent {
   return { sitemaps, urls };
 }
 
-/** Whether a URL is one the profile wants: on an allowed host, matches a keep pattern, no drop pattern. */
-export function wantedUrl(url: string, rules: { hosts: Set<string>; keep: RegExp[]; drop: RegExp[] }): string | null {
+/**
+ * Why the profile does not want a URL (another host, no keep pattern matched, a drop pattern
+ * matched), or null when it does.
+ */
+export function unwantedReason(url: string, rules: { hosts: Set<string>; keep: RegExp[]; drop: RegExp[] }): string | null {
   const u = new URL(url);
   if (!rules.hosts.has(u.host)) return 'other host';
   const target = u.pathname + u.search;
