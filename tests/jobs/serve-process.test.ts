@@ -13,6 +13,7 @@ import { openStore, type Store } from '../../src/store/db.ts';
 import { startSampleSite } from '../../src/pipeline/sample-site.ts';
 import { buildJobSystem } from '../../src/jobs/system.ts';
 import { isPidAlive, listRuns } from '../../src/jobs/runs.ts';
+import { findRetrainToResume, SHUTDOWN_REASON } from '../../src/jobs/resume.ts';
 import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tinyEnv, waitFor } from './helpers.ts';
 
 const TRAIN_STEPS = 20;
@@ -171,5 +172,21 @@ describe('serve process', () => {
     const exit = await s.exited;
     expect(exit.code).toBe(0);
     expect(s.stderr()).toContain('morris serve stopped');
+  }, 120_000);
+  it('SIGTERM during a training: the worker checkpoints, the run is marked for resuming, the process exits 0', async () => {
+    const s = startServeProcess();
+    const url = await s.url;
+    const res = await fetch(`${url}/api/jobs/retrain/run`, { method: 'POST', headers: admin, body: JSON.stringify({ chain: false }) });
+    const { run } = (await res.json()) as { run: { id: number } };
+    await waitFor(() => /^step \d+/.test(readStore((st) => listRuns(st, { job: 'retrain', limit: 1 })[0]!.message ?? '')), 90_000, 100);
+    s.proc.kill('SIGTERM');
+    const exit = await s.exited;
+    expect(exit.code).toBe(0);
+    const ended = readStore((st) => listRuns(st, { job: 'retrain', limit: 5 }).find((r) => r.id === run.id)!);
+    expect(ended.status).toBe('cancelled');
+    expect(ended.message).toBe(SHUTDOWN_REASON);
+    expect(isPidAlive(ended.child_pid)).toBe(false);
+    // The next start would pick it up from its checkpoint.
+    expect(readStore((st) => findRetrainToResume(st))?.run.id).toBe(run.id);
   }, 120_000);
 });
