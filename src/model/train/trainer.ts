@@ -18,11 +18,11 @@ import { getConfig } from '../../config.ts';
 import { MorrisError, wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { Store } from '../../store/db.ts';
-import { readDecoderConfig, type DecoderConfig } from '../checkpoint.ts';
+import { readDecoderConfig } from '../checkpoint.ts';
 import type { LoraModule } from '../llama-graph.ts';
 import { adamwStep, clipGradNorm, newAdamWState, type AdamWState } from './adamw.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
-import { resolveTrainConfig, trainSettingsFromEnv, type TrainConfig } from './config.ts';
+import { resolveTrainConfig, trainSettingsFromEnv } from './config.ts';
 import {
   loadDatasetExamples,
   loadTokenizer,
@@ -386,4 +386,3 @@ function forgetMetricsAfter(store: Store, runId: string, file: string, step: num
   fs.writeFileSync(file, kept.map((l) => l + '\n').join(''));
 }
 
-export type { DecoderConfig, TrainConfig };
