@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { MorrisError } from '../errors.ts';
 import type { Store } from '../store/db.ts';
-import { datasetFiles, DEFAULT_VAL_FRACTION, writeJsonl } from './dataset.ts';
+import { DEFAULT_VAL_FRACTION, registerDataset } from './dataset.ts';
 import type { ChatMessage } from './enhance.ts';
 import type { TokenCounter } from './tokens.ts';
 
@@ -90,25 +90,13 @@ export function importDataset(
   const train = examples.filter((e) => e.split === 'train');
   const validation = examples.filter((e) => e.split === 'validation');
   const stats = { imported_from: path.resolve(file), lines_rejected: rejected.length, tokenizer: tokenizer?.id ?? null };
-  let jsonlPath: string | null = null;
-  if (opts.outDir) {
-    const files = datasetFiles(opts.outDir, id);
-    writeJsonl(files.all, examples.map((e) => e.messages));
-    writeJsonl(files.train, train.map((e) => e.messages));
-    writeJsonl(files.validation, validation.map((e) => e.messages));
-    jsonlPath = files.all;
-  }
-  let created = false;
-  const insertExample = store.prepare(
-    "INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, NULL, 'import', ?, ?, ?)",
-  );
-  store.transaction(() => {
-    const r = store
-      .prepare("INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path) VALUES (?, 'import', ?, ?, ?, ?, ?)")
-      .run(id, JSON.stringify({ valFraction }), JSON.stringify(stats), train.length, validation.length, jsonlPath);
-    if (r.changes === 0) return;
-    created = true;
-    examples.forEach((e, i) => insertExample.run(id, e.split, JSON.stringify(e.messages), tokenizer ? tokenizer.countChat(e.messages) : null, i));
-  })();
+  const { created } = registerDataset(store, {
+    id,
+    origin: 'import',
+    examples: examples.map((e) => ({ ...e, kind: 'import', articleId: null, nTokens: tokenizer ? tokenizer.countChat(e.messages) : null })),
+    settings: { valFraction },
+    stats,
+    ...(opts.outDir ? { outDir: opts.outDir } : {}),
+  });
   return { id, created, train: train.length, validation: validation.length, rejected };
 }

@@ -254,34 +254,61 @@ export function datasetFiles(outDir: string, id: string) {
   };
 }
 
-/** Writes the JSONL files, then registers the dataset and its examples in one transaction. */
+/** One example as stored: built ones come from an article or an extra; imported ones have neither. */
+export interface StoredExample {
+  split: 'train' | 'validation';
+  kind: Example['kind'] | 'import';
+  articleId: number | null;
+  messages: ChatMessage[];
+  nTokens: number | null;
+}
+
+/**
+ * Writes the JSONL files (when `outDir` is given), then registers the dataset and its examples in
+ * one transaction. INSERT OR IGNORE + early return: a version that already exists (the same
+ * content, built or imported concurrently) is registered once. Returns whether it was new.
+ */
+export function registerDataset(
+  store: Store,
+  ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object; outDir?: string },
+): { created: boolean; jsonlPath: string | null } {
+  const train = ds.examples.filter((e) => e.split === 'train');
+  const val = ds.examples.filter((e) => e.split === 'validation');
+  let jsonlPath: string | null = null;
+  if (ds.outDir) {
+    const files = datasetFiles(ds.outDir, ds.id);
+    writeJsonl(files.train, train.map((e) => e.messages));
+    writeJsonl(files.validation, val.map((e) => e.messages));
+    writeJsonl(files.all, ds.examples.map((e) => e.messages));
+    jsonlPath = files.all;
+  }
+  const insertExample = store.prepare(
+    'INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  let created = false;
+  store.transaction(() => {
+    const r = store
+      .prepare(
+        `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), train.length, val.length, jsonlPath);
+    if (r.changes === 0) return;
+    created = true;
+    ds.examples.forEach((e, i) =>
+      insertExample.run(ds.id, e.split, e.articleId, e.kind, JSON.stringify(e.messages), e.nTokens, i),
+    );
+  })();
+  return { created, jsonlPath };
+}
+
+/** A built dataset version: its JSONL files and its rows. */
 export function saveDataset(
   store: Store,
   ds: ComposedDataset,
   meta: { settings: object; stats: object; outDir: string },
 ): void {
-  const files = datasetFiles(meta.outDir, ds.id);
-  const train = ds.examples.filter((e) => e.split === 'train');
-  const val = ds.examples.filter((e) => e.split === 'validation');
-  writeJsonl(files.train, train.map((e) => e.messages));
-  writeJsonl(files.validation, val.map((e) => e.messages));
-  writeJsonl(files.all, ds.examples.map((e) => e.messages));
-  const insertExample = store.prepare(
-    'INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, ?, ?, ?, ?, ?)',
-  );
-  store.transaction(() => {
-    // INSERT OR IGNORE + early return: a concurrent identical build registers the rows once.
-    const r = store
-      .prepare(
-        `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
-         VALUES (?, 'build', ?, ?, ?, ?, ?)`,
-      )
-      .run(ds.id, JSON.stringify(meta.settings), JSON.stringify(meta.stats), train.length, val.length, files.all);
-    if (r.changes === 0) return;
-    ds.examples.forEach((e, i) =>
-      insertExample.run(ds.id, e.split, e.articleId, e.kind, JSON.stringify(e.messages), e.nTokens, i),
-    );
-  })();
+  registerDataset(store, { id: ds.id, origin: 'build', examples: ds.examples, ...meta });
 }
 
 export function getDataset(store: Store, id: string): DatasetRow {

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { datasetFiles } from '../../src/pipeline/dataset.ts';
 import { importDataset } from '../../src/pipeline/dataset-import.ts';
 import { openStore } from '../../src/store/db.ts';
 
@@ -23,8 +24,13 @@ describe('importDataset', () => {
       { line: 4, reason: 'no assistant reply' },
       { line: 6, reason: 'unknown role "robot"' },
     ]);
-    const ds = store.prepare('SELECT origin, train_count, val_count FROM datasets WHERE id = ?').get(r.id);
-    expect(ds).toEqual({ origin: 'import', train_count: 2, val_count: 1 });
+    const ds = store.prepare('SELECT origin, train_count, val_count, jsonl_path FROM datasets WHERE id = ?').get(r.id) as Record<string, unknown>;
+    expect(ds).toMatchObject({ origin: 'import', train_count: 2, val_count: 1 });
+    // The same JSONL files a build writes: all examples, and one file per split.
+    const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l).messages[1].content);
+    expect(lines(ds.jsonl_path as string)).toEqual(['a1', 'a2', 'a3']);
+    expect(lines(datasetFiles(join(root, 'out'), r.id).train)).toEqual(['a1', 'a3']);
+    expect(lines(datasetFiles(join(root, 'out'), r.id).validation)).toEqual(['a2']);
     const rows = store.prepare("SELECT split, kind, messages FROM examples WHERE dataset_id = ? ORDER BY ordinal").all(r.id) as { split: string; kind: string; messages: string }[];
     expect(rows.map((x) => [x.split, x.kind, JSON.parse(x.messages)[1].content])).toEqual([['train', 'import', 'a1'], ['validation', 'import', 'a2'], ['train', 'import', 'a3']]);
     // Same content again: the same version, nothing duplicated.
