@@ -2,10 +2,10 @@
  * The dashboard's JSON REST API (documented in docs/api.md). The pages use exactly these
  * endpoints; scripts can too. Anything that changes state needs the admin bearer token.
  */
-import { randomUUID } from 'node:crypto';
 import type { Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
 import type { TextGenerator } from '../bot/types.ts';
+import { closeGeneration, newGenerationId, openGeneration } from '../bot/generation-log.ts';
 import type { JobControl } from '../jobs/control.ts';
 import type { Scheduler } from '../jobs/scheduler.ts';
 import type { AdapterRegistry } from '../jobs/registry.ts';
@@ -212,7 +212,11 @@ export function apiRoutes(d: DashboardDeps): Route[] {
         const maxNewTokens = intParam(b.maxNewTokens == null ? null : String(b.maxNewTokens), d.defaultMaxNewTokens, 1, PLAYGROUND_MAX_NEW_TOKENS);
         const temperature = b.temperature == null ? undefined : Number(b.temperature);
         if (temperature !== undefined && !(temperature >= 0 && temperature <= 5)) throw new MorrisError('BAD_INPUT', 'temperature must be from 0 to 5.');
-        const requestId = randomUUID();
+        // Recorded like the bots' requests (who, topic, adapter, duration, outcome).
+        const requestId = newGenerationId();
+        openGeneration(d.store, { id: requestId, requester: { platform: 'web', userId: 'dashboard' }, topic });
+        const t0 = performance.now();
+        let ttft: number | null = null;
         const abort = new AbortController();
         // The client going away cancels its generation (not the server shutting down: that waits).
         res.on('close', () => {
@@ -222,8 +226,25 @@ export function apiRoutes(d: DashboardDeps): Route[] {
         send('request', { id: requestId });
         await d.track(
           (async () => {
-            for await (const ev of d.generator.generate({ topic, maxNewTokens, temperature, requestId }, abort.signal)) {
-              send(ev.type, ev);
+            try {
+              for await (const ev of d.generator.generate({ topic, maxNewTokens, temperature, requestId }, abort.signal)) {
+                if (ev.type === 'text' && ttft === null) ttft = performance.now() - t0;
+                if (ev.type === 'done') {
+                  closeGeneration(d.store, requestId, {
+                    outcome: ev.reason === 'cancelled' ? 'cancelled' : ev.cut ? 'cut' : 'ok',
+                    durationMs: performance.now() - t0,
+                    ttftMs: ttft,
+                    nChars: ev.text.length,
+                    baseModel: ev.baseModel,
+                    adapterId: ev.adapterId,
+                    datasetId: ev.datasetId,
+                  });
+                }
+                send(ev.type, ev);
+              }
+            } catch (e) {
+              closeGeneration(d.store, requestId, { outcome: 'failed', durationMs: performance.now() - t0, error: e instanceof Error ? e.message : String(e) });
+              throw e;
             }
           })(),
         );

@@ -180,6 +180,10 @@ describe('pages in headless Chromium', () => {
     await expect(page.locator('#gen-status').innerText()).resolves.toContain(`adapter: ${promoted}`);
     expect((await page.locator('#output').innerText()).length).toBeGreaterThan(0);
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-playground.png'), fullPage: true });
+    // Recorded like a bot request.
+    const row = h.store.prepare(`SELECT * FROM generations WHERE platform = 'web' ORDER BY started_at DESC LIMIT 1`).get() as Record<string, unknown>;
+    expect(row).toMatchObject({ outcome: 'ok', adapter_id: promoted, topic: 'Operators discover the metaverse, again' });
+    expect(row.ttft_ms).toBeGreaterThan(0);
 
     expect(errors).toEqual([]);
     await page.close();
