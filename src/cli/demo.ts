@@ -1,16 +1,17 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { runDemo, formatDemoSummary, DEMO_TOPIC } from '../demo.ts';
 
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('demo')
     .description('Run the whole loop offline: sample archive, scrape, dataset, tiny model, LoRA training, evaluation, promotion, generation')
     .option('--dir <dir>', 'folder for everything the demo writes (wiped first)', 'data/demo')
-    .option('--topic <text>', 'topic of the final article', DEMO_TOPIC)
+    .option('--topic <text>', 'topic of the final article (default: a sample topic)')
     .option('--max-new-tokens <n>', 'length of the final article in tokens', (v) => Number.parseInt(v, 10), 120)
     .option('--json', 'print the summary as JSON at the end')
-    .action(async (opts: { dir: string; topic: string; maxNewTokens: number; json?: boolean }) => {
+    .action(async (opts: { dir: string; topic?: string; maxNewTokens: number; json?: boolean }) => {
+      // Loaded here, not at start-up: the demo pulls in every area, and `morris --help` should not.
+      const { runDemo, formatDemoSummary } = await import('../demo.ts');
       process.stdout.write('Morris demo: the whole loop, offline, on a tiny generated model.\n');
       const summary = await runDemo(ctx.config(), {
         dir: opts.dir,

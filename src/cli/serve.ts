@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { runServeUntilSignal } from '../jobs/serve-main.ts';
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -9,6 +8,8 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--port <n>', 'HTTP port for the dashboard and Slack events (default: PORT, 3000)', (v) => Number(v))
     .option('--host <addr>', 'address to listen on (default: HOST, 0.0.0.0)')
     .action(async (o: { port?: number; host?: string }) => {
+      // Loaded on use: serving pulls in the bots, the engine and the jobs, which `--help` does not need.
+      const { runServeUntilSignal } = await import('../jobs/serve-main.ts');
       await runServeUntilSignal({ config: ctx.config(), port: o.port, host: o.host });
     });
 }
