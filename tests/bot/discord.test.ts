@@ -107,7 +107,7 @@ describe('Discord bot', () => {
 
   it('answers a DM without a mention', async () => {
     const msgId = fake.userMessage({ author: user(3), content: 'quiet word about roaming fees', dm: true });
-    const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && done(m)), 10_000, 'DM reply');
+    const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && done(m)), 20_000, 'DM reply');
     expect(reply.channel_id).toBe(DM_CHANNEL_ID);
     expect(reply.content.startsWith(articleFor('quiet word about roaming fees'))).toBe(true);
   });
@@ -122,7 +122,7 @@ describe('Discord bot', () => {
       ],
       user: user(4),
     });
-    const cb = await waitFor(() => fake.interactionCallbacks.find((c) => c.token === token), 5000, 'defer');
+    const cb = await waitFor(() => fake.interactionCallbacks.find((c) => c.token === token), 20_000, 'defer');
     expect(cb.type).toBe(5);
     const deferMs = cb.at - t0;
     // Deferred while the article is still held before its first word: the defer (Discord allows
@@ -147,7 +147,7 @@ describe('Discord bot', () => {
 
   it('/morris-admin from a non-admin is refused (ephemeral) and audited; a role admin is allowed', async () => {
     const token = fake.slashCommand({ name: 'morris-admin', options: [{ name: 'command', type: STRING, value: 'rollback' }], user: user(5) });
-    const reply = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && m.content), 5000, 'admin refusal');
+    const reply = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && m.content), 20_000, 'admin refusal');
     expect(fake.interactionCallbacks.find((c) => c.token === token)).toMatchObject({ type: 5, flags: 64 });
     expect(reply.content).toMatch(/admins only/);
     const token2 = fake.slashCommand({
@@ -156,7 +156,7 @@ describe('Discord bot', () => {
       user: user(6),
       roles: [ADMIN_ROLE_ID],
     });
-    const ok = await waitFor(() => fake.messages.find((m) => m.interaction_token === token2 && m.content), 5000, 'admin ok');
+    const ok = await waitFor(() => fake.messages.find((m) => m.interaction_token === token2 && m.content), 20_000, 'admin ok');
     expect(ok.content).toContain('rollback ok');
     expect(admin.calls).toEqual(['rollback']);
     expect(store.prepare("SELECT user_id, allowed FROM audit_log WHERE command = 'rollback' ORDER BY id").all()).toEqual([
@@ -174,7 +174,7 @@ describe('Discord bot', () => {
       const parts = await waitFor(() => {
         const ms = fake.messages.filter((m) => m.interaction_token === token && m.content);
         return ms.length >= 2 && ms.map((m) => m.content).join('\n').includes(listing.at(-1)!) ? ms : null;
-      }, 5000, 'long admin answer');
+      }, 20_000, 'long admin answer');
       expect(parts[0]!.kind).toBe('original');
       for (const p of parts.slice(1)) expect(p).toMatchObject({ kind: 'followup', flags: 64 });
       for (const p of parts) {
@@ -190,7 +190,7 @@ describe('Discord bot', () => {
 
   it('generated @everyone, @here, user and role mentions cannot ping', async () => {
     const msgId = fake.userMessage({ author: user(7), content: `<@${BOT_ID}> pinger`, mentionBot: true });
-    const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && done(m)), 10_000, 'pinger reply');
+    const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && done(m)), 20_000, 'pinger reply');
     expect(noPings(reply)).toBe(true);
     expect(reply.allowed_mentions.length).toBe(reply.history.length);
     expect(reply.content).not.toMatch(/@everyone|@here|<@\d|<@&/);
@@ -212,10 +212,10 @@ describe('Discord bot', () => {
 
   it('bad input: empty mention gets usage help; a huge slash topic is refused politely', async () => {
     const msgId = fake.userMessage({ author: user(8), content: `<@${BOT_ID}>   `, mentionBot: true });
-    const usage = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId), 5000, 'usage');
+    const usage = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId), 20_000, 'usage');
     expect(usage.content).toMatch(/\/morris topic:/);
     const token = fake.slashCommand({ name: 'morris', options: [{ name: 'topic', type: STRING, value: 'y'.repeat(50_000) }], user: user(8) });
-    const refusal = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && m.content), 5000, 'refusal');
+    const refusal = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && m.content), 20_000, 'refusal');
     expect(refusal.content).toMatch(/50,000 characters; please keep it under 300/);
     // Markdown and mention injection in the topic is echoed literally and cannot ping.
     const token2 = fake.slashCommand({
@@ -223,7 +223,7 @@ describe('Discord bot', () => {
       options: [{ name: 'topic', type: STRING, value: '**ünï** <@&900000000000000009> @everyone `x` 🦀' }],
       user: user(8),
     });
-    const reply = await waitFor(() => fake.messages.find((m) => m.interaction_token === token2 && done(m)), 10_000, 'injection reply');
+    const reply = await waitFor(() => fake.messages.find((m) => m.interaction_token === token2 && done(m)), 20_000, 'injection reply');
     expect(reply.history[0]!.content).toBe('Writing about “\\*\\*ünï\\*\\* <@\u200D&900000000000000009\\> @\u200Deveryone \\`x\\` 🦀”…');
     expect(noPings(reply)).toBe(true);
     expect(gen.calls.at(-1)!.topic).toBe('**ünï** <@&900000000000000009> @everyone `x` 🦀');

@@ -58,7 +58,7 @@ export function recordingAdmin(): AdminActions & { calls: string[] } {
   };
 }
 
-export async function waitFor<T>(fn: () => T | undefined | false | null, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function waitFor<T>(fn: () => T | undefined | false | null, timeoutMs = 20_000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = fn();

@@ -99,7 +99,7 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
     // while the generator was still held before its first word: it never waits for generation.
     expect(fake.messages.some((m) => m.channel === 'CSTREAM' && m.history.some((h) => h.text.endsWith(' …')))).toBe(false);
     hypeHold.release();
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CSTREAM' && finished(m)), 10_000, 'final message');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CSTREAM' && finished(m)), 20_000, 'final message');
     const expected = toSlackMrkdwn(`${articleFor('the 6G hype cycle')}\n\n_${ATTRIBUTION}_`);
     expect(msg.text).toBe(expected);
     expect(msg.thread_ts).toBeUndefined();
@@ -118,7 +118,7 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
     const event = appMention({ user: 'U2', text: `<@${BOT_USER_ID}> late trains`, channel: 'CMENTION', ts: '1700000000.123456' });
     const res = await postSigned(eventsUrl, JSON.stringify(event), { secret: SECRET, contentType: 'application/json' });
     expect(res.status).toBe(200);
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CMENTION' && finished(m)), 10_000, 'threaded reply');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CMENTION' && finished(m)), 20_000, 'threaded reply');
     expect(msg.thread_ts).toBe('1700000000.123456');
     expect(msg.text.startsWith(toSlackMrkdwn(articleFor('late trains')))).toBe(true);
     // Slack redelivers the same event (same event_id) when unsure: answered once only.
@@ -158,7 +158,7 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
     };
     const slow = await slash({ command: '/morris-admin', text: 'status', user_id: 'UADMIN' });
     expect(JSON.parse(slow.text).text).toBe('Working on it…');
-    const later = await waitFor(() => fake.responses.find((r) => String(r.body.text).includes('all quiet')), 5000, 'delayed admin result');
+    const later = await waitFor(() => fake.responses.find((r) => String(r.body.text).includes('all quiet')), 20_000, 'delayed admin result');
     expect(later.body.response_type).toBe('ephemeral');
   });
 
@@ -207,13 +207,13 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
     const ackText = JSON.parse(tricky.text).text as string;
     expect(ackText).not.toContain('<!channel>');
     expect(ackText).toContain('ünïcödé');
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CINJ' && finished(m)), 10_000, 'injection reply');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CINJ' && finished(m)), 20_000, 'injection reply');
     for (const h of msg.history) expect(h.text).not.toContain('<!channel>');
   });
 
   it('generated @everyone / <!channel> / <@U…> never reach Slack as live mentions', async () => {
     await slash({ text: 'pinger', user_id: 'U6', channel_id: 'CPING' });
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CPING' && finished(m)), 10_000, 'pinger reply');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CPING' && finished(m)), 20_000, 'pinger reply');
     for (const h of msg.history) {
       expect(h.text).not.toMatch(/<!channel>|<@U999>|@everyone|@here/);
     }
@@ -222,7 +222,7 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
 
   it('a timed-out generation posts its partial text marked as cut', async () => {
     await slash({ text: 'slowpoke', user_id: 'U7', channel_id: 'CSLOW' });
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CSLOW' && finished(m)), 10_000, 'cut reply');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CSLOW' && finished(m)), 20_000, 'cut reply');
     expect(msg.text).toMatch(/^Headline \[#/);
     expect(msg.text).toContain('cut short: the generation hit its time limit');
     expect(msg.text.length).toBeLessThan(articleFor('slowpoke').length);
@@ -230,23 +230,23 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
 
   it('a model that fails to load gives a short message with a reference; the bot keeps answering', async () => {
     await slash({ text: 'broken model please', user_id: 'U8', channel_id: 'CFAIL' });
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CFAIL' && finished(m)), 10_000, 'failure reply');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CFAIL' && finished(m)), 20_000, 'failure reply');
     const ref = /ref `(g-[0-9a-f]+)`/.exec(msg.text)?.[1];
     expect(msg.text).toMatch(/^Sorry, Morris couldn't write that: the model failed to load\./);
     expect(ref).toBeDefined();
     expect(store.prepare('SELECT outcome FROM generations WHERE id = ?').get(ref)).toEqual({ outcome: 'failed' });
     await slash({ text: 'recovery topic', user_id: 'U8', channel_id: 'CFAIL2' });
-    await waitFor(() => fake.messages.find((m) => m.channel === 'CFAIL2' && m.text.includes('not written by them')), 10_000, 'recovery');
+    await waitFor(() => fake.messages.find((m) => m.channel === 'CFAIL2' && m.text.includes('not written by them')), 20_000, 'recovery');
   });
 
   it('a channel the bot is not in gets an ephemeral hint via response_url', async () => {
     fake.closedChannels.add('CCLOSED');
     await slash({ text: 'locked out', user_id: 'U9', channel_id: 'CCLOSED' });
-    const r = await waitFor(() => fake.responses.find((x) => String(x.body.text).includes('/invite @Morris')), 10_000, 'invite hint');
+    const r = await waitFor(() => fake.responses.find((x) => String(x.body.text).includes('/invite @Morris')), 20_000, 'invite hint');
     expect(r.body.response_type).toBe('ephemeral');
     // One failed post, then the generation stops and is recorded as cancelled.
     expect(fake.callsTo('chat.postMessage').filter((c) => c.body.channel === 'CCLOSED')).toHaveLength(1);
-    await waitFor(() => (store.prepare("SELECT outcome FROM generations WHERE topic = 'locked out'").get() as { outcome: string }).outcome === 'cancelled', 5000, 'cancelled row');
+    await waitFor(() => (store.prepare("SELECT outcome FROM generations WHERE topic = 'locked out'").get() as { outcome: string }).outcome === 'cancelled', 20_000, 'cancelled row');
   });
 });
 
@@ -262,7 +262,7 @@ describe('Slack over Socket Mode', () => {
     const core = makeCore(t.store, new FakeGenerator(() => ({ chunkDelayMs: 5 })));
     bot = createSlackBot({ core, botToken: 'xoxb-test', appToken: 'xapp-test', apiUrl: fake.apiUrl, editIntervalMs: EDIT_MS, updatesPerMinute: 6000, retries: 0 });
     await bot.start();
-    await waitFor(() => fake.socketConnected, 5000, 'socket connection');
+    await waitFor(() => fake.socketConnected, 20_000, 'socket connection');
   });
 
   afterAll(async () => {
@@ -274,10 +274,10 @@ describe('Slack over Socket Mode', () => {
   it('slash command envelope → ack payload → streamed message; mention envelope → threaded reply', async () => {
     const ack = await fake.envelope('slash_commands', slashCommand(fake, { command: '/morris', text: 'socket topic', user_id: 'U1', channel_id: 'CS' }));
     expect(ack).toMatchObject({ text: 'Writing about “socket topic”…' });
-    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CS' && finished(m)), 10_000, 'socket reply');
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CS' && finished(m)), 20_000, 'socket reply');
     expect(msg.text.startsWith(toSlackMrkdwn(articleFor('socket topic')))).toBe(true);
     await fake.envelope('events_api', appMention({ user: 'U2', text: `<@${BOT_USER_ID}> socket mention`, channel: 'CSM', ts: '1700000001.000200' }));
-    const reply = await waitFor(() => fake.messages.find((m) => m.channel === 'CSM' && finished(m)), 10_000, 'socket mention reply');
+    const reply = await waitFor(() => fake.messages.find((m) => m.channel === 'CSM' && finished(m)), 20_000, 'socket mention reply');
     expect(reply.thread_ts).toBe('1700000001.000200');
     expect(reply.text.startsWith(toSlackMrkdwn(articleFor('socket mention')))).toBe(true);
   });

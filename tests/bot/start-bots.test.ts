@@ -44,10 +44,10 @@ describe('startBots', () => {
       const body = new URLSearchParams(slashCommand(slack, { command: '/morris', text: 'from serve', user_id: 'U1', channel_id: 'CSERVE' })).toString();
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
       expect((await postSigned(url, body, { secret: 'sekrit', contentType: 'application/x-www-form-urlencoded' })).status).toBe(200);
-      const m = await waitFor(() => slack.messages.find((x) => x.channel === 'CSERVE' && x.text.includes('not written by them')), 10_000, 'slack answer');
+      const m = await waitFor(() => slack.messages.find((x) => x.channel === 'CSERVE' && x.text.includes('not written by them')), 20_000, 'slack answer');
       expect(m.text).toContain('AI-generated in the style of Config Columnist — not written by them');
       const id = discord.userMessage({ author: { id: '710000000000000001', username: 'x' }, content: `<@${BOT_ID}> from serve too`, mentionBot: true });
-      const d = await waitFor(() => discord.messages.find((x) => x.reply_to === id && x.content.includes('not written by them')), 10_000, 'discord answer');
+      const d = await waitFor(() => discord.messages.find((x) => x.reply_to === id && x.content.includes('not written by them')), 20_000, 'discord answer');
       expect(d.content.startsWith(articleFor('from serve too'))).toBe(true);
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
