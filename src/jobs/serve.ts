@@ -113,7 +113,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       scheduler,
       registry,
       generator,
-      engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND }),
+      engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND, configuredDevice: config.MORRIS_DEVICE, configuredBaseModel: config.MORRIS_BASE_MODEL }),
       bots: () => [
         ...(bots?.slack ? [{ platform: 'slack', connected: true }] : []),
         ...(bots?.discord ? [{ platform: 'discord', connected: true }] : []),

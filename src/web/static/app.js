@@ -41,11 +41,11 @@ async function loadStatus() {
   const s = await api('/api/status');
   const e = s.engine ?? {};
   cards($('#status-cards'), [
-    ['Base model', s.generator?.baseModel ?? e.baseModel ?? '—'],
-    ['Device', e.device ?? '—'],
+    ['Base model', s.generator?.baseModel ?? e.baseModel ?? e.configuredBaseModel ?? '—'],
+    ['Device', e.device ?? `${e.configuredDevice ?? 'auto'} (chosen when the model loads)`],
     ['Model loaded', e.loaded === undefined ? '—' : e.loaded ? 'yes' : 'no (loads on first request)'],
     ['Active adapter', s.activeAdapter?.id ?? 'none (base model)'],
-    ['Queue', `${e.queueLength ?? 0} waiting${e.busy ? ', 1 writing' : ''}`],
+    ['Queue', `${e.queueLength ?? 0} waiting${e.running ? ', 1 being written' : ''}`],
     ['Bots', s.bots.length ? s.bots.map((b) => `${b.platform}: ${b.connected ? 'connected' : 'down'}`).join(', ') : 'none configured'],
     ['Running jobs', s.jobs.running.length ? s.jobs.running.map((r) => `${r.job} #${r.id} ${Math.round(r.progress * 100)}%`).join(', ') : 'none'],
     ['Version', s.version],
