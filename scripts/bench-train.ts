@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,6 +30,8 @@ const SMOLLM2_135M = {
 interface StepReport {
   tok_s: number;
   step_ms: number;
+  /** CPU time of the step (all threads): a second view when the machine is busy. */
+  cpu_ms: number;
   peak_rss_mb: number;
   loss: number;
 }
@@ -45,17 +47,25 @@ async function engineStep(modelDir: string, threads: number, seq: number, steps:
   const targets = Array.from({ length: seq }, () => Math.floor(rng.next() * vocab));
   const mb = { batch: 1, seqLen: seq, ids, targets, counted: new Uint8Array(seq).fill(1) };
   const times: number[] = [];
+  const cpu: number[] = [];
   let loss = 0;
   for (let i = 0; i <= steps; i++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const r = await s.step(mb, weights, 1 / seq, new Rng(100 + i));
     adamwStep(weights, r.grads, adam, 1e-4, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
     loss = r.loss;
-    if (i > 0) times.push(performance.now() - t0); // step 0 warms up the session
+    if (i > 0) {
+      // step 0 warms up the session
+      times.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
+    }
   }
   await s.release();
   const stepMs = times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
-  const report: StepReport = { tok_s: seq / (stepMs / 1000), step_ms: stepMs, peak_rss_mb: process.resourceUsage().maxRSS / 1024, loss };
+  const cpuMs = cpu.sort((a, b) => a - b)[Math.floor(cpu.length / 2)]!;
+  const report: StepReport = { tok_s: seq / (stepMs / 1000), step_ms: stepMs, cpu_ms: cpuMs, peak_rss_mb: process.resourceUsage().maxRSS / 1024, loss };
   process.stdout.write(JSON.stringify(report) + '\n');
 }
 
@@ -93,6 +103,7 @@ async function main(): Promise<void> {
     const torch = lastJson(py.stdout, 'pytorch');
     process.stderr.write(`pytorch: ${JSON.stringify(torch)}\n`);
     const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+    process.stderr.write(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} on ${availableParallelism()} CPUs (timings are wall-clock; busy machines distort them)\n`);
     process.stdout.write(
       JSON.stringify({
         engine_tok_s: round(engine.tok_s),
