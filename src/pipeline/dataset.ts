@@ -65,7 +65,18 @@ export interface ComposedDataset {
 
 /** Stable split of one article: same URL, same side, whatever else is in the dataset. */
 export function splitOf(key: string, valFraction: number): 'train' | 'validation' {
+  key = splitKey(key);
   return (hashNumber(`split:${key}`) % 10_000) / 10_000 < valFraction ? 'validation' : 'train';
+}
+
+/**
+ * An article URL without scheme, host and port: the same article keeps its side when a site moves
+ * host or a local mirror (like the demo's sample site) comes up on another port.
+ */
+function splitKey(key: string): string {
+  if (!/^https?:\/\//.test(key)) return key;
+  const u = new URL(key);
+  return `${u.pathname}${u.search}`;
 }
 
 export function datasetId(
