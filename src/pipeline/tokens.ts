@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { AutoTokenizer, type PreTrainedTokenizer } from '@huggingface/transformers';
+import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import { MorrisError } from '../errors.ts';
 import type { ChatMessage } from './enhance.ts';
 
@@ -30,6 +30,8 @@ export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> 
   }
   let tokenizer: PreTrainedTokenizer;
   try {
+    // Loaded on use: transformers.js is heavy and most commands that import this never count tokens.
+    const { AutoTokenizer } = await import('@huggingface/transformers');
     tokenizer = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });
   } catch (e) {
     throw new MorrisError('MODEL_INVALID', `Cannot load the tokenizer in ${dir}: ${(e as Error).message}`, { cause: e });
