@@ -109,24 +109,27 @@ export async function streamReply<H>(
     schedule();
   };
 
-  for await (const update of updates) {
-    if (fatal) break;
-    opts.onUpdate?.(update);
-    if (update.kind === 'notice') {
-      // Notices only fill the placeholder; once article text is showing they would hide it.
-      if (!textStarted) show([update.text]);
-    } else if (update.kind === 'partial') {
-      textStarted = true;
-      show(splitMessage(opts.format(update.text) + STREAMING_CURSOR, opts.maxLength));
-    } else {
-      final = update;
-      break;
+  try {
+    for await (const update of updates) {
+      if (fatal) break;
+      opts.onUpdate?.(update);
+      if (update.kind === 'notice') {
+        // Notices only fill the placeholder; once article text is showing they would hide it.
+        if (!textStarted) show([update.text]);
+      } else if (update.kind === 'partial') {
+        textStarted = true;
+        show(splitMessage(opts.format(update.text) + STREAMING_CURSOR, opts.maxLength));
+      } else {
+        final = update;
+        break;
+      }
     }
+  } finally {
+    // However the stream ended (even by throwing), no throttled edit may fire after this.
+    if (timer) clearTimeout(timer);
+    timer = null;
+    pending = null;
   }
-
-  if (timer) clearTimeout(timer);
-  timer = null;
-  pending = null;
   if (inFlight) await inFlight;
   if (fatal) throw fatal;
   if (final) {
