@@ -108,7 +108,15 @@ async function chooseBaseModel(config: Config, model: string | undefined): Promi
  */
 async function chooseAdapter(ctx: CliContext, flags: GenerateFlags, baseDir: string): Promise<AdapterRef | null> {
   if (flags.adapter === 'none') return null;
-  if (flags.adapter) return { dir: resolve(flags.adapter), id: resolve(flags.adapter) };
+  if (flags.adapter) {
+    const dir = resolve(flags.adapter);
+    if (!existsSync(resolve(dir, 'adapter_config.json'))) {
+      throw new MorrisError('NOT_FOUND', `No adapter at ${dir} (adapter_config.json is missing).`, {
+        hint: 'Pass a PEFT adapter folder (adapter_config.json + adapter_model.safetensors), or --adapter none for the base model.',
+      });
+    }
+    return { dir, id: dir };
+  }
   if (flags.raw) return null;
   // No database yet means no adapter was ever trained; don't create one just to look.
   if (!existsSync(ctx.config().dbPath)) return null;

@@ -77,13 +77,18 @@ describe.concurrent('morris generate on the tiny model', SLOW, () => {
     expect(a1).toBe(a2);
   });
 
-  it('fails clearly on an empty topic and a missing model (a 100 kB topic: see the batch test)', async () => {
-    const empty = await morris(['generate', '--model', tiny, '']);
+  it('fails clearly on an empty topic, a missing model and a missing adapter (a 100 kB topic: see the batch test)', async () => {
+    const [empty, missing, noAdapter] = await Promise.all([
+      morris(['generate', '--model', tiny, '']),
+      morris(['generate', '--model', join(root, 'nope'), 'trains']),
+      morris(['generate', '--model', tiny, '--adapter', join(root, 'no-adapter'), 'trains']),
+    ]);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toMatch(/No topic given[\s\S]*Usage/);
-    const missing = await morris(['generate', '--model', join(root, 'nope'), 'trains']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('No model folder');
+    expect(noAdapter.code).toBe(1);
+    expect(noAdapter.stderr).toMatch(/No adapter at .*no-adapter \(adapter_config\.json is missing\)[\s\S]*--adapter none/);
   });
 });
 
