@@ -99,21 +99,22 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
   const targets = cfg.targets as LoraModule[];
   const dataset = loadDatasetExamples(opts.store, opts.dataset);
   const tok = await loadTokenizer(opts.modelDir);
+  const model = readDecoderConfig(opts.modelDir);
 
-  // --- data ---
-  const train = prepareExamples(tok, dataset.train, cfg.maxSeqLen, cfg.overLong);
-  const val = prepareExamples(tok, dataset.validation, cfg.maxSeqLen, cfg.overLong);
+  // --- data: the context is the smaller of the setting and the model's own ---
+  const maxSeqLen = Math.min(cfg.maxSeqLen, model.maxPositionEmbeddings);
+  const train = prepareExamples(tok, dataset.train, maxSeqLen, cfg.overLong);
+  const val = prepareExamples(tok, dataset.validation, maxSeqLen, cfg.overLong);
   if (train.examples.length === 0) {
     throw new MorrisError('DATASET_EMPTY', `Dataset ${dataset.datasetId}: no training example is usable (${describeCounts(train.counts)}).`, {
       hint: 'Examples need an assistant reply; raise maxSeqLen or use overLong "truncate" if they are too long.',
     });
   }
   if (train.counts.truncated + train.counts.skippedTooLong > 0) {
-    log.warn({ truncated: train.counts.truncated, skipped: train.counts.skippedTooLong, maxSeqLen: cfg.maxSeqLen }, 'examples longer than the context');
+    log.warn({ truncated: train.counts.truncated, skipped: train.counts.skippedTooLong, maxSeqLen }, 'examples longer than the context');
   }
 
   // --- memory budget, then the sessions ---
-  const model = readDecoderConfig(opts.modelDir);
   const longest = Math.max(...train.examples.map((e) => e.ids.length));
   const fit = fitMemoryBudget(model, cfg, cfg.batchSize, longest);
   if (fit.message) log.warn({ budgetMb: cfg.memoryMb, microBatch: fit.microBatch, maxSeqLen: fit.maxSeqLen }, fit.message);
