@@ -7,10 +7,13 @@
  * Inputs
  *   input_ids      int64   [B, S]   right-padded: padding comes after every real token, so the
  *   position_ids   int64   [B, S]   causal mask alone keeps it out of the real tokens' attention
- *   targets        int64   [B, S]   next token at each position (any valid id where not counted)
- *   loss_weights   float32 [B, S]   weight of each position's loss: 0 for prompt and padding,
- *                                   1/(tokens counted in the whole optimizer step) otherwise, so
- *                                   summing micro-batch losses/gradients gives the step's mean
+ *   loss_rows      int64   [M]      the positions (of B·S, row-major) whose next token is an
+ *                                   assistant token: only they get the LM head and a loss — prompt
+ *                                   and padding never reach the vocabulary-wide part
+ *   targets        int64   [M]      the next token at each of those positions
+ *   loss_weights   float32 [M]      1/(tokens counted in the whole optimizer step), so summing
+ *                                   micro-batch losses/gradients gives the step's mean (0 for the
+ *                                   padding rows that make M a multiple of the loss chunks)
  *   <PEFT key>     float32 A [r, in], B [out, r] for each (layer, target module)
  *   dropmask:<layer>.<module>  uint8 [B·S, in]   (train graph with dropout > 0) 1 = keep
  *   dropout_scale  float32 []       1/(1-p) (1 to evaluate through the train graph)
@@ -33,7 +36,7 @@ export interface TrainingGraphOptions {
   readonly train: boolean;
   /**
    * > 0: the LM head + loss as one composite (own gradient) over this many equal row chunks —
-   * the batch's B·S must be a multiple; 0: the plain op-by-op loss (the reference it is tested against).
+   * M must be a multiple; 0: the plain op-by-op loss (the reference it is tested against).
    */
   readonly lossChunks: number;
 }
@@ -83,8 +86,10 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
   const S = 'sequence_length';
   const inputIds = g.input('input_ids', 'int64', [B, S]);
   const positionIds = g.input('position_ids', 'int64', [B, S]);
-  const targets = g.input('targets', 'int64', [B, S]);
-  const lossWeights = g.input('loss_weights', 'float32', [B, S]);
+  const M = 'loss_rows';
+  const lossRows = g.input('loss_rows', 'int64', [M]);
+  const targets = g.input('targets', 'int64', [M]);
+  const lossWeights = g.input('loss_weights', 'float32', [M]);
 
   const lora = loraInputs(cfg, o.rank, o.targets);
   for (const t of lora) g.input(t.name, 'float32', t.shape);
@@ -116,24 +121,26 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
   });
 
   const loraNames = lora.map((t) => t.name);
-  const targets2d = g.op('Reshape', [targets, g.ints([-1, 1])]); // [N, 1]
-  const weights2d = g.op('Reshape', [lossWeights, g.ints([-1, 1])]); // [N, 1]
+  const targets2d = g.op('Unsqueeze', [targets, g.ints([1])]); // [M, 1]
+  const weights2d = g.op('Unsqueeze', [lossWeights, g.ints([1])]); // [M, 1]
   const gradOutputs = new Map<string, string>();
   const outputGrads = (grads: Map<string, string>) => {
     for (const t of lora) gradOutputs.set(t.name, g.output(grads.get(t.name)!, gradName(t.name)));
   };
   if (o.lossChunks > 0) {
-    // The LM head + loss as one composite with its own gradient, in row chunks.
+    // The LM head + loss as one composite with its own gradient, in row chunks, over the counted
+    // rows only; the autodiff's Gather rule scatters their gradient back into the sequence.
     const hidden2d = g.op('Reshape', [fwd.hidden, g.ints([-1, cfg.hiddenSize])]); // [N, H]
+    const rows = g.op('Gather', [hidden2d, lossRows], { axis: 0 }); // [M, H]
     const head = w.get(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-    const ce = lmHeadCrossEntropy(g, hidden2d, head, targets2d, weights2d, o.lossChunks, o.train);
+    const ce = lmHeadCrossEntropy(g, rows, head, targets2d, weights2d, o.lossChunks, o.train);
     g.output(ce.loss, 'loss');
-    if (o.train) outputGrads(addGradients(g, new Map([[hidden2d, ce.dHidden!]]), loraNames));
+    if (o.train) outputGrads(addGradients(g, new Map([[rows, ce.dHidden!]]), loraNames));
   } else {
-    // Plain masked cross-entropy, differentiated op by op: loss = −Σ_n w_n · log softmax(logits_n)[target_n]
+    // Plain masked cross-entropy, differentiated op by op: loss = −Σ_m w_m · log softmax(logits_m)[target_m]
     const logits2d = g.op('Reshape', [fwd.logits, g.ints([-1, cfg.vocabSize])]); // [N, V]
-    const logp = g.op('LogSoftmax', [logits2d], { axis: -1 });
-    const picked = g.op('GatherElements', [logp, targets2d], { axis: 1 }); // [N, 1]
+    const logp = g.op('LogSoftmax', [g.op('Gather', [logits2d, lossRows], { axis: 0 })], { axis: -1 }); // [M, V]
+    const picked = g.op('GatherElements', [logp, targets2d], { axis: 1 }); // [M, 1]
     const loss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [picked, weights2d])], { keepdims: 0 })]);
     g.setInfo(loss, 'float32', []);
     g.output(loss, 'loss');

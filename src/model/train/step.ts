@@ -45,24 +45,6 @@ export function lossChunksFor(o: Pick<StepSessionsOptions, 'maxTokens' | 'plainL
   return needed <= 1 ? 1 : 2 ** Math.ceil(Math.log2(needed));
 }
 
-/** Right-pads every row so B·S divides into the graph's loss chunks (padding never counts). */
-export function padToChunks(mb: MicroBatch, chunks: number): MicroBatch {
-  if (chunks <= 1) return mb;
-  const seqLen = Math.ceil(mb.seqLen / chunks) * chunks;
-  if (seqLen === mb.seqLen) return mb;
-  const n = mb.batch * seqLen;
-  const ids = new Array<number>(n).fill(0);
-  const targets = new Array<number>(n).fill(0);
-  const counted = new Uint8Array(n);
-  for (let b = 0; b < mb.batch; b++) {
-    for (let t = 0; t < mb.seqLen; t++) {
-      ids[b * seqLen + t] = mb.ids[b * mb.seqLen + t]!;
-      targets[b * seqLen + t] = mb.targets[b * mb.seqLen + t]!;
-      counted[b * seqLen + t] = mb.counted[b * mb.seqLen + t]!;
-    }
-  }
-  return { batch: mb.batch, seqLen, ids, targets, counted };
-}
 
 /** One right-padded micro-batch, already shifted: targets[b][t] is the token after ids[b][t]. */
 export interface MicroBatch {
@@ -111,8 +93,7 @@ export class TrainingSessions {
   }
 
   /** Loss and gradients of one micro-batch; `weightPerToken` scales each counted position. */
-  async step(batch: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number, rng: Rng): Promise<StepResult> {
-    const mb = padToChunks(batch, this.lossChunks);
+  async step(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number, rng: Rng): Promise<StepResult> {
     const feeds = this.feeds(mb, weights, weightPerToken);
     this.addDropoutFeeds(feeds, mb, rng);
     const out = await this.train.run(feeds);
@@ -125,8 +106,7 @@ export class TrainingSessions {
    * Loss only, dropout off: a forward-only session, opened on first use, or — when memory has no
    * room for a second session — the train graph with every dropout mask set to keep.
    */
-  async evalLoss(batch: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
-    const mb = padToChunks(batch, this.lossChunks);
+  async evalLoss(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
     const feeds = this.feeds(mb, weights, weightPerToken);
     if (this.evalThroughTrainGraph) {
       this.addDropoutFeeds(feeds, mb, null);
@@ -157,13 +137,25 @@ export class TrainingSessions {
     const dims = [mb.batch, mb.seqLen];
     const pos: number[] = [];
     for (let b = 0; b < mb.batch; b++) for (let t = 0; t < mb.seqLen; t++) pos.push(t);
-    const w = new Float32Array(mb.counted.length);
-    for (let i = 0; i < w.length; i++) w[i] = mb.counted[i] ? weightPerToken : 0;
+    // Only counted positions go to the LM head; padded with weight-0 copies of row 0 up to a
+    // multiple of the graph's loss chunks.
+    const rows: number[] = [];
+    for (let i = 0; i < mb.counted.length; i++) if (mb.counted[i]) rows.push(i);
+    const chunks = Math.max(1, this.lossChunks);
+    const m = Math.max(chunks, Math.ceil(rows.length / chunks) * chunks);
+    const targets = rows.map((i) => mb.targets[i]!);
+    const w = new Float32Array(m);
+    w.fill(weightPerToken, 0, rows.length);
+    while (rows.length < m) {
+      rows.push(0);
+      targets.push(0);
+    }
     const feeds: Record<string, OrtTensor> = {
       input_ids: int64Tensor(mb.ids, dims),
       position_ids: int64Tensor(pos, dims),
-      targets: int64Tensor(mb.targets, dims),
-      loss_weights: new Tensor('float32', w, dims),
+      loss_rows: int64Tensor(rows, [m]),
+      targets: int64Tensor(targets, [m]),
+      loss_weights: new Tensor('float32', w, [m]),
     };
     for (const t of this.lora) {
       const data = weights.get(t.name);
