@@ -19,6 +19,9 @@ import type { Store } from '../store/db.ts';
 import type { Quant } from './compile.ts';
 import type { ChatMessage, LoadedModel, LoadOptions, SamplingOptions } from './engine.ts';
 import { resolveBaseModel } from './hub.ts';
+// Training data (pipeline/enhance) and generation read the style guide by the same rule.
+import { readSystemPrompt } from '../pipeline/enhance.ts';
+export { readSystemPrompt };
 
 const log = childLog('generation');
 
@@ -99,13 +102,6 @@ export interface GenerationStatus {
 /** The user turn for a topic; the system prompt carries the style. */
 export function articlePrompt(topic: string): string {
   return `Write a column about: ${topic}`;
-}
-
-/** Reads the system prompt (HTML comments dropped); null when the file is missing. */
-export function readSystemPrompt(file: string | null): string | null {
-  if (!file || !existsSync(file)) return null;
-  const text = readFileSync(file, 'utf8').replace(/<!--[\s\S]*?-->/g, '').trim();
-  return text || null;
 }
 
 /**

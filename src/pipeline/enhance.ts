@@ -12,9 +12,10 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { MorrisError } from '../errors.ts';
+import { STYLE_DIR } from '../paths.ts';
 import { countWords, type ArticleInput } from './clean.ts';
 
-export const STYLE_DIR = path.resolve(import.meta.dirname, '../../data/style');
+export { STYLE_DIR };
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -34,13 +35,23 @@ const extraLine = z.object({
     .refine((m) => m[0].role === 'user' && m[m.length - 1].role === 'assistant', 'must start with user and end with assistant'),
 });
 
+/**
+ * The style guide as the model sees it, in training examples and at generation alike: HTML
+ * comments (notes to editors) dropped, trimmed; null when the file is missing or empty.
+ */
+export function readSystemPrompt(file: string | null): string | null {
+  if (!file || !fs.existsSync(file)) return null;
+  const text = fs.readFileSync(file, 'utf8').replace(/<!--[\s\S]*?-->/g, '').trim();
+  return text || null;
+}
+
 export function loadStyle(dir: string = STYLE_DIR): Style {
   const promptFile = path.join(dir, 'system-prompt.md');
   const extrasFile = path.join(dir, 'extra-examples.jsonl');
-  if (!fs.existsSync(promptFile)) {
-    throw new MorrisError('NOT_FOUND', `Style system prompt missing: ${promptFile}`);
+  const systemPrompt = readSystemPrompt(promptFile);
+  if (systemPrompt === null) {
+    throw new MorrisError('NOT_FOUND', `Style system prompt missing or empty: ${promptFile}`);
   }
-  const systemPrompt = fs.readFileSync(promptFile, 'utf8').trim();
   const extras: ChatMessage[][] = [];
   if (fs.existsSync(extrasFile)) {
     const lines = fs.readFileSync(extrasFile, 'utf8').split('\n');

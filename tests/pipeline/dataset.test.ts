@@ -15,6 +15,7 @@ import {
 import { buildDataset } from '../../src/pipeline/run.ts';
 import { instructionFor, INSTRUCTION_TEMPLATES, loadStyle, selectExtras, type Style } from '../../src/pipeline/enhance.ts';
 import type { ArticleInput } from '../../src/pipeline/clean.ts';
+import { readSystemPrompt as readGenerationPrompt } from '../../src/model/generation-service.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 
 const SENTENCES = [
@@ -169,6 +170,21 @@ describe('enhance', () => {
     expect(style.systemPrompt.length).toBeGreaterThan(200);
     expect(style.extras.length).toBeGreaterThanOrEqual(20);
     for (const m of style.extras) expect(m.map((x) => x.role)).toEqual(['user', 'assistant']);
+  });
+
+  it('trains on the system prompt generation uses: editor comments dropped, an empty guide refused', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-style-'));
+    try {
+      const file = path.join(dir, 'system-prompt.md');
+      fs.writeFileSync(file, '<!-- editors: keep this under a page -->\nYou are the columnist.\n<!-- end -->\n');
+      const style = loadStyle(dir);
+      expect(style.systemPrompt).toBe('You are the columnist.');
+      expect(style.systemPrompt).toBe(readGenerationPrompt(file));
+      fs.writeFileSync(file, '<!-- only a note -->\n');
+      expect(() => loadStyle(dir)).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('selects extras by a stable hash, at most all of them', () => {
