@@ -14,6 +14,7 @@ import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { trainAdapter, type TrainOptions } from '../../src/model/train/trainer.ts';
 import { realFsWriter } from '../../src/model/train/peft.ts';
+import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 
 let root: string;
@@ -184,9 +185,16 @@ describe('kill -9 and --resume', () => {
     const checkpointStep = () => {
       const runs = join(killed, 'data', 'runs');
       if (!existsSync(runs)) return 0;
+      // loadCheckpoint also finds checkpoint.old when the kill fell between its two renames.
       for (const r of readdirSync(runs)) {
-        const f = join(runs, r, 'checkpoint', 'state.json');
-        if (existsSync(f)) return (JSON.parse(readFileSync(f, 'utf8')) as { step: number }).step;
+        try {
+          const step = loadCheckpoint(join(runs, r))?.state.step;
+          if (step !== undefined) return step;
+        } catch (e) {
+          // The folder was renamed under us while reading: poll again.
+          if (e instanceof MorrisError) return 0;
+          throw e;
+        }
       }
       return 0;
     };
