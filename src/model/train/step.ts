@@ -1,8 +1,8 @@
 /**
  * Runs the training graph: writes the train and eval graphs beside the compile cache (hard links
- * to the checkpoint's safetensors files, so weights are never copied), opens one ONNX Runtime
- * session for each on the chosen device, and turns a micro-batch + LoRA weights into loss and
- * gradients.
+ * to the checkpoint's safetensors files, so weights are never copied), opens an ONNX Runtime
+ * session for the train graph on the chosen device (the forward-only eval session only when
+ * first needed), and turns a micro-batch + LoRA weights into loss and gradients.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -17,7 +17,6 @@ import { buildTrainingGraph, DROPOUT_SCALE, gradName, type DropoutInput, type Lo
 import type { Rng } from './rng.ts';
 
 const log = childLog('train');
-
 
 export interface StepSessionsOptions {
   readonly modelDir: string;
@@ -41,10 +40,9 @@ const LOSS_CHUNK_BYTES = 32 * 2 ** 20;
 export function lossChunksFor(o: Pick<StepSessionsOptions, 'maxTokens' | 'plainLoss'>, vocab: number): number {
   if (o.plainLoss) return 0;
   const needed = ((o.maxTokens ?? 512) * vocab * 4) / LOSS_CHUNK_BYTES;
-  // A power of two, so the usual power-of-two sequence lengths need no padding.
+  // A power of two: few distinct chunkings, and the row padding stays small.
   return needed <= 1 ? 1 : 2 ** Math.ceil(Math.log2(needed));
 }
-
 
 /** One right-padded micro-batch, already shifted: targets[b][t] is the token after ids[b][t]. */
 export interface MicroBatch {
