@@ -10,6 +10,7 @@ import type { LoraModule } from './llama-graph.ts';
 import { moduleShape, peftKey } from './lora.ts';
 import { parseDecoderConfig, type DecoderConfig } from './checkpoint.ts';
 import { encodeFloats, writeSafetensors, type TensorToWrite } from './safetensors.ts';
+import { BYTE_TO_CHAR } from './tiny/bpe.ts';
 
 /** mulberry32: tiny, seedable, identical on every platform. */
 export function mulberry32(seed: number): () => number {
@@ -36,18 +37,6 @@ export interface RandomModelSpec {
   /** Std of projection weights (embeddings use 1, norms are 1 ± 0.1). */
   std?: number;
 }
-
-const BYTE_TO_CHAR: readonly string[] = (() => {
-  // GPT-2 byte-level alphabet: printable bytes map to themselves, others to U+0100…
-  const keep: number[] = [];
-  for (let b = 33; b <= 126; b++) keep.push(b);
-  for (let b = 161; b <= 172; b++) keep.push(b);
-  for (let b = 174; b <= 255; b++) keep.push(b);
-  const out: string[] = new Array(256);
-  let extra = 0;
-  for (let b = 0; b < 256; b++) out[b] = String.fromCodePoint(keep.includes(b) ? b : 256 + extra++);
-  return out;
-})();
 
 export const CHATML = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 export const BYTE_SPECIALS = { endoftext: 256, imStart: 257, imEnd: 258 } as const;
