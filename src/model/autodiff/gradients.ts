@@ -1,6 +1,7 @@
 /**
  * Reverse-mode autodiff over a GraphBuilder graph: one reverse topological walk that applies the
- * local rule of each node (./rules.ts) to the nodes between the trainable tensors and the loss.
+ * local rule of each node (./rules.ts) — or of a recognised composite (./composites.ts) — to the
+ * nodes between the trainable tensors and the loss.
  * Frozen tensors (base weights, inputs, constants) get no gradient, and nodes whose outputs do
  * not depend on a trainable tensor emit nothing, so their activations are freed as soon as the
  * forward pass is done with them.
@@ -15,8 +16,8 @@ const FLOAT_TYPES = new Set(['float32', 'float64', 'float16', 'bfloat16']);
 
 /**
  * Appends gradient nodes to `g` for d(loss)/d(t) of every tensor in `wrt` and returns the name
- * of each gradient tensor (an all-zero tensor when `t` does not reach the loss). `loss` must be a
- * scalar (or the caller's seed gradient is implicitly 1 for every element).
+ * of each gradient tensor (an all-zero tensor when `t` does not reach the loss). `loss` is a
+ * scalar tensor (seeded with 1), or a map from tensors to gradients already computed for them.
  */
 export function addGradients(g: GraphBuilder, loss: string | ReadonlyMap<string, string>, wrt: readonly string[]): Map<string, string> {
   // A loss name seeds d loss/d loss = 1; a map seeds given gradients of intermediate tensors
