@@ -15,6 +15,16 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const config = { model_type: 'llama', hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 128, max_position_embeddings: 64, tie_word_embeddings: false };
 const IDS = [3, 99, 14, 15, 92, 65, 35, 89];
 
+/** Logits of a compiled model; the session is released at once (native memory, not GC'd soon). */
+async function logitsOf(model: string, cfg: Parameters<typeof fullLogits>[1], ids: readonly number[]) {
+  const { session } = await createSession(model);
+  try {
+    return await fullLogits(session, cfg, ids);
+  } finally {
+    await session.release();
+  }
+}
+
 describe('weight-only quantization', () => {
   for (const bits of [8, 4] as const) {
     it(`int${bits}: codes round-trip within half a step, and MatMulNBits computes x·dequant(W)ᵀ`, async () => {
@@ -33,6 +43,7 @@ describe('weight-only quantization', () => {
       const { session } = await createSession(g.serialize());
       const xs = randomMatrix(mulberry32(5), 2 * K, 1);
       const y = (await session.run({ x: float32Tensor(xs, [2, K]) }))['y']!.data as Float32Array;
+      await session.release();
       const expected = [0, 1].map((r) => Array.from({ length: N }, (_, n) => dq.subarray(n * K, (n + 1) * K).reduce((acc, v, k) => acc + v * xs[r * K + k]!, 0)));
       expect(relError([y.subarray(0, N), y.subarray(N)], expected)).toBeLessThan(1e-4);
     });
@@ -42,10 +53,10 @@ describe('weight-only quantization', () => {
     const modelDir = join(root, 'm');
     const cfg = writeRandomCheckpoint(modelDir, { config, seed: 3, std: 0.1 });
     const errs: Record<string, number> = {};
-    const fp32 = await fullLogits((await createSession((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
+    const fp32 = await logitsOf((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile, cfg, IDS);
     for (const quant of ['int8', 'int4'] as const) {
       const c = await compileModel({ modelDir, quant, cacheDir: join(root, 'c') });
-      errs[quant] = relError(await fullLogits((await createSession(c.onnxFile)).session, cfg, IDS), fp32);
+      errs[quant] = relError(await logitsOf(c.onnxFile, cfg, IDS), fp32);
     }
     expect(errs['int8']!).toBeLessThan(0.02);
     expect(errs['int4']!).toBeLessThan(0.2);
@@ -69,12 +80,12 @@ describe('mergeAdapter', () => {
     writeRandomAdapter(adapterDir, cfg, { r: 4, alpha: 8, targets: ['q_proj', 'o_proj', 'up_proj'], seed: 2 });
     const outDir = join(root, 'merged');
     expect(mergeAdapter(modelDir, adapterDir, outDir).mergedTensors).toBe(3 * cfg.numLayers);
-    const withAdapter = await fullLogits((await createSession((await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
-    const merged = await fullLogits((await createSession((await compileModel({ modelDir: outDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
-    const base = await fullLogits((await createSession((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
+    const withAdapter = await logitsOf((await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c') })).onnxFile, cfg, IDS);
+    const merged = await logitsOf((await compileModel({ modelDir: outDir, cacheDir: join(root, 'c') })).onnxFile, cfg, IDS);
+    const base = await logitsOf((await compileModel({ modelDir, cacheDir: join(root, 'c') })).onnxFile, cfg, IDS);
     expect(relError(merged, withAdapter)).toBeLessThan(1e-5);
     // the LoRA side path stays fp32 next to quantized base weights
-    const int8Adapter = await fullLogits((await createSession((await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c') })).onnxFile)).session, cfg, IDS);
+    const int8Adapter = await logitsOf((await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c') })).onnxFile, cfg, IDS);
     expect(relError(int8Adapter, withAdapter)).toBeLessThan(0.02);
     expect(relError(int8Adapter, base)).toBeGreaterThan(relError(int8Adapter, withAdapter));
     // quantized base weights are computed once and shared (hard link) by base and adapter variants
@@ -97,11 +108,11 @@ describe('compile cache', () => {
     expect(statSync(join(first.dir, 'onnx', 'base', 'model.safetensors')).ino).toBe(statSync(join(modelDir, 'model.safetensors')).ino);
     expect(statSync(join(first.dir, 'onnx', 'model.onnx')).size).toBeLessThan(50_000); // weights stay outside
     expect((await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') })).built).toBe(false);
-    const before = await fullLogits((await createSession(first.onnxFile)).session, cfg, IDS);
+    const before = await logitsOf(first.onnxFile, cfg, IDS);
     writeRandomAdapter(adapterDir, cfg, { r: 2, alpha: 4, targets: ['v_proj'], seed: 2 }); // written by rename: new inode
     const second = await compileModel({ modelDir, adapterDir, cacheDir: join(root, 'c2') });
     expect(second.built).toBe(true);
-    const after = await fullLogits((await createSession(second.onnxFile)).session, cfg, IDS);
+    const after = await logitsOf(second.onnxFile, cfg, IDS);
     expect(relError(after, before)).toBeGreaterThan(1e-4);
   });
 });
