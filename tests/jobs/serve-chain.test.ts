@@ -107,7 +107,7 @@ describe('training worker budget', () => {
     const { runWorker } = await import('../../src/jobs/fork-worker.ts');
     const { currentDatasetId } = await import('../../src/jobs/handlers.ts');
     const logs: string[] = [];
-    const t0 = Date.now();
+    const adaptersDir = path.join(root, 'models', 'adapters-budget');
     await expect(
       runWorker(
         {
@@ -117,7 +117,7 @@ describe('training worker budget', () => {
             baseModelDir: path.join(root, 'models', 'tiny'),
             datasetId: currentDatasetId(h.store),
             runsDir: path.join(root, 'data', 'runs-budget'),
-            adaptersDir: path.join(root, 'models', 'adapters-budget'),
+            adaptersDir,
             resume: false,
             settings: { ...QUICK_TRAIN, maxSteps: 200, threads: 1 },
           },
@@ -128,6 +128,7 @@ describe('training worker budget', () => {
       ),
     ).rejects.toThrow(/over the memory budget \(MORRIS_TRAIN_MEMORY_MB=256\)/);
     expect(logs.some((l) => /worker uses \d+ MB, over MORRIS_TRAIN_MEMORY_MB=256/.test(l))).toBe(true);
-    expect(Date.now() - t0).toBeLessThan(60_000);
+    // Stopped by the watchdog, not by reaching its end: the 200-step training wrote no adapter.
+    expect(fs.existsSync(adaptersDir) ? fs.readdirSync(adaptersDir) : []).toEqual([]);
   }, 90_000);
 });
