@@ -18,7 +18,8 @@ import type { SourceSpec } from './handlers.ts';
 import type { Style } from '../pipeline/enhance.ts';
 import type { AdapterRegistry } from './registry.ts';
 import type { JobRunner } from './runner.ts';
-import { recoverCrashedRuns } from './runs.ts';
+import { recoverCrashedRuns, waitForPidExit } from './runs.ts';
+import { STOP_GRACE_MS } from './fork-worker.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
 import { buildJobSystem } from './system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from './resume.ts';
@@ -146,11 +147,17 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const toResume = findRetrainToResume(store);
   let resumed: Promise<unknown> | null = null;
   if (toResume) {
-    log.info({ runId: toResume.run.id, datasetId: toResume.input.datasetId }, 'resuming an interrupted training from its checkpoint');
-    resumed = control
-      .start('retrain', { trigger: `resume:#${toResume.run.id}`, input: toResume.input })
-      .then((s) => s.finished)
-      .catch((e) => log.error({ err: e }, 'resuming the training failed'));
+    const { run } = toResume;
+    log.info({ runId: run.id, datasetId: toResume.input.datasetId }, 'resuming an interrupted training from its checkpoint');
+    resumed = (async () => {
+      // After a kill -9 the old worker may still be writing its last checkpoint: let it finish.
+      if (!(await waitForPidExit(run.child_pid, STOP_GRACE_MS, shutdown.signal)) && !shutdown.signal.aborted) {
+        log.warn({ runId: run.id, pid: run.child_pid }, 'the interrupted training\'s worker is still alive; resuming anyway');
+      }
+      if (shutdown.signal.aborted) return;
+      const s = await control.start('retrain', { trigger: `resume:#${run.id}`, input: toResume.input });
+      await s.finished;
+    })().catch((e) => log.error({ err: e }, 'resuming the training failed'));
   }
 
   log.info(

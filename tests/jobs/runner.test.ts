@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobRunner, requestCancel } from '../../src/jobs/runner.ts';
-import { getLogs, getRun, listRuns, recoverCrashedRuns, startRun } from '../../src/jobs/runs.ts';
+import { getLogs, getRun, isPidAlive, listRuns, recoverCrashedRuns, startRun, waitForPidExit } from '../../src/jobs/runs.ts';
 import { MorrisError } from '../../src/errors.ts';
 import { deferred, tempStore, waitFor } from './helpers.ts';
 
@@ -104,5 +104,25 @@ describe('JobRunner', () => {
     const crashed = recoverCrashedRuns(t.store);
     expect(crashed.map((r) => r.job)).toEqual(['retrain']);
     expect(listRuns(t.store, { status: 'running' }).map((r) => r.job)).toEqual(['rebuild']);
+  });
+
+  it('waitForPidExit waits for a worker still checkpointing, and gives up on timeout or abort', async () => {
+    // Stands in for an orphaned training worker: alive until its stdin closes.
+    const worker = spawn(process.execPath, ['-e', 'process.stdin.resume(); process.stdin.on("end", () => process.exit(0))'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise((r) => worker.once('exit', r));
+    try {
+      expect(await waitForPidExit(worker.pid, 300, undefined, 20)).toBe(false);
+      const ac = new AbortController();
+      ac.abort();
+      expect(await waitForPidExit(worker.pid, 60_000, ac.signal, 20)).toBe(false);
+      expect(isPidAlive(worker.pid)).toBe(true);
+      const waiting = waitForPidExit(worker.pid, 60_000, undefined, 20);
+      worker.stdin!.end();
+      await exited;
+      expect(await waiting).toBe(true);
+      expect(await waitForPidExit(null, 10)).toBe(true);
+    } finally {
+      worker.kill('SIGKILL');
+    }
   });
 });
