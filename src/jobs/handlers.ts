@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { Config } from '../config.ts';
 import { getKv, type Store } from '../store/db.ts';
 import { CURRENT_DATASET_KEY } from '../pipeline/run.ts';
-import { MorrisError } from '../errors.ts';
+import { isMorrisError, MorrisError } from '../errors.ts';
+import { childLog } from '../log.ts';
 import { scrapeSource, fetcherOptionsFromConfig } from '../pipeline/scrape.ts';
 import { listProfiles, loadProfile } from '../pipeline/profile.ts';
 import { decidePromotion, type ModelMeasure } from './evaluate.ts';
@@ -21,6 +22,8 @@ import type { Style } from '../pipeline/enhance.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import type { TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
+
+const log = childLog('jobs');
 
 export interface SourceSpec {
   name: string;
@@ -44,8 +47,11 @@ export function sourcesFromConfig(c: Pick<Config, 'MORRIS_SOURCES'>): SourceSpec
       try {
         loadProfile(name);
         return true;
-      } catch {
-        return false; // needs a base URL: only crawled when named in MORRIS_SOURCES
+      } catch (e) {
+        // A profile written for a base URL is only crawled when named in MORRIS_SOURCES; any other
+        // failure is a broken profile, which should not vanish from the scrape without a word.
+        if (!(isMorrisError(e) && e.message.includes('needs a base URL'))) log.warn({ err: e, profile: name }, 'source profile skipped: it does not load');
+        return false;
       }
     })
     .map((name) => ({ name }));
@@ -156,6 +162,11 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
       workerHooks(ctx),
     );
     ctx.setChildPid(null);
+    if (input.resume && out.resumedFrom === null) {
+      // The trainer finds a checkpoint by the run's identity (model, dataset, settings): a change
+      // to any of them since the interruption means a fresh start, which the log should say.
+      ctx.log(`no checkpoint of the interrupted training matched (base model, dataset or settings changed); trained from step 0 in ${out.runDir}`, 'warn');
+    }
     const loss = out.valLoss === null ? 'no validation split' : `validation loss ${out.valLoss.toFixed(4)}`;
     return {
       ...record,
