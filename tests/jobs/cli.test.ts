@@ -1,18 +1,30 @@
-/** `morris jobs`, `morris adapters` and `morris status` as a person runs them. */
+/**
+ * `morris jobs`, `morris adapters` and `morris status` as a person runs them. The commands run
+ * in this process through the same commander wiring the CLI uses (each `morris` process costs
+ * seconds of TypeScript start-up on a shared machine); one real `bin/morris.mjs` process checks
+ * the entry point: its exit code and error message.
+ */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { setConfigForTests } from '../../src/config.ts';
+import { createCliContext } from '../../src/cli/context.ts';
+import { register as registerJobs } from '../../src/cli/jobs.ts';
+import { register as registerAdapters } from '../../src/cli/adapters.ts';
 import { startRun } from '../../src/jobs/runs.ts';
+import { cancelKey } from '../../src/jobs/runner.ts';
+import { getKv, openStore } from '../../src/store/db.ts';
 import { tempStore } from './helpers.ts';
 
 const run = promisify(execFile);
 let t: ReturnType<typeof tempStore>;
+let env: Record<string, string>;
 
-async function morris(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+/** A real `morris` process. */
+async function morrisProcess(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   try {
-    const r = await run(process.execPath, ['bin/morris.mjs', ...args], {
-      env: { PATH: process.env.PATH, MORRIS_DATA_DIR: t.dir, LOG_LEVEL: 'warn', MORRIS_BASE_MODEL: 'models/none' },
-    });
+    const r = await run(process.execPath, ['bin/morris.mjs', ...args], { env: { PATH: process.env.PATH, ...env } });
     return { code: 0, out: r.stdout, err: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -20,8 +32,27 @@ async function morris(...args: string[]): Promise<{ code: number; out: string; e
   }
 }
 
+/** The same command in this process: what it prints to stdout. */
+async function morris(...args: string[]): Promise<string> {
+  const program = new Command('morris').exitOverride();
+  const ctx = createCliContext();
+  registerJobs(program, ctx);
+  registerAdapters(program, ctx);
+  const out: string[] = [];
+  const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  try {
+    await program.parseAsync(['node', 'morris', ...args]);
+  } finally {
+    spy.mockRestore();
+    ctx.close();
+  }
+  return out.map((l) => l + '\n').join('');
+}
+
 beforeAll(() => {
   t = tempStore();
+  env = { MORRIS_DATA_DIR: t.dir, LOG_LEVEL: 'warn', MORRIS_BASE_MODEL: 'models/none' };
+  setConfigForTests(env);
   for (const id of ['lora-a', 'lora-b']) {
     t.store.prepare(`INSERT INTO adapters (id, base_model, path, metrics) VALUES (?, 'tiny', ?, '{"eval_loss": 2.5}')`).run(id, `/x/${id}`);
   }
@@ -32,23 +63,34 @@ afterAll(() => t.cleanup());
 
 describe('CLI', () => {
   it('adapters promote / list / rollback', async () => {
-    expect((await morris('adapters', 'promote', 'lora-a')).out).toContain('Active: lora-a (was the base model)');
-    expect((await morris('adapters', 'promote', 'lora-b')).out).toContain('Active: lora-b (was lora-a)');
+    expect(await morris('adapters', 'promote', 'lora-a')).toContain('Active: lora-a (was the base model)');
+    expect(await morris('adapters', 'promote', 'lora-b')).toContain('Active: lora-b (was lora-a)');
     const list = await morris('adapters', 'list');
-    expect(list.out).toMatch(/^\* lora-b\s+active/m);
-    expect(list.out).toMatch(/^ {2}lora-a\s+retired/m);
-    expect((await morris('adapters', 'rollback')).out).toContain('now lora-a answers');
-  }, 60_000);
+    expect(list).toMatch(/^\* lora-b\s+active/m);
+    expect(list).toMatch(/^ {2}lora-a\s+retired/m);
+    expect(await morris('adapters', 'rollback')).toContain('now lora-a answers');
+  });
 
-  it('status, jobs history / cancel / run (unknown job)', async () => {
-    const st = JSON.parse((await morris('status', '--json')).out);
+  it('status, jobs history / cancel', async () => {
+    const st = JSON.parse(await morris('status', '--json'));
     expect(st.activeAdapter).toBe('lora-a');
     expect(st.running.map((r: { job: string }) => r.job)).toEqual(['rebuild']);
-    expect((await morris('jobs', 'history')).out).toMatch(/#1\s+rebuild\s+running/);
-    // The run belongs to this test process (alive): cancel leaves a request for its owner.
-    expect((await morris('jobs', 'cancel', '1')).out).toContain('Cancel requested for #1 (rebuild)');
-    const unknown = await morris('jobs', 'run', 'nope');
+    expect(await morris('jobs', 'history')).toMatch(/#1\s+rebuild\s+running/);
+    // The run belongs to no runner of this command: cancel leaves a request for its owner.
+    expect(await morris('jobs', 'cancel', '1')).toContain('Cancel requested for #1 (rebuild)');
+    const store = openStore(t.dbPath);
+    try {
+      expect(getKv(store, cancelKey(1))).toBeTruthy();
+    } finally {
+      store.close();
+    }
+  });
+
+  it('the morris process: an unknown job exits 1 with the error', async () => {
+    const unknown = await morrisProcess('jobs', 'run', 'nope');
     expect(unknown.code).toBe(1);
     expect(unknown.err).toContain('Unknown job "nope"');
+    // The state the in-process commands left is what the process reads.
+    expect((await morrisProcess('adapters', 'list')).out).toMatch(/^\* lora-a\s+active/m);
   }, 60_000);
 });
