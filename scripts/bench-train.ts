@@ -4,6 +4,7 @@
  * fp32, random weights: forward + backward + AdamW, for this engine and for the PyTorch reference
  * (scripts/torch_lora_reference.py), each in its own process so each peak RSS is its own.
  * The median of the timed steps after one warm-up step counts. Last line: one JSON object.
+ * PyTorch runs with OMP_WAIT_POLICY=PASSIVE: the engine's threads do not spin either.
  *
  *   npm run bench:train [-- --steps 2 --threads 2 --seq 512]
  */
@@ -97,8 +98,14 @@ async function main(): Promise<void> {
     });
     if (eng.status !== 0) throw new Error(`engine step failed:\n${eng.stderr}`);
     const engine = lastJson(eng.stdout, 'engine');
-    process.stderr.write(`engine: ${JSON.stringify(engine)}\npytorch: same step…\n`);
-    const py = spawnSync(PYTHON, [join(HERE, 'torch_lora_reference.py'), 'bench', `threads=${threads}`, `seq=${seq}`, `steps=${steps}`], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+    process.stderr.write(`engine: ${JSON.stringify(engine)}\npytorch: same step (OMP_WAIT_POLICY=PASSIVE)…\n`);
+    // Both sides idle their threads without spinning (the engine's sessions turn spinning off):
+    // with spinning, PyTorch's OpenMP threads collapse on a busy machine and the ratio means nothing.
+    const py = spawnSync(PYTHON, [join(HERE, 'torch_lora_reference.py'), 'bench', `threads=${threads}`, `seq=${seq}`, `steps=${steps}`], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 2 ** 20,
+      env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' },
+    });
     if (py.status !== 0) throw new Error(`pytorch step failed:\n${py.stderr}`);
     const torch = lastJson(py.stdout, 'pytorch');
     process.stderr.write(`pytorch: ${JSON.stringify(torch)}\n`);
