@@ -8,7 +8,7 @@ import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
 import { baseModelLocation } from '../model/base-model-location.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
-import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
+import type { TrainProgress } from '../model/train/trainer.ts';
 
 interface TrainFlags {
   model?: string;
@@ -138,6 +138,8 @@ export function register(program: Command, ctx: CliContext): void {
       };
       process.on('SIGINT', onSigint);
       try {
+        // Loaded on use: the trainer pulls in ONNX Runtime, which `morris --help` does not need.
+        const { trainAdapter } = await import('../model/train/trainer.ts');
         const r = await trainAdapter(
           { store: ctx.store(), modelDir, dataset: f.dataset, settings, resume: f.resume, outDir: f.out },
           { onProgress: (p) => progress.update(p), signal: controller.signal },
