@@ -1,14 +1,12 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { AdapterRegistry, adapterHistory, getAdapter, type AdapterRow } from '../jobs/registry.ts';
+import { AdapterRegistry, adapterHistory, adapterValLoss, getAdapter, type AdapterRow } from '../jobs/registry.ts';
 import { listRuns } from '../jobs/runs.ts';
 import { dataSummary } from '../web/api.ts';
 import { activeAdapterFromStore } from '../model/generation-service.ts';
 
 function lossOf(a: AdapterRow): string {
-  const ev = a.eval as { candidate?: { valLoss?: number } } | null;
-  const v = ev?.candidate?.valLoss ?? (a.metrics.valLoss as number | undefined);
-  return typeof v === 'number' ? v.toFixed(4) : '—';
+  return adapterValLoss(a)?.toFixed(4) ?? '—';
 }
 
 export function register(program: Command, ctx: CliContext): void {

@@ -5,7 +5,7 @@
 import type { AdminActions, AdminActor, TextGenerator } from '../bot/types.ts';
 import { MorrisError } from '../errors.ts';
 import type { JobControl } from './control.ts';
-import type { AdapterRegistry, AdapterRow } from './registry.ts';
+import { adapterValLoss, type AdapterRegistry, type AdapterRow } from './registry.ts';
 import { listRuns, type JobRun } from './runs.ts';
 import type { Scheduler } from './scheduler.ts';
 
@@ -22,9 +22,8 @@ function runLine(r: JobRun): string {
 }
 
 function keyMetric(a: AdapterRow): string {
-  const ev = a.eval as { candidate?: { valLoss?: number } } | null;
-  const loss = ev?.candidate?.valLoss ?? (a.metrics.valLoss as number | undefined);
-  return typeof loss === 'number' ? `val loss ${loss.toFixed(4)}` : 'not evaluated';
+  const loss = adapterValLoss(a);
+  return loss === undefined ? 'no validation loss' : `val loss ${loss.toFixed(4)}`;
 }
 
 export function createAdminActions(d: {

@@ -51,6 +51,13 @@ function toRow(r: Raw): AdapterRow {
   return { ...r, metrics: parseObj(r.metrics) ?? {}, eval: parseObj(r.eval) };
 }
 
+/** An adapter's validation loss: the evaluation gate's figure, else the trainer's own (metrics eval_loss). */
+export function adapterValLoss(a: AdapterRow): number | undefined {
+  const ev = a.eval as { candidate?: { valLoss?: unknown } } | null;
+  const v = ev?.candidate?.valLoss ?? a.metrics.eval_loss;
+  return typeof v === 'number' ? v : undefined;
+}
+
 export function listAdapters(store: Store, opts: { limit?: number } = {}): AdapterRow[] {
   return (store.prepare('SELECT * FROM adapters ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.limit ?? 200) as Raw[]).map(toRow);
 }

@@ -9,7 +9,7 @@ import { closeGeneration, newGenerationId, openGeneration } from '../bot/generat
 import type { JobControl } from '../jobs/control.ts';
 import type { Scheduler } from '../jobs/scheduler.ts';
 import type { AdapterRegistry } from '../jobs/registry.ts';
-import { adapterHistory, getAdapter } from '../jobs/registry.ts';
+import { adapterHistory, adapterValLoss, getAdapter } from '../jobs/registry.ts';
 import { getLogs, getRun, listRuns, type JobStatus } from '../jobs/runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { RESPONDED, startSse, type Route } from './router.ts';
@@ -174,7 +174,11 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'GET',
       path: '/api/adapters',
-      handler: () => ({ active: d.registry.active()?.id ?? null, adapters: d.registry.list(), history: adapterHistory(d.store, 20) }),
+      handler: () => ({
+        active: d.registry.active()?.id ?? null,
+        adapters: d.registry.list().map((a) => ({ ...a, valLoss: adapterValLoss(a) ?? null })),
+        history: adapterHistory(d.store, 20),
+      }),
     },
     {
       method: 'GET',

@@ -77,6 +77,15 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
   }
 }
 
+/** A path segment; a malformed escape (`%E0`) is the client's mistake, not a server error. */
+function decodeParam(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch (e) {
+    throw new MorrisError('BAD_INPUT', `Malformed escape in the path: "${v}".`, { cause: e });
+  }
+}
+
 function tokenMatches(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
@@ -107,7 +116,7 @@ export function createRouter(routes: Route[], opts: { adminToken?: string; fallb
         pathMatched = true;
         if (r.method !== req.method) continue;
         if (r.admin) checkAdmin(req, opts.adminToken);
-        const params = Object.fromEntries(r.keys.map((k, i) => [k, decodeURIComponent(m[i + 1]!)]));
+        const params = Object.fromEntries(r.keys.map((k, i) => [k, decodeParam(m[i + 1]!)]));
         let bodyPromise: Promise<Record<string, unknown>> | undefined;
         const out = await r.handler({ req, res, params, query: url.searchParams, body: () => (bodyPromise ??= readBody(req)) });
         if (out !== RESPONDED && !res.headersSent) sendJson(res, 200, out ?? { ok: true });

@@ -27,7 +27,7 @@ describe('admin actions (the bots\' /morris-admin commands)', () => {
       evaluate: async () => ({ summary: 'e' }),
     });
     const registry = new AdapterRegistry(t.store);
-    t.store.prepare(`INSERT INTO adapters (id, base_model, path, metrics) VALUES ('lora-1', 'tiny', '/x', '{"valLoss": 2.25}')`).run();
+    t.store.prepare(`INSERT INTO adapters (id, base_model, path, metrics) VALUES ('lora-1', 'tiny', '/x', '{"eval_loss": 2.25}')`).run();
     const admin = createAdminActions({ control: new JobControl(runner, { chain: true, minNewExamples: 1 }), registry, generator });
     const actor = { platform: 'slack' as const, userId: 'U1' };
 

@@ -66,7 +66,7 @@ describe('CLI', () => {
     expect(await morris('adapters', 'promote', 'lora-a')).toContain('Active: lora-a (was the base model)');
     expect(await morris('adapters', 'promote', 'lora-b')).toContain('Active: lora-b (was lora-a)');
     const list = await morris('adapters', 'list');
-    expect(list).toMatch(/^\* lora-b\s+active/m);
+    expect(list).toMatch(/^\* lora-b\s+active\s+val loss 2\.5000/m); // the trainer's eval_loss until the gate measures
     expect(list).toMatch(/^ {2}lora-a\s+retired/m);
     expect(await morris('adapters', 'rollback')).toContain('now lora-a answers');
   });

@@ -87,6 +87,11 @@ describe('JSON API', () => {
     const ad = await api(`/api/adapters/${promoted}`);
     expect(ad.body.curve.train.length).toBe(8);
     expect(ad.body.curve.eval.length).toBeGreaterThanOrEqual(2);
+    // The list shows the gate's validation loss for the evaluated adapter.
+    const list = await api('/api/adapters');
+    const row = list.body.adapters.find((a: { id: string }) => a.id === promoted);
+    expect(row.valLoss).toBe(ad.body.adapter.eval.candidate.valLoss);
+    expect(row.valLoss).toBeGreaterThan(0);
   });
 
   it('refuses state changes without the admin token, with one JSON error shape', async () => {
@@ -98,6 +103,9 @@ describe('JSON API', () => {
     const missing = await api('/api/adapters/nope');
     expect(missing.status).toBe(404);
     expect(missing.body.error).toMatchObject({ code: 'NOT_FOUND' });
+    const malformed = await api('/api/adapters/%E0%A4%A');
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error).toMatchObject({ code: 'BAD_INPUT' });
     const bad = await api('/api/generate', { method: 'POST', body: '{"topic": ""}' });
     expect(bad.status).toBe(400);
     const notJson = await api('/api/jobs/rebuild/run', { method: 'POST', token: TOKEN, body: '{oops' });

@@ -135,7 +135,7 @@ async function loadAdapters() {
   $('#adapters tbody').innerHTML =
     a.adapters
       .map((x) => {
-        const loss = x.eval?.candidate?.valLoss ?? x.metrics?.valLoss ?? x.metrics?.val_loss ?? x.metrics?.evalLoss;
+        const loss = x.valLoss; // the server's one rule: the gate's figure, else the trainer's
         return `<tr data-adapter="${esc(x.id)}" class="${x.id === selectedAdapter ? 'selected' : ''}">
         <td><code>${esc(x.id)}</code></td><td>${when(x.created_at)}</td><td class="status-${x.status}">${x.status}</td>
         <td><code>${esc(x.dataset_id ?? '—')}</code></td><td>${typeof loss === 'number' ? loss.toFixed(4) : '—'}</td>
