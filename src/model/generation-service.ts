@@ -10,6 +10,7 @@
  * thrown from the iteration; bad input and a full queue throw from `generate()` itself.
  */
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
+import { columnInstruction } from '../prompts.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config.ts';
@@ -99,9 +100,9 @@ export interface GenerationStatus {
   queueLength: number;
 }
 
-/** The user turn for a topic; the system prompt carries the style. */
+/** The user turn for a topic (phrased as in training); the system prompt carries the style. */
 export function articlePrompt(topic: string): string {
-  return `Write a column about: ${topic}`;
+  return columnInstruction(topic);
 }
 
 /**

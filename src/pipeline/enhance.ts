@@ -7,6 +7,7 @@
  * ratio so the voice does not collapse into "only writes about telcos". `loadStyle` is the only
  * I/O here.
  */
+import { columnInstruction } from '../prompts.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -96,7 +97,7 @@ type Template = (a: { title: string; topic: string; open: string; words: number 
 
 /** Several phrasings, so the model learns the task and not one sentence. */
 export const INSTRUCTION_TEMPLATES: Template[] = [
-  ({ topic }) => `Write a column about ${topic}.`,
+  ({ topic }) => columnInstruction(topic),
   ({ title }) => `Write a column headlined "${title}".`,
   ({ title, open }) => `Write an opinion piece titled "${title}". Start from this: ${open}`,
   ({ title, words }) => `Give me about ${words} words on "${title}", in your usual style.`,

@@ -114,14 +114,14 @@ describe('GenerationService', () => {
     expect(state.loads).toEqual([]);
     const first = done(await collect(svc.generate({ topic: 'late trains' })));
     expect(first).toMatchObject({ cut: false, reason: 'length', adapterId: null, baseModel: base, tokens: 8 });
-    expect(first.text).toBe('[base] Write a column about: late trains w0 ');
+    expect(first.text).toBe('[base] Write a column about late trains. w0 ');
     await collect(svc.generate({ topic: 'bread' }));
     expect(state.loads).toEqual(['base']);
     expect(svc.status()).toMatchObject({ loaded: true, device: 'cpu', quant: 'fp32', running: false });
     // System prompt from the file (comment stripped), then the topic.
     expect((state.streams[0]!.input as { messages: ChatMessage[] }).messages).toEqual([
       { role: 'system', content: 'You are the columnist.' },
-      { role: 'user', content: 'Write a column about: late trains' },
+      { role: 'user', content: 'Write a column about late trains.' },
     ]);
     await svc.close();
     expect(state.disposed).toEqual(['base']);
@@ -146,7 +146,7 @@ describe('GenerationService', () => {
     const topics = ['alpha', 'bravo', 'charlie', 'delta'];
     const results = await Promise.all(topics.map((t) => collect(svc.generate({ topic: t }), t, log)));
     results.forEach((events, i) => {
-      expect(done(events).text).toContain(`about: ${topics[i]} `);
+      expect(done(events).text).toContain(`about ${topics[i]}. `);
       for (const other of topics.filter((_, j) => j !== i)) expect(done(events).text).not.toContain(other);
       // Positions count down to 1 (next to run), then it starts.
       const positions = events.filter((e) => e.type === 'queued').map((e) => (e as { position: number }).position);
@@ -158,7 +158,7 @@ describe('GenerationService', () => {
     const order = log.filter((l) => l.endsWith(':started') || l.endsWith(':done'));
     expect(order).toEqual(topics.flatMap((t) => [`${t}:started`, `${t}:done`]));
     expect(state.maxActive).toBe(1);
-    expect(state.streams.map((s) => (s.input as { messages: ChatMessage[] }).messages[1]!.content)).toEqual(topics.map((t) => `Write a column about: ${t}`));
+    expect(state.streams.map((s) => (s.input as { messages: ChatMessage[] }).messages[1]!.content)).toEqual(topics.map((t) => `Write a column about ${t}.`));
     await svc.close();
   });
 
@@ -189,7 +189,7 @@ describe('GenerationService', () => {
     expect(d).toMatchObject({ cut: true, reason: 'timeout' });
     expect(d.text.length).toBeGreaterThan(0);
     // At most ~8 of the 200 tokens fit in 150 ms at 20 ms each: stopped by the limit, not the length.
-    expect('[base] Write a column about: slow w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12'.startsWith(d.text.trimEnd())).toBe(true);
+    expect('[base] Write a column about slow. w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12'.startsWith(d.text.trimEnd())).toBe(true);
     await svc.close();
   });
 
@@ -243,7 +243,7 @@ describe('GenerationService', () => {
     // The third moved from 3 to 2 (first one started) to 1 (waiting one left), and ran.
     expect(t.filter((e) => e.type === 'queued').map((e) => (e as { position: number }).position)).toEqual([3, 2, 1]);
     expect(done(t)).toMatchObject({ cut: false });
-    expect(state.streams.map((s) => (s.input as { messages: ChatMessage[] }).messages[1]!.content)).toEqual(['Write a column about: running', 'Write a column about: third']);
+    expect(state.streams.map((s) => (s.input as { messages: ChatMessage[] }).messages[1]!.content)).toEqual(['Write a column about running.', 'Write a column about third.']);
     await svc.close();
   });
 
@@ -365,7 +365,7 @@ describe('GenerationService', () => {
     expect(state.loads).toEqual([]);
     // Whitespace is collapsed; the request then works.
     const d = done(await collect(svc.generate({ topic: '  the\n\nweather ', sampling: { maxNewTokens: 9 } })));
-    expect(d.text).toContain('about: the weather');
+    expect(d.text).toContain('about the weather.');
     await svc.close();
   });
 
