@@ -75,3 +75,42 @@ export async function prepareTinyRoot(root: string): Promise<void> {
   const { initTinyModel } = await import('../../src/model/tiny/index.ts');
   initTinyModel(path.join(root, 'models', 'tiny'));
 }
+
+/**
+ * A serve process (in this test process) on a fresh temp root with the tiny model, crawling the
+ * sample site, training quickly with the short style; `close` stops it and removes everything.
+ */
+export async function startTinyServe(prefix: string, extraEnv: Record<string, string> = {}) {
+  const { setConfigForTests } = await import('../../src/config.ts');
+  const { startSampleSite } = await import('../../src/pipeline/sample-site.ts');
+  const { startServe } = await import('../../src/jobs/serve.ts');
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  await prepareTinyRoot(root);
+  const site = await startSampleSite({ port: 0 });
+  const config = setConfigForTests(tinyEnv(root, extraEnv));
+  let h: Awaited<ReturnType<typeof startServe>>;
+  try {
+    h = await startServe({
+      config,
+      port: 0,
+      host: '127.0.0.1',
+      sources: [{ name: 'sample-archive', baseUrl: site.url }],
+      trainOverrides: QUICK_TRAIN,
+      style: SHORT_STYLE,
+      bots: false,
+    });
+  } catch (e) {
+    await site.close();
+    fs.rmSync(root, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    root,
+    h,
+    async close() {
+      await h.stop('test over');
+      await site.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -4,42 +4,23 @@
  * generation service answers with it. Then a worse adapter is evaluated and kept out.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setConfigForTests } from '../../src/config.ts';
-import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
-import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
+import type { ServeHandle } from '../../src/jobs/serve.ts';
 import { getLogs, listRuns } from '../../src/jobs/runs.ts';
 import { getAdapter } from '../../src/jobs/registry.ts';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../src/model/safetensors.ts';
-import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tinyEnv, waitFor } from './helpers.ts';
+import { QUICK_TRAIN, startTinyServe, waitFor } from './helpers.ts';
 
 let root: string;
-let site: SampleSite;
 let h: ServeHandle;
+let close: () => Promise<void>;
 
 beforeAll(async () => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-serve-chain-'));
-  await prepareTinyRoot(root);
-  site = await startSampleSite({ port: 0 });
-  const config = setConfigForTests(tinyEnv(root, { MORRIS_CRON_RESCRAPE: '* * * * * *', MORRIS_CRON_TZ: 'Europe/London' }));
-  h = await startServe({
-    config,
-    port: 0,
-    host: '127.0.0.1',
-    sources: [{ name: 'sample-archive', baseUrl: site.url }],
-    trainOverrides: QUICK_TRAIN,
-    style: SHORT_STYLE,
-    bots: false,
-  });
+  ({ root, h, close } = await startTinyServe('morris-serve-chain-', { MORRIS_CRON_RESCRAPE: '* * * * * *', MORRIS_CRON_TZ: 'Europe/London' }));
 }, 60_000);
 
-afterAll(async () => {
-  await h?.stop('test over');
-  await site?.close();
-  fs.rmSync(root, { recursive: true, force: true });
-});
+afterAll(async () => close?.());
 
 describe('serve: cron → chain → promoted adapter', () => {
   it('a cron tick runs rescrape → rebuild → retrain → evaluate and the generation service uses the new adapter', async () => {

@@ -5,14 +5,12 @@
  * generation in the playground. Screenshots go to test-results/.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { setConfigForTests } from '../../src/config.ts';
-import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
-import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
-import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tinyEnv } from '../jobs/helpers.ts';
+import type { ServeHandle } from '../../src/jobs/serve.ts';
+import { adapterValLoss, getAdapter } from '../../src/jobs/registry.ts';
+import { startTinyServe } from '../jobs/helpers.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** The flags known to work on these machines: no sandbox as root, no GPU, no calls home. */
@@ -30,25 +28,12 @@ export const CHROMIUM_ARGS = [
 const SHOTS = path.resolve('test-results');
 const TOKEN = 'test-admin-token';
 
-let root: string;
-let site: SampleSite;
 let h: ServeHandle;
+let close: () => Promise<void>;
 let promoted: string;
 
 beforeAll(async () => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-web-'));
-  await prepareTinyRoot(root);
-  site = await startSampleSite({ port: 0 });
-  const config = setConfigForTests(tinyEnv(root));
-  h = await startServe({
-    config,
-    port: 0,
-    host: '127.0.0.1',
-    sources: [{ name: 'sample-archive', baseUrl: site.url }],
-    trainOverrides: QUICK_TRAIN,
-    style: SHORT_STYLE,
-    bots: false,
-  });
+  ({ h, close } = await startTinyServe('morris-web-'));
   // Real history for the pages: the whole chain once, ending with a promoted adapter.
   const s = await h.control.start('rescrape', { trigger: 'test' });
   const runs = await s.finished;
@@ -57,11 +42,7 @@ beforeAll(async () => {
   promoted = h.registry.active()!.id;
 }, 180_000);
 
-afterAll(async () => {
-  await h?.stop('test over');
-  await site?.close();
-  fs.rmSync(root, { recursive: true, force: true });
-});
+afterAll(async () => close?.());
 
 async function api(p: string, init: RequestInit & { token?: string } = {}) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -161,6 +142,7 @@ describe('pages in headless Chromium', () => {
     const points = await page.locator('#loss-svg polyline.series-train').getAttribute('points');
     expect(points!.trim().split(/\s+/)).toHaveLength(8);
     await expect(page.locator('#loss-svg polyline.series-validation').count()).resolves.toBe(1);
+    await expect(page.locator(`#adapters tr[data-adapter="${promoted}"]`).innerText()).resolves.toContain(adapterValLoss(getAdapter(h.store, promoted))!.toFixed(4));
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-adapters.png'), fullPage: true });
 
     await page.click('nav a[data-page="playground"]');
