@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
+import { numberOption } from './options.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { getLogs, getRun, listRuns, type JobRun, type JobStatus } from '../jobs/runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
@@ -74,7 +75,7 @@ export function register(program: Command, ctx: CliContext): void {
     .description('Past and running job runs, newest first')
     .option('--job <name>', 'only this job')
     .option('--status <status>', 'only runs with this status')
-    .option('--limit <n>', 'how many', (v) => Number(v), 30)
+    .option('--limit <n>', 'how many', numberOption('--limit', 1, 10_000, true), 30)
     .option('--json', 'JSON output')
     .action((o: { job?: string; status?: JobStatus; limit: number; json?: boolean }) => {
       const runs = listRuns(ctx.store(), { job: o.job, status: o.status, limit: o.limit });

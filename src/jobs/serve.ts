@@ -102,44 +102,55 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
 
   // Whoever types `/morris-admin retrain` and whoever clicks the dashboard reach the same control.
   const admin = createAdminActions({ control, registry, scheduler, generator });
-  let bots: RunningBots | undefined;
-  if (opts.bots ?? true) bots = await startBots({ config, store, generator, admin });
-
   const inFlight = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
-  const web: DashboardServer = await startDashboardServer(
-    {
-      store,
-      control,
-      scheduler,
-      registry,
-      generator,
-      engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND, configuredDevice: config.MORRIS_DEVICE, configuredBaseModel: config.MORRIS_BASE_MODEL }),
-      bots: () => [
-        ...(bots?.slack ? [{ platform: 'slack', connected: true }] : []),
-        ...(bots?.discord ? [{ platform: 'discord', connected: true }] : []),
-      ],
-      track: (p) => {
-        inFlight.add(p);
-        return p.finally(() => inFlight.delete(p));
+  let bots: RunningBots | undefined;
+  let web: DashboardServer;
+  try {
+    if (opts.bots ?? true) bots = await startBots({ config, store, generator, admin });
+    web = await startDashboardServer(
+      {
+        store,
+        control,
+        scheduler,
+        registry,
+        generator,
+        engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND, configuredDevice: config.MORRIS_DEVICE, configuredBaseModel: config.MORRIS_BASE_MODEL }),
+        bots: () => [
+          ...(bots?.slack ? [{ platform: 'slack', connected: true }] : []),
+          ...(bots?.discord ? [{ platform: 'discord', connected: true }] : []),
+        ],
+        track: (p) => {
+          inFlight.add(p);
+          return p.finally(() => inFlight.delete(p));
+        },
+        defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
+        version: opts.version ?? 'dev',
+        shutdown: shutdown.signal,
       },
-      defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
-      version: opts.version ?? 'dev',
-      shutdown: shutdown.signal,
-    },
-    {
-      host: opts.host ?? config.HOST,
-      port: opts.port ?? config.PORT,
-      adminToken: config.MORRIS_ADMIN_TOKEN,
-      extraHandler: bots?.slackHttpHandler
-        ? (req, res) => {
-            if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return false;
-            bots!.slackHttpHandler!(req, res);
-            return true;
-          }
-        : undefined,
-    },
-  );
+      {
+        host: opts.host ?? config.HOST,
+        port: opts.port ?? config.PORT,
+        adminToken: config.MORRIS_ADMIN_TOKEN,
+        extraHandler: bots?.slackHttpHandler
+          ? (req, res) => {
+              if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return false;
+              bots!.slackHttpHandler!(req, res);
+              return true;
+            }
+          : undefined,
+      },
+    );
+  } catch (e) {
+    // A port in use (or a bot that cannot connect) ends `morris serve`: undo what started, or
+    // the scheduler's timers and the bots' sockets would keep a half-started process alive.
+    await scheduler.stop();
+    await bots?.stop();
+    await runner.shutdown(0);
+    await service.close();
+    store.close();
+    throw e;
+  }
 
   const adapterWatch = watchActiveAdapter(store, service);
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { childLog } from '../log.ts';
+import { MorrisError } from '../errors.ts';
 import { apiRoutes, type DashboardDeps } from './api.ts';
 import { createRouter } from './router.ts';
 
@@ -49,6 +50,17 @@ function serveStatic(req: IncomingMessage, res: ServerResponse): boolean {
   return true;
 }
 
+/** A port in use or not ours to take is a setting to change, said in those words. */
+function listenError(e: Error, opts: ServerOptions): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') return e;
+  const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : 'no such address on this machine';
+  return new MorrisError('CONFIG_INVALID', `Cannot listen on ${opts.host}:${opts.port}: ${why}.`, {
+    hint: 'Set PORT (or --port) to a free port, and HOST (or --host) to an address of this machine.',
+    cause: e,
+  });
+}
+
 export async function startDashboardServer(deps: DashboardDeps, opts: ServerOptions): Promise<DashboardServer> {
   const handle = createRouter(apiRoutes(deps), {
     adminToken: opts.adminToken,
@@ -58,7 +70,7 @@ export async function startDashboardServer(deps: DashboardDeps, opts: ServerOpti
   // Streams (SSE) stay open for minutes; no request timeout.
   server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => reject(listenError(e, opts)));
     server.listen(opts.port, opts.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

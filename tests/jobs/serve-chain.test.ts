@@ -6,11 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServeHandle } from '../../src/jobs/serve.ts';
+import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
+import { loadConfig } from '../../src/config.ts';
 import { getLogs, listRuns } from '../../src/jobs/runs.ts';
 import { getAdapter } from '../../src/jobs/registry.ts';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../src/model/safetensors.ts';
-import { QUICK_TRAIN, startTinyServe, waitFor } from './helpers.ts';
+import { QUICK_TRAIN, startTinyServe, tinyEnv, waitFor } from './helpers.ts';
 
 let root: string;
 let h: ServeHandle;
@@ -81,6 +82,17 @@ describe('serve: cron → chain → promoted adapter', () => {
     expect(worse.reason).toMatch(/does not beat/);
     expect(h.service.status().adapterId).toBe(active.id);
   }, 120_000);
+});
+
+describe('serve start-up', () => {
+  it('a port in use is a CONFIG_INVALID error naming the address', async () => {
+    const port = Number(new URL(h.url).port);
+    const config = loadConfig(tinyEnv(fs.mkdtempSync(path.join(root, 'second-'))));
+    await expect(startServe({ config, port, host: '127.0.0.1', bots: false })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringContaining(`127.0.0.1:${port}: the port is in use`),
+    });
+  });
 });
 
 describe('training worker budget', () => {
