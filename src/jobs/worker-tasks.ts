@@ -112,6 +112,7 @@ class OneModelCache {
   async dispose(): Promise<void> {
     const c = this.current;
     this.current = null;
+    // A model that failed to load has nothing to free; its error already reached get()'s caller.
     if (c) await (await c.model.catch(() => null))?.dispose();
   }
 }
