@@ -134,7 +134,9 @@ export function apiRoutes(d: DashboardDeps): Route[] {
         const send = startSse(res);
         const onEvent = (e: RunnerEvent) => send(e.type, e);
         d.control.runner.events.on('event', onEvent);
-        const beat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+        const beat = setInterval(() => {
+          if (!res.writableEnded) res.write(': keep-alive\n\n'); // ended by shutdown, not yet closed
+        }, SSE_HEARTBEAT_MS);
         const end = () => res.end();
         d.shutdown?.addEventListener('abort', end, { once: true });
         req.on('close', () => {
