@@ -79,8 +79,11 @@ function fileIdentity(f: string): string {
   return `${f}:${s.size}:${s.mtimeMs}:${s.ino}`;
 }
 
-/** Hard link (never a copy of the weights); same file system required. */
-function linkInto(src: string, dest: string): void {
+/**
+ * Hard link (never a copy of the weights): ONNX Runtime reads external data only from inside the
+ * graph's folder. Same file system required.
+ */
+export function linkInto(src: string, dest: string): void {
   try {
     linkSync(src, dest);
   } catch (e) {

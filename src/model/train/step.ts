@@ -5,12 +5,12 @@
  * first needed), and turns a micro-batch + LoRA weights into loss and gradients.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import { openCheckpoint, type Checkpoint } from '../checkpoint.ts';
-import { compiledDirFor } from '../compile.ts';
+import { compiledDirFor, linkInto } from '../compile.ts';
 import { externalWeights, type LoraModule } from '../llama-graph.ts';
 import { createSession, int64Tensor, Tensor, type DeviceChoice, type OrtSession, type OrtTensor, type Provider } from '../ort.ts';
 import { buildTrainingGraph, DROPOUT_SCALE, gradName, type DropoutInput, type LoraInput } from '../training-graph.ts';
@@ -204,7 +204,7 @@ function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string):
   try {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(join(tmp, 'base'), { recursive: true });
-    for (const f of sources) linkWeights(f, join(tmp, 'base', basename(f)));
+    for (const f of sources) linkInto(f, join(tmp, 'base', basename(f)));
     writeFileSync(join(tmp, 'train.onnx'), trainBytes);
     writeFileSync(join(tmp, 'eval.onnx'), evalBytes);
     writeFileSync(join(tmp, 'graph.json'), key);
@@ -218,17 +218,3 @@ function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string):
   return result;
 }
 
-function linkWeights(src: string, dest: string): void {
-  try {
-    linkSync(src, dest);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EXDEV' || code === 'EPERM') {
-      throw new MorrisError('MODEL_INVALID', `Cannot hard-link ${src} into ${dest} (${code}).`, {
-        hint: 'ONNX Runtime reads weights only from inside the graph folder: keep the cache on the model\'s file system or make the model folder writable.',
-        cause: e,
-      });
-    }
-    throw e;
-  }
-}
