@@ -173,26 +173,49 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
  */
 async function quantizedBase(ckpt: Checkpoint, bits: QuantBits, dir: string, key: string): Promise<{ file: string; weights: Map<string, QuantizedWeight> }> {
   const file = join(dir, 'quant.bin');
-  const index = join(dir, 'quant.json');
-  if (existsSync(index) && existsSync(file)) {
-    const saved = JSON.parse(readFileSync(index, 'utf8')) as { key: string; weights: Record<string, QuantizedWeight> };
-    if (saved.key === key) return { file, weights: new Map(Object.entries(saved.weights)) };
-  }
+  const done = readQuantIndex(dir, key);
+  if (done) return { file, weights: done };
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const out = new ExternalDataFile(join(tmp, 'quant.bin'), 'quant.bin');
-  let weights: Map<string, QuantizedWeight>;
   try {
-    weights = await quantizeWeights(linearWeights(ckpt), bits, out);
-  } finally {
-    out.close();
+    const out = new ExternalDataFile(join(tmp, 'quant.bin'), 'quant.bin');
+    let weights: Map<string, QuantizedWeight>;
+    try {
+      weights = await quantizeWeights(linearWeights(ckpt), bits, out);
+    } finally {
+      out.close();
+    }
+    writeFileSync(join(tmp, 'quant.json'), JSON.stringify({ key, weights: Object.fromEntries(weights) }));
+    if (existsSync(dir)) renameSync(dir, `${dir}.old-${process.pid}-${Date.now()}`);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      // Another process (the serve process and a job worker, say) finished the same weights first.
+      const theirs = readQuantIndex(dir, key);
+      if (!theirs) throw e;
+      rmSync(tmp, { recursive: true, force: true });
+      return { file, weights: theirs };
+    }
+    for (const old of readdirSync(dirname(dir)).filter((f) => f.startsWith(`${basename(dir)}.old-`))) rmSync(join(dirname(dir), old), { recursive: true, force: true });
+    return { file, weights };
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
   }
-  writeFileSync(join(tmp, 'quant.json'), JSON.stringify({ key, weights: Object.fromEntries(weights) }));
-  if (existsSync(dir)) renameSync(dir, `${dir}.old-${process.pid}-${Date.now()}`);
-  renameSync(tmp, dir);
-  for (const old of readdirSync(dirname(dir)).filter((f) => f.startsWith(`${basename(dir)}.old-`))) rmSync(join(dirname(dir), old), { recursive: true, force: true });
-  return { file, weights };
+}
+
+/** The offsets of quantized weights made for `key`, or undefined when there are none to reuse. */
+function readQuantIndex(dir: string, key: string): Map<string, QuantizedWeight> | undefined {
+  const index = join(dir, 'quant.json');
+  if (!existsSync(index) || !existsSync(join(dir, 'quant.bin'))) return undefined;
+  let saved: { key?: string; weights?: Record<string, QuantizedWeight> };
+  try {
+    saved = JSON.parse(readFileSync(index, 'utf8'));
+  } catch {
+    return undefined; // a torn or hand-edited index: quantize again rather than trust it
+  }
+  return saved.key === key && saved.weights ? new Map(Object.entries(saved.weights)) : undefined;
 }
 
 /** Every [out, in] matrix a decode step multiplies by: the projections and the LM head. */

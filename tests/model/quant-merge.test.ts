@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileModel } from '../../src/model/compile.ts';
 import { GraphBuilder } from '../../src/model/onnx/builder.ts';
@@ -114,5 +114,20 @@ describe('compile cache', () => {
     expect(second.built).toBe(true);
     const after = await logitsOf(second.onnxFile, cfg, IDS);
     expect(relError(after, before)).toBeGreaterThan(1e-4);
+  });
+
+  it('a torn quantized-weights index is quantized again, not trusted', async () => {
+    const modelDir = join(root, 'torn-base');
+    const cfg = writeRandomCheckpoint(modelDir, { config, seed: 31 });
+    const adapterDir = join(root, 'torn-adapter');
+    writeRandomAdapter(adapterDir, cfg, { r: 2, alpha: 4, targets: ['q_proj'], seed: 3 });
+    const base = await compileModel({ modelDir, quant: 'int8', cacheDir: join(root, 'c3') });
+    const index = join(dirname(base.dir), 'weights-int8', 'quant.json');
+    writeFileSync(index, '{"key": "'); // as a crash mid-write would leave it
+    const withAdapter = await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c3') });
+    expect(withAdapter.built).toBe(true);
+    const fresh = await compileModel({ modelDir, adapterDir, quant: 'int8', cacheDir: join(root, 'c4') });
+    expect(relError(await logitsOf(withAdapter.onnxFile, cfg, IDS), await logitsOf(fresh.onnxFile, cfg, IDS))).toBe(0);
+    expect(existsSync(`${dirname(index)}.tmp-${process.pid}`)).toBe(false);
   });
 });
