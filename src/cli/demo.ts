@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
+import { setLogLevel } from '../log.ts';
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -9,7 +10,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--topic <text>', 'topic of the final article (default: a sample topic)')
     .option('--max-new-tokens <n>', 'length of the final article in tokens', (v) => Number.parseInt(v, 10), 120)
     .option('--json', 'print the summary as JSON at the end')
-    .action(async (opts: { dir: string; topic?: string; maxNewTokens: number; json?: boolean }) => {
+    .option('--verbose', 'also show the JSON logs (quiet by default: the stages report their own progress)')
+    .action(async (opts: { dir: string; topic?: string; maxNewTokens: number; json?: boolean; verbose?: boolean }) => {
+      if (!opts.verbose) setLogLevel('warn');
       // Loaded here, not at start-up: the demo pulls in every area, and `morris --help` should not.
       const { runDemo, formatDemoSummary } = await import('../demo.ts');
       process.stdout.write('Morris demo: the whole loop, offline, on a tiny generated model.\n');

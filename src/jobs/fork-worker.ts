@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { MorrisError, type ErrorCode } from '../errors.ts';
 import type { WorkerTask, ToParent } from './worker-protocol.ts';
 import { REPO_ROOT } from '../paths.ts';
+import { log } from '../log.ts';
 
 const WORKER_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.ts');
 
@@ -115,6 +116,6 @@ export function runWorker<R>(task: WorkerTask, budget: WorkerBudget, hooks: Work
       if (result) return reject(result.error);
       reject(new MorrisError('JOB_FAILED', `Worker process ended without a result (exit code ${code}, signal ${sig}).`));
     });
-    child.send({ type: 'start', task });
+    child.send({ type: 'start', task, logLevel: log.level });
   });
 }

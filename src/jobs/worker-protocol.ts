@@ -8,7 +8,8 @@ import type { TrainTaskOptions, EvalTaskOptions } from './worker-tasks.ts';
 
 export type WorkerTask = { kind: 'train'; options: TrainTaskOptions } | { kind: 'evaluate'; options: EvalTaskOptions };
 
-export type ToWorker = { type: 'start'; task: WorkerTask };
+/** `logLevel`: the parent's, so a worker is as quiet or as chatty as the process that started it. */
+export type ToWorker = { type: 'start'; task: WorkerTask; logLevel: string };
 
 export type ToParent =
   | { type: 'progress'; fraction: number; message?: string }

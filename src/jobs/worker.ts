@@ -4,7 +4,7 @@
  * checkpoints and returns; the process then exits.
  */
 import { isMorrisError } from '../errors.ts';
-import { log } from '../log.ts';
+import { log, setLogLevel } from '../log.ts';
 import type { ToParent, ToWorker } from './worker-protocol.ts';
 import { runWorkerTask } from './worker-tasks.ts';
 
@@ -23,6 +23,7 @@ process.on('disconnect', () => controller.abort());
 
 process.once('message', async (m: ToWorker) => {
   if (m.type !== 'start') return;
+  setLogLevel(m.logLevel);
   try {
     const value = await runWorkerTask(m.task, {
       signal: controller.signal,
