@@ -64,6 +64,24 @@ export type Prepared =
       run(signal?: AbortSignal): AsyncGenerator<ReplyUpdate>;
     };
 
+/**
+ * A request that passed every check in `precheck` (its rate-limit token is already spent).
+ * Hand it to `accept` exactly once to open its `generations` row and get the run.
+ */
+export interface AcceptedRequest {
+  readonly requester: Requester;
+  readonly topic: string;
+  readonly options: GenerationOptions;
+}
+
+export type Precheck = { ok: false; message: string } | { ok: true; accepted: AcceptedRequest };
+
+export interface PrepareInput {
+  requester: Requester;
+  text: string;
+  options?: Partial<GenerationOptions>;
+}
+
 export interface BotCoreDeps {
   store: Store;
   generator: TextGenerator;
@@ -98,6 +116,8 @@ export function failureText(e: unknown, ref: string): string {
 export class BotCore {
   private readonly limiter: Bottleneck.Group | null;
   private readonly now: () => number;
+  /** Requests that passed precheck and have not been accepted yet. */
+  private readonly unaccepted = new WeakSet<AcceptedRequest>();
 
   constructor(private readonly deps: BotCoreDeps) {
     this.now = deps.now ?? Date.now;
@@ -122,10 +142,21 @@ export class BotCore {
   }
 
   /** Parses and checks a request; on success the caller acks with `ackText` and renders `run()`. */
-  async prepare(input: { requester: Requester; text: string; options?: Partial<GenerationOptions> }): Promise<Prepared> {
+  async prepare(input: PrepareInput): Promise<Prepared> {
+    const checked = await this.precheck(input);
+    return checked.ok ? this.accept(checked.accepted) : checked;
+  }
+
+  /**
+   * The checks of `prepare` without starting anything: parse, empty/too-long topic, blocklist and
+   * the per-user rate limit (spending one token). No I/O but the refusal's `generations` row, so
+   * an adapter can run it before answering a platform with a short deadline (Discord's 3 s) and
+   * send refusals privately.
+   */
+  async precheck(input: PrepareInput): Promise<Precheck> {
     const { requester } = input;
     const platform = renderPlatform(requester);
-    const { settings, store } = this.deps;
+    const { settings } = this.deps;
     if (input.text.length > settings.maxTopicChars * 4 + 200) {
       // Far over the cap (e.g. a pasted 50 kB document): refuse before parsing it at all.
       return this.refuse(requester, input.text, 'refused', this.tooLongText(input.text.length));
@@ -147,12 +178,23 @@ export class BotCore {
         `Easy, there: you can ask for ${settings.userRateLimitPerMin} article${settings.userRateLimitPerMin === 1 ? '' : 's'} a minute. Try again shortly.`,
       );
     }
+    const accepted: AcceptedRequest = Object.freeze({ requester, topic, options });
+    this.unaccepted.add(accepted);
+    return { ok: true, accepted };
+  }
+
+  /** Opens the `generations` row for a request that passed `precheck`; once per precheck. */
+  accept(accepted: AcceptedRequest): Extract<Prepared, { ok: true }> {
+    // One rate-limit token pays for one generation: a request not from precheck, or accepted
+    // twice, would generate without (or beyond) its token.
+    if (!this.unaccepted.delete(accepted)) throw new MorrisError('INTERNAL', 'accept() needs a request from precheck(), once.');
+    const { requester, topic, options } = accepted;
     const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options };
-    openGeneration(store, { id: request.id, requester, topic });
+    openGeneration(this.deps.store, { id: request.id, requester, topic });
     return {
       ok: true,
       request,
-      ackText: `Writing about “${echoTopic(topic, platform)}”…`,
+      ackText: `Writing about “${echoTopic(topic, renderPlatform(requester))}”…`,
       run: (signal) => this.run(request, signal),
     };
   }
@@ -167,7 +209,7 @@ export class BotCore {
     outcome: 'refused' | 'rate_limited',
     message: string,
     error?: string,
-  ): Prepared {
+  ): Precheck {
     openGeneration(this.deps.store, { id: newGenerationId(), requester, topic, outcome, error: error ?? message });
     return { ok: false, message };
   }

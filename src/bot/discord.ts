@@ -1,7 +1,8 @@
 /**
  * Discord adapter (discord.js 14). A mention in a channel (or any DM) is answered as a reply to
- * that message with a typing indicator and throttled streaming edits; `/morris topic:` and
- * `/morris-admin command:` are deferred at once and then edited / followed up. Every message goes
+ * that message with a typing indicator and throttled streaming edits; `/morris topic:` is checked
+ * first (a refusal is answered at once, ephemeral), then deferred publicly and edited / followed
+ * up; `/morris-admin command:` is deferred ephemeral at once. Every message goes
  * out with allowed_mentions {parse: []}, and other bots' messages are ignored.
  */
 import {
@@ -162,19 +163,22 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   }
 
   async function onMorrisCommand(i: ChatInputCommandInteraction): Promise<void> {
-    await i.deferReply(); // first: the 3 s window is for this, not for our checks
     const requester = discordRequester(i.user.id, i.member, i.channelId);
     const base: Partial<GenerationOptions> = {};
     const length = i.options.getString('length');
     if (length) base.length = length as ArticleLength;
     const temperature = i.options.getNumber('temperature');
     if (temperature !== null) base.temperature = temperature;
-    const prepared = await core.prepare({ requester, text: i.options.getString('topic') ?? '', options: base });
-    if (!prepared.ok) {
-      await i.editReply({ content: prepared.message, allowedMentions: NO_MENTIONS });
+    // The checks take microseconds, well inside the 3 s window, so a refusal (usage help, too
+    // long, blocked, rate-limited) is the interaction's only answer and only its asker sees it;
+    // only an accepted request is deferred publicly, and generation never holds up the defer.
+    const checked = await core.precheck({ requester, text: i.options.getString('topic') ?? '', options: base });
+    if (!checked.ok) {
+      await i.reply({ content: checked.message, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
       return;
     }
-    const { ackText, run } = prepared;
+    await i.deferReply();
+    const { ackText, run } = core.accept(checked.accepted);
     replies.track('slash reply', async (signal) => {
       await render(afterNotice(ackText, () => run(signal)), interactionSurface(i));
     });

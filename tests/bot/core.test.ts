@@ -73,6 +73,48 @@ describe('BotCore.prepare', () => {
   });
 });
 
+describe('BotCore.precheck / accept', () => {
+  it('refuses and records exactly as prepare does, without opening a run', async () => {
+    const gen = new FakeGenerator();
+    const core = makeCore(store, gen);
+    expect(await core.precheck({ requester: slackUser(), text: ' --long ' })).toEqual({ ok: false, message: expect.stringMatching(/\/morris <topic>/) });
+    const long = await core.precheck({ requester: slackUser(), text: 'x'.repeat(50_000) });
+    expect(!long.ok && long.message).toMatch(/50,000 characters/);
+    const blocked = await core.precheck({ requester: slackUser(), text: 'forbidden fruit' });
+    expect(!blocked.ok && blocked.message).toMatch(/won't write about/);
+    expect(store.prepare('SELECT outcome, error FROM generations ORDER BY rowid').all()).toEqual([
+      { outcome: 'refused', error: expect.stringMatching(/50,000 characters/) },
+      { outcome: 'refused', error: 'blocked term: forbidden' },
+    ]);
+    const ok = await core.precheck({ requester: slackUser(), text: '--short fibre' });
+    expect(ok).toEqual({ ok: true, accepted: { requester: slackUser(), topic: 'fibre', options: { length: 'short' } } });
+    // Passing the checks opens nothing: the row appears on accept.
+    expect(store.prepare("SELECT count(*) AS n FROM generations WHERE outcome = 'running'").get()).toEqual({ n: 0 });
+    expect(gen.calls).toHaveLength(0);
+  });
+
+  it('spends one rate-limit token per request, and each accepted request runs once', async () => {
+    const gen = new FakeGenerator();
+    const core = makeCore(store, gen, { userRateLimitPerMin: 2 });
+    const first = await core.precheck({ requester: slackUser('U1'), text: 'topic one' });
+    if (!first.ok) throw new Error('expected ok');
+    const started = core.accept(first.accepted);
+    expect(generationRow(started.request.id)).toMatchObject({ outcome: 'running', topic: 'topic one' });
+    expect(() => core.accept(first.accepted)).toThrow(/once/);
+    expect(() => core.accept({ requester: slackUser('U1'), topic: 'sneaked in', options: { length: 'medium' } })).toThrow(/precheck/);
+    await collect(started.run());
+    expect((await core.prepare({ requester: slackUser('U1'), text: 'topic two' })).ok).toBe(true);
+    const third = await core.precheck({ requester: slackUser('U1'), text: 'topic three' });
+    expect(!third.ok && third.message).toMatch(/2 articles a minute/);
+    expect(store.prepare('SELECT topic, outcome FROM generations ORDER BY rowid').all()).toEqual([
+      { topic: 'topic one', outcome: 'ok' },
+      { topic: 'topic two', outcome: 'running' },
+      { topic: 'topic three', outcome: 'rate_limited' },
+    ]);
+    expect(gen.calls.map((c) => c.topic)).toEqual(['topic one']);
+  });
+});
+
 describe('BotCore.run', () => {
   it('streams partial text, ends with the article and attribution, and records the generation', async () => {
     const core = makeCore(store, new FakeGenerator());

@@ -14,6 +14,7 @@ const EDIT_MS = 60;
 const ATTRIBUTION = attributionLine('Test Columnist');
 const STRING = 3;
 const NUMBER = 10;
+const EPHEMERAL = 64;
 
 /** Holds the slash-command article before its first word until the test has seen the defer. */
 const longReadHold = (() => {
@@ -54,7 +55,9 @@ describe('Discord bot', () => {
   beforeAll(async () => {
     await fake.start();
     ({ store, cleanup } = tempStore());
-    const core = makeCore(store, gen, {}, admin);
+    // One article a minute per person: every test asks as its own user(s), and the private-refusal
+    // test trips the limit on purpose.
+    const core = makeCore(store, gen, { userRateLimitPerMin: 1 }, admin);
     bot = createDiscordBot({ core, token: 'fake-token', apiUrl: fake.apiUrl, editIntervalMs: EDIT_MS });
     const t0 = Date.now();
     await bot.start();
@@ -124,6 +127,7 @@ describe('Discord bot', () => {
     });
     const cb = await waitFor(() => fake.interactionCallbacks.find((c) => c.token === token), 20_000, 'defer');
     expect(cb.type).toBe(5);
+    expect((cb.flags ?? 0) & EPHEMERAL).toBe(0); // the article is for the whole channel
     const deferMs = cb.at - t0;
     // Deferred while the article is still held before its first word: the defer (Discord allows
     // 3 s) never waits for generation.
@@ -188,6 +192,56 @@ describe('Discord bot', () => {
     }
   });
 
+  /**
+   * The bot's answer to slash command `token` was an ephemeral type-4 reply, the only callback,
+   * and nothing public followed it.
+   */
+  async function privateRefusal(token: string): Promise<{ content: string }> {
+    const cb = await waitFor(() => fake.interactionCallbacks.find((c) => c.token === token), 20_000, 'interaction callback');
+    expect(cb).toMatchObject({ type: 4, flags: EPHEMERAL });
+    const sent = fake.calls.find((c) => c.method === 'POST' && c.path.endsWith(`/${token}/callback`))!.body as {
+      data: { content: string; allowed_mentions: unknown };
+    };
+    expect(sent.data.allowed_mentions).toEqual({ parse: [], replied_user: false });
+    // Had the handler gone on to defer or edit, it would have done so at once after the callback.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(fake.interactionCallbacks.filter((c) => c.token === token)).toHaveLength(1);
+    expect(fake.messages.filter((m) => m.interaction_token === token || m.content === sent.data.content)).toEqual([]);
+    return { content: sent.data.content };
+  }
+
+  const generationsOf = (u: { id: string }) =>
+    store.prepare('SELECT outcome, error, length(topic) AS len FROM generations WHERE user_id = ? ORDER BY rowid').all(u.id);
+
+  it('/morris refusals (usage, too long, blocked, rate-limited) are ephemeral replies, recorded; the article is public', async () => {
+    const asker = user(9);
+    const slash = (topic: string) => fake.slashCommand({ name: 'morris', options: [{ name: 'topic', type: STRING, value: topic }], user: asker });
+    expect((await privateRefusal(slash('   '))).content).toMatch(/\/morris topic:/);
+    expect(generationsOf(asker)).toEqual([]); // usage help is not a generation (as on every path)
+    expect((await privateRefusal(slash('z'.repeat(50_000)))).content).toMatch(/50,000 characters; please keep it under 300/);
+    expect((await privateRefusal(slash('a forbidden subject'))).content).toMatch(/won't write about/);
+    expect(generationsOf(asker)).toEqual([
+      { outcome: 'refused', error: expect.stringMatching(/50,000 characters/), len: 2000 },
+      { outcome: 'refused', error: 'blocked term: forbidden', len: 'a forbidden subject'.length },
+    ]);
+    // Refusals spent no rate-limit token: the first real request goes through, deferred publicly.
+    const token = slash('roaming in the alps');
+    const article = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && done(m)), 20_000, 'article');
+    expect(fake.interactionCallbacks.filter((c) => c.token === token)).toEqual([expect.objectContaining({ type: 5 })]);
+    expect((fake.interactionCallbacks.find((c) => c.token === token)!.flags ?? 0) & EPHEMERAL).toBe(0);
+    expect(article.kind).toBe('original');
+    expect(article.content.startsWith(articleFor('roaming in the alps'))).toBe(true);
+    // That request spent the one token a minute (once, not twice); the next is refused privately.
+    expect((await privateRefusal(slash('roaming again'))).content).toMatch(/1 article a minute/);
+    expect(generationsOf(asker).slice(2)).toEqual([
+      { outcome: 'ok', error: null, len: 'roaming in the alps'.length },
+      { outcome: 'rate_limited', error: expect.stringMatching(/1 article a minute/), len: 'roaming again'.length },
+    ]);
+    expect(gen.calls.filter((c) => c.topic.includes('roaming') && c.topic !== 'quiet word about roaming fees').map((c) => c.topic)).toEqual([
+      'roaming in the alps',
+    ]);
+  });
+
   it('generated @everyone, @here, user and role mentions cannot ping', async () => {
     const msgId = fake.userMessage({ author: user(7), content: `<@${BOT_ID}> pinger`, mentionBot: true });
     const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && done(m)), 20_000, 'pinger reply');
@@ -215,8 +269,7 @@ describe('Discord bot', () => {
     const usage = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId), 20_000, 'usage');
     expect(usage.content).toMatch(/\/morris topic:/);
     const token = fake.slashCommand({ name: 'morris', options: [{ name: 'topic', type: STRING, value: 'y'.repeat(50_000) }], user: user(8) });
-    const refusal = await waitFor(() => fake.messages.find((m) => m.interaction_token === token && m.content), 20_000, 'refusal');
-    expect(refusal.content).toMatch(/50,000 characters; please keep it under 300/);
+    expect((await privateRefusal(token)).content).toMatch(/50,000 characters; please keep it under 300/);
     // Markdown and mention injection in the topic is echoed literally and cannot ping.
     const token2 = fake.slashCommand({
       name: 'morris',
