@@ -10,5 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "ensure-chromium: installing chromium with apt-get" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium >/dev/null
+# One retry each: a mirror hiccup should not fail a whole CI run.
+apt-get update -qq || { sleep 10; apt-get update -qq; }
+apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+  { sleep 10; apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
