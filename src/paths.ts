@@ -10,3 +10,5 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const REPO_DATA_DIR = path.join(REPO_ROOT, 'data');
 export const STYLE_DIR = path.join(REPO_DATA_DIR, 'style');
 export const SYSTEM_PROMPT_FILE = path.join(STYLE_DIR, 'system-prompt.md');
+export const SOURCES_DIR = path.join(REPO_DATA_DIR, 'sources');
+export const SAMPLE_ARCHIVE_ROOT = path.join(REPO_DATA_DIR, 'sample-archive');

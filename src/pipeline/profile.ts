@@ -8,8 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { MorrisError } from '../errors.ts';
+import { SOURCES_DIR } from '../paths.ts';
 
-export const SOURCES_DIR = path.resolve(import.meta.dirname, '../../data/sources');
+export { SOURCES_DIR };
 
 const regex = z.string().refine((s) => {
   try {

@@ -10,6 +10,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { SAMPLE_ARCHIVE_ROOT } from '../paths.ts';
 
 export interface SampleArticle {
   slug: string;
@@ -42,7 +43,7 @@ export interface SampleSite {
   close(): Promise<void>;
 }
 
-export const SAMPLE_ARCHIVE_DIR = path.resolve(import.meta.dirname, '../../data/sample-archive/articles');
+export const SAMPLE_ARCHIVE_DIR = path.join(SAMPLE_ARCHIVE_ROOT, 'articles');
 const SITE_NAME = 'The Telecom Gloom Gazette';
 
 export async function startSampleSite(opts: SampleSiteOptions = {}): Promise<SampleSite> {

@@ -6,9 +6,9 @@
  * BPE trained here on the corpus (see corpus.ts), so its merges follow that text.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
+import { SAMPLE_ARCHIVE_ROOT, STYLE_DIR } from '../../paths.ts';
 import { writeSafetensors } from '../safetensors.ts';
 import { buildCorpus } from './corpus.ts';
 import { tokenizerJson, trainByteLevelBpe, type BpeModel } from './bpe.ts';
@@ -24,9 +24,8 @@ export const CHATML_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 /** The bundled text the tokenizer learns from when present (see data/). */
-export const DEFAULT_CORPUS_DIRS = [join(REPO_ROOT, 'data/style'), join(REPO_ROOT, 'data/sample-archive')];
+export const DEFAULT_CORPUS_DIRS = [STYLE_DIR, SAMPLE_ARCHIVE_ROOT];
 
 export interface TinyModelOptions {
   arch?: TinyArch;
