@@ -22,8 +22,9 @@ import { MorrisError } from '../errors.ts';
 import { readJson } from './checkpoint.ts';
 import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
-import { sessionOptions, withProviderFallback, type DeviceChoice } from './ort.ts';
+import { sessionOptions, withProviderFallback, type DeviceChoice, type OrtSession } from './ort.ts';
 import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
+import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type NativeDecoder } from './native-decode.ts';
 
 export type { SamplingOptions } from './sampling.ts';
 
@@ -36,7 +37,16 @@ env.allowLocalModels = true;
 export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
 
 export interface LoadedModel {
-  readonly info: { modelDir: string; adapterDir: string | null; device: string; quant: 'fp32' | 'int8' | 'int4' };
+  readonly info: {
+    modelDir: string;
+    adapterDir: string | null;
+    device: string;
+    quant: 'fp32' | 'int8' | 'int4';
+    /** What runs single-token decode steps: the native CPU kernel (with its ISA) or the ONNX graph. */
+    decodeKernel: string;
+  };
+  /** Decode steps run by the native kernel and calls that went to ONNX Runtime (prefill, batches). */
+  readonly kernelStats: { nativeSteps: number; onnxRuns: number };
   /** Chat template from the checkpoint when messages are given; raw continuation for { text }. Yields text pieces as produced; stops early when signal aborts. */
   stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal): AsyncIterable<string>;
   countTokens(text: string): number;
@@ -64,6 +74,11 @@ export interface LoadOptions {
   threads?: number;
   /** Where compiled graphs go (see compile.ts); defaults next to the model. */
   cacheDir?: string;
+  /**
+   * Single-token decode on the CPU in fp32: 'auto' uses the native kernel when it is built,
+   * 'native' requires it, 'onnx' always runs the graph (MORRIS_DECODE_KERNEL).
+   */
+  decodeKernel?: DecodeKernelChoice;
 }
 
 /** Picks one token per row with our sampler and masks every other logit, so greedy decoding keeps it. */
@@ -164,7 +179,32 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       session_options: sessionOptions(opts.threads ?? 1),
     }) as Promise<PreTrainedModel>,
   );
-  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, ms: Date.now() - t0 }, 'model loaded');
+  const kernelStats = { nativeSteps: 0, onnxRuns: 0 };
+  let native: NativeDecoder | null = null;
+  const kernelChoice = opts.decodeKernel ?? 'auto';
+  if (kernelChoice !== 'onnx') {
+    const why = device !== 'cpu' ? `the model runs on ${device}` : quant !== 'fp32' ? `weights are ${quant}` : null;
+    const { addon, reason } = nativeAddon();
+    if (kernelChoice === 'native' && (why || !addon)) {
+      await model.dispose();
+      throw new MorrisError('CONFIG_INVALID', `MORRIS_DECODE_KERNEL=native, but ${why ?? reason}.`, {
+        hint: 'The native kernel runs fp32 decode on the CPU. Use MORRIS_DECODE_KERNEL=auto to fall back to ONNX Runtime.',
+      });
+    }
+    if (!why && !addon) logNativeUnavailable(reason);
+    if (!why && addon) {
+      try {
+        native = createNativeDecoder(addon, compiled.config, opts.modelDir, compiled.adapter);
+      } catch (e) {
+        await model.dispose();
+        throw e;
+      }
+      const sessions = (model as unknown as { sessions: Record<string, OrtSession> }).sessions;
+      sessions['model'] = withNativeDecode(sessions['model']!, native, compiled.config, kernelStats);
+    }
+  }
+  const decodeKernel = native ? `native-${native.isa}` : 'onnx';
+  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, ms: Date.now() - t0 }, 'model loaded');
   const eos = stopTokenIds(compiled.dir, compiled.config.eosTokenIds);
   let disposed = false;
   let lastStats: GenerationStats | null = null;
@@ -262,7 +302,8 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   }
 
   return {
-    info: { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant },
+    info: { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel },
+    kernelStats,
     stream,
     countTokens: (text: string) => tokenizer.encode(text, { add_special_tokens: false }).length,
     get lastStats() {
@@ -271,6 +312,11 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     async dispose() {
       disposed = true;
       await model.dispose();
+      try {
+        native?.release(); // unmaps now rather than at garbage collection
+      } catch (e) {
+        log.warn({ err: e instanceof Error ? e.message : String(e) }, 'native decoder not released early; it goes at garbage collection');
+      }
     },
   };
 }

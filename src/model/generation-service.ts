@@ -18,6 +18,7 @@ import { MorrisError, isMorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
 import type { Quant } from './compile.ts';
+import type { DecodeKernelChoice } from './native-decode.ts';
 import type { ChatMessage, LoadedModel, LoadOptions, SamplingOptions } from './engine.ts';
 import { resolveBaseModel } from './hub.ts';
 // Training data (pipeline/enhance) and generation read the style guide by the same rule.
@@ -59,6 +60,7 @@ export interface GenerationServiceOptions {
   maxTopicChars: number;
   device?: string;
   quant?: Quant;
+  decodeKernel?: DecodeKernelChoice;
   threads?: number;
 }
 
@@ -96,6 +98,7 @@ export interface GenerationStatus {
   adapterDir: string | null;
   device: string | null;
   quant: Quant | null;
+  decodeKernel: string | null;
   running: boolean;
   queueLength: number;
 }
@@ -316,6 +319,7 @@ export class GenerationService {
       adapterDir: this.adapter?.dir ?? null,
       device: l?.model.info.device ?? null,
       quant: l?.model.info.quant ?? null,
+      decodeKernel: l?.model.info.decodeKernel ?? null,
       running: this.running !== null,
       queueLength: this.waiting.length,
     };
@@ -537,10 +541,11 @@ export class GenerationService {
         adapterDir: adapter?.dir ?? null,
         ...(this.opts.device !== undefined ? { device: this.opts.device } : {}),
         ...(this.opts.quant !== undefined ? { quant: this.opts.quant } : {}),
+        ...(this.opts.decodeKernel !== undefined ? { decodeKernel: this.opts.decodeKernel } : {}),
         ...(this.opts.threads !== undefined ? { threads: this.opts.threads } : {}),
       });
       this.loaded = { model, key, baseDir, adapter, systemPrompt };
-      log.info({ baseDir, adapterId: adapter?.id ?? null, device: model.info.device, ms: Date.now() - t0 }, 'model loaded');
+      log.info({ baseDir, adapterId: adapter?.id ?? null, device: model.info.device, decodeKernel: model.info.decodeKernel, ms: Date.now() - t0 }, 'model loaded');
       return this.loaded;
     } catch (e) {
       if (isMorrisError(e)) throw e;
@@ -614,6 +619,7 @@ export function createGenerationService(config: Config, opts: { adapter?: Adapte
     maxTopicChars: config.MORRIS_MAX_TOPIC_CHARS,
     device: config.MORRIS_DEVICE,
     quant: config.MORRIS_QUANT,
+    decodeKernel: config.MORRIS_DECODE_KERNEL,
     ...(config.MORRIS_THREADS > 0 ? { threads: config.MORRIS_THREADS } : {}),
   });
 }
