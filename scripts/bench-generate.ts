@@ -2,26 +2,38 @@
  * Generation benchmark on a random model with SmolLM2-135M dimensions (30 layers, hidden 576,
  * 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied embeddings).
  *
- * Measures, in the same run: the machine's memory bandwidth (one-thread read through ONNX Runtime
- * and a memcpy), then for fp32, int8 and int4 (each in its own child process so peak RSS is per
- * variant): time to first token, decode tokens/s through the real engine (transformers.js +
- * our graph, one intra-op thread), weight bytes read per token and the roofline they imply
- * (bandwidth ÷ bytes per token), and for int8/int4 the quality loss against fp32 on a fixed text
- * (relative logit error, top-1 agreement, perplexity ratio).
+ * Measures, in the same run: the machine's one-thread memory bandwidth three ways (a read through
+ * ONNX Runtime's ReduceSum, a memcpy, and a read with the native kernel's own vector loads), then
+ * for fp32, int8 and int4, each with two decode kernels side by side, each run in its own child
+ * process so peak RSS is per variant:
+ *   - 'native' (keys fp32, int8, int4): the native decode kernel (native/decode.c), the engine's
+ *     default path on CPU;
+ *   - 'onnx' (keys fp32-onnx, int8-onnx, int4-onnx): the ONNX Runtime graph, the reference.
+ * For each: time to first token and decode tokens/s through the real engine (transformers.js +
+ * our graph, one intra-op thread), a raw decode loop timed in wall and CPU time through the same
+ * kernel (the native decoder or the ONNX session), weight bytes read per token and the roofline
+ * they imply (bandwidth ÷ bytes per token, with the highest of the three bandwidth figures: the
+ * strictest roofline), and the quality loss against fp32-onnx on a fixed text, teacher-forced
+ * through the same kernel (relative logit error, top-1 agreement, perplexity ratio). The same
+ * quality figures on real weights come from stories260K (../shared/models), native and ONNX.
  *
- *   npm run bench:generate [-- --tokens 64 --quants fp32,int8,int4 --threads 1]
+ *   npm run bench:generate [-- --tokens 64 --quants fp32,int8,int4 --kernels native,onnx --threads 1]
  *
- * The last line of output is one JSON object with all figures.
+ * Without the native addon (`npm run build:native`) the native runs are skipped. The last line of
+ * output is one JSON object with all figures: the headline ones (decode_tok_s, ratio, …) from fp32
+ * on the native kernel, onnx_* and *_onnx_* from the ONNX Runtime runs.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DecoderConfig } from '../src/model/checkpoint.ts';
 import { compileModel, type Quant } from '../src/model/compile.ts';
 import { loadModel } from '../src/model/engine.ts';
+import { createNativeDecoder, nativeAddon, type NativeDecoder } from '../src/model/native-decode.ts';
 import { GraphBuilder } from '../src/model/onnx/builder.ts';
-import { createSession, float32Tensor, int64Tensor, Tensor, type OrtTensor } from '../src/model/ort.ts';
+import { createSession, float32Tensor, int64Tensor, Tensor, type OrtSession, type OrtTensor } from '../src/model/ort.ts';
 import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
 import { readCheckpointTensors } from '../src/model/safetensors.ts';
 
@@ -31,14 +43,25 @@ const SMOLLM2_135M = {
 };
 const PROMPT = 'Morris wrote about the city every Sunday, and this week the topic was the late trains. ';
 const QUALITY_TEXT = 'The committee met on Tuesday to discuss the budget, the new library and the bus routes.';
+/** The quality reference: the ONNX graph in fp32, itself tested against the float64 forward. */
+const REFERENCE = 'fp32-onnx';
+
+type Kernel = 'native' | 'onnx';
+/** Result key of a run: the bare quant for the native kernel (the engine's default path). */
+const variantKey = (quant: Quant, kernel: Kernel): string => (kernel === 'native' ? quant : `${quant}-onnx`);
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
 
-/** Best of several one-thread passes: ORT ReduceSum over 256 MiB (read) and a TypedArray memcpy (read + write). */
-async function measureBandwidth(): Promise<{ read_gb_s: number; copy_gb_s: number; read_cpu_gb_s: number }> {
+interface Bandwidth { read_gb_s: number; copy_gb_s: number; read_cpu_gb_s: number; native_read_gb_s: number | null; native_read_cpu_gb_s: number | null }
+
+/**
+ * Best of 6 one-thread passes over 256 MiB each: ORT ReduceSum (read), a TypedArray memcpy
+ * (read + write), and the native kernel's readSum (read with the loads decode uses), when built.
+ */
+async function measureBandwidth(): Promise<Bandwidth> {
   const n = 64 * 1024 * 1024;
   const data = new Float32Array(n).fill(1);
   const g = new GraphBuilder();
@@ -64,7 +87,29 @@ async function measureBandwidth(): Promise<{ read_gb_s: number; copy_gb_s: numbe
     dst.set(data);
     bestCopy = Math.min(bestCopy, performance.now() - t);
   }
-  return { read_gb_s: (n * 4) / best / 1e6, copy_gb_s: (2 * n * 4) / bestCopy / 1e6, read_cpu_gb_s: (n * 4) / Math.max(bestCpu, best / 4) / 1e6 };
+  let native: { gb_s: number; cpu_gb_s: number } | null = null;
+  const { addon } = nativeAddon();
+  if (addon) {
+    let bestNative = Infinity;
+    let bestNativeCpu = Infinity;
+    for (let i = 0; i < 6; i++) {
+      const t = performance.now();
+      const c = process.cpuUsage();
+      addon.readSum(data);
+      const cpu = process.cpuUsage(c);
+      bestNative = Math.min(bestNative, performance.now() - t);
+      bestNativeCpu = Math.min(bestNativeCpu, (cpu.user + cpu.system) / 1000);
+    }
+    // The CPU-time clock ticks coarsely; a figure 4× better than wall time is a clock artefact, not bandwidth.
+    native = { gb_s: (n * 4) / bestNative / 1e6, cpu_gb_s: (n * 4) / Math.max(bestNativeCpu, bestNative / 4) / 1e6 };
+  }
+  return {
+    read_gb_s: (n * 4) / best / 1e6,
+    copy_gb_s: (2 * n * 4) / bestCopy / 1e6,
+    read_cpu_gb_s: (n * 4) / Math.max(bestCpu, best / 4) / 1e6,
+    native_read_gb_s: native?.gb_s ?? null,
+    native_read_cpu_gb_s: native?.cpu_gb_s ?? null,
+  };
 }
 
 /** Bytes of weights one decode step reads: every matrix once (the tied embedding as LM head), KV cache aside. */
@@ -75,22 +120,22 @@ function weightBytesPerToken(modelDir: string, compiledDir: string, quant: Quant
   return statSync(join(compiledDir, 'onnx', 'quant.bin')).size + norms; // all matrices incl. LM head are quantized
 }
 
-async function child(modelDir: string, quant: Quant, tokens: number, threads: number, cacheDir: string, logitsFile: string): Promise<void> {
-  const t0 = performance.now();
-  const model = await loadModel({ modelDir, quant, threads, device: 'cpu', cacheDir });
-  const loadMs = performance.now() - t0;
-  const greedy = { temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
-  for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: 4 })); // warm-up
-  for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
-  const s = model.lastStats!;
-  const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024); // engine only, before the quality session below
-  await model.dispose();
+type Past = { keys: Float32Array[]; values: Float32Array[] };
 
-  // quality: teacher-forced logits of a fixed text through the same compiled graph
-  const compiled = await compileModel({ modelDir, quant, cacheDir });
-  const { session } = await createSession(compiled.onnxFile, { threads });
-  const ids = [...Buffer.from(QUALITY_TEXT)];
-  const c = compiled.config;
+/** Logits [ids.length, vocab] teacher-forced one native step per token (as generation runs), and the K/V cache after the last. */
+async function nativeTeacherForced(decoder: NativeDecoder, c: DecoderConfig, ids: readonly number[]): Promise<{ logits: Float32Array; past: Past }> {
+  let past: Past = { keys: Array.from({ length: c.numLayers }, () => new Float32Array(0)), values: Array.from({ length: c.numLayers }, () => new Float32Array(0)) };
+  const logits = new Float32Array(ids.length * c.vocabSize);
+  for (let t = 0; t < ids.length; t++) {
+    const out = await decoder.step(ids[t]!, t, past);
+    logits.set(out.logits, t * c.vocabSize);
+    past = { keys: out.keys, values: out.values };
+  }
+  return { logits, past };
+}
+
+/** Logits [ids.length, vocab] of one prefill through the ONNX graph, and the feed for the next step (past = its presents). */
+async function onnxTeacherForced(session: OrtSession, c: DecoderConfig, ids: readonly number[]): Promise<{ logits: Float32Array; feed: Record<string, OrtTensor> }> {
   const feed: Record<string, OrtTensor> = {
     input_ids: int64Tensor(ids, [1, ids.length]),
     attention_mask: int64Tensor(ids.map(() => 1), [1, ids.length]),
@@ -99,33 +144,92 @@ async function child(modelDir: string, quant: Quant, tokens: number, threads: nu
   };
   for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = new Tensor('float32', new Float32Array(0), [1, c.numKvHeads, 0, c.headDim]);
   const out = await session.run(feed);
-  const logits = out['logits']!.data as Float32Array;
-  writeFileSync(logitsFile, logits);
-  // Decode steps through the same graph, timed in CPU time as well: on a shared machine wall time
-  // also counts the time other processes hold the core.
-  let pastLen = ids.length;
   for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = out[`present.${l}.${k}`]!;
+  return { logits: out['logits']!.data as Float32Array, feed };
+}
+
+/** The native decoder for a compiled model (quantized matrices from the compiled folder, the rest from the checkpoint). */
+function nativeDecoderFor(modelDir: string, compiled: Awaited<ReturnType<typeof compileModel>>): NativeDecoder {
+  const { addon, reason } = nativeAddon();
+  if (!addon) throw new Error(reason);
+  return createNativeDecoder(addon, compiled.config, modelDir, null, compiled.quantized);
+}
+
+async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: number, threads: number, cacheDir: string, logitsFile: string): Promise<void> {
+  const t0 = performance.now();
+  const model = await loadModel({ modelDir, quant, threads, device: 'cpu', cacheDir, decodeKernel: kernel });
+  const loadMs = performance.now() - t0;
+  const greedy = { temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
+  for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: 4 })); // warm-up
+  const nativeStepsBefore = model.kernelStats.nativeSteps;
+  for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
+  const s = model.lastStats!;
+  const nativeSteps = model.kernelStats.nativeSteps - nativeStepsBefore;
+  const decodeKernel = model.info.decodeKernel;
+  const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024); // engine only, before the quality run below
+  await model.dispose();
+  if (kernel === 'native' && nativeSteps === 0) throw new Error(`decodeKernel 'native' loaded (${decodeKernel}) but no decode step ran natively`);
+
+  // Quality and raw decode through the kernel that generates: teacher-forced logits of a fixed
+  // text, then decode steps timed in CPU time as well (on a shared machine wall time also counts
+  // the time other processes hold the core).
+  const compiled = await compileModel({ modelDir, quant, cacheDir });
+  const c = compiled.config;
+  const ids = [...Buffer.from(QUALITY_TEXT)];
   const steps = 24;
-  const w0 = performance.now();
-  const c0 = process.cpuUsage();
-  for (let i = 0; i < steps; i++) {
-    const step = await session.run({
-      ...feed,
-      input_ids: int64Tensor([65], [1, 1]),
-      attention_mask: int64Tensor(Array(pastLen + 1).fill(1), [1, pastLen + 1]),
-      position_ids: int64Tensor([pastLen], [1, 1]),
-      num_logits_to_keep: int64Tensor([1], []),
-    });
-    for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = step[`present.${l}.${k}`]!;
-    pastLen++;
+  let rawWallMs: number;
+  let rawCpuMs: number;
+  if (kernel === 'native') {
+    const decoder = nativeDecoderFor(modelDir, compiled);
+    try {
+      const tf = await nativeTeacherForced(decoder, c, ids);
+      writeFileSync(logitsFile, tf.logits);
+      let past = tf.past;
+      const w0 = performance.now();
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < steps; i++) {
+        const out = await decoder.step(65, ids.length + i, past);
+        past = { keys: out.keys, values: out.values };
+      }
+      const cpu = process.cpuUsage(c0);
+      rawWallMs = performance.now() - w0;
+      rawCpuMs = (cpu.user + cpu.system) / 1000;
+    } finally {
+      decoder.release();
+    }
+  } else {
+    const { session } = await createSession(compiled.onnxFile, { threads });
+    try {
+      const tf = await onnxTeacherForced(session, c, ids);
+      writeFileSync(logitsFile, tf.logits);
+      const feed = tf.feed;
+      let pastLen = ids.length;
+      const w0 = performance.now();
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < steps; i++) {
+        const step = await session.run({
+          ...feed,
+          input_ids: int64Tensor([65], [1, 1]),
+          attention_mask: int64Tensor(Array(pastLen + 1).fill(1), [1, pastLen + 1]),
+          position_ids: int64Tensor([pastLen], [1, 1]),
+          num_logits_to_keep: int64Tensor([1], []),
+        });
+        for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = step[`present.${l}.${k}`]!;
+        pastLen++;
+      }
+      const cpu = process.cpuUsage(c0);
+      rawWallMs = performance.now() - w0;
+      rawCpuMs = (cpu.user + cpu.system) / 1000;
+    } finally {
+      await session.release();
+    }
   }
-  const cpu = process.cpuUsage(c0);
-  const rawWallMs = performance.now() - w0;
-  const rawCpuMs = (cpu.user + cpu.system) / 1000;
-  await session.release();
   const bytes = weightBytesPerToken(modelDir, compiled.dir, quant);
   console.log(JSON.stringify({
     quant,
+    kernel,
+    decode_kernel: decodeKernel,
+    native_steps: nativeSteps,
     load_ms: Math.round(loadMs),
     prompt_tokens: s.promptTokens,
     generated_tokens: s.generatedTokens,
@@ -145,6 +249,7 @@ function median(xs: number[]): number {
 }
 
 function quality(ref: Float32Array, q: Float32Array, vocab: number, ids: number[]) {
+  if (ref.length !== q.length) throw new Error(`quality: ${q.length} logits against ${ref.length} in the reference`);
   let maxDiff = 0;
   let maxRef = 0;
   let agree = 0;
@@ -181,8 +286,13 @@ function quality(ref: Float32Array, q: Float32Array, vocab: number, ids: number[
   };
 }
 
-/** Quality on real weights: stories260K (../shared) teacher-forced over its golden ids. */
-async function realWeightsQuality(cacheDir: string): Promise<Record<string, number>> {
+/**
+ * Quality on real weights: stories260K (../shared) teacher-forced over its golden ids, every
+ * quant through the ONNX graph (one prefill) and, when the addon is built, through the native
+ * decoder (one step per token), all against fp32 ONNX. Keys: stories260k_<quant>_* (native),
+ * stories260k_<quant>_onnx_*.
+ */
+async function realWeightsQuality(cacheDir: string, withNative: boolean): Promise<Record<string, number>> {
   const dir = join(dirname(fileURLToPath(import.meta.url)), '../../shared/models/stories260K');
   if (!existsSync(join(dir, 'GOLDEN.json'))) {
     console.log(`stories260K quality check skipped: ${dir} is missing`);
@@ -191,83 +301,118 @@ async function realWeightsQuality(cacheDir: string): Promise<Record<string, numb
   const golden = JSON.parse(readFileSync(join(dir, 'GOLDEN.json'), 'utf8')) as { prompts: { ids: number[] }[] };
   const ids = golden.prompts.flatMap((p) => p.ids.slice(0, -1)).slice(0, 150);
   const out: Record<string, number> = {};
-  const logits: Record<string, Float32Array> = {};
+  let ref: Float32Array | null = null;
   for (const quant of ['fp32', 'int8', 'int4'] as const) {
     const c = await compileModel({ modelDir: dir, quant, cacheDir });
     const { session } = await createSession(c.onnxFile);
-    const feed: Record<string, OrtTensor> = {
-      input_ids: int64Tensor(ids, [1, ids.length]),
-      attention_mask: int64Tensor(ids.map(() => 1), [1, ids.length]),
-      position_ids: int64Tensor(ids.map((_, i) => i), [1, ids.length]),
-      num_logits_to_keep: int64Tensor([0], []),
-    };
-    for (let l = 0; l < c.config.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = new Tensor('float32', new Float32Array(0), [1, c.config.numKvHeads, 0, c.config.headDim]);
-    logits[quant] = (await session.run(feed))['logits']!.data as Float32Array;
-    await session.release();
-    if (quant !== 'fp32') {
-      const q = quality(logits['fp32']!, logits[quant]!, c.config.vocabSize, ids);
-      for (const [k, v] of Object.entries(q)) out[`stories260k_${quant}_${k}`] = v;
+    let onnx: Float32Array;
+    try {
+      onnx = (await onnxTeacherForced(session, c.config, ids)).logits;
+    } finally {
+      await session.release();
+    }
+    if (quant === 'fp32') ref = onnx;
+    else for (const [k, v] of Object.entries(quality(ref!, onnx, c.config.vocabSize, ids))) out[`stories260k_${quant}_onnx_${k}`] = v;
+    if (!withNative) continue;
+    const decoder = nativeDecoderFor(dir, c);
+    try {
+      const native = (await nativeTeacherForced(decoder, c.config, ids)).logits;
+      for (const [k, v] of Object.entries(quality(ref!, native, c.config.vocabSize, ids))) out[`stories260k_${quant}_${k}`] = v;
+    } finally {
+      decoder.release();
     }
   }
-  console.log(`stories260K (real weights) quality vs fp32: ${JSON.stringify(out)}`);
+  console.log(`stories260K (real weights) quality vs fp32 ONNX: ${JSON.stringify(out)}`);
   return out;
 }
 
 async function main(): Promise<void> {
   if (process.argv.includes('--child')) {
-    await child(arg('model', ''), arg('quant', 'fp32') as Quant, Number(arg('tokens', '64')), Number(arg('threads', '1')), arg('cache', ''), arg('logits', ''));
+    await child(arg('model', ''), arg('quant', 'fp32') as Quant, arg('kernel', 'native') as Kernel, Number(arg('tokens', '64')), Number(arg('threads', '1')), arg('cache', ''), arg('logits', ''));
     return;
   }
   const tokens = Number(arg('tokens', '64'));
   const threads = Number(arg('threads', '1'));
   const quants = arg('quants', 'fp32,int8,int4').split(',') as Quant[];
+  const kernels = arg('kernels', 'native,onnx').split(',') as Kernel[];
+  for (const k of kernels) if (k !== 'native' && k !== 'onnx') throw new Error(`--kernels: unknown kernel ${k} (native, onnx)`);
+  const { addon, reason } = nativeAddon();
+  if (addon) console.log(`native decode kernel: fp32 ${addon.kernelInfo().isa}, int8/int4 ${addon.kernelInfo().quantIsa}`);
+  else if (kernels.includes('native')) console.log(`skipping the native runs: ${reason}`);
+  // The reference runs first, so every later variant's line carries its quality.
+  const plan = quants
+    .flatMap((quant) => kernels.map((kernel) => ({ quant, kernel, key: variantKey(quant, kernel) })))
+    .filter((r) => r.kernel === 'onnx' || addon)
+    .sort((a, b) => Number(b.key === REFERENCE) - Number(a.key === REFERENCE));
   const root = mkdtempSync(join(tmpdir(), 'morris-bench-'));
   try {
     const modelDir = join(root, 'smollm2-135m-random');
+    const cacheDir = join(root, 'cache');
     let t = performance.now();
     writeRandomCheckpoint(modelDir, { config: SMOLLM2_135M, seed: 0, std: 0.05 }, { tokenizer: true });
     console.log(`wrote random SmolLM2-135M-shaped checkpoint in ${Math.round(performance.now() - t)} ms`);
     const before = await measureBandwidth();
     console.log(`load average ${loadavg()[0]!.toFixed(2)} on ${cpus().length} cores: wall-clock figures include time other processes hold the core; *_cpu figures do not`);
+    const qualityIds = [...Buffer.from(QUALITY_TEXT)];
+    let ref: Float32Array | null = null;
+    if (plan.length > 0 && plan[0]!.key !== REFERENCE) {
+      // fp32-onnx is not among the runs: compute its logits here so the others still get quality figures.
+      const c = await compileModel({ modelDir, quant: 'fp32', cacheDir });
+      const { session } = await createSession(c.onnxFile, { threads });
+      try {
+        ref = (await onnxTeacherForced(session, c.config, qualityIds)).logits;
+      } finally {
+        await session.release();
+      }
+    }
     const results: Record<string, Record<string, number | string>> = {};
-    const logits: Record<string, Float32Array> = {};
-    for (const quant of quants) {
+    for (const { quant, kernel, key } of plan) {
       t = performance.now();
-      await compileModel({ modelDir, quant, cacheDir: join(root, 'cache') }); // compile (and quantize) outside the timed child
-      console.log(`compiled ${quant} in ${Math.round(performance.now() - t)} ms`);
-      const logitsFile = join(root, `logits-${quant}.bin`);
+      const compiled = await compileModel({ modelDir, quant, cacheDir }); // compile (and quantize) outside the timed child
+      if (compiled.built) console.log(`compiled ${quant} in ${Math.round(performance.now() - t)} ms`);
+      const logitsFile = join(root, `logits-${key}.bin`);
       const script = fileURLToPath(import.meta.url);
-      const r = spawnSync(process.execPath, [...process.execArgv, script, '--child', '--model', modelDir, '--quant', quant, '--tokens', String(tokens), '--threads', String(threads), '--cache', join(root, 'cache'), '--logits', logitsFile], {
+      const r = spawnSync(process.execPath, [...process.execArgv, script, '--child', '--model', modelDir, '--quant', quant, '--kernel', kernel, '--tokens', String(tokens), '--threads', String(threads), '--cache', cacheDir, '--logits', logitsFile], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
       });
-      if (r.status !== 0) throw new Error(`benchmark child for ${quant} failed (exit ${r.status})`);
+      if (r.status !== 0) throw new Error(`benchmark child for ${key} failed (exit ${r.status})`);
       const line = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number | string>;
       const buf = readFileSync(logitsFile);
-      logits[quant] = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-      if (quant !== 'fp32' && logits['fp32']) Object.assign(line, quality(logits['fp32'], logits[quant], SMOLLM2_135M.vocab_size, [...Buffer.from(QUALITY_TEXT)]));
-      results[quant] = line;
-      console.log(`${quant}: ${JSON.stringify(line)}`);
+      const logits = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+      if (key === REFERENCE) ref = logits;
+      else if (ref) Object.assign(line, quality(ref, logits, SMOLLM2_135M.vocab_size, qualityIds));
+      results[key] = line;
+      console.log(`${key}: ${JSON.stringify(line)}`);
     }
     // Bandwidth measured before and after the runs; the best figure gives the strictest roofline.
     const after = await measureBandwidth();
+    const best = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.max(a, b));
     const bw = {
       read_gb_s: Math.max(before.read_gb_s, after.read_gb_s),
       copy_gb_s: Math.max(before.copy_gb_s, after.copy_gb_s),
       read_cpu_gb_s: Math.max(before.read_cpu_gb_s, after.read_cpu_gb_s),
+      native_read_gb_s: best(before.native_read_gb_s, after.native_read_gb_s),
+      native_read_cpu_gb_s: best(before.native_read_cpu_gb_s, after.native_read_cpu_gb_s),
     };
-    const bandwidth = Math.max(bw.read_gb_s, bw.copy_gb_s);
-    console.log(`memory bandwidth (1 thread, best of before/after): read ${bw.read_gb_s.toFixed(2)} GB/s (${bw.read_cpu_gb_s.toFixed(2)} per CPU-second), copy ${bw.copy_gb_s.toFixed(2)} GB/s → using ${bandwidth.toFixed(2)} GB/s`);
+    const bandwidth = Math.max(bw.read_gb_s, bw.copy_gb_s, bw.native_read_gb_s ?? 0);
+    const bandwidthCpu = Math.max(bw.read_cpu_gb_s, bw.native_read_cpu_gb_s ?? 0);
+    const nativeText = bw.native_read_gb_s === null ? 'native read n/a (addon not built)' : `native read ${bw.native_read_gb_s.toFixed(2)} GB/s (${bw.native_read_cpu_gb_s!.toFixed(2)} per CPU-second)`;
+    console.log(`memory bandwidth (1 thread, best of before/after): ORT read ${bw.read_gb_s.toFixed(2)} GB/s (${bw.read_cpu_gb_s.toFixed(2)} per CPU-second), copy ${bw.copy_gb_s.toFixed(2)} GB/s, ${nativeText} → using ${bandwidth.toFixed(2)} GB/s (${bandwidthCpu.toFixed(2)} per CPU-second)`);
     for (const line of Object.values(results)) {
       const roofline = (bandwidth * 1e9) / ((line['weight_mb_per_token'] as number) * 1e6);
       line['roofline_tok_s'] = +roofline.toFixed(2);
       line['ratio'] = +((line['decode_tok_s'] as number) / roofline).toFixed(3);
       line['ratio_median'] = +((line['decode_tok_s_median'] as number) / roofline).toFixed(3);
-      const rooflineCpu = (bw.read_cpu_gb_s * 1e9) / ((line['weight_mb_per_token'] as number) * 1e6);
+      const rooflineCpu = (bandwidthCpu * 1e9) / ((line['weight_mb_per_token'] as number) * 1e6);
       line['roofline_cpu_tok_s'] = +rooflineCpu.toFixed(2);
       line['ratio_cpu'] = +((line['raw_decode_tok_per_cpu_s'] as number) / rooflineCpu).toFixed(3);
     }
-    const fp = results['fp32'];
+    const ratio = (a: Record<string, number | string>, b: Record<string, number | string>, k: string): number => +((a[k] as number) / (b[k] as number)).toFixed(2);
+    // Headline figures from the engine's default path: native where it ran, else ONNX (addon not built, or --kernels onnx).
+    const headline = (q: Quant) => results[q] ?? results[`${q}-onnx`];
+    const fp = headline('fp32');
+    const fpOnnx = results['fp32-onnx'];
     const summary: Record<string, number | string> = {
       model: 'random SmolLM2-135M dims',
       threads,
@@ -276,26 +421,50 @@ async function main(): Promise<void> {
       bandwidth_copy_gb_s: +bw.copy_gb_s.toFixed(2),
       bandwidth_read_cpu_gb_s: +bw.read_cpu_gb_s.toFixed(2),
     };
+    if (bw.native_read_gb_s !== null) {
+      summary['bandwidth_native_read_gb_s'] = +bw.native_read_gb_s.toFixed(2);
+      summary['bandwidth_native_read_cpu_gb_s'] = +bw.native_read_cpu_gb_s!.toFixed(2);
+    }
     if (fp) {
       Object.assign(summary, {
+        decode_kernel: fp['decode_kernel'],
         decode_tok_s: fp['decode_tok_s'], roofline_tok_s: fp['roofline_tok_s'], ratio: fp['ratio'], ttft_ms: fp['ttft_ms'], peak_rss_mb: fp['peak_rss_mb'],
         weight_mb_per_token: fp['weight_mb_per_token'],
         decode_tok_s_median: fp['decode_tok_s_median'], ratio_median: fp['ratio_median'],
         decode_tok_per_cpu_s: fp['raw_decode_tok_per_cpu_s'], roofline_cpu_tok_s: fp['roofline_cpu_tok_s'], ratio_cpu: fp['ratio_cpu'],
       });
+      if (fp['logit_rel_err'] !== undefined) for (const k of ['logit_rel_err', 'top1_agreement', 'ppl_ratio']) summary[k] = fp[k]!;
     }
-    for (const q of ['int8', 'int4'] as const) {
-      const r = results[q];
-      if (!r) continue;
-      for (const k of ['decode_tok_s', 'decode_tok_s_median', 'ttft_ms', 'peak_rss_mb', 'weight_mb_per_token', 'roofline_tok_s', 'logit_rel_err', 'top1_agreement', 'ppl_ratio']) summary[`${q}_${k}`] = r[k]!;
-      summary[`${q}_decode_tok_per_cpu_s`] = r['raw_decode_tok_per_cpu_s']!;
-      if (fp) {
-        summary[`${q}_speedup`] = +((r['decode_tok_s'] as number) / (fp['decode_tok_s'] as number)).toFixed(2);
-        summary[`${q}_speedup_median`] = +((r['decode_tok_s_median'] as number) / (fp['decode_tok_s_median'] as number)).toFixed(2);
-        summary[`${q}_speedup_cpu`] = +((r['raw_decode_tok_per_cpu_s'] as number) / (fp['raw_decode_tok_per_cpu_s'] as number)).toFixed(2);
+    if (fpOnnx) {
+      Object.assign(summary, {
+        onnx_decode_tok_s: fpOnnx['decode_tok_s'], onnx_ratio: fpOnnx['ratio'], onnx_ttft_ms: fpOnnx['ttft_ms'], onnx_peak_rss_mb: fpOnnx['peak_rss_mb'],
+        onnx_decode_tok_s_median: fpOnnx['decode_tok_s_median'], onnx_decode_tok_per_cpu_s: fpOnnx['raw_decode_tok_per_cpu_s'], onnx_ratio_cpu: fpOnnx['ratio_cpu'],
+      });
+      if (fp && fp !== fpOnnx) {
+        summary['native_speedup'] = ratio(fp, fpOnnx, 'decode_tok_s');
+        summary['native_speedup_median'] = ratio(fp, fpOnnx, 'decode_tok_s_median');
+        summary['native_speedup_cpu'] = ratio(fp, fpOnnx, 'raw_decode_tok_per_cpu_s');
       }
     }
-    Object.assign(summary, await realWeightsQuality(join(root, 'cache')));
+    for (const q of ['int8', 'int4'] as const) {
+      const r = headline(q);
+      if (r) {
+        for (const k of ['decode_tok_s', 'decode_tok_s_median', 'ttft_ms', 'peak_rss_mb', 'weight_mb_per_token', 'roofline_tok_s', 'logit_rel_err', 'top1_agreement', 'ppl_ratio']) if (r[k] !== undefined) summary[`${q}_${k}`] = r[k]!;
+        summary[`${q}_decode_tok_per_cpu_s`] = r['raw_decode_tok_per_cpu_s']!;
+        if (fp) {
+          summary[`${q}_speedup`] = ratio(r, fp, 'decode_tok_s');
+          summary[`${q}_speedup_median`] = ratio(r, fp, 'decode_tok_s_median');
+          summary[`${q}_speedup_cpu`] = ratio(r, fp, 'raw_decode_tok_per_cpu_s');
+        }
+      }
+      const o = results[`${q}-onnx`];
+      if (o && o !== r) {
+        for (const k of ['decode_tok_s', 'decode_tok_s_median', 'logit_rel_err', 'top1_agreement', 'ppl_ratio']) if (o[k] !== undefined) summary[`${q}_onnx_${k}`] = o[k]!;
+        summary[`${q}_onnx_decode_tok_per_cpu_s`] = o['raw_decode_tok_per_cpu_s']!;
+        if (fpOnnx) summary[`${q}_onnx_speedup`] = ratio(o, fpOnnx, 'decode_tok_s');
+      }
+    }
+    Object.assign(summary, await realWeightsQuality(cacheDir, addon !== null));
     console.log(JSON.stringify(summary));
   } finally {
     rmSync(root, { recursive: true, force: true });
