@@ -8,6 +8,7 @@ import type { Config } from './config.ts';
 import { openStore, schemaVersion, latestSchemaVersion } from './store/db.ts';
 import { listProviders, providerCandidates } from './model/ort.ts';
 import { baseModelLocation } from './model/base-model-location.ts';
+import { NATIVE_ADDON_FILE, nativeAddon } from './model/native-decode.ts';
 
 export interface DoctorReport {
   node: { version: string; ok: boolean };
@@ -16,6 +17,17 @@ export interface DoctorReport {
   database: { path: string; schemaVersion: number | null; latest: number; error?: string };
   bots: { slack: string; discord: string; backend: string };
   baseModel: { setting: string; folder: string; present: boolean; missing: string[] };
+  /** Who runs single-token decode on the CPU: the native kernel (native/decode.c) or the ONNX graph. */
+  decodeKernel: {
+    setting: Config['MORRIS_DECODE_KERNEL'];
+    built: boolean;
+    /** The instruction set the loaded kernel picked (MORRIS_NATIVE_ISA can force a lower one); null when it did not load. */
+    isa: string | null;
+    /** Why the kernel is unavailable (not built, load error); null when it loaded. */
+    reason: string | null;
+    /** What loadModel would pick for a model on the CPU: 'native-<isa>', 'onnx', or 'error' (MORRIS_DECODE_KERNEL=native without a kernel). */
+    wouldUse: string;
+  };
 }
 
 export function collectDoctorReport(config: Config): DoctorReport {
@@ -57,6 +69,17 @@ export function collectDoctorReport(config: Config): DoctorReport {
     fs.existsSync(path.join(folder, 'model.safetensors')) || fs.existsSync(path.join(folder, 'model.safetensors.index.json'));
   if (!hasWeights) missing.push('model.safetensors');
 
+  const { addon, reason } = nativeAddon();
+  const isa = addon ? addon.kernelInfo().isa : null;
+  const setting = config.MORRIS_DECODE_KERNEL;
+  const decodeKernel: DoctorReport['decodeKernel'] = {
+    setting,
+    built: fs.existsSync(NATIVE_ADDON_FILE),
+    isa,
+    reason: addon ? null : reason,
+    wouldUse: setting === 'onnx' ? 'onnx' : isa ? `native-${isa}` : setting === 'native' ? 'error' : 'onnx',
+  };
+
   return {
     node: { version: process.versions.node, ok: (major ?? 0) >= 20 },
     providers: providers.map((p) => ({ name: p.name, usable: p.usable, note: p.note })),
@@ -64,6 +87,7 @@ export function collectDoctorReport(config: Config): DoctorReport {
     database,
     bots: { slack, discord, backend },
     baseModel: { setting: config.MORRIS_BASE_MODEL, folder, present: missing.length === 0, missing },
+    decodeKernel,
   };
 }
 
@@ -84,6 +108,15 @@ export function formatDoctorReport(r: DoctorReport): string {
       ? `ok   base model ${r.baseModel.setting} present at ${r.baseModel.folder}`
       : `warn base model ${r.baseModel.setting} not present at ${r.baseModel.folder} (missing ${r.baseModel.missing.join(', ')}); ` +
         `it is pulled on first use, or run \`morris model pull\` / \`morris model init-tiny\``,
+    formatDecodeKernel(r.decodeKernel),
   ];
   return lines.join('\n');
+}
+
+function formatDecodeKernel(k: DoctorReport['decodeKernel']): string {
+  const setting = `MORRIS_DECODE_KERNEL=${k.setting}`;
+  if (k.wouldUse === 'error') return `warn decode kernel: ${setting}, but ${k.reason}; loading a model will fail (set it to auto to fall back to ONNX Runtime)`;
+  if (k.setting === 'onnx') return `ok   decode kernel: onnx (${setting}; ${k.isa ? `the native kernel (${k.isa}) is built but not used` : `native kernel unavailable: ${k.reason}`})`;
+  if (k.isa) return `ok   decode kernel: ${k.wouldUse} (${setting}; runs single-token decode on the CPU)`;
+  return `warn decode kernel: onnx (${setting}): ${k.reason}; decode on the CPU runs slower through ONNX Runtime`;
 }

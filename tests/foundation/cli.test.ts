@@ -32,7 +32,7 @@ describe('morris CLI', () => {
 
   it('doctor prints the host facts and exits 0', () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-doctor-'));
-    const r = morris(['doctor'], { MORRIS_DATA_DIR: dataDir, MORRIS_BASE_MODEL: path.join(dataDir, 'no-model') });
+    const r = morris(['doctor'], { MORRIS_DATA_DIR: dataDir, MORRIS_BASE_MODEL: path.join(dataDir, 'no-model'), MORRIS_DECODE_KERNEL: 'auto' });
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(new RegExp(`Node.js ${process.versions.node}`));
     expect(r.out).toMatch(/\+ cpu\s+always available/);
@@ -40,9 +40,14 @@ describe('morris CLI', () => {
     expect(r.out).toMatch(/schema version \d+ of \d+/);
     expect(r.out).toMatch(/slack: not configured/);
     expect(r.out).toMatch(/base model .*no-model not present/);
-    const json = JSON.parse(morris(['doctor', '--json'], { MORRIS_DATA_DIR: dataDir, SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' }).out);
+    // CI builds the native kernel (npm run build:native), so auto picks it
+    expect(r.out).toMatch(/ok {3}decode kernel: native-(avx512|avx2|scalar) \(MORRIS_DECODE_KERNEL=auto/);
+    const json = JSON.parse(
+      morris(['doctor', '--json'], { MORRIS_DATA_DIR: dataDir, SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1', MORRIS_DECODE_KERNEL: 'onnx', MORRIS_NATIVE_ISA: 'scalar' }).out,
+    );
     expect(json.bots.slack).toBe('configured (Socket Mode)');
     expect(json.database.schemaVersion).toBe(json.database.latest);
+    expect(json.decodeKernel).toEqual({ setting: 'onnx', built: true, isa: 'scalar', reason: null, wouldUse: 'onnx' });
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 

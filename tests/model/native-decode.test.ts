@@ -1,0 +1,365 @@
+/**
+ * The native decode kernel (native/decode.c via src/model/native-decode.ts): its logits against
+ * the float64 reference for each model variant, the engine with it against the ONNX graph, each
+ * instruction set, and what it does with bad input.
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { MorrisError } from '../../src/errors.ts';
+import type { DecoderConfig } from '../../src/model/checkpoint.ts';
+import { openCheckpoint } from '../../src/model/checkpoint.ts';
+import { loadModel, type ChatMessage, type LoadOptions, type SamplingOptions } from '../../src/model/engine.ts';
+import { LORA_MODULES } from '../../src/model/llama-graph.ts';
+import { readAdapter, type Adapter } from '../../src/model/lora.ts';
+import { createNativeDecoder, nativeAddon, type NativeAddon } from '../../src/model/native-decode.ts';
+import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
+import { referenceForward, referenceWeights } from '../../src/model/reference-forward.ts';
+import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
+import { initTinyModel } from '../../src/model/tiny/index.ts';
+import { relError } from './graph-helpers.ts';
+import { teacherForced } from './native-helpers.ts';
+
+// nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
+vi.mock('../../src/model/native-decode.ts', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/model/native-decode.ts')>();
+  return { ...actual, nativeAddon: vi.fn(actual.nativeAddon) };
+});
+const realNativeAddon = (await vi.importActual<typeof import('../../src/model/native-decode.ts')>('../../src/model/native-decode.ts')).nativeAddon;
+
+const root = mkdtempSync(join(tmpdir(), 'morris-native-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const ISAS = ['avx512', 'avx2', 'scalar'];
+
+/** The addon, or a failure that says how to build it: CI builds it, so a missing one is a bug. */
+function addon(): NativeAddon {
+  const { addon: a, reason } = realNativeAddon();
+  if (!a) throw new Error(`${reason}. The native decode tests need the kernel: run \`npm run build:native\`.`);
+  return a;
+}
+
+/** The `code` of what `fn` throws (the addon throws plain Errors with a code, never crashes). */
+function thrownCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return String((e as { code?: unknown }).code);
+  }
+  return 'nothing thrown';
+}
+
+describe('native addon', () => {
+  it('is built, loads, and reports the instruction set it picked', () => {
+    const { addon: a, reason } = realNativeAddon();
+    expect(a, `${reason}: run \`npm run build:native\``).not.toBeNull();
+    expect(ISAS).toContain(a!.kernelInfo().isa);
+  });
+});
+
+// Odd sizes on purpose: hidden 40 and intermediate 70 leave tails after every vector width
+// (16, 8, and the 64/32-wide unrolled loops), head_dim 10 and 12 are not multiples of 8 or 16,
+// LoRA rank 5 runs the up-projection entirely in the tail, vocab 67 is odd.
+const odd = { hidden_size: 40, intermediate_size: 70, num_hidden_layers: 2, vocab_size: 67, max_position_embeddings: 64, rms_norm_eps: 1e-5 };
+
+const VARIANTS: { name: string; dtype: 'F32' | 'F16' | 'BF16'; config: Record<string, unknown> }[] = [
+  {
+    name: 'llama GQA 4/2, llama3 rope scaling, untied, head_dim 10, fp32',
+    dtype: 'F32',
+    config: {
+      ...odd, model_type: 'llama', num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false, rope_theta: 10000,
+      rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
+    },
+  },
+  {
+    name: 'qwen2 q/k/v bias, MQA, head_dim 12, tied, fp16',
+    dtype: 'F16',
+    config: { ...odd, model_type: 'qwen2', num_attention_heads: 4, num_key_value_heads: 1, head_dim: 12, tie_word_embeddings: true, rope_theta: 1e6 },
+  },
+  {
+    name: 'mistral sliding window 4 (of 12 positions), bf16',
+    dtype: 'BF16',
+    config: { ...odd, model_type: 'mistral', num_attention_heads: 4, num_key_value_heads: 2, sliding_window: 4, tie_word_embeddings: false },
+  },
+  {
+    name: 'llama o_proj and MLP biases, linear rope scaling, hidden 64 (full vector loops), fp32',
+    dtype: 'F32',
+    config: {
+      ...odd, hidden_size: 64, model_type: 'llama', num_attention_heads: 4, num_key_value_heads: 4, attention_bias: true, mlp_bias: true,
+      tie_word_embeddings: true, rope_scaling: { type: 'linear', factor: 2 },
+    },
+  },
+];
+
+/** 12 teacher-forced tokens: longer than the sliding window, with a repeat. */
+const IDS = [5, 17, 3, 60, 42, 8, 8, 31, 0, 66, 12, 50];
+
+interface Fixture { modelDir: string; adapterDir: string; cfg: DecoderConfig; adapter: Adapter; ref: Float64Array[]; refLora: Float64Array[] }
+
+function fixture(k: number): Fixture {
+  const v = VARIANTS[k]!;
+  const modelDir = join(root, `m${k}`);
+  const adapterDir = join(root, `a${k}`);
+  const cfg = writeRandomCheckpoint(modelDir, { config: v.config, seed: 300 + k, dtype: v.dtype });
+  writeRandomAdapter(adapterDir, cfg, { r: 5, alpha: 10, targets: LORA_MODULES, seed: 40 + k });
+  const adapter = readAdapter(adapterDir, cfg);
+  const weights = referenceWeights(openCheckpoint(modelDir).tensors);
+  const ref = referenceForward(cfg, weights, IDS);
+  const refLora = referenceForward(cfg, weights, IDS, { adapter, weights: referenceWeights(readSafetensorsHeader(adapter.file).tensors) });
+  return { modelDir, adapterDir, cfg, adapter, ref, refLora };
+}
+
+const fixtures: Fixture[] = [];
+const fixtureOf = (k: number): Fixture => (fixtures[k] ??= fixture(k));
+
+describe('native decode vs the float64 reference (teacher-forced, step by step)', () => {
+  VARIANTS.forEach((v, k) => {
+    it(`${v.name}: logits at every position match, with and without a LoRA adapter on all 7 modules`, async () => {
+      const f = fixtureOf(k);
+      if (v.config['model_type'] === 'qwen2') expect(f.cfg.qkvBias).toBe(true);
+      const plain = createNativeDecoder(addon(), f.cfg, f.modelDir, null);
+      expect(relError(await teacherForced(plain, f.cfg, IDS), f.ref)).toBeLessThan(1e-4);
+      plain.release();
+      expect(relError(f.refLora, f.ref)).toBeGreaterThan(1e-3); // the adapter really changes the output
+      const lora = createNativeDecoder(addon(), f.cfg, f.modelDir, f.adapter);
+      expect(relError(await teacherForced(lora, f.cfg, IDS), f.refLora)).toBeLessThan(1e-4);
+      lora.release();
+    });
+  });
+});
+
+// MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
+const childScript = `
+  const { nativeAddon, createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/native-decode.ts'))});
+  const { openCheckpoint } = await import(${JSON.stringify(resolve('src/model/checkpoint.ts'))});
+  const { readAdapter } = await import(${JSON.stringify(resolve('src/model/lora.ts'))});
+  const { teacherForced } = await import(${JSON.stringify(resolve('tests/model/native-helpers.ts'))});
+  const [modelDir, adapterDir, ids] = process.argv.slice(-3);
+  const { addon, reason } = nativeAddon();
+  if (!addon) throw new Error(reason);
+  const cfg = openCheckpoint(modelDir).config;
+  const decoder = createNativeDecoder(addon, cfg, modelDir, readAdapter(adapterDir, cfg));
+  const logits = await teacherForced(decoder, cfg, JSON.parse(ids));
+  process.stdout.write(JSON.stringify({ isa: addon.kernelInfo().isa, decoderIsa: decoder.isa, logits: logits.map((r) => Array.from(r)) }));
+`;
+
+function runWithIsa(isa: string, f: Fixture): Promise<{ isa: string; decoderIsa: string; logits: number[][] }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', childScript, f.modelDir, f.adapterDir, JSON.stringify(IDS)], {
+      env: { ...process.env, MORRIS_NATIVE_ISA: isa, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', fail);
+    child.on('exit', (code, signal) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`MORRIS_NATIVE_ISA=${isa} child exited ${code ?? signal}: ${err}`))));
+  });
+}
+
+describe('each instruction set', () => {
+  it('MORRIS_NATIVE_ISA=avx2 and =scalar force that kernel, and each matches the reference', async () => {
+    const f = fixtureOf(0); // odd sizes, GQA and LoRA on every module: every gemv tail runs
+    const host = addon().kernelInfo().isa;
+    // A lower ISA can be forced, never a higher one: a CPU without AVX2 runs scalar for both.
+    const expected = { avx2: host === 'scalar' ? 'scalar' : 'avx2', scalar: 'scalar' };
+    const results = await Promise.all((['avx2', 'scalar'] as const).map((isa) => runWithIsa(isa, f)));
+    (['avx2', 'scalar'] as const).forEach((isa, i) => {
+      const r = results[i]!;
+      expect(r.isa, `MORRIS_NATIVE_ISA=${isa}`).toBe(expected[isa]);
+      expect(r.decoderIsa).toBe(expected[isa]);
+      expect(relError(r.logits, f.refLora), `MORRIS_NATIVE_ISA=${isa}`).toBeLessThan(1e-4);
+    });
+  });
+});
+
+describe('bad input: errors with a code, not crashes', () => {
+  let f: Fixture;
+  let a: NativeAddon;
+  type Handle = ReturnType<NativeAddon['createDecoder']>;
+  /** The addon, keeping the raw handles createNativeDecoder makes so tests can call it directly. */
+  const capturing = (handles: Handle[], beforeCreate: () => void = () => {}): NativeAddon => ({
+    kernelInfo: () => a.kernelInfo(),
+    createDecoder: (spec) => {
+      beforeCreate();
+      const h = a.createDecoder(spec);
+      handles.push(h);
+      return h;
+    },
+    decodeStep: (...args) => a.decodeStep(...args),
+    releaseDecoder: (h) => a.releaseDecoder(h),
+    readSum: (d) => a.readSum(d),
+  });
+  beforeAll(() => {
+    f = fixtureOf(0);
+    a = addon();
+  });
+
+  it('decodeStep with wrong arguments or a non-decoder handle throws BAD_STEP, and the decoder still works after', async () => {
+    const handles: Handle[] = [];
+    const decoder = createNativeDecoder(capturing(handles), f.cfg, f.modelDir, null);
+    const h = handles[0]!;
+    const { numLayers: L, numKvHeads, headDim, vocabSize: V } = f.cfg;
+    const row = numKvHeads * headDim;
+    const kv = (rows: number) => Array.from({ length: L }, () => new Float32Array(rows * row));
+    const logits = new Float32Array(V);
+    const step = (...over: unknown[]) => () => (a.decodeStep as (...x: unknown[]) => unknown)(...over);
+    const good = [h, 1, 2, kv(2), kv(2), kv(3), kv(3), logits];
+    const withArg = (i: number, v: unknown) => good.map((g, j) => (j === i ? v : g));
+
+    expect(thrownCode(step(...withArg(0, {})))).toBe('BAD_STEP');
+    expect(thrownCode(step(...withArg(0, null)))).toBe('BAD_STEP');
+    expect(thrownCode(step(...withArg(0, 7)))).toBe('BAD_STEP');
+    expect(thrownCode(step(...good.slice(0, 7)))).toBe('BAD_STEP'); // no logits
+    expect(thrownCode(step(...withArg(1, V)))).toBe('BAD_STEP'); // token outside the vocabulary
+    expect(thrownCode(step(...withArg(1, -1)))).toBe('BAD_STEP');
+    expect(thrownCode(step(...withArg(2, -1)))).toBe('BAD_STEP'); // negative position
+    expect(thrownCode(step(...withArg(3, kv(2).slice(1))))).toBe('BAD_STEP'); // one layer short
+    expect(thrownCode(step(...withArg(4, kv(1))))).toBe('BAD_STEP'); // values shorter than keys
+    expect(thrownCode(step(...withArg(5, kv(2))))).toBe('BAD_STEP'); // present not past + 1
+    expect(thrownCode(step(...withArg(3, [new Float32Array(row + 1), ...kv(2).slice(1)])))).toBe('BAD_STEP'); // not whole rows
+    expect(thrownCode(step(...withArg(3, Array.from({ length: L }, () => new Float64Array(2 * row)))))).toBe('BAD_STEP'); // not float32
+    expect(thrownCode(step(...withArg(3, 'keys')))).toBe('BAD_STEP');
+    expect(thrownCode(step(...withArg(7, new Float32Array(V - 1))))).toBe('BAD_STEP');
+    expect(thrownCode(() => (a.releaseDecoder as (x: unknown) => void)({}))).toBe('BAD_ARG');
+    expect(thrownCode(() => a.createDecoder({}))).toBe('BAD_SPEC');
+    expect(thrownCode(() => a.createDecoder({ hidden: 8, inter: 8, layers: 1, heads: 3, kvHeads: 2, headDim: 4, vocab: 4, window: 0, eps: 1e-5 }))).toBe('BAD_SPEC');
+    // none of that left the decoder busy or broken
+    expect(relError(await teacherForced(decoder, f.cfg, IDS), f.ref)).toBeLessThan(1e-4);
+    decoder.release();
+  });
+
+  it('a second step while one runs is BUSY (so is release); after release a step is RELEASED', async () => {
+    const handles: Handle[] = [];
+    const decoder = createNativeDecoder(capturing(handles), f.cfg, f.modelDir, null);
+    const empty = { keys: Array.from({ length: f.cfg.numLayers }, () => new Float32Array(0)), values: Array.from({ length: f.cfg.numLayers }, () => new Float32Array(0)) };
+    const first = decoder.step(IDS[0]!, 0, empty);
+    await expect(decoder.step(IDS[0]!, 0, empty)).rejects.toMatchObject({ code: 'BUSY' });
+    expect(thrownCode(() => decoder.release())).toBe('BUSY');
+    const out = await first;
+    expect(relError([out.logits], [f.ref[0]!])).toBeLessThan(1e-4); // the running step was not disturbed
+    decoder.release();
+    decoder.release(); // twice is fine
+    await expect(decoder.step(IDS[0]!, 0, empty)).rejects.toMatchObject({ code: 'RELEASED' });
+    expect(thrownCode(() => a.decodeStep(handles[0]!, 1, 0, empty.keys, empty.values, empty.keys, empty.values, new Float32Array(f.cfg.vocabSize)))).toBe('RELEASED');
+  });
+
+  it('a truncated safetensors file is MODEL_INVALID with a hint, whether caught by the header check or at mapping', () => {
+    const dir = join(root, 'truncated');
+    cpSync(f.modelDir, dir, { recursive: true });
+    const file = join(dir, 'model.safetensors');
+    const size = statSync(file).size;
+    truncateSync(file, size - 100);
+    const err = (() => {
+      try {
+        createNativeDecoder(a, f.cfg, dir, null);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    expect(err).toBeInstanceOf(MorrisError);
+    expect(err).toMatchObject({ code: 'MODEL_INVALID', hint: expect.any(String) });
+
+    // Shrunk between reading the header and mapping (a download rewriting the file in place):
+    // the kernel's own bounds check refuses it instead of reading past the end of the mapping.
+    const dir2 = join(root, 'truncated-late');
+    cpSync(f.modelDir, dir2, { recursive: true });
+    const file2 = join(dir2, 'model.safetensors');
+    const late = capturing([], () => truncateSync(file2, size - 100));
+    let lateErr: unknown = null;
+    try {
+      createNativeDecoder(late, f.cfg, dir2, null);
+    } catch (e) {
+      lateErr = e;
+    }
+    expect(lateErr).toBeInstanceOf(MorrisError);
+    expect(lateErr).toMatchObject({ code: 'MODEL_INVALID', hint: expect.stringMatching(/MORRIS_DECODE_KERNEL=onnx/), message: expect.stringMatching(/past the end/) });
+  });
+});
+
+describe('through the engine (tiny model)', () => {
+  const tinyDir = join(root, 'tiny');
+  const adapterDir = join(root, 'tiny-adapter');
+  const cacheDir = join(root, 'cache');
+  const greedy: SamplingOptions = { maxNewTokens: 20, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
+  const chat: { messages: ChatMessage[] } = { messages: [{ role: 'system', content: 'You write columns.' }, { role: 'user', content: 'Write about the harbour at dawn.' }] };
+  const raw = { text: 'The harbour at dawn' };
+  const texts = new Map<string, string>();
+  const base = (adapter: boolean): LoadOptions => ({ modelDir: tinyDir, adapterDir: adapter ? adapterDir : null, cacheDir, device: 'cpu' });
+
+  beforeAll(() => {
+    initTinyModel(tinyDir, { seed: 11 });
+    writeRandomAdapter(adapterDir, openCheckpoint(tinyDir).config, { r: 4, alpha: 8, targets: LORA_MODULES, seed: 12 });
+  });
+
+  async function collect(it: AsyncIterable<string>): Promise<string> {
+    let s = '';
+    for await (const piece of it) s += piece;
+    return s;
+  }
+
+  for (const withAdapter of [false, true]) {
+    it(`decodeKernel 'native' and 'onnx' give the same greedy text for chat and raw prompts ${withAdapter ? 'with' : 'without'} an adapter`, async () => {
+      const native = await loadModel({ ...base(withAdapter), decodeKernel: 'native' });
+      const onnx = await loadModel({ ...base(withAdapter), decodeKernel: 'onnx' });
+      try {
+        expect(native.info.decodeKernel).toMatch(/^native-(avx512|avx2|scalar)$/);
+        expect(onnx.info.decodeKernel).toBe('onnx');
+        for (const [name, input] of [['chat', chat], ['raw', raw]] as const) {
+          const before = { ...native.kernelStats };
+          const text = await collect(native.stream(input, greedy));
+          const generated = native.lastStats!.generatedTokens;
+          expect(generated).toBeGreaterThan(2);
+          // prefill in the ONNX graph gives the first token, then one native step per further token
+          expect(native.kernelStats.onnxRuns - before.onnxRuns).toBe(1);
+          expect(native.kernelStats.nativeSteps - before.nativeSteps).toBe(generated - 1);
+          expect(text.length).toBeGreaterThan(0);
+          expect(await collect(onnx.stream(input, greedy))).toBe(text);
+          texts.set(`${name}${withAdapter ? '+adapter' : ''}`, text);
+        }
+        expect(onnx.kernelStats.nativeSteps).toBe(0);
+        if (withAdapter) expect(texts.get('raw+adapter')).not.toBe(texts.get('raw')); // the adapter reached the native path
+      } finally {
+        await native.dispose();
+        await onnx.dispose();
+      }
+    });
+  }
+
+  it("without the addon, 'auto' falls back to ONNX and still generates; 'native' is CONFIG_INVALID naming the reason", async () => {
+    const auto = await loadModel({ ...base(false), decodeKernel: 'auto' });
+    expect(auto.info.decodeKernel).toMatch(/^native-/); // built here, so auto takes it
+    await auto.dispose();
+
+    const reason = 'simulated: morris_native.node is missing';
+    vi.mocked(nativeAddon).mockImplementation(() => ({ addon: null, reason }));
+    try {
+      const fallback = await loadModel({ ...base(false), decodeKernel: 'auto' });
+      try {
+        expect(fallback.info.decodeKernel).toBe('onnx');
+        const text = await collect(fallback.stream(raw, greedy));
+        expect(text.length).toBeGreaterThan(0);
+        if (texts.has('raw')) expect(text).toBe(texts.get('raw')); // the same text the native kernel gave
+        expect(fallback.kernelStats.nativeSteps).toBe(0);
+      } finally {
+        await fallback.dispose();
+      }
+      const err = await loadModel({ ...base(false), decodeKernel: 'native' }).then((m) => m.dispose().then(() => null), (e: unknown) => e);
+      expect(err).toBeInstanceOf(MorrisError);
+      expect(err).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining(reason) });
+    } finally {
+      vi.mocked(nativeAddon).mockImplementation(realNativeAddon);
+    }
+  });
+
+  // Quantized weights: edit this case when the native kernel learns int8/int4.
+  it("decodeKernel 'native' with int8 weights is CONFIG_INVALID", async () => {
+    const err = await loadModel({ ...base(false), quant: 'int8', decodeKernel: 'native' }).then((m) => m.dispose().then(() => null), (e: unknown) => e);
+    expect(err).toBeInstanceOf(MorrisError);
+    expect(err).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('int8') });
+  });
+});
