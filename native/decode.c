@@ -41,26 +41,48 @@ typedef struct {
   float scale;
 } Lora;
 
+/* A weight matrix [N, K]: fp32 rows, or MatMulNBits blocks (src/model/quant.ts): per row
+ * nBlocks blocks of `block` codes (8-bit, or 4-bit two a byte, element 2j in the low nibble),
+ * a float scale and an unsigned zero point per block (4-bit zero points two a byte per row). */
+typedef struct {
+  const float *f;
+  const uint8_t *codes;
+  const float *scales;
+  const uint8_t *zeros;
+  int bits, block, nBlocks;
+} Mat;
+
 typedef struct {
   const float *inNorm, *postNorm;
-  const float *w[MODULES];
+  Mat w[MODULES];
   const float *bias[MODULES];
   Lora lora[MODULES];
 } Layer;
+
+/* One sequence's KV cache: per layer [kvHeads, cap, headDim], so appending a position is O(1)
+ * (the ONNX graph's present = concat(past, new) copies the whole cache every step). */
+typedef struct {
+  float **k, **v;
+  int cap, len, used;
+} Slot;
 
 typedef struct {
   int hidden, inter, layers, heads, kvHeads, headDim, vocab, window;
   float eps;
   float *invFreq; /* [headDim / 2] */
-  const float *embed, *norm, *head;
+  const float *embed, *norm;
+  Mat head;
   Layer *layer;
   void **maps;
   size_t *mapLens;
   int nMaps;
   void **owned;
   int nOwned, capOwned;
-  float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT;
+  float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT, *xPad, *xSums;
   int scoresCap;
+  int padCap, sumsCap;
+  Slot *slots;
+  int nSlots;
   int busy, released;
 } Decoder;
 
@@ -137,12 +159,99 @@ static void gemvAvx2(const float *W, const float *x, float *y, int N, int K) {
 static GemvFn gemv = gemvScalar;
 static const char *isaName = "scalar";
 
+/* ---------- quantized matrix-vector: y[n] = sum_b scale_nb * (codes_nb . x_b - zero_nb * sum(x_b)) ----------
+ * x comes zero-padded to nBlocks * block with its block sums precomputed, so the zero point costs one
+ * scalar multiply-add per block and padding needs no special case. Weights are widened to fp32 in
+ * registers: the activations keep full precision (ONNX Runtime's fast path rounds them to int8). */
+
+static inline int zeroPoint(const Mat *m, int n, int b) {
+  if (m->bits == 8) return m->zeros[(size_t)n * m->nBlocks + b];
+  uint8_t z = m->zeros[(size_t)n * ((m->nBlocks + 1) / 2) + (b >> 1)];
+  return b & 1 ? z >> 4 : z & 15;
+}
+
+static void gemvQScalar(const Mat *m, const float *x, const float *xs, float *y, int N) {
+  const int blob = m->block * m->bits / 8;
+  for (int n = 0; n < N; n++) {
+    float acc = 0;
+    for (int b = 0; b < m->nBlocks; b++) {
+      const uint8_t *c = m->codes + ((size_t)n * m->nBlocks + b) * blob;
+      const float *xb = x + (size_t)b * m->block;
+      float dot = 0;
+      if (m->bits == 8) for (int j = 0; j < m->block; j++) dot += c[j] * xb[j];
+      else for (int j = 0; j < m->block; j += 2) dot += (c[j >> 1] & 15) * xb[j] + (c[j >> 1] >> 4) * xb[j + 1];
+      acc += m->scales[(size_t)n * m->nBlocks + b] * (dot - zeroPoint(m, n, b) * xs[b]);
+    }
+    y[n] = acc;
+  }
+}
+
+/* Blocks of 16 codes at a time; one vector accumulator per row, scaled per block. */
+__attribute__((target("avx512f,avx512bw")))
+static void gemvQAvx512(const Mat *m, const float *x, const float *xs, float *y, int N) {
+  const int blob = m->block * m->bits / 8, groups = m->block / 16;
+  const __m128i low = _mm_set1_epi8(15);
+  for (int n = 0; n < N; n++) {
+    __m512 acc = _mm512_setzero_ps();
+    float corr = 0;
+    const uint8_t *row = m->codes + (size_t)n * m->nBlocks * blob;
+    const float *sc = m->scales + (size_t)n * m->nBlocks;
+    for (int b = 0; b < m->nBlocks; b++) {
+      const uint8_t *c = row + (size_t)b * blob;
+      const float *xb = x + (size_t)b * m->block;
+      __m512 dot = _mm512_setzero_ps();
+      if (m->bits == 8) {
+        for (int g = 0; g < groups; g++) {
+          __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + 16 * g))));
+          dot = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 16 * g), dot);
+        }
+      } else {
+        for (int g = 0; g < groups; g += 2) { /* 16 bytes hold 32 codes */
+          __m128i bytes = _mm_loadu_si128((const __m128i *)(c + 8 * g));
+          __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
+          __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+          dot = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb + 16 * g), dot);
+          if (g + 1 < groups) {
+            __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+            dot = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16 * g + 16), dot);
+          }
+        }
+      }
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[b]), dot, acc);
+      corr += sc[b] * zeroPoint(m, n, b) * xs[b];
+    }
+    y[n] = _mm512_reduce_add_ps(acc) - corr;
+  }
+}
+
+typedef void (*GemvQFn)(const Mat *m, const float *x, const float *xs, float *y, int N);
+static GemvQFn gemvQ = gemvQScalar;
+
+/* y = M x for either kind of matrix; quantized ones use d->xPad / d->xSums as scratch. */
+static void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
+  if (m->f) {
+    gemv(m->f, x, y, N, K);
+    return;
+  }
+  const int padded = m->nBlocks * m->block;
+  memcpy(d->xPad, x, sizeof(float) * K);
+  memset(d->xPad + K, 0, sizeof(float) * (padded - K));
+  for (int b = 0; b < m->nBlocks; b++) {
+    float s = 0;
+    for (int j = 0; j < m->block; j++) s += d->xPad[b * m->block + j];
+    d->xSums[b] = s;
+  }
+  /* vector blocks need whole groups of 16 codes */
+  (m->block % 16 == 0 ? gemvQ : gemvQScalar)(m, d->xPad, d->xSums, y, N);
+}
+
 static void pickKernel(void) {
   __builtin_cpu_init();
   if (getenv("MORRIS_NATIVE_ISA") && strcmp(getenv("MORRIS_NATIVE_ISA"), "scalar") == 0) return;
   if (__builtin_cpu_supports("avx512f") && !(getenv("MORRIS_NATIVE_ISA") && strcmp(getenv("MORRIS_NATIVE_ISA"), "avx2") == 0)) {
     gemv = gemvAvx512;
     isaName = "avx512";
+    if (__builtin_cpu_supports("avx512bw")) gemvQ = gemvQAvx512;
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     gemv = gemvAvx2;
     isaName = "avx2";
@@ -160,7 +269,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 
 /* y = W x + b + scale * B (A x) */
 static void linear(Decoder *d, const Layer *L, int m, const float *x, float *y, int out, int in) {
-  gemv(L->w[m], x, y, out, in);
+  matvec(d, &L->w[m], x, y, out, in);
   if (L->bias[m]) for (int i = 0; i < out; i++) y[i] += L->bias[m][i];
   const Lora *lo = &L->lora[m];
   if (lo->a) {
@@ -184,22 +293,22 @@ static void rope(float *v, int nHeads, int hd, const float *cosT, const float *s
 }
 
 typedef struct {
-  const float **pastK, **pastV;
-  float **presK, **presV;
+  Slot *slot;
   float *logits;
-  int token, position, pastLen;
+  int token, position;
 } StepArgs;
 
 static void step(Decoder *d, const StepArgs *a) {
   const int H = d->hidden, hd = d->headDim, nh = d->heads, nkv = d->kvHeads, group = nh / nkv;
-  const int T = a->pastLen + 1;
+  Slot *S = a->slot;
+  const int pastLen = S->len, T = pastLen + 1, cap = S->cap;
   for (int i = 0; i < hd / 2; i++) {
     double ang = (double)a->position * (double)d->invFreq[i];
     d->cosT[i] = (float)cos(ang);
     d->sinT[i] = (float)sin(ang);
   }
   memcpy(d->x, d->embed + (size_t)a->token * H, sizeof(float) * H);
-  const int first = d->window > 0 && a->pastLen - d->window + 1 > 0 ? a->pastLen - d->window + 1 : 0;
+  const int first = d->window > 0 && pastLen - d->window + 1 > 0 ? pastLen - d->window + 1 : 0;
   const float scale = 1.0f / sqrtf((float)hd);
   for (int l = 0; l < d->layers; l++) {
     const Layer *L = &d->layer[l];
@@ -209,20 +318,14 @@ static void step(Decoder *d, const StepArgs *a) {
     linear(d, L, 2, d->h, d->v, nkv * hd, H);
     rope(d->q, nh, hd, d->cosT, d->sinT);
     rope(d->k, nkv, hd, d->cosT, d->sinT);
-    /* present = past ++ new, per KV head: [kvHeads, T, headDim] */
     for (int g = 0; g < nkv; g++) {
-      size_t pastBytes = sizeof(float) * (size_t)a->pastLen * hd;
-      if (pastBytes) {
-        memcpy(a->presK[l] + (size_t)g * T * hd, a->pastK[l] + (size_t)g * a->pastLen * hd, pastBytes);
-        memcpy(a->presV[l] + (size_t)g * T * hd, a->pastV[l] + (size_t)g * a->pastLen * hd, pastBytes);
-      }
-      memcpy(a->presK[l] + ((size_t)g * T + a->pastLen) * hd, d->k + g * hd, sizeof(float) * hd);
-      memcpy(a->presV[l] + ((size_t)g * T + a->pastLen) * hd, d->v + g * hd, sizeof(float) * hd);
+      memcpy(S->k[l] + ((size_t)g * cap + pastLen) * hd, d->k + g * hd, sizeof(float) * hd);
+      memcpy(S->v[l] + ((size_t)g * cap + pastLen) * hd, d->v + g * hd, sizeof(float) * hd);
     }
     for (int hh = 0; hh < nh; hh++) {
       const float *qh = d->q + hh * hd;
-      const float *K = a->presK[l] + (size_t)(hh / group) * T * hd;
-      const float *V = a->presV[l] + (size_t)(hh / group) * T * hd;
+      const float *K = S->k[l] + (size_t)(hh / group) * cap * hd;
+      const float *V = S->v[l] + (size_t)(hh / group) * cap * hd;
       float mx = -INFINITY;
       for (int j = first; j < T; j++) {
         float s = 0;
@@ -253,7 +356,49 @@ static void step(Decoder *d, const StepArgs *a) {
     for (int i = 0; i < H; i++) d->x[i] += d->t2[i];
   }
   rmsnorm(d->h, d->x, d->norm, H, d->eps);
-  gemv(d->head, d->h, a->logits, d->vocab, H);
+  matvec(d, &d->head, d->h, a->logits, d->vocab, H);
+  S->len = T;
+}
+
+/* ---------- KV cache slots ---------- */
+
+static void slotFree(Decoder *d, Slot *S) {
+  if (S->k) for (int l = 0; l < d->layers; l++) { free(S->k[l]); free(S->v[l]); }
+  free(S->k);
+  free(S->v);
+  memset(S, 0, sizeof *S);
+}
+
+/* Room for `need` positions; grows by doubling so a long generation reallocates O(log n) times. */
+static int slotReserve(Decoder *d, Slot *S, int need) {
+  if (need <= S->cap) return 1;
+  int cap = S->cap ? S->cap : 64;
+  while (cap < need) cap *= 2;
+  const size_t hd = d->headDim, rowBytes = sizeof(float) * hd;
+  float **k = calloc(d->layers, sizeof(float *)), **v = calloc(d->layers, sizeof(float *));
+  if (!k || !v) { free(k); free(v); return 0; }
+  for (int l = 0; l < d->layers; l++) {
+    k[l] = malloc(rowBytes * d->kvHeads * cap);
+    v[l] = malloc(rowBytes * d->kvHeads * cap);
+    if (!k[l] || !v[l]) {
+      for (int i = 0; i <= l; i++) { free(k[i]); free(v[i]); }
+      free(k);
+      free(v);
+      return 0;
+    }
+    if (S->k) for (int g = 0; g < d->kvHeads; g++) {
+      memcpy(k[l] + (size_t)g * cap * hd, S->k[l] + (size_t)g * S->cap * hd, rowBytes * S->len);
+      memcpy(v[l] + (size_t)g * cap * hd, S->v[l] + (size_t)g * S->cap * hd, rowBytes * S->len);
+    }
+  }
+  int len = S->len;
+  slotFree(d, S);
+  S->k = k;
+  S->v = v;
+  S->cap = cap;
+  S->len = len;
+  S->used = 1;
+  return 1;
 }
 
 /* ---------- loading ---------- */
@@ -278,6 +423,10 @@ static void releaseResources(Decoder *d) {
   free(d->owned);
   free(d->layer);
   free(d->scores);
+  for (int i = 0; i < d->nSlots; i++) slotFree(d, &d->slots[i]);
+  free(d->slots);
+  d->slots = NULL;
+  d->nSlots = 0;
   d->maps = NULL;
   d->mapLens = NULL;
   d->owned = NULL;
@@ -375,6 +524,52 @@ static const float *tensorPointer(napi_env env, Decoder *d, napi_value desc, siz
   return dst;
 }
 
+/* A matrix descriptor: a tensor descriptor (fp32/fp16/bf16 in the checkpoint) or
+ * { quant: { bits, block, nBlocks, file, codes, scales, zeros } } with byte offsets into quant.bin. */
+static int matrixFrom(napi_env env, Decoder *d, napi_value desc, int N, int K, Mat *out, char *err, size_t errLen) {
+  bool isQuant = false;
+  napi_has_named_property(env, desc, "quant", &isQuant);
+  memset(out, 0, sizeof *out);
+  if (!isQuant) {
+    out->f = tensorPointer(env, d, desc, (size_t)N * K, err, errLen);
+    return out->f != NULL;
+  }
+  napi_value q;
+  int file;
+  double codes, scales, zeros;
+  napi_get_named_property(env, desc, "quant", &q);
+  if (!getInt(env, q, "bits", &out->bits) || !getInt(env, q, "block", &out->block) || !getInt(env, q, "nBlocks", &out->nBlocks) ||
+      !getInt(env, q, "file", &file) || !getDouble(env, q, "codes", &codes) || !getDouble(env, q, "scales", &scales) || !getDouble(env, q, "zeros", &zeros)) {
+    snprintf(err, errLen, "quantized matrix descriptor needs bits, block, nBlocks, file, codes, scales and zeros");
+    return 0;
+  }
+  if ((out->bits != 4 && out->bits != 8) || out->block <= 0 || out->block % 2 || out->nBlocks != (K + out->block - 1) / out->block || file < 0 || file >= d->nMaps) {
+    snprintf(err, errLen, "quantized matrix [%d, %d]: %d bits, block %d, %d blocks, file %d is not a valid layout", N, K, out->bits, out->block, out->nBlocks, file);
+    return 0;
+  }
+  const size_t blocks = (size_t)N * out->nBlocks;
+  const size_t codeBytes = blocks * out->block * out->bits / 8;
+  const size_t zeroBytes = out->bits == 8 ? blocks : (size_t)N * ((out->nBlocks + 1) / 2);
+  const size_t len = d->mapLens[file];
+  if (codes < 0 || scales < 0 || zeros < 0 || (size_t)codes + codeBytes > len || (size_t)scales + blocks * 4 > len || (size_t)zeros + zeroBytes > len) {
+    snprintf(err, errLen, "quantized matrix [%d, %d] runs past the end of its file (%zu bytes); compile the model again", N, K, len);
+    return 0;
+  }
+  const uint8_t *base = d->maps[file];
+  out->codes = base + (size_t)codes;
+  out->zeros = base + (size_t)zeros;
+  if (((uintptr_t)(base + (size_t)scales) & 3) == 0) out->scales = (const float *)(base + (size_t)scales);
+  else {
+    float *copy = trackOwned(d, blocks * 4);
+    if (!copy) { snprintf(err, errLen, "out of memory"); return 0; }
+    memcpy(copy, base + (size_t)scales, blocks * 4);
+    out->scales = copy;
+  }
+  if (out->nBlocks * out->block > d->padCap) d->padCap = out->nBlocks * out->block;
+  if (out->nBlocks > d->sumsCap) d->sumsCap = out->nBlocks;
+  return 1;
+}
+
 static void finalizeDecoder(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -447,7 +642,10 @@ static napi_value createDecoder(napi_env env, napi_callback_info info) {
 
   TENSOR(d->embed, spec, "embed", (size_t)d->vocab * H);
   TENSOR(d->norm, spec, "norm", H);
-  TENSOR(d->head, spec, "head", (size_t)d->vocab * H);
+  if (napi_get_named_property(env, spec, "head", &v) != napi_ok || !matrixFrom(env, d, v, d->vocab, H, &d->head, err, sizeof err)) {
+    freeDecoder(d);
+    THROW(env, "BAD_SPEC", err);
+  }
   if (napi_get_named_property(env, spec, "invFreq", &v) != napi_ok || !(d->invFreq = copyF32Array(env, d, v, hd / 2))) {
     freeDecoder(d);
     THROW(env, "BAD_SPEC", "decoder spec: invFreq must be a Float32Array of headDim / 2 values");
@@ -470,7 +668,10 @@ static napi_value createDecoder(napi_env env, napi_callback_info info) {
     napi_get_named_property(env, lv, "bias", &bias);
     napi_get_named_property(env, lv, "lora", &lora);
     for (int k = 0; k < MODULES; k++) {
-      TENSOR(L->w[k], w, MODULE_NAMES[k], (size_t)outF[k] * inF[k]);
+      if (napi_get_named_property(env, w, MODULE_NAMES[k], &v) != napi_ok || !matrixFrom(env, d, v, outF[k], inF[k], &L->w[k], err, sizeof err)) {
+        freeDecoder(d);
+        THROW(env, "BAD_SPEC", err);
+      }
       bool has = false;
       napi_has_named_property(env, bias, MODULE_NAMES[k], &has);
       if (has) TENSOR(L->bias[k], bias, MODULE_NAMES[k], outF[k]);
@@ -498,6 +699,8 @@ static napi_value createDecoder(napi_env env, napi_callback_info info) {
   float **bufs[] = {&d->x, &d->h, &d->q, &d->k, &d->v, &d->ctx, &d->t1, &d->t2};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) *bufs[i] = trackOwned(d, sizeof(float) * widest);
   d->loraTmp = trackOwned(d, sizeof(float) * (maxR + widest));
+  d->xPad = trackOwned(d, sizeof(float) * (d->padCap + 16));
+  d->xSums = trackOwned(d, sizeof(float) * (d->sumsCap + 1));
   d->cosT = trackOwned(d, sizeof(float) * hd);
   d->sinT = trackOwned(d, sizeof(float) * hd);
   napi_value handle;
@@ -511,7 +714,7 @@ static napi_value createDecoder(napi_env env, napi_callback_info info) {
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref keep; /* the argument arrays, so their buffers outlive the step */
+  napi_ref keep; /* the logits array, so its buffer outlives the step */
   Decoder *d;
   StepArgs args;
   char error[160];
@@ -520,18 +723,7 @@ typedef struct {
 static void runStep(napi_env env, void *data) {
   (void)env;
   StepJob *j = data;
-  Decoder *d = j->d;
-  if (d->scoresCap < j->args.pastLen + 1) {
-    free(d->scores);
-    d->scoresCap = j->args.pastLen + 1024;
-    d->scores = malloc(sizeof(float) * d->scoresCap);
-    if (!d->scores) {
-      d->scoresCap = 0;
-      snprintf(j->error, sizeof j->error, "out of memory for %d attention scores", j->args.pastLen + 1);
-      return;
-    }
-  }
-  step(d, &j->args);
+  step(j->d, &j->args);
 }
 
 static void finishStep(napi_env env, napi_status status, void *data) {
@@ -550,10 +742,6 @@ static void finishStep(napi_env env, napi_status status, void *data) {
   }
   napi_delete_reference(env, j->keep);
   napi_delete_async_work(env, j->work);
-  free(j->args.pastK);
-  free(j->args.pastV);
-  free(j->args.presK);
-  free(j->args.presV);
   free(j);
 }
 
@@ -567,60 +755,206 @@ static float *f32Data(napi_env env, napi_value v, size_t expect) {
   return data ? data : (float *)"";
 }
 
-/* decodeStep(handle, token, position, pastKeys, pastValues, presentKeys, presentValues, logits) */
-static napi_value decodeStep(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 8) THROW(env, "BAD_STEP", "decodeStep needs 8 arguments");
-  Decoder *d;
-  if (napi_get_value_external(env, argv[0], (void **)&d) != napi_ok || !d) THROW(env, "BAD_STEP", "not a decoder handle");
-  if (d->released) THROW(env, "RELEASED", "this decoder was released");
-  if (d->busy) THROW(env, "BUSY", "this decoder is already running a step; steps of one sequence run one at a time");
-  StepJob *j = calloc(1, sizeof(StepJob));
-  j->d = d;
-  int pastLen = -1;
-  if (napi_get_value_int32(env, argv[1], &j->args.token) != napi_ok || napi_get_value_int32(env, argv[2], &j->args.position) != napi_ok ||
-      j->args.token < 0 || j->args.token >= d->vocab || j->args.position < 0) {
-    free(j);
-    THROW(env, "BAD_STEP", "token must be a vocabulary id and position a non-negative integer");
+/* Common argument checks: a live decoder, not mid-step, and (when slotArg >= 0) a slot in use. */
+static Decoder *decoderArg(napi_env env, napi_value h) {
+  Decoder *d = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, h, &t) != napi_ok || t != napi_external || napi_get_value_external(env, h, (void **)&d) != napi_ok || !d) {
+    napi_throw_error(env, "BAD_STEP", "not a decoder handle");
+    return NULL;
   }
-  const float ***lists[4] = {&j->args.pastK, &j->args.pastV, (const float ***)&j->args.presK, (const float ***)&j->args.presV};
-  for (int li = 0; li < 4; li++) *lists[li] = calloc(d->layers, sizeof(float *));
-  const size_t kvRow = (size_t)d->kvHeads * d->headDim;
-  for (int li = 0; li < 4; li++) {
-    uint32_t n;
-    if (napi_get_array_length(env, argv[3 + li], &n) != napi_ok || (int)n != d->layers) goto bad;
-    for (int l = 0; l < d->layers; l++) {
-      napi_value e;
-      napi_typedarray_type t;
-      size_t len;
-      void *data;
-      bool is;
-      napi_get_element(env, argv[3 + li], l, &e);
-      if (napi_is_typedarray(env, e, &is) != napi_ok || !is || napi_get_typedarray_info(env, e, &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float32_array || len % kvRow) goto bad;
-      int rows = (int)(len / kvRow);
-      if (li == 0 && l == 0) pastLen = rows;
-      if (rows != (li < 2 ? pastLen : pastLen + 1)) goto bad;
-      (*lists[li])[l] = data ? data : (const float *)"";
+  if (d->released) { napi_throw_error(env, "RELEASED", "this decoder was released"); return NULL; }
+  if (d->busy) { napi_throw_error(env, "BUSY", "this decoder is running a step; steps and cache changes run one at a time"); return NULL; }
+  return d;
+}
+
+static Slot *slotArg(napi_env env, Decoder *d, napi_value v) {
+  int id;
+  if (napi_get_value_int32(env, v, &id) != napi_ok || id < 0 || id >= d->nSlots || !d->slots[id].used) {
+    napi_throw_error(env, "BAD_STEP", "not a live KV cache slot of this decoder");
+    return NULL;
+  }
+  return &d->slots[id];
+}
+
+/* Float32Array element l of a JS array, with exactly `len` values (len < 0: any multiple of kvRow). */
+static float *layerArray(napi_env env, napi_value arr, int l, size_t kvRow, long len, size_t *outLen) {
+  napi_value e;
+  napi_typedarray_type t;
+  size_t n;
+  void *data;
+  bool is;
+  if (napi_get_element(env, arr, l, &e) != napi_ok || napi_is_typedarray(env, e, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, e, &t, &n, &data, NULL, NULL) != napi_ok || t != napi_float32_array || n % kvRow || (len >= 0 && n != (size_t)len)) return NULL;
+  *outLen = n;
+  return data ? data : (float *)"";
+}
+
+/* cacheNew(handle) -> slot id: an empty KV cache for one sequence */
+static napi_value cacheNew(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg, out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
+  Decoder *d = decoderArg(env, arg);
+  if (!d) return NULL;
+  int id = 0;
+  while (id < d->nSlots && d->slots[id].used) id++;
+  if (id == d->nSlots) {
+    Slot *grown = realloc(d->slots, sizeof(Slot) * (d->nSlots + 4));
+    if (!grown) THROW(env, "NO_MEMORY", "out of memory for a KV cache slot");
+    memset(grown + d->nSlots, 0, sizeof(Slot) * 4);
+    d->slots = grown;
+    d->nSlots += 4;
+  }
+  if (!slotReserve(d, &d->slots[id], 1)) THROW(env, "NO_MEMORY", "out of memory for a KV cache");
+  d->slots[id].len = 0;
+  napi_create_int32(env, id, &out);
+  return out;
+}
+
+/* cacheImport(handle, slot, keys[], values[]): replaces the slot's contents with per-layer [kvHeads, T, headDim] arrays */
+static napi_value cacheImport(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], undef;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) THROW(env, "BAD_STEP", "cacheImport(handle, slot, keys, values)");
+  Decoder *d = decoderArg(env, argv[0]);
+  if (!d) return NULL;
+  Slot *S = slotArg(env, d, argv[1]);
+  if (!S) return NULL;
+  const size_t hd = d->headDim, kvRow = (size_t)d->kvHeads * hd;
+  uint32_t nk, nv;
+  size_t n0;
+  if (napi_get_array_length(env, argv[2], &nk) != napi_ok || napi_get_array_length(env, argv[3], &nv) != napi_ok || (int)nk != d->layers || (int)nv != d->layers ||
+      !layerArray(env, argv[2], 0, kvRow, -1, &n0)) {
+    THROW(env, "BAD_STEP", "cacheImport: keys and values need one Float32Array [kvHeads, T, headDim] per layer");
+  }
+  const int T = (int)(n0 / kvRow);
+  S->len = 0;
+  if (!slotReserve(d, S, T + 1)) THROW(env, "NO_MEMORY", "out of memory for the KV cache");
+  for (int l = 0; l < d->layers; l++) {
+    size_t n;
+    const float *k = layerArray(env, argv[2], l, kvRow, (long)n0, &n), *v = layerArray(env, argv[3], l, kvRow, (long)n0, &n);
+    if (!k || !v) THROW(env, "BAD_STEP", "cacheImport: every layer's keys and values must have the same [kvHeads, T, headDim] shape");
+    for (int g = 0; g < d->kvHeads; g++) {
+      memcpy(S->k[l] + (size_t)g * S->cap * hd, k + (size_t)g * T * hd, sizeof(float) * T * hd);
+      memcpy(S->v[l] + (size_t)g * S->cap * hd, v + (size_t)g * T * hd, sizeof(float) * T * hd);
     }
   }
-  j->args.pastLen = pastLen;
-  if (!(j->args.logits = f32Data(env, argv[7], (size_t)d->vocab))) goto bad;
-  napi_value keep, promise, name;
-  napi_create_array_with_length(env, 5, &keep);
-  for (int i = 3; i < 8; i++) napi_set_element(env, keep, i - 3, argv[i]);
-  napi_create_reference(env, keep, 1, &j->keep);
+  S->len = T;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/* cacheExport(handle, slot, length, keysOut[], valuesOut[]): the first `length` positions as [kvHeads, length, headDim] */
+static napi_value cacheExport(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], undef;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) THROW(env, "BAD_STEP", "cacheExport(handle, slot, length, keys, values)");
+  Decoder *d = decoderArg(env, argv[0]);
+  if (!d) return NULL;
+  Slot *S = slotArg(env, d, argv[1]);
+  if (!S) return NULL;
+  int T;
+  if (napi_get_value_int32(env, argv[2], &T) != napi_ok || T < 0 || T > S->len) THROW(env, "BAD_STEP", "cacheExport: length must be between 0 and the cached length");
+  const size_t hd = d->headDim, kvRow = (size_t)d->kvHeads * hd;
+  for (int l = 0; l < d->layers; l++) {
+    size_t n;
+    float *k = layerArray(env, argv[3], l, kvRow, (long)(kvRow * T), &n), *v = layerArray(env, argv[4], l, kvRow, (long)(kvRow * T), &n);
+    if (!k || !v) THROW(env, "BAD_STEP", "cacheExport: keys and values need one Float32Array [kvHeads, length, headDim] per layer");
+    for (int g = 0; g < d->kvHeads; g++) {
+      memcpy(k + (size_t)g * T * hd, S->k[l] + (size_t)g * S->cap * hd, sizeof(float) * T * hd);
+      memcpy(v + (size_t)g * T * hd, S->v[l] + (size_t)g * S->cap * hd, sizeof(float) * T * hd);
+    }
+  }
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/* cacheTruncate(handle, slot, length) / cacheFree(handle, slot) / cacheLength(handle, slot) */
+static napi_value cacheTruncate(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], undef;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Decoder *d = argc >= 3 ? decoderArg(env, argv[0]) : NULL;
+  if (argc < 3) THROW(env, "BAD_STEP", "cacheTruncate(handle, slot, length)");
+  if (!d) return NULL;
+  Slot *S = slotArg(env, d, argv[1]);
+  if (!S) return NULL;
+  int T;
+  if (napi_get_value_int32(env, argv[2], &T) != napi_ok || T < 0 || T > S->len) THROW(env, "BAD_STEP", "cacheTruncate: length must be between 0 and the cached length");
+  S->len = T;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+static napi_value cacheFree(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], undef;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_get_undefined(env, &undef);
+  if (argc < 2) THROW(env, "BAD_STEP", "cacheFree(handle, slot)");
+  Decoder *d = NULL;
+  if (napi_get_value_external(env, argv[0], (void **)&d) != napi_ok || !d) THROW(env, "BAD_STEP", "not a decoder handle");
+  if (d->released) return undef; /* already gone with the decoder */
+  if (d->busy) THROW(env, "BUSY", "this decoder is running a step; free the cache after it");
+  int id;
+  if (napi_get_value_int32(env, argv[1], &id) == napi_ok && id >= 0 && id < d->nSlots) slotFree(d, &d->slots[id]);
+  return undef;
+}
+
+static napi_value cacheLength(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) THROW(env, "BAD_STEP", "cacheLength(handle, slot)");
+  Decoder *d = decoderArg(env, argv[0]);
+  if (!d) return NULL;
+  Slot *S = slotArg(env, d, argv[1]);
+  if (!S) return NULL;
+  napi_create_int32(env, S->len, &out);
+  return out;
+}
+
+/* decodeStep(handle, slot, token, position, logits) -> Promise: appends one position to the slot's cache */
+static napi_value decodeStep(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) THROW(env, "BAD_STEP", "decodeStep(handle, slot, token, position, logits)");
+  Decoder *d = decoderArg(env, argv[0]);
+  if (!d) return NULL;
+  Slot *S = slotArg(env, d, argv[1]);
+  if (!S) return NULL;
+  int token, position;
+  if (napi_get_value_int32(env, argv[2], &token) != napi_ok || napi_get_value_int32(env, argv[3], &position) != napi_ok || token < 0 || token >= d->vocab || position < 0) {
+    THROW(env, "BAD_STEP", "token must be a vocabulary id and position a non-negative integer");
+  }
+  float *logits = f32Data(env, argv[4], (size_t)d->vocab);
+  if (!logits) THROW(env, "BAD_STEP", "decodeStep: logits must be a Float32Array of vocabulary size");
+  if (!slotReserve(d, S, S->len + 1)) THROW(env, "NO_MEMORY", "out of memory growing the KV cache");
+  if (d->scoresCap < S->len + 1) {
+    free(d->scores);
+    d->scoresCap = S->cap;
+    d->scores = malloc(sizeof(float) * d->scoresCap);
+    if (!d->scores) { d->scoresCap = 0; THROW(env, "NO_MEMORY", "out of memory for attention scores"); }
+  }
+  StepJob *j = calloc(1, sizeof(StepJob));
+  if (!j) THROW(env, "NO_MEMORY", "out of memory");
+  j->d = d;
+  j->args.slot = S;
+  j->args.token = token;
+  j->args.position = position;
+  j->args.logits = logits;
+  napi_value promise, name;
+  napi_create_reference(env, argv[4], 1, &j->keep);
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_string_utf8(env, "morris.decodeStep", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, runStep, finishStep, j, &j->work);
   d->busy = 1;
   napi_queue_async_work(env, j->work);
   return promise;
-bad:
-  for (int li = 0; li < 4; li++) free((void *)*lists[li]);
-  free(j);
-  THROW(env, "BAD_STEP", "decodeStep: past keys/values need one Float32Array [kvHeads, past, headDim] per layer, present ones [kvHeads, past + 1, headDim], logits [vocab]");
 }
 
 static napi_value releaseDecoder(napi_env env, napi_callback_info info) {
@@ -641,6 +975,8 @@ static napi_value kernelInfo(napi_env env, napi_callback_info info) {
   napi_create_object(env, &obj);
   napi_create_string_utf8(env, isaName, NAPI_AUTO_LENGTH, &isa);
   napi_set_named_property(env, obj, "isa", isa);
+  napi_create_string_utf8(env, gemvQ == gemvQAvx512 ? "avx512" : "scalar", NAPI_AUTO_LENGTH, &isa);
+  napi_set_named_property(env, obj, "quantIsa", isa);
   return obj;
 }
 
@@ -690,8 +1026,10 @@ static napi_value readSum(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_is_typedarray(env, arg, &is) != napi_ok || !is || napi_get_typedarray_info(env, arg, &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float32_array) {
     THROW(env, "BAD_ARG", "readSum needs a Float32Array");
   }
-  float s = gemv == gemvAvx512 ? readSum512(data, len) : __builtin_cpu_supports("avx2") ? readSum256(data, len) : 0;
-  if (gemv == gemvScalar) for (size_t i = 0; i < len; i++) s += ((float *)data)[i];
+  float s = 0;
+  if (gemv == gemvAvx512) s = readSum512(data, len);
+  else if (gemv == gemvAvx2) s = readSum256(data, len);
+  else for (size_t i = 0; i < len; i++) s += ((float *)data)[i];
   napi_create_double(env, s, &out);
   return out;
 }
@@ -701,6 +1039,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"createDecoder", NULL, createDecoder, NULL, NULL, NULL, napi_default, NULL},
     {"decodeStep", NULL, decodeStep, NULL, NULL, NULL, napi_default, NULL},
+    {"cacheNew", NULL, cacheNew, NULL, NULL, NULL, napi_default, NULL},
+    {"cacheImport", NULL, cacheImport, NULL, NULL, NULL, napi_default, NULL},
+    {"cacheExport", NULL, cacheExport, NULL, NULL, NULL, napi_default, NULL},
+    {"cacheTruncate", NULL, cacheTruncate, NULL, NULL, NULL, napi_default, NULL},
+    {"cacheFree", NULL, cacheFree, NULL, NULL, NULL, napi_default, NULL},
+    {"cacheLength", NULL, cacheLength, NULL, NULL, NULL, napi_default, NULL},
     {"releaseDecoder", NULL, releaseDecoder, NULL, NULL, NULL, napi_default, NULL},
     {"kernelInfo", NULL, kernelInfo, NULL, NULL, NULL, napi_default, NULL},
     {"readSum", NULL, readSum, NULL, NULL, NULL, napi_default, NULL},

@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import type { DecoderConfig } from '../src/model/checkpoint.ts';
 import { compileModel, type Quant } from '../src/model/compile.ts';
 import { loadModel } from '../src/model/engine.ts';
-import { createNativeDecoder, nativeAddon, type NativeDecoder } from '../src/model/native-decode.ts';
+import { createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence } from '../src/model/native-decode.ts';
 import { GraphBuilder } from '../src/model/onnx/builder.ts';
 import { createSession, float32Tensor, int64Tensor, Tensor, type OrtSession, type OrtTensor } from '../src/model/ort.ts';
 import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
@@ -120,18 +120,12 @@ function weightBytesPerToken(modelDir: string, compiledDir: string, quant: Quant
   return statSync(join(compiledDir, 'onnx', 'quant.bin')).size + norms; // all matrices incl. LM head are quantized
 }
 
-type Past = { keys: Float32Array[]; values: Float32Array[] };
-
-/** Logits [ids.length, vocab] teacher-forced one native step per token (as generation runs), and the K/V cache after the last. */
-async function nativeTeacherForced(decoder: NativeDecoder, c: DecoderConfig, ids: readonly number[]): Promise<{ logits: Float32Array; past: Past }> {
-  let past: Past = { keys: Array.from({ length: c.numLayers }, () => new Float32Array(0)), values: Array.from({ length: c.numLayers }, () => new Float32Array(0)) };
+/** Logits [ids.length, vocab] teacher-forced one native step per token (as generation runs), and the sequence holding its K/V cache. */
+async function nativeTeacherForced(decoder: NativeDecoder, c: DecoderConfig, ids: readonly number[]): Promise<{ logits: Float32Array; seq: NativeSequence }> {
+  const seq = decoder.sequence();
   const logits = new Float32Array(ids.length * c.vocabSize);
-  for (let t = 0; t < ids.length; t++) {
-    const out = await decoder.step(ids[t]!, t, past);
-    logits.set(out.logits, t * c.vocabSize);
-    past = { keys: out.keys, values: out.values };
-  }
-  return { logits, past };
+  for (let t = 0; t < ids.length; t++) logits.set(await seq.step(ids[t]!, t), t * c.vocabSize);
+  return { logits, seq };
 }
 
 /** Logits [ids.length, vocab] of one prefill through the ONNX graph, and the feed for the next step (past = its presents). */
@@ -184,13 +178,9 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
     try {
       const tf = await nativeTeacherForced(decoder, c, ids);
       writeFileSync(logitsFile, tf.logits);
-      let past = tf.past;
       const w0 = performance.now();
       const c0 = process.cpuUsage();
-      for (let i = 0; i < steps; i++) {
-        const out = await decoder.step(65, ids.length + i, past);
-        past = { keys: out.keys, values: out.values };
-      }
+      for (let i = 0; i < steps; i++) await tf.seq.step(65, ids.length + i);
       const cpu = process.cpuUsage(c0);
       rawWallMs = performance.now() - w0;
       rawCpuMs = (cpu.user + cpu.system) / 1000;

@@ -24,7 +24,7 @@ import { openCheckpoint, type Checkpoint, type DecoderConfig } from './checkpoin
 import { buildInferenceGraph, externalWeights, LORA_MODULES, moduleName, type LoraModule, type LoraTensors, type WeightProvider } from './llama-graph.ts';
 import type { TensorEntry } from './safetensors.ts';
 import { pairKey, readAdapter, type Adapter } from './lora.ts';
-import { ExternalDataFile, quantizeWeights, quantLinear, type QuantBits, type QuantizedWeight } from './quant.ts';
+import { BLOCK_SIZE, ExternalDataFile, quantizeWeights, quantLinear, type QuantBits, type QuantizedWeight } from './quant.ts';
 
 const log = childLog('compile');
 
@@ -48,6 +48,8 @@ export interface CompiledModel {
   readonly config: DecoderConfig;
   readonly adapter: Adapter | null;
   readonly quant: Quant;
+  /** int8/int4: where the quantized matrices are (for the native decode kernel); null for fp32. */
+  readonly quantized: QuantizedIndex | null;
   /** Whether this call built the graph (false: reused an up-to-date compiled folder). */
   readonly built: boolean;
 }
@@ -98,6 +100,14 @@ export function linkInto(src: string, dest: string): void {
   }
 }
 
+export interface QuantizedIndex {
+  /** quant.bin inside the compiled folder (a hard link to the shared quantized weights). */
+  readonly file: string;
+  readonly bits: QuantBits;
+  readonly blockSize: number;
+  readonly weights: ReadonlyMap<string, QuantizedWeight>;
+}
+
 export async function compileModel(opts: CompileOptions): Promise<CompiledModel> {
   const quant = opts.quant ?? 'fp32';
   const ckpt: Checkpoint = openCheckpoint(opts.modelDir);
@@ -112,14 +122,21 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
     files: [...sources, ...sideFiles, ...(adapter ? [adapter.file, join(adapter.dir, 'adapter_config.json')] : [])].map(fileIdentity),
   });
   const stamp = join(dir, 'compiled.json');
+  const bits: QuantBits = quant === 'int8' ? 8 : 4;
+  const quantKey = JSON.stringify({ v: COMPILER_VERSION, bits, files: sources.map(fileIdentity) });
+  const quantDir = join(dirname(dir), `weights-${quant}`);
+  const index = (weights: ReadonlyMap<string, QuantizedWeight>): QuantizedIndex => ({ file: join(dir, 'onnx', 'quant.bin'), bits, blockSize: BLOCK_SIZE[bits], weights });
   if (existsSync(stamp) && existsSync(onnxFile) && readFileSync(stamp, 'utf8') === key) {
-    return { dir, onnxFile, config: ckpt.config, adapter, quant, built: false };
+    const saved = quant === 'fp32' ? null : readQuantIndex(quantDir, quantKey);
+    if (quant === 'fp32' || saved) return { dir, onnxFile, config: ckpt.config, adapter, quant, quantized: saved ? index(saved) : null, built: false };
+    // the shared quantized weights were removed: build again
   }
 
   const t0 = Date.now();
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(join(tmp, 'onnx', 'base'), { recursive: true });
+  let quantized: { file: string; weights: Map<string, QuantizedWeight> } | null = null;
   try {
     for (const f of sideFiles) copyFileSync(f, join(tmp, basename(f)));
     const location = new Map<string, string>();
@@ -132,9 +149,7 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
       linkInto(adapter.file, join(tmp, 'onnx', 'adapter', basename(adapter.file)));
       location.set(adapter.file, `adapter/${basename(adapter.file)}`);
     }
-    const bits: QuantBits = quant === 'int8' ? 8 : 4;
-    const quantKey = JSON.stringify({ v: COMPILER_VERSION, bits, files: sources.map(fileIdentity) });
-    const quantized = quant === 'fp32' ? null : await quantizedBase(ckpt, bits, join(dirname(dir), `weights-${quant}`), quantKey);
+    quantized = quant === 'fp32' ? null : await quantizedBase(ckpt, bits, quantDir, quantKey);
     if (quantized) linkInto(quantized.file, join(tmp, 'onnx', 'quant.bin'));
     const g = buildInferenceGraph(ckpt.config, (gb) => ({
       weights: externalWeights(gb, ckpt.tensors, (f) => location.get(f)!),
@@ -151,7 +166,7 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
     } catch (e) {
       if (existsSync(stamp) && readFileSync(stamp, 'utf8') === key) {
         rmSync(tmp, { recursive: true, force: true });
-        return { dir, onnxFile, config: ckpt.config, adapter, quant, built: false };
+        return { dir, onnxFile, config: ckpt.config, adapter, quant, quantized: quantized ? index(quantized.weights) : null, built: false };
       }
       throw e;
     }
@@ -163,7 +178,7 @@ export async function compileModel(opts: CompileOptions): Promise<CompiledModel>
     throw wrapFsError(e, dir);
   }
   log.info({ dir, quant, adapter: adapter?.dir ?? null, ms: Date.now() - t0 }, 'compiled model graph');
-  return { dir, onnxFile, config: ckpt.config, adapter, quant, built: true };
+  return { dir, onnxFile, config: ckpt.config, adapter, quant, quantized: quantized ? index(quantized.weights) : null, built: true };
 }
 
 /**

@@ -24,7 +24,7 @@ import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
 import { sessionOptions, withProviderFallback, type DeviceChoice, type OrtSession } from './ort.ts';
 import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
-import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type NativeDecoder } from './native-decode.ts';
+import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type NativeDecodeSession, type NativeDecoder } from './native-decode.ts';
 
 export type { SamplingOptions } from './sampling.ts';
 
@@ -181,26 +181,30 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   );
   const kernelStats = { nativeSteps: 0, onnxRuns: 0 };
   let native: NativeDecoder | null = null;
+  let nativeSession: NativeDecodeSession | null = null;
+  let running = 0;
   const kernelChoice = opts.decodeKernel ?? 'auto';
   if (kernelChoice !== 'onnx') {
-    const why = device !== 'cpu' ? `the model runs on ${device}` : quant !== 'fp32' ? `weights are ${quant}` : null;
     const { addon, reason } = nativeAddon();
+    // Quantized weights only pay off natively with the vector kernel; the scalar one is slower than ONNX Runtime.
+    const why = device !== 'cpu' ? `the model runs on ${device}` : quant !== 'fp32' && addon && addon.kernelInfo().quantIsa !== 'avx512' && kernelChoice === 'auto' ? `this CPU lacks AVX-512 for ${quant} weights` : null;
     if (kernelChoice === 'native' && (why || !addon)) {
       await model.dispose();
       throw new MorrisError('CONFIG_INVALID', `MORRIS_DECODE_KERNEL=native, but ${why ?? reason}.`, {
-        hint: 'The native kernel runs fp32 decode on the CPU. Use MORRIS_DECODE_KERNEL=auto to fall back to ONNX Runtime.',
+        hint: 'The native kernel runs decode on the CPU. Use MORRIS_DECODE_KERNEL=auto to fall back to ONNX Runtime.',
       });
     }
     if (!why && !addon) logNativeUnavailable(reason);
     if (!why && addon) {
       try {
-        native = createNativeDecoder(addon, compiled.config, opts.modelDir, compiled.adapter);
+        native = createNativeDecoder(addon, compiled.config, opts.modelDir, compiled.adapter, compiled.quantized);
       } catch (e) {
         await model.dispose();
         throw e;
       }
       const sessions = (model as unknown as { sessions: Record<string, OrtSession> }).sessions;
-      sessions['model'] = withNativeDecode(sessions['model']!, native, compiled.config, kernelStats);
+      nativeSession = withNativeDecode(sessions['model']!, native, compiled.config, kernelStats);
+      sessions['model'] = nativeSession.session;
     }
   }
   const decodeKernel = native ? `native-${native.isa}` : 'onnx';
@@ -248,6 +252,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       queue.push(piece);
       notify();
     });
+    running++;
     const rngState = new random.Random(sampling.seed ?? Math.floor(Math.random() * 2 ** 31));
     const ids = BigInt64Array.from(promptIds, (v) => BigInt(v));
     const run = model
@@ -298,6 +303,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       stopped = true; // a consumer that stops iterating stops the decode loop too
       signal?.removeEventListener('abort', onAbort);
       await run;
+      if (--running === 0) await nativeSession?.freeSequences(); // KV caches go back as soon as nothing decodes
     }
   }
 

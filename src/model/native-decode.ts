@@ -18,6 +18,7 @@ import { childLog } from '../log.ts';
 import { REPO_ROOT } from '../paths.ts';
 import { ropeInvFreq, type DecoderConfig } from './checkpoint.ts';
 import { LORA_MODULES, moduleName } from './llama-graph.ts';
+import type { QuantizedIndex } from './compile.ts';
 import type { Adapter } from './lora.ts';
 import { Tensor, type OrtSession, type OrtTensor } from './ort.ts';
 import { readCheckpointTensors, readTensorF32, type TensorEntry } from './safetensors.ts';
@@ -32,18 +33,18 @@ type Handle = { readonly __decoder: unique symbol };
 interface TensorDesc { file: number; offset: number; dtype: string; count: number }
 
 export interface NativeAddon {
-  kernelInfo(): { isa: 'avx512' | 'avx2' | 'scalar' };
+  /** isa: fp32 kernel; quantIsa: int8/int4 kernel (scalar is slower than ONNX Runtime's). */
+  kernelInfo(): { isa: 'avx512' | 'avx2' | 'scalar'; quantIsa: 'avx512' | 'scalar' };
   createDecoder(spec: unknown): Handle;
-  decodeStep(
-    handle: Handle,
-    token: number,
-    position: number,
-    pastKeys: Float32Array[],
-    pastValues: Float32Array[],
-    presentKeys: Float32Array[],
-    presentValues: Float32Array[],
-    logits: Float32Array,
-  ): Promise<void>;
+  /** Appends one position to a slot's KV cache and writes the logits; runs off the main thread. */
+  decodeStep(handle: Handle, slot: number, token: number, position: number, logits: Float32Array): Promise<void>;
+  /** KV cache slots, one per sequence, held natively ([kvHeads, capacity, headDim] per layer). */
+  cacheNew(handle: Handle): number;
+  cacheImport(handle: Handle, slot: number, keys: Float32Array[], values: Float32Array[]): void;
+  cacheExport(handle: Handle, slot: number, length: number, keys: Float32Array[], values: Float32Array[]): void;
+  cacheTruncate(handle: Handle, slot: number, length: number): void;
+  cacheFree(handle: Handle, slot: number): void;
+  cacheLength(handle: Handle, slot: number): number;
   releaseDecoder(handle: Handle): void;
   /** Sum of a Float32Array with the kernel's own loads: one-thread read bandwidth for the roofline. */
   readSum(data: Float32Array): number;
@@ -67,31 +68,61 @@ export function nativeAddon(): { addon: NativeAddon | null; reason: string } {
   return cached;
 }
 
+export interface KvArrays {
+  /** Per layer [kvHeads, length, headDim]. */
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+/** One sequence's KV cache inside the native decoder. */
+export interface NativeSequence {
+  readonly length: number;
+  /** Runs the token at `position` (RoPE) against the cache, appends its K/V, returns the logits. */
+  step(token: number, position: number): Promise<Float32Array>;
+  /** The first `length` cached positions in the ONNX layout. */
+  export(length?: number): KvArrays;
+  truncate(length: number): void;
+  free(): void;
+}
+
 /** A native decoder for base weights (+ adapter), holding its own mmap of the safetensors files. */
 export interface NativeDecoder {
   readonly isa: string;
-  step(token: number, position: number, past: { keys: Float32Array[]; values: Float32Array[] }): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }>;
+  /** A sequence starting from `past` (e.g. the ONNX prefill's present tensors) or empty. */
+  sequence(past?: KvArrays): NativeSequence;
   release(): void;
 }
 
-export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, modelDir: string, adapter: Adapter | null): NativeDecoder {
+/**
+ * `quantized`: int8/int4 matrices from the compiled model (the same codes ONNX Runtime's
+ * MatMulNBits reads); the embedding lookup and norms stay in the checkpoint's own precision.
+ */
+export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, modelDir: string, adapter: Adapter | null, quantized: QuantizedIndex | null = null): NativeDecoder {
   const tensors = readCheckpointTensors(modelDir);
   const files: string[] = [];
   const desc = (name: string): TensorDesc => {
     const t = tensors.get(name);
     if (!t) throw new MorrisError('MODEL_INVALID', `The checkpoint in ${modelDir} has no tensor ${name}.`);
-    let file = files.indexOf(t.file);
-    if (file < 0) file = files.push(t.file) - 1;
-    return { file, offset: t.offset, dtype: t.dtype, count: t.shape.reduce((a, b) => a * b, 1) };
+    return { file: fileIndex(t.file), offset: t.offset, dtype: t.dtype, count: t.shape.reduce((a, b) => a * b, 1) };
+  };
+  const fileIndex = (f: string): number => {
+    const i = files.indexOf(f);
+    return i >= 0 ? i : files.push(f) - 1;
+  };
+  const matrix = (name: string): TensorDesc | { quant: Record<string, number> } => {
+    const q = quantized?.weights.get(name);
+    if (!q) return desc(name);
+    const file = fileIndex(quantized!.file);
+    return { quant: { bits: quantized!.bits, block: quantized!.blockSize, nBlocks: q.nBlocks, file, codes: q.packed.offset, scales: q.scales.offset, zeros: q.zeroPoints.offset } };
   };
   const maybe = (name: string): TensorDesc | undefined => (tensors.has(name) ? desc(name) : undefined);
   const loraTensor = (e: TensorEntry): Float32Array => readTensorF32(e);
   const layer = Array.from({ length: cfg.numLayers }, (_, l) => {
-    const w: Record<string, TensorDesc> = {};
+    const w: Record<string, ReturnType<typeof matrix>> = {};
     const bias: Record<string, TensorDesc> = {};
     const lora: Record<string, { a: Float32Array; b: Float32Array; r: number; scale: number }> = {};
     for (const m of LORA_MODULES) {
-      w[m] = desc(`${moduleName(l, m)}.weight`);
+      w[m] = matrix(`${moduleName(l, m)}.weight`);
       const b = maybe(`${moduleName(l, m)}.bias`);
       if (b) bias[m] = b;
       const pair = adapter?.pairs.get(`${l}.${m}`);
@@ -112,7 +143,7 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
     invFreq: Float32Array.from(ropeInvFreq(cfg)),
     embed: desc('model.embed_tokens.weight'),
     norm: desc('model.norm.weight'),
-    head: desc(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),
+    head: matrix(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),
     layer,
     files,
   };
@@ -126,16 +157,35 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
     });
   }
   const kvRow = cfg.numKvHeads * cfg.headDim;
+  const L = cfg.numLayers;
   return {
     isa: addon.kernelInfo().isa,
-    async step(token, position, past) {
-      const pastLen = (past.keys[0]?.length ?? 0) / kvRow;
-      const rows = (pastLen + 1) * kvRow;
-      const keys = past.keys.map(() => new Float32Array(rows));
-      const values = past.values.map(() => new Float32Array(rows));
-      const logits = new Float32Array(cfg.vocabSize);
-      await addon.decodeStep(handle, token, position, past.keys, past.values, keys, values, logits);
-      return { logits, keys, values };
+    sequence(past) {
+      const slot = addon.cacheNew(handle);
+      let freed = false;
+      if (past) addon.cacheImport(handle, slot, past.keys, past.values);
+      return {
+        get length() {
+          return freed ? 0 : addon.cacheLength(handle, slot);
+        },
+        async step(token, position) {
+          const logits = new Float32Array(cfg.vocabSize);
+          await addon.decodeStep(handle, slot, token, position, logits);
+          return logits;
+        },
+        export(length) {
+          const n = length ?? addon.cacheLength(handle, slot);
+          const out: KvArrays = { keys: Array.from({ length: L }, () => new Float32Array(n * kvRow)), values: Array.from({ length: L }, () => new Float32Array(n * kvRow)) };
+          addon.cacheExport(handle, slot, n, out.keys, out.values);
+          return out;
+        },
+        truncate: (length) => addon.cacheTruncate(handle, slot, length),
+        free() {
+          if (freed) return;
+          freed = true;
+          addon.cacheFree(handle, slot);
+        },
+      };
     },
     release: () => addon.releaseDecoder(handle),
   };
@@ -147,56 +197,130 @@ function cpuFloats(t: OrtTensor | undefined): Float32Array | null {
   return t.data as Float32Array;
 }
 
+/** Where a present tensor returned by a native step really lives: `length` positions of `seq`. */
+interface NativeKv {
+  seq: NativeSequence;
+  length: number;
+}
+
 /**
  * Wraps an ONNX session (the decoder graph of compile.ts) so that steps the native kernel can
  * take run natively. Any other call goes to the session untouched.
+ *
+ * The KV cache stays inside the native decoder: the present.N.key/value tensors a native step
+ * returns are placeholders of the right shape (shared zero-filled views, never read) that stand
+ * for "`length` positions of that sequence", so a step costs no cache copy. The prefill's real
+ * tensors are imported once; should a placeholder ever reach the ONNX graph, it is materialized
+ * first. Steps run one at a time (the decoder has one set of scratch buffers); concurrent
+ * generations each get their own sequence.
  */
-export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cfg: DecoderConfig, stats: { nativeSteps: number; onnxRuns: number }): OrtSession {
+export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cfg: DecoderConfig, stats: { nativeSteps: number; onnxRuns: number }): NativeDecodeSession {
   const L = cfg.numLayers;
+  const kvRow = cfg.numKvHeads * cfg.headDim;
+  const placeholders = new WeakMap<OrtTensor, NativeKv>();
+  const live = new Set<NativeSequence>();
+  // Sequences whose placeholders are all gone free their cache at garbage collection at the latest.
+  const collected = new FinalizationRegistry<NativeSequence>((seq) => {
+    live.delete(seq);
+    seq.free();
+  });
+  let zeros = new Float32Array(0);
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(f: () => Promise<T>): Promise<T> => {
+    const next = queue.then(f, f);
+    queue = next.catch(() => undefined);
+    return next;
+  };
+
+  const materialize = (feeds: Record<string, OrtTensor>): Record<string, OrtTensor> => {
+    const out = { ...feeds };
+    const first = placeholders.get(feeds['past_key_values.0.key']!);
+    if (!first) return out;
+    const kv = first.seq.export(first.length);
+    const dims = [1, cfg.numKvHeads, first.length, cfg.headDim];
+    for (let l = 0; l < L; l++) {
+      out[`past_key_values.${l}.key`] = new Tensor('float32', kv.keys[l]!, dims);
+      out[`past_key_values.${l}.value`] = new Tensor('float32', kv.values[l]!, dims);
+    }
+    return out;
+  };
+
   const run = async (feeds: Record<string, OrtTensor>, ...rest: unknown[]): Promise<Record<string, OrtTensor>> => {
     const ids = feeds['input_ids'];
     const mask = feeds['attention_mask'];
     const pos = feeds['position_ids'];
+    const past0 = feeds['past_key_values.0.key'];
     const fits =
-      rest.length === 0 &&
+      rest.length === 0 && past0 !== undefined &&
       ids?.dims.length === 2 && ids.dims[0] === 1 && ids.dims[1] === 1 &&
-      pos !== undefined && mask !== undefined &&
+      pos !== undefined && mask !== undefined && mask.dims[1] === past0.dims[2]! + 1 &&
       (mask.data as BigInt64Array).every((v) => v === 1n);
-    const pastKeys: Float32Array[] = [];
-    const pastValues: Float32Array[] = [];
-    if (fits) {
-      for (let l = 0; l < L; l++) {
-        const k = cpuFloats(feeds[`past_key_values.${l}.key`]);
-        const v = cpuFloats(feeds[`past_key_values.${l}.value`]);
-        if (!k || !v) break;
-        pastKeys.push(k);
-        pastValues.push(v);
-      }
-    }
-    const pastLen = pastKeys.length === L ? feeds[`past_key_values.0.key`]!.dims[2]! : -1;
-    if (!fits || pastKeys.length !== L || mask!.dims[1] !== pastLen + 1) {
+    if (!fits) {
       stats.onnxRuns++;
-      return (session.run as (...a: unknown[]) => Promise<Record<string, OrtTensor>>).call(session, feeds, ...rest);
+      return (session.run as (...a: unknown[]) => Promise<Record<string, OrtTensor>>).call(session, materialize(feeds), ...rest);
     }
     const token = Number((ids!.data as BigInt64Array)[0]);
     const position = Number((pos!.data as BigInt64Array)[0]);
-    const out = await decoder.step(token, position, { keys: pastKeys, values: pastValues });
-    stats.nativeSteps++;
-    const result: Record<string, OrtTensor> = { logits: new Tensor('float32', out.logits, [1, 1, cfg.vocabSize]) };
-    const dims = [1, cfg.numKvHeads, pastLen + 1, cfg.headDim];
-    for (let l = 0; l < L; l++) {
-      result[`present.${l}.key`] = new Tensor('float32', out.keys[l]!, dims);
-      result[`present.${l}.value`] = new Tensor('float32', out.values[l]!, dims);
-    }
-    return result;
+    return serial(async () => {
+      let at = placeholders.get(past0!);
+      if (!at) {
+        // The prefill's (or an earlier ONNX run's) real tensors: copy them in once.
+        const past: KvArrays = { keys: [], values: [] };
+        for (let l = 0; l < L; l++) {
+          const k = feeds[`past_key_values.${l}.key`];
+          const v = feeds[`past_key_values.${l}.value`];
+          if (k?.type !== 'float32' || v?.type !== 'float32' || (k.location ?? 'cpu') !== 'cpu' || (v.location ?? 'cpu') !== 'cpu') {
+            stats.onnxRuns++;
+            return (session.run as (f: unknown) => Promise<Record<string, OrtTensor>>).call(session, feeds);
+          }
+          past.keys.push(k.data as Float32Array);
+          past.values.push(v.data as Float32Array);
+        }
+        const seq = decoder.sequence(past);
+        live.add(seq);
+        at = { seq, length: past0!.dims[2]! };
+      }
+      // A caller that went back to an earlier cache (none does today) gets that prefix.
+      if (at.seq.length !== at.length) at.seq.truncate(at.length);
+      const logits = await at.seq.step(token, position);
+      stats.nativeSteps++;
+      const length = at.length + 1;
+      if (zeros.length < length * kvRow) zeros = new Float32Array(Math.max(length * kvRow, zeros.length * 2));
+      const view = zeros.subarray(0, length * kvRow);
+      const dims = [1, cfg.numKvHeads, length, cfg.headDim];
+      const result: Record<string, OrtTensor> = { logits: new Tensor('float32', logits, [1, 1, cfg.vocabSize]) };
+      const where: NativeKv = { seq: at.seq, length };
+      for (let l = 0; l < L; l++) {
+        for (const kind of ['key', 'value']) {
+          const t = new Tensor('float32', view, dims);
+          placeholders.set(t, where);
+          result[`present.${l}.${kind}`] = t;
+        }
+      }
+      collected.register(result['present.0.key']!, at.seq);
+      return result;
+    });
   };
-  return new Proxy(session, {
+  const proxy = new Proxy(session, {
     get(target, prop, receiver) {
       if (prop === 'run') return run;
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+  return {
+    session: proxy,
+    /** Frees every sequence's cache (call when no generation is running). */
+    freeSequences: () => serial(async () => {
+      for (const seq of live) seq.free();
+      live.clear();
+    }),
+  };
+}
+
+export interface NativeDecodeSession {
+  session: OrtSession;
+  freeSequences(): Promise<void>;
 }
 
 export function logNativeUnavailable(reason: string): void {

@@ -4,7 +4,7 @@
  * instruction set, and what it does with bad input.
  */
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -14,12 +14,15 @@ import { openCheckpoint } from '../../src/model/checkpoint.ts';
 import { loadModel, type ChatMessage, type LoadOptions, type SamplingOptions } from '../../src/model/engine.ts';
 import { LORA_MODULES } from '../../src/model/llama-graph.ts';
 import { readAdapter, type Adapter } from '../../src/model/lora.ts';
-import { createNativeDecoder, nativeAddon, type NativeAddon } from '../../src/model/native-decode.ts';
+import { compileModel, type QuantizedIndex } from '../../src/model/compile.ts';
+import { createNativeDecoder, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
+import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
+import { dequantizeMatrix } from '../../src/model/quant.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
-import { referenceForward, referenceWeights } from '../../src/model/reference-forward.ts';
+import { referenceForward, referenceWeights, type ReferenceWeights } from '../../src/model/reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
-import { relError } from './graph-helpers.ts';
+import { fullLogits, relError } from './graph-helpers.ts';
 import { teacherForced } from './native-helpers.ts';
 
 // nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
@@ -130,6 +133,81 @@ describe('native decode vs the float64 reference (teacher-forced, step by step)'
   });
 });
 
+/** Reference weights where every quantized matrix is replaced by what its codes decode to. */
+function dequantizedWeights(modelDir: string, q: QuantizedIndex): ReferenceWeights {
+  const base = referenceWeights(openCheckpoint(modelDir).tensors);
+  const bytes = readFileSync(q.file);
+  const view = (e: { offset: number; length: number }) => bytes.subarray(e.offset, e.offset + e.length);
+  return {
+    has: (n) => base.has(n),
+    get(n) {
+      const w = q.weights.get(n);
+      if (!w) return base.get(n);
+      const scales = view(w.scales);
+      const m = { packed: view(w.packed), scales: new Float32Array(scales.buffer.slice(scales.byteOffset, scales.byteOffset + scales.byteLength)), zeroPoints: view(w.zeroPoints), nBlocks: w.nBlocks };
+      return Float64Array.from(dequantizeMatrix(m, w.N, w.K, q.bits, q.blockSize));
+    },
+  };
+}
+
+describe('withNativeDecode: the session transformers.js sees', () => {
+  it('prefill in ONNX, steps native, a multi-token chunk back in ONNX (placeholders materialized), then native again: all logits match ONNX alone', async () => {
+    const f = fixtureOf(0);
+    const compiled = await compileModel({ modelDir: f.modelDir, cacheDir: join(root, 'wcache') });
+    const { session } = await createSession(compiled.onnxFile);
+    const decoder = createNativeDecoder(addon(), f.cfg, f.modelDir, null);
+    const stats = { nativeSteps: 0, onnxRuns: 0 };
+    const wrapped = withNativeDecode(session, decoder, f.cfg, stats);
+    const expected = await fullLogits(session, f.cfg, IDS);
+    const got: Float32Array[] = [];
+    let past: Record<string, OrtTensor> = {};
+    for (let l = 0; l < f.cfg.numLayers; l++) for (const k of ['key', 'value']) past[`past_key_values.${l}.${k}`] = new Tensor('float32', new Float32Array(0), [1, f.cfg.numKvHeads, 0, f.cfg.headDim]);
+    let t = 0;
+    for (const n of [4, 1, 1, 1, 2, 1, 1, 1]) { // 4 + 3 native + 2 in ONNX + 3 native = 12 positions
+      const ids = IDS.slice(t, t + n);
+      const res = await wrapped.session.run({
+        input_ids: int64Tensor(ids, [1, n]),
+        attention_mask: int64Tensor(Array(t + n).fill(1), [1, t + n]),
+        position_ids: int64Tensor(ids.map((_, i) => t + i), [1, n]),
+        num_logits_to_keep: int64Tensor([0], []),
+        ...past,
+      });
+      const logits = res['logits']!.data as Float32Array;
+      for (let r = 0; r < n; r++) got.push(logits.slice(r * f.cfg.vocabSize, (r + 1) * f.cfg.vocabSize));
+      past = {};
+      for (let l = 0; l < f.cfg.numLayers; l++) for (const k of ['key', 'value']) past[`past_key_values.${l}.${k}`] = res[`present.${l}.${k}`]!;
+      t += n;
+    }
+    expect(stats).toEqual({ nativeSteps: 6, onnxRuns: 2 });
+    expect(relError(got, expected)).toBeLessThan(1e-4);
+    await wrapped.freeSequences();
+    decoder.release();
+    await session.release();
+  });
+});
+
+describe('native int8/int4 decode vs the float64 reference on the dequantized weights', () => {
+  for (const quant of ['int8', 'int4'] as const) {
+    it(`${quant}: the same codes MatMulNBits reads (odd sizes: padded last blocks, odd block counts), with and without LoRA`, async () => {
+      const f = fixtureOf(0);
+      const compiled = await compileModel({ modelDir: f.modelDir, quant, cacheDir: join(root, 'qcache') });
+      const q = compiled.quantized!;
+      expect(q.bits).toBe(quant === 'int8' ? 8 : 4);
+      const weights = dequantizedWeights(f.modelDir, q);
+      const ref = referenceForward(f.cfg, weights, IDS);
+      const refLora = referenceForward(f.cfg, weights, IDS, { adapter: f.adapter, weights: referenceWeights(readSafetensorsHeader(f.adapter.file).tensors) });
+      expect(relError(ref, f.ref)).toBeGreaterThan(1e-4); // quantization really changed the weights
+      // float32 sums of codes × activations minus zero point × block sum: a little more rounding than fp32 weights
+      const plain = createNativeDecoder(addon(), f.cfg, f.modelDir, null, q);
+      expect(relError(await teacherForced(plain, f.cfg, IDS), ref)).toBeLessThan(2e-4);
+      plain.release();
+      const lora = createNativeDecoder(addon(), f.cfg, f.modelDir, f.adapter, q);
+      expect(relError(await teacherForced(lora, f.cfg, IDS), refLora)).toBeLessThan(2e-4);
+      lora.release();
+    });
+  }
+});
+
 // MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
 const childScript = `
   const { nativeAddon, createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/native-decode.ts'))});
@@ -190,6 +268,12 @@ describe('bad input: errors with a code, not crashes', () => {
       return h;
     },
     decodeStep: (...args) => a.decodeStep(...args),
+    cacheNew: (h) => a.cacheNew(h),
+    cacheImport: (...args) => a.cacheImport(...args),
+    cacheExport: (...args) => a.cacheExport(...args),
+    cacheTruncate: (...args) => a.cacheTruncate(...args),
+    cacheFree: (...args) => a.cacheFree(...args),
+    cacheLength: (...args) => a.cacheLength(...args),
     releaseDecoder: (h) => a.releaseDecoder(h),
     readSum: (d) => a.readSum(d),
   });
@@ -198,32 +282,42 @@ describe('bad input: errors with a code, not crashes', () => {
     a = addon();
   });
 
-  it('decodeStep with wrong arguments or a non-decoder handle throws BAD_STEP, and the decoder still works after', async () => {
+  it('decodeStep and the cache calls with wrong arguments or a non-decoder handle throw BAD_STEP, and the decoder still works after', async () => {
     const handles: Handle[] = [];
     const decoder = createNativeDecoder(capturing(handles), f.cfg, f.modelDir, null);
     const h = handles[0]!;
     const { numLayers: L, numKvHeads, headDim, vocabSize: V } = f.cfg;
     const row = numKvHeads * headDim;
     const kv = (rows: number) => Array.from({ length: L }, () => new Float32Array(rows * row));
+    const slot = a.cacheNew(h);
+    a.cacheImport(h, slot, kv(2), kv(2));
+    expect(a.cacheLength(h, slot)).toBe(2);
     const logits = new Float32Array(V);
-    const step = (...over: unknown[]) => () => (a.decodeStep as (...x: unknown[]) => unknown)(...over);
-    const good = [h, 1, 2, kv(2), kv(2), kv(3), kv(3), logits];
+    const call = (name: keyof NativeAddon, ...args: unknown[]) => () => (a[name] as (...x: unknown[]) => unknown)(...args);
+    const good = [h, slot, 1, 2, logits];
     const withArg = (i: number, v: unknown) => good.map((g, j) => (j === i ? v : g));
 
-    expect(thrownCode(step(...withArg(0, {})))).toBe('BAD_STEP');
-    expect(thrownCode(step(...withArg(0, null)))).toBe('BAD_STEP');
-    expect(thrownCode(step(...withArg(0, 7)))).toBe('BAD_STEP');
-    expect(thrownCode(step(...good.slice(0, 7)))).toBe('BAD_STEP'); // no logits
-    expect(thrownCode(step(...withArg(1, V)))).toBe('BAD_STEP'); // token outside the vocabulary
-    expect(thrownCode(step(...withArg(1, -1)))).toBe('BAD_STEP');
-    expect(thrownCode(step(...withArg(2, -1)))).toBe('BAD_STEP'); // negative position
-    expect(thrownCode(step(...withArg(3, kv(2).slice(1))))).toBe('BAD_STEP'); // one layer short
-    expect(thrownCode(step(...withArg(4, kv(1))))).toBe('BAD_STEP'); // values shorter than keys
-    expect(thrownCode(step(...withArg(5, kv(2))))).toBe('BAD_STEP'); // present not past + 1
-    expect(thrownCode(step(...withArg(3, [new Float32Array(row + 1), ...kv(2).slice(1)])))).toBe('BAD_STEP'); // not whole rows
-    expect(thrownCode(step(...withArg(3, Array.from({ length: L }, () => new Float64Array(2 * row)))))).toBe('BAD_STEP'); // not float32
-    expect(thrownCode(step(...withArg(3, 'keys')))).toBe('BAD_STEP');
-    expect(thrownCode(step(...withArg(7, new Float32Array(V - 1))))).toBe('BAD_STEP');
+    expect(thrownCode(call('decodeStep', ...withArg(0, {})))).toBe('BAD_STEP');
+    expect(thrownCode(call('decodeStep', ...withArg(0, null)))).toBe('BAD_STEP');
+    expect(thrownCode(call('decodeStep', ...withArg(0, 7)))).toBe('BAD_STEP');
+    expect(thrownCode(call('decodeStep', ...good.slice(0, 4)))).toBe('BAD_STEP'); // no logits
+    expect(thrownCode(call('decodeStep', ...withArg(1, 99)))).toBe('BAD_STEP'); // no such cache slot
+    expect(thrownCode(call('decodeStep', ...withArg(2, V)))).toBe('BAD_STEP'); // token outside the vocabulary
+    expect(thrownCode(call('decodeStep', ...withArg(2, -1)))).toBe('BAD_STEP');
+    expect(thrownCode(call('decodeStep', ...withArg(3, -1)))).toBe('BAD_STEP'); // negative position
+    expect(thrownCode(call('decodeStep', ...withArg(4, new Float32Array(V - 1))))).toBe('BAD_STEP');
+    expect(thrownCode(call('decodeStep', ...withArg(4, new Float64Array(V))))).toBe('BAD_STEP');
+    expect(thrownCode(call('cacheImport', h, slot, kv(2).slice(1), kv(2)))).toBe('BAD_STEP'); // one layer short
+    expect(thrownCode(call('cacheImport', h, slot, kv(2), kv(1)))).toBe('BAD_STEP'); // values shorter than keys
+    expect(thrownCode(call('cacheImport', h, slot, [new Float32Array(row + 1), ...kv(2).slice(1)], kv(2)))).toBe('BAD_STEP'); // not whole rows
+    expect(thrownCode(call('cacheImport', h, slot, Array.from({ length: L }, () => new Float64Array(2 * row)), kv(2)))).toBe('BAD_STEP'); // not float32
+    expect(thrownCode(call('cacheImport', h, slot, 'keys', kv(2)))).toBe('BAD_STEP');
+    expect(thrownCode(call('cacheExport', h, slot, 5, kv(5), kv(5)))).toBe('BAD_STEP'); // longer than what is cached
+    expect(thrownCode(call('cacheExport', h, slot, 0, kv(1), kv(1)))).toBe('BAD_STEP'); // arrays of the wrong size
+    expect(thrownCode(call('cacheTruncate', h, slot, 3))).toBe('BAD_STEP');
+    expect(thrownCode(call('cacheLength', h, 42))).toBe('BAD_STEP');
+    a.cacheFree(h, slot);
+    expect(thrownCode(call('decodeStep', ...good))).toBe('BAD_STEP'); // freed slot
     expect(thrownCode(() => (a.releaseDecoder as (x: unknown) => void)({}))).toBe('BAD_ARG');
     expect(thrownCode(() => a.createDecoder({}))).toBe('BAD_SPEC');
     expect(thrownCode(() => a.createDecoder({ hidden: 8, inter: 8, layers: 1, heads: 3, kvHeads: 2, headDim: 4, vocab: 4, window: 0, eps: 1e-5 }))).toBe('BAD_SPEC');
@@ -232,19 +326,24 @@ describe('bad input: errors with a code, not crashes', () => {
     decoder.release();
   });
 
-  it('a second step while one runs is BUSY (so is release); after release a step is RELEASED', async () => {
+  it('a second step while one runs is BUSY (so are cache calls and release); after release a step is RELEASED', async () => {
     const handles: Handle[] = [];
     const decoder = createNativeDecoder(capturing(handles), f.cfg, f.modelDir, null);
-    const empty = { keys: Array.from({ length: f.cfg.numLayers }, () => new Float32Array(0)), values: Array.from({ length: f.cfg.numLayers }, () => new Float32Array(0)) };
-    const first = decoder.step(IDS[0]!, 0, empty);
-    await expect(decoder.step(IDS[0]!, 0, empty)).rejects.toMatchObject({ code: 'BUSY' });
+    const one = decoder.sequence();
+    const two = decoder.sequence();
+    const first = one.step(IDS[0]!, 0);
+    await expect(two.step(IDS[0]!, 0)).rejects.toMatchObject({ code: 'BUSY' });
+    expect(thrownCode(() => decoder.sequence())).toBe('BUSY');
     expect(thrownCode(() => decoder.release())).toBe('BUSY');
-    const out = await first;
-    expect(relError([out.logits], [f.ref[0]!])).toBeLessThan(1e-4); // the running step was not disturbed
+    const logits = await first;
+    expect(relError([logits], [f.ref[0]!])).toBeLessThan(1e-4); // the running step was not disturbed
+    expect(one.length).toBe(1);
+    expect(two.length).toBe(0); // the refused step left its cache alone
     decoder.release();
     decoder.release(); // twice is fine
-    await expect(decoder.step(IDS[0]!, 0, empty)).rejects.toMatchObject({ code: 'RELEASED' });
-    expect(thrownCode(() => a.decodeStep(handles[0]!, 1, 0, empty.keys, empty.values, empty.keys, empty.values, new Float32Array(f.cfg.vocabSize)))).toBe('RELEASED');
+    await expect(one.step(IDS[1]!, 1)).rejects.toMatchObject({ code: 'RELEASED' });
+    expect(thrownCode(() => a.decodeStep(handles[0]!, 0, 1, 0, new Float32Array(f.cfg.vocabSize)))).toBe('RELEASED');
+    one.free(); // after release: nothing left to free, and no error
   });
 
   it('a truncated safetensors file is MODEL_INVALID with a hint, whether caught by the header check or at mapping', () => {
@@ -356,10 +455,26 @@ describe('through the engine (tiny model)', () => {
     }
   });
 
-  // Quantized weights: edit this case when the native kernel learns int8/int4.
-  it("decodeKernel 'native' with int8 weights is CONFIG_INVALID", async () => {
-    const err = await loadModel({ ...base(false), quant: 'int8', decodeKernel: 'native' }).then((m) => m.dispose().then(() => null), (e: unknown) => e);
-    expect(err).toBeInstanceOf(MorrisError);
-    expect(err).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('int8') });
+  it("int8 and int4 decode natively on AVX-512 ('auto'); 'onnx' keeps MatMulNBits", async () => {
+    for (const quant of ['int8', 'int4'] as const) {
+      const m = await loadModel({ ...base(false), quant, decodeKernel: 'auto' });
+      try {
+        expect(m.info.decodeKernel).toBe(addon().kernelInfo().quantIsa === 'avx512' ? `native-${addon().kernelInfo().isa}` : 'onnx');
+        expect((await collect(m.stream(raw, greedy))).length).toBeGreaterThan(0);
+      } finally {
+        await m.dispose();
+      }
+    }
+  });
+
+  it('concurrent generations on one model each get their own KV cache and both finish with their own text', async () => {
+    const m = await loadModel({ ...base(false), decodeKernel: 'native' });
+    try {
+      const alone = [await collect(m.stream({ text: 'The harbour' }, greedy)), await collect(m.stream({ text: 'A dawn' }, greedy))];
+      const together = await Promise.all([collect(m.stream({ text: 'The harbour' }, greedy)), collect(m.stream({ text: 'A dawn' }, greedy))]);
+      expect(together).toEqual(alone);
+    } finally {
+      await m.dispose();
+    }
   });
 });

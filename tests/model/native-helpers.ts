@@ -6,16 +6,22 @@ import type { DecoderConfig } from '../../src/model/checkpoint.ts';
 import type { NativeDecoder } from '../../src/model/native-decode.ts';
 
 /**
- * Logits at every position of `ids`, one native step per token: position 0 with an empty past,
- * then each step fed the present K/V of the one before (so the cache layout is tested too).
+ * Logits at every position of `ids`, one native step per token. Halfway through, the cache is
+ * exported in the ONNX layout and imported into a fresh sequence, so that round trip (the path
+ * an ONNX prefill takes into the kernel) is checked by every comparison too.
  */
 export async function teacherForced(decoder: NativeDecoder, cfg: DecoderConfig, ids: readonly number[]): Promise<Float32Array[]> {
-  let past: { keys: Float32Array[]; values: Float32Array[] } = { keys: Array.from({ length: cfg.numLayers }, () => new Float32Array(0)), values: Array.from({ length: cfg.numLayers }, () => new Float32Array(0)) };
+  let seq = decoder.sequence();
   const rows: Float32Array[] = [];
   for (let t = 0; t < ids.length; t++) {
-    const out = await decoder.step(ids[t]!, t, past);
-    rows.push(out.logits);
-    past = { keys: out.keys, values: out.values };
+    if (t === Math.floor(ids.length / 2)) {
+      const kv = seq.export();
+      if (kv.keys.length !== cfg.numLayers || kv.keys[0]!.length !== t * cfg.numKvHeads * cfg.headDim) throw new Error(`export gave the wrong shape at ${t}`);
+      seq.free();
+      seq = decoder.sequence(kv);
+    }
+    rows.push(await seq.step(ids[t]!, t));
   }
+  seq.free();
   return rows;
 }
