@@ -156,6 +156,75 @@ static void gemvAvx2(const float *W, const float *x, float *y, int N, int K) {
   }
 }
 
+/* Attention's inner loops (head_dim wide): scores = q . K[j], ctx += p * V[j]. Scalar float
+ * sums cannot be vectorized by the compiler (no reassociation without -ffast-math), and at a few
+ * hundred cached positions they cost as much as a tenth of the step. */
+typedef float (*DotFn)(const float *a, const float *b, int n);
+typedef void (*AxpyFn)(float *y, float a, const float *x, int n);
+
+static float dotScalar(const float *a, const float *b, int n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) { s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]; }
+  for (; i < n; i++) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+static void axpyScalar(float *y, float a, const float *x, int n) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+__attribute__((target("avx512f")))
+static float dotAvx512(const float *a, const float *b, int n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  if (i < n) {
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+__attribute__((target("avx512f")))
+static void axpyAvx512(float *y, float a, const float *x, int n) {
+  __m512 av = _mm512_set1_ps(a);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < n) {
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+__attribute__((target("avx2,fma")))
+static float dotAvx2(const float *a, const float *b, int n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum256(_mm256_add_ps(s0, s1));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma")))
+static void axpyAvx2(float *y, float a, const float *x, int n) {
+  __m256 av = _mm256_set1_ps(a);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
+static DotFn dotf = dotScalar;
+static AxpyFn axpy = axpyScalar;
 static GemvFn gemv = gemvScalar;
 static const char *isaName = "scalar";
 
@@ -250,10 +319,14 @@ static void pickKernel(void) {
   if (getenv("MORRIS_NATIVE_ISA") && strcmp(getenv("MORRIS_NATIVE_ISA"), "scalar") == 0) return;
   if (__builtin_cpu_supports("avx512f") && !(getenv("MORRIS_NATIVE_ISA") && strcmp(getenv("MORRIS_NATIVE_ISA"), "avx2") == 0)) {
     gemv = gemvAvx512;
+    dotf = dotAvx512;
+    axpy = axpyAvx512;
     isaName = "avx512";
     if (__builtin_cpu_supports("avx512bw")) gemvQ = gemvQAvx512;
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     gemv = gemvAvx2;
+    dotf = dotAvx2;
+    axpy = axpyAvx2;
     isaName = "avx2";
   }
 }
@@ -328,9 +401,7 @@ static void step(Decoder *d, const StepArgs *a) {
       const float *V = S->v[l] + (size_t)(hh / group) * cap * hd;
       float mx = -INFINITY;
       for (int j = first; j < T; j++) {
-        float s = 0;
-        for (int e = 0; e < hd; e++) s += qh[e] * K[(size_t)j * hd + e];
-        s *= scale;
+        float s = dotf(qh, K + (size_t)j * hd, hd) * scale;
         d->scores[j] = s;
         if (s > mx) mx = s;
       }
@@ -338,10 +409,7 @@ static void step(Decoder *d, const StepArgs *a) {
       for (int j = first; j < T; j++) z += (d->scores[j] = expf(d->scores[j] - mx));
       float *c = d->ctx + hh * hd;
       memset(c, 0, sizeof(float) * hd);
-      for (int j = first; j < T; j++) {
-        float p = d->scores[j] / z;
-        for (int e = 0; e < hd; e++) c[e] += p * V[(size_t)j * hd + e];
-      }
+      for (int j = first; j < T; j++) axpy(c, d->scores[j] / z, V + (size_t)j * hd, hd);
     }
     linear(d, L, 3, d->ctx, d->t1, H, nh * hd);
     for (int i = 0; i < H; i++) d->x[i] += d->t1[i];
