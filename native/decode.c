@@ -84,6 +84,7 @@ typedef struct {
   Slot *slots;
   int nSlots;
   int busy, released;
+  Slot *running; /* the slot of the step in flight */
 } Decoder;
 
 /* ---------- matrix-vector kernels: y[n] = W[n, :] . x (W row-major [N, K], the HF layout) ---------- */
@@ -797,6 +798,7 @@ static void runStep(napi_env env, void *data) {
 static void finishStep(napi_env env, napi_status status, void *data) {
   StepJob *j = data;
   j->d->busy = 0;
+  j->d->running = NULL;
   napi_value result;
   if (status != napi_ok || j->error[0]) {
     napi_value msg, code;
@@ -966,9 +968,11 @@ static napi_value cacheFree(napi_env env, napi_callback_info info) {
   Decoder *d = NULL;
   if (napi_get_value_external(env, argv[0], (void **)&d) != napi_ok || !d) THROW(env, "BAD_STEP", "not a decoder handle");
   if (d->released) return undef; /* already gone with the decoder */
-  if (d->busy) THROW(env, "BUSY", "this decoder is running a step; free the cache after it");
   int id;
-  if (napi_get_value_int32(env, argv[1], &id) == napi_ok && id >= 0 && id < d->nSlots) slotFree(d, &d->slots[id]);
+  if (napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 || id >= d->nSlots) return undef;
+  /* other sequences' caches may go while a step runs; the running one may not */
+  if (d->busy && d->running == &d->slots[id]) THROW(env, "BUSY", "this sequence is running a step; free its cache after it");
+  slotFree(d, &d->slots[id]);
   return undef;
 }
 
@@ -1021,6 +1025,7 @@ static napi_value decodeStep(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "morris.decodeStep", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, runStep, finishStep, j, &j->work);
   d->busy = 1;
+  d->running = S;
   napi_queue_async_work(env, j->work);
   return promise;
 }

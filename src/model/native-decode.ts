@@ -182,8 +182,8 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
         truncate: (length) => addon.cacheTruncate(handle, slot, length),
         free() {
           if (freed) return;
+          addon.cacheFree(handle, slot); // throws BUSY while this sequence's own step runs
           freed = true;
-          addon.cacheFree(handle, slot);
         },
       };
     },
@@ -219,18 +219,18 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
   const kvRow = cfg.numKvHeads * cfg.headDim;
   const placeholders = new WeakMap<OrtTensor, NativeKv>();
   const live = new Set<NativeSequence>();
-  // Sequences whose placeholders are all gone free their cache at garbage collection at the latest.
-  const collected = new FinalizationRegistry<NativeSequence>((seq) => {
-    live.delete(seq);
-    seq.free();
-  });
-  let zeros = new Float32Array(0);
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(f: () => Promise<T>): Promise<T> => {
     const next = queue.then(f, f);
     queue = next.catch(() => undefined);
     return next;
   };
+  // Sequences whose placeholders are all gone free their cache at garbage collection at the latest.
+  const collected = new FinalizationRegistry<NativeSequence>((seq) => {
+    live.delete(seq);
+    void serial(async () => seq.free()); // never while a step of that sequence runs
+  });
+  let zeros = new Float32Array(0);
 
   const materialize = (feeds: Record<string, OrtTensor>): Record<string, OrtTensor> => {
     const out = { ...feeds };

@@ -331,10 +331,13 @@ describe('bad input: errors with a code, not crashes', () => {
     const decoder = createNativeDecoder(capturing(handles), f.cfg, f.modelDir, null);
     const one = decoder.sequence();
     const two = decoder.sequence();
+    const spare = decoder.sequence();
     const first = one.step(IDS[0]!, 0);
     await expect(two.step(IDS[0]!, 0)).rejects.toMatchObject({ code: 'BUSY' });
     expect(thrownCode(() => decoder.sequence())).toBe('BUSY');
     expect(thrownCode(() => decoder.release())).toBe('BUSY');
+    expect(thrownCode(() => one.free())).toBe('BUSY'); // its own step is running
+    spare.free(); // another sequence's cache may go meanwhile
     const logits = await first;
     expect(relError([logits], [f.ref[0]!])).toBeLessThan(1e-4); // the running step was not disturbed
     expect(one.length).toBe(1);
