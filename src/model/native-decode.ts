@@ -199,7 +199,8 @@ function cpuFloats(t: OrtTensor | undefined): Float32Array | null {
 
 /** Where a present tensor returned by a native step really lives: `length` positions of `seq`. */
 interface NativeKv {
-  seq: NativeSequence;
+  /** One per sequence, reachable only through its placeholders: when they are all gone, so is it. */
+  owner: { seq: NativeSequence };
   length: number;
 }
 
@@ -236,7 +237,7 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
     const out = { ...feeds };
     const first = placeholders.get(feeds['past_key_values.0.key']!);
     if (!first) return out;
-    const kv = first.seq.export(first.length);
+    const kv = first.owner.seq.export(first.length);
     const dims = [1, cfg.numKvHeads, first.length, cfg.headDim];
     for (let l = 0; l < L; l++) {
       out[`past_key_values.${l}.key`] = new Tensor('float32', kv.keys[l]!, dims);
@@ -278,18 +279,21 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
         }
         const seq = decoder.sequence(past);
         live.add(seq);
-        at = { seq, length: past0!.dims[2]! };
+        const owner = { seq };
+        collected.register(owner, seq);
+        at = { owner, length: past0!.dims[2]! };
       }
       // A caller that went back to an earlier cache (none does today) gets that prefix.
-      if (at.seq.length !== at.length) at.seq.truncate(at.length);
-      const logits = await at.seq.step(token, position);
+      const seq = at.owner.seq;
+      if (seq.length !== at.length) seq.truncate(at.length);
+      const logits = await seq.step(token, position);
       stats.nativeSteps++;
       const length = at.length + 1;
       if (zeros.length < length * kvRow) zeros = new Float32Array(Math.max(length * kvRow, zeros.length * 2));
       const view = zeros.subarray(0, length * kvRow);
       const dims = [1, cfg.numKvHeads, length, cfg.headDim];
       const result: Record<string, OrtTensor> = { logits: new Tensor('float32', logits, [1, 1, cfg.vocabSize]) };
-      const where: NativeKv = { seq: at.seq, length };
+      const where: NativeKv = { owner: at.owner, length };
       for (let l = 0; l < L; l++) {
         for (const kind of ['key', 'value']) {
           const t = new Tensor('float32', view, dims);
@@ -297,7 +301,6 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
           result[`present.${l}.${kind}`] = t;
         }
       }
-      collected.register(result['present.0.key']!, at.seq);
       return result;
     });
   };

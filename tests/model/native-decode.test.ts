@@ -4,6 +4,8 @@
  * instruction set, and what it does with bad input.
  */
 import { spawn } from 'node:child_process';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -33,6 +35,8 @@ vi.mock('../../src/model/native-decode.ts', async (importOriginal) => {
 const realNativeAddon = (await vi.importActual<typeof import('../../src/model/native-decode.ts')>('../../src/model/native-decode.ts')).nativeAddon;
 
 const root = mkdtempSync(join(tmpdir(), 'morris-native-'));
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const ISAS = ['avx512', 'avx2', 'scalar'];
@@ -177,6 +181,10 @@ describe('withNativeDecode: the session transformers.js sees', () => {
       past = {};
       for (let l = 0; l < f.cfg.numLayers; l++) for (const k of ['key', 'value']) past[`past_key_values.${l}.${k}`] = res[`present.${l}.${k}`]!;
       t += n;
+      // The previous step's placeholders are garbage now; collecting them must not free the cache
+      // the newer ones still stand for (finalizers run as tasks after a collection).
+      gc();
+      await new Promise((r) => setTimeout(r, 0));
     }
     expect(stats).toEqual({ nativeSteps: 6, onnxRuns: 2 });
     expect(relError(got, expected)).toBeLessThan(1e-4);
