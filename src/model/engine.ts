@@ -24,7 +24,7 @@ import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
 import { sessionOptions, withProviderFallback, type DeviceChoice, type OrtSession } from './ort.ts';
 import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
-import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type NativeDecodeSession, type NativeDecoder } from './native-decode.ts';
+import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type KernelStats, type NativeDecodeSession, type NativeDecoder } from './native-decode.ts';
 
 export type { SamplingOptions } from './sampling.ts';
 
@@ -46,7 +46,7 @@ export interface LoadedModel {
     decodeKernel: string;
   };
   /** Decode steps run by the native kernel and calls that went to ONNX Runtime (prefill, batches). */
-  readonly kernelStats: { nativeSteps: number; onnxRuns: number };
+  readonly kernelStats: KernelStats;
   /** Chat template from the checkpoint when messages are given; raw continuation for { text }. Yields text pieces as produced; stops early when signal aborts. */
   stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal): AsyncIterable<string>;
   countTokens(text: string): number;
@@ -179,7 +179,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       session_options: sessionOptions(opts.threads ?? 1),
     }) as Promise<PreTrainedModel>,
   );
-  const kernelStats = { nativeSteps: 0, onnxRuns: 0 };
+  const kernelStats: KernelStats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
   let native: NativeDecoder | null = null;
   let nativeSession: NativeDecodeSession | null = null;
   let running = 0;

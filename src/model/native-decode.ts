@@ -215,7 +215,7 @@ interface NativeKv {
  * first. Steps run one at a time (the decoder has one set of scratch buffers); concurrent
  * generations each get their own sequence.
  */
-export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cfg: DecoderConfig, stats: { nativeSteps: number; onnxRuns: number }): NativeDecodeSession {
+export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cfg: DecoderConfig, stats: KernelStats): NativeDecodeSession {
   const L = cfg.numLayers;
   const kvRow = cfg.numKvHeads * cfg.headDim;
   const placeholders = new WeakMap<OrtTensor, NativeKv>();
@@ -286,7 +286,9 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
       // A caller that went back to an earlier cache (none does today) gets that prefix.
       const seq = at.owner.seq;
       if (seq.length !== at.length) seq.truncate(at.length);
+      const t0 = performance.now();
       const logits = await seq.step(token, position);
+      stats.nativeMs += performance.now() - t0;
       stats.nativeSteps++;
       const length = at.length + 1;
       if (zeros.length < length * kvRow) zeros = new Float32Array(Math.max(length * kvRow, zeros.length * 2));
@@ -319,6 +321,13 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
       live.clear();
     }),
   };
+}
+
+/** Decode steps run natively (and their time, for overhead checks) and calls that went to ONNX Runtime. */
+export interface KernelStats {
+  nativeSteps: number;
+  nativeMs: number;
+  onnxRuns: number;
 }
 
 export interface NativeDecodeSession {

@@ -47,7 +47,7 @@ function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?:
     state.loads.push(name);
     const model: LoadedModel = {
       info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx' },
-      kernelStats: { nativeSteps: 0, onnxRuns: 0 },
+      kernelStats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
       async *stream(input, opts, signal) {
         state.streams.push({ model: name, input, opts });
         state.log.push(`start:${name}`);
