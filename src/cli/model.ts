@@ -273,7 +273,7 @@ export function register(program: Command, ctx: CliContext): void {
       const config = ctx.config();
       const quant = (o.quant ?? config.MORRIS_QUANT) as 'fp32';
       if (!['fp32', 'int8', 'int4'].includes(quant)) throw new MorrisError('BAD_INPUT', `Unknown --quant ${o.quant}.`, { hint: 'Use fp32, int8 or int4.' });
-      const res = listModels(resolve(config.MORRIS_MODELS_DIR), { contextTokens: o.context, quant, trainSeqLen: config.MORRIS_MAX_SEQ_TOKENS });
+      const res = listModels(resolve(config.MORRIS_MODELS_DIR), { contextTokens: o.context, quant, trainSeqLen: config.MORRIS_MAX_SEQ_TOKENS, nativeDecode: config.MORRIS_DECODE_KERNEL !== 'onnx' });
       if (o.json) {
         process.stdout.write(JSON.stringify(res, null, 2) + '\n');
         return;

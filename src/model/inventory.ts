@@ -6,10 +6,12 @@
  * Memory estimates (bytes; P parameters, L layers, h hidden, I intermediate, H heads, Hkv KV
  * heads, d head dim, V vocab, f = 4 bytes per fp32 value):
  *
- *   serve = weights + kvCache + prefill + runtime
+ *   serve = weights + native + kvCache + prefill + runtime
  *     weights  = P·f for fp32; int8/int4 store the linear layers in 1 or 0.5 bytes per value plus
  *                one fp32 scale per 32-value block, embeddings/norms stay fp32 (ORT's quantized
  *                MatMul ops; bf16/fp16 checkpoints are cast to fp32 at load, so they cost the same)
+ *     native   = weights again with the native decode kernel (its own mapped view of the same
+ *                weights, mostly clean file pages; 0 with MORRIS_DECODE_KERNEL=onnx)
  *     kvCache  = 2·L·Hkv·d·C·f                 (keys and values for a context of C tokens)
  *     prefill  = (C·(4h + 2I) + H·C²)·f       (one layer's activations and attention scores at once)
  *     runtime  = 150 MiB                       (Node, ONNX Runtime and the tokenizer)
@@ -55,9 +57,11 @@ export interface MemoryOptions {
   /** Training sequence length in tokens. */
   trainSeqLen: number;
   loraRank: number;
+  /** Whether the native decode kernel serves (MORRIS_DECODE_KERNEL other than onnx). */
+  nativeDecode: boolean;
 }
 
-export const DEFAULT_MEMORY_OPTIONS: MemoryOptions = { contextTokens: 2048, quant: 'fp32', trainSeqLen: 1024, loraRank: 16 };
+export const DEFAULT_MEMORY_OPTIONS: MemoryOptions = { contextTokens: 2048, quant: 'fp32', trainSeqLen: 1024, loraRank: 16, nativeDecode: true };
 
 export interface ModelEntry {
   dir: string;
@@ -102,14 +106,15 @@ export function dimsFromConfig(cfg: Record<string, unknown>): ModelDims {
 }
 
 /** Bytes to serve: see the formula at the top of this file. */
-export function serveMemory(d: ModelDims, parameters: number, linearParameters: number, o: Pick<MemoryOptions, 'contextTokens' | 'quant'>): number {
+export function serveMemory(d: ModelDims, parameters: number, linearParameters: number, o: Pick<MemoryOptions, 'contextTokens' | 'quant'> & Partial<Pick<MemoryOptions, 'nativeDecode'>>): number {
   const C = Math.min(o.contextTokens, d.maxPositions);
   const perValue = o.quant === 'int8' ? 1 : o.quant === 'int4' ? 0.5 : F32;
   const quantized = o.quant === 'fp32' ? linearParameters * F32 : linearParameters * perValue + (linearParameters / QUANT_BLOCK) * F32;
   const weights = (parameters - linearParameters) * F32 + quantized;
   const kvCache = 2 * d.layers * d.kvHeads * d.headDim * C * F32;
   const prefill = (C * (4 * d.hidden + 2 * d.intermediate) + d.heads * C * C) * F32;
-  return Math.round(weights + kvCache + prefill + RUNTIME_BYTES);
+  const native = o.nativeDecode === false ? 0 : weights;
+  return Math.round(weights + native + kvCache + prefill + RUNTIME_BYTES);
 }
 
 /** Bytes to fine-tune a LoRA adapter (rank r on q and v): see the formula at the top. */

@@ -20,19 +20,26 @@ describe('memory estimates', () => {
   });
 
   it('serving estimate matches the measured decode RSS (~750 MiB, short context) within 20%', () => {
-    const est = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 128, quant: 'fp32' });
+    const est = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 128, quant: 'fp32', nativeDecode: false });
     expect(Math.abs(est - 750 * 2 ** 20) / (750 * 2 ** 20)).toBeLessThan(0.2);
   });
 
+  it('with the native decode kernel, matches the measured peak RSS of bench:generate (1469 MB, 151 tokens) within 20%', () => {
+    const est = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 151, quant: 'fp32' });
+    expect(Math.abs(est - 1469e6) / 1469e6).toBeLessThan(0.2);
+  });
+
   it('grows with context and shrinks with quantization', () => {
-    const fp32 = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'fp32' });
-    const int8 = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'int8' });
-    const int4 = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'int4' });
+    const fp32 = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'fp32', nativeDecode: false });
+    const int8 = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'int8', nativeDecode: false });
+    const int4 = serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'int4', nativeDecode: false });
     expect(fp32).toBeGreaterThan(int8);
     expect(int8).toBeGreaterThan(int4);
     // Linear weights: 4 bytes → 1 + 4/32 bytes per value.
     expect(fp32 - int8).toBeCloseTo(SMOL_LINEAR * (4 - 1 - 4 / 32), -3);
-    expect(serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 4096, quant: 'fp32' })).toBeGreaterThan(fp32);
+    expect(serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 4096, quant: 'fp32', nativeDecode: false })).toBeGreaterThan(fp32);
+    // the native kernel's view of the weights comes on top
+    expect(serveMemory(SMOL, SMOL_PARAMS, SMOL_LINEAR, { contextTokens: 2048, quant: 'fp32' }) - fp32).toBeCloseTo(SMOL_PARAMS * 4, -3);
     expect(trainMemory(SMOL, SMOL_PARAMS, { trainSeqLen: 1024, loraRank: 16 })).toBeGreaterThan(trainMemory(SMOL, SMOL_PARAMS, { trainSeqLen: 512, loraRank: 16 }));
   });
 });
