@@ -317,8 +317,9 @@ static void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, in
 
 static void pickKernel(void) {
   __builtin_cpu_init();
-  if (getenv("MORRIS_NATIVE_ISA") && strcmp(getenv("MORRIS_NATIVE_ISA"), "scalar") == 0) return;
-  if (__builtin_cpu_supports("avx512f") && !(getenv("MORRIS_NATIVE_ISA") && strcmp(getenv("MORRIS_NATIVE_ISA"), "avx2") == 0)) {
+  const char *forced = getenv("MORRIS_NATIVE_ISA"); /* tests force a lower ISA */
+  if (forced && strcmp(forced, "scalar") == 0) return;
+  if (__builtin_cpu_supports("avx512f") && !(forced && strcmp(forced, "avx2") == 0)) {
     gemv = gemvAvx512;
     dotf = dotAvx512;
     axpy = axpyAvx512;
@@ -542,16 +543,28 @@ static int getDouble(napi_env env, napi_value obj, const char *key, double *out)
   return napi_get_value_double(env, v, out) == napi_ok;
 }
 
-/* Float32Array (copied, so JS may drop it) → owned buffer */
-static float *copyF32Array(napi_env env, Decoder *d, napi_value v, size_t expect) {
+/* The data of a Float32Array and its length; NULL for anything else. An empty array's data
+ * pointer may be NULL, so it gets a non-NULL dummy. */
+static float *f32Array(napi_env env, napi_value v, size_t *len) {
   napi_typedarray_type t;
-  size_t len;
   void *data;
   bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
-  if (napi_get_typedarray_info(env, v, &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float32_array || len != expect) return NULL;
-  float *p = trackOwned(d, len * sizeof(float));
-  if (p) memcpy(p, data, len * sizeof(float));
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is || napi_get_typedarray_info(env, v, &t, len, &data, NULL, NULL) != napi_ok || t != napi_float32_array) return NULL;
+  return data ? data : (float *)"";
+}
+
+/* A Float32Array of exactly `expect` values, or NULL. */
+static float *f32Data(napi_env env, napi_value v, size_t expect) {
+  size_t len;
+  float *p = f32Array(env, v, &len);
+  return p && len == expect ? p : NULL;
+}
+
+/* Float32Array (copied, so JS may drop it) → owned buffer */
+static float *copyF32Array(napi_env env, Decoder *d, napi_value v, size_t expect) {
+  const float *src = f32Data(env, v, expect);
+  float *p = src ? trackOwned(d, expect * sizeof(float)) : NULL;
+  if (p) memcpy(p, src, expect * sizeof(float));
   return p;
 }
 
@@ -815,16 +828,6 @@ static void finishStep(napi_env env, napi_status status, void *data) {
   free(j);
 }
 
-static float *f32Data(napi_env env, napi_value v, size_t expect) {
-  napi_typedarray_type t;
-  size_t len;
-  void *data;
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
-  if (napi_get_typedarray_info(env, v, &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float32_array || len != expect) return NULL;
-  return data ? data : (float *)"";
-}
-
 /* Common argument checks: a live decoder, not mid-step, and (when slotArg >= 0) a slot in use. */
 static Decoder *decoderArg(napi_env env, napi_value h) {
   Decoder *d = NULL;
@@ -850,14 +853,8 @@ static Slot *slotArg(napi_env env, Decoder *d, napi_value v) {
 /* Float32Array element l of a JS array, with exactly `len` values (len < 0: any multiple of kvRow). */
 static float *layerArray(napi_env env, napi_value arr, int l, size_t kvRow, long len, size_t *outLen) {
   napi_value e;
-  napi_typedarray_type t;
-  size_t n;
-  void *data;
-  bool is;
-  if (napi_get_element(env, arr, l, &e) != napi_ok || napi_is_typedarray(env, e, &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, e, &t, &n, &data, NULL, NULL) != napi_ok || t != napi_float32_array || n % kvRow || (len >= 0 && n != (size_t)len)) return NULL;
-  *outLen = n;
-  return data ? data : (float *)"";
+  float *p = napi_get_element(env, arr, l, &e) == napi_ok ? f32Array(env, e, outLen) : NULL;
+  return p && *outLen % kvRow == 0 && (len < 0 || *outLen == (size_t)len) ? p : NULL;
 }
 
 /* cacheNew(handle) -> slot id: an empty KV cache for one sequence */
@@ -1070,7 +1067,7 @@ static float readSum512(const float *a, size_t n) {
   return s;
 }
 
-__attribute__((target("avx2")))
+__attribute__((target("avx2,fma")))
 static float readSum256(const float *a, size_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   size_t i = 0;
@@ -1080,10 +1077,7 @@ static float readSum256(const float *a, size_t n) {
     s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
     s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
   }
-  __m256 t = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-  float buf[8], s = 0;
-  _mm256_storeu_ps(buf, t);
-  for (int k = 0; k < 8; k++) s += buf[k];
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; i++) s += a[i];
   return s;
 }
@@ -1092,17 +1086,13 @@ static napi_value readSum(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg, out;
   CHECK(env, napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
-  napi_typedarray_type t;
   size_t len;
-  void *data;
-  bool is;
-  if (argc < 1 || napi_is_typedarray(env, arg, &is) != napi_ok || !is || napi_get_typedarray_info(env, arg, &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float32_array) {
-    THROW(env, "BAD_ARG", "readSum needs a Float32Array");
-  }
+  const float *data = argc < 1 ? NULL : f32Array(env, arg, &len);
+  if (!data) THROW(env, "BAD_ARG", "readSum needs a Float32Array");
   float s = 0;
   if (gemv == gemvAvx512) s = readSum512(data, len);
   else if (gemv == gemvAvx2) s = readSum256(data, len);
-  else for (size_t i = 0; i < len; i++) s += ((float *)data)[i];
+  else for (size_t i = 0; i < len; i++) s += data[i];
   napi_create_double(env, s, &out);
   return out;
 }
