@@ -186,8 +186,10 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   const kernelChoice = opts.decodeKernel ?? 'auto';
   if (kernelChoice !== 'onnx') {
     const { addon, reason } = nativeAddon();
+    let why: string | null = null; // a reason the kernel does not apply to this model
+    if (device !== 'cpu') why = `the model runs on ${device}`;
     // Quantized weights only pay off natively with the vector kernel; the scalar one is slower than ONNX Runtime.
-    const why = device !== 'cpu' ? `the model runs on ${device}` : quant !== 'fp32' && addon && addon.kernelInfo().quantIsa !== 'avx512' && kernelChoice === 'auto' ? `this CPU lacks AVX-512 for ${quant} weights` : null;
+    else if (kernelChoice === 'auto' && quant !== 'fp32' && addon && addon.kernelInfo().quantIsa !== 'avx512') why = `this CPU lacks AVX-512 for ${quant} weights`;
     if (kernelChoice === 'native' && (why || !addon)) {
       await model.dispose();
       throw new MorrisError('CONFIG_INVALID', `MORRIS_DECODE_KERNEL=native, but ${why ?? reason}.`, {

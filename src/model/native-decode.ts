@@ -19,9 +19,9 @@ import { REPO_ROOT } from '../paths.ts';
 import { ropeInvFreq, type DecoderConfig } from './checkpoint.ts';
 import { LORA_MODULES, moduleName } from './llama-graph.ts';
 import type { QuantizedIndex } from './compile.ts';
-import type { Adapter } from './lora.ts';
+import { pairKey, type Adapter } from './lora.ts';
 import { Tensor, type OrtSession, type OrtTensor } from './ort.ts';
-import { readCheckpointTensors, readTensorF32, type TensorEntry } from './safetensors.ts';
+import { readCheckpointTensors, readTensorF32 } from './safetensors.ts';
 
 const log = childLog('native-decode');
 
@@ -116,7 +116,6 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
     return { quant: { bits: quantized!.bits, block: quantized!.blockSize, nBlocks: q.nBlocks, file, codes: q.packed.offset, scales: q.scales.offset, zeros: q.zeroPoints.offset } };
   };
   const maybe = (name: string): TensorDesc | undefined => (tensors.has(name) ? desc(name) : undefined);
-  const loraTensor = (e: TensorEntry): Float32Array => readTensorF32(e);
   const layer = Array.from({ length: cfg.numLayers }, (_, l) => {
     const w: Record<string, ReturnType<typeof matrix>> = {};
     const bias: Record<string, TensorDesc> = {};
@@ -125,8 +124,8 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
       w[m] = matrix(`${moduleName(l, m)}.weight`);
       const b = maybe(`${moduleName(l, m)}.bias`);
       if (b) bias[m] = b;
-      const pair = adapter?.pairs.get(`${l}.${m}`);
-      if (pair) lora[m] = { a: loraTensor(pair.a), b: loraTensor(pair.b), r: adapter!.r, scale: adapter!.scale };
+      const pair = adapter?.pairs.get(pairKey(l, m));
+      if (pair) lora[m] = { a: readTensorF32(pair.a), b: readTensorF32(pair.b), r: adapter!.r, scale: adapter!.scale };
     }
     return { inNorm: desc(`model.layers.${l}.input_layernorm.weight`), postNorm: desc(`model.layers.${l}.post_attention_layernorm.weight`), w, bias, lora };
   });
@@ -246,6 +245,11 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
     return out;
   };
 
+  const onnx = (feeds: Record<string, OrtTensor>, rest: unknown[]): Promise<Record<string, OrtTensor>> => {
+    stats.onnxRuns++;
+    return (session.run as (...a: unknown[]) => Promise<Record<string, OrtTensor>>).call(session, feeds, ...rest);
+  };
+
   const run = async (feeds: Record<string, OrtTensor>, ...rest: unknown[]): Promise<Record<string, OrtTensor>> => {
     const ids = feeds['input_ids'];
     const mask = feeds['attention_mask'];
@@ -256,10 +260,7 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
       ids?.dims.length === 2 && ids.dims[0] === 1 && ids.dims[1] === 1 &&
       pos !== undefined && mask !== undefined && mask.dims[1] === past0.dims[2]! + 1 &&
       (mask.data as BigInt64Array).every((v) => v === 1n);
-    if (!fits) {
-      stats.onnxRuns++;
-      return (session.run as (...a: unknown[]) => Promise<Record<string, OrtTensor>>).call(session, materialize(feeds), ...rest);
-    }
+    if (!fits) return onnx(materialize(feeds), rest);
     const token = Number((ids!.data as BigInt64Array)[0]);
     const position = Number((pos!.data as BigInt64Array)[0]);
     return serial(async () => {
@@ -268,14 +269,11 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
         // The prefill's (or an earlier ONNX run's) real tensors: copy them in once.
         const past: KvArrays = { keys: [], values: [] };
         for (let l = 0; l < L; l++) {
-          const k = feeds[`past_key_values.${l}.key`];
-          const v = feeds[`past_key_values.${l}.value`];
-          if (k?.type !== 'float32' || v?.type !== 'float32' || (k.location ?? 'cpu') !== 'cpu' || (v.location ?? 'cpu') !== 'cpu') {
-            stats.onnxRuns++;
-            return (session.run as (f: unknown) => Promise<Record<string, OrtTensor>>).call(session, feeds);
-          }
-          past.keys.push(k.data as Float32Array);
-          past.values.push(v.data as Float32Array);
+          const k = cpuFloats(feeds[`past_key_values.${l}.key`]);
+          const v = cpuFloats(feeds[`past_key_values.${l}.value`]);
+          if (!k || !v) return onnx(feeds, rest);
+          past.keys.push(k);
+          past.values.push(v);
         }
         const seq = decoder.sequence(past);
         live.add(seq);
