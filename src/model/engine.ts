@@ -210,7 +210,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     }
   }
   const decodeKernel = native ? `native-${native.isa}` : 'onnx';
-  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, ms: Date.now() - t0 }, 'model loaded');
+  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, weights: native?.layout, ms: Date.now() - t0 }, 'model loaded');
   const eos = stopTokenIds(compiled.dir, compiled.config.eosTokenIds);
   let disposed = false;
   let lastStats: GenerationStats | null = null;

@@ -48,6 +48,10 @@ export interface NativeAddon {
   releaseDecoder(handle: Handle): void;
   /** Sum of a Float32Array with the kernel's own loads: one-thread read bandwidth for the roofline. */
   readSum(data: Float32Array): number;
+  /** Best one-thread read rates (GB/s) over a fresh huge-page buffer: one stream or two (the gemv's pattern), with and without its prefetch. */
+  readBandwidth(mib: number, passes: number): ReadBandwidth;
+  /** How the decoder holds its streamed weights: bytes copied into its packed region, and whether that has 2 MiB pages. */
+  decoderInfo(handle: Handle): WeightLayout;
 }
 
 let cached: { addon: NativeAddon | null; reason: string } | null = null;
@@ -85,9 +89,26 @@ export interface NativeSequence {
   free(): void;
 }
 
-/** A native decoder for base weights (+ adapter), holding its own mmap of the safetensors files. */
+export interface ReadBandwidth { oneStream: number; twoStreams: number; oneStreamPrefetch: number; twoStreamsPrefetch: number; hugePages: boolean }
+
+/** The best of readBandwidth's figures and the access pattern that reached it. */
+export function bestRead(r: ReadBandwidth): { gbS: number; pattern: string } {
+  const patterns = ['oneStream', 'twoStreams', 'oneStreamPrefetch', 'twoStreamsPrefetch'] as const;
+  const pattern = patterns.reduce((a, b) => (r[b] > r[a] ? b : a));
+  return { gbS: r[pattern], pattern };
+}
+
+/** packedBytes 0: the weights are read in place from the mapped checkpoint (the packed region could not be had). */
+export interface WeightLayout { packedBytes: number; hugePages: boolean }
+
+/**
+ * A native decoder for base weights (+ adapter): the matrices a step streams are copied once into
+ * one region in read order (on 2 MiB pages where the OS allows), the rest is read from its own
+ * mmap of the safetensors files.
+ */
 export interface NativeDecoder {
   readonly isa: string;
+  readonly layout: WeightLayout;
   /** A sequence starting from `past` (e.g. the ONNX prefill's present tensors) or empty. */
   sequence(past?: KvArrays): NativeSequence;
   release(): void;
@@ -143,6 +164,7 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
     embed: desc('model.embed_tokens.weight'),
     norm: desc('model.norm.weight'),
     head: matrix(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),
+    tied: cfg.tieWordEmbeddings,
     layer,
     files,
   };
@@ -159,6 +181,7 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
   const L = cfg.numLayers;
   return {
     isa: addon.kernelInfo().isa,
+    layout: addon.decoderInfo(handle),
     sequence(past) {
       const slot = addon.cacheNew(handle);
       let freed = false;

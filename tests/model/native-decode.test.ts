@@ -284,6 +284,8 @@ describe('bad input: errors with a code, not crashes', () => {
     cacheLength: (...args) => a.cacheLength(...args),
     releaseDecoder: (h) => a.releaseDecoder(h),
     readSum: (d) => a.readSum(d),
+    readBandwidth: (...args) => a.readBandwidth(...args),
+    decoderInfo: (h) => a.decoderInfo(h),
   });
   beforeAll(() => {
     f = fixtureOf(0);
