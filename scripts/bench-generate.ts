@@ -53,8 +53,9 @@ const QUALITY_TEXT = 'The committee met on Tuesday to discuss the budget, the ne
 const REFERENCE = 'fp32-onnx';
 
 type Kernel = 'native' | 'onnx';
+const KERNELS: readonly Kernel[] = ['native', 'onnx'];
 /** Result key of a run: the bare quant for the native kernel (the engine's default path). */
-const variantKey = (quant: Quant, kernel: Kernel): string => (kernel === 'native' ? quant : `${quant}-onnx`);
+const variantKey = (quant: Quant, kernel: Kernel): string => (kernel === 'native' ? quant : `${quant}-${kernel}`);
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -175,6 +176,7 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
   const s = model.lastStats!;
   const nativeSteps = model.kernelStats.nativeSteps - nativeStepsBefore;
   const decodeKernel = model.info.decodeKernel;
+  const decodeLoop = model.info.decodeLoop;
   const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024); // engine only, before the buffers and the quality run below
   const compiled = await compileModel({ modelDir, quant, cacheDir }); // already built by the parent: this only reads it
   const bytesPerToken = weightBytesPerToken(modelDir, compiled.dir, quant);
@@ -196,8 +198,29 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
     });
   }
   sampler.release();
+  // Who runs the loop, A/B in this process, generations interleaved so drift hits both alike: our
+  // native loop (the engine's default with the kernel) against transformers.js's generate over the
+  // same native steps.
+  const loopAb: Record<string, number> = {};
+  if (kernel === 'native' && quant === 'fp32' && nativeSteps > 0) {
+    const tjs = await loadModel({ modelDir, quant, threads, device: 'cpu', cacheDir, decodeKernel: 'native', decodeLoop: 'transformers' });
+    const ms: Record<'native' | 'transformers', number[]> = { native: [], transformers: [] };
+    try {
+      for (let r = 0; r < LOOP_AB_RUNS; r++) {
+        for (const m of [model, tjs]) {
+          for await (const _ of m.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
+          ms[m.info.decodeLoop].push(m.lastStats!.decodeMs / (m.lastStats!.generatedTokens - 1));
+        }
+      }
+    } finally {
+      await tjs.dispose();
+    }
+    loopAb['loop_ab_native_ms'] = +median(ms.native).toFixed(2);
+    loopAb['loop_ab_transformers_ms'] = +median(ms.transformers).toFixed(2);
+    loopAb['loop_ab_saved_ms'] = +median(ms.transformers.map((t, i) => t - ms.native[i]!)).toFixed(2);
+  }
   await model.dispose();
-  if (kernel === 'native' && nativeSteps === 0) throw new Error(`decodeKernel 'native' loaded (${decodeKernel}) but no decode step ran natively`);
+  if (kernel !== 'onnx' && nativeSteps === 0) throw new Error(`decodeKernel 'native' loaded (${decodeKernel}) but no decode step ran natively`);
 
   // Quality and raw decode through the kernel that generates: teacher-forced logits of a fixed
   // text, then decode steps timed in CPU time as well (on a shared machine wall time also counts
@@ -207,7 +230,7 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
   const steps = 24;
   let rawWallMs: number;
   let rawCpuMs: number;
-  if (kernel === 'native') {
+  if (kernel !== 'onnx') {
     const decoder = nativeDecoderFor(modelDir, compiled);
     try {
       const tf = await nativeTeacherForced(decoder, c, ids);
@@ -257,6 +280,8 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
     quant,
     kernel,
     decode_kernel: decodeKernel,
+    decode_loop: decodeLoop,
+    ...loopAb,
     native_steps: nativeSteps,
     load_ms: Math.round(loadMs),
     prompt_tokens: s.promptTokens,
@@ -272,6 +297,7 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
 }
 
 const PAIRED_RUNS = 3;
+const LOOP_AB_RUNS = 5;
 
 /**
  * One-thread bandwidth in GB/s, quick enough to run between generations, best of two passes:
@@ -397,8 +423,8 @@ async function main(): Promise<void> {
   const tokens = Number(arg('tokens', '64'));
   const threads = Number(arg('threads', '1'));
   const quants = arg('quants', 'fp32,int8,int4').split(',') as Quant[];
-  const kernels = arg('kernels', 'native,onnx').split(',') as Kernel[];
-  for (const k of kernels) if (k !== 'native' && k !== 'onnx') throw new Error(`--kernels: unknown kernel ${k} (native, onnx)`);
+  const kernels = arg('kernels', KERNELS.join(',')).split(',') as Kernel[];
+  for (const k of kernels) if (!KERNELS.includes(k)) throw new Error(`--kernels: unknown kernel ${k} (${KERNELS.join(', ')})`);
   const { addon, reason } = nativeAddon();
   if (addon) console.log(`native decode kernel: fp32 ${addon.kernelInfo().isa}, int8/int4 ${addon.kernelInfo().quantIsa}`);
   else if (kernels.includes('native')) console.log(`skipping the native runs: ${reason}`);
@@ -523,6 +549,9 @@ async function main(): Promise<void> {
         summary['native_speedup_median'] = ratio(fp, fpOnnx, 'decode_tok_s_median');
         summary['native_speedup_cpu'] = ratio(fp, fpOnnx, 'raw_decode_tok_per_cpu_s');
       }
+    }
+    if (fp?.['loop_ab_native_ms'] !== undefined) {
+      for (const k of ['loop_ab_native_ms', 'loop_ab_transformers_ms', 'loop_ab_saved_ms']) summary[k] = fp[k]!;
     }
     for (const q of ['int8', 'int4'] as const) {
       const r = headline(q);

@@ -24,6 +24,7 @@ import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
 import { sessionOptions, withProviderFallback, type DeviceChoice, type OrtSession } from './ort.ts';
 import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
+import { TextDeltaStreamer } from './text-stream.ts';
 import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type KernelStats, type NativeDecodeSession, type NativeDecoder } from './native-decode.ts';
 
 export type { SamplingOptions } from './sampling.ts';
@@ -44,6 +45,8 @@ export interface LoadedModel {
     quant: 'fp32' | 'int8' | 'int4';
     /** What runs single-token decode steps: the native CPU kernel (with its ISA) or the ONNX graph. */
     decodeKernel: string;
+    /** Who runs the decode loop: our native loop, or transformers.js's generate. */
+    decodeLoop: 'native' | 'transformers';
   };
   /** Decode steps run by the native kernel and calls that went to ONNX Runtime (prefill, batches). */
   readonly kernelStats: KernelStats;
@@ -64,6 +67,8 @@ export interface GenerationStats {
   decodeMs: number;
   /** Time between consecutive generated tokens (decode steps), for latency percentiles. */
   intervalsMs: number[];
+  /** The generated token ids, a stop token included. */
+  tokenIds: number[];
 }
 
 export interface LoadOptions {
@@ -79,6 +84,14 @@ export interface LoadOptions {
    * 'native' requires it, 'onnx' always runs the graph (MORRIS_DECODE_KERNEL).
    */
   decodeKernel?: DecodeKernelChoice;
+  /**
+   * Who runs the decode loop when the native kernel decodes: 'native' (default), our own loop
+   * (ONNX prefill, then one native step per token, our sampler and streamer), or 'transformers',
+   * transformers.js's generate with native steps underneath. The first saves the 1-2 ms of JS and
+   * garbage a token that generate spends (bench:generate shows both); outputs are identical.
+   * Without the kernel, transformers.js always runs the loop.
+   */
+  decodeLoop?: 'native' | 'transformers';
 }
 
 /** Picks one token per row with our sampler and masks every other logit, so greedy decoding keeps it. */
@@ -109,44 +122,37 @@ class AbortCriteria extends StoppingCriteria {
   }
 }
 
-/** Collects generated ids and hands out newly decoded text (held back while a UTF-8 char is incomplete). */
-class TextDeltaStreamer extends BaseStreamer {
-  private ids: number[] = [];
-  private emitted = '';
-  private promptSkipped = false;
-  readonly tokenTimes: number[] = [];
-  constructor(
-    private readonly tokenizer: PreTrainedTokenizer,
-    private readonly promptIds: number[],
-    private readonly promptText: string,
-    private readonly push: (piece: string) => void,
-  ) {
-    super();
-  }
-  override put(value: bigint[][]): void {
-    if (!this.promptSkipped) {
-      this.promptSkipped = true; // the first call carries the prompt
-      return;
+/**
+ * The decode loop on the native kernel: the prompt through the ONNX graph, then per token our
+ * sampler (the same chooseToken, over prompt + generated ids, that ChooseTokenProcessor applies
+ * under transformers.js), the streamer, and one native step. It stops where generate stops: after
+ * a stop token (which is kept, as generate keeps it), after maxNewTokens, or when asked to.
+ */
+async function nativeLoop(
+  native: NativeDecodeSession,
+  promptIds: readonly number[],
+  maxNewTokens: number,
+  sampling: SamplingOptions,
+  rng: Rng,
+  eos: readonly number[],
+  streamer: BaseStreamer,
+  isStopped: () => boolean,
+): Promise<void> {
+  const { seq, logits: first } = await native.prefill(promptIds);
+  try {
+    const seen = [...promptIds];
+    streamer.put([promptIds.map((v) => BigInt(v))]);
+    let logits = first;
+    for (let n = 1; ; n++) {
+      const token = chooseToken(logits, seen, sampling, rng);
+      seen.push(token);
+      streamer.put([[BigInt(token)]]);
+      if (n >= maxNewTokens || eos.includes(token) || isStopped()) break;
+      logits = await native.step(seq, token, seen.length - 1);
     }
-    this.ids.push(Number(value[0]![0]!));
-    this.tokenTimes.push(performance.now());
-    this.flush(false);
-  }
-  override end(): void {
-    this.flush(true);
-  }
-  private flush(final: boolean): void {
-    // Decode prompt + generated together so tokenizers that strip a leading space (Llama's
-    // SentencePiece decoder) keep the space between prompt and continuation.
-    const full = this.tokenizer.decode([...this.promptIds, ...this.ids], { skip_special_tokens: true });
-    let text = full.startsWith(this.promptText)
-      ? full.slice(this.promptText.length)
-      : this.tokenizer.decode(this.ids, { skip_special_tokens: true }); // normalizing decoders can break the prefix
-    if (!final && text.endsWith('\uFFFD')) text = text.slice(0, -1);
-    if (text.length > this.emitted.length && text.startsWith(this.emitted)) {
-      this.push(text.slice(this.emitted.length));
-      this.emitted = text;
-    }
+    streamer.end();
+  } finally {
+    await native.release(seq);
   }
 }
 
@@ -210,7 +216,8 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     }
   }
   const decodeKernel = native ? `native-${native.isa}` : 'onnx';
-  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, weights: native?.layout, ms: Date.now() - t0 }, 'model loaded');
+  const decodeLoop = nativeSession && opts.decodeLoop !== 'transformers' ? 'native' : 'transformers';
+  log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, decodeLoop, weights: native?.layout, ms: Date.now() - t0 }, 'model loaded');
   const eos = stopTokenIds(compiled.dir, compiled.config.eosTokenIds);
   let disposed = false;
   let lastStats: GenerationStats | null = null;
@@ -256,19 +263,23 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     });
     running++;
     const rngState = new random.Random(sampling.seed ?? Math.floor(Math.random() * 2 ** 31));
+    const rng = () => rngState.random();
+    const isStopped = () => stopped || signal?.aborted === true;
     const ids = BigInt64Array.from(promptIds, (v) => BigInt(v));
-    const run = model
-      .generate({
+    const generation = decodeLoop === 'native'
+      ? nativeLoop(nativeSession!, promptIds, maxNewTokens, sampling, rng, eos, streamer, isStopped)
+      : model.generate({
         inputs: new Tensor('int64', ids, [1, ids.length]),
         attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
         max_new_tokens: maxNewTokens,
         do_sample: false,
         repetition_penalty: 1,
         eos_token_id: eos.length ? [...eos] : undefined,
-        logits_processor: [new ChooseTokenProcessor(sampling, () => rngState.random())],
-        stopping_criteria: [new AbortCriteria(() => stopped || signal?.aborted === true)],
+        logits_processor: [new ChooseTokenProcessor(sampling, rng)],
+        stopping_criteria: [new AbortCriteria(isStopped)],
         streamer,
-      } as unknown as Parameters<PreTrainedModel["generate"]>[0])
+      } as unknown as Parameters<PreTrainedModel["generate"]>[0]);
+    const run = generation
       .then(
         () => undefined,
         (e: unknown) => {
@@ -284,6 +295,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
             ttftMs: times[0]! - started,
             decodeMs: times.at(-1)! - times[0]!,
             intervalsMs: times.slice(1).map((t, i) => t - times[i]!),
+            tokenIds: [...streamer.ids],
           };
         }
         finished = true;
@@ -310,7 +322,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   }
 
   return {
-    info: { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel },
+    info: { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel, decodeLoop },
     kernelStats,
     stream,
     countTokens: (text: string) => tokenizer.encode(text, { add_special_tokens: false }).length,

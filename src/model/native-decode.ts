@@ -268,6 +268,15 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
     return out;
   };
 
+  /** A native step, counted in stats (callers serialize). */
+  const timedStep = async (seq: NativeSequence, token: number, position: number): Promise<Float32Array> => {
+    const t0 = performance.now();
+    const logits = await seq.step(token, position);
+    stats.nativeMs += performance.now() - t0;
+    stats.nativeSteps++;
+    return logits;
+  };
+
   const onnx = (feeds: Record<string, OrtTensor>, rest: unknown[]): Promise<Record<string, OrtTensor>> => {
     stats.onnxRuns++;
     return (session.run as (...a: unknown[]) => Promise<Record<string, OrtTensor>>).call(session, feeds, ...rest);
@@ -307,10 +316,7 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
       // A caller that went back to an earlier cache (none does today) gets that prefix.
       const seq = at.owner.seq;
       if (seq.length !== at.length) seq.truncate(at.length);
-      const t0 = performance.now();
-      const logits = await seq.step(token, position);
-      stats.nativeMs += performance.now() - t0;
-      stats.nativeSteps++;
+      const logits = await timedStep(seq, token, position);
       const length = at.length + 1;
       if (zeros.length < length * kvRow) zeros = new Float32Array(Math.max(length * kvRow, zeros.length * 2));
       const view = zeros.subarray(0, length * kvRow);
@@ -327,6 +333,38 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
       return result;
     });
   };
+  /** The prompt through the ONNX graph (all positions at once), its cache imported into a new native sequence. */
+  const prefill = async (ids: readonly number[]): Promise<{ seq: NativeSequence; logits: Float32Array }> => {
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: new Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [1, ids.length]),
+      attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
+      position_ids: new Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, ids.length]),
+      num_logits_to_keep: new Tensor('int64', BigInt64Array.from([1n]), []),
+    };
+    const empty = new Float32Array(0);
+    for (let l = 0; l < L; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new Tensor('float32', empty, [1, cfg.numKvHeads, 0, cfg.headDim]);
+    const out = await onnx(feeds, []);
+    const past: KvArrays = { keys: [], values: [] };
+    for (let l = 0; l < L; l++) {
+      const k = cpuFloats(out[`present.${l}.key`]);
+      const v = cpuFloats(out[`present.${l}.value`]);
+      if (!k || !v) throw new MorrisError('GENERATION_FAILED', 'The prefill returned its cache off the CPU; the native decode kernel cannot read it.', { hint: 'Set MORRIS_DECODE_KERNEL=onnx.' });
+      past.keys.push(k);
+      past.values.push(v);
+    }
+    const logits = cpuFloats(out['logits']);
+    if (!logits || logits.length !== cfg.vocabSize) throw new MorrisError('GENERATION_FAILED', `The prefill returned ${logits?.length ?? 'no'} logits where ${cfg.vocabSize} were expected.`);
+    const seq = await serial(async () => decoder.sequence(past));
+    live.add(seq);
+    return { seq, logits: logits.slice() };
+  };
+  const step = (seq: NativeSequence, token: number, position: number): Promise<Float32Array> => serial(() => timedStep(seq, token, position));
+  const release = (seq: NativeSequence): Promise<void> =>
+    serial(async () => {
+      live.delete(seq);
+      seq.free();
+    });
+
   const proxy = new Proxy(session, {
     get(target, prop, receiver) {
       if (prop === 'run') return run;
@@ -336,6 +374,9 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
   });
   return {
     session: proxy,
+    prefill,
+    step,
+    release,
     /** Frees every sequence's cache (call when no generation is running). */
     freeSequences: () => serial(async () => {
       for (const seq of live) seq.free();
@@ -351,8 +392,17 @@ export interface KernelStats {
   onnxRuns: number;
 }
 
+/**
+ * Two ways to decode with the kernel: `session`, the wrapped ONNX session for transformers.js's
+ * generate loop (native steps under it), and the calls a native loop makes itself (engine.ts):
+ * `prefill` a prompt through the graph, `step` a sequence one token at a time, `release` it.
+ * Steps of all sequences run one at a time either way.
+ */
 export interface NativeDecodeSession {
   session: OrtSession;
+  prefill(ids: readonly number[]): Promise<{ seq: NativeSequence; logits: Float32Array }>;
+  step(seq: NativeSequence, token: number, position: number): Promise<Float32Array>;
+  release(seq: NativeSequence): Promise<void>;
   freeSequences(): Promise<void>;
 }
 

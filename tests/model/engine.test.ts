@@ -49,6 +49,7 @@ describe('engine on a seeded tiny random model', () => {
     const tok = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
     const expected = tok.decode([...promptIds, ...ids], { skip_special_tokens: true }).slice(PROMPT.length);
     expect(await collect(model.stream({ text: PROMPT }, greedy))).toBe(expected);
+    expect(model.lastStats!.tokenIds).toEqual(PINNED_IDS);
   });
 });
 

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -478,6 +478,61 @@ describe('through the engine (tiny model)', () => {
         await m.dispose();
       }
     }
+  });
+
+  it("the native loop and transformers.js's generate over native steps give the same text, stats and stops", async () => {
+    const ours = await loadModel({ ...base(true), decodeKernel: 'native' });
+    const tjs = await loadModel({ ...base(true), decodeKernel: 'native', decodeLoop: 'transformers' });
+    try {
+      expect(ours.info.decodeLoop).toBe('native');
+      expect(tjs.info.decodeLoop).toBe('transformers');
+      const sampled: SamplingOptions = { maxNewTokens: 24, temperature: 0.9, topP: 0.9, topK: 20, repetitionPenalty: 1.3, seed: 5 };
+      for (const [input, opts] of [[chat, greedy], [raw, greedy], [chat, sampled], [raw, { ...sampled, topK: 0, seed: 6 }]] as const) {
+        const before = { ...ours.kernelStats };
+        const text = await collect(ours.stream(input, opts));
+        const n = ours.lastStats!.generatedTokens;
+        expect(n).toBe(opts.maxNewTokens); // no stop token in a random tiny model's first tokens
+        expect(ours.kernelStats.onnxRuns - before.onnxRuns).toBe(1);
+        expect(ours.kernelStats.nativeSteps - before.nativeSteps).toBe(n - 1);
+        expect(await collect(tjs.stream(input, opts))).toBe(text);
+        expect(tjs.lastStats!.generatedTokens).toBe(n);
+      }
+      // abort after the first piece: both stop early, keeping what they made
+      for (const m of [ours, tjs]) {
+        const ac = new AbortController();
+        let pieces = 0;
+        for await (const _ of m.stream(raw, { ...greedy, maxNewTokens: 200 }, ac.signal)) if (++pieces === 1) ac.abort();
+        expect(m.lastStats!.generatedTokens).toBeLessThan(10);
+      }
+    } finally {
+      await ours.dispose();
+      await tjs.dispose();
+    }
+    // a stop token (generation_config.json) ends both loops right after it, kept in the count
+    const first = await loadModel({ ...base(false), decodeKernel: 'native' });
+    let ids: number[];
+    try {
+      await collect(first.stream(raw, greedy));
+      ids = first.lastStats!.tokenIds;
+    } finally {
+      await first.dispose();
+    }
+    const at = ids.findIndex((t, i) => i >= 2 && !ids.slice(0, i).includes(t)); // a token's first appearance, not the first token
+    expect(at).toBeGreaterThanOrEqual(2);
+    const stopDir = join(root, 'tiny-stop');
+    cpSync(tinyDir, stopDir, { recursive: true });
+    writeFileSync(join(stopDir, 'generation_config.json'), JSON.stringify({ eos_token_id: ids[at] }));
+    const counts: number[] = [];
+    for (const decodeLoop of ['native', 'transformers'] as const) {
+      const m = await loadModel({ modelDir: stopDir, cacheDir, device: 'cpu', decodeKernel: 'native', decodeLoop });
+      try {
+        await collect(m.stream(raw, greedy));
+        counts.push(m.lastStats!.generatedTokens);
+      } finally {
+        await m.dispose();
+      }
+    }
+    expect(counts).toEqual([at + 1, at + 1]);
   });
 
   it('concurrent generations on one model each get their own KV cache and both finish with their own text', async () => {
