@@ -1,22 +1,26 @@
 /*
- * One-token decode step of a Llama-family decoder (batch 1, fp32), for CPUs.
+ * One-token decode step of a Llama-family decoder (batch 1; fp32 weights, or the int8/int4 codes
+ * ONNX Runtime's MatMulNBits reads), for CPUs.
  *
  * Why this exists: single-token decode is a chain of matrix-vector products whose speed is set
  * by how fast the weights stream from memory. ONNX Runtime's one-row fp32 matmul reads them at
  * about 60% of the bandwidth a plain read reaches on one core (measured; see README "Figures"),
  * and ONNX Runtime for Node cannot load custom-op libraries, so the decode step runs here. Prompt
- * processing, batches, quantized weights and GPUs stay in the ONNX graph.
+ * processing, batches and GPUs stay in the ONNX graph.
  *
  * The math mirrors src/model/llama-graph.ts (HF semantics: rotate_half RoPE, GQA, optional
  * q/k/v/o/MLP biases, Mistral's sliding window) and is tested against the float64 reference.
- * Weights are memory-mapped from the checkpoint's safetensors files and used in place when they
- * are fp32; fp16/bf16 tensors are widened once at load, as the ONNX path does.
+ * Weights are memory-mapped from the checkpoint's safetensors files (fp16/bf16 widened once, as
+ * the ONNX path does), then the matrices a step streams are packed into one huge-page region in
+ * read order (packWeights); the gemvs read each matrix as two prefetched streams.
  *
  * JS API (see src/model/native-decode.ts):
- *   kernelInfo() -> { isa }
- *   createDecoder(spec) -> handle
- *   decodeStep(handle, token, position, pastKeys[], pastValues[], presentKeys[], presentValues[], logits) -> Promise<void>
+ *   kernelInfo() -> { isa, quantIsa }
+ *   createDecoder(spec) -> handle; decoderInfo(handle) -> { packedBytes, hugePages }
+ *   cacheNew / cacheImport / cacheExport / cacheTruncate / cacheFree / cacheLength (KV cache slots)
+ *   decodeStep(handle, slot, token, position, logits) -> Promise<void> (runs off the main thread)
  *   releaseDecoder(handle)
+ *   readSum(Float32Array), readBandwidth(mib, passes): one-thread read bandwidth for the roofline
  */
 #define _GNU_SOURCE
 #include <node_api.h>

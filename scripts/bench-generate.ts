@@ -165,7 +165,7 @@ function nativeDecoderFor(modelDir: string, compiled: Awaited<ReturnType<typeof 
   return createNativeDecoder(addon, compiled.config, modelDir, null, compiled.quantized);
 }
 
-async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: number, threads: number, cacheDir: string, logitsFile: string): Promise<void> {
+async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: number, threads: number, cacheDir: string, logitsFile: string, bandwidthMiB: number): Promise<void> {
   const t0 = performance.now();
   const model = await loadModel({ modelDir, quant, threads, device: 'cpu', cacheDir, decodeKernel: kernel });
   const loadMs = performance.now() - t0;
@@ -183,7 +183,9 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
   // Paired runs: this VM's bandwidth drifts by a third within minutes, so each generation is
   // bracketed by bandwidth samples and compared with the better of its two neighbours.
   const paired: { decode_tok_s: number; bandwidth_gb_s: number; ratio: number; ratio_vs_copy: number }[] = [];
-  const sampler = bandwidthSampler(Math.ceil(bytesPerToken / 2 ** 20));
+  // Every variant samples over the same buffer (the fp32 weights' size), so per-GB/s figures compare
+  // like with like: a smaller buffer (an int4 model's 80 MB) would be served partly from L3.
+  const sampler = bandwidthSampler(bandwidthMiB);
   for (let r = 0; r < PAIRED_RUNS; r++) {
     const before = sampler();
     for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
@@ -417,7 +419,7 @@ async function realWeightsQuality(cacheDir: string, withNative: boolean): Promis
 
 async function main(): Promise<void> {
   if (process.argv.includes('--child')) {
-    await child(arg('model', ''), arg('quant', 'fp32') as Quant, arg('kernel', 'native') as Kernel, Number(arg('tokens', '64')), Number(arg('threads', '1')), arg('cache', ''), arg('logits', ''));
+    await child(arg('model', ''), arg('quant', 'fp32') as Quant, arg('kernel', 'native') as Kernel, Number(arg('tokens', '64')), Number(arg('threads', '1')), arg('cache', ''), arg('logits', ''), Number(arg('bandwidth-mib', '128')));
     return;
   }
   const tokens = Number(arg('tokens', '64'));
@@ -465,7 +467,7 @@ async function main(): Promise<void> {
       if (compiled.built) console.log(`compiled ${quant} in ${Math.round(performance.now() - t)} ms`);
       const logitsFile = join(root, `logits-${key}.bin`);
       const script = fileURLToPath(import.meta.url);
-      const r = spawnSync(process.execPath, [...process.execArgv, script, '--child', '--model', modelDir, '--quant', quant, '--kernel', kernel, '--tokens', String(tokens), '--threads', String(threads), '--cache', cacheDir, '--logits', logitsFile], {
+      const r = spawnSync(process.execPath, [...process.execArgv, script, '--child', '--model', modelDir, '--quant', quant, '--kernel', kernel, '--tokens', String(tokens), '--threads', String(threads), '--cache', cacheDir, '--logits', logitsFile, '--bandwidth-mib', String(stepMiB)], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
       });

@@ -154,6 +154,32 @@ function dequantizedWeights(modelDir: string, q: QuantizedIndex): ReferenceWeigh
   };
 }
 
+describe('how the decoder holds its weights', () => {
+  it('packs every streamed matrix once (the tied LM head serving the embedding lookup too), on huge pages where the OS allows', () => {
+    for (const k of [0, 1]) { // untied fp32; tied fp16 (widened, then packed)
+      const f = fixtureOf(k);
+      const c = f.cfg;
+      const pieceBytes = (n: number) => Math.ceil((n * 4) / 64) * 64; // each 64-byte aligned
+      const perLayer = [c.numHeads * c.headDim * c.hiddenSize, c.numKvHeads * c.headDim * c.hiddenSize, c.numKvHeads * c.headDim * c.hiddenSize, c.hiddenSize * c.numHeads * c.headDim, c.intermediateSize * c.hiddenSize, c.intermediateSize * c.hiddenSize, c.hiddenSize * c.intermediateSize];
+      const expected = c.numLayers * perLayer.reduce((a, n) => a + pieceBytes(n), 0) + pieceBytes(c.vocabSize * c.hiddenSize);
+      const decoder = createNativeDecoder(addon(), c, f.modelDir, null);
+      try {
+        expect(decoder.layout.packedBytes).toBe(expected);
+        const thp = (() => {
+          try {
+            return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
+          } catch {
+            return undefined;
+          }
+        })();
+        if (thp === 'always' || thp === 'madvise') expect(decoder.layout.hugePages).toBe(true);
+      } finally {
+        decoder.release();
+      }
+    }
+  });
+});
+
 describe('withNativeDecode: the session transformers.js sees', () => {
   it('prefill in ONNX, steps native, a multi-token chunk back in ONNX (placeholders materialized), then native again: all logits match ONNX alone', async () => {
     const f = fixtureOf(0);
