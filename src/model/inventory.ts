@@ -10,8 +10,8 @@
  *     weights  = P·f for fp32; int8/int4 store the linear layers in 1 or 0.5 bytes per value plus
  *                one fp32 scale per 32-value block, embeddings/norms stay fp32 (ORT's quantized
  *                MatMul ops; bf16/fp16 checkpoints are cast to fp32 at load, so they cost the same)
- *     native   = weights again with the native decode kernel (its own mapped view of the same
- *                weights, mostly clean file pages; 0 with MORRIS_DECODE_KERNEL=onnx)
+ *     native   = weights again with the native decode kernel (its own copy of the matrices, packed
+ *                on huge pages, beside ONNX Runtime's copy for prefill; 0 with MORRIS_DECODE_KERNEL=onnx)
  *     kvCache  = 2·L·Hkv·d·C·f                 (keys and values for a context of C tokens)
  *     prefill  = (C·(4h + 2I) + H·C²)·f       (one layer's activations and attention scores at once)
  *     runtime  = 150 MiB                       (Node, ONNX Runtime and the tokenizer)
