@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/model/random-checkpoint.ts';
-import { applyRepetitionPenalty, chooseToken, topKIndices } from '../../src/model/sampling.ts';
+import { applyRepetitionPenalty, chooseToken, sortedIndices, topKIndices } from '../../src/model/sampling.ts';
 
 const opts = { maxNewTokens: 1, temperature: 1, topP: 1, topK: 0, repetitionPenalty: 1 };
 
@@ -10,6 +10,17 @@ describe('sampling', () => {
     const x = Float32Array.from({ length: 5000 }, () => Math.round(rng() * 300));
     const sorted = Array.from(x.keys()).sort((a, b) => x[b]! - x[a]! || a - b);
     for (const k of [1, 7, 50, 4999]) expect(topKIndices(x, k)).toEqual(sorted.slice(0, k));
+  });
+
+  it('the full order (top-k off) equals the comparator sort: ties by lower index, -0 as 0, infinities, tiny and huge arrays', () => {
+    const rng = mulberry32(4);
+    const x = Float32Array.from({ length: 49152 }, () => (rng() < 0.3 ? Math.round(rng() * 20) - 10 : (rng() - 0.5) * 40));
+    x.set([-0, 0, -Infinity, Infinity, -0, 1e-40, -1e-40, 3.5, 3.5], 100);
+    const expected = Array.from(x.keys()).sort((a, b) => x[b]! - x[a]! || a - b);
+    expect(Array.from(sortedIndices(x))).toEqual(expected);
+    expect(Array.from(sortedIndices(x.subarray(7, 70)))).toEqual(Array.from(x.subarray(7, 70).keys()).sort((a, b) => x[7 + b]! - x[7 + a]! || a - b));
+    const wide = x.subarray(1, 3001); // radix path on an offset view
+    expect(Array.from(sortedIndices(wide))).toEqual(Array.from(wide.keys()).sort((a, b) => wide[b]! - wide[a]! || a - b));
   });
 
   it('temperature 0 is argmax after the HF repetition penalty', () => {
