@@ -771,6 +771,30 @@ static int matPieces(Mat *m, int N, int K, Piece *out) {
   return 3;
 }
 
+/* MemAvailable from /proc/meminfo in bytes, or -1 where it cannot be read. */
+static long long memAvailableBytes(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return -1;
+  char line[256];
+  long long kb = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+  }
+  fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Transparent huge pages in "always" or "madvise" mode (the bracketed word in sysfs). */
+static int hugePagesEnabled(void) {
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (!f) return 0;
+  char buf[128] = {0};
+  size_t got = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[got] = 0;
+  return strstr(buf, "[always]") != NULL || strstr(buf, "[madvise]") != NULL;
+}
+
 /*
  * Copies every matrix a step streams (per layer q, k, v, o, gate, up, down, then the LM head)
  * into one anonymous region in the order a step reads them, and asks for 2 MiB pages there
@@ -778,8 +802,9 @@ static int matPieces(Mat *m, int N, int K, Piece *out) {
  * 4 KiB and restarts at each matrix; measured on one core of this kind of VM, the same gemvs read
  * 12.7 GB/s from 4 KiB pages and 15.5 GB/s from huge pages. Each piece's file pages are dropped
  * from this process as soon as it is copied (MADV_DONTNEED; they stay in the page cache), so
- * resident memory holds the weights once, even during the copy. `tied`: the embedding is the LM head's matrix, so the lookup reads the
- * packed copy. If the region cannot be had, the weights are used in place.
+ * resident memory holds the weights once, even during the copy. `tied`: the embedding is the LM
+ * head's matrix, so the lookup reads the packed copy. If the region cannot be had, or would not fit
+ * in the memory available, the weights are used in place.
  */
 static void packWeights(Decoder *d, const int *outF, const int *inF, int tied) {
   const int cap = d->layers * MODULES * 3 + 3;
@@ -791,12 +816,21 @@ static void packWeights(Decoder *d, const int *outF, const int *inF, int tied) {
   n += matPieces(&d->head, d->vocab, d->hidden, pieces + n);
   size_t total = 0;
   for (int i = 0; i < n; i++) total += alignUp(pieces[i].bytes);
+  /* Anonymous memory is not reclaimable the way file pages are, and Linux overcommits: a mapping
+   * larger than what is free succeeds and the copy then gets the process killed. So pack only with
+   * room to spare; a model too large for that (7B in fp32 on a small host) is read in place. */
+  const long long avail = memAvailableBytes();
+  if (avail >= 0 && (long long)total + ((long long)512 << 20) > avail) {
+    free(pieces);
+    return;
+  }
   void *arena = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (arena == MAP_FAILED) {
     free(pieces);
     return;
   }
-  d->hugePages = madvise(arena, total, MADV_HUGEPAGE) == 0;
+  /* madvise succeeds even where huge pages are off ("never"), so ask the mode too */
+  d->hugePages = madvise(arena, total, MADV_HUGEPAGE) == 0 && hugePagesEnabled();
   uint8_t *at = arena;
   for (int i = 0; i < n; i++) {
     const void *src = *pieces[i].at;

@@ -156,6 +156,27 @@ async function nativeLoop(
   }
 }
 
+/**
+ * Keys of generation_config.json that make transformers.js's generate change logits before our
+ * sampler sees them (min length, n-gram bans, forced or suppressed tokens, guidance), with the
+ * values that do. Our native loop applies none of them, so a checkpoint that sets any decodes
+ * through generate instead.
+ */
+function generateOnlySettings(dir: string): string[] {
+  const file = join(dir, 'generation_config.json');
+  if (!existsSync(file)) return [];
+  const g = readJson(file, 'generation_config.json');
+  const set = (k: string) => g[k] !== undefined && g[k] !== null;
+  const positive = (k: string) => typeof g[k] === 'number' && (g[k] as number) > 0;
+  const nonEmpty = (k: string) => Array.isArray(g[k]) && (g[k] as unknown[]).length > 0;
+  return [
+    ...['min_length', 'min_new_tokens', 'no_repeat_ngram_size'].filter(positive),
+    ...['bad_words_ids', 'suppress_tokens', 'begin_suppress_tokens'].filter(nonEmpty),
+    ...['forced_bos_token_id', 'forced_eos_token_id'].filter(set),
+    ...(typeof g['guidance_scale'] === 'number' && (g['guidance_scale'] as number) > 1 ? ['guidance_scale'] : []),
+  ];
+}
+
 /** generation_config.json's eos ids (e.g. stories260K also stops on BOS) plus config.json's. */
 function stopTokenIds(dir: string, fromConfig: readonly number[]): number[] {
   const file = join(dir, 'generation_config.json');
@@ -216,7 +237,9 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     }
   }
   const decodeKernel = native ? `native-${native.isa}` : 'onnx';
-  const decodeLoop = nativeSession && opts.decodeLoop !== 'transformers' ? 'native' : 'transformers';
+  const generateOnly = nativeSession ? generateOnlySettings(compiled.dir) : [];
+  if (generateOnly.length > 0) log.info({ settings: generateOnly }, 'generation_config.json sets logits rules only transformers.js applies; its generate loop runs over the native steps');
+  const decodeLoop = nativeSession && opts.decodeLoop !== 'transformers' && generateOnly.length === 0 ? 'native' : 'transformers';
   log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, decodeLoop, weights: native?.layout, ms: Date.now() - t0 }, 'model loaded');
   const eos = stopTokenIds(compiled.dir, compiled.config.eosTokenIds);
   let disposed = false;

@@ -54,6 +54,9 @@ export interface NativeAddon {
   decoderInfo(handle: Handle): WeightLayout;
 }
 
+/** What this code calls: a build from older sources lacks some, and is refused rather than failing mid-load. */
+const ADDON_FUNCTIONS = ['kernelInfo', 'createDecoder', 'decodeStep', 'cacheNew', 'cacheImport', 'cacheExport', 'cacheTruncate', 'cacheFree', 'cacheLength', 'releaseDecoder', 'readSum', 'readBandwidth', 'decoderInfo'] as const satisfies readonly (keyof NativeAddon)[];
+
 let cached: { addon: NativeAddon | null; reason: string } | null = null;
 
 /** The addon, or null with the reason it is unavailable (not built, wrong platform, load error). */
@@ -64,7 +67,10 @@ export function nativeAddon(): { addon: NativeAddon | null; reason: string } {
   } else {
     try {
       const addon = createRequire(import.meta.url)(NATIVE_ADDON_FILE) as NativeAddon;
-      cached = { addon, reason: `native decode kernel (${addon.kernelInfo().isa})` };
+      const missing = ADDON_FUNCTIONS.filter((f) => typeof (addon as unknown as Record<string, unknown>)[f] !== 'function');
+      cached = missing.length
+        ? { addon: null, reason: `the native decode kernel is out of date (${path.relative(REPO_ROOT, NATIVE_ADDON_FILE)} lacks ${missing.join(', ')}; run \`npm run build:native\`)` }
+        : { addon, reason: `native decode kernel (${addon.kernelInfo().isa})` };
     } catch (e) {
       cached = { addon: null, reason: `the native decode kernel failed to load: ${e instanceof Error ? e.message : String(e)} (rebuild it with \`npm run build:native\`)` };
     }
@@ -185,7 +191,14 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
     sequence(past) {
       const slot = addon.cacheNew(handle);
       let freed = false;
-      if (past) addon.cacheImport(handle, slot, past.keys, past.values);
+      if (past) {
+        try {
+          addon.cacheImport(handle, slot, past.keys, past.values);
+        } catch (e) {
+          addon.cacheFree(handle, slot); // nothing else holds the slot yet
+          throw e;
+        }
+      }
       return {
         get length() {
           return freed ? 0 : addon.cacheLength(handle, slot);

@@ -67,7 +67,8 @@ export class TextDeltaStreamer extends BaseStreamer {
   private pushFromFull(): void {
     const full = this.tokenizer.decode(this.all, { skip_special_tokens: true });
     const generated = full.startsWith(this.promptText) ? full.slice(this.promptText.length) : this.tokenizer.decode(this.ids, { skip_special_tokens: true });
-    if (generated.startsWith(this.emitted)) this.push(generated.slice(this.emitted.length));
+    // Text already shown cannot be taken back; what lies past it is shown either way, so nothing is lost.
+    this.push(generated.slice(this.emitted.length));
   }
 }
 

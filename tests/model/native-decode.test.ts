@@ -559,6 +559,23 @@ describe('through the engine (tiny model)', () => {
       }
     }
     expect(counts).toEqual([at + 1, at + 1]);
+
+    // a logits rule only generate applies (here: no repeated bigrams) sends the loop back to transformers.js
+    const ruleDir = join(root, 'tiny-ngram');
+    cpSync(tinyDir, ruleDir, { recursive: true });
+    writeFileSync(join(ruleDir, 'generation_config.json'), JSON.stringify({ no_repeat_ngram_size: 2 }));
+    const texts: string[] = [];
+    for (const decodeKernel of ['native', 'onnx'] as const) {
+      const m = await loadModel({ modelDir: ruleDir, cacheDir, device: 'cpu', decodeKernel });
+      try {
+        expect(m.info.decodeLoop).toBe('transformers');
+        texts.push(await collect(m.stream(raw, { ...greedy, maxNewTokens: 40 })));
+        if (decodeKernel === 'native') expect(m.kernelStats.nativeSteps).toBeGreaterThan(0); // still native steps underneath
+      } finally {
+        await m.dispose();
+      }
+    }
+    expect(texts[0]).toBe(texts[1]);
   });
 
   it('concurrent generations on one model each get their own KV cache and both finish with their own text', async () => {
