@@ -48,7 +48,7 @@ export interface NativeAddon {
   releaseDecoder(handle: Handle): void;
   /** Sum of a Float32Array with the kernel's own loads: one-thread read bandwidth for the roofline. */
   readSum(data: Float32Array): number;
-  /** Best one-thread read rates (GB/s) over a fresh huge-page buffer: one stream or two (the gemv's pattern), with and without its prefetch. */
+  /** Best one-thread read rates (GB/s), each read starting cold: 4 KiB or huge pages, one stream or two (the gemv's pattern), with and without its prefetch. */
   readBandwidth(mib: number, passes: number): ReadBandwidth;
   /** How the decoder holds its streamed weights: bytes copied into its packed region, and whether that has 2 MiB pages. */
   decoderInfo(handle: Handle): WeightLayout;
@@ -95,13 +95,20 @@ export interface NativeSequence {
   free(): void;
 }
 
-export interface ReadBandwidth { oneStream: number; twoStreams: number; oneStreamPrefetch: number; twoStreamsPrefetch: number; hugePages: boolean }
+/** readBandwidth's figures (GB/s, each read starting cold), keyed `<4k|huge>.<oneStream|twoStreams>[.prefetch]`. */
+export type ReadBandwidth = Record<`${'4k' | 'huge'}.${'oneStream' | 'twoStreams'}${'' | '.prefetch'}`, number> & { hugePages: boolean };
 
 /** The best of readBandwidth's figures and the access pattern that reached it. */
 export function bestRead(r: ReadBandwidth): { gbS: number; pattern: string } {
-  const patterns = ['oneStream', 'twoStreams', 'oneStreamPrefetch', 'twoStreamsPrefetch'] as const;
-  const pattern = patterns.reduce((a, b) => (r[b] > r[a] ? b : a));
-  return { gbS: r[pattern], pattern };
+  let pattern = '';
+  let gbS = 0;
+  for (const [k, v] of Object.entries(r)) {
+    if (typeof v === 'number' && v > gbS) {
+      gbS = v;
+      pattern = k;
+    }
+  }
+  return { gbS, pattern };
 }
 
 /** packedBytes 0: the weights are read in place from the mapped checkpoint (the packed region could not be had). */

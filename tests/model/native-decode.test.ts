@@ -17,7 +17,7 @@ import { loadModel, type ChatMessage, type LoadOptions, type SamplingOptions } f
 import { LORA_MODULES } from '../../src/model/llama-graph.ts';
 import { readAdapter, type Adapter } from '../../src/model/lora.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/compile.ts';
-import { createNativeDecoder, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
+import { bestRead, createNativeDecoder, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
 import { dequantizeMatrix } from '../../src/model/quant.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
@@ -63,6 +63,18 @@ describe('native addon', () => {
     const { addon: a, reason } = realNativeAddon();
     expect(a, `${reason}: run \`npm run build:native\``).not.toBeNull();
     expect(ISAS).toContain(a!.kernelInfo().isa);
+  });
+
+  it('measures cold one-thread reads eight ways for the roofline, and refuses bad arguments', () => {
+    const a = realNativeAddon().addon!;
+    if (a.kernelInfo().isa === 'scalar') return expect(() => a.readBandwidth(4, 1)).toThrow(/AVX2 or AVX-512/);
+    const r = a.readBandwidth(4, 1);
+    const figures = Object.entries(r).filter(([k]) => k !== 'hugePages');
+    expect(figures.map(([k]) => k).sort()).toEqual(['4k', 'huge'].flatMap((p) => ['oneStream', 'twoStreams'].flatMap((s) => [`${p}.${s}`, `${p}.${s}.prefetch`])).sort());
+    for (const [, v] of figures) expect(v).toBeGreaterThan(0.1);
+    expect(typeof r.hugePages).toBe('boolean');
+    expect(bestRead(r).gbS).toBe(Math.max(...figures.map(([, v]) => v as number)));
+    expect(() => a.readBandwidth(0, 1)).toThrow(expect.objectContaining({ code: 'BAD_ARG' }));
   });
 });
 
