@@ -39,7 +39,7 @@ import { compileModel, type Quant } from '../src/model/compile.ts';
 import { loadModel } from '../src/model/engine.ts';
 import { bestRead, createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence, type ReadBandwidth } from '../src/model/native-decode.ts';
 import { GraphBuilder } from '../src/model/onnx/builder.ts';
-import { createSession, float32Tensor, int64Tensor, Tensor, type OrtSession, type OrtTensor } from '../src/model/ort.ts';
+import { createSession, float32Tensor, int64Tensor, promptFeeds, type OrtSession, type OrtTensor } from '../src/model/ort.ts';
 import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
 import { readCheckpointTensors } from '../src/model/safetensors.ts';
 
@@ -146,13 +146,7 @@ async function nativeTeacherForced(decoder: NativeDecoder, c: DecoderConfig, ids
 
 /** Logits [ids.length, vocab] of one prefill through the ONNX graph, and the feed for the next step (past = its presents). */
 async function onnxTeacherForced(session: OrtSession, c: DecoderConfig, ids: readonly number[]): Promise<{ logits: Float32Array; feed: Record<string, OrtTensor> }> {
-  const feed: Record<string, OrtTensor> = {
-    input_ids: int64Tensor(ids, [1, ids.length]),
-    attention_mask: int64Tensor(ids.map(() => 1), [1, ids.length]),
-    position_ids: int64Tensor(ids.map((_, i) => i), [1, ids.length]),
-    num_logits_to_keep: int64Tensor([0], []),
-  };
-  for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = new Tensor('float32', new Float32Array(0), [1, c.numKvHeads, 0, c.headDim]);
+  const feed = promptFeeds(c, ids, 0);
   const out = await session.run(feed);
   for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feed[`past_key_values.${l}.${k}`] = out[`present.${l}.${k}`]!;
   return { logits: out['logits']!.data as Float32Array, feed };

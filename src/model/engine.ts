@@ -162,10 +162,7 @@ async function nativeLoop(
  * values that do. Our native loop applies none of them, so a checkpoint that sets any decodes
  * through generate instead.
  */
-function generateOnlySettings(dir: string): string[] {
-  const file = join(dir, 'generation_config.json');
-  if (!existsSync(file)) return [];
-  const g = readJson(file, 'generation_config.json');
+function generateOnlySettings(g: Record<string, unknown>): string[] {
   const set = (k: string) => g[k] !== undefined && g[k] !== null;
   const positive = (k: string) => typeof g[k] === 'number' && (g[k] as number) > 0;
   const nonEmpty = (k: string) => Array.isArray(g[k]) && (g[k] as unknown[]).length > 0;
@@ -177,10 +174,15 @@ function generateOnlySettings(dir: string): string[] {
   ];
 }
 
-/** generation_config.json's eos ids (e.g. stories260K also stops on BOS) plus config.json's. */
-function stopTokenIds(dir: string, fromConfig: readonly number[]): number[] {
+/** The checkpoint's generation_config.json, or {} without one. */
+function readGenerationConfig(dir: string): Record<string, unknown> {
   const file = join(dir, 'generation_config.json');
-  const raw = existsSync(file) ? (readJson(file, 'generation_config.json')['eos_token_id'] as number | number[] | undefined) : undefined;
+  return existsSync(file) ? readJson(file, 'generation_config.json') : {};
+}
+
+/** generation_config.json's eos ids (e.g. stories260K also stops on BOS) plus config.json's. */
+function stopTokenIds(generationConfig: Record<string, unknown>, fromConfig: readonly number[]): number[] {
+  const raw = generationConfig['eos_token_id'] as number | number[] | undefined;
   const fromGen = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
   return [...new Set([...fromGen, ...fromConfig])];
 }
@@ -237,11 +239,12 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     }
   }
   const decodeKernel = native ? `native-${native.isa}` : 'onnx';
-  const generateOnly = nativeSession ? generateOnlySettings(compiled.dir) : [];
+  const generationConfig = readGenerationConfig(compiled.dir);
+  const generateOnly = nativeSession ? generateOnlySettings(generationConfig) : [];
   if (generateOnly.length > 0) log.info({ settings: generateOnly }, 'generation_config.json sets logits rules only transformers.js applies; its generate loop runs over the native steps');
   const decodeLoop = nativeSession && opts.decodeLoop !== 'transformers' && generateOnly.length === 0 ? 'native' : 'transformers';
   log.info({ modelDir: opts.modelDir, adapter: opts.adapterDir ?? null, device, quant, decodeKernel, decodeLoop, weights: native?.layout, ms: Date.now() - t0 }, 'model loaded');
-  const eos = stopTokenIds(compiled.dir, compiled.config.eosTokenIds);
+  const eos = stopTokenIds(generationConfig, compiled.config.eosTokenIds);
   let disposed = false;
   let lastStats: GenerationStats | null = null;
 
@@ -288,12 +291,11 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     const rngState = new random.Random(sampling.seed ?? Math.floor(Math.random() * 2 ** 31));
     const rng = () => rngState.random();
     const isStopped = () => stopped || signal?.aborted === true;
-    const ids = BigInt64Array.from(promptIds, (v) => BigInt(v));
     const generation = decodeLoop === 'native'
       ? nativeLoop(nativeSession!, promptIds, maxNewTokens, sampling, rng, eos, streamer, isStopped)
       : model.generate({
-        inputs: new Tensor('int64', ids, [1, ids.length]),
-        attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
+        inputs: new Tensor('int64', BigInt64Array.from(promptIds, (v) => BigInt(v)), [1, promptIds.length]),
+        attention_mask: new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]),
         max_new_tokens: maxNewTokens,
         do_sample: false,
         repetition_penalty: 1,

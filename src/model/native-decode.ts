@@ -20,7 +20,7 @@ import { ropeInvFreq, type DecoderConfig } from './checkpoint.ts';
 import { LORA_MODULES, moduleName } from './llama-graph.ts';
 import type { QuantizedIndex } from './compile.ts';
 import { pairKey, type Adapter } from './lora.ts';
-import { Tensor, type OrtSession, type OrtTensor } from './ort.ts';
+import { promptFeeds, Tensor, type OrtSession, type OrtTensor } from './ort.ts';
 import { readCheckpointTensors, readTensorF32 } from './safetensors.ts';
 
 const log = childLog('native-decode');
@@ -275,6 +275,19 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
   });
   let zeros = new Float32Array(0);
 
+  /** The K/V arrays of `tensors` (`<prefix>.N.key|value`), or null if any is off the CPU or not float32. */
+  const cpuCache = (tensors: Record<string, OrtTensor>, prefix: 'past_key_values' | 'present'): KvArrays | null => {
+    const cache: KvArrays = { keys: [], values: [] };
+    for (let l = 0; l < L; l++) {
+      const k = cpuFloats(tensors[`${prefix}.${l}.key`]);
+      const v = cpuFloats(tensors[`${prefix}.${l}.value`]);
+      if (!k || !v) return null;
+      cache.keys.push(k);
+      cache.values.push(v);
+    }
+    return cache;
+  };
+
   const materialize = (feeds: Record<string, OrtTensor>): Record<string, OrtTensor> => {
     const out = { ...feeds };
     const first = placeholders.get(feeds['past_key_values.0.key']!);
@@ -319,14 +332,8 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
       let at = placeholders.get(past0!);
       if (!at) {
         // The prefill's (or an earlier ONNX run's) real tensors: copy them in once.
-        const past: KvArrays = { keys: [], values: [] };
-        for (let l = 0; l < L; l++) {
-          const k = cpuFloats(feeds[`past_key_values.${l}.key`]);
-          const v = cpuFloats(feeds[`past_key_values.${l}.value`]);
-          if (!k || !v) return onnx(feeds, rest);
-          past.keys.push(k);
-          past.values.push(v);
-        }
+        const past = cpuCache(feeds, 'past_key_values');
+        if (!past) return onnx(feeds, rest);
         const seq = decoder.sequence(past);
         live.add(seq);
         const owner = { seq };
@@ -355,23 +362,9 @@ export function withNativeDecode(session: OrtSession, decoder: NativeDecoder, cf
   };
   /** The prompt through the ONNX graph (all positions at once), its cache imported into a new native sequence. */
   const prefill = async (ids: readonly number[]): Promise<{ seq: NativeSequence; logits: Float32Array }> => {
-    const feeds: Record<string, OrtTensor> = {
-      input_ids: new Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [1, ids.length]),
-      attention_mask: new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]),
-      position_ids: new Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, ids.length]),
-      num_logits_to_keep: new Tensor('int64', BigInt64Array.from([1n]), []),
-    };
-    const empty = new Float32Array(0);
-    for (let l = 0; l < L; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new Tensor('float32', empty, [1, cfg.numKvHeads, 0, cfg.headDim]);
-    const out = await onnx(feeds, []);
-    const past: KvArrays = { keys: [], values: [] };
-    for (let l = 0; l < L; l++) {
-      const k = cpuFloats(out[`present.${l}.key`]);
-      const v = cpuFloats(out[`present.${l}.value`]);
-      if (!k || !v) throw new MorrisError('GENERATION_FAILED', 'The prefill returned its cache off the CPU; the native decode kernel cannot read it.', { hint: 'Set MORRIS_DECODE_KERNEL=onnx.' });
-      past.keys.push(k);
-      past.values.push(v);
-    }
+    const out = await onnx(promptFeeds(cfg, ids, 1), []);
+    const past = cpuCache(out, 'present');
+    if (!past) throw new MorrisError('GENERATION_FAILED', 'The prefill returned its cache off the CPU; the native decode kernel cannot read it.', { hint: 'Set MORRIS_DECODE_KERNEL=onnx.' });
     const logits = cpuFloats(out['logits']);
     if (!logits || logits.length !== cfg.vocabSize) throw new MorrisError('GENERATION_FAILED', `The prefill returned ${logits?.length ?? 'no'} logits where ${cfg.vocabSize} were expected.`);
     const seq = await serial(async () => decoder.sequence(past));

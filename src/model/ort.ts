@@ -142,3 +142,19 @@ export function int64Tensor(values: readonly number[], dims: readonly number[]):
 export function float32Tensor(values: Float32Array, dims: readonly number[]): OrtTensor {
   return new ort.Tensor('float32', values, dims);
 }
+
+/**
+ * Feeds of a prompt's first run through the decoder graph (llama-graph.ts's contract): one
+ * sequence at positions 0…n-1 with an empty cache; `logitsToKeep` 0 keeps every position's logits.
+ */
+export function promptFeeds(cfg: { numLayers: number; numKvHeads: number; headDim: number }, ids: readonly number[], logitsToKeep: number): Record<string, OrtTensor> {
+  const feeds: Record<string, OrtTensor> = {
+    input_ids: int64Tensor(ids, [1, ids.length]),
+    attention_mask: int64Tensor(ids.map(() => 1), [1, ids.length]),
+    position_ids: int64Tensor(ids.map((_, i) => i), [1, ids.length]),
+    num_logits_to_keep: int64Tensor([logitsToKeep], []),
+  };
+  const empty = new Float32Array(0);
+  for (let l = 0; l < cfg.numLayers; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', empty, [1, cfg.numKvHeads, 0, cfg.headDim]);
+  return feeds;
+}
