@@ -105,6 +105,13 @@ const schema = z.object({
   MORRIS_PROMOTE_MARGIN: num(0, 10).default(0.01),
   MORRIS_STYLE_TOLERANCE: num(0, 1).default(0.1),
   MORRIS_ADMIN_TOKEN: optionalString,
+  MORRIS_SESSION_HOURS: num(0.1, 24 * 30).default(12),
+  MORRIS_PUBLIC_URL: url.optional(),
+  MORRIS_DASHBOARD_HOST: z.string().min(1).default('127.0.0.1'),
+  MORRIS_DASHBOARD_PORT: int(0, 65535).optional(),
+  MORRIS_HTTP_MAX_CONNECTIONS_PER_IP: int(1, 100_000).default(64),
+  MORRIS_WEB_RATE_LIMIT_PER_MIN: int(0, 10000).default(5),
+  MORRIS_WEB_QUEUE_MAX: int(1, 1000).default(2),
   MORRIS_SHUTDOWN_GRACE_S: int(0, 3600).default(30),
   MORRIS_SOURCES: list.default([]),
 });

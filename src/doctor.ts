@@ -16,6 +16,8 @@ export interface DoctorReport {
   device: { configured: string; wouldUse: string };
   database: { path: string; schemaVersion: number | null; latest: number; error?: string };
   bots: { slack: string; discord: string; backend: string };
+  /** Who can reach the dashboard; ok false when its port is public and no admin token is set. */
+  web: { ok: boolean; note: string };
   baseModel: { setting: string; folder: string; present: boolean; missing: string[] };
   /** Who runs single-token decode on the CPU: the native kernel (native/decode.c) or the ONNX graph. */
   decodeKernel: {
@@ -65,6 +67,8 @@ export function collectDoctorReport(config: Config): DoctorReport {
       : 'configured, but DISCORD_APPLICATION_ID is missing (needed to register slash commands)';
   const backend = config.MORRIS_BACKEND === 'openai' ? `openai at ${config.MORRIS_OPENAI_BASE_URL ?? '(MORRIS_OPENAI_BASE_URL not set)'}` : 'local (in-process ONNX Runtime)';
 
+  const web = webAccess(config);
+
   const folder = baseModelLocation(config.MORRIS_BASE_MODEL, config.MORRIS_MODELS_DIR);
   const missing = ['config.json', 'tokenizer.json', 'tokenizer_config.json'].filter((f) => !fs.existsSync(path.join(folder, f)));
   const hasWeights =
@@ -89,6 +93,7 @@ export function collectDoctorReport(config: Config): DoctorReport {
     device: { configured: config.MORRIS_DEVICE, wouldUse },
     database,
     bots: { slack, discord, backend },
+    web,
     baseModel: { setting: config.MORRIS_BASE_MODEL, folder, present: missing.length === 0, missing },
     decodeKernel,
   };
@@ -107,6 +112,7 @@ export function formatDoctorReport(r: DoctorReport): string {
     `ok   slack: ${r.bots.slack}`,
     `ok   discord: ${r.bots.discord}`,
     `ok   generation backend: ${r.bots.backend}`,
+    `${mark(r.web.ok)} dashboard: ${r.web.note}`,
     r.baseModel.present
       ? `ok   base model ${r.baseModel.setting} present at ${r.baseModel.folder}`
       : `warn base model ${r.baseModel.setting} not present at ${r.baseModel.folder} (missing ${r.baseModel.missing.join(', ')}); ` +
@@ -114,6 +120,20 @@ export function formatDoctorReport(r: DoctorReport): string {
     formatDecodeKernel(r.decodeKernel),
   ];
   return lines.join('\n');
+}
+
+/** Where the dashboard listens and who may use it (see src/web/auth.ts). */
+function webAccess(config: Config): DoctorReport['web'] {
+  const own = config.MORRIS_DASHBOARD_PORT !== undefined;
+  const host = own ? config.MORRIS_DASHBOARD_HOST : config.HOST;
+  const where = `${host}:${own ? config.MORRIS_DASHBOARD_PORT : config.PORT}${own ? ' (its own listener; the public port answers only Slack events and /healthz)' : ''}`;
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (config.MORRIS_ADMIN_TOKEN) return { ok: true, note: `${where}; sign in at /login or send the admin token as a bearer token` };
+  if (loopback) return { ok: true, note: `${where}; no MORRIS_ADMIN_TOKEN, so it answers only on this machine` };
+  return {
+    ok: false,
+    note: `${where} is reachable from other machines and MORRIS_ADMIN_TOKEN is not set: the dashboard answers only to clients on this machine; set MORRIS_ADMIN_TOKEN to sign in from elsewhere, or MORRIS_DASHBOARD_PORT to keep it on loopback`,
+  };
 }
 
 /** The bracketed choice in /sys/kernel/mm/transparent_hugepage/enabled ("always [madvise] never"). */

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'BAD_INPUT'
   | 'NOT_FOUND'
+  | 'UNAUTHORIZED'
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
   | 'BUSY'
@@ -53,6 +54,8 @@ function defaultStatus(code: ErrorCode): number {
     case 'CONFIG_INVALID':
     case 'CONTENT_BLOCKED':
       return 400;
+    case 'UNAUTHORIZED':
+      return 401;
     case 'FORBIDDEN':
       return 403;
     case 'NOT_FOUND':

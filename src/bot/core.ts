@@ -33,6 +33,8 @@ export interface CoreSettings {
   maxTopicChars: number;
   /** Requests per user per minute; 0 turns the limit off. */
   userRateLimitPerMin: number;
+  /** Requests per dashboard session (or API token) per minute, the playground's own limit; 0 = off. */
+  webRateLimitPerMin: number;
   blocklist: readonly string[];
   slackAdmins: readonly string[];
   /** Discord user ids or role ids. */
@@ -46,6 +48,7 @@ export function coreSettingsFromConfig(config: Config): CoreSettings {
   return {
     maxTopicChars: config.MORRIS_MAX_TOPIC_CHARS,
     userRateLimitPerMin: config.MORRIS_USER_RATE_LIMIT_PER_MIN,
+    webRateLimitPerMin: config.MORRIS_WEB_RATE_LIMIT_PER_MIN,
     blocklist: config.MORRIS_BLOCKLIST,
     slackAdmins: config.MORRIS_SLACK_ADMINS,
     discordAdmins: config.MORRIS_DISCORD_ADMINS,
@@ -55,7 +58,7 @@ export function coreSettingsFromConfig(config: Config): CoreSettings {
 }
 
 export type Prepared =
-  | { ok: false; message: string }
+  | { ok: false; message: string; reason: RefusalReason }
   | {
       ok: true;
       request: GenerationRequest;
@@ -74,7 +77,10 @@ export interface AcceptedRequest {
   readonly options: GenerationOptions;
 }
 
-export type Precheck = { ok: false; message: string } | { ok: true; accepted: AcceptedRequest };
+/** Why a request was refused before it started (the web API maps these to HTTP statuses). */
+export type RefusalReason = 'usage' | 'too_long' | 'blocked' | 'rate_limited';
+
+export type Precheck = { ok: false; message: string; reason: RefusalReason } | { ok: true; accepted: AcceptedRequest };
 
 export interface PrepareInput {
   requester: Requester;
@@ -91,7 +97,7 @@ export interface BotCoreDeps {
 }
 
 function renderPlatform(requester: Requester): RenderPlatform {
-  return requester.platform === 'slack' ? 'slack' : 'discord';
+  return requester.platform === 'slack' || requester.platform === 'discord' ? requester.platform : 'plain';
 }
 
 /** What a person sees when a generation fails: one short sentence and the reference id. */
@@ -113,28 +119,34 @@ export function failureText(e: unknown, ref: string): string {
   return `Sorry, Morris couldn't write that: ${reason ?? 'something went wrong'}. (ref \`${ref}\`)`;
 }
 
+/**
+ * A fixed one-minute reservoir per user; highWater 0 + OVERFLOW drops (never queues) a request
+ * that finds the reservoir empty, so `schedule` rejects at once. 0 per minute → no limit.
+ */
+function perUserLimiter(perMin: number): Bottleneck.Group | null {
+  return perMin > 0
+    ? new Bottleneck.Group({
+        reservoir: perMin,
+        reservoirRefreshAmount: perMin,
+        reservoirRefreshInterval: RATE_LIMIT_WINDOW_MS,
+        highWater: 0,
+        strategy: Bottleneck.strategy.OVERFLOW,
+        timeout: 5 * RATE_LIMIT_WINDOW_MS,
+      })
+    : null;
+}
+
 export class BotCore {
   private readonly limiter: Bottleneck.Group | null;
+  private readonly webLimiter: Bottleneck.Group | null;
   private readonly now: () => number;
   /** Requests that passed precheck and have not been accepted yet. */
   private readonly unaccepted = new WeakSet<AcceptedRequest>();
 
   constructor(private readonly deps: BotCoreDeps) {
     this.now = deps.now ?? Date.now;
-    const perMin = deps.settings.userRateLimitPerMin;
-    // A fixed one-minute reservoir per user; highWater 0 + OVERFLOW drops (never queues) a request
-    // that finds the reservoir empty, so `schedule` rejects at once.
-    this.limiter =
-      perMin > 0
-        ? new Bottleneck.Group({
-            reservoir: perMin,
-            reservoirRefreshAmount: perMin,
-            reservoirRefreshInterval: RATE_LIMIT_WINDOW_MS,
-            highWater: 0,
-            strategy: Bottleneck.strategy.OVERFLOW,
-            timeout: 5 * RATE_LIMIT_WINDOW_MS,
-          })
-        : null;
+    this.limiter = perUserLimiter(deps.settings.userRateLimitPerMin);
+    this.webLimiter = perUserLimiter(deps.settings.webRateLimitPerMin);
   }
 
   get settings(): CoreSettings {
@@ -159,23 +171,24 @@ export class BotCore {
     const { settings } = this.deps;
     if (input.text.length > settings.maxTopicChars * 4 + 200) {
       // Far over the cap (e.g. a pasted 50 kB document): refuse before parsing it at all.
-      return this.refuse(requester, input.text, 'refused', this.tooLongText(input.text.length));
+      return this.refuse(requester, input.text, 'too_long', this.tooLongText(input.text.length));
     }
     const parsed = parseRequestText(input.text, input.options);
-    if (!parsed.ok) return { ok: false, message: parsed.reason === 'empty' ? usageText(platform) : parsed.message };
+    if (!parsed.ok) return { ok: false, reason: 'usage', message: parsed.reason === 'empty' ? usageText(platform) : parsed.message };
     const { topic, options } = parsed;
-    if (topic.length > settings.maxTopicChars) return this.refuse(requester, topic, 'refused', this.tooLongText(topic.length));
+    if (topic.length > settings.maxTopicChars) return this.refuse(requester, topic, 'too_long', this.tooLongText(topic.length));
     const blocked = findBlockedTerm(topic, settings.blocklist);
     if (blocked) {
       logger.info({ user: requester.userId, platform: requester.platform, term: blocked }, 'topic blocked');
-      return this.refuse(requester, topic, 'refused', "Sorry, that's a topic Morris won't write about.", `blocked term: ${blocked}`);
+      return this.refuse(requester, topic, 'blocked', "Sorry, that's a topic Morris won't write about.", `blocked term: ${blocked}`);
     }
     if (!(await this.takeRateToken(requester))) {
+      const perMin = requester.platform === 'web' ? settings.webRateLimitPerMin : settings.userRateLimitPerMin;
       return this.refuse(
         requester,
         topic,
         'rate_limited',
-        `Easy, there: you can ask for ${settings.userRateLimitPerMin} article${settings.userRateLimitPerMin === 1 ? '' : 's'} a minute. Try again shortly.`,
+        `Easy, there: you can ask for ${perMin} article${perMin === 1 ? '' : 's'} a minute. Try again shortly.`,
       );
     }
     const accepted: AcceptedRequest = Object.freeze({ requester, topic, options });
@@ -203,21 +216,17 @@ export class BotCore {
     return `That topic is ${length.toLocaleString('en-GB')} characters; please keep it under ${this.deps.settings.maxTopicChars}.`;
   }
 
-  private refuse(
-    requester: Requester,
-    topic: string,
-    outcome: 'refused' | 'rate_limited',
-    message: string,
-    error?: string,
-  ): Precheck {
+  private refuse(requester: Requester, topic: string, reason: Exclude<RefusalReason, 'usage'>, message: string, error?: string): Precheck {
+    const outcome = reason === 'rate_limited' ? 'rate_limited' : 'refused';
     openGeneration(this.deps.store, { id: newGenerationId(), requester, topic, outcome, error: error ?? message });
-    return { ok: false, message };
+    return { ok: false, reason, message };
   }
 
   private async takeRateToken(requester: Requester): Promise<boolean> {
-    if (!this.limiter) return true;
+    const limiter = requester.platform === 'web' ? this.webLimiter : this.limiter;
+    if (!limiter) return true;
     try {
-      await this.limiter.key(`${requester.platform}:${requester.userId}`).schedule(async () => undefined);
+      await limiter.key(`${requester.platform}:${requester.userId}`).schedule(async () => undefined);
       return true;
     } catch (e) {
       if (e instanceof Bottleneck.BottleneckError) return false;
@@ -226,6 +235,7 @@ export class BotCore {
   }
 
   private maxNewTokens(options: GenerationOptions): number {
+    if (options.maxNewTokens !== undefined) return options.maxNewTokens;
     const base = this.deps.settings.defaultMaxNewTokens;
     const factor = { short: 0.4, medium: 1, long: 2 }[options.length];
     return Math.max(16, Math.min(8192, Math.round(base * factor)));
@@ -253,6 +263,9 @@ export class BotCore {
           maxNewTokens: this.maxNewTokens(request.options),
           temperature: request.options.temperature,
           requestId: request.id,
+          // The dashboard's playground waits behind the bots and has its own small share of the
+          // queue, so web traffic never makes a Slack or Discord user wait or be turned away.
+          background: request.platform === 'web',
         },
         abort.signal,
       );
@@ -302,9 +315,10 @@ export class BotCore {
       });
       yield {
         kind: 'final',
-        text: composeArticle(body, { columnist: settings.columnist, cut: done.cut, cutReason: done.reason }),
+        text: composeArticle(body, { columnist: settings.columnist, cut: done.cut, cutReason: done.reason, platform }),
         cut: done.cut,
         generationId: request.id,
+        lineage: { adapterId: done.adapterId ?? null, baseModel: done.baseModel ?? null, datasetId: done.datasetId ?? null },
       };
     } catch (e) {
       const cancelled = outer?.aborted || (isMorrisError(e) && e.code === 'CANCELLED');

@@ -6,6 +6,7 @@
 import { MorrisError } from '../errors.ts';
 
 interface Waiter {
+  readonly background: boolean;
   onPosition(position: number): void;
   admit(): void;
   lastPosition: number;
@@ -18,6 +19,8 @@ export class FifoGate {
   constructor(
     private readonly slots: number,
     private readonly queueMax: number,
+    /** Background waiters' own cap; they queue behind every foreground waiter. */
+    private readonly backgroundQueueMax = queueMax,
   ) {
     if (slots < 1) throw new RangeError('slots must be at least 1');
   }
@@ -34,19 +37,19 @@ export class FifoGate {
    * Waits for a slot; resolves with a release function (call it exactly once). Throws BUSY when
    * the queue is full and CANCELLED when `signal` aborts while waiting.
    */
-  enter(onPosition: (position: number) => void, signal?: AbortSignal): Promise<() => void> {
+  enter(onPosition: (position: number) => void, signal?: AbortSignal, background = false): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(new MorrisError('CANCELLED', 'Cancelled before it started.'));
     if (this.active < this.slots && this.waiting.length === 0) {
       this.active++;
       return Promise.resolve(this.releaser());
     }
-    if (this.waiting.length >= this.queueMax) {
-      return Promise.reject(
-        new MorrisError('BUSY', `Too many requests waiting (${this.waiting.length}); please try again shortly.`),
-      );
+    const sameLane = this.waiting.filter((w) => w.background === background).length;
+    if (sameLane >= (background ? this.backgroundQueueMax : this.queueMax)) {
+      return Promise.reject(new MorrisError('BUSY', `Too many requests waiting (${sameLane}); please try again shortly.`));
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
+        background,
         lastPosition: 0,
         onPosition,
         admit: () => {
@@ -61,7 +64,9 @@ export class FifoGate {
         reject(new MorrisError('CANCELLED', 'Cancelled while waiting in the queue.'));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
+      const firstBackground = this.waiting.findIndex((w) => w.background);
+      if (background || firstBackground < 0) this.waiting.push(waiter);
+      else this.waiting.splice(firstBackground, 0, waiter);
       this.report();
     });
   }
@@ -96,6 +101,7 @@ export async function* throughGate<T>(
   gate: FifoGate,
   signal: AbortSignal | undefined,
   body: () => AsyncGenerator<T>,
+  background = false,
 ): AsyncGenerator<T | { type: 'queued'; position: number }> {
   const positions: number[] = [];
   let wake: (() => void) | null = null;
@@ -106,7 +112,7 @@ export async function* throughGate<T>(
     .enter((p) => {
       positions.push(p);
       wake?.();
-    }, signal)
+    }, signal, background)
     .then(
       (r) => {
         if (abandoned) return r(); // the consumer left while queued: hand the slot straight on

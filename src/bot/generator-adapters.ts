@@ -39,6 +39,7 @@ export function serviceGenerator(service: GenerationService, opts: { store?: Sto
           ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
         },
         ...(signal ? { signal } : {}),
+        ...(input.background ? { background: true } : {}),
       });
       for await (const ev of events) {
         if (ev.type === 'done') {
@@ -85,6 +86,7 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
     userPrompt: articlePrompt,
     timeoutMs: config.MORRIS_GENERATION_TIMEOUT_S * 1000,
     queueMax: config.MORRIS_QUEUE_MAX,
+    backgroundQueueMax: config.MORRIS_WEB_QUEUE_MAX,
     // A LoRA served under its registry id (vLLM --lora-modules <id>=<path>) maps to its dataset.
     datasetId: datasetOf(opts.store, model),
   });

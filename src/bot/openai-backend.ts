@@ -26,6 +26,8 @@ export interface OpenAiGeneratorOptions {
   timeoutMs: number;
   concurrency?: number;
   queueMax: number;
+  /** Background (playground) requests' own waiting cap; default queueMax. */
+  backgroundQueueMax?: number;
   /** Reported by `version` as the dataset the served adapter was trained on, when known. */
   datasetId?: string | null;
 }
@@ -61,11 +63,11 @@ export class OpenAiGenerator implements TextGenerator {
   private readonly gate: FifoGate;
 
   constructor(private readonly opts: OpenAiGeneratorOptions) {
-    this.gate = new FifoGate(opts.concurrency ?? OPENAI_DEFAULT_CONCURRENCY, opts.queueMax);
+    this.gate = new FifoGate(opts.concurrency ?? OPENAI_DEFAULT_CONCURRENCY, opts.queueMax, opts.backgroundQueueMax);
   }
 
   generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GeneratorEvent> {
-    return throughGate(this.gate, signal, () => this.stream(input, signal));
+    return throughGate(this.gate, signal, () => this.stream(input, signal), input.background === true);
   }
 
   async info(): Promise<GeneratorInfo> {

@@ -22,7 +22,8 @@ export const STREAMING_CURSOR = ' …';
 
 const ZWJ = '\u200D';
 
-export type RenderPlatform = 'slack' | 'discord';
+/** Where text is shown: a chat platform's markup, or plain text (the dashboard, the CLI). */
+export type RenderPlatform = 'slack' | 'discord' | 'plain';
 
 // ---------------------------------------------------------------- attribution and markers
 
@@ -33,12 +34,18 @@ export function attributionLine(columnist: string): string {
 export const CUT_MARKER = '[cut short: the generation hit its time limit]';
 
 /** The article as posted: body, a cut marker when partial, and the attribution line (markdown). */
-export function composeArticle(body: string, opts: { columnist: string; cut: boolean; cutReason?: string }): string {
+/**
+ * The article as it leaves Morris, wherever it goes (bots, the dashboard, `morris generate`, the
+ * OpenAI backend's output): the text, a cut marker when it stopped early, and the attribution
+ * line. Chat platforms get the notes in italics; plain text gets them as they are.
+ */
+export function composeArticle(body: string, opts: { columnist: string; cut: boolean; cutReason?: string; platform?: RenderPlatform }): string {
   const marker =
     opts.cut && opts.cutReason && opts.cutReason !== 'timeout' ? `[cut short: ${opts.cutReason}]` : CUT_MARKER;
+  const note = (s: string) => (opts.platform === 'plain' ? s : `_${s}_`);
   const parts = [body.trim() || '(no text)'];
-  if (opts.cut) parts.push(`_${marker}_`);
-  parts.push(`_${attributionLine(opts.columnist)}_`);
+  if (opts.cut) parts.push(note(marker));
+  parts.push(note(attributionLine(opts.columnist)));
   return parts.join('\n\n');
 }
 
@@ -72,6 +79,7 @@ export function echoTopic(topic: string, platform: RenderPlatform): string {
   let t = topic.replace(/\s+/g, ' ').trim();
   if (t.length > TOPIC_ECHO_MAX_CHARS) t = `${t.slice(0, TOPIC_ECHO_MAX_CHARS - 1)}…`;
   t = neutraliseMentions(t);
+  if (platform === 'plain') return t;
   return platform === 'slack' ? escapeSlack(t).replace(/([*_~`])/g, `$1${ZWJ}`) : escapeDiscordMarkdown(t);
 }
 

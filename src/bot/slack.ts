@@ -6,10 +6,11 @@
  * Socket Mode connects with the app token. Only translation lives here: the work is in the core.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { App, HTTPReceiver, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel, verifySlackRequest, webApi, type Logger as BoltLogger } from '@slack/bolt';
 import Bottleneck from 'bottleneck';
 import type { WebClient } from '@slack/web-api';
 import { MorrisError } from '../errors.ts';
+import type { ReplayGuard } from '../store/slack-replays.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
@@ -23,6 +24,14 @@ export const SLACK_EVENTS_PATH = '/slack/events';
 export const SLACK_ADMIN_ACK_WAIT_MS = 2000;
 /** Event ids remembered to drop Slack's redelivery of an event we already answered. */
 export const SLACK_SEEN_EVENTS_MAX = 1000;
+/** Slack's signature window; a timestamp further than this from now, either way, is refused. */
+export const SLACK_SIGNATURE_WINDOW_S = 5 * 60;
+/** Slack's payloads are small; a larger body is not Slack. */
+export const SLACK_MAX_BODY_BYTES = 1024 * 1024;
+/** One connection check (auth.test) gives up after this, so a start attempt fails fast. */
+export const SLACK_PROBE_TIMEOUT_MS = 10_000;
+/** Slack errors that no retry will cure: the token itself is wrong. */
+const SLACK_FATAL_AUTH_ERRORS = new Set(['invalid_auth', 'not_authed', 'account_inactive', 'token_revoked', 'token_expired', 'not_allowed_token_type']);
 
 export interface SlackBotOptions {
   core: BotCore;
@@ -41,13 +50,16 @@ export interface SlackBotOptions {
   maxMessageLength?: number;
   /** Web API retry policy (tests shorten it). */
   retries?: number;
+  /** Remembers handled request signatures (HTTP mode), so a replayed request runs once. */
+  replayGuard?: ReplayGuard;
 }
 
 export interface SlackBot {
   app: App;
   mode: 'http' | 'socket';
-  /** Node request listener for POST /slack/events (HTTP mode only). */
+  /** Node request listener for POST /slack/events (HTTP mode only); 503 until start() succeeded. */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Checks the token (auth.test, no retries) and connects; throws at once when Slack is unreachable. */
   start(): Promise<void>;
   /** Stops receiving, aborts replies in progress and waits for them to settle. */
   stop(): Promise<void>;
@@ -203,18 +215,55 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     logger.error({ err: e }, 'slack handler error');
   });
 
+  let ready = false;
+  /**
+   * POST /slack/events: our own checks before Bolt's — a body of sane size, a timestamp inside the
+   * window on both sides (Bolt refuses only stale ones), a valid signature, and a signature not
+   * seen before (Bolt does not remember them). A replay is acknowledged and ignored.
+   */
+  const acceptSigned = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const refuse = (status: number, why: string) => {
+      logger.warn({ status, why }, 'Slack request refused');
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      res.end(why);
+    };
+    if (!ready) {
+      res.writeHead(503, { 'retry-after': '10', 'content-type': 'text/plain' });
+      res.end('Slack is still connecting; try again shortly.');
+      return;
+    }
+    const raw = await readBody(req, SLACK_MAX_BODY_BYTES);
+    if (raw === null) return refuse(413, 'body too large');
+    const sslCheck = req.headers['content-type'] === 'application/x-www-form-urlencoded' && /(^|&)ssl_check=1(&|$)/.test(raw.toString());
+    if (!sslCheck) {
+      const signature = req.headers['x-slack-signature'];
+      const ts = Number(req.headers['x-slack-request-timestamp']);
+      if (typeof signature !== 'string' || !Number.isInteger(ts)) return refuse(401, 'missing signature headers');
+      if (Math.abs(Date.now() / 1000 - ts) > SLACK_SIGNATURE_WINDOW_S) return refuse(401, 'timestamp outside the signature window');
+      try {
+        verifySlackRequest({ signingSecret: opts.signingSecret!, body: raw.toString(), headers: { 'x-slack-signature': signature, 'x-slack-request-timestamp': ts } });
+      } catch {
+        return refuse(401, 'bad signature');
+      }
+      if (opts.replayGuard && !opts.replayGuard.firstSeen(signature, ts)) {
+        logger.warn({ ts }, 'replayed Slack request acknowledged and ignored');
+        res.writeHead(200);
+        res.end();
+        return;
+      }
+    }
+    (req as IncomingMessage & { rawBody?: Buffer }).rawBody = raw;
+    receiver!.requestListener(req, res);
+  };
   const httpHandler = receiver
     ? (req: IncomingMessage, res: ServerResponse) => {
-        try {
-          receiver.requestListener(req, res);
-        } catch (e) {
-          // Bolt throws for paths it does not own; the serve process routes only ours here.
-          logger.debug({ err: e, url: req.url }, 'request not for the Slack receiver');
+        acceptSigned(req, res).catch((e: unknown) => {
+          logger.debug({ err: e, url: req.url }, 'Slack request not handled');
           if (!res.headersSent) {
-            res.writeHead(404);
+            res.writeHead(400);
             res.end();
-          }
-        }
+          } else res.destroy();
+        });
       }
     : undefined;
 
@@ -223,14 +272,46 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     mode,
     httpHandler,
     async start() {
+      // One quick check first: Bolt's own client retries for many minutes, which would hold a
+      // start attempt (and its caller) that long while Slack is down.
+      const probe = new webApi.WebClient(opts.botToken, { ...clientOptions, retryConfig: { retries: 0 }, timeout: SLACK_PROBE_TIMEOUT_MS, rejectRateLimitedCalls: true });
+      try {
+        await probe.auth.test();
+      } catch (e) {
+        const code = slackErrorCode(e);
+        throw new MorrisError(code && SLACK_FATAL_AUTH_ERRORS.has(code) ? 'CONFIG_INVALID' : 'BACKEND_ERROR', `Slack did not answer auth.test: ${code ?? (e as Error).message}`, {
+          hint: code && SLACK_FATAL_AUTH_ERRORS.has(code) ? 'Check SLACK_BOT_TOKEN (Install App → Bot User OAuth Token).' : 'Slack is unreachable from this host; retrying.',
+          cause: e,
+        });
+      }
       await app.init();
       if (mode === 'socket') await app.start();
+      ready = true;
       logger.info({ mode }, 'slack bot ready');
     },
     async stop() {
+      ready = false;
       replies.abortAll();
       if (mode === 'socket') await app.stop().catch((e: unknown) => logger.warn({ err: e }, 'slack stop failed'));
       await replies.settled();
     },
   };
+}
+
+/** The whole body, or null when it is larger than `limit` (the rest is not read). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve(null);
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(size > limit ? null : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
 }

@@ -14,6 +14,8 @@ export interface GenerationOptions {
   length: ArticleLength;
   /** Sampling temperature; undefined → the generator's configured default. */
   temperature?: number;
+  /** An explicit token budget (the playground's field); undefined → from `length`. */
+  maxNewTokens?: number;
 }
 
 export interface Requester {
@@ -44,6 +46,11 @@ export interface GeneratorInput {
   temperature?: number;
   /** Who asked, for the generator's own logs; never used for the text. */
   requestId: string;
+  /**
+   * Background work (the dashboard's playground) waits behind every foreground request and has
+   * its own small cap, so it can never fill the queue the bots use.
+   */
+  background?: boolean;
 }
 
 /**
@@ -118,6 +125,13 @@ export interface AdminActor {
 
 // ---------------------------------------------------------------- what the core hands adapters
 
+/** Which model wrote an article. */
+export interface Lineage {
+  adapterId: string | null;
+  baseModel: string | null;
+  datasetId: string | null;
+}
+
 /**
  * What a platform adapter shows while one request runs. `notice` replaces the placeholder
  * (queue position, "writing…"); `partial` is the article so far (raw text, not yet formatted);
@@ -126,5 +140,5 @@ export interface AdminActor {
 export type ReplyUpdate =
   | { kind: 'notice'; text: string }
   | { kind: 'partial'; text: string }
-  | { kind: 'final'; text: string; cut: boolean; generationId: string }
+  | { kind: 'final'; text: string; cut: boolean; generationId: string; lineage?: Lineage }
   | { kind: 'failed'; text: string; generationId: string | null };

@@ -7,11 +7,13 @@
 import type { Config } from '../config.ts';
 import { openStore, type Store } from '../store/db.ts';
 import { childLog } from '../log.ts';
-import { startBots, type RunningBots } from '../bot/index.ts';
+import { startBots, type RunningBots, type StartBotsOptions } from '../bot/index.ts';
+import type { HttpLimits } from '../web/http-guard.ts';
 import { generatorFromConfig } from '../bot/generator-adapters.ts';
 import type { TextGenerator } from '../bot/types.ts';
 import { activeAdapterFromStore, createGenerationService, type GenerationService } from '../model/generation-service.ts';
-import { startDashboardServer, type DashboardServer } from '../web/server.ts';
+import { startListener, type HttpListener } from '../web/server.ts';
+import { isLoopbackHostName, type AccessPolicy } from '../web/auth.ts';
 import { createAdminActions } from './admin-actions.ts';
 import type { JobControl } from './control.ts';
 import type { SourceSpec } from './handlers.ts';
@@ -65,11 +67,21 @@ export interface ServeOptions {
   style?: Style;
   /** Start Slack/Discord when configured (default true). */
   bots?: boolean;
+  /** Overrides for the bots (tests shorten retry backoff). */
+  botOverrides?: StartBotsOptions['overrides'];
+  /** Overrides MORRIS_DASHBOARD_PORT (tests: 0 for a separate dashboard listener). */
+  dashboardPort?: number;
+  /** HTTP limits (tests shorten timeouts). */
+  httpLimits?: Partial<HttpLimits>;
   version?: string;
 }
 
 export interface ServeHandle {
+  /** Where the dashboard answers (the one port, or its own listener). */
   url: string;
+  /** Where Slack's events and /healthz answer (the same as `url` with one listener). */
+  publicUrl: string;
+  bots: RunningBots;
   store: Store;
   runner: JobRunner;
   control: JobControl;
@@ -104,52 +116,72 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const admin = createAdminActions({ control, registry, scheduler, generator });
   const inFlight = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
-  let bots: RunningBots | undefined;
-  let web: DashboardServer;
+  // Each platform connects (and retries) in the background: the port opens at once.
+  const bots: RunningBots = startBots({ config, store, generator, admin, platforms: opts.bots ?? true, overrides: opts.botOverrides });
+  const policy: AccessPolicy = {
+    adminToken: config.MORRIS_ADMIN_TOKEN,
+    sessionHours: config.MORRIS_SESSION_HOURS,
+    secureCookies: config.MORRIS_PUBLIC_URL?.startsWith('https:') ?? false,
+  };
+  const platformStates = () => Object.fromEntries(Object.entries(bots.platforms()).map(([k, v]) => [k, v.state]));
+  const common = {
+    policy,
+    publicUrl: config.MORRIS_PUBLIC_URL,
+    limits: { maxConnectionsPerAddress: config.MORRIS_HTTP_MAX_CONNECTIONS_PER_IP, ...opts.httpLimits },
+    slackHandler: bots.slackHttpHandler,
+    health: () => ({ status: 'ok' as const, platforms: platformStates() }),
+  };
+  const deps = {
+    store,
+    control,
+    scheduler,
+    registry,
+    generator,
+    core: bots.core,
+    engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND, configuredDevice: config.MORRIS_DEVICE, configuredBaseModel: config.MORRIS_BASE_MODEL }),
+    bots: () => Object.entries(bots.platforms()).filter(([, v]) => v.state !== 'off').map(([platform, v]) => ({ platform, ...v })),
+    track: <T>(p: Promise<T>) => {
+      inFlight.add(p);
+      return p.finally(() => inFlight.delete(p));
+    },
+    defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
+    version: opts.version ?? 'dev',
+    shutdown: shutdown.signal,
+  };
+  const dashboardPort = opts.dashboardPort ?? config.MORRIS_DASHBOARD_PORT;
+  const listeners: HttpListener[] = [];
   try {
-    if (opts.bots ?? true) bots = await startBots({ config, store, generator, admin });
-    web = await startDashboardServer(
-      {
-        store,
-        control,
-        scheduler,
-        registry,
-        generator,
-        engineStatus: () => ({ ...service.status(), backend: config.MORRIS_BACKEND, configuredDevice: config.MORRIS_DEVICE, configuredBaseModel: config.MORRIS_BASE_MODEL }),
-        bots: () => [
-          ...(bots?.slack ? [{ platform: 'slack', connected: true }] : []),
-          ...(bots?.discord ? [{ platform: 'discord', connected: true }] : []),
-        ],
-        track: (p) => {
-          inFlight.add(p);
-          return p.finally(() => inFlight.delete(p));
-        },
-        defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
-        version: opts.version ?? 'dev',
-        shutdown: shutdown.signal,
-      },
-      {
-        host: opts.host ?? config.HOST,
-        port: opts.port ?? config.PORT,
-        adminToken: config.MORRIS_ADMIN_TOKEN,
-        extraHandler: bots?.slackHttpHandler
-          ? (req, res) => {
-              if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return false;
-              bots!.slackHttpHandler!(req, res);
-              return true;
-            }
-          : undefined,
-      },
-    );
+    const host = opts.host ?? config.HOST;
+    const port = opts.port ?? config.PORT;
+    if (dashboardPort === undefined) {
+      listeners.push(await startListener(deps, { ...common, host, port, role: 'all' }));
+    } else {
+      // Slack's events and the health check on the public port; the dashboard on its own.
+      listeners.push(await startListener(null, { ...common, host, port, role: 'public' }));
+      listeners.push(
+        await startListener(deps, { ...common, host: config.MORRIS_DASHBOARD_HOST, port: dashboardPort, role: 'dashboard' }, { host: 'MORRIS_DASHBOARD_HOST', port: 'MORRIS_DASHBOARD_PORT' }),
+      );
+    }
   } catch (e) {
-    // A port in use (or a bot that cannot connect) ends `morris serve`: undo what started, or
-    // the scheduler's timers and the bots' sockets would keep a half-started process alive.
+    // A port in use ends `morris serve`: undo what started, or the scheduler's timers and the
+    // bots' sockets would keep a half-started process alive.
+    await Promise.all(listeners.map((l) => l.close(0)));
     await scheduler.stop();
-    await bots?.stop();
+    await bots.stop();
     await runner.shutdown(0);
     await service.close();
     store.close();
     throw e;
+  }
+  const dashboard = listeners[listeners.length - 1]!;
+  const dashboardHost = dashboard.role === 'all' ? (opts.host ?? config.HOST) : config.MORRIS_DASHBOARD_HOST;
+  if (!config.MORRIS_ADMIN_TOKEN) {
+    log.warn(
+      { dashboard: dashboard.bound },
+      isLoopbackHostName(dashboardHost)
+        ? 'MORRIS_ADMIN_TOKEN is not set: the dashboard answers only on this machine'
+        : 'MORRIS_ADMIN_TOKEN is not set: the dashboard answers only to clients on this machine, though the port is reachable from others; set MORRIS_ADMIN_TOKEN to sign in from elsewhere',
+    );
   }
 
   const adapterWatch = watchActiveAdapter(store, service);
@@ -173,8 +205,8 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
 
   log.info(
     {
-      dashboard: web.url,
-      bots: [bots?.slack && 'slack', bots?.discord && 'discord'].filter(Boolean),
+      listening: listeners.map((l) => `${l.bound} (${l.role})`),
+      bots: Object.entries(bots.platforms()).filter(([, v]) => v.state !== 'off').map(([k]) => k),
       schedules: scheduler.jobs(),
       activeAdapter: registry.active()?.id ?? null,
       backend: config.MORRIS_BACKEND,
@@ -190,10 +222,10 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       shutdown.abort();
       await scheduler.stop();
       // No new connections from here; open ones (streaming generations) may finish.
-      const webClosed = web.close(graceMs);
+      const webClosed = Promise.all(listeners.map((l) => l.close(graceMs)));
       await Promise.all([
         webClosed,
-        bots?.stop(),
+        bots.stop(),
         Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, graceMs).unref())]),
         runner.shutdown(graceMs, SHUTDOWN_REASON),
       ]);
@@ -205,5 +237,5 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       log.info('morris serve stopped');
     })());
 
-  return { url: web.url, store, runner, control, scheduler, registry, service, generator, resumed, stop };
+  return { url: dashboard.url, publicUrl: listeners[0]!.url, bots, store, runner, control, scheduler, registry, service, generator, resumed, stop };
 }

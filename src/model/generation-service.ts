@@ -57,6 +57,8 @@ export interface GenerationServiceOptions {
   idleUnloadS: number;
   /** Requests allowed to wait behind the running one; one more is BUSY. */
   queueMax: number;
+  /** Background requests allowed to wait (their own cap; they never count against queueMax). */
+  backgroundQueueMax?: number;
   maxTopicChars: number;
   device?: string;
   quant?: Quant;
@@ -70,6 +72,11 @@ export type GenerationRequest = GenerationInput & {
   sampling?: Partial<SamplingOptions>;
   /** Overrides the service's time limit for this request (seconds of generation, load excluded). */
   timeoutS?: number;
+  /**
+   * Background requests wait behind every foreground one (a foreground arrival goes ahead of
+   * them) and have their own cap, so they can never fill the foreground queue.
+   */
+  background?: boolean;
   signal?: AbortSignal;
 };
 
@@ -217,6 +224,7 @@ interface Job {
   /** Aborted with reason 'cancelled' (caller) or 'timeout' (time limit). */
   readonly abort: AbortController;
   readonly enqueuedAt: number;
+  readonly background: boolean;
   lastPosition: number;
   /** The time limit, armed when generation starts. */
   timer?: NodeJS.Timeout;
@@ -258,8 +266,11 @@ export class GenerationService {
     const sampling = this.sampling(req.sampling);
     const timeoutS = req.timeoutS ?? this.opts.timeoutS;
     if (!(timeoutS > 0)) throw new MorrisError('BAD_INPUT', `Time limit must be positive, got ${timeoutS}.`);
-    if (this.waiting.length >= this.opts.queueMax) {
-      throw new MorrisError('BUSY', `Too many requests waiting (${this.waiting.length}); please try again shortly.`, {
+    const background = req.background === true;
+    const sameLane = this.waiting.filter((j) => j.background === background).length;
+    const cap = background ? (this.opts.backgroundQueueMax ?? this.opts.queueMax) : this.opts.queueMax;
+    if (sameLane >= cap) {
+      throw new MorrisError('BUSY', `Too many requests waiting (${sameLane}); please try again shortly.`, {
         hint: 'The writer works on one article at a time and its queue is full.',
       });
     }
@@ -271,6 +282,7 @@ export class GenerationService {
       channel: new EventChannel<GenerationEvent>(() => abort.abort('cancelled')),
       abort,
       enqueuedAt: Date.now(),
+      background,
       lastPosition: 0,
     };
     if (req.signal) {
@@ -280,7 +292,10 @@ export class GenerationService {
     // A request cancelled while it waits leaves the queue at once and gets its `done`.
     abort.signal.addEventListener('abort', () => this.dropWaiting(job), { once: true });
     this.clearIdleTimer();
-    this.waiting.push(job);
+    // Foreground requests go ahead of every waiting background one; each lane stays FIFO.
+    const firstBackground = this.waiting.findIndex((j) => j.background);
+    if (background || firstBackground < 0) this.waiting.push(job);
+    else this.waiting.splice(firstBackground, 0, job);
     this.reportPositions();
     queueMicrotask(() => this.pump());
     return job.channel;
@@ -616,6 +631,7 @@ export function createGenerationService(config: Config, opts: { adapter?: Adapte
     timeoutS: config.MORRIS_GENERATION_TIMEOUT_S,
     idleUnloadS: config.MORRIS_IDLE_UNLOAD_S,
     queueMax: config.MORRIS_QUEUE_MAX,
+    backgroundQueueMax: config.MORRIS_WEB_QUEUE_MAX,
     maxTopicChars: config.MORRIS_MAX_TOPIC_CHARS,
     device: config.MORRIS_DEVICE,
     quant: config.MORRIS_QUANT,

@@ -1,8 +1,8 @@
 /**
  * Versioned schema migrations, applied in order at start-up inside one transaction each.
- * Never edit a migration that has shipped: append a new one. Version ranges by area, so parallel
- * work does not collide: 1–9 foundation, 10–19 pipeline, 20–29 model/training, 30–39 bots,
- * 40–49 jobs.
+ * Never edit a migration that has shipped: append a new one, numbered above every existing one
+ * (a database records only its highest version, so a lower number added later would never run
+ * on a database that already passed it).
  */
 export interface Migration {
   version: number;
@@ -219,6 +219,20 @@ export const migrations: Migration[] = [
         reason TEXT
       );
       CREATE INDEX adapter_events_adapter ON adapter_events(adapter_id, id);
+    `,
+  },
+  {
+    version: 42,
+    name: 'bots: Slack request signatures seen',
+    sql: `
+      -- Signed Slack requests already handled, so a replay within the signature window (same
+      -- signature and timestamp) is acknowledged and ignored, across restarts too.
+      CREATE TABLE slack_requests_seen (
+        signature TEXT PRIMARY KEY,
+        request_ts INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL
+      );
+      CREATE INDEX slack_requests_seen_at ON slack_requests_seen(seen_at);
     `,
   },
 ];

@@ -1,29 +1,32 @@
 /**
  * The dashboard's JSON REST API (documented in docs/api.md). The pages use exactly these
- * endpoints; scripts can too. Anything that changes state needs the admin bearer token.
+ * endpoints; scripts can too. Every route needs a signed-in admin (router.ts, auth.ts). The
+ * playground is one more platform of the bots' core: the same topic limits, blocklist, rate
+ * limit, queue and `generations` record as a Slack or Discord request.
  */
 import type { Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
-import type { TextGenerator } from '../bot/types.ts';
-import { closeGeneration, newGenerationId, openGeneration } from '../bot/generation-log.ts';
+import type { ReplyUpdate, TextGenerator } from '../bot/types.ts';
+import type { BotCore, RefusalReason } from '../bot/core.ts';
 import type { JobControl } from '../jobs/control.ts';
 import type { Scheduler } from '../jobs/scheduler.ts';
 import type { AdapterRegistry } from '../jobs/registry.ts';
 import { adapterHistory, adapterValLoss, getAdapter } from '../jobs/registry.ts';
 import { getLogs, getRun, listRuns, type JobStatus } from '../jobs/runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
-import { RESPONDED, startSse, type Route } from './router.ts';
+import { RESPONDED, startSse, type RequestContext, type Route } from './router.ts';
 
-/** Playground limits: the page is a demo, not a bulk endpoint. */
-export const PLAYGROUND_MAX_TOPIC_CHARS = 300;
+/** Playground limit on tokens: the page is a demo, not a bulk endpoint. */
 export const PLAYGROUND_MAX_NEW_TOKENS = 1024;
 /** SSE comment lines keep proxies from closing a quiet job-events stream. */
 export const SSE_HEARTBEAT_MS = 15_000;
 
 export interface BotStatus {
   platform: string;
-  connected: boolean;
+  /** connected, starting, retrying or failed (see bot/index.ts PlatformState). */
+  state: string;
   detail?: string;
+  attempts?: number;
 }
 
 export interface DashboardDeps {
@@ -32,6 +35,8 @@ export interface DashboardDeps {
   scheduler?: Scheduler;
   registry: AdapterRegistry;
   generator: TextGenerator;
+  /** The bots' command core: the playground's requests go through it as platform `web`. */
+  core: BotCore;
   /** Model, device, loaded or not, queue length: whatever the generation service reports. */
   engineStatus(): Promise<Record<string, unknown>> | Record<string, unknown>;
   bots(): BotStatus[];
@@ -91,6 +96,67 @@ export function lossCurve(store: Store, adapterId: string) {
     train: rows.filter((r) => r.kind === 'train').map((r) => ({ step: r.step, loss: r.loss })),
     eval: rows.filter((r) => r.kind === 'eval').map((r) => ({ step: r.step, loss: r.loss })),
   };
+}
+
+/** HTTP statuses for the core's refusals. */
+const REFUSAL_STATUS: Record<RefusalReason, number> = { usage: 400, too_long: 400, blocked: 400, rate_limited: 429 };
+
+/**
+ * POST /api/generate: checks through the core (refusals are the one JSON error shape), then
+ * streams the core's updates as server-sent events: `request`, `notice` (queue position,
+ * "writing…"), `text` (each new piece), then `done` (the article as it leaves Morris, with its
+ * attribution line) or `failed`.
+ */
+async function playground(d: DashboardDeps, { res, body, principal }: Pick<RequestContext, 'res' | 'body' | 'principal'>): Promise<typeof RESPONDED> {
+  const b = await body();
+  const topic = typeof b.topic === 'string' ? b.topic : '';
+  const maxNewTokens = intParam(b.maxNewTokens == null ? null : String(b.maxNewTokens), d.defaultMaxNewTokens, 1, PLAYGROUND_MAX_NEW_TOKENS);
+  const temperature = b.temperature == null ? undefined : Number(b.temperature);
+  if (temperature !== undefined && !(temperature >= 0 && temperature <= 5)) throw new MorrisError('BAD_INPUT', 'temperature must be from 0 to 5.');
+  if (!topic.trim()) throw new MorrisError('BAD_INPUT', 'Give a topic, e.g. {"topic": "5G monetisation"}.');
+  // Each browser session (or the bearer token, or the local operator) is one user of the core.
+  const checked = await d.core.precheck({
+    requester: { platform: 'web', userId: principal ? `${principal.kind}:${principal.id}` : 'anonymous' },
+    text: topic,
+    options: { maxNewTokens, ...(temperature !== undefined ? { temperature } : {}) },
+  });
+  if (!checked.ok) {
+    throw new MorrisError(checked.reason === 'rate_limited' ? 'RATE_LIMITED' : 'BAD_INPUT', checked.message, {
+      status: REFUSAL_STATUS[checked.reason],
+      hint: checked.reason === 'rate_limited' ? 'Wait a minute; the playground has its own per-session limit.' : 'Change the topic and try again.',
+    });
+  }
+  const prepared = d.core.accept(checked.accepted);
+  const abort = new AbortController();
+  // The client going away cancels its generation (not the server shutting down: that waits).
+  res.on('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  const send = startSse(res);
+  send('request', { id: prepared.request.id });
+  // A request waiting in the queue says nothing for a while: keep idle timeouts from closing it.
+  const beat = setInterval(() => {
+    if (!res.writableEnded) res.write(': keep-alive\n\n');
+  }, SSE_HEARTBEAT_MS);
+  let sent = 0;
+  try {
+    await d.track(
+      (async () => {
+        for await (const u of prepared.run(abort.signal) as AsyncGenerator<ReplyUpdate>) {
+          if (u.kind === 'notice') send('notice', { text: u.text });
+          else if (u.kind === 'partial') {
+            send('text', { text: u.text.slice(sent) });
+            sent = u.text.length;
+          } else if (u.kind === 'final') send('done', { text: u.text, cut: u.cut, id: u.generationId, ...u.lineage });
+          else send('failed', { text: u.text, id: u.generationId });
+        }
+      })(),
+    );
+  } finally {
+    clearInterval(beat);
+  }
+  res.end();
+  return RESPONDED;
 }
 
 export function apiRoutes(d: DashboardDeps): Route[] {
@@ -159,7 +225,6 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/jobs/:name/run',
-      admin: true,
       handler: async ({ params, body }) => {
         const b = await body();
         const chain = b.chain === undefined ? undefined : Boolean(b.chain);
@@ -170,7 +235,6 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/jobs/:id/cancel',
-      admin: true,
       handler: ({ params }) => ({ run: d.control.cancel(intParam(params.id, 0, 1, Number.MAX_SAFE_INTEGER)) }),
     },
     {
@@ -190,7 +254,6 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/adapters/rollback',
-      admin: true,
       handler: async () => {
         const c = await d.registry.rollback(actor);
         return { previous: c.previous?.id ?? null, active: c.active?.id ?? null };
@@ -199,7 +262,6 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/adapters/:id/promote',
-      admin: true,
       handler: async ({ params }) => {
         const c = await d.registry.promote(params.id!, actor, 'promoted by an admin');
         return { previous: c.previous?.id ?? null, active: c.active?.id ?? null };
@@ -208,55 +270,7 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/generate',
-      handler: async ({ res, body }) => {
-        const b = await body();
-        const topic = typeof b.topic === 'string' ? b.topic.trim() : '';
-        if (!topic) throw new MorrisError('BAD_INPUT', 'Give a topic, e.g. {"topic": "5G monetisation"}.');
-        if (topic.length > PLAYGROUND_MAX_TOPIC_CHARS) {
-          throw new MorrisError('BAD_INPUT', `Topic is ${topic.length} characters; the limit is ${PLAYGROUND_MAX_TOPIC_CHARS}.`);
-        }
-        const maxNewTokens = intParam(b.maxNewTokens == null ? null : String(b.maxNewTokens), d.defaultMaxNewTokens, 1, PLAYGROUND_MAX_NEW_TOKENS);
-        const temperature = b.temperature == null ? undefined : Number(b.temperature);
-        if (temperature !== undefined && !(temperature >= 0 && temperature <= 5)) throw new MorrisError('BAD_INPUT', 'temperature must be from 0 to 5.');
-        // Recorded like the bots' requests (who, topic, adapter, duration, outcome).
-        const requestId = newGenerationId();
-        openGeneration(d.store, { id: requestId, requester: { platform: 'web', userId: 'dashboard' }, topic });
-        const t0 = performance.now();
-        let ttft: number | null = null;
-        const abort = new AbortController();
-        // The client going away cancels its generation (not the server shutting down: that waits).
-        res.on('close', () => {
-          if (!res.writableFinished) abort.abort();
-        });
-        const send = startSse(res);
-        send('request', { id: requestId });
-        await d.track(
-          (async () => {
-            try {
-              for await (const ev of d.generator.generate({ topic, maxNewTokens, temperature, requestId }, abort.signal)) {
-                if (ev.type === 'text' && ttft === null) ttft = performance.now() - t0;
-                if (ev.type === 'done') {
-                  closeGeneration(d.store, requestId, {
-                    outcome: ev.reason === 'cancelled' ? 'cancelled' : ev.cut ? 'cut' : 'ok',
-                    durationMs: performance.now() - t0,
-                    ttftMs: ttft,
-                    nChars: ev.text.length,
-                    baseModel: ev.baseModel,
-                    adapterId: ev.adapterId,
-                    datasetId: ev.datasetId,
-                  });
-                }
-                send(ev.type, ev);
-              }
-            } catch (e) {
-              closeGeneration(d.store, requestId, { outcome: 'failed', durationMs: performance.now() - t0, error: e instanceof Error ? e.message : String(e) });
-              throw e;
-            }
-          })(),
-        );
-        res.end();
-        return RESPONDED;
-      },
+      handler: ({ res, body, principal }) => playground(d, { res, body, principal }),
     },
   ];
 }

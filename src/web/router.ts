@@ -1,12 +1,15 @@
 /**
- * A small router over node:http: routes are data (method, path pattern, handler), handlers return
- * a JSON-able value or write the response themselves (streams), and one error handler turns every
- * thrown error into a JSON error body with the MorrisError's status and code.
+ * A small router over node:http: routes are data (method, path pattern, who may call it,
+ * handler), handlers return a JSON-able value or write the response themselves (streams), and one
+ * error handler turns every thrown error into a JSON error body with the MorrisError's status and
+ * code. Every route needs a signed-in admin (auth.ts) unless it says `access: 'public'`; every
+ * POST must be same-origin JSON (http-guard.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
 import { describeError, isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
+import { authenticate, notSignedIn, type AccessPolicy, type Principal } from './auth.ts';
+import { checkHost, checkStateChange, setSecurityHeaders } from './http-guard.ts';
 
 const log = childLog('web');
 
@@ -18,6 +21,8 @@ export interface RequestContext {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
+  /** Who is asking (null only on public routes). */
+  principal: Principal | null;
   /** Parsed JSON body ({} when empty). */
   body(): Promise<Record<string, unknown>>;
 }
@@ -29,8 +34,8 @@ export type Handler = (ctx: RequestContext) => Promise<unknown> | unknown;
 export interface Route {
   method: 'GET' | 'POST';
   path: string;
-  /** Needs the admin bearer token (anything that changes state). */
-  admin?: boolean;
+  /** 'public': anyone may call it (login, health); default: a signed-in admin only. */
+  access?: 'public';
   handler: Handler;
 }
 
@@ -59,6 +64,9 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
 }
 
 async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
+    throw new MorrisError('BAD_INPUT', `Request body over ${MAX_BODY_BYTES} bytes.`, { status: 413, hint: 'The API takes small JSON objects.' });
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
@@ -86,44 +94,38 @@ function decodeParam(v: string): string {
   }
 }
 
-function tokenMatches(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+export interface RouterOptions {
+  policy: AccessPolicy;
+  /** Host names answered (null: any); see hostAllowList. */
+  hosts: ((name: string) => boolean) | null;
+  /** Tried when no route matches; true = handled. Gets the principal (null: not signed in). */
+  fallback?: (req: IncomingMessage, res: ServerResponse, principal: Principal | null) => boolean;
 }
 
-export function checkAdmin(req: IncomingMessage, adminToken: string | undefined): void {
-  if (!adminToken) {
-    throw new MorrisError('FORBIDDEN', 'Admin actions over HTTP are disabled: MORRIS_ADMIN_TOKEN is not set.', {
-      hint: 'Set MORRIS_ADMIN_TOKEN on the server and send it as "Authorization: Bearer <token>".',
-    });
-  }
-  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-  if (!m || !tokenMatches(m[1]!.trim(), adminToken)) {
-    throw new MorrisError('FORBIDDEN', 'Admin token missing or wrong.', { status: 401, hint: 'Send "Authorization: Bearer <MORRIS_ADMIN_TOKEN>".' });
-  }
-}
-
-export function createRouter(routes: Route[], opts: { adminToken?: string; fallback?: (req: IncomingMessage, res: ServerResponse) => boolean }) {
+export function createRouter(routes: Route[], opts: RouterOptions) {
   const compiled = routes.map(compile);
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    setSecurityHeaders(res);
     try {
+      checkHost(req, opts.hosts);
       let pathMatched = false;
       for (const r of compiled) {
         const m = r.re.exec(url.pathname);
         if (!m) continue;
         pathMatched = true;
         if (r.method !== req.method) continue;
-        if (r.admin) checkAdmin(req, opts.adminToken);
+        const principal = authenticate(req, opts.policy);
+        if (r.access !== 'public' && !principal) throw notSignedIn(req, opts.policy);
+        if (r.method === 'POST') checkStateChange(req);
         const params = Object.fromEntries(r.keys.map((k, i) => [k, decodeParam(m[i + 1]!)]));
         let bodyPromise: Promise<Record<string, unknown>> | undefined;
-        const out = await r.handler({ req, res, params, query: url.searchParams, body: () => (bodyPromise ??= readBody(req)) });
+        const out = await r.handler({ req, res, params, query: url.searchParams, principal, body: () => (bodyPromise ??= readBody(req)) });
         if (out !== RESPONDED && !res.headersSent) sendJson(res, 200, out ?? { ok: true });
         return;
       }
       if (pathMatched) throw new MorrisError('BAD_INPUT', `${req.method} is not allowed on ${url.pathname}.`, { status: 405 });
-      if (opts.fallback?.(req, res)) return;
+      if (opts.fallback?.(req, res, authenticate(req, opts.policy))) return;
       throw new MorrisError('NOT_FOUND', `No such endpoint: ${req.method} ${url.pathname}`, { hint: 'See docs/api.md.' });
     } catch (e) {
       handleError(res, e, `${req.method} ${url.pathname}`);
@@ -131,9 +133,20 @@ export function createRouter(routes: Route[], opts: { adminToken?: string; fallb
   };
 }
 
+/** A client that hung up while we read its body: its business, not a server error. */
+function clientWentAway(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (e instanceof Error && e.message === 'aborted');
+}
+
 /** The one error handler of the HTTP entry point. */
 export function handleError(res: ServerResponse, e: unknown, what: string): void {
   const status = isMorrisError(e) ? e.status : 500;
+  if (clientWentAway(e)) {
+    log.debug({ what }, 'client went away mid-request');
+    res.destroy();
+    return;
+  }
   if (status >= 500) log.error({ err: e, what }, 'request failed');
   else log.debug({ err: e, what }, 'request refused');
   if (res.headersSent) {

@@ -21,6 +21,7 @@ export function tempStore(): { store: Store; dir: string; cleanup(): void } {
 export const TEST_SETTINGS: CoreSettings = {
   maxTopicChars: 300,
   userRateLimitPerMin: 0,
+  webRateLimitPerMin: 0,
   blocklist: ['forbidden'],
   slackAdmins: ['UADMIN'],
   discordAdmins: ['100000000000000001', '900000000000000009'],

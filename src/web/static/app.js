@@ -2,9 +2,12 @@
 // Every number on these pages comes from the documented JSON API (docs/api.md).
 
 const $ = (sel) => document.querySelector(sel);
-const tokenInput = $('#admin-token');
-tokenInput.value = localStorage.getItem('morris.adminToken') ?? '';
-tokenInput.addEventListener('change', () => localStorage.setItem('morris.adminToken', tokenInput.value.trim()));
+// The session cookie (HttpOnly, set by /login) authorises every call; no token lives in the page.
+$('#sign-out').addEventListener('click', async (ev) => {
+  ev.preventDefault();
+  await fetch('/logout', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  location.replace('/login');
+});
 
 function esc(s) {
   return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -23,10 +26,10 @@ function flash(text, isError = false) {
 
 async function api(path, { method = 'GET', body } = {}) {
   const headers = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const token = tokenInput.value.trim();
-  if (method !== 'GET' && token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  // State changes are JSON, always (the server refuses anything else with 415).
+  if (method !== 'GET') headers['content-type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: method === 'GET' ? undefined : JSON.stringify(body ?? {}) });
+  if (res.status === 401) location.replace('/login');
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(data.error ? `${data.error.message}${data.error.hint ? ' — ' + data.error.hint : ''}` : `HTTP ${res.status}`);
   return data;
@@ -46,7 +49,7 @@ async function loadStatus() {
     ['Model loaded', e.loaded === undefined ? '—' : e.loaded ? 'yes' : 'no (loads on first request)'],
     ['Active adapter', s.activeAdapter?.id ?? 'none (base model)'],
     ['Queue', `${e.queueLength ?? 0} waiting${e.running ? ', 1 being written' : ''}`],
-    ['Bots', s.bots.length ? s.bots.map((b) => `${b.platform}: ${b.connected ? 'connected' : 'down'}`).join(', ') : 'none configured'],
+    ['Bots', s.bots.length ? s.bots.map((b) => `${b.platform}: ${b.state}`).join(', ') : 'none configured'],
     ['Running jobs', s.jobs.running.length ? s.jobs.running.map((r) => `${r.job} #${r.id} ${Math.round(r.progress * 100)}%`).join(', ') : 'none'],
     ['Version', s.version],
   ]);
@@ -205,7 +208,7 @@ export function lossChartSvg(curve, w = 720, h = 280) {
       return `<polyline class="series-${s.name}" fill="none" stroke="${s.color}" stroke-width="2" points="${d}"/>${dots}`;
     })
     .join('');
-  const legend = series.map((s, i) => `<text x="${w - pad.r - 150 + i * 75}" y="${pad.t + 4}" style="fill:${s.color}">■ ${s.name}</text>`).join('');
+  const legend = series.map((s, i) => `<text x="${w - pad.r - 150 + i * 75}" y="${pad.t + 4}" class="legend-${s.name}">■ ${s.name}</text>`).join('');
   return `<svg id="loss-svg" viewBox="0 0 ${w} ${h}" width="100%" role="img" aria-label="loss curve">
     ${grid}<line x1="${pad.l}" x2="${w - pad.r}" y1="${h - pad.b}" y2="${h - pad.b}" stroke="#999"/>
     <text x="${pad.l}" y="${h - 8}">step ${x0}</text><text x="${w - pad.r}" y="${h - 8}" text-anchor="end">step ${x1}</text>
