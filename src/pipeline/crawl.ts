@@ -185,7 +185,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
     }
     const host = new URL(url).host;
     if (!rules.hosts.has(host)) {
-      offHost(url, `link on ${foundOn} to host ${host}, not one of this source's hosts`);
+      offHost(url, `link on ${foundOn} refused: host ${host} is not one of this source's hosts (${[...rules.hosts].join(', ')})`);
       return 'dropped';
     }
     if (unwantedReason(url, rules)) {
