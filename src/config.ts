@@ -71,7 +71,7 @@ const schema = z.object({
   MORRIS_FETCH_TIMEOUT_MS: int(100, 600_000).default(20_000),
   MORRIS_FETCH_RETRIES: int(0, 10).default(3),
   MORRIS_MAX_PAGE_BYTES: int(1024, 1_000_000_000).default(5_000_000),
-  MORRIS_MAX_CRAWL_DELAY_S: int(0, 86_400).default(30),
+  MORRIS_MAX_CRAWL_DELAY_S: int(1, 86_400).default(30),
   MORRIS_CRAWL_MAX_URLS: int(1, 10_000_000).default(5000),
   MORRIS_CRAWL_MAX_FETCHES: int(1, 10_000_000).default(2000),
   MORRIS_CRAWL_MAX_BYTES: int(1024, 1_000_000_000_000).default(500_000_000),

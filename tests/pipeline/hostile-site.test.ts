@@ -307,8 +307,10 @@ describe('a scrape killed mid-run', () => {
     }
     const open = store.prepare<[], { id: number; pid: number; ended_at: string | null; status: string }>('SELECT * FROM scrape_runs').get()!;
     expect(open).toMatchObject({ pid: child.pid, ended_at: null, status: 'running' });
-    // A run of a live process (this one) must be left alone.
-    const live = Number(store.prepare(`INSERT INTO scrape_runs (source, pid) VALUES ('live', ?)`).run(process.pid).lastInsertRowid);
+    // A run of another live process (the test runner's parent) must be left alone; a row with this
+    // process's own pid that it did not open was left by an earlier process with the same pid.
+    const live = Number(store.prepare(`INSERT INTO scrape_runs (source, pid) VALUES ('live', ?)`).run(process.ppid).lastInsertRowid);
+    const samePid = Number(store.prepare(`INSERT INTO scrape_runs (source, pid) VALUES ('reused-pid', ?)`).run(process.pid).lastInsertRowid);
 
     child.kill('SIGKILL');
     await exited;
@@ -320,6 +322,7 @@ describe('a scrape killed mid-run', () => {
     expect(closed.ended_at).toBeTruthy();
     expect(closed.stop_reason).toBe(`process ${child.pid} ended while the scrape was in progress`);
     expect(store.prepare<[number], { status: string; ended_at: string | null }>('SELECT status, ended_at FROM scrape_runs WHERE id = ?').get(live)).toEqual({ status: 'running', ended_at: null });
+    expect(store.prepare<[number], { status: string }>('SELECT status FROM scrape_runs WHERE id = ?').get(samePid)?.status).toBe('crashed');
     expect(lastRun(store).status).toBe('finished');
   });
 });
