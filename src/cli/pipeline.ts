@@ -213,7 +213,7 @@ export function formatScrapeSummary(s: CrawlSummary): string {
     `  robots.txt   ${s.skippedRobots} skipped`,
     `  off-host     ${s.offHost} refused (links or redirects outside ${s.source}'s hosts, or to private addresses)`,
     ...s.offHostUrls.slice(0, 5).map((x) => `         ${x.url}: ${x.reason}`),
-    `  bad-encoding ${s.badEncoding} skipped (text mostly U+FFFD replacement characters)`,
+    `  bad-encoding ${s.badEncoding} of the skipped below (decoded text over 1% U+FFFD: bytes not in the page's charset)`,
     `  skipped      ${s.skipped.length}`,
     ...countBy(s.skipped),
     `  failed       ${s.failed.length}`,
