@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'DISK_FULL'
   | 'FETCH_FAILED'
   | 'ROBOTS_DISALLOWED'
+  /** A URL outside a source's hosts, or at a private address the source may not reach. */
+  | 'OFF_HOST'
   | 'EXTRACT_FAILED'
   | 'DATASET_EMPTY'
   | 'MODEL_MISSING'

@@ -20,7 +20,7 @@ import {
   buildOptionsFromConfig,
   CURRENT_DATASET_KEY,
   datasetOutDir,
-  fetcherOptionsFromConfig,
+  scrapeSettingsFromConfig,
   scrapeSource,
   type BuildResult,
 } from '../pipeline/run.ts';
@@ -56,7 +56,7 @@ export function register(program: Command, ctx: CliContext): void {
         try {
           summaries.push(
             await scrapeSource(ctx.store(), profile, {
-              fetch: fetcherOptionsFromConfig(config),
+              ...scrapeSettingsFromConfig(config),
               full: o.full,
               maxPages: o.maxPages,
               onProgress: bar.update,
@@ -211,12 +211,16 @@ export function formatScrapeSummary(s: CrawlSummary): string {
     `  updated      ${s.updated}`,
     `  unchanged    ${s.unchanged}`,
     `  robots.txt   ${s.skippedRobots} skipped`,
+    `  off-host     ${s.offHost} refused (links or redirects outside ${s.source}'s hosts, or to private addresses)`,
+    ...s.offHostUrls.slice(0, 5).map((x) => `         ${x.url}: ${x.reason}`),
+    `  bad-encoding ${s.badEncoding} of the skipped below (decoded text over 1% U+FFFD: bytes not in the page's charset)`,
     `  skipped      ${s.skipped.length}`,
     ...countBy(s.skipped),
     `  failed       ${s.failed.length}`,
     ...countBy(s.failed.map((f) => ({ reason: f.reason.replace(/: https?:\/\/\S+$/, '') }))),
   ];
   for (const [k, n] of Object.entries(s.warnings)) lines.push(`  warning      ${n} × ${k}`);
+  for (const c of s.caps) lines.push(`  capped       ${c.message}; ${s.pending} URLs pending, the next run continues`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -9,7 +9,7 @@ import { getKv, type Store } from '../store/db.ts';
 import { CURRENT_DATASET_KEY } from '../pipeline/run.ts';
 import { isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import { scrapeSource, fetcherOptionsFromConfig } from '../pipeline/scrape.ts';
+import { scrapeSource, scrapeSettingsFromConfig } from '../pipeline/scrape.ts';
 import { listProfiles, loadProfile } from '../pipeline/profile.ts';
 import { decidePromotion, type ModelMeasure } from './evaluate.ts';
 import { runWorker, type WorkerBudget } from './fork-worker.ts';
@@ -113,14 +113,15 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
       const profile = loadProfile(s.name, { baseUrl: s.baseUrl });
       ctx.log(`scraping ${s.name}${s.baseUrl ? ` at ${s.baseUrl}` : ''}`);
       const sum = await scrapeSource(store, profile, {
-        fetch: fetcherOptionsFromConfig(config),
+        ...scrapeSettingsFromConfig(config),
         onProgress: (p) => ctx.progress((i + Math.min(0.99, p.done / Math.max(1, p.total))) / sources.length, `${s.name}: ${p.done}/${p.total}`),
       });
       fresh += sum.new;
       updated += sum.updated;
-      const line = `${s.name}: ${sum.new} new, ${sum.updated} updated, ${sum.unchanged} unchanged, ${sum.skipped.length} skipped, ${sum.failed.length} failed, ${sum.skippedRobots} blocked by robots.txt`;
+      const line = `${s.name}: ${sum.new} new, ${sum.updated} updated, ${sum.unchanged} unchanged, ${sum.skipped.length} skipped, ${sum.failed.length} failed, ${sum.skippedRobots} blocked by robots.txt, ${sum.offHost} off-host refused, ${sum.badEncoding} bad-encoding`;
       ctx.log(line, sum.failed.length ? 'warn' : 'info');
       for (const f of sum.failed.slice(0, 10)) ctx.log(`  failed ${f.url}: ${f.reason}`, 'warn');
+      for (const c of sum.caps) ctx.log(`  ${s.name}: ${c.message}; ${sum.pending} URLs pending for the next run`, 'warn');
       parts.push(line);
     }
     return { changed: fresh + updated > 0, new: fresh, updated, summary: parts.join('; ') };

@@ -21,6 +21,7 @@ import type { Style } from '../pipeline/enhance.ts';
 import type { AdapterRegistry } from './registry.ts';
 import type { JobRunner } from './runner.ts';
 import { recoverCrashedRuns, waitForPidExit } from './runs.ts';
+import { recoverCrashedScrapes } from '../pipeline/scrape-runs.ts';
 import { STOP_GRACE_MS } from './fork-worker.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
 import { buildJobSystem } from './system.ts';
@@ -99,6 +100,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const store = openStore(config.dbPath);
   const crashed = recoverCrashedRuns(store);
   for (const r of crashed) log.warn({ runId: r.id, job: r.job }, 'marked a run left running by an earlier process as crashed');
+  for (const r of recoverCrashedScrapes(store)) log.warn({ scrapeRunId: r.id, source: r.source, pid: r.pid }, 'closed a scrape run left open by a process that died as crashed');
 
   const service = createGenerationService(config, { adapter: activeAdapterFromStore(store) });
   const generator = generatorFromConfig(config, { service, store });

@@ -6,21 +6,35 @@
  * conditionally, so unchanged ones cost a 304), and URLs that failed last time are retried.
  * `full` re-walks every page and revalidates every article. Every write is an upsert inside a
  * transaction, and a failed or empty fetch never replaces an article already stored.
+ *
+ * Contained: links and redirects outside the profile's hosts are refused and counted as off-host;
+ * per-run caps (new URLs, fetches, bytes, wall time) end a run cleanly, URLs not yet fetched stay
+ * pending, and a run whose discovery was cut re-reads its listings and sitemaps next time (without
+ * validators, so a 304 cannot hide what it never read) until discovery completes.
  */
 import { createHash } from 'node:crypto';
-import type { Store } from '../store/db.ts';
+import { getKv, setKv, type Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { extractArticle, type Article } from './extract.ts';
+import { encodingProblem } from './extract/quality.ts';
 import type { Fetcher, FetchResult } from './fetch.ts';
-import type { SourceProfile } from './profile.ts';
+import { allowedHosts, type SourceProfile } from './profile.ts';
 import { canonicalUrl, pageCanonical, parseFeed, parseListing, parseSitemap, unwantedReason } from './discover.ts';
+import { CrawlBudget, type CapHit, type CrawlLimits } from './crawl-budget.ts';
+import { closeScrapeRun, openScrapeRun, recoverCrashedScrapes, type ScrapeRunStatus } from './scrape-runs.ts';
 
 const log = childLog('crawl');
 
 /** A URL that failed this many times is left alone until `full`. */
 const MAX_ATTEMPTS = 5;
 const MAX_SITEMAPS = 50;
+/** Off-host URLs listed by reason in a summary; the count covers them all. */
+const MAX_OFF_HOST_LISTED = 50;
+const NO_LIMITS: CrawlLimits = { urls: Infinity, fetches: Infinity, bytes: Infinity, seconds: Infinity };
+
+/** kv key set while a source's discovery was cut short by a cap: the next run re-reads it all. */
+export const discoveryCutKey = (source: string) => `crawl:discovery-cut:${source}`;
 
 export interface CrawlOptions {
   fetcher: Fetcher;
@@ -33,6 +47,8 @@ export interface CrawlOptions {
   onProgress?: (p: CrawlProgress) => void;
   /** Stops the crawl between requests (a cancelled job); what was stored stays. */
   signal?: AbortSignal;
+  /** Per-run caps (default: none). */
+  limits?: CrawlLimits;
 }
 
 export interface CrawlProgress {
@@ -53,8 +69,14 @@ export interface CrawlSummary {
   full: boolean;
   /** Article URLs found by discovery (kept by the profile's patterns). */
   discovered: number;
-  /** Links discovery saw but the profile's patterns or hosts rejected. */
+  /** Links discovery saw but the profile's patterns rejected. */
   filtered: number;
+  /** Links and redirects refused because they lead outside the profile's hosts or to a private address. */
+  offHost: number;
+  /** The first off-host URLs, with why (all are counted in `offHost`). */
+  offHostUrls: UrlReason[];
+  /** Pages skipped because their decoded text is mostly replacement characters (also in `skipped`). */
+  badEncoding: number;
   listingPages: number;
   fetched: number;
   new: number;
@@ -71,6 +93,12 @@ export interface CrawlSummary {
   notModified: number;
   bytes: number;
   durationMs: number;
+  /** How the run ended: finished, capped (see `caps`), failed or cancelled (see `error`). */
+  status: ScrapeRunStatus;
+  /** Per-run caps reached; the run stopped cleanly and the next one continues. */
+  caps: CapHit[];
+  /** This source's URLs still waiting to be fetched after the run. */
+  pending: number;
   /** Set when the run stopped early on an unexpected error. */
   error?: string;
 }
@@ -84,59 +112,107 @@ interface Target {
 export async function crawlSource(store: Store, profile: SourceProfile, opts: CrawlOptions): Promise<CrawlSummary> {
   const t0 = Date.now();
   const before = { ...opts.fetcher.counters };
-  const runId = Number(store.prepare('INSERT INTO scrape_runs (source) VALUES (?)').run(profile.name).lastInsertRowid);
+  const delaysBefore = opts.fetcher.clampedDelays.length;
+  for (const r of recoverCrashedScrapes(store)) {
+    log.warn({ runId: r.id, source: r.source, pid: r.pid }, 'closed a scrape run left open by a process that died as crashed');
+  }
+  const runId = openScrapeRun(store, profile.name);
   const s: CrawlSummary = {
-    source: profile.name, runId, full: Boolean(opts.full), discovered: 0, filtered: 0, listingPages: 0, fetched: 0,
-    new: 0, updated: 0, unchanged: 0, skippedRobots: 0, skipped: [], failed: [], warnings: {}, requests: 0,
-    notModified: 0, bytes: 0, durationMs: 0,
+    source: profile.name, runId, full: Boolean(opts.full), discovered: 0, filtered: 0, offHost: 0, offHostUrls: [],
+    badEncoding: 0, listingPages: 0, fetched: 0, new: 0, updated: 0, unchanged: 0, skippedRobots: 0, skipped: [],
+    failed: [], warnings: {}, requests: 0, notModified: 0, bytes: 0, durationMs: 0, status: 'running', caps: [],
+    pending: 0,
   };
+  const budget = new CrawlBudget(opts.limits ?? NO_LIMITS, () => opts.fetcher.counters.bytes - before.bytes);
   try {
-    await crawlInto(store, profile, opts, s);
+    await crawlInto(store, profile, opts, s, budget);
+    s.status = budget.hits.length ? 'capped' : 'finished';
   } catch (e) {
     // Whatever was stored so far stays (every write was its own transaction); the run says why it stopped.
     s.error = reasonOf(e);
+    s.status = isCode(e, 'CANCELLED') ? 'cancelled' : 'failed';
     throw e;
   } finally {
+    s.caps = budget.hits;
+    for (const d of opts.fetcher.clampedDelays.slice(delaysBefore)) {
+      s.warnings[`Crawl-delay of ${d.askedS} s (${d.host}) clamped to ${d.usedS} s`] = 1;
+    }
     s.requests = opts.fetcher.counters.requests - before.requests;
     s.notModified = opts.fetcher.counters.notModified - before.notModified;
     s.bytes = opts.fetcher.counters.bytes - before.bytes;
     s.durationMs = Date.now() - t0;
-    store
-      .prepare(`UPDATE scrape_runs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), summary = ? WHERE id = ?`)
-      .run(JSON.stringify(s), runId);
+    s.pending = pendingCount(store, profile.name);
+    const stopReason = s.error ?? (s.caps.length ? `${s.caps.map((c) => c.message).join('; ')}; ${s.pending} URLs left pending for the next run` : null);
+    closeScrapeRun(store, runId, { status: s.status, stopReason, summary: s });
   }
-  log.info({ source: s.source, new: s.new, updated: s.updated, unchanged: s.unchanged, failed: s.failed.length }, 'crawl done');
+  log.info(
+    { source: s.source, new: s.new, updated: s.updated, unchanged: s.unchanged, failed: s.failed.length, offHost: s.offHost, caps: s.caps.map((c) => c.cap) },
+    'crawl done',
+  );
+  for (const c of s.caps) log.warn({ source: s.source, cap: c.cap, limit: c.limit, pending: s.pending }, `${s.source}: ${c.message}; the next run continues`);
   return s;
 }
 
-async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary): Promise<void> {
+async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary, budget: CrawlBudget): Promise<void> {
   const { fetcher } = opts;
   const warn = (k: string) => (s.warnings[k] = (s.warnings[k] ?? 0) + 1);
   const db = statements(store);
   const rules = {
-    hosts: new Set(profile.hosts ?? [...profile.listings.map((l) => l.url), ...profile.feeds, ...profile.sitemaps].map((u) => new URL(u).host)),
+    hosts: new Set(allowedHosts(profile)),
     keep: profile.keep.map((r) => new RegExp(r)),
     drop: profile.drop.map((r) => new RegExp(r)),
   };
+  const offHostSeen = new Set<string>();
+  const offHost = (url: string, reason: string) => {
+    if (offHostSeen.has(url)) return;
+    offHostSeen.add(url);
+    s.offHost++;
+    if (s.offHostUrls.length < MAX_OFF_HOST_LISTED) s.offHostUrls.push({ url, reason });
+  };
 
   // --- discovery ---
+  // A previous run's discovery was cut by a cap: walk and read everything again (known URLs cost
+  // nothing against the URL cap), so this run reaches the ones that run never saw.
+  const cutKey = discoveryCutKey(profile.name);
+  const resuming = !opts.full && getKv(store, cutKey) !== undefined;
+  let discoveryCut = false;
   const found = new Map<string, Target>();
-  const offer = (raw: string, foundOn: string, lastmod: string | null = null): 'new' | 'known' | 'dropped' => {
+  const offer = (raw: string, foundOn: string, lastmod: string | null = null): 'new' | 'known' | 'dropped' | 'capped' => {
     const url = canonicalUrl(raw, undefined, profile.stripParams);
-    if (!url || unwantedReason(url, rules)) {
+    if (!url) {
+      s.filtered++;
+      return 'dropped';
+    }
+    const host = new URL(url).host;
+    if (!rules.hosts.has(host)) {
+      offHost(url, `link on ${foundOn} refused: host ${host} is not one of this source's hosts (${[...rules.hosts].join(', ')})`);
+      return 'dropped';
+    }
+    if (unwantedReason(url, rules)) {
       s.filtered++;
       return 'dropped';
     }
     const seen = found.get(url);
-    if (!seen) found.set(url, { url, foundOn, lastmod });
-    else if (lastmod && (!seen.lastmod || lastmod > seen.lastmod)) seen.lastmod = lastmod;
+    if (seen) {
+      if (lastmod && (!seen.lastmod || lastmod > seen.lastmod)) seen.lastmod = lastmod;
+    } else {
+      if (!db.crawlUrl.get(url) && !budget.takeUrl()) {
+        discoveryCut = true;
+        return 'capped';
+      }
+      found.set(url, { url, foundOn, lastmod });
+    }
     return isKnown(db, url) ? 'known' : 'new';
   };
   const discoveryFetch = async (url: string, accept?: string): Promise<FetchResult | null> => {
     throwIfCancelled(opts.signal);
+    if (budget.takeFetch()) {
+      discoveryCut = true;
+      return null;
+    }
     opts.onProgress?.({ phase: 'discover', done: s.listingPages, total: 0, url });
     try {
-      const prev = opts.full ? undefined : db.page.get(url);
+      const prev = opts.full || resuming ? undefined : db.page.get(url);
       const res = await fetcher.get(url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined, accept });
       db.savePage(res);
       if (res.notModified) return null;
@@ -145,6 +221,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
       else return res;
     } catch (e) {
       if (isCode(e, 'ROBOTS_DISALLOWED')) s.skippedRobots++;
+      else if (isCode(e, 'OFF_HOST')) offHost(url, reasonOf(e));
       else s.failed.push({ url, reason: reasonOf(e) });
     }
     return null;
@@ -154,22 +231,29 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
     const maxPages = opts.maxPages ?? listing.maxPages ?? profile.maxPages;
     const seen = new Set<string>();
     let url: string | null = listing.url;
-    for (let page = 1; url && page <= maxPages && !seen.has(url); page++) {
+    for (let page = 1; url && page <= maxPages && !seen.has(url) && !discoveryCut; page++) {
       seen.add(url);
-      s.listingPages++;
       const res = await discoveryFetch(url);
+      if (discoveryCut) break;
+      s.listingPages++;
       if (!res) break; // 304 (nothing new on the first page means nothing new), error, or robots
       const parsed = parseListing(res.text, res.finalUrl, { links: listing.links, next: listing.next?.selector });
-      const verdicts = parsed.links.map((l) => offer(l, url as string));
+      const verdicts: ReturnType<typeof offer>[] = [];
+      for (const l of parsed.links) {
+        verdicts.push(offer(l, url));
+        if (discoveryCut) break;
+      }
+      if (discoveryCut) break;
       const kept = verdicts.filter((v) => v !== 'dropped');
       if (kept.length === 0) break; // past the last page
-      if (!opts.full && kept.every((v) => v === 'known')) break; // incremental: the rest is known
+      if (!opts.full && !resuming && kept.every((v) => v === 'known')) break; // incremental: the rest is known
       url =
         parsed.next ??
         (listing.next?.template ? listing.next.template.replace('{page}', String(listing.next.start + page - 1)) : null);
     }
   }
   for (const feed of profile.feeds) {
+    if (discoveryCut) break;
     const res = await discoveryFetch(feed, 'application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5');
     if (!res) continue;
     for (const item of parseFeed(res.text, res.finalUrl)) {
@@ -178,15 +262,16 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
         continue;
       }
       offer(item.url, feed);
+      if (discoveryCut) break;
     }
   }
   const sitemapQueue = [...profile.sitemaps];
-  if (profile.robotsSitemaps) {
+  if (profile.robotsSitemaps && !discoveryCut) {
     const first = profile.listings[0]?.url ?? profile.feeds[0] ?? profile.sitemaps[0];
     if (first) sitemapQueue.push(...(await fetcher.robotsSitemaps(first)));
   }
   const sitemapsSeen = new Set<string>();
-  while (sitemapQueue.length && sitemapsSeen.size < MAX_SITEMAPS) {
+  while (sitemapQueue.length && sitemapsSeen.size < MAX_SITEMAPS && !discoveryCut) {
     const sm = sitemapQueue.shift() as string;
     if (sitemapsSeen.has(sm)) continue;
     sitemapsSeen.add(sm);
@@ -194,31 +279,41 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
     if (!res) continue;
     const parsed = parseSitemap(res.text, res.finalUrl);
     sitemapQueue.push(...parsed.sitemaps);
-    for (const u of parsed.urls) offer(u.url, sm, u.lastmod);
+    for (const u of parsed.urls) {
+      offer(u.url, sm, u.lastmod);
+      if (discoveryCut) break;
+    }
   }
   s.discovered = found.size;
+  if (discoveryCut) setKv(store, cutKey, new Date().toISOString());
+  else store.prepare('DELETE FROM kv WHERE key = ?').run(cutKey);
 
   // --- decide what to fetch ---
   for (const row of db.retry.all(profile.name, MAX_ATTEMPTS)) {
     if (!found.has(row.url)) found.set(row.url, { url: row.url, foundOn: row.found_on ?? '', lastmod: row.lastmod });
   }
-  const targets = [...found.values()].filter((t) => {
-    const known = db.crawlUrl.get(t.url);
-    db.upsertFound.run(t.url, profile.name, t.foundOn, t.lastmod);
-    if (opts.full || !known) return true;
-    // Robots rules may have changed; checking again costs no request (robots.txt is cached per run).
-    if (known.status === 'robots' || known.status === 'pending') return true;
-    if (known.status === 'failed') return known.attempts < MAX_ATTEMPTS;
-    // Known and settled: refetch only when the sitemap says it changed since we last fetched it.
-    const fetchedAt = db.page.get(t.url)?.fetched_at;
-    return Boolean(t.lastmod && fetchedAt && t.lastmod > fetchedAt);
-  });
+  // Every target is in the frontier before the first fetch, so URLs a cap leaves unfetched are
+  // still pending for the next run. One transaction: a big sitemap means thousands of rows.
+  const targets = store.transaction(() =>
+    [...found.values()].filter((t) => {
+      const known = db.crawlUrl.get(t.url);
+      db.upsertFound.run(t.url, profile.name, t.foundOn, t.lastmod);
+      if (opts.full || !known) return true;
+      // Robots rules may have changed; checking again costs no request (robots.txt is cached per run).
+      if (known.status === 'robots' || known.status === 'pending') return true;
+      if (known.status === 'failed') return known.attempts < MAX_ATTEMPTS;
+      // Known and settled: refetch only when the sitemap says it changed since we last fetched it.
+      const fetchedAt = db.page.get(t.url)?.fetched_at;
+      return Boolean(t.lastmod && fetchedAt && t.lastmod > fetchedAt);
+    }),
+  )();
 
   // --- fetch articles ---
   let done = 0;
   const total = targets.length;
   const work = async (t: Target) => {
     throwIfCancelled(opts.signal);
+    if (budget.takeFetch()) return; // capped: the rest stays pending
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
     await fetchArticle(store, db, profile, t, fetcher, s, warn);
     done++;
@@ -245,6 +340,11 @@ async function fetchArticle(
     if (isCode(e, 'ROBOTS_DISALLOWED')) {
       s.skippedRobots++;
       mark('robots', 'disallowed by robots.txt');
+    } else if (isCode(e, 'OFF_HOST')) {
+      // Settled, not failed: retrying cannot make another host ours. Nothing of it is stored.
+      s.offHost++;
+      if (s.offHostUrls.length < MAX_OFF_HOST_LISTED) s.offHostUrls.push({ url: t.url, reason: reasonOf(e) });
+      mark('skipped', `off-host: ${reasonOf(e)}`);
     } else {
       s.failed.push({ url: t.url, reason: reasonOf(e) });
       mark('failed', reasonOf(e));
@@ -275,9 +375,18 @@ async function fetchArticle(
   let art: Article = { title: null, author: null, published: null, body: '' };
   if (res.binary) reason = `binary content (${res.contentType ?? 'unknown type'})`;
   else {
-    art = extractArticle(res.text, res.finalUrl, profile.selectors ?? {});
-    if (art.published === null && hasInvalidDate(res.text)) warn('invalid date dropped');
-    reason = articleProblem(art, profile, res);
+    // Checked on the whole page first: heavy damage makes the extractor see no article at all,
+    // which would hide the real cause behind "no article found".
+    reason = encodingProblem(res.text, res.charset);
+    if (!reason) {
+      art = extractArticle(res.text, res.finalUrl, profile.selectors ?? {});
+      if (art.published === null && hasInvalidDate(res.text)) warn('invalid date dropped');
+      reason = encodingProblem(`${art.title ?? ''}\n${art.body}`, res.charset) ?? articleProblem(art, profile, res);
+    }
+    if (reason?.startsWith('bad-encoding')) {
+      s.badEncoding++;
+      art = { title: null, author: null, published: null, body: '' };
+    }
   }
   const canonical = (!res.binary && sameSite(pageCanonical(res.text, res.finalUrl), res.finalUrl)) || canonicalUrl(res.finalUrl, undefined, profile.stripParams) || t.url;
   const author = Array.isArray(art.author) ? art.author.join(', ') : art.author;
@@ -346,6 +455,10 @@ function isCode(e: unknown, code: string): boolean {
 
 function reasonOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+function pendingCount(store: Store, source: string): number {
+  return (store.prepare(`SELECT count(*) AS n FROM crawl_urls WHERE source = ? AND status = 'pending'`).get(source) as { n: number }).n;
 }
 
 function isKnown(db: Statements, url: string): boolean {

@@ -4,7 +4,9 @@
  * own rate limit and concurrency limit, and unchanged pages cost a 304 thanks to stored validators.
  * Robust by construction: timeouts, retries with exponential backoff and jitter (honouring
  * Retry-After), manual redirects that are recorded, a byte cap enforced while streaming, and charset
- * decoding that follows the HTML spec's order (BOM, header, <meta>).
+ * decoding that follows the HTML spec's order (BOM, header, <meta>). Contained by construction:
+ * with a host policy, every URL and every redirect hop (robots.txt's included) is checked before it
+ * is requested, and a Crawl-delay over the maximum is clamped rather than stalling the run.
  */
 import { createHash } from 'node:crypto';
 import Bottleneck from 'bottleneck';
@@ -21,6 +23,8 @@ const robotsParser = robotsParserCjs as unknown as (typeof robotsParserCjs)['def
 /** Product token robots.txt groups are matched against. */
 export const ROBOTS_AGENT = 'MorrisBot';
 const MAX_REDIRECTS = 10;
+/** RFC 9309 §2.3.1.2: follow at least five consecutive redirects for robots.txt. */
+const MAX_ROBOTS_REDIRECTS = 5;
 /** RFC 9309: crawlers may ignore robots.txt content past 500 KiB. */
 const MAX_ROBOTS_BYTES = 500 * 1024;
 const RETRY_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -46,6 +50,17 @@ export interface FetcherOptions {
   maxRetryAfterMs?: number;
   /** Tests turn this off only where robots.txt is not the point. */
   respectRobots?: boolean;
+  /** Longest Crawl-delay honoured; a longer one is clamped to this, with a warning (default 30 s). */
+  maxCrawlDelayMs?: number;
+  /** Where requests may go; a URL or redirect it refuses fails with OFF_HOST before any request. */
+  hostPolicy?: { refusal(url: string): Promise<string | null> } | null;
+}
+
+/** A robots.txt Crawl-delay longer than the maximum, and what was used instead. */
+export interface ClampedDelay {
+  host: string;
+  askedS: number;
+  usedS: number;
 }
 
 export interface Validators {
@@ -108,11 +123,20 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Fetcher {
   readonly counters: FetchCounters = { requests: 0, notModified: 0, retries: 0, bytes: 0, robotsFetches: 0 };
+  /** Crawl-delays clamped so far (one per host). */
+  readonly clampedDelays: ClampedDelay[] = [];
   private readonly hosts = new Map<string, HostState>();
   private readonly opts: Required<FetcherOptions>;
 
   constructor(opts: FetcherOptions) {
-    this.opts = { backoffBaseMs: 500, maxRetryAfterMs: 10 * 60_000, respectRobots: true, ...opts };
+    this.opts = {
+      backoffBaseMs: 500,
+      maxRetryAfterMs: 10 * 60_000,
+      respectRobots: true,
+      maxCrawlDelayMs: 30_000,
+      hostPolicy: null,
+      ...opts,
+    };
   }
 
   /** Whether robots.txt lets us fetch this URL (fetches and caches robots.txt once per host). */
@@ -128,14 +152,20 @@ export class Fetcher {
 
   /**
    * GET a URL politely. Returns the final response for any HTTP status (callers decide what a 404
-   * means); throws ROBOTS_DISALLOWED when robots.txt forbids the URL or a redirect target, and
-   * FETCH_FAILED when the network or the server kept failing after every retry.
+   * means); throws OFF_HOST when the host policy refuses the URL or a redirect target,
+   * ROBOTS_DISALLOWED when robots.txt forbids either, and FETCH_FAILED when the network or the
+   * server kept failing after every retry.
    */
   async get(url: string, req: { validators?: Validators; accept?: string } = {}): Promise<FetchResult> {
     const redirects: Redirect[] = [];
     let current = url;
     let attempts = 0;
     for (;;) {
+      const refused = await this.opts.hostPolicy?.refusal(current);
+      if (refused) {
+        const via = redirects.length ? ` (redirected from ${url})` : '';
+        throw new MorrisError('OFF_HOST', `Refused ${current}${via}: ${refused}`);
+      }
       if (this.opts.respectRobots) {
         const rules = await this.robots(new URL(current));
         // RFC 9309: an unreachable robots.txt means "assume complete disallow"; say why, since
@@ -286,14 +316,26 @@ export class Fetcher {
     let text = '';
     try {
       const res = await h.limiter.schedule(async () => {
-        this.counters.requests++;
-        const r = await fetch(robotsUrl, {
-          headers: { 'user-agent': this.opts.userAgent, accept: 'text/plain' },
-          redirect: 'follow',
-          signal: AbortSignal.timeout(this.opts.timeoutMs),
-        });
-        const body = r.ok ? await readCapped(r, MAX_ROBOTS_BYTES) : (await r.body?.cancel(), null);
-        return { status: r.status, body };
+        // Redirects followed by hand so each hop passes the host policy like any other request.
+        let at = robotsUrl;
+        for (let hop = 0; ; hop++) {
+          this.counters.requests++;
+          const r = await fetch(at, {
+            headers: { 'user-agent': this.opts.userAgent, accept: 'text/plain' },
+            redirect: 'manual',
+            signal: AbortSignal.timeout(this.opts.timeoutMs),
+          });
+          const location = r.headers.get('location');
+          if (REDIRECT_STATUSES.has(r.status) && location && hop < MAX_ROBOTS_REDIRECTS) {
+            await r.body?.cancel();
+            at = new URL(location, at).toString();
+            const refused = await this.opts.hostPolicy?.refusal(at);
+            if (refused) throw new Error(`redirects to ${at}, refused: ${refused}`);
+            continue;
+          }
+          const body = r.ok ? await readCapped(r, MAX_ROBOTS_BYTES) : (await r.body?.cancel(), null);
+          return { status: r.status, body };
+        }
       });
       status = res.status;
       if (res.body) text = decode(res.body.bytes, 'utf-8');
@@ -309,7 +351,14 @@ export class Fetcher {
     }
     // 4xx (usually 404): no rules, everything allowed (RFC 9309 §2.3.1.3).
     const parsed = robotsParser(robotsUrl, status >= 200 && status < 300 ? text : '');
-    const crawlDelayS = parsed.getCrawlDelay(ROBOTS_AGENT);
+    let crawlDelayS = parsed.getCrawlDelay(ROBOTS_AGENT);
+    if (crawlDelayS && crawlDelayS * 1000 > this.opts.maxCrawlDelayMs) {
+      // A delay of hours would stall the run silently; the disallow rules are still obeyed.
+      const usedS = this.opts.maxCrawlDelayMs / 1000;
+      log.warn({ host: u.host, crawlDelayS, usedS }, `robots.txt Crawl-delay of ${crawlDelayS} s is above the maximum; using ${usedS} s`);
+      this.clampedDelays.push({ host: u.host, askedS: crawlDelayS, usedS });
+      crawlDelayS = usedS;
+    }
     if (crawlDelayS && crawlDelayS * 1000 > Math.ceil(1000 / this.opts.rateLimitRps)) {
       h.limiter.updateSettings({ minTime: Math.ceil(crawlDelayS * 1000) });
       log.info({ host: u.host, crawlDelayS }, 'honouring Crawl-delay');

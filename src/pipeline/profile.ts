@@ -58,8 +58,12 @@ export const profileSchema = z
     keep: z.array(regex).default(['.']),
     /** Drop-patterns, tested after keep; any match drops the URL. */
     drop: z.array(regex).default([]),
-    /** Hosts article links may live on; default: the hosts of the listings, feeds and sitemaps. */
-    hosts: z.array(z.string()).optional(),
+    /**
+     * The hosts (host:port) this source may fetch from: discovered links and redirects elsewhere
+     * are refused and counted as off-host. Default: the base URL's host plus the hosts of the
+     * listings, feeds and sitemaps.
+     */
+    hosts: z.array(z.string().regex(/^[^/\s]+$/, 'a host or host:port (www.example.org, 127.0.0.1:8080), not a URL')).optional(),
     /** Feed items whose author (dc:creator / author) does not contain this are not fetched. */
     feedAuthor: z.string().optional(),
     /** Extracted articles whose author does not contain this are skipped ("other author"). */
@@ -76,6 +80,21 @@ export const profileSchema = z
     minBodyChars: z.number().int().min(0).default(400),
     /** Listing pages walked per listing when neither the profile nor the command line says. */
     maxPages: z.number().int().min(1).default(50),
+    /** Per-run caps; any left out come from config (MORRIS_CRAWL_MAX_*). */
+    limits: z
+      .object({
+        /** New URLs discovery may add to the frontier. */
+        urls: z.number().int().min(1),
+        /** Pages fetched (listing pages, feeds, sitemaps, articles). */
+        fetches: z.number().int().min(1),
+        /** Bytes of response bodies downloaded. */
+        bytes: z.number().int().min(1),
+        /** Wall time of the run. */
+        seconds: z.number().min(0.001),
+      })
+      .partial()
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((p) => p.listings.length + p.feeds.length + p.sitemaps.length > 0 || p.robotsSitemaps, {
@@ -138,5 +157,27 @@ export function parseProfile(raw: unknown, opts: { baseUrl?: string; origin?: st
         : v && typeof v === 'object'
           ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, sub(x)]))
           : v;
-  return sub(r.data) as SourceProfile;
+  // The base URL actually used (given at run time or the profile's own) is what `allowedHosts`
+  // and the private-address rule are judged against.
+  return { ...(sub(r.data) as SourceProfile), ...(base ? { baseUrl: base } : {}) };
+}
+
+/** Hosts (host:port) a source may fetch from: its `hosts`, or its own URLs' hosts. */
+export function allowedHosts(p: SourceProfile): string[] {
+  if (p.hosts) return p.hosts.map((h) => h.toLowerCase());
+  const own = [...(p.baseUrl ? [p.baseUrl] : []), ...p.listings.map((l) => l.url), ...p.feeds, ...p.sitemaps];
+  return [...new Set(own.map(hostOf).filter((h): h is string => h !== null))];
+}
+
+/** The URL the private-address rule treats as the source's own: its base URL, else its first entry URL. */
+export function ownUrl(p: SourceProfile): string | null {
+  return p.baseUrl ?? p.listings[0]?.url ?? p.feeds[0] ?? p.sitemaps[0] ?? null;
+}
+
+function hostOf(u: string): string | null {
+  try {
+    return new URL(u).host;
+  } catch {
+    return null;
+  }
 }

@@ -26,7 +26,7 @@ import { loadStyle, stableHash, type ChatMessage, type Style } from './enhance.t
 import { loadTokenCounter, type TokenCounter } from './tokens.ts';
 import { baseModelLocation } from '../model/base-model-location.ts';
 
-export { scrapeSource, fetcherOptionsFromConfig, type ScrapeOptions } from './scrape.ts';
+export { scrapeSource, fetcherOptionsFromConfig, scrapeSettingsFromConfig, type ScrapeOptions } from './scrape.ts';
 
 const log = childLog('dataset');
 

@@ -192,6 +192,21 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    version: 11,
+    name: 'pipeline: scrape run status',
+    sql: `
+      -- How each scrape ended: finished, capped (a per-run cap was reached; stop_reason says which),
+      -- failed, cancelled, or crashed (its process died; closed by the next scrape or serve start).
+      -- pid is the owning process, so a row left open by a dead process can be told from a live one.
+      ALTER TABLE scrape_runs ADD COLUMN status TEXT NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'finished', 'capped', 'failed', 'cancelled', 'crashed'));
+      ALTER TABLE scrape_runs ADD COLUMN pid INTEGER;
+      ALTER TABLE scrape_runs ADD COLUMN stop_reason TEXT;
+      UPDATE scrape_runs SET status = CASE WHEN json_extract(summary, '$.error') IS NOT NULL THEN 'failed' ELSE 'finished' END
+        WHERE ended_at IS NOT NULL;
+    `,
+  },
+  {
     version: 40,
     name: 'jobs: run input and training child pid',
     sql: `
