@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
+import cronParser from 'node-cron';
 import { z } from 'zod';
 import { MorrisError } from './errors.ts';
 
@@ -32,7 +33,29 @@ const optionalString = z
   .optional()
   .transform((s) => (s && s.trim() ? s.trim() : undefined));
 const url = z.url({ message: 'expected an http(s) URL' });
-const cron = z.string().regex(/^(\S+\s+){4,5}\S+$|^off$/, 'expected a cron expression like "0 3 * * *" or "off"');
+/** The fields the scheduler's cron expressions have, in order (said by every cron error). */
+export const CRON_FIELDS = 'minute hour day-of-month month day-of-week';
+export const CRON_EXPECTED = `expected a cron expression with five fields: ${CRON_FIELDS} (e.g. "0 3 * * 1"), or "off"`;
+
+/**
+ * Exactly five fields, each valid. node-cron also takes a leading seconds field, so a six-field
+ * expression such as "* * * * * *" would run a job every second: refused, not guessed at.
+ */
+export function isFiveFieldCron(expression: string): boolean {
+  const e = expression.trim();
+  return e.split(/\s+/).length === 5 && cronParser.validate(e);
+}
+
+export function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-GB', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const cron = z.string().refine((s) => s.trim() === 'off' || isFiveFieldCron(s), CRON_EXPECTED);
 
 const schema = z.object({
   // --- foundation ---
@@ -104,7 +127,7 @@ const schema = z.object({
   MORRIS_CRON_RESCRAPE: cron.default('0 3 * * 1'),
   MORRIS_CRON_REBUILD: cron.default('off'),
   MORRIS_CRON_RETRAIN: cron.default('off'),
-  MORRIS_CRON_TZ: z.string().default('UTC'),
+  MORRIS_CRON_TZ: z.string().refine(isTimeZone, 'expected an IANA time zone such as UTC or Europe/London').default('UTC'),
   MORRIS_CHAIN: bool.default(true),
   MORRIS_RETRAIN_MIN_NEW_EXAMPLES: int(0, 1_000_000).default(10),
   MORRIS_PROMOTE_MARGIN: num(0, 10).default(0.01),
@@ -143,16 +166,30 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const result = schema.safeParse(cleaned);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => {
-      const key = String(i.path[0] ?? '?');
-      return `  ${key}=${JSON.stringify(env[key] ?? '')}: ${i.message}`;
-    });
-    throw new MorrisError('CONFIG_INVALID', `Invalid configuration:\n${lines.join('\n')}`, {
-      hint: 'Fix the value in your environment or .env (see .env.example for every key and what it expects).',
-    });
+    throw configInvalid(
+      result.error.issues.map((i) => {
+        const key = String(i.path[0] ?? '?');
+        return { key, value: env[key] ?? '', expected: i.message };
+      }),
+    );
   }
   const c = result.data;
   return Object.freeze({ ...c, dbPath: path.resolve(c.MORRIS_DATA_DIR, 'morris.db') });
+}
+
+/** One bad setting: the key (or flag), the value given, and what it expects. */
+export interface ConfigProblem {
+  key: string;
+  value: string;
+  expected: string;
+}
+
+/** The one CONFIG_INVALID error: every bad key on its own line, then what to do. */
+export function configInvalid(problems: readonly ConfigProblem[]): MorrisError {
+  const lines = problems.map((p) => `  ${p.key}=${JSON.stringify(p.value)}: ${p.expected}`);
+  return new MorrisError('CONFIG_INVALID', `Invalid configuration:\n${lines.join('\n')}`, {
+    hint: 'Fix the value in your environment or .env (see .env.example for every key and what it expects).',
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { getConfig, type Config } from '../config.ts';
+import { assertConfigReferences } from '../config-check.ts';
 import { openStore, type Store } from '../store/db.ts';
 
 /**
@@ -14,8 +15,17 @@ export interface CliContext {
 
 export function createCliContext(): CliContext {
   let store: Store | undefined;
+  let checked = false;
   return {
-    config: getConfig,
+    config() {
+      const c = getConfig();
+      // Once per command: the files and profiles the config names exist (see config-check.ts).
+      if (!checked) {
+        assertConfigReferences(c);
+        checked = true;
+      }
+      return c;
+    },
     store() {
       store ??= openStore(getConfig().dbPath);
       return store;

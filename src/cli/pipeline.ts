@@ -166,7 +166,7 @@ function registerImport(dataset: Command, ctx: CliContext): void {
       process.stdout.write(
         [
           `Dataset ${r.id}${r.created ? '' : ' (already imported)'}: train ${r.train}, validation ${r.validation}${tokenizer ? '' : ' (no tokenizer found: token counts left empty)'}`,
-          ...(r.rejected.length ? [`  ${r.rejected.length} lines rejected:`, ...rejected] : []),
+          ...(r.rejectedTotal ? [`  ${r.rejectedTotal} lines rejected${r.rejectedTotal > rejected.length ? ` (first ${rejected.length})` : ''}:`, ...rejected] : []),
           '',
         ].join('\n'),
       );

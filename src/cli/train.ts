@@ -146,13 +146,20 @@ export function register(program: Command, ctx: CliContext): void {
         );
         progress.stop();
         const m = r.metrics as { eval_loss_initial: number | null; eval_loss: number | null; train_loss: number | null; seconds: number };
+        const v = r.verdict;
         const lines = [
-          `adapter ${r.adapterId} (candidate) → ${r.adapterDir}`,
+          `adapter ${r.adapterId} (${v.status === 'unregistered' ? 'saved, not registered' : v.status}) → ${r.adapterDir}`,
           ...(f.out ? [`copy → ${resolve(f.out)}`] : []),
           `dataset ${r.datasetId}, ${r.steps} steps on ${r.device}${r.resumedFrom !== null ? ` (resumed from step ${r.resumedFrom})` : ''}${r.stoppedEarly ? ', stopped early' : ''}, ${m.seconds}s`,
-          `train loss ${m.train_loss?.toFixed(4) ?? '-'}; validation loss ${m.eval_loss_initial?.toFixed(4) ?? '-'} → ${m.eval_loss?.toFixed(4) ?? '-'}`,
+          `train loss ${m.train_loss?.toFixed(4) ?? '-'}; ${m.eval_loss === null ? 'no validation split' : `validation loss ${m.eval_loss_initial?.toFixed(4) ?? '-'} → ${m.eval_loss.toFixed(4)}`}`,
         ];
         process.stdout.write(lines.join('\n') + '\n');
+        if (v.status !== 'candidate') {
+          // Not an error thrown: the adapter was written and the person may want it, but a script
+          // chaining `train && adapters promote` must see that there is nothing to promote.
+          process.stderr.write(`morris: ${v.status === 'failed' ? 'training failed' : 'adapter not registered'}: ${v.reason}.\n${v.hint}\n`);
+          process.exitCode = 1;
+        }
       } finally {
         progress.stop();
         process.off('SIGINT', onSigint);

@@ -168,6 +168,12 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
       // to any of them since the interruption means a fresh start, which the log should say.
       ctx.log(`no checkpoint of the interrupted training matched (base model, dataset or settings changed); trained from step 0 in ${out.runDir}`, 'warn');
     }
+    // Only a candidate goes on to the gate: the run fails with the judge's reason otherwise, so
+    // the chain stops here and the dashboard shows why.
+    if (out.verdict.status !== 'candidate') {
+      const what = out.verdict.status === 'failed' ? `marked failed` : `saved in ${out.adapterDir} but not registered`;
+      throw new MorrisError('JOB_FAILED', `adapter ${out.adapterId} ${what}: ${out.verdict.reason}.`, { hint: out.verdict.hint });
+    }
     const loss = out.valLoss === null ? 'no validation split' : `validation loss ${out.valLoss.toFixed(4)}`;
     return {
       ...record,

@@ -10,7 +10,8 @@
 import type { Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
 
-export type AdapterStatus = 'candidate' | 'active' | 'retired' | 'rejected';
+/** 'failed': a training that collapsed or did not improve (model/train/judge.ts); never a candidate. */
+export type AdapterStatus = 'candidate' | 'active' | 'retired' | 'rejected' | 'failed';
 
 export interface AdapterRow {
   id: string;

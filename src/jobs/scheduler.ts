@@ -4,6 +4,7 @@
  * that lands while a CLI-started run is going is skipped too.
  */
 import cron, { type ScheduledTask } from 'node-cron';
+import { CRON_EXPECTED, isFiveFieldCron, isTimeZone } from '../config.ts';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { runChain, type ChainStart } from './chain.ts';
@@ -12,7 +13,7 @@ import type { JobRunner } from './runner.ts';
 const log = childLog('scheduler');
 
 export interface ScheduleSpec {
-  /** Cron expression (5 fields, or 6 with seconds) or 'off', per chain start. */
+  /** Cron expression (five fields, no seconds) or 'off', per chain start. */
   crons: Record<ChainStart, string>;
   timezone: string;
   chain: boolean;
@@ -51,17 +52,8 @@ export function scheduleFromConfig(c: {
   };
 }
 
-function validTimezone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-GB', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler {
-  if (!validTimezone(spec.timezone)) {
+  if (!isTimeZone(spec.timezone)) {
     throw new MorrisError('CONFIG_INVALID', `MORRIS_CRON_TZ="${spec.timezone}" is not a time zone this system knows.`, {
       hint: 'Use an IANA name such as UTC or Europe/London.',
     });
@@ -84,9 +76,11 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
   for (const job of Object.keys(spec.crons) as ChainStart[]) {
     const expression = spec.crons[job].trim();
     if (expression === 'off') continue;
-    if (!cron.validate(expression)) {
+    // node-cron would also take six fields (seconds first) and fire every second: config refuses
+    // that at start, and so does the scheduler for specs that did not come from config.
+    if (!isFiveFieldCron(expression)) {
       throw new MorrisError('CONFIG_INVALID', `Cron expression for ${job} is invalid: "${expression}".`, {
-        hint: 'Five fields (minute hour day month weekday), e.g. "0 3 * * 1", or "off".',
+        hint: `${CRON_EXPECTED.replace(/^expected/, 'Use')}.`,
       });
     }
     // The task function returns at once: a long chain must not make node-cron report missed ticks.

@@ -5,6 +5,7 @@
  * training to checkpoint, then closes the model and the database.
  */
 import type { Config } from '../config.ts';
+import { assertServeConfig } from '../config-check.ts';
 import { openStore, type Store } from '../store/db.ts';
 import { childLog } from '../log.ts';
 import { startBots, type RunningBots, type StartBotsOptions } from '../bot/index.ts';
@@ -97,6 +98,8 @@ export interface ServeHandle {
 
 export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const { config } = opts;
+  // Before anything starts: a bad HOST, source or training file stops serve here, naming the key.
+  await assertServeConfig(config, { host: opts.host });
   const store = openStore(config.dbPath);
   const crashed = recoverCrashedRuns(store);
   for (const r of crashed) log.warn({ runId: r.id, job: r.job }, 'marked a run left running by an earlier process as crashed');

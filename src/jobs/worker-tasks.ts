@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { openStore } from '../store/db.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
+import type { TrainVerdict } from '../model/train/judge.ts';
 import { loadModel, type LoadedModel } from '../model/engine.ts';
 import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../model/generation-service.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './evaluate.ts';
@@ -33,6 +34,8 @@ export interface TrainTaskResult {
   resumedFrom: number | null;
   valLoss: number | null;
   device: string;
+  /** Candidate, failed (registered with the reason) or unregistered (no validation to judge by). */
+  verdict: TrainVerdict;
 }
 
 export interface EvalTaskOptions {
@@ -86,7 +89,7 @@ async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResu
     );
     if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
     const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
-    return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device };
+    return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device, verdict: r.verdict };
   } finally {
     store.close();
   }

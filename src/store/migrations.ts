@@ -192,21 +192,6 @@ export const migrations: Migration[] = [
     `,
   },
   {
-    version: 11,
-    name: 'pipeline: scrape run status',
-    sql: `
-      -- How each scrape ended: finished, capped (a per-run cap was reached; stop_reason says which),
-      -- failed, cancelled, or crashed (its process died; closed by the next scrape or serve start).
-      -- pid is the owning process, so a row left open by a dead process can be told from a live one.
-      ALTER TABLE scrape_runs ADD COLUMN status TEXT NOT NULL DEFAULT 'running'
-        CHECK (status IN ('running', 'finished', 'capped', 'failed', 'cancelled', 'crashed'));
-      ALTER TABLE scrape_runs ADD COLUMN pid INTEGER;
-      ALTER TABLE scrape_runs ADD COLUMN stop_reason TEXT;
-      UPDATE scrape_runs SET status = CASE WHEN json_extract(summary, '$.error') IS NOT NULL THEN 'failed' ELSE 'finished' END
-        WHERE ended_at IS NOT NULL;
-    `,
-  },
-  {
     version: 40,
     name: 'jobs: run input and training child pid',
     sql: `
@@ -248,6 +233,64 @@ export const migrations: Migration[] = [
         seen_at INTEGER NOT NULL
       );
       CREATE INDEX slack_requests_seen_at ON slack_requests_seen(seen_at);
+    `,
+  },
+  {
+    version: 43,
+    name: 'pipeline: scrape run status',
+    sql: `
+      -- How each scrape ended: finished, capped (a per-run cap was reached; stop_reason says which),
+      -- failed, cancelled, or crashed (its process died; closed by the next scrape or serve start).
+      -- pid is the owning process, so a row left open by a dead process can be told from a live one.
+      ALTER TABLE scrape_runs ADD COLUMN status TEXT NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'finished', 'capped', 'failed', 'cancelled', 'crashed'));
+      ALTER TABLE scrape_runs ADD COLUMN pid INTEGER;
+      ALTER TABLE scrape_runs ADD COLUMN stop_reason TEXT;
+      UPDATE scrape_runs SET status = CASE WHEN json_extract(summary, '$.error') IS NOT NULL THEN 'failed' ELSE 'finished' END
+        WHERE ended_at IS NOT NULL;
+    `,
+  },
+  {
+    version: 45,
+    name: 'jobs: adapters can be failed',
+    sql: `
+      -- A training that collapsed or did not improve on the untrained model is kept on disk and
+      -- listed as 'failed' with the reason, never offered to the gate as a candidate. SQLite cannot
+      -- change a CHECK in place: the table is rebuilt, and adapter_events (which references it) is
+      -- set aside and restored around the rebuild, so foreign keys hold at every statement.
+      CREATE TEMP TABLE adapter_events_saved AS SELECT * FROM adapter_events;
+      DROP TABLE adapter_events;
+      CREATE TABLE adapters_new (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        base_model TEXT NOT NULL,
+        dataset_id TEXT REFERENCES datasets(id),
+        path TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'candidate'
+          CHECK (status IN ('candidate', 'active', 'retired', 'rejected', 'failed')),
+        metrics TEXT NOT NULL DEFAULT '{}',
+        eval TEXT,
+        reason TEXT,
+        promoted_at TEXT
+      );
+      INSERT INTO adapters_new (id, created_at, base_model, dataset_id, path, status, metrics, eval, reason, promoted_at)
+        SELECT id, created_at, base_model, dataset_id, path, status, metrics, eval, reason, promoted_at FROM adapters;
+      DROP TABLE adapters;
+      ALTER TABLE adapters_new RENAME TO adapters;
+      CREATE UNIQUE INDEX adapters_one_active ON adapters(status) WHERE status = 'active';
+      CREATE TABLE adapter_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        action TEXT NOT NULL CHECK (action IN ('promote', 'rollback')),
+        adapter_id TEXT REFERENCES adapters(id),
+        previous_id TEXT REFERENCES adapters(id),
+        actor TEXT NOT NULL,
+        reason TEXT
+      );
+      INSERT INTO adapter_events (id, at, action, adapter_id, previous_id, actor, reason)
+        SELECT id, at, action, adapter_id, previous_id, actor, reason FROM adapter_events_saved;
+      DROP TABLE adapter_events_saved;
+      CREATE INDEX adapter_events_adapter ON adapter_events(adapter_id, id);
     `,
   },
 ];

@@ -69,9 +69,9 @@ describe('scheduler', () => {
         return h.rescrape!(ctx, i);
       },
     });
-    // Every second (node-cron's six-field form), in a named zone.
+    // Every minute, in a named zone; the ticks are fired here exactly as the cron fires them.
     const s = startScheduler(runner, {
-      crons: { rescrape: '* * * * * *', rebuild: 'off', retrain: 'off' },
+      crons: { rescrape: '* * * * *', rebuild: 'off', retrain: 'off' },
       timezone: 'Europe/London',
       chain: true,
       minNewExamples: 1,
@@ -79,6 +79,9 @@ describe('scheduler', () => {
     try {
       expect(s.jobs().map((j) => j.job)).toEqual(['rescrape']);
       expect(s.jobs()[0]!.nextRun).not.toBeNull();
+      void s.tick('rescrape');
+      await waitFor(() => listRuns(t.store, { job: 'rescrape', status: 'running' }).length >= 1, 5000);
+      void s.tick('rescrape');
       await waitFor(() => listRuns(t.store, { job: 'rescrape', status: 'skipped' }).length >= 1, 5000);
       release();
       await waitFor(() => listRuns(t.store, { job: 'rescrape', status: 'succeeded' }).length >= 1, 5000);
@@ -93,6 +96,10 @@ describe('scheduler', () => {
   it('rejects a bad cron expression or time zone with a config error', () => {
     const runner = new JobRunner(t.store, {});
     expect(() => startScheduler(runner, { crons: { rescrape: '99 * * * *', rebuild: 'off', retrain: 'off' }, timezone: 'UTC', chain: true, minNewExamples: 1 })).toThrow(/Cron expression for rescrape is invalid/);
+    // node-cron's six-field form (seconds first) would fire every second: refused with the fields named.
+    expect(() => startScheduler(runner, { crons: { rescrape: '* * * * * *', rebuild: 'off', retrain: 'off' }, timezone: 'UTC', chain: true, minNewExamples: 1 })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', hint: expect.stringContaining('five fields: minute hour day-of-month month day-of-week') }),
+    );
     expect(() => startScheduler(runner, { crons: { rescrape: 'off', rebuild: 'off', retrain: 'off' }, timezone: 'Mars/Olympus', chain: true, minNewExamples: 1 })).toThrow(/not a time zone/);
   });
 });

@@ -18,7 +18,9 @@ let h: ServeHandle;
 let close: () => Promise<void>;
 
 beforeAll(async () => {
-  ({ root, h, close } = await startTinyServe('morris-serve-chain-', { MORRIS_CRON_RESCRAPE: '* * * * * *', MORRIS_CRON_TZ: 'Europe/London' }));
+  // Cron has minutes, not seconds: the first tick is fired now, exactly as the cron fires it.
+  ({ root, h, close } = await startTinyServe('morris-serve-chain-', { MORRIS_CRON_RESCRAPE: '* * * * *', MORRIS_CRON_TZ: 'Europe/London' }));
+  void h.scheduler.tick('rescrape');
 }, 60_000);
 
 afterAll(async () => close?.());

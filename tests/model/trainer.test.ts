@@ -3,7 +3,7 @@
  * kill -9 (through the real CLI), and bad input — empty data, over-long examples, divergence,
  * a full disk, an abort.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { trainAdapter, type TrainOptions } from '../../src/model/train/trainer.ts';
 import { realFsWriter } from '../../src/model/train/peft.ts';
 import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
+import { judgeTraining } from '../../src/model/train/judge.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 
 let root: string;
@@ -71,7 +72,9 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 describe('trainAdapter', () => {
   it('writes a PEFT adapter, registers it as a candidate, and records metrics', async () => {
-    const r = await trainAdapter({ ...base('ok', { maxSteps: 4, targets: ['q_proj', 'v_proj'] }), outDir: join(root, 'ok', 'out') });
+    // A rate high enough that four steps beat the untrained validation loss (the judge's bar).
+    const r = await trainAdapter({ ...base('ok', { maxSteps: 4, targets: ['q_proj', 'v_proj'], lr: 1e-2 }), outDir: join(root, 'ok', 'out') });
+    expect(r.verdict).toMatchObject({ status: 'candidate' });
     const cfg = JSON.parse(readFileSync(join(r.adapterDir, 'adapter_config.json'), 'utf8'));
     expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj'], base_model_name_or_path: resolve(modelDir) });
     const tensors = readSafetensorsHeader(join(r.adapterDir, 'adapter_model.safetensors')).tensors;
@@ -117,7 +120,8 @@ describe('trainAdapter', () => {
   });
 
   it('stops on a diverging loss and keeps the last good checkpoint', async () => {
-    const opts = base('nan', { lr: 1e30, maxGradNorm: 0, saveEvery: 1, evalEvery: 0, maxSteps: 10, schedule: 'constant' });
+    // Rates above 1 are refused up front; a LoRA scale of alpha/rank = 2.5e19 still overflows float32.
+    const opts = base('nan', { lr: 1, alpha: 1e20, maxGradNorm: 0, saveEvery: 1, evalEvery: 0, maxSteps: 10, schedule: 'constant' });
     const before = store.prepare('SELECT COUNT(*) AS n FROM adapters').get() as { n: number };
     const msg = await codeOf(trainAdapter(opts));
     expect(msg).toMatch(/^TRAINING_DIVERGED: Training diverged at step \d+: the loss is (NaN|Infinity|-Infinity)/);
@@ -149,6 +153,73 @@ describe('trainAdapter', () => {
     const r = await trainAdapter({ ...opts, resume: true });
     expect(r.resumedFrom).toBe(3);
     expect(r.steps).toBe(6);
+  });
+});
+
+describe('training refuses to register what it cannot judge', () => {
+  const adapterRow = (id: string) => store.prepare('SELECT status, reason FROM adapters WHERE id = ?').get(id) as { status: string; reason: string | null } | undefined;
+  const cli = (args: string[], dir: string) => {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/morris.mjs'), 'train', '--model', modelDir, '--threads', '1', '--no-progress', ...args], {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: { ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn' },
+      timeout: 60_000,
+    });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  it('refuses an absurd learning rate up front, saying the accepted range', async () => {
+    const msg = await codeOf(trainAdapter(base('lr', { lr: 1e9 })));
+    expect(msg).toMatch(/^CONFIG_INVALID: Invalid training settings:\n {2}lr: expected a learning rate greater than 0 and at most 1/);
+    expect(existsSync(join(root, 'lr'))).toBe(false); // nothing ran, nothing written
+    expect(await codeOf(trainAdapter(base('lr0', { lr: 0 })))).toMatch(/lr: expected a learning rate greater than 0/);
+    const r = cli(['--lr', '1e9', '--dataset', datasetId], join(root, 'lr-cli'));
+    expect(r.code, r.err).toBe(78);
+    expect(r.err).toMatch(/lr: expected a learning rate greater than 0 and at most 1 \(LoRA usually trains at 1e-5 to 1e-3\)/);
+  });
+
+  it('a run that collapses to the uniform distribution is marked failed, not a candidate', async () => {
+    // An accepted rate, but a LoRA scale of 2.5e7 drives every logit level: loss = ln(1024) exactly,
+    // below the random model's 6.9352, so it once counted as an improvement.
+    const r = await trainAdapter(base('collapse', { lr: 1, alpha: 1e8, maxGradNorm: 0, maxSteps: 10, evalEvery: 0, schedule: 'constant' }));
+    expect((r.metrics as { eval_loss: number }).eval_loss).toBeCloseTo(Math.log(1024), 4);
+    expect(r.verdict).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^collapsed to the uniform distribution: validation loss 6\.9315 ≈ ln\(vocab 1024\)/) });
+    expect(adapterRow(r.adapterId)).toEqual({ status: 'failed', reason: r.verdict.reason });
+    expect(JSON.parse(readFileSync(join(r.adapterDir, 'metrics.json'), 'utf8')).verdict).toEqual({ status: 'failed', reason: r.verdict.reason });
+  });
+
+  it('judges collapse, no improvement and success from the losses', () => {
+    const o = { datasetId: 'ds-x', vocabSize: 49152, lr: 1e-4 };
+    const lnV = Math.log(49152);
+    expect(judgeTraining({ ...o, initialValLoss: 2.5, finalValLoss: 2.1 })).toEqual({ status: 'candidate', reason: 'validation loss 2.5000 → 2.1000' });
+    expect(judgeTraining({ ...o, initialValLoss: 2.5, finalValLoss: lnV + 1e-5 })).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^collapsed to the uniform distribution/), hint: expect.stringMatching(/Lower the learning rate \(now 0\.0001/) });
+    // Below the untrained loss but at ln(vocab): a collapse, not an improvement.
+    expect(judgeTraining({ ...o, initialValLoss: lnV + 0.01, finalValLoss: lnV }).status).toBe('failed');
+    expect(judgeTraining({ ...o, initialValLoss: 2.5, finalValLoss: 2.5 })).toMatchObject({ status: 'failed', reason: "no improvement: validation loss 2.5000 is not below the untrained model's 2.5000" });
+    expect(judgeTraining({ ...o, initialValLoss: 2.5, finalValLoss: 3 }).status).toBe('failed');
+    expect(judgeTraining({ ...o, initialValLoss: null, finalValLoss: null })).toMatchObject({ status: 'unregistered', hint: expect.stringContaining('"split": "validation"') });
+  });
+
+  it('a dataset with no validation split: the adapter is saved, not registered, and the message says how to get one', async () => {
+    writeFileSync(join(root, 'one.jsonl'), conversations(1));
+    const dir = join(root, 'noval');
+    const s = openStore(join(dir, 'data', 'morris.db'));
+    const imported = importDataset(s, join(root, 'one.jsonl'));
+    s.close();
+    expect(imported).toMatchObject({ train: 1, validation: 0 });
+    const id = importDataset(store, join(root, 'one.jsonl')).id;
+    const r = await trainAdapter({ ...base('noval', { maxSteps: 2 }), dataset: id });
+    expect(r.verdict).toMatchObject({ status: 'unregistered', reason: `dataset ${id} has no usable validation example, so nothing can judge the adapter` });
+    expect(existsSync(join(r.adapterDir, 'adapter_model.safetensors'))).toBe(true);
+    expect(adapterRow(r.adapterId)).toBeUndefined();
+    // The CLI says so, and how to get a validation split; its exit code tells scripts there is nothing to promote.
+    const c = cli(['--dataset', id, '--steps', '2'], dir);
+    expect(c.code, c.err).toBe(1);
+    expect(c.out).toMatch(/^adapter lora-\S+ \(saved, not registered\) → /);
+    expect(c.out).toMatch(/no validation split/);
+    expect(c.out).not.toMatch(/validation loss - → -/);
+    expect(c.err).toMatch(/morris: adapter not registered: dataset ds-\w+ has no usable validation example/);
+    expect(c.err).toMatch(/"split": "validation".*morris dataset build/s);
   });
 });
 

@@ -50,6 +50,14 @@ export const TRAIN_DEFAULTS = {
 export type TrainConfig = typeof TRAIN_DEFAULTS;
 
 const pos = z.number().positive();
+/**
+ * Learning rates outside (0, 1] are refused before anything loads: 1e9 once trained a collapsed
+ * model. LoRA usually trains at 1e-5 to 1e-3; up to 1 stays allowed for experiments, and the
+ * judge (judge.ts) catches what such a rate does to the model.
+ */
+export const LR_RANGE = { min: 0, max: 1 } as const;
+const lrError = `expected a learning rate greater than ${LR_RANGE.min} and at most ${LR_RANGE.max} (LoRA usually trains at 1e-5 to 1e-3)`;
+const learningRate = z.number({ error: lrError }).gt(LR_RANGE.min, { error: lrError }).max(LR_RANGE.max, { error: lrError });
 const nonneg = z.number().min(0);
 const int0 = z.number().int().min(0);
 const int1 = z.number().int().min(1);
@@ -60,7 +68,7 @@ const schema = z
     alpha: pos,
     dropout: z.number().min(0).max(0.95),
     targets: z.array(z.enum(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])).min(1),
-    lr: pos,
+    lr: learningRate,
     epochs: pos,
     maxSteps: int0,
     batchSize: int1,
@@ -98,7 +106,7 @@ export function resolveTrainConfig(...overrides: ReadonlyArray<Record<string, un
   if (!r.success) {
     const lines = r.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message}`);
     throw new MorrisError('CONFIG_INVALID', `Invalid training settings:\n${lines.join('\n')}`, {
-      hint: `Known keys: ${Object.keys(TRAIN_DEFAULTS).join(', ')}.`,
+      hint: `Fix the setting (a flag, the --config file or MORRIS_TRAIN_CONFIG's file). Known keys: ${Object.keys(TRAIN_DEFAULTS).join(', ')}.`,
     });
   }
   return Object.freeze(r.data) as TrainConfig;

@@ -9,7 +9,9 @@
  * of (seed, position), so `resume` continues to the same final weights.
  *
  * The result is a PEFT adapter folder (+ metrics.json, dataset.json) written atomically and
- * registered in the store as a 'candidate'.
+ * registered in the store as a 'candidate' — only when its validation loss says it learnt
+ * something (judge.ts): a collapsed or unimproved run is registered 'failed' with the reason, and
+ * one without a validation split is saved but not registered.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -36,6 +38,7 @@ import {
 import { fitMemoryBudget } from './memory.ts';
 import { adapterConfigJson, initLora, realFsWriter, writeAdapter, type FsWriter } from './peft.ts';
 import { Rng } from './rng.ts';
+import { judgeTraining, type TrainVerdict } from './judge.ts';
 import { getLr, type Schedule } from './schedule.ts';
 import { TrainingSessions } from './step.ts';
 
@@ -92,6 +95,11 @@ export interface TrainResult {
   readonly stoppedEarly: boolean;
   readonly resumedFrom: number | null;
   readonly metrics: Record<string, unknown>;
+  /**
+   * What became of the adapter: a 'candidate' for the gate, 'failed' (registered with the reason),
+   * or 'unregistered' (saved in adapterDir, not in the store: nothing could judge it).
+   */
+  readonly verdict: TrainVerdict;
 }
 
 export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}): Promise<TrainResult> {
@@ -302,24 +310,35 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
       data: { train: train.counts, validation: val.counts },
       settings: cfg,
     };
+    const verdict = judgeTraining({
+      datasetId: dataset.datasetId,
+      initialValLoss: state.firstEvalLoss,
+      finalValLoss: metrics.eval_loss,
+      vocabSize: model.vocabSize,
+      lr: cfg.lr,
+    });
     const adapterId = `lora-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${fingerprint.slice(0, 6)}`;
     const adaptersDir = opts.adaptersDir ?? path.join(appConfig!.MORRIS_MODELS_DIR, 'adapters');
     const adapterDir = path.resolve(adaptersDir, adapterId);
     const adapterConfig = adapterConfigJson(baseModel, { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targets });
-    const extra = { 'metrics.json': metrics, 'dataset.json': { dataset_id: dataset.datasetId, counts: { train: train.counts, validation: val.counts } } };
+    const extra = { 'metrics.json': { ...metrics, verdict: { status: verdict.status, reason: verdict.reason } }, 'dataset.json': { dataset_id: dataset.datasetId, counts: { train: train.counts, validation: val.counts } } };
     const writer = opts.fsWriter ?? realFsWriter;
     writeAdapter(adapterDir, adapterConfig, finalWeights, shapes, extra, writer);
     if (opts.outDir) writeAdapter(path.resolve(opts.outDir), adapterConfig, finalWeights, shapes, extra, writer);
-    try {
-      opts.store
-        .prepare("INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics) VALUES (?, ?, ?, ?, 'candidate', ?)")
-        .run(adapterId, baseModel, dataset.datasetId, adapterDir, JSON.stringify(metrics));
-    } catch (e) {
-      fs.rmSync(adapterDir, { recursive: true, force: true });
-      throw wrapFsError(e, 'the adapter registry');
+    if (verdict.status !== 'unregistered') {
+      try {
+        opts.store
+          .prepare('INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics, reason) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(adapterId, baseModel, dataset.datasetId, adapterDir, verdict.status, JSON.stringify(metrics), verdict.status === 'failed' ? verdict.reason : null);
+      } catch (e) {
+        fs.rmSync(adapterDir, { recursive: true, force: true });
+        throw wrapFsError(e, 'the adapter registry');
+      }
     }
-    log.info({ adapterId, adapterDir, steps: state.step, evalLoss: metrics.eval_loss, device: sessions.device }, 'adapter trained');
-    return { adapterId, adapterDir, runId, runDir, datasetId: dataset.datasetId, device: sessions.device, steps: state.step, stoppedEarly, resumedFrom, metrics };
+    const fields = { adapterId, adapterDir, steps: state.step, evalLoss: metrics.eval_loss, device: sessions.device, verdict: verdict.status };
+    if (verdict.status === 'candidate') log.info(fields, 'adapter trained');
+    else log.warn({ ...fields, reason: verdict.reason }, verdict.status === 'failed' ? 'adapter trained but failed' : 'adapter saved but not registered');
+    return { adapterId, adapterDir, runId, runDir, datasetId: dataset.datasetId, device: sessions.device, steps: state.step, stoppedEarly, resumedFrom, metrics, verdict };
   } finally {
     await sessions.release();
   }
