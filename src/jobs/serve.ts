@@ -5,7 +5,8 @@
  * training to checkpoint, then closes the model and the database.
  */
 import type { Config } from '../config.ts';
-import { openStore, type Store } from '../store/db.ts';
+import type { Store } from '../store/db.ts';
+import { openServeStore } from '../store/health.ts';
 import { childLog } from '../log.ts';
 import { startBots, type RunningBots } from '../bot/index.ts';
 import { generatorFromConfig } from '../bot/generator-adapters.ts';
@@ -84,7 +85,8 @@ export interface ServeHandle {
 
 export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const { config } = opts;
-  const store = openStore(config.dbPath);
+  // quick_check first (a malformed file stops here with the way back), then the daily backups.
+  const store = openServeStore(config);
   const crashed = recoverCrashedRuns(store);
   for (const r of crashed) log.warn({ runId: r.id, job: r.job }, 'marked a run left running by an earlier process as crashed');
 
