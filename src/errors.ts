@@ -97,6 +97,9 @@ export function wrapFsError(e: unknown, what: string, kept = 'nothing was regist
 
 /** Short, person-facing text for any error: message plus hint for ours, a generic line otherwise. */
 export function describeError(e: unknown): string {
+  // A full disk that no writer named (a log row, a job row): still the one DISK_FULL message.
+  // SQLite rolled the statement back; what it did not say is which file, so neither can we.
+  if (!isMorrisError(e) && isDiskFull(e)) e = wrapFsError(e, `data (${(e as Error).message})`, 'the write in progress was rolled back; what was saved before stays');
   if (isMorrisError(e)) return e.hint ? `${e.message}\n${e.hint}` : e.message;
   return `Unexpected error: ${e instanceof Error ? e.message : String(e)}`;
 }
