@@ -9,7 +9,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MorrisError, wrapFsError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import { quickCheck } from './health.ts';
+import { fileProblems, quickCheck } from './quick-check.ts';
 import { tmpPathFor } from './tmp-files.ts';
 import type { Store } from './db.ts';
 
@@ -270,17 +270,4 @@ function pickBackup(dbPath: string, which: string): string {
     });
   }
   return file;
-}
-
-/** quick_check of a file that is not in use, read-only so a bad backup is not touched. */
-export function fileProblems(file: string): string[] {
-  let db: Database.Database | undefined;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-    return quickCheck(db);
-  } catch (e) {
-    return [(e as Error).message];
-  } finally {
-    db?.close();
-  }
 }

@@ -1,40 +1,18 @@
 /**
- * Is the database file sound? `serve` asks once at start (`openServeStore`), `morris doctor` and
- * the backup code ask too. A malformed file stops serve with the way back: the last good backup.
+ * Is the database file sound? `serve` asks once at start (`openServeStore`); `morris doctor` and
+ * `morris db backups` ask too. A malformed file stops serve with the way back: the last good backup.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import { backupDirFor, listBackups, startDailyBackups, fileProblems } from './backup.ts';
+import { fileProblems, quickCheck } from './quick-check.ts';
+import { backupDirFor, listBackups, startDailyBackups } from './backup.ts';
 import { openStore, type Store } from './db.ts';
 import { sweepStaleTmpFiles } from './tmp-files.ts';
 
 const log = childLog('store');
-
-/**
- * quick_check, not integrity_check: it skips checking every index against its table (the
- * O(N log N) part), so its cost is one read of each page — bounded by the file's size, about a
- * second per GB from an SSD — and it still catches malformed pages, which is what random damage
- * does. The argument caps the problems collected: one is enough to refuse, a few help the log.
- */
-export const QUICK_CHECK_MAX_ERRORS = 5;
-
-/** Problems quick_check finds; [] when the database is sound. A file too damaged to read at all
- * (SQLITE_CORRUPT, SQLITE_NOTADB thrown) counts as one problem. */
-export function quickCheck(db: Database.Database): string[] {
-  try {
-    const rows = db.pragma(`quick_check(${QUICK_CHECK_MAX_ERRORS})`, { simple: false }) as { quick_check: string }[];
-    const lines = rows.flatMap((r) => r.quick_check.split('\n'));
-    if (lines.length === 1 && lines[0] === 'ok') return [];
-    // "*** in database main ***" heads the list; "Page N: never used" follows from the real damage.
-    const real = lines.filter((l) => !/^\*\*\*/.test(l) && !/never used$/.test(l));
-    return real.length ? real : lines;
-  } catch (e) {
-    return [(e as Error).message];
-  }
-}
 
 export interface DatabaseHealth {
   path: string;

@@ -13,7 +13,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { latestSchemaVersion, openStore, schemaVersion, type Store } from '../../src/store/db.ts';
 import { migrations } from '../../src/store/migrations.ts';
-import { backupDirFor, fileProblems, listBackups, restoreBackup, startDailyBackups, takeBackup } from '../../src/store/backup.ts';
+import { backupDirFor, listBackups, restoreBackup, startDailyBackups, takeBackup } from '../../src/store/backup.ts';
+import { fileProblems } from '../../src/store/quick-check.ts';
 import { checkDatabase, malformedError } from '../../src/store/health.ts';
 import { MorrisError } from '../../src/errors.ts';
 
