@@ -142,6 +142,9 @@ const schema = z.object({
   MORRIS_WEB_QUEUE_MAX: int(1, 1000).default(2),
   MORRIS_SHUTDOWN_GRACE_S: int(0, 3600).default(30),
   MORRIS_SOURCES: list.default([]),
+
+  // --- store ---
+  MORRIS_BACKUP_KEEP: int(1, 1000).default(7),
 });
 
 /** Every key the schema knows (for .env.example checks and `morris doctor`). */

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from './config.ts';
 import { openStore, schemaVersion, latestSchemaVersion } from './store/db.ts';
+import { checkDatabase, malformedError } from './store/health.ts';
+import { backupDirFor, listBackups } from './store/backup.ts';
 import { listProviders, providerCandidates } from './model/ort.ts';
 import { baseModelLocation } from './model/base-model-location.ts';
 import { NATIVE_ADDON_FILE, nativeAddon } from './model/native-decode.ts';
@@ -14,7 +16,15 @@ export interface DoctorReport {
   node: { version: string; ok: boolean };
   providers: { name: string; usable: boolean; note: string }[];
   device: { configured: string; wouldUse: string };
-  database: { path: string; schemaVersion: number | null; latest: number; error?: string };
+  database: {
+    path: string;
+    schemaVersion: number | null;
+    latest: number;
+    error?: string;
+    /** quick_check of the file: 'malformed' lists what it found. */
+    health: { status: 'ok' | 'malformed' | 'missing'; problems: string[] };
+    backups: { dir: string; count: number; latest: { file: string; at: string } | null };
+  };
   bots: { slack: string; discord: string; backend: string };
   /** Who can reach the dashboard; ok false when its port is public and no admin token is set. */
   web: { ok: boolean; note: string };
@@ -44,13 +54,36 @@ export function collectDoctorReport(config: Config): DoctorReport {
     wouldUse = `invalid: ${(e as Error).message}`;
   }
 
-  const database: DoctorReport['database'] = { path: config.dbPath, schemaVersion: null, latest: latestSchemaVersion() };
+  // Checked before opening: opening migrates, and a malformed file should be reported, not touched.
+  const health = checkDatabase(config.dbPath);
+  let backups: ReturnType<typeof listBackups> = [];
   try {
-    const db = openStore(config.dbPath);
-    database.schemaVersion = schemaVersion(db);
-    db.close();
-  } catch (e) {
-    database.error = (e as Error).message;
+    backups = listBackups(config.dbPath);
+  } catch {
+    // An unreadable backups folder reads as "no backups", which the report then warns about.
+  }
+  const database: DoctorReport['database'] = {
+    path: config.dbPath,
+    schemaVersion: null,
+    latest: latestSchemaVersion(),
+    health: { status: health.status, problems: health.problems },
+    backups: {
+      dir: backupDirFor(config.dbPath),
+      count: backups.length,
+      latest: backups[0] ? { file: backups[0].file, at: backups[0].at.toISOString() } : null,
+    },
+  };
+  if (health.status === 'malformed') {
+    const err = malformedError(health);
+    database.error = `${err.message} ${err.hint}`;
+  } else {
+    try {
+      const db = openStore(config.dbPath);
+      database.schemaVersion = schemaVersion(db);
+      db.close();
+    } catch (e) {
+      database.error = (e as Error).message;
+    }
   }
 
   const slack = !config.SLACK_BOT_TOKEN
@@ -108,7 +141,10 @@ export function formatDoctorReport(r: DoctorReport): string {
     `ok   device: ${r.device.configured} → would use ${r.device.wouldUse}`,
     r.database.error
       ? `warn database ${r.database.path}: ${r.database.error}`
-      : `ok   database ${r.database.path} (schema version ${r.database.schemaVersion} of ${r.database.latest})`,
+      : `ok   database ${r.database.path} (schema version ${r.database.schemaVersion} of ${r.database.latest}; quick_check ${r.database.health.status})`,
+    r.database.backups.latest
+      ? `ok   backups: ${r.database.backups.count} in ${r.database.backups.dir}, latest ${path.basename(r.database.backups.latest.file)} (${r.database.backups.latest.at})`
+      : `warn backups: none yet in ${r.database.backups.dir} (serve takes one daily; \`morris db backup\` takes one now)`,
     `ok   slack: ${r.bots.slack}`,
     `ok   discord: ${r.bots.discord}`,
     `ok   generation backend: ${r.bots.backend}`,

@@ -78,20 +78,33 @@ export function isMorrisError(e: unknown): e is MorrisError {
   return e instanceof MorrisError;
 }
 
-/** Maps Node's disk-full errors to a coded error that says what to do. */
-export function wrapFsError(e: unknown, what: string): unknown {
+/**
+ * True for a full disk however it surfaced: Node's ENOSPC/EDQUOT on a file write, or SQLite's
+ * SQLITE_FULL ("database or disk is full"), which better-sqlite3 reports as a SqliteError code.
+ */
+export function isDiskFull(e: unknown): boolean {
+  if (isMorrisError(e)) return e.code === 'DISK_FULL';
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new MorrisError('DISK_FULL', `Disk full while writing ${what}; nothing was registered.`, {
-      hint: 'Free some disk space (old runs live under data/runs and models/adapters) and try again.',
-      cause: e,
-    });
-  }
-  return e;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}
+
+/**
+ * Maps a full disk (file write or SQLite) to one coded error naming the path and what was kept;
+ * any other error comes back unchanged. `kept` defaults to what most writers can promise.
+ */
+export function wrapFsError(e: unknown, what: string, kept = 'nothing was registered'): unknown {
+  if (isMorrisError(e) || !isDiskFull(e)) return e;
+  return new MorrisError('DISK_FULL', `Disk full while writing ${what}; ${kept}.`, {
+    hint: 'Free some disk space (old runs live under data/runs and models/adapters, backups under data/backups) and try again.',
+    cause: e,
+  });
 }
 
 /** Short, person-facing text for any error: message plus hint for ours, a generic line otherwise. */
 export function describeError(e: unknown): string {
+  // A full disk that no writer named (a log row, a job row): still the one DISK_FULL message.
+  // SQLite rolled the statement back; what it did not say is which file, so neither can we.
+  if (!isMorrisError(e) && isDiskFull(e)) e = wrapFsError(e, `data (${(e as Error).message})`, 'the write in progress was rolled back; what was saved before stays');
   if (isMorrisError(e)) return e.hint ? `${e.message}\n${e.hint}` : e.message;
   return `Unexpected error: ${e instanceof Error ? e.message : String(e)}`;
 }

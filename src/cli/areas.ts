@@ -10,6 +10,7 @@ import * as adapters from './adapters.ts';
 import * as jobs from './jobs.ts';
 import * as bots from './bots.ts';
 import * as doctor from './doctor.ts';
+import * as db from './db.ts';
 
 export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext): void }> = [
   demo,
@@ -21,4 +22,5 @@ export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext):
   jobs,
   bots,
   doctor,
+  db,
 ];

@@ -6,7 +6,8 @@
  */
 import type { Config } from '../config.ts';
 import { assertServeConfig } from '../config-check.ts';
-import { openStore, type Store } from '../store/db.ts';
+import type { Store } from '../store/db.ts';
+import { openServeStore } from '../store/health.ts';
 import { childLog } from '../log.ts';
 import { startBots, type RunningBots, type StartBotsOptions } from '../bot/index.ts';
 import type { HttpLimits } from '../web/http-guard.ts';
@@ -100,7 +101,8 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const { config } = opts;
   // Before anything starts: a bad HOST, source or training file stops serve here, naming the key.
   await assertServeConfig(config, { host: opts.host });
-  const store = openStore(config.dbPath);
+  // quick_check first (a malformed file stops here with the way back), then the daily backups.
+  const store = openServeStore(config);
   const crashed = recoverCrashedRuns(store);
   for (const r of crashed) log.warn({ runId: r.id, job: r.job }, 'marked a run left running by an earlier process as crashed');
   for (const r of recoverCrashedScrapes(store)) log.warn({ scrapeRunId: r.id, source: r.source, pid: r.pid }, 'closed a scrape run left open by a process that died as crashed');

@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { getKv, setKv, type Store } from '../store/db.ts';
-import { MorrisError } from '../errors.ts';
+import { isDiskFull, MorrisError, wrapFsError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { extractArticle, type Article } from './extract.ts';
 import { encodingProblem } from './extract/quality.ts';
@@ -128,10 +128,15 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
     await crawlInto(store, profile, opts, s, budget);
     s.status = budget.hits.length ? 'capped' : 'finished';
   } catch (e) {
-    // Whatever was stored so far stays (every write was its own transaction); the run says why it stopped.
+    // Whatever was stored so far stays (every write was its own transaction, and the counts only
+    // count committed ones); the run says why it stopped.
     s.error = reasonOf(e);
     s.status = isCode(e, 'CANCELLED') ? 'cancelled' : 'failed';
-    throw e;
+    throw wrapFsError(
+      e,
+      `the database ${store.name} during the scrape of ${profile.name}`,
+      `kept what was committed before it filled: ${s.new} new and ${s.updated} updated articles`,
+    );
   } finally {
     s.caps = budget.hits;
     for (const d of opts.fetcher.clampedDelays.slice(delaysBefore)) {
@@ -141,9 +146,15 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
     s.notModified = opts.fetcher.counters.notModified - before.notModified;
     s.bytes = opts.fetcher.counters.bytes - before.bytes;
     s.durationMs = Date.now() - t0;
-    s.pending = pendingCount(store, profile.name);
-    const stopReason = s.error ?? (s.caps.length ? `${s.caps.map((c) => c.message).join('; ')}; ${s.pending} URLs left pending for the next run` : null);
-    closeScrapeRun(store, runId, { status: s.status, stopReason, summary: s });
+    try {
+      s.pending = pendingCount(store, profile.name);
+      const stopReason = s.error ?? (s.caps.length ? `${s.caps.map((c) => c.message).join('; ')}; ${s.pending} URLs left pending for the next run` : null);
+      closeScrapeRun(store, runId, { status: s.status, stopReason, summary: s });
+    } catch (e) {
+      // On a full disk this fails too; the error the run ended with is the one to report.
+      if (!s.error) throw e;
+      log.warn({ err: e, runId }, 'cannot record the end of the scrape run');
+    }
   }
   log.info(
     { source: s.source, new: s.new, updated: s.updated, unchanged: s.unchanged, failed: s.failed.length, offHost: s.offHost, caps: s.caps.map((c) => c.cap) },
@@ -220,6 +231,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
       else if (res.binary) s.failed.push({ url, reason: `not text (${res.contentType ?? 'unknown type'})` });
       else return res;
     } catch (e) {
+      if (isDiskFull(e)) throw e; // not this URL's fault: the run cannot go on
       if (isCode(e, 'ROBOTS_DISALLOWED')) s.skippedRobots++;
       else if (isCode(e, 'OFF_HOST')) offHost(url, reasonOf(e));
       else s.failed.push({ url, reason: reasonOf(e) });
@@ -338,16 +350,16 @@ async function fetchArticle(
     res = await fetcher.get(t.url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined });
   } catch (e) {
     if (isCode(e, 'ROBOTS_DISALLOWED')) {
-      s.skippedRobots++;
       mark('robots', 'disallowed by robots.txt');
+      s.skippedRobots++;
     } else if (isCode(e, 'OFF_HOST')) {
       // Settled, not failed: retrying cannot make another host ours. Nothing of it is stored.
+      mark('skipped', `off-host: ${reasonOf(e)}`);
       s.offHost++;
       if (s.offHostUrls.length < MAX_OFF_HOST_LISTED) s.offHostUrls.push({ url: t.url, reason: reasonOf(e) });
-      mark('skipped', `off-host: ${reasonOf(e)}`);
     } else {
-      s.failed.push({ url: t.url, reason: reasonOf(e) });
       mark('failed', reasonOf(e));
+      s.failed.push({ url: t.url, reason: reasonOf(e) });
     }
     return;
   }
@@ -362,11 +374,11 @@ async function fetchArticle(
   }
   if (res.status >= 400) {
     const reason = `HTTP ${res.status}`;
-    s.failed.push({ url: t.url, reason });
     store.transaction(() => {
       db.savePage(res);
       mark('failed', reason);
     })();
+    s.failed.push({ url: t.url, reason });
     return;
   }
   if (res.truncated) warn('capped at size limit');
@@ -393,27 +405,28 @@ async function fetchArticle(
   const body = art.body.trim();
   const hash = body ? createHash('sha256').update(body.replace(/\s+/g, ' ')).digest('hex') : null;
 
-  store.transaction(() => {
+  // The outcome is counted only once the transaction has committed: a commit that fails (a full
+  // disk) must not leave an article counted as new that is not in the store.
+  const outcome = store.transaction((): (() => void) => {
     db.savePage(res);
     const existing = db.article.get(canonical);
     if (reason) {
-      s.skipped.push({ url: t.url, reason: existing?.status === 'ok' ? `${reason} (kept the stored version)` : reason });
       mark('skipped', reason);
       // Never replace a stored article with a non-article; remember the skip only for new URLs.
       if (!existing) db.insertSkipped.run(profile.name, canonical, art.title, reason);
-      return;
+      const why = existing?.status === 'ok' ? `${reason} (kept the stored version)` : reason;
+      return () => s.skipped.push({ url: t.url, reason: why });
     }
     mark('done', null);
     if (!existing || existing.status === 'skipped') {
       db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
-      s.new++;
-    } else if (existing.content_hash === hash) {
-      s.unchanged++;
-    } else {
-      db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
-      s.updated++;
+      return () => s.new++;
     }
+    if (existing.content_hash === hash) return () => s.unchanged++;
+    db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
+    return () => s.updated++;
   })();
+  outcome();
 }
 
 /** Why an extracted page is not an article we keep, or null when it is. */
@@ -466,12 +479,24 @@ function isKnown(db: Statements, url: string): boolean {
   return Boolean(row && row.status !== 'pending' && row.status !== 'failed') || Boolean(db.article.get(url));
 }
 
+/**
+ * Runs `fn` over `items`, `size` at a time. The first error stops new items from starting and is
+ * thrown once the ones in flight have settled, so the counts a caller reports are final.
+ */
 async function pool<T>(items: T[], size: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failure: { error: unknown } | null = null;
   const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
+    while (!failure && next < items.length) {
+      try {
+        await fn(items[next++]);
+      } catch (e) {
+        failure ??= { error: e };
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(size, items.length)) }, worker));
+  if (failure) throw (failure as { error: unknown }).error;
 }
 
 interface PageRow {

@@ -7,8 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { MorrisError, wrapFsError } from '../errors.ts';
+import { isDiskFull, MorrisError, wrapFsError } from '../errors.ts';
 import type { Store } from '../store/db.ts';
+import { tmpPathFor } from '../store/tmp-files.ts';
 import type { ArticleInput } from './clean.ts';
 import {
   articleMessages,
@@ -246,7 +247,7 @@ export interface DatasetRow {
 
 /** Writes one JSONL file atomically (temp file + rename), each line `{"messages": [...]}`. */
 export function writeJsonl(file: string, rows: ChatMessage[][]): void {
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = tmpPathFor(file);
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(tmp, rows.map((messages) => JSON.stringify({ messages })).join('\n') + (rows.length ? '\n' : ''));
@@ -286,13 +287,41 @@ export function registerDataset(
   const train = ds.examples.filter((e) => e.split === 'train');
   const val = ds.examples.filter((e) => e.split === 'validation');
   let jsonlPath: string | null = null;
-  if (ds.outDir) {
-    const files = datasetFiles(ds.outDir, ds.id);
-    writeJsonl(files.train, train.map((e) => e.messages));
-    writeJsonl(files.validation, val.map((e) => e.messages));
-    writeJsonl(files.all, ds.examples.map((e) => e.messages));
-    jsonlPath = files.all;
+  const written: string[] = [];
+  let writing = `the database ${store.name}`;
+  try {
+    if (ds.outDir) {
+      const files = datasetFiles(ds.outDir, ds.id);
+      for (const [file, rows] of [[files.train, train], [files.validation, val], [files.all, ds.examples]] as const) {
+        writing = file;
+        writeJsonl(file, rows.map((e) => e.messages));
+        written.push(file);
+      }
+      jsonlPath = files.all;
+      writing = `the database ${store.name}`;
+    }
+    return insertDataset(store, ds, train.length, val.length, jsonlPath);
+  } catch (e) {
+    // Files without their rows are orphans no build would clean up. Unless the same version got
+    // registered meanwhile (by another process: same id, same content), they go.
+    if (!store.prepare('SELECT 1 FROM datasets WHERE id = ?').get(ds.id)) {
+      for (const f of written) fs.rmSync(f, { force: true });
+    }
+    if (!isDiskFull(e)) throw e;
+    throw new MorrisError('DISK_FULL', `Disk full while writing ${writing}; dataset ${ds.id} was not registered and its partial files were removed (stored articles and earlier datasets are unchanged).`, {
+      hint: 'Free some disk space (old datasets live under data/datasets, runs under data/runs, backups under data/backups) and try again.',
+      cause: e,
+    });
   }
+}
+
+function insertDataset(
+  store: Store,
+  ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object },
+  trainCount: number,
+  valCount: number,
+  jsonlPath: string | null,
+): { created: boolean; jsonlPath: string | null } {
   const insertExample = store.prepare(
     'INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, ?, ?, ?, ?, ?)',
   );
@@ -303,7 +332,7 @@ export function registerDataset(
         `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), train.length, val.length, jsonlPath);
+      .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), trainCount, valCount, jsonlPath);
     if (r.changes === 0) return;
     created = true;
     ds.examples.forEach((e, i) =>

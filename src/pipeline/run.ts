@@ -9,6 +9,8 @@ import path from 'node:path';
 import type { Config } from '../config.ts';
 import { getKv, setKv, type Store } from '../store/db.ts';
 import { childLog } from '../log.ts';
+import { wrapFsError } from '../errors.ts';
+import { sweepStaleTmpFiles } from '../store/tmp-files.ts';
 import { cleanArticles, type ArticleInput, type CleanResult } from './clean.ts';
 import { dedupeArticles, type DedupeResult } from './dedupe.ts';
 import {
@@ -103,6 +105,18 @@ export async function buildOptionsFromConfig(
 }
 
 export async function buildDataset(store: Store, opts: BuildOptions): Promise<BuildResult> {
+  // Builds killed mid-write (kill -9, a crash) left their temp files; their PIDs are gone now.
+  sweepStaleTmpFiles([opts.outDir]);
+  try {
+    return await composeAndSave(store, opts);
+  } catch (e) {
+    // Writes of the files and rows are handled where they happen (partial files removed); what
+    // reaches here is a full disk in the database before or after them.
+    throw wrapFsError(e, `the database ${store.name} during the dataset build`, 'no new dataset was registered; stored articles and earlier datasets are unchanged');
+  }
+}
+
+async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildResult> {
   const style = opts.style ?? loadStyle();
   // 'duplicate' rows are inputs too: dedupe decides afresh each build, so marking them cannot
   // change the next build's inputs (and with them its id).
@@ -149,7 +163,11 @@ export async function buildDataset(store: Store, opts: BuildOptions): Promise<Bu
     writeJsonl(files.validation, rowsOf('validation'));
     writeJsonl(files.all, rowsOf());
   }
-  setKv(store, CURRENT_DATASET_KEY, composed.id);
+  try {
+    setKv(store, CURRENT_DATASET_KEY, composed.id);
+  } catch (e) {
+    throw wrapFsError(e, `the database ${store.name}`, `dataset ${composed.id} was registered but is not yet the current one (build again once there is space)`);
+  }
 
   const key = (messages: string) => stableHash(messages);
   const current = new Set(composed.examples.map((e) => key(JSON.stringify(e.messages))));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MorrisError } from '../errors.ts';
 import { migrations } from './migrations.ts';
+import { backupBeforeMigration } from './backup.ts';
 
 export type Store = Database.Database;
 
@@ -42,6 +43,10 @@ export function schemaVersion(db: Store): number {
  * at once cannot both apply the same one. */
 export function migrate(db: Store): number {
   const sorted = [...migrations].sort((a, b) => a.version - b.version);
+  const from = schemaVersion(db);
+  const to = sorted[sorted.length - 1]!.version;
+  // A database with data gets a backup before its schema changes (a fresh one has nothing to lose).
+  if (from > 0 && from < to && db.name !== ':memory:') backupBeforeMigration(db, from, to);
   for (const m of sorted) {
     const apply = db.transaction(() => {
       if (schemaVersion(db) >= m.version) return;
