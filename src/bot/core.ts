@@ -12,7 +12,7 @@ import type { Store } from '../store/db.ts';
 import { isAdmin, runAdminCommand } from './admin-commands.ts';
 import { closeGeneration, newGenerationId, openGeneration } from './generation-log.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
-import { composeArticle, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
+import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {
   AdminActions,
   GenerationOptions,
@@ -26,8 +26,7 @@ import type {
 const logger = childLog('bot-core');
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
-/** Shown in the attribution line when MORRIS_COLUMNIST is not set. */
-export const DEFAULT_COLUMNIST = 'a veteran British telecoms columnist';
+export { DEFAULT_COLUMNIST };
 
 export interface CoreSettings {
   maxTopicChars: number;
@@ -318,6 +317,7 @@ export class BotCore {
         text: composeArticle(body, { columnist: settings.columnist, cut: done.cut, cutReason: done.reason, platform }),
         cut: done.cut,
         generationId: request.id,
+        reason: done.reason,
         lineage: { adapterId: done.adapterId ?? null, baseModel: done.baseModel ?? null, datasetId: done.datasetId ?? null },
       };
     } catch (e) {

@@ -17,6 +17,7 @@ import {
   Routes,
   SlashCommandBuilder,
 } from 'discord.js';
+import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { MAX_TEMPERATURE, MIN_TEMPERATURE } from './parse-request.ts';
@@ -209,7 +210,16 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     client,
     async start() {
       const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
-      await client.login(opts.token);
+      try {
+        await client.login(opts.token);
+      } catch (e) {
+        // A rejected token will not heal by retrying; anything else (network, outage) may.
+        const rejected = (e as { status?: number }).status === 401 || (e as { code?: unknown }).code === 'TokenInvalid';
+        throw new MorrisError(rejected ? 'CONFIG_INVALID' : 'BACKEND_ERROR', `Discord login failed: ${(e as Error).message}`, {
+          hint: rejected ? 'Check DISCORD_TOKEN (Developer Portal → Bot → Reset Token).' : 'Discord is unreachable from this host; retrying.',
+          cause: e,
+        });
+      }
       await ready;
       logger.info({ user: client.user?.tag }, 'discord bot ready');
     },

@@ -34,19 +34,31 @@ export function attributionLine(columnist: string): string {
 export const CUT_MARKER = '[cut short: the generation hit its time limit]';
 
 /** The article as posted: body, a cut marker when partial, and the attribution line (markdown). */
+/** Shown in the attribution line when MORRIS_COLUMNIST is not set. */
+export const DEFAULT_COLUMNIST = 'a veteran British telecoms columnist';
+
+export interface ArticleNotes {
+  columnist: string;
+  cut: boolean;
+  cutReason?: string;
+  platform?: RenderPlatform;
+}
+
 /**
- * The article as it leaves Morris, wherever it goes (bots, the dashboard, `morris generate`, the
- * OpenAI backend's output): the text, a cut marker when it stopped early, and the attribution
+ * What follows every article that leaves Morris, wherever it goes (bots, the dashboard,
+ * `morris generate`, its --batch lines): a cut marker when it stopped early, and the attribution
  * line. Chat platforms get the notes in italics; plain text gets them as they are.
  */
-export function composeArticle(body: string, opts: { columnist: string; cut: boolean; cutReason?: string; platform?: RenderPlatform }): string {
+export function articleTrailer(opts: ArticleNotes): string {
   const marker =
     opts.cut && opts.cutReason && opts.cutReason !== 'timeout' ? `[cut short: ${opts.cutReason}]` : CUT_MARKER;
   const note = (s: string) => (opts.platform === 'plain' ? s : `_${s}_`);
-  const parts = [body.trim() || '(no text)'];
-  if (opts.cut) parts.push(note(marker));
-  parts.push(note(attributionLine(opts.columnist)));
-  return parts.join('\n\n');
+  return [...(opts.cut ? [note(marker)] : []), note(attributionLine(opts.columnist))].join('\n\n');
+}
+
+/** The article as it leaves Morris: the text, then its trailer (see articleTrailer). */
+export function composeArticle(body: string, opts: ArticleNotes): string {
+  return `${body.trim() || '(no text)'}\n\n${articleTrailer(opts)}`;
 }
 
 // ---------------------------------------------------------------- mentions and escaping

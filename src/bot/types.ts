@@ -140,5 +140,5 @@ export interface Lineage {
 export type ReplyUpdate =
   | { kind: 'notice'; text: string }
   | { kind: 'partial'; text: string }
-  | { kind: 'final'; text: string; cut: boolean; generationId: string; lineage?: Lineage }
+  | { kind: 'final'; text: string; cut: boolean; generationId: string; reason?: string; lineage?: Lineage }
   | { kind: 'failed'; text: string; generationId: string | null };

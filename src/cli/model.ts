@@ -2,6 +2,7 @@
  * `morris generate` and `morris model init-tiny|pull|list|merge`. Wiring only: the work is done
  * by the generation service, the Hub client, the inventory and the engine's merge.
  */
+import { articleTrailer, composeArticle, DEFAULT_COLUMNIST } from '../bot/render.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -142,6 +143,10 @@ async function streamOne(service: GenerationService, req: GenerationRequest, out
   return done!;
 }
 
+function articleNotes(config: Config): { columnist: string; platform: 'plain' } {
+  return { columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST, platform: 'plain' };
+}
+
 async function runGenerate(ctx: CliContext, topicWords: string[], flags: GenerateFlags): Promise<void> {
   const config = ctx.config();
   const baseDir = await chooseBaseModel(config, flags.model);
@@ -156,7 +161,7 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
   process.once('SIGINT', onSigint);
   try {
     if (flags.batch) {
-      await runBatch(service, flags, sampling, ctl.signal);
+      await runBatch(service, flags, sampling, ctl.signal, articleNotes(config));
       return;
     }
     const text = topicWords.join(' ');
@@ -165,7 +170,9 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
     // Raw mode prints the prompt first, as llama.cpp and llama2.c do, so stdout reads as one text.
     if (flags.raw) process.stdout.write(text);
     const done = await streamOne(service, req, (s) => process.stdout.write(s));
-    process.stdout.write('\n');
+    // An article leaves with its attribution line, like every article Morris writes; raw
+    // continuation is a base-model check, not an article.
+    process.stdout.write(flags.raw ? '\n' : `\n\n${articleTrailer({ ...articleNotes(config), cut: done.cut, cutReason: done.reason })}\n`);
     if (done.cut) process.stderr.write(`morris: stopped early (${done.reason}); the text above is partial.\n`);
     log.debug({ tokens: done.tokens, ms: done.generationMs, adapterId: done.adapterId }, 'generated');
   } finally {
@@ -175,7 +182,13 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
 }
 
 /** One topic per line → one JSON line per topic on stdout; a bad topic is reported, not fatal. */
-async function runBatch(service: GenerationService, flags: GenerateFlags, sampling: Partial<SamplingOptions>, signal: AbortSignal): Promise<void> {
+async function runBatch(
+  service: GenerationService,
+  flags: GenerateFlags,
+  sampling: Partial<SamplingOptions>,
+  signal: AbortSignal,
+  notes: { columnist: string; platform: 'plain' },
+): Promise<void> {
   if (!existsSync(flags.batch!)) throw new MorrisError('NOT_FOUND', `No batch file at ${flags.batch}.`);
   const lines = readFileSync(flags.batch!, 'utf8').split(/\r?\n/).filter((l) => l.trim() && !l.trimStart().startsWith('#'));
   for (const line of lines) {
@@ -184,7 +197,9 @@ async function runBatch(service: GenerationService, flags: GenerateFlags, sampli
     try {
       const done = await streamOne(service, flags.raw ? { ...base, rawText: line } : { ...base, topic: line }, () => undefined);
       const { type: _type, ...result } = done;
-      process.stdout.write(JSON.stringify({ topic: line, ...result }) + '\n');
+      // `text` is what the model wrote; `article` is it as it leaves Morris, attribution included.
+      const article = flags.raw ? undefined : composeArticle(done.text, { ...notes, cut: done.cut, cutReason: done.reason });
+      process.stdout.write(JSON.stringify({ topic: line, ...result, ...(article ? { article } : {}) }) + '\n');
     } catch (e) {
       if (!isMorrisError(e) || (e.code !== 'BAD_INPUT' && e.code !== 'GENERATION_FAILED')) throw e;
       process.stdout.write(JSON.stringify({ topic: line, error: { code: e.code, message: describeError(e) } }) + '\n');

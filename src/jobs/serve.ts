@@ -212,6 +212,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
 
   log.info(
     {
+      dashboard: dashboard.url,
       listening: listeners.map((l) => `${l.bound} (${l.role})`),
       bots: Object.entries(bots.platforms()).filter(([, v]) => v.state !== 'off').map(([k]) => k),
       schedules: scheduler.jobs(),

@@ -147,7 +147,7 @@ async function playground(d: DashboardDeps, { res, body, principal }: Pick<Reque
           else if (u.kind === 'partial') {
             send('text', { text: u.text.slice(sent) });
             sent = u.text.length;
-          } else if (u.kind === 'final') send('done', { text: u.text, cut: u.cut, id: u.generationId, ...u.lineage });
+          } else if (u.kind === 'final') send('done', { text: u.text, cut: u.cut, reason: u.reason, id: u.generationId, ...u.lineage });
           else send('failed', { text: u.text, id: u.generationId });
         }
       })(),

@@ -71,7 +71,9 @@ export function createLimitedServer(listener: RequestListener, limits: HttpLimit
     log.debug({ code: err.code, addr: socket.remoteAddress }, 'client connection error');
     if (socket.writable && err.code !== 'ECONNRESET') {
       const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      // Say why, then close for good: a half-closed socket would stay open while the client drips.
+      socket.write(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy());
+      setTimeout(() => socket.destroy(), 1000).unref();
     } else socket.destroy();
   });
   return server;

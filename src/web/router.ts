@@ -124,8 +124,9 @@ export function createRouter(routes: Route[], opts: RouterOptions) {
         if (out !== RESPONDED && !res.headersSent) sendJson(res, 200, out ?? { ok: true });
         return;
       }
-      if (pathMatched) throw new MorrisError('BAD_INPUT', `${req.method} is not allowed on ${url.pathname}.`, { status: 405 });
+      // Static pages may share a path with a route of another method (GET /login, POST /login).
       if (opts.fallback?.(req, res, authenticate(req, opts.policy))) return;
+      if (pathMatched) throw new MorrisError('BAD_INPUT', `${req.method} is not allowed on ${url.pathname}.`, { status: 405 });
       throw new MorrisError('NOT_FOUND', `No such endpoint: ${req.method} ${url.pathname}`, { hint: 'See docs/api.md.' });
     } catch (e) {
       handleError(res, e, `${req.method} ${url.pathname}`);

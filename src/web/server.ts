@@ -99,7 +99,7 @@ function listenError(e: Error, opts: ListenerOptions, keys: { host: string; port
   if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL' && code !== 'ENOTFOUND' && code !== 'EAI_AGAIN') return e;
   const why =
     code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : 'the host name does not resolve';
-  return new MorrisError('CONFIG_INVALID', `Cannot listen on ${opts.host}:${opts.port} (${keys.host}/${keys.port}): ${why}.`, {
+  return new MorrisError('CONFIG_INVALID', `Cannot listen on ${opts.host}:${opts.port}: ${why} (${keys.host}, ${keys.port}).`, {
     hint: `Set ${keys.port} to a free port, and ${keys.host} to an address of this machine.`,
     cause: e,
   });

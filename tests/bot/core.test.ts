@@ -77,7 +77,7 @@ describe('BotCore.precheck / accept', () => {
   it('refuses and records exactly as prepare does, without opening a run', async () => {
     const gen = new FakeGenerator();
     const core = makeCore(store, gen);
-    expect(await core.precheck({ requester: slackUser(), text: ' --long ' })).toEqual({ ok: false, message: expect.stringMatching(/\/morris <topic>/) });
+    expect(await core.precheck({ requester: slackUser(), text: ' --long ' })).toEqual({ ok: false, reason: 'usage', message: expect.stringMatching(/\/morris <topic>/) });
     const long = await core.precheck({ requester: slackUser(), text: 'x'.repeat(50_000) });
     expect(!long.ok && long.message).toMatch(/50,000 characters/);
     const blocked = await core.precheck({ requester: slackUser(), text: 'forbidden fruit' });

@@ -41,6 +41,8 @@ describe('Slack inside morris serve', () => {
       LOG_LEVEL: 'warn',
     });
     serve = await startServe({ config, port: 0, host: '127.0.0.1', version: 'test' });
+    // Slack connects in the background; the port was open before it did.
+    await serve.bots.settled();
   });
 
   afterAll(async () => {

@@ -1,4 +1,8 @@
-/** startBots as `morris serve` calls it: both platforms from config, and a platform that fails to start left out. */
+/**
+ * startBots as `morris serve` calls it: both platforms from config, each starting on its own in
+ * the background; a platform whose credentials are rejected fails for good (no retry loop) while
+ * the other keeps running.
+ */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,8 +38,10 @@ describe('startBots', () => {
     });
 
   it('starts Slack (HTTP mode) and Discord over one core; both answer; stop() shuts both', async () => {
-    const bots = await startBots({ config: env(), store: t.store, generator: new FakeGenerator(), overrides: { editIntervalMs: 50, slackUpdatesPerMinute: 6000, slackRetries: 0 } });
+    const bots = startBots({ config: env(), store: t.store, generator: new FakeGenerator(), overrides: { editIntervalMs: 50, slackUpdatesPerMinute: 6000, slackRetries: 0 } });
+    await bots.settled();
     try {
+      expect(bots.platforms()).toEqual({ slack: { state: 'connected', attempts: 1 }, discord: { state: 'connected', attempts: 1 } });
       expect(bots.slack?.mode).toBe('http');
       expect(bots.discord).toBeDefined();
       expect(bots.slackHttpHandler).toBeTypeOf('function');
@@ -60,27 +66,38 @@ describe('startBots', () => {
   it('leaves out a platform whose credentials are rejected and keeps the other', async () => {
     slack.acceptedToken = 'xoxb-good';
     discord.acceptedToken = 'discord-good';
-    const bots = await startBots({
+    const bots = startBots({
       config: env({ SLACK_BOT_TOKEN: 'xoxb-revoked' }),
       store: t.store,
       generator: new FakeGenerator(),
-      overrides: { slackRetries: 0 },
+      overrides: { slackRetries: 0, retryFirstMs: 20 },
     });
+    await bots.settled();
     try {
-      expect(bots.slack).toBeUndefined();
-      expect(bots.slackHttpHandler).toBeUndefined();
+      expect(bots.platforms().slack).toMatchObject({ state: 'failed', attempts: 1, detail: expect.stringContaining('invalid_auth') });
+      expect(bots.platforms().discord.state).toBe('connected');
       expect(bots.discord).toBeDefined();
+      // Its events endpoint says "not connected" instead of dropping what Slack sends.
+      const server = http.createServer((req, res) => bots.slackHttpHandler!(req, res));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
+      expect((await postSigned(url, 'command=%2Fmorris&text=x', { secret: 'sekrit', contentType: 'application/x-www-form-urlencoded' })).status).toBe(503);
+      await new Promise((r) => server.close(r));
     } finally {
       await bots.stop();
     }
-    const noDiscord = await startBots({ config: env({ DISCORD_TOKEN: 'discord-revoked' }), store: t.store, generator: new FakeGenerator(), overrides: { slackRetries: 0 } });
+    const noDiscord = startBots({ config: env({ DISCORD_TOKEN: 'discord-revoked' }), store: t.store, generator: new FakeGenerator(), overrides: { slackRetries: 0, retryFirstMs: 20 } });
+    await noDiscord.settled();
     try {
+      expect(noDiscord.platforms().discord).toMatchObject({ state: 'failed', attempts: 1 });
       expect(noDiscord.discord).toBeUndefined();
+      expect(noDiscord.platforms().slack.state).toBe('connected');
       expect(noDiscord.slack?.mode).toBe('http');
     } finally {
       await noDiscord.stop();
     }
-    const none = await startBots({ config: loadConfig({ MORRIS_DATA_DIR: t.dir }), store: t.store, generator: new FakeGenerator() });
+    const none = startBots({ config: loadConfig({ MORRIS_DATA_DIR: t.dir }), store: t.store, generator: new FakeGenerator() });
+    expect(none.platforms()).toEqual({ slack: { state: 'off', attempts: 0 }, discord: { state: 'off', attempts: 0 } });
     expect(none.slack).toBeUndefined();
     expect(none.discord).toBeUndefined();
     await none.stop();

@@ -80,7 +80,11 @@ export async function prepareTinyRoot(root: string): Promise<void> {
  * A serve process (in this test process) on a fresh temp root with the tiny model, crawling the
  * sample site, training quickly with the short style; `close` stops it and removes everything.
  */
-export async function startTinyServe(prefix: string, extraEnv: Record<string, string> = {}) {
+export async function startTinyServe(
+  prefix: string,
+  extraEnv: Record<string, string> = {},
+  serveOpts: Partial<import('../../src/jobs/serve.ts').ServeOptions> = {},
+) {
   const { setConfigForTests } = await import('../../src/config.ts');
   const { startSampleSite } = await import('../../src/pipeline/sample-site.ts');
   const { startServe } = await import('../../src/jobs/serve.ts');
@@ -98,6 +102,7 @@ export async function startTinyServe(prefix: string, extraEnv: Record<string, st
       trainOverrides: QUICK_TRAIN,
       style: SHORT_STYLE,
       bots: false,
+      ...serveOpts,
     });
   } catch (e) {
     await site.close();

@@ -138,7 +138,7 @@ describe('serve process', () => {
     const url = await s.url;
     const res = await fetch(`${url}/api/generate`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: admin,
       body: JSON.stringify({ topic: 'The last days of the landline', maxNewTokens: 600, temperature: 0.8 }),
     });
     expect(res.status).toBe(200);

@@ -53,7 +53,10 @@ describe.concurrent('morris generate on the tiny model', SLOW, () => {
   it('streams a greedy article; --batch gives the same text as JSON lines and reports bad topics', async () => {
     const one = await morris(['generate', '--model', tiny, '--temperature', '0', '--max-new-tokens', '16', 'late trains']);
     expect(one.code, one.stderr).toBe(0);
-    const text = one.stdout.replace(/\n$/, '');
+    // The article, then its attribution line, as every article that leaves Morris.
+    const trailer = '\n\nAI-generated in the style of a veteran British telecoms columnist — not written by them\n';
+    expect(one.stdout.endsWith(trailer)).toBe(true);
+    const text = one.stdout.slice(0, -trailer.length);
     expect(text.length).toBeGreaterThan(0);
 
     const batchFile = join(root, 'topics.txt');
@@ -63,6 +66,7 @@ describe.concurrent('morris generate on the tiny model', SLOW, () => {
     const lines = batch.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatchObject({ topic: 'late trains', text, cut: false, adapterId: null, tokens: 16, reason: 'length' });
+    expect(lines[0].article).toBe(`${text.trim()}${trailer.trimEnd()}`);
     expect(lines[1]).toMatchObject({ topic: 'the price of bread', cut: false, tokens: 16 });
     expect(lines[2].error).toMatchObject({ code: 'BAD_INPUT' });
     expect(lines[2].error.message).toContain('limit is 300');

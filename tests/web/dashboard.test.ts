@@ -1,18 +1,19 @@
 /**
  * The dashboard over a real serve process in this test process (tiny model, sample site): the
- * JSON API and its admin token, then the pages in headless Chromium (Debian's, driven by
- * playwright-core): status, data, jobs, the adapters page with its loss chart, and a streamed
- * generation in the playground. Screenshots go to test-results/.
+ * JSON API behind the admin token, then the pages in headless Chromium (Debian's, driven by
+ * playwright-core): sign-in through the login page, status, data, jobs, the adapters page with
+ * its loss chart, a streamed generation in the playground, and data carrying HTML that must
+ * render as text. Screenshots go to test-results/. Without chromium (and no root to install it,
+ * see tests/global-setup.ts) the browser tests report themselves skipped with the command to run.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import type { ServeHandle } from '../../src/jobs/serve.ts';
 import { adapterValLoss, getAdapter } from '../../src/jobs/registry.ts';
 import { startTinyServe } from '../jobs/helpers.ts';
 
-export const CHROMIUM = '/usr/bin/chromium';
 /** The flags known to work on these machines: no sandbox as root, no GPU, no calls home. */
 export const CHROMIUM_ARGS = [
   '--headless=new',
@@ -44,15 +45,16 @@ beforeAll(async () => {
 
 afterAll(async () => close?.());
 
-async function api(p: string, init: RequestInit & { token?: string } = {}) {
+async function api(p: string, init: RequestInit & { token?: string | null } = {}) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  const token = init.token === undefined ? TOKEN : init.token;
+  if (token) headers.authorization = `Bearer ${token}`;
   const res = await fetch(`${h.url}${p}`, { ...init, headers });
   return { status: res.status, body: (await res.json()) as any };
 }
 
 describe('JSON API', () => {
-  it('reads status, data, jobs and adapters without a token', async () => {
+  it('reads status, data, jobs and adapters with the token', async () => {
     const st = await api('/api/status');
     expect(st.status).toBe(200);
     expect(st.body.activeAdapter.id).toBe(promoted);
@@ -76,9 +78,9 @@ describe('JSON API', () => {
   });
 
   it('refuses state changes without the admin token, with one JSON error shape', async () => {
-    const none = await api('/api/adapters/rollback', { method: 'POST' });
+    const none = await api('/api/adapters/rollback', { method: 'POST', token: null });
     expect(none.status).toBe(401);
-    expect(none.body.error.code).toBe('FORBIDDEN');
+    expect(none.body.error.code).toBe('UNAUTHORIZED');
     const wrong = await api('/api/jobs/rescrape/run', { method: 'POST', token: 'nope' });
     expect(wrong.status).toBe(401);
     const missing = await api('/api/adapters/nope');
@@ -88,6 +90,7 @@ describe('JSON API', () => {
     expect(malformed.status).toBe(400);
     expect(malformed.body.error).toMatchObject({ code: 'BAD_INPUT' });
     const bad = await api('/api/generate', { method: 'POST', body: '{"topic": ""}' });
+    expect(bad.body.error.hint).toBeTruthy();
     expect(bad.status).toBe(400);
     const notJson = await api('/api/jobs/rebuild/run', { method: 'POST', token: TOKEN, body: '{oops' });
     expect(notJson.status).toBe(400);
@@ -104,17 +107,45 @@ describe('JSON API', () => {
   });
 });
 
+const browserState = inject('chromium');
+
 describe('pages in headless Chromium', () => {
   let browser: Browser;
+  let context: BrowserContext;
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/ensure-chromium.sh (CI does).`);
+    if (!browserState.available) return;
     fs.mkdirSync(SHOTS, { recursive: true });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await chromium.launch({ executablePath: browserState.path, args: CHROMIUM_ARGS, headless: true });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   });
   afterAll(async () => browser?.close());
 
-  it('loads every page, shows the loss chart, and streams a generation in the playground', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  it('signs in through the login page; a wrong token is refused there', async (ctx) => {
+    if (!browserState.available) ctx.skip(browserState.reason);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${h.url}/#status`);
+    await page.waitForURL(`${h.url}/login`);
+    await page.fill('#token', 'not-the-token');
+    await page.click('#sign-in');
+    await page.waitForSelector('#login-error:not([hidden])');
+    await expect(page.locator('#login-error').innerText()).resolves.toContain('not the admin token');
+    await page.fill('#token', TOKEN);
+    await page.click('#sign-in');
+    await page.waitForSelector('body[data-loaded="status"]');
+    // The session cookie is out of the page's reach, and no token sits in its storage.
+    const cookies = await context.cookies();
+    expect(cookies.find((c) => c.name === 'morris_session')).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
+    await expect(page.evaluate(() => document.cookie + JSON.stringify(localStorage))).resolves.toBe('{}');
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-signed-in.png') });
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it('loads every page, shows the loss chart, and streams a generation in the playground', async (ctx) => {
+    if (!browserState.available) ctx.skip(browserState.reason);
+    const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('requestfailed', (r) => {
@@ -179,18 +210,47 @@ describe('pages in headless Chromium', () => {
     await page.close();
   }, 120_000);
 
-  it('admin buttons work from the page with the token typed in', async () => {
-    const page = await browser.newPage();
+  it('admin buttons work from the signed-in page', async (ctx) => {
+    if (!browserState.available) ctx.skip(browserState.reason);
+    const page = await context.newPage();
     await page.goto(`${h.url}/#adapters`);
     await page.waitForSelector('body[data-loaded="adapters"]');
-    await page.fill('#admin-token', TOKEN);
-    await page.dispatchEvent('#admin-token', 'change');
     await page.click('#rollback');
     await page.waitForFunction(() => document.querySelector('#flash')!.textContent!.includes('Rolled back'));
     expect(h.registry.active()).toBeUndefined();
     await page.click(`button[data-promote="${promoted}"]`);
     await page.waitForFunction(() => document.querySelector('#flash')!.textContent!.includes('Active adapter is now'));
     expect(h.registry.active()!.id).toBe(promoted);
+    await page.close();
+  }, 60_000);
+
+  it('HTML in topics, titles, sources, error messages and article text renders as text', async (ctx) => {
+    if (!browserState.available) ctx.skip(browserState.reason);
+    const probe = (tag: string) => `<img src=x onerror="window.__xss='${tag}'"><script>window.__xss='${tag}'</script>`;
+    h.store
+      .prepare(`INSERT INTO articles (source, url, title, body, status) VALUES (?, 'http://127.0.0.1/xss', ?, ?, 'ok')`)
+      .run(probe('source'), probe('title'), probe('body'));
+    h.store.prepare(`INSERT INTO job_runs (job, trigger, status, ended_at, error) VALUES ('rescrape', ?, 'failed', strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?)`).run(probe('trigger'), probe('error'));
+    const page = await context.newPage();
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => (dialogs.push(d.message()), void d.dismiss()));
+    await page.goto(`${h.url}/#data`);
+    await page.waitForSelector('body[data-loaded="data"]');
+    await expect(page.locator('#articles tbody').innerText()).resolves.toContain(`<img src=x onerror="window.__xss='source'">`);
+    await page.click('nav a[data-page="jobs"]');
+    await page.waitForSelector('body[data-loaded="jobs"]');
+    await expect(page.locator('#runs tbody').innerText()).resolves.toContain(`<script>window.__xss='error'</script>`);
+    await page.click('nav a[data-page="playground"]');
+    await page.fill('#topic', probe('topic'));
+    await page.fill('#max-tokens', '16');
+    await page.click('#generate');
+    await page.waitForSelector('#output[data-done]');
+    await expect(page.locator('#gen-status').innerText()).resolves.toMatch(/Done|Failed/);
+    await expect(page.locator('#output').innerText()).resolves.toContain('AI-generated in the style of');
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-xss-probes.png'), fullPage: true });
+    await expect(page.evaluate(() => (window as unknown as { __xss?: string }).__xss ?? null)).resolves.toBeNull();
+    await expect(page.locator('img[src="x"]').count()).resolves.toBe(0);
+    expect(dialogs).toEqual([]);
     await page.close();
   }, 60_000);
 });

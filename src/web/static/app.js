@@ -221,6 +221,7 @@ $('#generate-form').addEventListener('submit', async (ev) => {
   const out = $('#output');
   const status = $('#gen-status');
   out.textContent = '';
+  delete out.dataset.done;
   $('#generate').disabled = true;
   status.textContent = 'Sending…';
   try {
@@ -231,16 +232,21 @@ $('#generate-form').addEventListener('submit', async (ev) => {
     });
     if (!res.ok) {
       const data = await res.json().catch(() => ({}));
-      throw new Error(data.error?.message ?? `HTTP ${res.status}`);
+      out.dataset.done = 'true';
+      throw new Error(data.error ? `${data.error.message}${data.error.hint ? ' — ' + data.error.hint : ''}` : `HTTP ${res.status}`);
     }
+    // The same core as the bots: notices (queue position, writing…), the text as it grows, then
+    // the article as it leaves Morris (attribution included) or why it failed.
     await readSse(res.body, (event, data) => {
-      if (event === 'queued') status.textContent = `Queued, position ${data.position}`;
-      else if (event === 'started') status.textContent = 'Writing…';
+      if (event === 'notice') status.textContent = data.text;
       else if (event === 'text') out.textContent += data.text;
       else if (event === 'done') {
         out.textContent = data.text;
         out.dataset.done = 'true';
-        status.textContent = `Done (${data.reason ?? 'finished'}${data.cut ? ', cut short' : ''}) — adapter: ${data.adapterId ?? 'none'}`;
+        status.textContent = `Done${data.cut ? ' (cut short)' : ''} — adapter: ${data.adapterId ?? 'none'}`;
+      } else if (event === 'failed') {
+        out.dataset.done = 'true';
+        status.textContent = `Failed: ${data.text}`;
       } else if (event === 'error') throw new Error(data.message);
     });
   } catch (e) {

@@ -59,11 +59,12 @@ export class FakeSlack {
   private pinger: NodeJS.Timeout | null = null;
   port = 0;
 
-  async start(): Promise<void> {
+  /** Listens on `port` (0: any free one), e.g. the port a bot was already told to use. */
+  async start(port = 0): Promise<void> {
     this.server.on('upgrade', (req, sock, head) => {
       this.wss.handleUpgrade(req, sock, head, (ws) => this.onSocket(ws));
     });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', r));
     this.port = (this.server.address() as AddressInfo).port;
   }
 
