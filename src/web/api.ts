@@ -113,7 +113,7 @@ async function playground(d: DashboardDeps, { res, body, principal }: Pick<Reque
   const maxNewTokens = intParam(b.maxNewTokens == null ? null : String(b.maxNewTokens), d.defaultMaxNewTokens, 1, PLAYGROUND_MAX_NEW_TOKENS);
   const temperature = b.temperature == null ? undefined : Number(b.temperature);
   if (temperature !== undefined && !(temperature >= 0 && temperature <= 5)) throw new MorrisError('BAD_INPUT', 'temperature must be from 0 to 5.');
-  if (!topic.trim()) throw new MorrisError('BAD_INPUT', 'Give a topic, e.g. {"topic": "5G monetisation"}.');
+  if (!topic.trim()) throw new MorrisError('BAD_INPUT', 'Give a topic.', { hint: 'Send e.g. {"topic": "5G monetisation"}.' });
   // Each browser session (or the bearer token, or the local operator) is one user of the core.
   const checked = await d.core.precheck({
     requester: { platform: 'web', userId: principal ? `${principal.kind}:${principal.id}` : 'anonymous' },

@@ -39,6 +39,8 @@ describe('morris CLI', () => {
     expect(r.out).toMatch(/device: auto → would use cpu/);
     expect(r.out).toMatch(/schema version \d+ of \d+/);
     expect(r.out).toMatch(/slack: not configured/);
+    // The default HOST is public and no admin token is set: doctor warns and says what to do.
+    expect(r.out).toMatch(/warn dashboard: 0\.0\.0\.0:3000 is reachable from other machines and MORRIS_ADMIN_TOKEN is not set.*MORRIS_DASHBOARD_PORT/);
     expect(r.out).toMatch(/base model .*no-model not present/);
     // CI builds the native kernel (npm run build:native), so auto picks it
     // (a warning, still native, where transparent huge pages are off)
@@ -47,6 +49,9 @@ describe('morris CLI', () => {
       morris(['doctor', '--json'], { MORRIS_DATA_DIR: dataDir, SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1', MORRIS_DECODE_KERNEL: 'onnx', MORRIS_NATIVE_ISA: 'scalar' }).out,
     );
     expect(json.bots.slack).toBe('configured (Socket Mode)');
+    expect(json.web.ok).toBe(false);
+    const guarded = JSON.parse(morris(['doctor', '--json'], { MORRIS_DATA_DIR: dataDir, MORRIS_DASHBOARD_PORT: '3001', MORRIS_DECODE_KERNEL: 'onnx' }).out);
+    expect(guarded.web).toEqual({ ok: true, note: expect.stringMatching(/^127\.0\.0\.1:3001 \(its own listener.*answers only on this machine$/) });
     expect(json.database.schemaVersion).toBe(json.database.latest);
     const { hugePages, ...kernel } = json.decodeKernel;
     expect(kernel).toEqual({ setting: 'onnx', built: true, isa: 'scalar', reason: null, wouldUse: 'onnx' });
