@@ -10,7 +10,7 @@ import { isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
 import { isAdmin, runAdminCommand } from './admin-commands.ts';
-import { closeGeneration, newGenerationId, openGeneration } from './generation-log.ts';
+import { closeGeneration, newGenerationId, openGeneration } from '../store/generations.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
 import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {

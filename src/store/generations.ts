@@ -1,11 +1,17 @@
 /**
- * The `generations` table as the bots use it: one row per request that got past parsing (refused
- * and rate-limited ones included), opened before generation starts and closed with its outcome.
- * The row id is the reference id a person sees when something fails.
+ * The `generations` table, the only module with its SQL: one row per request that got past
+ * parsing (refused and rate-limited ones included), opened before generation starts and closed
+ * with its outcome. The row id is the reference id a person sees when something fails.
  */
 import { randomBytes } from 'node:crypto';
-import type { Store } from '../store/db.ts';
-import type { Requester } from './types.ts';
+import type { Store } from './db.ts';
+
+/** Who asked (the bots' Requester has this shape; the store does not import the bots). */
+export interface GenerationRequester {
+  platform: string;
+  userId: string;
+  channelId?: string;
+}
 
 export type GenerationOutcome = 'running' | 'ok' | 'cut' | 'cancelled' | 'failed' | 'refused' | 'rate_limited';
 
@@ -19,7 +25,7 @@ export function newGenerationId(): string {
 
 export function openGeneration(
   store: Store,
-  row: { id: string; requester: Requester; topic: string; outcome?: GenerationOutcome; error?: string },
+  row: { id: string; requester: GenerationRequester; topic: string; outcome?: GenerationOutcome; error?: string },
 ): void {
   store
     .prepare(
