@@ -16,7 +16,7 @@ import { runChain } from './jobs/chain.ts';
 import type { RunnerEvent } from './jobs/runner.ts';
 import type { JobRun } from './jobs/runs.ts';
 import { createGenerationService } from './model/generation-service.ts';
-import { getActiveAdapter } from './jobs/registry.ts';
+import { getActiveAdapter, getAdapter } from './store/adapters.ts';
 
 export const DEMO_TOPIC = 'the telecom industry discovers that AI agents need networks too';
 
@@ -160,8 +160,8 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     }
     const rebuild = runs.find((r) => r.job === 'rebuild')!.result as { datasetId: string };
     const evaluation = runs.find((r) => r.job === 'evaluate')!.result as { adapterId: string; promoted: boolean };
-    const evalRow = store.prepare('SELECT path, eval FROM adapters WHERE id = ?').get(evaluation.adapterId) as { path: string; eval: string | null };
-    const measured = evalRow.eval ? (JSON.parse(evalRow.eval) as { base?: { valLoss: number }; candidate?: { valLoss: number } }) : {};
+    const evalRow = getAdapter(store, evaluation.adapterId);
+    const measured = (evalRow.eval ?? {}) as { base?: { valLoss: number }; candidate?: { valLoss: number } };
     const datasetRow = store.prepare('SELECT jsonl_path FROM datasets WHERE id = ?').get(rebuild.datasetId) as { jsonl_path: string | null } | undefined;
 
     // 7. An article from whatever the registry says answers now (the promoted adapter).

@@ -3,6 +3,7 @@
  * OpenAI-compatible backend, by MORRIS_BACKEND) as the core's `TextGenerator` port. Nothing else
  * under src/bot/ imports src/model/.
  */
+import { findAdapter } from '../store/adapters.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import path from 'node:path';
 import type { Config } from '../config.ts';
@@ -20,10 +21,7 @@ import type { GeneratorEvent, GeneratorInfo, GeneratorInput, TextGenerator } fro
 /** The dataset an adapter was trained on, from the registry (null when unknown). */
 function datasetOf(store: Store | undefined, adapterId: string | null): string | null {
   if (!store || !adapterId) return null;
-  const row = store.prepare('SELECT dataset_id FROM adapters WHERE id = ?').get(adapterId) as
-    | { dataset_id: string | null }
-    | undefined;
-  return row?.dataset_id ?? null;
+  return findAdapter(store, adapterId)?.dataset_id ?? null;
 }
 
 /** The in-process engine as a TextGenerator. `store` (optional) supplies adapter → dataset. */

@@ -2,6 +2,7 @@
  * `morris generate` and `morris model init-tiny|pull|list|merge`. Wiring only: the work is done
  * by the generation service, the Hub client, the inventory and the engine's merge.
  */
+import { getAdapter } from '../store/adapters.ts';
 import { articleTrailer, composeArticle, DEFAULT_COLUMNIST } from '../bot/render.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -123,7 +124,7 @@ async function chooseAdapter(ctx: CliContext, flags: GenerateFlags, baseDir: str
   if (!existsSync(ctx.config().dbPath)) return null;
   const active = (await generation()).activeAdapterFromStore(ctx.store());
   if (!active) return null;
-  const row = ctx.store().prepare(`SELECT base_model FROM adapters WHERE id = ?`).get(active.id) as { base_model: string };
+  const row = getAdapter(ctx.store(), active.id);
   const config = ctx.config();
   const adapterBase = baseModelLocation(row.base_model, config.MORRIS_MODELS_DIR);
   if (resolve(adapterBase) !== baseDir) {

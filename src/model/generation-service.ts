@@ -9,6 +9,7 @@
  * `text`, then exactly one `done`. Failures (model missing or invalid, generation error) are
  * thrown from the iteration; bad input and a full queue throw from `generate()` itself.
  */
+import { getActiveAdapter } from '../store/adapters.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import { columnInstruction } from '../prompts.ts';
 import { existsSync, readFileSync } from 'node:fs';
@@ -609,7 +610,7 @@ export class GenerationService {
 
 /** The active adapter recorded in the store (`adapters.status = 'active'`), if any. */
 export function activeAdapterFromStore(store: Store): AdapterRef | null {
-  const row = store.prepare(`SELECT id, path FROM adapters WHERE status = 'active'`).get() as { id: string; path: string } | undefined;
+  const row = getActiveAdapter(store);
   return row ? { id: row.id, dir: row.path } : null;
 }
 

@@ -13,6 +13,7 @@
  * something (judge.ts): a collapsed or unimproved run is registered 'failed' with the reason, and
  * one without a validation split is saved but not registered.
  */
+import { insertAdapter } from '../../store/adapters.ts';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -327,9 +328,15 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     if (opts.outDir) writeAdapter(path.resolve(opts.outDir), adapterConfig, finalWeights, shapes, extra, writer);
     if (verdict.status !== 'unregistered') {
       try {
-        opts.store
-          .prepare('INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics, reason) VALUES (?, ?, ?, ?, ?, ?, ?)')
-          .run(adapterId, baseModel, dataset.datasetId, adapterDir, verdict.status, JSON.stringify(metrics), verdict.status === 'failed' ? verdict.reason : null);
+        insertAdapter(opts.store, {
+          id: adapterId,
+          baseModel,
+          datasetId: dataset.datasetId,
+          path: adapterDir,
+          status: verdict.status,
+          metrics,
+          reason: verdict.status === 'failed' ? verdict.reason : null,
+        });
       } catch (e) {
         fs.rmSync(adapterDir, { recursive: true, force: true });
         throw wrapFsError(e, 'the adapter registry');
