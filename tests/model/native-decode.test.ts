@@ -21,7 +21,7 @@ import { bestRead, createNativeDecoder, nativeAddon, withNativeDecode, type Nati
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
 import { dequantizeMatrix } from '../../src/model/quant.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
-import { referenceForward, referenceWeights, type ReferenceWeights } from '../../src/model/reference-forward.ts';
+import { referenceForward, referenceWeights, type ReferenceWeights } from './reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
