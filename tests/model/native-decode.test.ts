@@ -19,7 +19,7 @@ import { readAdapter, type Adapter } from '../../src/model/lora.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/compile.ts';
 import { bestRead, createNativeDecoder, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
-import { dequantizeMatrix } from '../../src/model/quant.ts';
+import { dequantizeMatrix } from './dequantize.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
 import { referenceForward, referenceWeights, type ReferenceWeights } from './reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
