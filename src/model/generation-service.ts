@@ -301,14 +301,6 @@ export class GenerationService {
     return job.channel;
   }
 
-  /** Convenience: runs a request to the end and returns its `done` event. */
-  async generateText(req: GenerationRequest): Promise<DoneEvent> {
-    let done: DoneEvent | undefined;
-    for await (const ev of this.generate(req)) if (ev.type === 'done') done = ev;
-    if (!done) throw new MorrisError('INTERNAL', 'Generation ended without a result.');
-    return done;
-  }
-
   /**
    * Switches the adapter (null = plain base model) without a restart. Requests already running
    * finish on the old model, which is disposed afterwards; later ones load the new one.
