@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { columnInstruction } from '../src/prompts.ts';
-import { articlePrompt } from '../src/model/generation-service.ts';
+import { articlePrompt, columnInstruction } from '../src/prompts.ts';
 import { INSTRUCTION_TEMPLATES } from '../src/pipeline/enhance.ts';
 
 describe('column instruction', () => {

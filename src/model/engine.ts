@@ -19,6 +19,7 @@ import {
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MorrisError } from '../errors.ts';
+import type { ChatMessage } from '../prompts.ts';
 import { readJson } from './checkpoint.ts';
 import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
@@ -34,8 +35,6 @@ const log = childLog('engine');
 // Everything is local: checkpoints are pulled by `morris model pull`, never by the runtime.
 env.allowRemoteModels = false;
 env.allowLocalModels = true;
-
-export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
 
 export interface LoadedModel {
   readonly info: {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import { MorrisError } from '../errors.ts';
-import type { ChatMessage } from './enhance.ts';
+import type { ChatMessage } from '../prompts.ts';
 
 export interface TokenCounter {
   /** Identifies the tokenizer (name + hash of its files): part of a dataset's id. */

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  FALLBACK_SYSTEM_PROMPT,
   GenerationService,
   type GenerationEvent,
   type GenerationServiceOptions,
   type LoadModelFn,
 } from '../../src/model/generation-service.ts';
-import type { ChatMessage, LoadedModel, SamplingOptions } from '../../src/model/engine.ts';
+import type { LoadedModel, SamplingOptions } from '../../src/model/engine.ts';
+import { FALLBACK_SYSTEM_PROMPT, type ChatMessage } from '../../src/prompts.ts';
 import { MorrisError } from '../../src/errors.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-gen-'));

@@ -6,15 +6,11 @@
  */
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { MorrisError } from '../../errors.ts';
+import type { ChatMessage } from '../../prompts.ts';
 import type { Store } from '../../store/db.ts';
 import type { MicroBatch } from './step.ts';
 
 env.allowRemoteModels = false;
-
-export interface ChatMessage {
-  readonly role: string;
-  readonly content: string;
-}
 
 export interface DatasetExamples {
   readonly datasetId: string;
