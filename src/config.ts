@@ -152,17 +152,6 @@ export const CONFIG_KEYS: readonly string[] = Object.freeze(Object.keys(schema.s
 
 export type Config = Readonly<z.output<typeof schema>> & { readonly dbPath: string };
 
-/** Keys whose values are secrets: `morris doctor` and logs show only whether they are set. */
-export const SECRET_KEYS = new Set([
-  'HF_TOKEN',
-  'SLACK_BOT_TOKEN',
-  'SLACK_SIGNING_SECRET',
-  'SLACK_APP_TOKEN',
-  'DISCORD_TOKEN',
-  'MORRIS_OPENAI_API_KEY',
-  'MORRIS_ADMIN_TOKEN',
-]);
-
 /** Pure: validates an environment-like record. Throws CONFIG_INVALID naming every bad key. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   // Empty strings (as .env.example leaves them) mean "not set".

@@ -8,12 +8,8 @@ import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import path from 'node:path';
 import type { Config } from '../config.ts';
 import { MorrisError } from '../errors.ts';
-import {
-  articlePrompt,
-  FALLBACK_SYSTEM_PROMPT,
-  readSystemPrompt,
-  type GenerationService,
-} from '../model/generation-service.ts';
+import type { GenerationService } from '../model/generation-service.ts';
+import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
 import type { Store } from '../store/db.ts';
 import { OpenAiGenerator } from './openai-backend.ts';
 import type { GeneratorEvent, GeneratorInfo, GeneratorInput, TextGenerator } from './types.ts';

@@ -204,12 +204,7 @@ export function splitMessage(text: string, maxLength: number): string[] {
 
 // ---------------------------------------------------------------- throttling
 
-/** True when an edit may be sent now: never edited yet, or at least `intervalMs` since the last. */
-export function shouldEdit(lastEditAt: number | null, now: number, intervalMs: number): boolean {
-  return lastEditAt === null || now - lastEditAt >= intervalMs;
-}
-
-/** How long to wait before the next edit is allowed (0 = now). */
+/** How long to wait before the next edit is allowed: 0 = now (never edited yet, or at least `intervalMs` since the last). */
 export function editDelay(lastEditAt: number | null, now: number, intervalMs: number): number {
   return lastEditAt === null ? 0 : Math.max(0, intervalMs - (now - lastEditAt));
 }

@@ -9,7 +9,7 @@ import { openStore } from '../store/db.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
 import type { TrainVerdict } from '../model/train/judge.ts';
 import { loadModel, type LoadedModel } from '../model/engine.ts';
-import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../model/generation-service.ts';
+import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './evaluate.ts';
 import { validationLoss } from './validation-loss.ts';
 import type { WorkerTask } from './worker-protocol.ts';

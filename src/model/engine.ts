@@ -19,6 +19,7 @@ import {
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MorrisError } from '../errors.ts';
+import { chatTokenIds, type ChatMessage } from '../prompts.ts';
 import { readJson } from './checkpoint.ts';
 import { childLog } from '../log.ts';
 import { compileModel, type Quant } from './compile.ts';
@@ -35,8 +36,6 @@ const log = childLog('engine');
 env.allowRemoteModels = false;
 env.allowLocalModels = true;
 
-export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
-
 export interface LoadedModel {
   readonly info: {
     modelDir: string;
@@ -50,7 +49,7 @@ export interface LoadedModel {
   };
   /** Decode steps run by the native kernel and calls that went to ONNX Runtime (prefill, batches). */
   readonly kernelStats: KernelStats;
-  /** Chat template from the checkpoint when messages are given; raw continuation for { text }. Yields text pieces as produced; stops early when signal aborts. */
+  /** Messages are rendered by prompts.ts `renderChat` (the checkpoint's chat template, or the plain format); { text } is raw continuation. Yields text pieces as produced; stops early when signal aborts. */
   stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal): AsyncIterable<string>;
   countTokens(text: string): number;
   dispose(): Promise<void>;
@@ -253,10 +252,8 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     if (!(sampling.maxNewTokens >= 1)) throw new MorrisError('BAD_INPUT', `maxNewTokens must be at least 1, got ${sampling.maxNewTokens}.`);
     let promptIds: number[];
     if ('messages' in input) {
-      if (!tokenizer.chat_template) {
-        throw new MorrisError('MODEL_INVALID', `The tokenizer of ${opts.modelDir} has no chat template.`, { hint: 'Use --raw for base models without a chat format.' });
-      }
-      promptIds = tokenizer.apply_chat_template(input.messages, { add_generation_prompt: true, tokenize: true, return_tensor: false, return_dict: false }) as number[];
+      // As training rendered it: the checkpoint's chat template, or the plain format without one.
+      promptIds = chatTokenIds(tokenizer, input.messages, { addGenerationPrompt: true });
     } else {
       promptIds = tokenizer.encode(input.text);
     }

@@ -11,7 +11,7 @@
  */
 import { getActiveAdapter } from '../store/adapters.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
-import { columnInstruction } from '../prompts.ts';
+import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt, type ChatMessage } from '../prompts.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config.ts';
@@ -20,17 +20,10 @@ import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
 import type { Quant } from './compile.ts';
 import type { DecodeKernelChoice } from './native-decode.ts';
-import type { ChatMessage, LoadedModel, LoadOptions, SamplingOptions } from './engine.ts';
+import type { LoadedModel, LoadOptions, SamplingOptions } from './engine.ts';
 import { resolveBaseModel } from './hub.ts';
-// Training data (pipeline/enhance) and generation read the style guide by the same rule.
-import { readSystemPrompt } from '../pipeline/enhance.ts';
-export { readSystemPrompt };
 
 const log = childLog('generation');
-
-/** Used when data/style/system-prompt.md is missing (the service still works, with a warning). */
-export const FALLBACK_SYSTEM_PROMPT =
-  'You are Morris, a newspaper columnist. Write an opinion column on the topic you are given: a headline on its own line, then five to eight short paragraphs in a dry, sceptical British voice. Plain text only.';
 
 /** Raw continuation text is for base-model checks from the CLI; this only guards memory. */
 export const MAX_RAW_CHARS = 20_000;
@@ -109,11 +102,6 @@ export interface GenerationStatus {
   decodeKernel: string | null;
   running: boolean;
   queueLength: number;
-}
-
-/** The user turn for a topic (phrased as in training); the system prompt carries the style. */
-export function articlePrompt(topic: string): string {
-  return columnInstruction(topic);
 }
 
 /**
@@ -300,14 +288,6 @@ export class GenerationService {
     this.reportPositions();
     queueMicrotask(() => this.pump());
     return job.channel;
-  }
-
-  /** Convenience: runs a request to the end and returns its `done` event. */
-  async generateText(req: GenerationRequest): Promise<DoneEvent> {
-    let done: DoneEvent | undefined;
-    for await (const ev of this.generate(req)) if (ev.type === 'done') done = ev;
-    if (!done) throw new MorrisError('INTERNAL', 'Generation ended without a result.');
-    return done;
   }
 
   /**

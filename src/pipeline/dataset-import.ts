@@ -19,7 +19,7 @@ import path from 'node:path';
 import { MorrisError, wrapFsError } from '../errors.ts';
 import type { Store } from '../store/db.ts';
 import { DEFAULT_VAL_FRACTION, datasetFiles } from './dataset.ts';
-import type { ChatMessage } from './enhance.ts';
+import type { ChatMessage } from '../prompts.ts';
 import type { TokenCounter } from './tokens.ts';
 
 const ROLES = new Set(['system', 'user', 'assistant']);

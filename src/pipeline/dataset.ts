@@ -17,9 +17,9 @@ import {
   selectExtras,
   stableHash,
   withSystem,
-  type ChatMessage,
   type Style,
 } from './enhance.ts';
+import type { ChatMessage } from '../prompts.ts';
 import type { TokenCounter } from './tokens.ts';
 
 /** Bump when the way examples are made changes, so old ids are not reused for new content. */

@@ -7,7 +7,7 @@
  * ratio so the voice does not collapse into "only writes about telcos". `loadStyle` is the only
  * I/O here.
  */
-import { columnInstruction } from '../prompts.ts';
+import { columnInstruction, readSystemPrompt, type ChatMessage } from '../prompts.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -17,11 +17,6 @@ import { STYLE_DIR } from '../paths.ts';
 import { countWords, type ArticleInput } from './clean.ts';
 
 export { STYLE_DIR };
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
 
 export interface Style {
   systemPrompt: string;
@@ -35,16 +30,6 @@ const extraLine = z.object({
     .min(2)
     .refine((m) => m[0].role === 'user' && m[m.length - 1].role === 'assistant', 'must start with user and end with assistant'),
 });
-
-/**
- * The style guide as the model sees it, in training examples and at generation alike: HTML
- * comments (notes to editors) dropped, trimmed; null when the file is missing or empty.
- */
-export function readSystemPrompt(file: string | null): string | null {
-  if (!file || !fs.existsSync(file)) return null;
-  const text = fs.readFileSync(file, 'utf8').replace(/<!--[\s\S]*?-->/g, '').trim();
-  return text || null;
-}
 
 export function loadStyle(dir: string = STYLE_DIR): Style {
   const promptFile = path.join(dir, 'system-prompt.md');

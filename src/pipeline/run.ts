@@ -24,7 +24,8 @@ import {
   type LengthCounts,
   type LengthPolicy,
 } from './dataset.ts';
-import { loadStyle, stableHash, type ChatMessage, type Style } from './enhance.ts';
+import { loadStyle, stableHash, type Style } from './enhance.ts';
+import type { ChatMessage } from '../prompts.ts';
 import { loadTokenCounter, type TokenCounter } from './tokens.ts';
 import { baseModelLocation } from '../model/base-model-location.ts';
 

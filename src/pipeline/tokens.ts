@@ -7,18 +7,15 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import { MorrisError } from '../errors.ts';
-import type { ChatMessage } from './enhance.ts';
+import { chatTokenIds, type ChatMessage } from '../prompts.ts';
 
 export interface TokenCounter {
   /** Identifies the tokenizer (name + hash of its files): part of a dataset's id. */
   readonly id: string;
   countText(text: string): number;
-  /** Tokens of a whole conversation as the model will see it (chat template applied). */
+  /** Tokens of a whole conversation as the model will see it in training (prompts.ts `renderChat`). */
   countChat(messages: ChatMessage[]): number;
 }
-
-/** Per-message overhead assumed when a tokenizer has no chat template (role marker + separators). */
-const NO_TEMPLATE_OVERHEAD = 4;
 
 export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> {
   const dir = path.resolve(modelDir);
@@ -40,18 +37,10 @@ export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> 
   const cfg = path.join(dir, 'tokenizer_config.json');
   if (fs.existsSync(cfg)) h.update(fs.readFileSync(cfg));
   const id = `${path.basename(dir)}@${h.digest('hex').slice(0, 12)}`;
-  const hasTemplate = Boolean((tokenizer as unknown as { chat_template?: unknown }).chat_template);
   const countText = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).length;
   return {
     id,
     countText,
-    countChat(messages) {
-      if (!hasTemplate) return messages.reduce((n, m) => n + countText(m.content) + NO_TEMPLATE_OVERHEAD, 0);
-      // transformers.js v4 returns {input_ids, attention_mask}; older versions a bare id array.
-      const out = tokenizer.apply_chat_template(messages as never, { tokenize: true, return_tensor: false }) as unknown as
-        | number[]
-        | { input_ids: number[] };
-      return Array.isArray(out) ? out.length : out.input_ids.length;
-    },
+    countChat: (messages) => chatTokenIds(tokenizer, messages, { addGenerationPrompt: false }).length,
   };
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { articlePrompt, readSystemPrompt } from '../../src/model/generation-service.ts';
+import { articlePrompt, readSystemPrompt } from '../../src/prompts.ts';
 import { SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
 import { generatorFromConfig } from '../../src/bot/generator-adapters.ts';
 import { chatCompletionsUrl, OpenAiGenerator } from '../../src/bot/openai-backend.ts';

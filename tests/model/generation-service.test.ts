@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  FALLBACK_SYSTEM_PROMPT,
   GenerationService,
   type GenerationEvent,
   type GenerationServiceOptions,
   type LoadModelFn,
 } from '../../src/model/generation-service.ts';
-import type { ChatMessage, LoadedModel, SamplingOptions } from '../../src/model/engine.ts';
+import type { LoadedModel, SamplingOptions } from '../../src/model/engine.ts';
+import { FALLBACK_SYSTEM_PROMPT, type ChatMessage } from '../../src/prompts.ts';
 import { MorrisError } from '../../src/errors.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-gen-'));
@@ -106,6 +106,8 @@ const done = (events: GenerationEvent[]) => {
   if (d.type !== 'done') throw new Error(`last event is ${d.type}`);
   return d;
 };
+/** Runs a request to the end and returns its `done` event. */
+const runToDone = async (svc: GenerationService, req: Parameters<GenerationService['generate']>[0]) => done(await collect(svc.generate(req)));
 
 describe('GenerationService', () => {
   it('loads lazily on the first request, once, and keeps the model', async () => {
@@ -402,22 +404,22 @@ describe('GenerationService on the real engine (tiny model)', () => {
     writeRandomAdapter(lora, openCheckpoint(dir).config, { r: 8, alpha: 64, targets: ['q_proj', 'v_proj', 'down_proj'], seed: 9 });
     const svc = service(loadModel, { baseModel: dir, defaults: { maxNewTokens: 24, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 } });
     const greedy = { topic: 'late trains' };
-    const plain = await svc.generateText(greedy);
+    const plain = await runToDone(svc, greedy);
     expect(plain).toMatchObject({ adapterId: null, cut: false, tokens: 24 });
 
     // Swap while a request is running: it must finish exactly as the plain model would.
-    const inflight = svc.generateText(greedy);
+    const inflight = runToDone(svc, greedy);
     await sleep(0);
     expect(svc.status().running).toBe(true);
     await svc.setAdapter(lora, 'lora-1');
-    const adapted = await svc.generateText(greedy);
+    const adapted = await runToDone(svc, greedy);
     expect((await inflight).text).toBe(plain.text);
     expect(adapted.adapterId).toBe('lora-1');
     expect(adapted.text).not.toBe(plain.text);
     expect(svc.status()).toMatchObject({ loaded: true, adapterId: 'lora-1', device: 'cpu' });
 
     await svc.setAdapter(null, null);
-    expect((await svc.generateText(greedy)).text).toBe(plain.text);
+    expect((await runToDone(svc, greedy)).text).toBe(plain.text);
     await svc.close();
     expect(svc.status().loaded).toBe(false);
   });

@@ -8,7 +8,7 @@ import { buildInferenceGraph, externalWeights, type LoraModule } from '../../src
 import { readAdapter } from '../../src/model/lora.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
-import { referenceForward, referenceWeights } from '../../src/model/reference-forward.ts';
+import { referenceForward, referenceWeights } from './reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
 import { cachedLogits, fullLogits, relError } from './graph-helpers.ts';
 

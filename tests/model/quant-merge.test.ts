@@ -6,7 +6,8 @@ import { compileModel } from '../../src/model/compile.ts';
 import { GraphBuilder } from '../../src/model/onnx/builder.ts';
 import { mergeAdapter } from '../../src/model/merge.ts';
 import { createSession, float32Tensor } from '../../src/model/ort.ts';
-import { dequantizeMatrix, quantizeMatrix } from '../../src/model/quant.ts';
+import { quantizeMatrix } from '../../src/model/quant.ts';
+import { dequantizeMatrix } from './dequantize.ts';
 import { mulberry32, randomMatrix, writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
 

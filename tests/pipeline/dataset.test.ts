@@ -15,7 +15,7 @@ import {
 import { buildDataset } from '../../src/pipeline/run.ts';
 import { instructionFor, INSTRUCTION_TEMPLATES, loadStyle, selectExtras, type Style } from '../../src/pipeline/enhance.ts';
 import type { ArticleInput } from '../../src/pipeline/clean.ts';
-import { readSystemPrompt as readGenerationPrompt } from '../../src/model/generation-service.ts';
+import { readSystemPrompt as readGenerationPrompt } from '../../src/prompts.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 
 const SENTENCES = [

@@ -1,20 +1,17 @@
 /**
  * Training data: dataset versions from the store → token ids with an assistant-token mask →
  * right-padded micro-batches. Only assistant tokens are predicted (labels elsewhere are ignored):
- * each assistant turn's tokens are found by rendering the chat template up to that turn with
- * and without the turn, so any template whose renderings are prefixes of each other works.
+ * each assistant turn's tokens are found by rendering the conversation (prompts.ts `renderChat`:
+ * the checkpoint's chat template, or the plain format when it has none) up to that turn with and
+ * without the turn, so any template whose renderings are prefixes of each other works.
  */
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { MorrisError } from '../../errors.ts';
+import { chatTokenIds, type ChatMessage } from '../../prompts.ts';
 import type { Store } from '../../store/db.ts';
 import type { MicroBatch } from './step.ts';
 
 env.allowRemoteModels = false;
-
-export interface ChatMessage {
-  readonly role: string;
-  readonly content: string;
-}
 
 export interface DatasetExamples {
   readonly datasetId: string;
@@ -86,28 +83,14 @@ function resolveDataset(store: Store, ref: string): { id: string } | undefined {
   return byPrefix.length === 1 ? byPrefix[0] : undefined;
 }
 
-function render(tok: PreTrainedTokenizer, messages: readonly ChatMessage[], addGenerationPrompt: boolean): number[] {
-  if (!tok.chat_template) {
-    // No chat format (a base model): contents joined by newlines, as plain text.
-    const text = messages.map((m) => m.content).join('\n') + (addGenerationPrompt ? '\n' : '');
-    return tok.encode(text);
-  }
-  return tok.apply_chat_template(messages as { role: string; content: string }[], {
-    tokenize: true,
-    return_tensor: false,
-    return_dict: false,
-    add_generation_prompt: addGenerationPrompt,
-  }) as number[];
-}
-
 /** Token ids of a conversation with the positions of assistant tokens marked. */
 export function tokenizeConversation(tok: PreTrainedTokenizer, messages: readonly ChatMessage[]): TokenizedExample {
-  const ids = render(tok, messages, false);
+  const ids = chatTokenIds(tok, messages, { addGenerationPrompt: false });
   const assistant = new Uint8Array(ids.length);
   for (let i = 0; i < messages.length; i++) {
     if (messages[i]!.role !== 'assistant') continue;
-    const before = render(tok, messages.slice(0, i), true);
-    const upTo = render(tok, messages.slice(0, i + 1), false);
+    const before = chatTokenIds(tok, messages.slice(0, i), { addGenerationPrompt: true });
+    const upTo = chatTokenIds(tok, messages.slice(0, i + 1), { addGenerationPrompt: false });
     // The turn's tokens are those after the common prefix with the prompt rendering.
     let start = 0;
     while (start < before.length && start < upTo.length && before[start] === upTo[start]) start++;

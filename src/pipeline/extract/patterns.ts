@@ -52,8 +52,5 @@ export const BLOCK_TAGS = new Set([
   'article', 'legend', 'option', 'root',
 ]);
 
-/** Blocks whose own text is one paragraph. */
-export const PARAGRAPH_TAGS = new Set(['p', 'pre', 'td', 'h2', 'h3', 'h4', 'h5', 'h6', 'blockquote', 'li', 'dd']);
-
 /** Commas in the scripts the benchmark pages use (Latin, CJK, Arabic). */
 export const COMMAS = /[,\u060c\ufe50\ufe10\ufe11\u2e41\u2e34\u2e32\uff0c\u3001]/g;

@@ -4,11 +4,11 @@
  * tested against. It recomputes everything for every position: slow, obvious, easy to check.
  * RoPE scaling is re-derived here from the raw formulas rather than shared with the graph code.
  */
-import type { DecoderConfig } from './checkpoint.ts';
-import type { LoraModule } from './llama-graph.ts';
-import type { Adapter } from './lora.ts';
-import { pairKey } from './lora.ts';
-import { readTensorF32, type TensorEntry } from './safetensors.ts';
+import type { DecoderConfig } from '../../src/model/checkpoint.ts';
+import type { LoraModule } from '../../src/model/llama-graph.ts';
+import type { Adapter } from '../../src/model/lora.ts';
+import { pairKey } from '../../src/model/lora.ts';
+import { readTensorF32, type TensorEntry } from '../../src/model/safetensors.ts';
 
 type Vec = Float64Array;
 
