@@ -3,6 +3,7 @@
  * checks for a live run of the same job first, so two triggers — from this process, a CLI process
  * or a cron tick — can never both start it: the loser is recorded as 'skipped'.
  */
+import { isPidAlive } from '../pids.ts';
 import type { Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
 
@@ -52,17 +53,6 @@ function toRun(r: RawRun): JobRun {
 }
 
 /** True when a process with this pid exists (signal 0 checks without sending anything). */
-export function isPidAlive(pid: number | null | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists but belongs to someone else — still alive.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Resolves once `pid` has exited (true), or after `timeoutMs` (or an abort) with it still alive
  * (false). Used before resuming a training: the killed server's orphaned worker may still be
@@ -205,3 +195,6 @@ export function getLogs(store: Store, runId: number, opts: { afterId?: number; l
     .prepare('SELECT * FROM job_logs WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?')
     .all(runId, opts.afterId ?? 0, opts.limit ?? 1000) as JobLogLine[];
 }
+
+// Used by the job runner's callers and tests under this module's name.
+export { isPidAlive };

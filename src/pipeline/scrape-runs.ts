@@ -4,7 +4,7 @@
  * its row; `recoverCrashedScrapes` closes such rows as `crashed` at the next scrape or serve start.
  */
 import type { Store } from '../store/db.ts';
-import { isPidAlive } from '../jobs/runs.ts';
+import { isPidAlive } from '../pids.ts';
 
 export type ScrapeRunStatus = 'running' | 'finished' | 'capped' | 'failed' | 'cancelled' | 'crashed';
 

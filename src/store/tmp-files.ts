@@ -5,6 +5,7 @@
  * live PID is left alone (it may be writing right now, or the PID was reused — either way we do
  * not know the file is dead).
  */
+import { isPidAlive } from '../pids.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { childLog } from '../log.ts';
@@ -17,17 +18,6 @@ const TMP_NAME = /\.tmp-(\d+)$/;
 /** The temp path for `file` that this process writes and then renames into place. */
 export function tmpPathFor(file: string): string {
   return `${file}.tmp-${process.pid}`;
-}
-
-export function isPidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to another user; it is alive.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isPidAlive, sweepStaleTmpFiles, tmpPathFor } from '../../src/store/tmp-files.ts';
+import { isPidAlive } from '../../src/pids.ts';
+import { sweepStaleTmpFiles, tmpPathFor } from '../../src/store/tmp-files.ts';
 
 let dir: string;
 beforeEach(() => {

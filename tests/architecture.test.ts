@@ -1,0 +1,79 @@
+/**
+ * The layer rules of the design (shared/design/ARCHITECTURE.md), checked on the source tree so
+ * they stay true: who may import whom, the one module that reads the environment, the one that
+ * loads ONNX Runtime, and the tables whose SQL has one owner under src/store/.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = path.resolve('src');
+
+function sources(dir = SRC): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? sources(p) : /\.ts$/.test(e.name) ? [p] : [];
+  });
+}
+
+const files = sources().map((file) => ({ rel: path.relative(SRC, file).split(path.sep).join('/'), text: fs.readFileSync(file, 'utf8') }));
+
+/** The src/ folders (or top-level files) a file imports from. */
+function importedAreas(f: { rel: string; text: string }): string[] {
+  const out: string[] = [];
+  for (const m of f.text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g)) {
+    const spec = m[1] ?? m[2]!;
+    const target = path.posix.normalize(path.posix.join(path.posix.dirname(f.rel), spec));
+    out.push(target.split('/')[0]!);
+  }
+  return out;
+}
+
+/** Areas each area must not import (lower layers never reach up). */
+const FORBIDDEN: Record<string, readonly string[]> = {
+  model: ['bot', 'jobs', 'pipeline', 'web', 'serve', 'cli', 'demo.ts', 'doctor.ts'],
+  pipeline: ['bot', 'jobs', 'web', 'serve', 'cli', 'demo.ts'],
+  store: ['bot', 'jobs', 'pipeline', 'web', 'serve', 'model', 'cli'],
+  bot: ['jobs', 'web', 'serve', 'cli'],
+};
+
+/** Tables whose SQL lives only in their owner module. */
+const OWNED_TABLES: Record<string, string> = {
+  adapters: 'store/adapters.ts',
+  adapter_events: 'store/adapters.ts',
+  generations: 'store/generations.ts',
+  slack_requests_seen: 'store/slack-replays.ts',
+};
+
+describe('architecture', () => {
+  it('reads every source file', () => {
+    expect(files.length).toBeGreaterThan(100);
+  });
+
+  it('lower layers never import higher ones', () => {
+    const broken = files.flatMap((f) => {
+      const area = f.rel.split('/')[0]!;
+      return importedAreas(f)
+        .filter((a) => FORBIDDEN[area]?.includes(a))
+        .map((a) => `${f.rel} imports ${a}`);
+    });
+    expect(broken).toEqual([]);
+  });
+
+  it('only config.ts reads process.env', () => {
+    expect(files.filter((f) => f.rel !== 'config.ts' && /process\.env\b/.test(f.text)).map((f) => f.rel)).toEqual([]);
+  });
+
+  it('only model/ort.ts loads onnxruntime-node', () => {
+    expect(files.filter((f) => /from\s+'onnxruntime-node'|import\(\s*'onnxruntime-node'/.test(f.text)).map((f) => f.rel)).toEqual(['model/ort.ts']);
+  });
+
+  it('tables with an owner module are queried only there', () => {
+    const broken = files.flatMap((f) =>
+      Object.entries(OWNED_TABLES)
+        .filter(([table, owner]) => f.rel !== owner && !f.rel.startsWith('store/migrations') && new RegExp(`\\b(FROM|INTO|UPDATE|JOIN)\\s+${table}\\b`, 'i').test(f.text))
+        .map(([table]) => `${f.rel} queries ${table}`),
+    );
+    expect(broken).toEqual([]);
+  });
+});
