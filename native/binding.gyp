@@ -2,10 +2,14 @@
   "targets": [
     {
       "target_name": "morris_native",
-      "sources": ["decode.c"],
-      "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "sources": ["addon.c", "load.c", "decoder.c", "kernels.c", "pack.c", "sysmem.c", "napi-args.c", "probes.c"],
+      # -fvisibility=hidden: the files share functions that were static in one file; hidden keeps
+      # them inside the addon, so a name like `step` cannot bind to glibc's step(3) at load, and
+      # calls between the files bind directly, as they did within one file. N-API's module entry
+      # points are marked visible by node_api.h.
+      "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "cflags!": ["-O2"],
-      "xcode_settings": { "OTHER_CFLAGS": ["-O3", "-std=gnu11"] }
+      "xcode_settings": { "OTHER_CFLAGS": ["-O3", "-std=gnu11"], "GCC_SYMBOLS_PRIVATE_EXTERN": "YES" }
     }
   ]
 }
