@@ -9,14 +9,13 @@
  *   cacheNew / cacheImport / cacheExport / cacheTruncate / cacheFree / cacheLength (KV cache slots)
  *   decodeStep(handle, slot, token, position, logits) -> Promise<void> (runs off the main thread)
  *   releaseDecoder(handle)
- *   readSum(Float32Array), readBandwidth(mib, passes): one-thread read bandwidth for the roofline
+ * The read-bandwidth probes bench:generate uses are another addon (probes.c, morris_probes.node).
  */
 #include <stdlib.h>
 #include <string.h>
 #include "decoder.h"
 #include "load.h"
-#include "napi-args.h"
-#include "probes.h"
+#include "napi-helpers.h"
 
 typedef struct {
   napi_async_work work;
@@ -292,23 +291,20 @@ static napi_value decoderInfo(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   pickKernel();
-  napi_property_descriptor props[] = {
-    {"createDecoder", NULL, createDecoder, NULL, NULL, NULL, napi_default, NULL},
-    {"decodeStep", NULL, decodeStep, NULL, NULL, NULL, napi_default, NULL},
-    {"cacheNew", NULL, cacheNew, NULL, NULL, NULL, napi_default, NULL},
-    {"cacheImport", NULL, cacheImport, NULL, NULL, NULL, napi_default, NULL},
-    {"cacheExport", NULL, cacheExport, NULL, NULL, NULL, napi_default, NULL},
-    {"cacheTruncate", NULL, cacheTruncate, NULL, NULL, NULL, napi_default, NULL},
-    {"cacheFree", NULL, cacheFree, NULL, NULL, NULL, napi_default, NULL},
-    {"cacheLength", NULL, cacheLength, NULL, NULL, NULL, napi_default, NULL},
-    {"releaseDecoder", NULL, releaseDecoder, NULL, NULL, NULL, napi_default, NULL},
-    {"kernelInfo", NULL, kernelInfo, NULL, NULL, NULL, napi_default, NULL},
-    {"readSum", NULL, readSum, NULL, NULL, NULL, napi_default, NULL},
-    {"readBandwidth", NULL, readBandwidth, NULL, NULL, NULL, napi_default, NULL},
-    {"decoderInfo", NULL, decoderInfo, NULL, NULL, NULL, napi_default, NULL},
+  static const Export fns[] = {
+    {"createDecoder", createDecoder},
+    {"decodeStep", decodeStep},
+    {"cacheNew", cacheNew},
+    {"cacheImport", cacheImport},
+    {"cacheExport", cacheExport},
+    {"cacheTruncate", cacheTruncate},
+    {"cacheFree", cacheFree},
+    {"cacheLength", cacheLength},
+    {"releaseDecoder", releaseDecoder},
+    {"kernelInfo", kernelInfo},
+    {"decoderInfo", decoderInfo},
   };
-  napi_define_properties(env, exports, sizeof props / sizeof *props, props);
-  return exports;
+  return exportFunctions(env, exports, fns, sizeof fns / sizeof *fns);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

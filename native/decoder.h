@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include "kernels.h"
 
-
 #define MODULES 7 /* q k v o gate up down, the order of LORA_MODULES in llama-graph.ts */
 
 typedef struct {

@@ -7,7 +7,6 @@
 #include <string.h>
 #include "kernels.h"
 
-
 /* ---------- matrix-vector kernels: y[n] = W[n, :] . x (W row-major [N, K], the HF layout) ---------- */
 
 void gemvScalar(const float *W, const float *x, float *y, int N, int K) {

@@ -16,9 +16,8 @@
 #include <unistd.h>
 #include "decoder.h"
 #include "load.h"
-#include "napi-args.h"
+#include "napi-helpers.h"
 #include "pack.h"
-
 
 static float halfToFloat(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

@@ -11,7 +11,6 @@
 #include "pack.h"
 #include "sysmem.h"
 
-
 /* ---------- packing: the streamed weights in one huge-page region ---------- */
 
 /* Frees an owned buffer early (a widened tensor once packed); its slot stays, empty. */

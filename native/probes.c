@@ -1,6 +1,11 @@
 /*
- * One-thread read-bandwidth probes for bench:generate's roofline: the loads the gemv issues
- * (kernels.c), without the multiply, over caller or probe-owned buffers.
+ * The morris_probes addon: one-thread read-bandwidth probes for bench:generate's roofline (loaded
+ * by scripts/native-probes.ts). They issue the loads the gemv issues (kernels.c, the same ISA
+ * choice), without the multiply. A separate addon so the production one (addon.c) carries no
+ * benchmark code.
+ *
+ * JS API: isa() -> 'avx512' | 'avx2' | 'scalar'; readSum(Float32Array) -> number;
+ *   readBandwidth(mib, passes) -> { <pages>.<streams>[.prefetch]: GB/s …, hugePages }
  */
 #define _GNU_SOURCE
 #include <stddef.h>
@@ -8,10 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "kernels.h"
-#include "napi-args.h"
-#include "probes.h"
+#include "napi-helpers.h"
 #include "sysmem.h"
-
 
 /* Read bandwidth of one thread over a caller's Float32Array (for the roofline in bench:generate):
  * the same loads the gemv issues, without the multiply. Returns the sum so nothing is optimized away. */
@@ -47,7 +50,7 @@ static float readSum256(const float *a, size_t n, int prefetch) {
   return s;
 }
 
-napi_value readSum(napi_env env, napi_callback_info info) {
+static napi_value readSum(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg, out;
   CHECK(env, napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
@@ -133,7 +136,7 @@ static float *mapFilled(size_t bytes, int huge) {
  * best pattern 4-5% faster warm than cold over 538 MiB), which would make the roofline a bound
  * decode cannot reach rather than the memory's.
  */
-napi_value readBandwidth(napi_env env, napi_callback_info info) {
+static napi_value readBandwidth(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], obj, v;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -189,3 +192,24 @@ napi_value readBandwidth(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, obj, "hugePages", v);
   return obj;
 }
+
+/* The instruction set the probes read with: pickKernel's choice, so the bench knows before calling
+ * readBandwidth (which needs AVX2 or AVX-512) without loading the decode addon. */
+static napi_value isa(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_create_string_utf8(env, isaName, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  pickKernel();
+  static const Export fns[] = {
+    {"isa", isa},
+    {"readSum", readSum},
+    {"readBandwidth", readBandwidth},
+  };
+  return exportFunctions(env, exports, fns, sizeof fns / sizeof *fns);
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

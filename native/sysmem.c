@@ -7,7 +7,6 @@
 #include <string.h>
 #include "sysmem.h"
 
-
 /* MemAvailable from /proc/meminfo in bytes, or -1 where it cannot be read. */
 long long memAvailableBytes(void) {
   FILE *f = fopen("/proc/meminfo", "r");

@@ -1,6 +1,5 @@
-/* N-API argument helpers (see napi-args.h). */
-#include "napi-args.h"
-
+/* N-API helpers shared by both addons (see napi-helpers.h). */
+#include "napi-helpers.h"
 
 int getInt(napi_env env, napi_value obj, const char *key, int *out) {
   napi_value v;
@@ -29,4 +28,12 @@ float *f32Data(napi_env env, napi_value v, size_t expect) {
   size_t len;
   float *p = f32Array(env, v, &len);
   return p && len == expect ? p : NULL;
+}
+
+napi_value exportFunctions(napi_env env, napi_value exports, const Export *fns, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const napi_property_descriptor p = {fns[i].name, NULL, fns[i].fn, NULL, NULL, NULL, napi_default, NULL};
+    napi_define_properties(env, exports, 1, &p);
+  }
+  return exports;
 }
