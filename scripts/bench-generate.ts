@@ -3,10 +3,10 @@
  * 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied embeddings).
  *
  * Measures, in the same run: the machine's one-thread memory bandwidth three ways (a read through
- * ONNX Runtime's ReduceSum, a memcpy, and a read with the native kernel's own vector loads), then
- * for fp32, int8 and int4, each with two decode kernels side by side, each run in its own child
- * process so peak RSS is per variant:
- *   - 'native' (keys fp32, int8, int4): the native decode kernel (native/decode.c), the engine's
+ * ONNX Runtime's ReduceSum, a memcpy, and a read with the native kernel's own vector loads, from
+ * the read probes of scripts/native-probes.ts), then for fp32, int8 and int4, each with two decode
+ * kernels side by side, each run in its own child process so peak RSS is per variant:
+ *   - 'native' (keys fp32, int8, int4): the native decode kernel (native/), the engine's
  *     default path on CPU;
  *   - 'onnx' (keys fp32-onnx, int8-onnx, int4-onnx): the ONNX Runtime graph, the reference.
  * For each: time to first token and decode tokens/s through the real engine (transformers.js +
@@ -25,9 +25,10 @@
  *
  *   npm run bench:generate [-- --tokens 64 --quants fp32,int8,int4 --kernels native,onnx --threads 1]
  *
- * Without the native addon (`npm run build:native`) the native runs are skipped. The last line of
- * output is one JSON object with all figures: the headline ones (decode_tok_s, ratio, …) from fp32
- * on the native kernel, onnx_* and *_onnx_* from the ONNX Runtime runs.
+ * Without the native addons (`npm run build:native`) the native runs and the native read figures
+ * are skipped. The last line of output is one JSON object with all figures: the headline ones
+ * (decode_tok_s, ratio, …) from fp32 on the native kernel, onnx_* and *_onnx_* from the ONNX
+ * Runtime runs.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -37,11 +38,12 @@ import { fileURLToPath } from 'node:url';
 import type { DecoderConfig } from '../src/model/checkpoint.ts';
 import { compileModel, type Quant } from '../src/model/compile.ts';
 import { loadModel } from '../src/model/engine.ts';
-import { bestRead, createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence, type ReadBandwidth } from '../src/model/native-decode.ts';
+import { createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence } from '../src/model/native-decode.ts';
 import { GraphBuilder } from '../src/model/onnx/builder.ts';
 import { createSession, float32Tensor, int64Tensor, promptFeeds, type OrtSession, type OrtTensor } from '../src/model/ort.ts';
 import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
 import { readCheckpointTensors } from '../src/model/safetensors.ts';
+import { bestRead, nativeProbes, type ReadBandwidth } from './native-probes.ts';
 
 const SMOLLM2_135M = {
   model_type: 'llama', hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3,
@@ -70,7 +72,7 @@ interface Bandwidth {
 
 /**
  * Best of 6 one-thread passes over 256 MiB each: ORT ReduceSum (read), a TypedArray memcpy
- * (read + write), and the native kernel's readSum (read with the loads decode uses), when built.
+ * (read + write), and the read probes' readSum (read with the loads decode uses), when built.
  */
 async function measureBandwidth(hugeMiB: number): Promise<Bandwidth> {
   const n = 64 * 1024 * 1024;
@@ -100,21 +102,21 @@ async function measureBandwidth(hugeMiB: number): Promise<Bandwidth> {
   }
   let native: { gb_s: number; cpu_gb_s: number } | null = null;
   let huge: ReadBandwidth | null = null;
-  const { addon } = nativeAddon();
-  if (addon) {
+  const { probes } = nativeProbes();
+  if (probes) {
     let bestNative = Infinity;
     let bestNativeCpu = Infinity;
     for (let i = 0; i < 6; i++) {
       const t = performance.now();
       const c = process.cpuUsage();
-      addon.readSum(data);
+      probes.readSum(data);
       const cpu = process.cpuUsage(c);
       bestNative = Math.min(bestNative, performance.now() - t);
       bestNativeCpu = Math.min(bestNativeCpu, (cpu.user + cpu.system) / 1000);
     }
     // The CPU-time clock ticks coarsely; a figure 4× better than wall time is a clock artefact, not bandwidth.
     native = { gb_s: (n * 4) / bestNative / 1e6, cpu_gb_s: (n * 4) / Math.max(bestNativeCpu, bestNative / 4) / 1e6 };
-    if (addon.kernelInfo().isa !== 'scalar') huge = addon.readBandwidth(hugeMiB, 3);
+    if (probes.isa() !== 'scalar') huge = probes.readBandwidth(hugeMiB, 3);
   }
   return {
     read_gb_s: (n * 4) / best / 1e6,
@@ -299,14 +301,14 @@ const LOOP_AB_RUNS = 5;
  * One-thread bandwidth in GB/s, quick enough to run between generations. `read`, the roofline for
  * decode (which only reads weights): the best of the native kernel's eight read patterns (4 KiB or
  * huge pages, one stream or two, with or without prefetch), each over `hugeMiB` (the weights'
- * size) and each starting cold, as decode's reads do (see readBandwidth in native/decode.c);
+ * size) and each starting cold, as decode's reads do (see readBandwidth in native/probes.c);
  * without the vector kernel, a warm read over an ordinary buffer (lenient, and said so). `copy`, a
  * memcpy of 128 MiB counted as read + write, is reported alongside.
  */
 function bandwidthSampler(hugeMiB: number): { (): { read: number; copy: number }; release(): void } {
   let src: Float32Array | null = new Float32Array(32 * 1024 * 1024).fill(1);
   let dst: Float32Array | null = new Float32Array(src.length);
-  const { addon } = nativeAddon();
+  const { probes } = nativeProbes();
   const sample = () => {
     let copy = 0;
     for (let i = 0; i < 2; i++) {
@@ -314,11 +316,11 @@ function bandwidthSampler(hugeMiB: number): { (): { read: number; copy: number }
       dst!.set(src!);
       copy = Math.max(copy, (2 * src!.byteLength) / (performance.now() - t) / 1e6);
     }
-    if (addon && addon.kernelInfo().isa !== 'scalar') return { read: bestRead(addon.readBandwidth(hugeMiB, 1)).gbS, copy };
+    if (probes && probes.isa() !== 'scalar') return { read: bestRead(probes.readBandwidth(hugeMiB, 1)).gbS, copy };
     let read = 0;
     for (let i = 0; i < 2; i++) {
       const t = performance.now();
-      if (addon) addon.readSum(src!);
+      if (probes) probes.readSum(src!);
       else src!.reduce((a, b) => a + b, 0);
       read = Math.max(read, src!.byteLength / (performance.now() - t) / 1e6);
     }
@@ -423,6 +425,8 @@ async function main(): Promise<void> {
   const { addon, reason } = nativeAddon();
   if (addon) console.log(`native decode kernel: fp32 ${addon.kernelInfo().isa}, int8/int4 ${addon.kernelInfo().quantIsa}`);
   else if (kernels.includes('native')) console.log(`skipping the native runs: ${reason}`);
+  const probesReason = nativeProbes().reason;
+  if (probesReason) console.log(`no native read figures: ${probesReason}`);
   // The reference runs first, so every later variant's line carries its quality.
   const plan = quants
     .flatMap((quant) => kernels.map((kernel) => ({ quant, kernel, key: variantKey(quant, kernel) })))
@@ -488,7 +492,7 @@ async function main(): Promise<void> {
     const bandwidth = Math.max(bw.read_gb_s, bw.copy_gb_s, bw.native_read_gb_s ?? 0, bw.huge_read_gb_s ?? 0);
     const bandwidthCpu = Math.max(bw.read_cpu_gb_s, bw.native_read_cpu_gb_s ?? 0);
     const hugeText = bw.huge_read_gb_s === null ? '' : `, best cold read ${bw.huge_read_gb_s.toFixed(2)} GB/s (${bw.huge_pattern}${before.huge_pages ? '' : '; huge pages are off'})`;
-    const nativeText = bw.native_read_gb_s === null ? 'native read n/a (addon not built)' : `native read ${bw.native_read_gb_s.toFixed(2)} GB/s (${bw.native_read_cpu_gb_s!.toFixed(2)} per CPU-second)${hugeText}`;
+    const nativeText = bw.native_read_gb_s === null ? 'native read n/a (probes not built)' : `native read ${bw.native_read_gb_s.toFixed(2)} GB/s (${bw.native_read_cpu_gb_s!.toFixed(2)} per CPU-second)${hugeText}`;
     console.log(`memory bandwidth (1 thread, best of before/after): ORT read ${bw.read_gb_s.toFixed(2)} GB/s (${bw.read_cpu_gb_s.toFixed(2)} per CPU-second), copy ${bw.copy_gb_s.toFixed(2)} GB/s, ${nativeText} → using ${bandwidth.toFixed(2)} GB/s (${bandwidthCpu.toFixed(2)} per CPU-second)`);
     for (const line of Object.values(results)) {
       const roofline = (bandwidth * 1e9) / ((line['weight_mb_per_token'] as number) * 1e6);

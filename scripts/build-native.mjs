@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * Builds the native decode kernel (native/decode.c → native/build/Release/morris_native.node)
- * with node-gyp. Runs on `npm install` / `npm ci`; without a C toolchain it warns and leaves
- * Morris decoding through ONNX Runtime alone (slower on CPU), unless --strict is given
+ * Builds the native decode kernel (native/ → native/build/Release/morris_native.node), and the
+ * read-bandwidth probes bench:generate loads (native/probes.c → morris_probes.node), with
+ * node-gyp. Runs on `npm install` / `npm ci`; without a C toolchain it warns and leaves Morris
+ * decoding through ONNX Runtime alone (slower on CPU), unless --strict is given
  * (`npm run build:native`), which fails instead.
  */
 import { spawnSync } from 'node:child_process';
@@ -45,4 +46,5 @@ if (r.status !== 0) {
   const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').filter((l) => !l.startsWith('gyp info')).slice(-15).join('\n');
   fail(`node-gyp exited with ${r.status ?? r.signal}:\n${tail}`);
 }
-process.stdout.write(`morris: native decode kernel built (${path.join('native', 'build', 'Release', 'morris_native.node')})\n`);
+const built = path.join('native', 'build', 'Release');
+process.stdout.write(`morris: native decode kernel built (${path.join(built, 'morris_native.node')}; bench:generate's read probes in ${path.join(built, 'morris_probes.node')})\n`);

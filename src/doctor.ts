@@ -29,7 +29,7 @@ export interface DoctorReport {
   /** Who can reach the dashboard; ok false when its port is public and no admin token is set. */
   web: { ok: boolean; note: string };
   baseModel: { setting: string; folder: string; present: boolean; missing: string[] };
-  /** Who runs single-token decode on the CPU: the native kernel (native/decode.c) or the ONNX graph. */
+  /** Who runs single-token decode on the CPU: the native kernel (native/, morris_native.node) or the ONNX graph. */
   decodeKernel: {
     setting: Config['MORRIS_DECODE_KERNEL'];
     built: boolean;

@@ -1,6 +1,7 @@
 /**
- * The native decode kernel (native/decode.c): runs single-token fp32 decode steps on the CPU at
- * close to memory bandwidth, where ONNX Runtime's one-row matmul reaches about 60% of it.
+ * The native decode kernel (native/, built as morris_native.node): runs single-token fp32 decode
+ * steps on the CPU at close to memory bandwidth, where ONNX Runtime's one-row matmul reaches about
+ * 60% of it.
  *
  * It plugs in underneath transformers.js: `withNativeDecode` wraps the model's ONNX session so a
  * step that fits (one sequence, one new token, no padding) runs natively and everything else
@@ -25,7 +26,9 @@ import { readCheckpointTensors, readTensorF32 } from './safetensors.ts';
 
 const log = childLog('native-decode');
 
-export const NATIVE_ADDON_FILE = path.join(REPO_ROOT, 'native', 'build', 'Release', 'morris_native.node');
+/** Where node-gyp puts both addons: morris_native (decode) and morris_probes (bench:generate only). */
+export const NATIVE_BUILD_DIR = path.join(REPO_ROOT, 'native', 'build', 'Release');
+export const NATIVE_ADDON_FILE = path.join(NATIVE_BUILD_DIR, 'morris_native.node');
 
 export type DecodeKernelChoice = 'auto' | 'native' | 'onnx';
 
@@ -46,36 +49,40 @@ export interface NativeAddon {
   cacheFree(handle: Handle, slot: number): void;
   cacheLength(handle: Handle, slot: number): number;
   releaseDecoder(handle: Handle): void;
-  /** Sum of a Float32Array with the kernel's own loads: one-thread read bandwidth for the roofline. */
-  readSum(data: Float32Array): number;
-  /** Best one-thread read rates (GB/s), each read starting cold: 4 KiB or huge pages, one stream or two (the gemv's pattern), with and without its prefetch. */
-  readBandwidth(mib: number, passes: number): ReadBandwidth;
   /** How the decoder holds its streamed weights: bytes copied into its packed region, and whether that has 2 MiB pages. */
   decoderInfo(handle: Handle): WeightLayout;
 }
 
 /** What this code calls: a build from older sources lacks some, and is refused rather than failing mid-load. */
-const ADDON_FUNCTIONS = ['kernelInfo', 'createDecoder', 'decodeStep', 'cacheNew', 'cacheImport', 'cacheExport', 'cacheTruncate', 'cacheFree', 'cacheLength', 'releaseDecoder', 'readSum', 'readBandwidth', 'decoderInfo'] as const satisfies readonly (keyof NativeAddon)[];
+const ADDON_FUNCTIONS = ['kernelInfo', 'createDecoder', 'decodeStep', 'cacheNew', 'cacheImport', 'cacheExport', 'cacheTruncate', 'cacheFree', 'cacheLength', 'releaseDecoder', 'decoderInfo'] as const satisfies readonly (keyof NativeAddon)[];
 
 let cached: { addon: NativeAddon | null; reason: string } | null = null;
 
 /** The addon, or null with the reason it is unavailable (not built, wrong platform, load error). */
 export function nativeAddon(): { addon: NativeAddon | null; reason: string } {
   if (cached) return cached;
-  if (!existsSync(NATIVE_ADDON_FILE)) {
-    cached = { addon: null, reason: `the native decode kernel is not built (${path.relative(REPO_ROOT, NATIVE_ADDON_FILE)} is missing; run \`npm run build:native\`, which needs python3, make and a C compiler)` };
-  } else {
-    try {
-      const addon = createRequire(import.meta.url)(NATIVE_ADDON_FILE) as NativeAddon;
-      const missing = ADDON_FUNCTIONS.filter((f) => typeof (addon as unknown as Record<string, unknown>)[f] !== 'function');
-      cached = missing.length
-        ? { addon: null, reason: `the native decode kernel is out of date (${path.relative(REPO_ROOT, NATIVE_ADDON_FILE)} lacks ${missing.join(', ')}; run \`npm run build:native\`)` }
-        : { addon, reason: `native decode kernel (${addon.kernelInfo().isa})` };
-    } catch (e) {
-      cached = { addon: null, reason: `the native decode kernel failed to load: ${e instanceof Error ? e.message : String(e)} (rebuild it with \`npm run build:native\`)` };
-    }
-  }
+  const loaded = loadNativeAddon<NativeAddon>(NATIVE_ADDON_FILE, ADDON_FUNCTIONS, 'the native decode kernel');
+  cached = loaded.addon ? { addon: loaded.addon, reason: `native decode kernel (${loaded.addon.kernelInfo().isa})` } : loaded;
   return cached;
+}
+
+/**
+ * Loads one of our addons (`what` names it in the reason), refusing a build that lacks any of
+ * `functions`: a build from older sources is found at load, with the command that fixes it,
+ * rather than as "not a function" halfway through loading a model.
+ */
+export function loadNativeAddon<T>(file: string, functions: readonly string[], what: string): { addon: T; reason: null } | { addon: null; reason: string } {
+  const rel = path.relative(REPO_ROOT, file);
+  if (!existsSync(file)) return { addon: null, reason: `${what} is not built (${rel} is missing; run \`npm run build:native\`, which needs python3, make and a C compiler)` };
+  try {
+    const addon = createRequire(import.meta.url)(file) as Record<string, unknown>;
+    const missing = functions.filter((f) => typeof addon[f] !== 'function');
+    return missing.length
+      ? { addon: null, reason: `${what} is out of date (${rel} lacks ${missing.join(', ')}; run \`npm run build:native\`)` }
+      : { addon: addon as T, reason: null };
+  } catch (e) {
+    return { addon: null, reason: `${what} failed to load: ${e instanceof Error ? e.message : String(e)} (rebuild it with \`npm run build:native\`)` };
+  }
 }
 
 export interface KvArrays {
@@ -93,22 +100,6 @@ export interface NativeSequence {
   export(length?: number): KvArrays;
   truncate(length: number): void;
   free(): void;
-}
-
-/** readBandwidth's figures (GB/s, each read starting cold), keyed `<4k|huge>.<oneStream|twoStreams>[.prefetch]`. */
-export type ReadBandwidth = Record<`${'4k' | 'huge'}.${'oneStream' | 'twoStreams'}${'' | '.prefetch'}`, number> & { hugePages: boolean };
-
-/** The best of readBandwidth's figures and the access pattern that reached it. */
-export function bestRead(r: ReadBandwidth): { gbS: number; pattern: string } {
-  let pattern = '';
-  let gbS = 0;
-  for (const [k, v] of Object.entries(r)) {
-    if (typeof v === 'number' && v > gbS) {
-      gbS = v;
-      pattern = k;
-    }
-  }
-  return { gbS, pattern };
 }
 
 /** packedBytes 0: the weights are read in place from the mapped checkpoint (the packed region could not be had). */

@@ -1,7 +1,8 @@
 /**
- * The native decode kernel (native/decode.c via src/model/native-decode.ts): its logits against
- * the float64 reference for each model variant, the engine with it against the ONNX graph, each
- * instruction set, and what it does with bad input.
+ * The native decode kernel (native/ via src/model/native-decode.ts): its logits against the
+ * float64 reference for each model variant, the engine with it against the ONNX graph, each
+ * instruction set, and what it does with bad input; and the read probes bench:generate loads
+ * from their own addon (scripts/native-probes.ts).
  */
 import { spawn } from 'node:child_process';
 import v8 from 'node:v8';
@@ -18,13 +19,14 @@ import type { ChatMessage } from '../../src/prompts.ts';
 import { LORA_MODULES } from '../../src/model/llama-graph.ts';
 import { readAdapter, type Adapter } from '../../src/model/lora.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/compile.ts';
-import { bestRead, createNativeDecoder, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
+import { createNativeDecoder, loadNativeAddon, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
 import { dequantizeMatrix } from './dequantize.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
 import { referenceForward, referenceWeights, type ReferenceWeights } from './reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
+import { bestRead, nativeProbes } from '../../scripts/native-probes.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
 import { teacherForced } from './native-helpers.ts';
 
@@ -66,9 +68,35 @@ describe('native addon', () => {
     expect(ISAS).toContain(a!.kernelInfo().isa);
   });
 
+  it('refuses a build that is missing, lacks a function this code calls, or fails to load, saying how to rebuild', () => {
+    const dir = mkdtempSync(join(root, 'addon-'));
+    const file = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const missing = loadNativeAddon(join(dir, 'absent.node'), ['a'], 'the test addon');
+    expect(missing).toEqual({ addon: null, reason: expect.stringMatching(/^the test addon is not built \(.*absent\.node is missing; run `npm run build:native`/) });
+    const old = loadNativeAddon(file('old.cjs', 'exports.a = () => 1; exports.c = 2;'), ['a', 'b', 'c'], 'the test addon');
+    expect(old).toEqual({ addon: null, reason: expect.stringMatching(/^the test addon is out of date \(.*old\.cjs lacks b, c; run `npm run build:native`\)$/) });
+    const broken = loadNativeAddon(file('broken.cjs', 'throw new Error("bad ELF header")'), ['a'], 'the test addon');
+    expect(broken).toEqual({ addon: null, reason: expect.stringMatching(/^the test addon failed to load: bad ELF header \(rebuild it/) });
+    const current = loadNativeAddon<{ a(): number }>(file('current.cjs', 'exports.a = () => 1;'), ['a'], 'the test addon');
+    expect(current.reason).toBeNull();
+    expect(current.addon!.a()).toBe(1);
+  });
+
+  it('the decode addon carries no benchmark probes: they load from their own addon', () => {
+    const a = realNativeAddon().addon! as unknown as Record<string, unknown>;
+    for (const f of ['readSum', 'readBandwidth']) expect(a[f], f).toBeUndefined();
+    const { probes, reason } = nativeProbes();
+    expect(probes, `${reason}: run \`npm run build:native\``).not.toBeNull();
+    expect(probes!.isa()).toBe(realNativeAddon().addon!.kernelInfo().isa);
+    expect(probes!.readSum(Float32Array.from([1, 2, 3.5]))).toBe(6.5);
+  });
+
   it('measures cold one-thread reads eight ways for the roofline, and refuses bad arguments', () => {
-    const a = realNativeAddon().addon!;
-    if (a.kernelInfo().isa === 'scalar') return expect(() => a.readBandwidth(4, 1)).toThrow(/AVX2 or AVX-512/);
+    const a = nativeProbes().probes!;
+    if (a.isa() === 'scalar') return expect(() => a.readBandwidth(4, 1)).toThrow(/AVX2 or AVX-512/);
     const r = a.readBandwidth(4, 1);
     const figures = Object.entries(r).filter(([k]) => k !== 'hugePages');
     expect(figures.map(([k]) => k).sort()).toEqual(['4k', 'huge'].flatMap((p) => ['oneStream', 'twoStreams'].flatMap((s) => [`${p}.${s}`, `${p}.${s}.prefetch`])).sort());
@@ -322,8 +350,6 @@ describe('bad input: errors with a code, not crashes', () => {
     cacheFree: (...args) => a.cacheFree(...args),
     cacheLength: (...args) => a.cacheLength(...args),
     releaseDecoder: (h) => a.releaseDecoder(h),
-    readSum: (d) => a.readSum(d),
-    readBandwidth: (...args) => a.readBandwidth(...args),
     decoderInfo: (h) => a.decoderInfo(h),
   });
   beforeAll(() => {

@@ -1,0 +1,218 @@
+/*
+ * One-token decode step of a Llama-family decoder (batch 1; fp32 weights, or the int8/int4 codes
+ * ONNX Runtime's MatMulNBits reads), for CPUs.
+ *
+ * Why this exists: single-token decode is a chain of matrix-vector products whose speed is set
+ * by how fast the weights stream from memory. ONNX Runtime's one-row fp32 matmul reads them at
+ * about 60% of the bandwidth a plain read reaches on one core (measured; see README "Figures"),
+ * and ONNX Runtime for Node cannot load custom-op libraries, so the decode step runs here. Prompt
+ * processing, batches and GPUs stay in the ONNX graph.
+ *
+ * The math mirrors src/model/llama-graph.ts (HF semantics: rotate_half RoPE, GQA, optional
+ * q/k/v/o/MLP biases, Mistral's sliding window) and is tested against the float64 reference.
+ * Weights are memory-mapped from the checkpoint's safetensors files (fp16/bf16 widened once, as
+ * the ONNX path does), then the matrices a step streams are packed into one huge-page region in
+ * read order (packWeights); the gemvs read each matrix as two prefetched streams.
+ *
+ * This file: the step (norms, RoPE, attention over a KV cache slot, the MLP, the LoRA side path)
+ * and the decoder's memory (slots, owned buffers, release). The N-API side is addon.c and load.c.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "decoder.h"
+
+/* y = M x for either kind of matrix; quantized ones use d->xPad / d->xSums as scratch. */
+static void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
+  if (m->f) {
+    gemv(m->f, x, y, N, K);
+    return;
+  }
+  const int padded = m->nBlocks * m->block;
+  memcpy(d->xPad, x, sizeof(float) * K);
+  memset(d->xPad + K, 0, sizeof(float) * (padded - K));
+  for (int b = 0; b < m->nBlocks; b++) {
+    float s = 0;
+    for (int j = 0; j < m->block; j++) s += d->xPad[b * m->block + j];
+    d->xSums[b] = s;
+  }
+  /* vector blocks need whole groups of 16 codes */
+  (m->block % 16 == 0 ? gemvQ : gemvQScalar)(m, d->xPad, d->xSums, y, N);
+}
+
+/* ---------- the step ---------- */
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+  float inv = (float)(1.0 / sqrt(ss / n + eps));
+  for (int i = 0; i < n; i++) out[i] = x[i] * inv * w[i];
+}
+
+/* y = W x + b + scale * B (A x) */
+static void linear(Decoder *d, const Layer *L, int m, const float *x, float *y, int out, int in) {
+  matvec(d, &L->w[m], x, y, out, in);
+  if (L->bias[m]) for (int i = 0; i < out; i++) y[i] += L->bias[m][i];
+  const Lora *lo = &L->lora[m];
+  if (lo->a) {
+    float *down = d->loraTmp, *up = d->loraTmp + lo->r;
+    gemv(lo->a, x, down, lo->r, in);
+    gemv(lo->b, down, up, out, lo->r);
+    for (int i = 0; i < out; i++) y[i] += lo->scale * up[i];
+  }
+}
+
+static void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT) {
+  int half = hd / 2;
+  for (int hh = 0; hh < nHeads; hh++) {
+    float *p = v + hh * hd;
+    for (int i = 0; i < half; i++) {
+      float x1 = p[i], x2 = p[i + half];
+      p[i] = x1 * cosT[i] - x2 * sinT[i];
+      p[i + half] = x2 * cosT[i] + x1 * sinT[i];
+    }
+  }
+}
+
+void step(Decoder *d, const StepArgs *a) {
+  const int H = d->hidden, hd = d->headDim, nh = d->heads, nkv = d->kvHeads, group = nh / nkv;
+  Slot *S = a->slot;
+  const int pastLen = S->len, T = pastLen + 1, cap = S->cap;
+  for (int i = 0; i < hd / 2; i++) {
+    double ang = (double)a->position * (double)d->invFreq[i];
+    d->cosT[i] = (float)cos(ang);
+    d->sinT[i] = (float)sin(ang);
+  }
+  memcpy(d->x, d->embed + (size_t)a->token * H, sizeof(float) * H);
+  const int first = d->window > 0 && pastLen - d->window + 1 > 0 ? pastLen - d->window + 1 : 0;
+  const float scale = 1.0f / sqrtf((float)hd);
+  for (int l = 0; l < d->layers; l++) {
+    const Layer *L = &d->layer[l];
+    rmsnorm(d->h, d->x, L->inNorm, H, d->eps);
+    linear(d, L, 0, d->h, d->q, nh * hd, H);
+    linear(d, L, 1, d->h, d->k, nkv * hd, H);
+    linear(d, L, 2, d->h, d->v, nkv * hd, H);
+    rope(d->q, nh, hd, d->cosT, d->sinT);
+    rope(d->k, nkv, hd, d->cosT, d->sinT);
+    for (int g = 0; g < nkv; g++) {
+      memcpy(S->k[l] + ((size_t)g * cap + pastLen) * hd, d->k + g * hd, sizeof(float) * hd);
+      memcpy(S->v[l] + ((size_t)g * cap + pastLen) * hd, d->v + g * hd, sizeof(float) * hd);
+    }
+    for (int hh = 0; hh < nh; hh++) {
+      const float *qh = d->q + hh * hd;
+      const float *K = S->k[l] + (size_t)(hh / group) * cap * hd;
+      const float *V = S->v[l] + (size_t)(hh / group) * cap * hd;
+      float mx = -INFINITY;
+      for (int j = first; j < T; j++) {
+        float s = dotf(qh, K + (size_t)j * hd, hd) * scale;
+        d->scores[j] = s;
+        if (s > mx) mx = s;
+      }
+      float z = 0;
+      for (int j = first; j < T; j++) z += (d->scores[j] = expf(d->scores[j] - mx));
+      float *c = d->ctx + hh * hd;
+      memset(c, 0, sizeof(float) * hd);
+      for (int j = first; j < T; j++) axpy(c, d->scores[j] / z, V + (size_t)j * hd, hd);
+    }
+    linear(d, L, 3, d->ctx, d->t1, H, nh * hd);
+    for (int i = 0; i < H; i++) d->x[i] += d->t1[i];
+    rmsnorm(d->h, d->x, L->postNorm, H, d->eps);
+    linear(d, L, 4, d->h, d->t1, d->inter, H);
+    linear(d, L, 5, d->h, d->t2, d->inter, H);
+    for (int i = 0; i < d->inter; i++) {
+      float g = d->t1[i];
+      d->t1[i] = g / (1.0f + expf(-g)) * d->t2[i];
+    }
+    linear(d, L, 6, d->t1, d->t2, H, d->inter);
+    for (int i = 0; i < H; i++) d->x[i] += d->t2[i];
+  }
+  rmsnorm(d->h, d->x, d->norm, H, d->eps);
+  matvec(d, &d->head, d->h, a->logits, d->vocab, H);
+  S->len = T;
+}
+
+/* ---------- KV cache slots ---------- */
+
+void slotFree(Decoder *d, Slot *S) {
+  if (S->k) for (int l = 0; l < d->layers; l++) { free(S->k[l]); free(S->v[l]); }
+  free(S->k);
+  free(S->v);
+  memset(S, 0, sizeof *S);
+}
+
+/* Room for `need` positions; grows by doubling so a long generation reallocates O(log n) times. */
+int slotReserve(Decoder *d, Slot *S, int need) {
+  if (need <= S->cap) return 1;
+  int cap = S->cap ? S->cap : 64;
+  while (cap < need) cap *= 2;
+  const size_t hd = d->headDim, rowBytes = sizeof(float) * hd;
+  float **k = calloc(d->layers, sizeof(float *)), **v = calloc(d->layers, sizeof(float *));
+  if (!k || !v) { free(k); free(v); return 0; }
+  for (int l = 0; l < d->layers; l++) {
+    k[l] = malloc(rowBytes * d->kvHeads * cap);
+    v[l] = malloc(rowBytes * d->kvHeads * cap);
+    if (!k[l] || !v[l]) {
+      for (int i = 0; i <= l; i++) { free(k[i]); free(v[i]); }
+      free(k);
+      free(v);
+      return 0;
+    }
+    if (S->k) for (int g = 0; g < d->kvHeads; g++) {
+      memcpy(k[l] + (size_t)g * cap * hd, S->k[l] + (size_t)g * S->cap * hd, rowBytes * S->len);
+      memcpy(v[l] + (size_t)g * cap * hd, S->v[l] + (size_t)g * S->cap * hd, rowBytes * S->len);
+    }
+  }
+  int len = S->len;
+  slotFree(d, S);
+  S->k = k;
+  S->v = v;
+  S->cap = cap;
+  S->len = len;
+  S->used = 1;
+  return 1;
+}
+
+/* ---------- loading ---------- */
+
+void *trackOwned(Decoder *d, size_t bytes) {
+  if (d->nOwned == d->capOwned) {
+    d->capOwned = d->capOwned ? d->capOwned * 2 : 64;
+    d->owned = realloc(d->owned, sizeof(void *) * d->capOwned);
+  }
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+  d->owned[d->nOwned++] = p;
+  return p;
+}
+
+/* Unmaps and frees everything but the struct itself, which the JS handle points to until GC. */
+void releaseResources(Decoder *d) {
+  for (int i = 0; i < d->nMaps; i++) if (d->maps[i]) munmap(d->maps[i], d->mapLens[i]);
+  if (d->arena) munmap(d->arena, d->arenaLen);
+  d->arena = NULL;
+  d->arenaLen = 0;
+  for (int i = 0; i < d->nOwned; i++) free(d->owned[i]);
+  free(d->maps);
+  free(d->mapLens);
+  free(d->owned);
+  free(d->layer);
+  free(d->scores);
+  for (int i = 0; i < d->nSlots; i++) slotFree(d, &d->slots[i]);
+  free(d->slots);
+  d->slots = NULL;
+  d->nSlots = 0;
+  d->maps = NULL;
+  d->mapLens = NULL;
+  d->owned = NULL;
+  d->layer = NULL;
+  d->scores = NULL;
+  d->nMaps = d->nOwned = d->capOwned = d->scoresCap = 0;
+  d->released = 1;
+}
+
+void freeDecoder(Decoder *d) {
+  if (!d) return;
+  releaseResources(d);
+  free(d);
+}
