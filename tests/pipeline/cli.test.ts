@@ -2,31 +2,20 @@
  * The pipeline commands as a person runs them: `morris scrape` against the sample site, then
  * `morris dataset build|stats|list|export` on what it stored.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
+import { runMorris } from '../morris-cli.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/morris.mjs');
 
 let dir: string;
 let site: SampleSite;
 let env: NodeJS.ProcessEnv;
 
-const morris = async (...args: string[]) => {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env, cwd: dir, timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
+const morris = (...args: string[]) => runMorris(args, { env, cwd: dir });
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-cli-pipeline-'));

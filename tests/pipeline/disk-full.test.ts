@@ -3,18 +3,16 @@
  * stop with DISK_FULL naming the path and what was kept; the counts they give match the rows in
  * the store, and no partial or temp file is left behind. Needs root (mount); skipped otherwise.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { startSampleSite, type SampleArticle, type SampleSite } from '../../src/pipeline/sample-site.ts';
+import { runMorris } from '../morris-cli.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/morris.mjs');
 
 let dir: string;
 const mounts: string[] = [];
@@ -53,15 +51,7 @@ function articles(n: number, bodyChars: number): SampleArticle[] {
   });
 }
 
-const morris = async (env: NodeJS.ProcessEnv, ...args: string[]) => {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env, cwd: dir, timeout: 90_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
+const morris = (env: NodeJS.ProcessEnv, ...args: string[]) => runMorris(args, { env, cwd: dir, timeoutMs: 90_000 });
 
 const envFor = (dataDir: string): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH,

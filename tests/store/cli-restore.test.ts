@@ -4,32 +4,22 @@
  * `morris db restore latest` puts the last good backup back (refusing while a serve holds the
  * file), and serve then starts.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/db.ts';
+import { MORRIS_BIN, runMorris } from '../morris-cli.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/morris.mjs');
 
 let dir: string;
 let dbPath: string;
 let env: NodeJS.ProcessEnv;
 
-const morris = async (...args: string[]) => {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env, cwd: dir, timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
+const morris = (...args: string[]) => runMorris(args, { env, cwd: dir });
 
 const articleCount = () => {
   const db = new Database(dbPath, { readonly: true });
@@ -90,7 +80,7 @@ describe('a corrupted database', () => {
     expect(articleCount()).toBe(400);
 
     // Serve starts on the restored file; while it runs, a restore is refused.
-    const serve = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1'], {
+    const serve = spawn(process.execPath, [MORRIS_BIN, 'serve', '--port', '0', '--host', '127.0.0.1'], {
       env: { ...env, LOG_LEVEL: 'info' },
       cwd: dir,
       stdio: ['ignore', 'ignore', 'pipe'],
