@@ -7,7 +7,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
 import { baseModelLocation } from '../model/base-model-location.ts';
-import { readTrainConfigFile } from '../model/train/config.ts';
+import { readTrainConfigFile, trainSettingsFromEnv } from '../model/train/config.ts';
 import type { TrainProgress } from '../model/train/trainer.ts';
 
 interface TrainFlags {
@@ -141,7 +141,17 @@ export function register(program: Command, ctx: CliContext): void {
         // Loaded on use: the trainer pulls in ONNX Runtime, which `morris --help` does not need.
         const { trainAdapter } = await import('../model/train/trainer.ts');
         const r = await trainAdapter(
-          { store: ctx.store(), modelDir, dataset: f.dataset, settings, resume: f.resume, outDir: f.out },
+          {
+            store: ctx.store(),
+            modelDir,
+            dataset: f.dataset,
+            hostSettings: trainSettingsFromEnv(config),
+            settings,
+            resume: f.resume,
+            outDir: f.out,
+            runsDir: resolve(config.MORRIS_DATA_DIR, 'runs'),
+            adaptersDir: resolve(config.MORRIS_MODELS_DIR, 'adapters'),
+          },
           { onProgress: (p) => progress.update(p), signal: controller.signal },
         );
         progress.stop();

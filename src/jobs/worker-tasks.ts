@@ -6,6 +6,8 @@
  */
 import fs from 'node:fs';
 import { openStore } from '../store/db.ts';
+import { getConfig } from '../config.ts';
+import { trainSettingsFromEnv } from '../model/train/config.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
 import type { TrainVerdict } from '../model/train/judge.ts';
 import { loadModel, type LoadedModel } from '../model/engine.ts';
@@ -72,7 +74,17 @@ async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResu
   try {
     let lastLogged = 0;
     const r = await trainAdapter(
-      { store, modelDir: o.baseModelDir, dataset: o.datasetId, settings: o.settings, resume: o.resume, runsDir: o.runsDir, adaptersDir: o.adaptersDir },
+      {
+        store,
+        modelDir: o.baseModelDir,
+        dataset: o.datasetId,
+        // The worker inherits the serve process's environment: the host's settings come from it.
+        hostSettings: trainSettingsFromEnv(getConfig()),
+        settings: o.settings,
+        resume: o.resume,
+        runsDir: o.runsDir,
+        adaptersDir: o.adaptersDir,
+      },
       {
         signal: io.signal,
         onProgress: (p: TrainProgress) => {

@@ -43,7 +43,6 @@ describe('a model without a chat template', () => {
       runsDir: join(root, 'runs'),
       adaptersDir: join(root, 'adapters'),
       cacheDir: join(root, 'cache'),
-      ignoreEnv: true,
       settings: { threads: 1, rank: 4, alpha: 8, gradAccum: 1, lr: 3e-2, maxSteps: 12, evalEvery: 12, saveEvery: 100 },
     });
     store.close();

@@ -54,7 +54,6 @@ describe.skipIf(!HAVE_MODEL)('LoRA training on stories260K (skipped when ../shar
       runsDir: join(root, 'runs'),
       adaptersDir: join(root, 'adapters'),
       cacheDir: join(root, 'cache'),
-      ignoreEnv: true,
       settings: { threads: 1, lr: 5e-3, rank: 8, alpha: 16, gradAccum: 4, epochs: 2, evalEvery: 4, saveEvery: 100 },
     });
     store.close();

@@ -56,7 +56,6 @@ const base = (name: string, settings: Record<string, unknown> = {}): TrainOption
   dataset: datasetId,
   runsDir: join(root, name, 'runs'),
   adaptersDir: join(root, name, 'adapters'),
-  ignoreEnv: true,
   settings: { threads: 1, rank: 4, alpha: 8, gradAccum: 2, lr: 1e-3, evalEvery: 2, saveEvery: 2, ...settings },
 });
 

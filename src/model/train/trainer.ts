@@ -12,24 +12,27 @@
  * registered in the store as a 'candidate' — only when its validation loss says it learnt
  * something (judge.ts): a collapsed or unimproved run is registered 'failed' with the reason, and
  * one without a validation split is saved but not registered.
+ *
+ * This module prepares (data, memory budget, sessions, run folder, resume); loop.ts trains;
+ * output.ts writes and registers. Settings come in from the entry point (`hostSettings`), never
+ * from the process's config.
  */
-import { insertAdapter } from '../../store/adapters.ts';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { getConfig } from '../../config.ts';
-import { MorrisError, wrapFsError } from '../../errors.ts';
+import { MorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { Store } from '../../store/db.ts';
 import { readDecoderConfig } from '../checkpoint.ts';
 import type { LoraModule } from '../llama-graph.ts';
-import { adamwStep, clipGradNorm, newAdamWState, type AdamWState } from './adamw.ts';
-import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
-import { resolveTrainConfig, trainSettingsFromEnv } from './config.ts';
+import { newAdamWState, type AdamWState } from './adamw.ts';
+import { loadCheckpoint, type TrainState } from './checkpoint.ts';
+import { resolveTrainConfig } from './config.ts';
+import { runTrainingLoop, type MetricPoint, type RunState } from './loop.ts';
+import { saveTrainedAdapter } from './output.ts';
 import {
   loadDatasetExamples,
   loadTokenizer,
-  makeMicroBatch,
   padTokenId,
   prepareExamples,
   targetCount,
@@ -37,10 +40,10 @@ import {
   type TokenizedExample,
 } from './data.ts';
 import { fitMemoryBudget } from './memory.ts';
-import { adapterConfigJson, initLora, realFsWriter, writeAdapter, type FsWriter } from './peft.ts';
+import { initLora, type FsWriter } from './peft.ts';
 import { Rng } from './rng.ts';
-import { judgeTraining, type TrainVerdict } from './judge.ts';
-import { getLr, type Schedule } from './schedule.ts';
+import type { TrainVerdict } from './judge.ts';
+import type { Schedule } from './schedule.ts';
 import { TrainingSessions } from './step.ts';
 
 const log = childLog('train');
@@ -50,17 +53,20 @@ export interface TrainOptions {
   readonly modelDir: string;
   /** 'latest' or a dataset id. */
   readonly dataset: string;
-  /** Overrides of TRAIN_DEFAULTS (a config file's keys, then flags), applied over the environment's. */
+  /**
+   * The host's settings (trainSettingsFromEnv(config): MORRIS_TRAIN_*, MORRIS_DEVICE and the
+   * MORRIS_TRAIN_CONFIG file), passed in by the entry point; absent → TRAIN_DEFAULTS alone.
+   */
+  readonly hostSettings?: Record<string, unknown>;
+  /** Overrides of the host's settings (a config file's keys, then flags). */
   readonly settings?: Record<string, unknown>;
-  /** Leave the environment's settings out (MORRIS_TRAIN_*, MORRIS_DEVICE): tests pin everything. */
-  readonly ignoreEnv?: boolean;
   readonly resume?: boolean;
   /** Extra copy of the finished adapter folder. */
   readonly outDir?: string;
-  /** Run folders (checkpoints, metrics.jsonl); default <MORRIS_DATA_DIR>/runs. */
-  readonly runsDir?: string;
-  /** Registered adapters; default <MORRIS_MODELS_DIR>/adapters. */
-  readonly adaptersDir?: string;
+  /** Run folders (checkpoints, metrics.jsonl), e.g. <MORRIS_DATA_DIR>/runs. */
+  readonly runsDir: string;
+  /** Registered adapters, e.g. <MORRIS_MODELS_DIR>/adapters. */
+  readonly adaptersDir: string;
   /** Compiled graph cache (default beside the model). */
   readonly cacheDir?: string;
   /** Tests inject a writer that fails like a full disk. */
@@ -104,7 +110,7 @@ export interface TrainResult {
 }
 
 export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}): Promise<TrainResult> {
-  const cfg = resolveTrainConfig(opts.ignoreEnv ? {} : trainSettingsFromEnv(getConfig()), opts.settings);
+  const cfg = resolveTrainConfig(opts.hostSettings ?? {}, opts.settings);
   const targets = cfg.targets as LoraModule[];
   const dataset = loadDatasetExamples(opts.store, opts.dataset);
   const tok = await loadTokenizer(opts.modelDir);
@@ -158,8 +164,7 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     const baseModel = path.resolve(opts.modelDir);
     const fingerprint = hash(JSON.stringify({ baseModel, dataset: dataset.datasetId, cfg: { ...cfg, device: undefined, threads: undefined }, fit }));
     const runId = `run-${fingerprint.slice(0, 16)}`;
-    const appConfig = opts.runsDir && opts.adaptersDir ? null : getConfig();
-    const runDir = path.join(opts.runsDir ?? path.join(appConfig!.MORRIS_DATA_DIR, 'runs'), runId);
+    const runDir = path.join(opts.runsDir, runId);
     fs.mkdirSync(runDir, { recursive: true });
     const metricsFile = path.join(runDir, 'metrics.jsonl');
 
@@ -185,7 +190,7 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
       fs.rmSync(path.join(runDir, 'checkpoint.old'), { recursive: true, force: true });
     }
     forgetMetricsAfter(opts.store, runId, metricsFile, state.step);
-    const recordMetric = (m: { step: number; kind: 'train' | 'eval'; loss: number; lr?: number; gradNorm?: number; tokensPerS?: number }) => {
+    const recordMetric = (m: MetricPoint) => {
       opts.store
         .prepare('INSERT INTO train_metrics (run_id, step, kind, loss, lr, grad_norm, tokens_per_s) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(runId, m.step, m.kind, m.loss, m.lr ?? null, m.gradNorm ?? null, m.tokensPerS ?? null);
@@ -196,156 +201,63 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
       { runId, device: sessions.device, dataset: dataset.datasetId, examples: trainExamples.length, validation: valExamples.length, totalSteps, microBatch: fit.microBatch },
       'training',
     );
-    const padId = padTokenId(tok);
-    const checkpoint = () => saveCheckpoint(runDir, { state, weights, best, adam, fingerprint }, shapes);
-
-    const evaluate = async (): Promise<number | null> => {
-      if (valExamples.length === 0) return null;
-      const tokens = valExamples.reduce((a, e) => a + targetCount(e), 0);
-      let loss = 0;
-      for (let i = 0; i < valExamples.length; i += fit.microBatch) {
-        loss += await sessions.evalLoss(makeMicroBatch(valExamples.slice(i, i + fit.microBatch), padId), weights, 1 / tokens);
-      }
-      return loss;
-    };
-
-    if (state.step === 0 && state.firstEvalLoss === null) {
-      state.firstEvalLoss = await evaluate();
-      if (state.firstEvalLoss !== null) recordMetric({ step: 0, kind: 'eval', loss: state.firstEvalLoss });
-    }
-
-    const stopForAbort = (): never => {
-      checkpoint();
-      throw new MorrisError('CANCELLED', `Training stopped at step ${state.step}/${totalSteps}; resume with --resume.`);
-    };
-
-    // --- the loop ---
-    let stoppedEarly = false;
-    const sessionStart = Date.now();
-    const secondsBefore = state.seconds;
-    const stepsBefore = state.step;
-    while (state.step < totalSteps) {
-      if (cb.signal?.aborted) stopForAbort();
-      const t0 = Date.now();
-      const step = state.step;
-      const examples = stepExamples(trainExamples, step, perStep, totalExamples, cfg.seed);
-      const tokens = examples.reduce((a, e) => a + targetCount(e), 0);
-      const grads = new Map([...weights].map(([k, v]) => [k, new Float32Array(v.length)]));
-      let loss = 0;
-      for (let i = 0, micro = 0; i < examples.length; i += fit.microBatch, micro++) {
-        // A long accumulation need not finish: the checkpoint is the last whole optimizer step.
-        if (cb.signal?.aborted) stopForAbort();
-        const mb = makeMicroBatch(examples.slice(i, i + fit.microBatch), padId);
-        const r = await sessions.step(mb, weights, 1 / tokens, new Rng(mix(cfg.seed, step, micro)));
-        loss += r.loss;
-        for (const [k, g] of r.grads) {
-          const acc = grads.get(k)!;
-          for (let j = 0; j < acc.length; j++) acc[j]! += g[j]!;
-        }
-      }
-      const gradNorm = clipGradNorm(grads, cfg.maxGradNorm);
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new MorrisError('TRAINING_DIVERGED', `Training diverged at step ${step + 1}: the loss is ${loss}${Number.isFinite(gradNorm) ? '' : ` and the gradient norm ${gradNorm}`}. The last good checkpoint (step ${loadCheckpoint(runDir)?.state.step ?? 0}) is kept in ${runDir}.`, {
-          hint: `Lower the learning rate (now ${cfg.lr}) or keep gradient clipping on (maxGradNorm), then train again.`,
-        });
-      }
-      const lr = getLr(step, schedule);
-      adamwStep(weights, grads, adam, lr, cfg);
-      state.step = step + 1;
-      state.tokens += tokens;
-      state.lastTrainLoss = loss;
-      state.seconds = secondsBefore + (Date.now() - sessionStart) / 1000;
-      const stepS = (Date.now() - t0) / 1000;
-      const tokensPerS = examples.reduce((a, e) => a + e.ids.length - 1, 0) / Math.max(stepS, 1e-6);
-      const etaS = ((Date.now() - sessionStart) / 1000 / Math.max(1, state.step - stepsBefore)) * (totalSteps - state.step);
-      recordMetric({ step: state.step, kind: 'train', loss, lr, gradNorm, tokensPerS });
-      cb.onProgress?.({ phase: 'train', step: state.step, totalSteps, loss, lr, gradNorm, tokensPerS, etaS });
-
-      const last = state.step === totalSteps;
-      if ((cfg.evalEvery > 0 && state.step % cfg.evalEvery === 0) || last) {
-        const evalLoss = await evaluate();
-        if (evalLoss !== null) {
-          recordMetric({ step: state.step, kind: 'eval', loss: evalLoss });
-          cb.onProgress?.({ phase: 'eval', step: state.step, totalSteps, evalLoss });
-          state.lastEvalLoss = evalLoss;
-          if (!Number.isFinite(evalLoss)) {
-            throw new MorrisError('TRAINING_DIVERGED', `Training diverged at step ${state.step}: the validation loss is ${evalLoss}. The last good checkpoint is kept in ${runDir}.`, {
-              hint: `Lower the learning rate (now ${cfg.lr}) and train again.`,
-            });
-          }
-          if (state.bestEvalLoss === null || evalLoss < state.bestEvalLoss - cfg.minDelta) {
-            state.bestEvalLoss = evalLoss;
-            state.bestStep = state.step;
-            state.badEvals = 0;
-            best = new Map([...weights].map(([k, v]) => [k, v.slice()]));
-          } else {
-            state.badEvals++;
-            if (cfg.patience > 0 && state.badEvals >= cfg.patience) {
-              log.info({ step: state.step, best: state.bestEvalLoss, bestStep: state.bestStep }, 'early stopping: validation loss stopped improving');
-              stoppedEarly = true;
-            }
-          }
-        }
-      }
-      if ((cfg.saveEvery > 0 && state.step % cfg.saveEvery === 0) || last || stoppedEarly) checkpoint();
-      if (stoppedEarly) break;
-    }
+    const run: RunState = { state, weights, adam, best };
+    const { stoppedEarly } = await runTrainingLoop(
+      {
+        cfg,
+        sessions,
+        microBatch: fit.microBatch,
+        trainExamples,
+        valExamples,
+        padId: padTokenId(tok),
+        perStep,
+        totalExamples,
+        totalSteps,
+        schedule,
+        runDir,
+        fingerprint,
+        shapes,
+        recordMetric,
+      },
+      run,
+      cb,
+    );
 
     // --- output: the best weights (by validation loss) when there was validation ---
-    const finalWeights = best ?? weights;
-    const metrics = {
-      run_id: runId,
-      steps: state.step,
-      total_steps: totalSteps,
-      stopped_early: stoppedEarly,
-      train_loss: state.lastTrainLoss,
-      eval_loss_initial: state.firstEvalLoss,
-      eval_loss: state.bestEvalLoss ?? state.lastEvalLoss,
-      eval_loss_last: state.lastEvalLoss,
-      best_step: state.bestStep,
-      tokens: state.tokens,
-      seconds: Math.round(state.seconds * 10) / 10,
-      device: sessions.device,
-      micro_batch: fit.microBatch,
-      max_seq_len: fit.maxSeqLen,
-      data: { train: train.counts, validation: val.counts },
-      settings: cfg,
-    };
-    const verdict = judgeTraining({
+    const saved = saveTrainedAdapter({
+      store: opts.store,
+      cfg,
+      targets,
+      baseModel,
       datasetId: dataset.datasetId,
-      initialValLoss: state.firstEvalLoss,
-      finalValLoss: metrics.eval_loss,
       vocabSize: model.vocabSize,
-      lr: cfg.lr,
+      runId,
+      fingerprint,
+      totalSteps,
+      stoppedEarly,
+      state: run.state,
+      finalWeights: run.best ?? run.weights,
+      shapes,
+      device: sessions.device,
+      fit,
+      counts: { train: train.counts, validation: val.counts },
+      adaptersDir: opts.adaptersDir,
+      outDir: opts.outDir,
+      fsWriter: opts.fsWriter,
     });
-    const adapterId = `lora-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${fingerprint.slice(0, 6)}`;
-    const adaptersDir = opts.adaptersDir ?? path.join(appConfig!.MORRIS_MODELS_DIR, 'adapters');
-    const adapterDir = path.resolve(adaptersDir, adapterId);
-    const adapterConfig = adapterConfigJson(baseModel, { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targets });
-    const extra = { 'metrics.json': { ...metrics, verdict: { status: verdict.status, reason: verdict.reason } }, 'dataset.json': { dataset_id: dataset.datasetId, counts: { train: train.counts, validation: val.counts } } };
-    const writer = opts.fsWriter ?? realFsWriter;
-    writeAdapter(adapterDir, adapterConfig, finalWeights, shapes, extra, writer);
-    if (opts.outDir) writeAdapter(path.resolve(opts.outDir), adapterConfig, finalWeights, shapes, extra, writer);
-    if (verdict.status !== 'unregistered') {
-      try {
-        insertAdapter(opts.store, {
-          id: adapterId,
-          baseModel,
-          datasetId: dataset.datasetId,
-          path: adapterDir,
-          status: verdict.status,
-          metrics,
-          reason: verdict.status === 'failed' ? verdict.reason : null,
-        });
-      } catch (e) {
-        fs.rmSync(adapterDir, { recursive: true, force: true });
-        throw wrapFsError(e, 'the adapter registry');
-      }
-    }
-    const fields = { adapterId, adapterDir, steps: state.step, evalLoss: metrics.eval_loss, device: sessions.device, verdict: verdict.status };
-    if (verdict.status === 'candidate') log.info(fields, 'adapter trained');
-    else log.warn({ ...fields, reason: verdict.reason }, verdict.status === 'failed' ? 'adapter trained but failed' : 'adapter saved but not registered');
-    return { adapterId, adapterDir, runId, runDir, datasetId: dataset.datasetId, device: sessions.device, steps: state.step, stoppedEarly, resumedFrom, metrics, verdict };
+    return {
+      adapterId: saved.adapterId,
+      adapterDir: saved.adapterDir,
+      runId,
+      runDir,
+      datasetId: dataset.datasetId,
+      device: sessions.device,
+      steps: run.state.step,
+      stoppedEarly,
+      resumedFrom,
+      metrics: saved.metrics,
+      verdict: saved.verdict,
+    };
   } finally {
     await sessions.release();
   }
@@ -412,4 +324,3 @@ function forgetMetricsAfter(store: Store, runId: string, file: string, step: num
   const kept = step === 0 ? [] : fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
   fs.writeFileSync(file, kept.map((l) => l + '\n').join(''));
 }
-
