@@ -64,6 +64,10 @@ describe('architecture', () => {
     expect(files.filter((f) => f.rel !== 'config.ts' && /process\.env\b/.test(f.text)).map((f) => f.rel)).toEqual([]);
   });
 
+  it('the model layer is handed its settings: it never reads the process config', () => {
+    expect(files.filter((f) => f.rel.startsWith('model/') && /\bgetConfig\(/.test(f.text)).map((f) => f.rel)).toEqual([]);
+  });
+
   it('only model/ort.ts loads onnxruntime-node', () => {
     expect(files.filter((f) => /from\s+'onnxruntime-node'|import\(\s*'onnxruntime-node'/.test(f.text)).map((f) => f.rel)).toEqual(['model/ort.ts']);
   });
