@@ -17,6 +17,7 @@ import type { RunnerEvent } from './jobs/runner.ts';
 import type { JobRun } from './jobs/runs.ts';
 import { createGenerationService } from './model/generation-service.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
+import { datasetJsonlPath } from './store/datasets-read.ts';
 
 export const DEMO_TOPIC = 'the telecom industry discovers that AI agents need networks too';
 
@@ -162,7 +163,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     const evaluation = runs.find((r) => r.job === 'evaluate')!.result as { adapterId: string; promoted: boolean };
     const evalRow = getAdapter(store, evaluation.adapterId);
     const measured = (evalRow.eval ?? {}) as { base?: { valLoss: number }; candidate?: { valLoss: number } };
-    const datasetRow = store.prepare('SELECT jsonl_path FROM datasets WHERE id = ?').get(rebuild.datasetId) as { jsonl_path: string | null } | undefined;
+    const datasetJsonl = datasetJsonlPath(store, rebuild.datasetId);
 
     // 7. An article from whatever the registry says answers now (the promoted adapter).
     t0 = performance.now();
@@ -191,7 +192,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
       siteUrl: site.url,
       articles,
       datasetId: rebuild.datasetId,
-      datasetFile: datasetRow?.jsonl_path ?? null,
+      datasetFile: datasetJsonl,
       adapterId: evaluation.adapterId,
       adapterDir: evalRow.path,
       promoted: evaluation.promoted,

@@ -43,6 +43,8 @@ const OWNED_TABLES: Record<string, string> = {
   adapter_events: 'store/adapters.ts',
   generations: 'store/generations.ts',
   slack_requests_seen: 'store/slack-replays.ts',
+  train_metrics: 'store/train-metrics.ts',
+  kv: 'store/db.ts',
 };
 
 describe('architecture', () => {

@@ -22,6 +22,7 @@ import type { Style } from '../pipeline/enhance.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import type { TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
+import { latestDatasetId } from '../store/datasets-read.ts';
 
 const log = childLog('jobs');
 
@@ -73,11 +74,11 @@ export interface JobEnv {
 export function currentDatasetId(store: Store): string {
   const current = getKv(store, CURRENT_DATASET_KEY);
   if (current) return current;
-  const row = store.prepare(`SELECT id FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT 1`).get() as { id: string } | undefined;
-  if (!row) {
+  const latest = latestDatasetId(store);
+  if (!latest) {
     throw new MorrisError('DATASET_EMPTY', 'There is no dataset to train on yet.', { hint: 'Run the rebuild job (or `morris dataset build`) first.' });
   }
-  return row.id;
+  return latest;
 }
 
 /** Generations for the gate's style and copying checks: long enough to show a voice. */

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Store } from '../store/db.ts';
-import { getKv, setKv } from '../store/db.ts';
+import { deleteKv, getKv, setKv } from '../store/db.ts';
 import { childLog } from '../log.ts';
 import { describeError, isMorrisError, MorrisError } from '../errors.ts';
 import {
@@ -200,7 +200,7 @@ export class JobRunner {
       }
     } finally {
       this.live.delete(run.id);
-      store.prepare('DELETE FROM kv WHERE key = ?').run(cancelKey(run.id));
+      deleteKv(store, cancelKey(run.id));
     }
     const ended = getRun(store, run.id);
     this.emit({ type: 'end', run: ended });

@@ -15,6 +15,7 @@ import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prom
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './evaluate.ts';
 import { validationLoss } from './validation-loss.ts';
 import type { WorkerTask } from './worker-protocol.ts';
+import { datasetExampleRows } from '../store/datasets-read.ts';
 
 export interface TrainTaskOptions {
   dbPath: string;
@@ -109,7 +110,7 @@ async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResu
 
 /** Training articles (the assistant turns of the train split) for the verbatim-copy check. */
 function trainingTexts(store: ReturnType<typeof openStore>, datasetId: string): string[] {
-  const rows = store.prepare(`SELECT messages FROM examples WHERE dataset_id = ? AND split = 'train'`).all(datasetId) as { messages: string }[];
+  const rows = datasetExampleRows(store, datasetId, 'train');
   return rows.map((r) => (JSON.parse(r.messages) as { role: string; content: string }[]).filter((m) => m.role === 'assistant').map((m) => m.content).join('\n\n'));
 }
 

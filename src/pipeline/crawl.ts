@@ -13,7 +13,7 @@
  * validators, so a 304 cannot hide what it never read) until discovery completes.
  */
 import { createHash } from 'node:crypto';
-import { getKv, setKv, type Store } from '../store/db.ts';
+import { deleteKv, getKv, setKv, type Store } from '../store/db.ts';
 import { isDiskFull, MorrisError, wrapFsError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { extractArticle, type Article } from './extract.ts';
@@ -298,7 +298,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
   }
   s.discovered = found.size;
   if (discoveryCut) setKv(store, cutKey, new Date().toISOString());
-  else store.prepare('DELETE FROM kv WHERE key = ?').run(cutKey);
+  else deleteKv(store, cutKey);
 
   // --- decide what to fetch ---
   for (const row of db.retry.all(profile.name, MAX_ATTEMPTS)) {

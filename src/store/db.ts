@@ -75,6 +75,10 @@ export function setKv(db: Store, key: string, value: string): void {
   ).run(key, value);
 }
 
+export function deleteKv(db: Store, key: string): void {
+  db.prepare('DELETE FROM kv WHERE key = ?').run(key);
+}
+
 export function audit(
   db: Store,
   entry: { platform: string; userId: string | null; command: string; args?: string; allowed: boolean; outcome?: string },

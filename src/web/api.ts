@@ -15,6 +15,8 @@ import { adapterHistory, adapterValLoss, getAdapter } from '../jobs/registry.ts'
 import { getLogs, getRun, listRuns, type JobStatus } from '../jobs/runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { RESPONDED, startSse, type RequestContext, type Route } from './router.ts';
+import { recentDatasets } from '../store/datasets-read.ts';
+import { lossPoints } from '../store/train-metrics.ts';
 
 /** Playground limit on tokens: the page is a demo, not a bulk endpoint. */
 export const PLAYGROUND_MAX_NEW_TOKENS = 1024;
@@ -62,9 +64,7 @@ export function dataSummary(store: Store) {
   const lastScrapes = store
     .prepare(`SELECT source, MAX(started_at) AS started_at, MAX(ended_at) AS ended_at, COUNT(*) AS runs FROM scrape_runs GROUP BY source`)
     .all();
-  const datasets = store
-    .prepare(`SELECT id, created_at, origin, train_count, val_count, stats FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT 20`)
-    .all() as { stats: string }[];
+  const datasets = recentDatasets(store, 20);
   const total = store.prepare(`SELECT COUNT(*) AS n FROM articles WHERE status = 'ok'`).get() as { n: number };
   return {
     articlesOk: total.n,
@@ -87,11 +87,7 @@ function safeJson(s: string | null): unknown {
 export function lossCurve(store: Store, adapterId: string) {
   const a = getAdapter(store, adapterId);
   const runIds = [adapterId, a.metrics.runId, a.metrics.run_id].filter((x): x is string => typeof x === 'string');
-  const rows = store
-    .prepare(
-      `SELECT step, kind, loss, lr FROM train_metrics WHERE run_id IN (${runIds.map(() => '?').join(',')}) AND loss IS NOT NULL ORDER BY step, id`,
-    )
-    .all(...runIds) as { step: number; kind: 'train' | 'eval'; loss: number; lr: number | null }[];
+  const rows = lossPoints(store, runIds);
   return {
     train: rows.filter((r) => r.kind === 'train').map((r) => ({ step: r.step, loss: r.loss })),
     eval: rows.filter((r) => r.kind === 'eval').map((r) => ({ step: r.step, loss: r.loss })),

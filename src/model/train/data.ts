@@ -10,6 +10,7 @@ import { MorrisError } from '../../errors.ts';
 import { chatTokenIds, type ChatMessage } from '../../prompts.ts';
 import type { Store } from '../../store/db.ts';
 import type { MicroBatch } from './step.ts';
+import { datasetExampleRows, resolveDatasetRef } from '../../store/datasets-read.ts';
 
 env.allowRemoteModels = false;
 
@@ -47,40 +48,29 @@ export async function loadTokenizer(modelDir: string): Promise<PreTrainedTokeniz
 
 /** `latest` or a dataset id → its examples by split, in their stored order. */
 export function loadDatasetExamples(store: Store, ref: string): DatasetExamples {
-  const row = resolveDataset(store, ref);
-  if (!row) {
+  const id = resolveDatasetRef(store, ref);
+  if (!id) {
     throw new MorrisError('DATASET_EMPTY', ref === 'latest' ? 'There is no dataset yet.' : `No dataset ${ref}.`, {
       hint: 'Build one with `morris dataset build`, or import a JSONL file with `morris dataset import FILE.jsonl`.',
     });
   }
-  const rows = store
-    .prepare('SELECT split, messages FROM examples WHERE dataset_id = ? ORDER BY split, ordinal, id')
-    .all(row.id) as { split: 'train' | 'validation'; messages: string }[];
-  const out: DatasetExamples = { datasetId: row.id, train: [], validation: [] };
+  const rows = datasetExampleRows(store, id);
+  const out: DatasetExamples = { datasetId: id, train: [], validation: [] };
   for (const r of rows) {
     let messages: unknown;
     try {
       messages = JSON.parse(r.messages);
     } catch (e) {
-      throw new MorrisError('BAD_INPUT', `Dataset ${row.id} has an example whose messages are not JSON.`, { cause: e });
+      throw new MorrisError('BAD_INPUT', `Dataset ${id} has an example whose messages are not JSON.`, { cause: e });
     }
     out[r.split].push(messages as ChatMessage[]);
   }
   if (out.train.length === 0) {
-    throw new MorrisError('DATASET_EMPTY', `Dataset ${row.id} has no training examples.`, {
+    throw new MorrisError('DATASET_EMPTY', `Dataset ${id} has no training examples.`, {
       hint: 'Rebuild the dataset from more articles, or import examples with `morris dataset import`.',
     });
   }
   return out;
-}
-
-/** `latest`, an exact id, or an unambiguous id prefix. */
-function resolveDataset(store: Store, ref: string): { id: string } | undefined {
-  if (ref === 'latest') return store.prepare('SELECT id FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT 1').get() as { id: string } | undefined;
-  const exact = store.prepare('SELECT id FROM datasets WHERE id = ?').get(ref) as { id: string } | undefined;
-  if (exact) return exact;
-  const byPrefix = store.prepare('SELECT id FROM datasets WHERE id LIKE ? LIMIT 2').all(`${ref.replace(/[%_]/g, '')}%`) as { id: string }[];
-  return byPrefix.length === 1 ? byPrefix[0] : undefined;
 }
 
 /** Token ids of a conversation with the positions of assistant tokens marked. */

@@ -45,6 +45,7 @@ import { Rng } from './rng.ts';
 import type { TrainVerdict } from './judge.ts';
 import type { Schedule } from './schedule.ts';
 import { TrainingSessions } from './step.ts';
+import { deleteTrainMetricsAfter, insertTrainMetric } from '../../store/train-metrics.ts';
 
 const log = childLog('train');
 
@@ -191,9 +192,7 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     }
     forgetMetricsAfter(opts.store, runId, metricsFile, state.step);
     const recordMetric = (m: MetricPoint) => {
-      opts.store
-        .prepare('INSERT INTO train_metrics (run_id, step, kind, loss, lr, grad_norm, tokens_per_s) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(runId, m.step, m.kind, m.loss, m.lr ?? null, m.gradNorm ?? null, m.tokensPerS ?? null);
+      insertTrainMetric(opts.store, runId, m);
       fs.appendFileSync(metricsFile, JSON.stringify({ run_id: runId, ...m, at: new Date().toISOString() }) + '\n');
     };
 
@@ -318,8 +317,7 @@ function clip(examples: readonly TokenizedExample[], maxLen: number, counts: Dat
 
 /** A resumed run rewrites history after its checkpoint: drop the killed run's later metrics. */
 function forgetMetricsAfter(store: Store, runId: string, file: string, step: number): void {
-  store.prepare('DELETE FROM train_metrics WHERE run_id = ? AND step > ?').run(runId, step);
-  if (step === 0) store.prepare('DELETE FROM train_metrics WHERE run_id = ?').run(runId);
+  deleteTrainMetricsAfter(store, runId, step);
   if (!fs.existsSync(file)) return;
   const kept = step === 0 ? [] : fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
   fs.writeFileSync(file, kept.map((l) => l + '\n').join(''));
