@@ -16,7 +16,7 @@ import { setLogLevel } from '../src/log.ts';
 import { initTinyModel } from '../src/model/tiny/index.ts';
 import { startSampleSite } from '../src/pipeline/sample-site.ts';
 import { startServe, type ServeHandle } from '../src/jobs/serve.ts';
-import { listRuns } from '../src/jobs/runs.ts';
+import { listRuns } from '../src/store/job-runs.ts';
 
 const { values: args } = parseArgs({
   options: {

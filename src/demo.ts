@@ -14,7 +14,7 @@ import { initTinyModel } from './model/tiny/index.ts';
 import { buildJobSystem } from './jobs/system.ts';
 import { runChain } from './jobs/chain.ts';
 import type { RunnerEvent } from './jobs/runner.ts';
-import type { JobRun } from './jobs/runs.ts';
+import type { JobRun } from './store/job-runs.ts';
 import { createGenerationService } from './model/generation-service.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
 import { datasetJsonlPath } from './store/datasets-read.ts';

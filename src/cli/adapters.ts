@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
 import { AdapterRegistry, adapterHistory, adapterValLoss, getAdapter, type AdapterRow } from '../jobs/registry.ts';
-import { listRuns } from '../jobs/runs.ts';
+import { listRuns } from '../store/job-runs.ts';
 import { dataSummary } from '../web/api.ts';
 import { activeAdapterFromStore } from '../model/generation-service.ts';
 

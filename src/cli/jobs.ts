@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
 import { numberOption } from './options.ts';
 import { buildJobSystem } from '../jobs/system.ts';
-import { getLogs, getRun, listRuns, type JobRun, type JobStatus } from '../jobs/runs.ts';
+import { getLogs, getRun, listRuns, type JobRun, type JobStatus } from '../store/job-runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { MorrisError } from '../errors.ts';
 

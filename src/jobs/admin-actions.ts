@@ -6,7 +6,7 @@ import type { AdminActions, AdminActor, TextGenerator } from '../bot/types.ts';
 import { MorrisError } from '../errors.ts';
 import type { JobControl } from './control.ts';
 import { adapterValLoss, type AdapterRegistry, type AdapterRow } from './registry.ts';
-import { listRuns, type JobRun } from './runs.ts';
+import { listRuns, type JobRun } from '../store/job-runs.ts';
 import type { Scheduler } from './scheduler.ts';
 
 /** Lines in an adapters list; older ones are in the dashboard. */

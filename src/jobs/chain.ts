@@ -5,8 +5,8 @@
  * previous one by parent_id; why the chain stopped is written to the last run's log.
  */
 import type { JobRunner, Triggered } from './runner.ts';
-import type { JobRun } from './runs.ts';
-import { appendLog } from './runs.ts';
+import type { JobRun } from '../store/job-runs.ts';
+import { appendLog } from '../store/job-runs.ts';
 
 export type ChainStart = 'rescrape' | 'rebuild' | 'retrain';
 

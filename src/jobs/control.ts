@@ -6,7 +6,7 @@
 import { childLog } from '../log.ts';
 import { runChain, type ChainStart } from './chain.ts';
 import { requestCancel, type JobRunner, type Triggered } from './runner.ts';
-import { getRun, type JobRun } from './runs.ts';
+import { getRun, type JobRun } from '../store/job-runs.ts';
 
 const log = childLog('jobs');
 

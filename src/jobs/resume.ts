@@ -3,7 +3,7 @@
  * loss) or the last shutdown interrupted it, and it recorded where its checkpoints are.
  */
 import type { Store } from '../store/db.ts';
-import { listRuns, type JobRun } from './runs.ts';
+import { listRuns, type JobRun } from '../store/job-runs.ts';
 
 /** The message a run gets when a shutdown stops it (it resumes at the next start). */
 export const SHUTDOWN_REASON = 'server shutting down; the training resumes at the next start';

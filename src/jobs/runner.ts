@@ -18,7 +18,7 @@ import {
   startRun,
   updateProgress,
   type JobRun,
-} from './runs.ts';
+} from '../store/job-runs.ts';
 
 const log = childLog('jobs');
 

@@ -22,7 +22,7 @@ import type { SourceSpec } from './handlers.ts';
 import type { Style } from '../pipeline/enhance.ts';
 import type { AdapterRegistry } from './registry.ts';
 import type { JobRunner } from './runner.ts';
-import { recoverCrashedRuns, waitForPidExit } from './runs.ts';
+import { recoverCrashedRuns, waitForPidExit } from '../store/job-runs.ts';
 import { recoverCrashedScrapes } from '../pipeline/scrape-runs.ts';
 import { STOP_GRACE_MS } from './fork-worker.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';

@@ -12,7 +12,7 @@ import type { JobControl } from '../jobs/control.ts';
 import type { Scheduler } from '../jobs/scheduler.ts';
 import type { AdapterRegistry } from '../jobs/registry.ts';
 import { adapterHistory, adapterValLoss, getAdapter } from '../jobs/registry.ts';
-import { getLogs, getRun, listRuns, type JobStatus } from '../jobs/runs.ts';
+import { getLogs, getRun, listRuns, type JobStatus } from '../store/job-runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { RESPONDED, startSse, type RequestContext, type Route } from './router.ts';
 import { recentDatasets } from '../store/datasets-read.ts';

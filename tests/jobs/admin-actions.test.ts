@@ -3,7 +3,7 @@ import { createAdminActions } from '../../src/jobs/admin-actions.ts';
 import { JobControl } from '../../src/jobs/control.ts';
 import { AdapterRegistry } from '../../src/jobs/registry.ts';
 import { JobRunner } from '../../src/jobs/runner.ts';
-import { getRun } from '../../src/jobs/runs.ts';
+import { getRun } from '../../src/store/job-runs.ts';
 import type { TextGenerator } from '../../src/bot/types.ts';
 import { deferred, tempStore } from './helpers.ts';
 

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobRunner, type JobHandler } from '../../src/jobs/runner.ts';
 import { runChain } from '../../src/jobs/chain.ts';
 import { startScheduler } from '../../src/jobs/scheduler.ts';
-import { getLogs, listRuns } from '../../src/jobs/runs.ts';
+import { getLogs, listRuns } from '../../src/store/job-runs.ts';
 import { tempStore, waitFor } from './helpers.ts';
 
 let t: ReturnType<typeof tempStore>;

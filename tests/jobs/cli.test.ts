@@ -12,7 +12,7 @@ import { setConfigForTests } from '../../src/config.ts';
 import { createCliContext } from '../../src/cli/context.ts';
 import { register as registerJobs } from '../../src/cli/jobs.ts';
 import { register as registerAdapters } from '../../src/cli/adapters.ts';
-import { startRun } from '../../src/jobs/runs.ts';
+import { startRun } from '../../src/store/job-runs.ts';
 import { cancelKey } from '../../src/jobs/runner.ts';
 import { getKv, openStore } from '../../src/store/db.ts';
 import { tempStore } from './helpers.ts';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setConfigForTests } from '../../src/config.ts';
 import { buildJobSystem } from '../../src/jobs/system.ts';
-import { getLogs } from '../../src/jobs/runs.ts';
+import { getLogs } from '../../src/store/job-runs.ts';
 import { runChain } from '../../src/jobs/chain.ts';
 import { importDataset } from '../../src/pipeline/dataset-import.ts';
 import { migrate, openStore, type Store } from '../../src/store/db.ts';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobRunner, requestCancel } from '../../src/jobs/runner.ts';
-import { getLogs, getRun, isPidAlive, listRuns, recoverCrashedRuns, startRun, waitForPidExit } from '../../src/jobs/runs.ts';
+import { getLogs, getRun, isPidAlive, listRuns, recoverCrashedRuns, startRun, waitForPidExit } from '../../src/store/job-runs.ts';
 import { MorrisError } from '../../src/errors.ts';
 import { deferred, tempStore, waitFor } from './helpers.ts';
 

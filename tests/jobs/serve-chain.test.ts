@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
 import { loadConfig } from '../../src/config.ts';
-import { getLogs, listRuns } from '../../src/jobs/runs.ts';
+import { getLogs, listRuns } from '../../src/store/job-runs.ts';
 import { getAdapter } from '../../src/jobs/registry.ts';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../src/model/safetensors.ts';
 import { QUICK_TRAIN, startTinyServe, tinyEnv, waitFor } from './helpers.ts';

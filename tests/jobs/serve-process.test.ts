@@ -12,7 +12,7 @@ import { setConfigForTests } from '../../src/config.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { startSampleSite } from '../../src/pipeline/sample-site.ts';
 import { buildJobSystem } from '../../src/jobs/system.ts';
-import { isPidAlive, listRuns } from '../../src/jobs/runs.ts';
+import { isPidAlive, listRuns } from '../../src/store/job-runs.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../../src/jobs/resume.ts';
 import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tinyEnv, waitFor } from './helpers.ts';
 

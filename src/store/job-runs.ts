@@ -4,7 +4,7 @@
  * or a cron tick — can never both start it: the loser is recorded as 'skipped'.
  */
 import { isPidAlive } from '../pids.ts';
-import type { Store } from '../store/db.ts';
+import type { Store } from './db.ts';
 import { MorrisError } from '../errors.ts';
 
 export type JobStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'crashed';
