@@ -9,3 +9,17 @@ export function isPidAlive(pid: number | null | undefined): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Resolves once `pid` has exited (true), or after `timeoutMs` (or an abort) with it still alive
+ * (false). Used before resuming a training: the killed server's orphaned worker may still be
+ * writing its last checkpoint, and a new worker must not start on that run folder alongside it.
+ */
+export async function waitForPidExit(pid: number | null | undefined, timeoutMs: number, signal?: AbortSignal, pollMs = 200): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (isPidAlive(pid)) {
+    if (Date.now() >= until || signal?.aborted) return false;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  return true;
+}

@@ -45,6 +45,8 @@ const OWNED_TABLES: Record<string, string> = {
   slack_requests_seen: 'store/slack-replays.ts',
   train_metrics: 'store/train-metrics.ts',
   kv: 'store/db.ts',
+  job_runs: 'store/job-runs.ts',
+  job_logs: 'store/job-runs.ts',
 };
 
 describe('architecture', () => {

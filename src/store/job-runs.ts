@@ -3,7 +3,7 @@
  * checks for a live run of the same job first, so two triggers — from this process, a CLI process
  * or a cron tick — can never both start it: the loser is recorded as 'skipped'.
  */
-import { isPidAlive } from '../pids.ts';
+import { isPidAlive, waitForPidExit } from '../pids.ts';
 import type { Store } from './db.ts';
 import { MorrisError } from '../errors.ts';
 
@@ -53,20 +53,6 @@ function toRun(r: RawRun): JobRun {
 }
 
 /** True when a process with this pid exists (signal 0 checks without sending anything). */
-/**
- * Resolves once `pid` has exited (true), or after `timeoutMs` (or an abort) with it still alive
- * (false). Used before resuming a training: the killed server's orphaned worker may still be
- * writing its last checkpoint, and a new worker must not start on that run folder alongside it.
- */
-export async function waitForPidExit(pid: number | null | undefined, timeoutMs: number, signal?: AbortSignal, pollMs = 200): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (isPidAlive(pid)) {
-    if (Date.now() >= until || signal?.aborted) return false;
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
-  return true;
-}
-
 export type StartOutcome = { started: true; run: JobRun } | { started: false; run: JobRun; blockedBy: JobRun };
 
 /**
@@ -197,4 +183,5 @@ export function getLogs(store: Store, runId: number, opts: { afterId?: number; l
 }
 
 // Used by the job runner's callers and tests under this module's name.
-export { isPidAlive };
+// Process checks that go with the runs' pids, under this module's name for its callers.
+export { isPidAlive, waitForPidExit };
