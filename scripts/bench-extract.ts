@@ -13,7 +13,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { extractArticle } from '../src/pipeline/extract.ts';
+import { extractArticle } from '../src/pipeline/extract/article.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Where the benchmark lives unless --bench says otherwise: next to the repository. */

@@ -35,14 +35,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DecoderConfig } from '../src/model/checkpoint.ts';
-import { compileModel, type Quant } from '../src/model/compile.ts';
-import { loadModel } from '../src/model/engine.ts';
-import { createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence } from '../src/model/native-decode.ts';
-import { GraphBuilder } from '../src/model/onnx/builder.ts';
-import { createSession, float32Tensor, int64Tensor, promptFeeds, type OrtSession, type OrtTensor } from '../src/model/ort.ts';
-import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
-import { readCheckpointTensors } from '../src/model/safetensors.ts';
+import type { DecoderConfig } from '../src/model/checkpoint/config.ts';
+import { compileModel, type Quant } from '../src/model/graph/compile.ts';
+import { loadModel } from '../src/model/inference/engine.ts';
+import { createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence } from '../src/model/inference/native-decode.ts';
+import { GraphBuilder } from '../src/model/graph/builder.ts';
+import { createSession, float32Tensor, int64Tensor, promptFeeds, type OrtSession, type OrtTensor } from '../src/model/inference/runtime.ts';
+import { writeRandomCheckpoint } from '../src/model/checkpoint/random-checkpoint.ts';
+import { readCheckpointTensors } from '../src/model/checkpoint/safetensors.ts';
 import { bestRead, nativeProbes, type ReadBandwidth } from './native-probes.ts';
 
 const SMOLLM2_135M = {

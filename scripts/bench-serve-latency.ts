@@ -14,8 +14,8 @@ import { parseArgs } from 'node:util';
 import { setConfigForTests } from '../src/config.ts';
 import { setLogLevel } from '../src/log.ts';
 import { initTinyModel } from '../src/model/tiny/index.ts';
-import { startSampleSite } from '../src/pipeline/sample-site.ts';
-import { startServe, type ServeHandle } from '../src/jobs/serve.ts';
+import { startSampleSite } from '../src/pipeline/crawl/sample-site.ts';
+import { startServe, type ServeHandle } from '../src/serve/start.ts';
 import { listRuns } from '../src/store/job-runs.ts';
 
 const { values: args } = parseArgs({

@@ -14,7 +14,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
+import { writeRandomCheckpoint } from '../src/model/checkpoint/random-checkpoint.ts';
 import { adamwStep, newAdamWState } from '../src/model/train/adamw.ts';
 import { initLora } from '../src/model/train/peft.ts';
 import { Rng } from '../src/model/train/rng.ts';

@@ -9,11 +9,11 @@ import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeRandomCheckpoint } from '../src/model/random-checkpoint.ts';
-import { writeSafetensors, type TensorToWrite } from '../src/model/safetensors.ts';
+import { writeRandomCheckpoint } from '../src/model/checkpoint/random-checkpoint.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/model/checkpoint/safetensors.ts';
 import { Rng } from '../src/model/train/rng.ts';
 import { TrainingSessions, type MicroBatch } from '../src/model/train/step.ts';
-import type { LoraModule } from '../src/model/llama-graph.ts';
+import type { LoraModule } from '../src/model/graph/llama.ts';
 import { ensureTorch, PYTHON } from './torch-env.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));

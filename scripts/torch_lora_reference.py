@@ -2,7 +2,7 @@
 
 A plain Llama forward with Hugging Face semantics (RMSNorm, rotate-half RoPE, grouped-query
 attention, SiLU MLP, optional tied LM head), LoRA side paths on the chosen projections, and the
-same weighted cross-entropy as src/model/training-graph.ts; autograd gives the LoRA gradients.
+same weighted cross-entropy as src/model/graph/training.ts; autograd gives the LoRA gradients.
 
   check DIR   reads DIR/model (config.json + model.safetensors), DIR/lora.safetensors and
               DIR/batch.json; writes DIR/torch.json with loss and gradients (float64).

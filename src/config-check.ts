@@ -11,7 +11,7 @@ import net from 'node:net';
 import { configInvalid, type Config, type ConfigProblem } from './config.ts';
 import { isMorrisError } from './errors.ts';
 import { resolveTrainConfig } from './model/train/config.ts';
-import { listProfiles, loadProfile } from './pipeline/profile.ts';
+import { listProfiles, loadProfile } from './pipeline/crawl/profile.ts';
 
 /** How long a host name may take to resolve before `serve` gives up on it. */
 export const HOST_LOOKUP_TIMEOUT_MS = 5000;

@@ -9,13 +9,13 @@ import path from 'node:path';
 import { deriveConfig, type Config } from './config.ts';
 import { MorrisError } from './errors.ts';
 import { openStore, type Store } from './store/db.ts';
-import { startSampleSite, SAMPLE_ARCHIVE_DIR, readArticleFolder } from './pipeline/sample-site.ts';
+import { startSampleSite, SAMPLE_ARCHIVE_DIR, readArticleFolder } from './pipeline/crawl/sample-site.ts';
 import { initTinyModel } from './model/tiny/index.ts';
 import { buildJobSystem } from './jobs/system.ts';
 import { runChain } from './jobs/chain.ts';
 import type { RunnerEvent } from './jobs/runner.ts';
 import type { JobRun } from './store/job-runs.ts';
-import { createGenerationService } from './model/generation-service.ts';
+import { createGenerationService } from './model/serving/generation-service.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
 import { datasetJsonlPath } from './store/datasets-read.ts';
 

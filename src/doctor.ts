@@ -8,9 +8,9 @@ import type { Config } from './config.ts';
 import { openStore, schemaVersion, latestSchemaVersion } from './store/db.ts';
 import { checkDatabase, malformedError } from './store/health.ts';
 import { backupDirFor, listBackups } from './store/backup.ts';
-import { listProviders, providerCandidates } from './model/ort.ts';
-import { baseModelLocation } from './model/base-model-location.ts';
-import { NATIVE_ADDON_FILE, nativeAddon } from './model/native-decode.ts';
+import { listProviders, providerCandidates } from './model/inference/runtime.ts';
+import { baseModelLocation } from './model/checkpoint/base-model-location.ts';
+import { NATIVE_ADDON_FILE, nativeAddon } from './model/inference/native-decode.ts';
 
 export interface DoctorReport {
   node: { version: string; ok: boolean };

@@ -72,8 +72,8 @@ describe('architecture', () => {
     expect(files.filter((f) => f.rel.startsWith('model/') && /\bgetConfig\(/.test(f.text)).map((f) => f.rel)).toEqual([]);
   });
 
-  it('only model/ort.ts loads onnxruntime-node', () => {
-    expect(files.filter((f) => /from\s+'onnxruntime-node'|import\(\s*'onnxruntime-node'/.test(f.text)).map((f) => f.rel)).toEqual(['model/ort.ts']);
+  it('only model/inference/runtime.ts loads onnxruntime-node', () => {
+    expect(files.filter((f) => /from\s+'onnxruntime-node'|import\(\s*'onnxruntime-node'/.test(f.text)).map((f) => f.rel)).toEqual(['model/inference/runtime.ts']);
   });
 
   it('tables with an owner module are queried only there', () => {

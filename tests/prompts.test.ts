@@ -6,9 +6,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { articlePrompt, chatTokenIds, columnInstruction, hasChatTemplate, renderChat, type ChatMessage } from '../src/prompts.ts';
 import { initTinyModel } from '../src/model/tiny/index.ts';
 import { tokenizeConversation } from '../src/model/train/data.ts';
-import { loadTokenCounter } from '../src/pipeline/tokens.ts';
+import { loadTokenCounter } from '../src/pipeline/dataset/token-count.ts';
 import { removeChatTemplate } from './model/tiny-helpers.ts';
-import { INSTRUCTION_TEMPLATES } from '../src/pipeline/enhance.ts';
+import { INSTRUCTION_TEMPLATES } from '../src/pipeline/dataset/enhance.ts';
 
 describe('column instruction', () => {
   it('ends in one full stop whatever the topic ends with', () => {

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FifoGate } from '../src/bot/fifo-gate.ts';
-import { GenerationService, type GenerationEvent, type LoadModelFn } from '../src/model/generation-service.ts';
-import type { LoadedModel } from '../src/model/engine.ts';
+import { GenerationService, type GenerationEvent, type LoadModelFn } from '../src/model/serving/generation-service.ts';
+import type { LoadedModel } from '../src/model/inference/engine.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-lanes-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
  * The bots' platform-neutral vocabulary. Slack and Discord adapters turn their events into a
  * `GenerationRequest` (through the core), and everything behind the core is reached through two
  * injected ports: `TextGenerator` (writes the article) and `AdminActions` (runs jobs). The bots
- * never import src/model/ or src/jobs/ directly; src/bot/generator-adapters.ts and the serve
+ * never import src/model/ or src/jobs/ directly; src/serve/generator-adapters.ts and the serve
  * process wire the real implementations in.
  */
 

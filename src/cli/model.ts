@@ -13,16 +13,16 @@ import { numberOption } from './options.ts';
 import type { Config } from '../config.ts';
 import { MorrisError, describeError, isMorrisError } from '../errors.ts';
 import { log } from '../log.ts';
-import { baseModelLocation } from '../model/base-model-location.ts';
-import type { AdapterRef, DoneEvent, GenerationRequest, GenerationService } from '../model/generation-service.ts';
-import type { PullProgress } from '../model/hub.ts';
-import type { SamplingOptions } from '../model/engine.ts';
+import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
+import type { AdapterRef, DoneEvent, GenerationRequest, GenerationService } from '../model/serving/generation-service.ts';
+import type { PullProgress } from '../model/checkpoint/hub.ts';
+import type { SamplingOptions } from '../model/inference/engine.ts';
 
 // The model modules are imported inside the actions that use them, so `morris <anything else>`
 // and `--help` do not pay for loading the Hub client, the tokenizer trainer or the engine.
-const generation = () => import('../model/generation-service.ts');
-const hub = () => import('../model/hub.ts');
-const inventory = () => import('../model/inventory.ts');
+const generation = () => import('../model/serving/generation-service.ts');
+const hub = () => import('../model/checkpoint/hub.ts');
+const inventory = () => import('../model/checkpoint/inventory.ts');
 
 // ---------------------------------------------------------------- flags
 
@@ -315,7 +315,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--model <dir>', 'base model folder (default: MORRIS_BASE_MODEL)')
     .action(async (o: { adapter: string; out: string; model?: string }) => {
       const baseDir = await chooseBaseModel(ctx.config(), o.model);
-      const { mergeAdapter } = await import('../model/merge.ts');
+      const { mergeAdapter } = await import('../model/checkpoint/merge.ts');
       const res = mergeAdapter(baseDir, resolve(o.adapter), resolve(o.out));
       process.stdout.write(`${res.outDir}: merged ${res.mergedTensors} tensors\n`);
     });

@@ -11,10 +11,10 @@ import type { CliContext } from './context.ts';
 import { numberOption } from './options.ts';
 import { MorrisError } from '../errors.ts';
 import { getKv } from '../store/db.ts';
-import { baseModelLocation } from '../model/base-model-location.ts';
-import type { CrawlProgress, CrawlSummary } from '../pipeline/crawl.ts';
-import { datasetStats, exportJsonl, listDatasets, type DatasetStats } from '../pipeline/dataset.ts';
-import { listProfiles, loadProfile } from '../pipeline/profile.ts';
+import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
+import type { CrawlProgress, CrawlSummary } from '../pipeline/crawl/crawl.ts';
+import { datasetStats, exportJsonl, listDatasets, type DatasetStats } from '../pipeline/dataset/versions.ts';
+import { listProfiles, loadProfile } from '../pipeline/crawl/profile.ts';
 import {
   buildDataset,
   buildOptionsFromConfig,
@@ -23,9 +23,9 @@ import {
   scrapeSettingsFromConfig,
   scrapeSource,
   type BuildResult,
-} from '../pipeline/run.ts';
-import { loadTokenCounter } from '../pipeline/tokens.ts';
-import { importDataset } from '../pipeline/dataset-import.ts';
+} from '../pipeline/dataset/build.ts';
+import { loadTokenCounter } from '../pipeline/dataset/token-count.ts';
+import { importDataset } from '../pipeline/dataset/import.ts';
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -145,7 +145,7 @@ export function register(program: Command, ctx: CliContext): void {
   registerImport(dataset, ctx);
 }
 
-/** `dataset import` (the importer lives in src/pipeline/dataset-import.ts, owned by training). */
+/** `dataset import` (the importer lives in src/pipeline/dataset/import.ts, owned by training). */
 function registerImport(dataset: Command, ctx: CliContext): void {
   dataset
     .command('import <file>')

@@ -10,7 +10,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--host <addr>', 'address to listen on (default: HOST, 0.0.0.0)')
     .action(async (o: { port?: number; host?: string }) => {
       // Loaded on use: serving pulls in the bots, the engine and the jobs, which `--help` does not need.
-      const { runServeUntilSignal } = await import('../jobs/serve-main.ts');
+      const { runServeUntilSignal } = await import('../serve/process.ts');
       await runServeUntilSignal({ config: ctx.config(), port: o.port, host: o.host });
     });
 }

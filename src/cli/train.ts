@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
-import { baseModelLocation } from '../model/base-model-location.ts';
+import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
 import { readTrainConfigFile, trainSettingsFromEnv } from '../model/train/config.ts';
 import type { TrainProgress } from '../model/train/trainer.ts';
 

@@ -4,10 +4,10 @@
  * are new compared with the previous dataset — the number the chain's retrain threshold reads.
  */
 import type { Config } from '../config.ts';
-import type { Style } from '../pipeline/enhance.ts';
+import type { Style } from '../pipeline/dataset/enhance.ts';
 import type { Store } from '../store/db.ts';
-import { buildDataset, datasetOutDir, datasetSettingsFromConfig } from '../pipeline/run.ts';
-import { loadTokenCounter } from '../pipeline/tokens.ts';
+import { buildDataset, datasetOutDir, datasetSettingsFromConfig } from '../pipeline/dataset/build.ts';
+import { loadTokenCounter } from '../pipeline/dataset/token-count.ts';
 import type { RebuildResult } from './chain.ts';
 
 export async function rebuildDataset(

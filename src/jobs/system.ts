@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config.ts';
 import type { Store } from '../store/db.ts';
-import { resolveBaseModel } from '../model/hub.ts';
+import { resolveBaseModel } from '../model/checkpoint/hub.ts';
 import { JobControl } from './control.ts';
 import { createJobHandlers, sourcesFromConfig, type JobEnv, type SourceSpec } from './handlers.ts';
 import { AdapterRegistry, type ActiveChangeHook } from './registry.ts';

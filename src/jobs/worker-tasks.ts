@@ -10,10 +10,10 @@ import { getConfig } from '../config.ts';
 import { trainSettingsFromEnv } from '../model/train/config.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
 import type { TrainVerdict } from '../model/train/judge.ts';
-import { loadModel, type LoadedModel } from '../model/engine.ts';
+import { loadModel, type LoadedModel } from '../model/inference/engine.ts';
 import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
-import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './evaluate.ts';
-import { validationLoss } from './validation-loss.ts';
+import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './gate/evaluate.ts';
+import { validationLoss } from './gate/validation-loss.ts';
 import type { WorkerTask } from './worker-protocol.ts';
 import { datasetExampleRows } from '../store/datasets-read.ts';
 

@@ -1,6 +1,6 @@
 /**
  * Reading dataset versions and their examples (the `datasets` and `examples` tables). The
- * dataset build (pipeline/dataset.ts) and import still write them; their writes move here next.
+ * dataset build (pipeline/dataset/versions.ts) and import still write them; their writes move here next.
  */
 import type { Store } from './db.ts';
 

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { articlePrompt, readSystemPrompt } from '../../src/prompts.ts';
 import { SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
-import { generatorFromConfig } from '../../src/bot/generator-adapters.ts';
+import { generatorFromConfig } from '../../src/serve/generator-adapters.ts';
 import { chatCompletionsUrl, OpenAiGenerator } from '../../src/bot/openai-backend.ts';
 import type { GeneratorEvent } from '../../src/bot/types.ts';
 import { isMorrisError } from '../../src/errors.ts';

@@ -1,5 +1,5 @@
 /**
- * The bots inside `morris serve` (src/jobs/serve.ts): Slack HTTP mode answers at POST
+ * The bots inside `morris serve` (src/serve/start.ts): Slack HTTP mode answers at POST
  * /slack/events on the serve process's own port, with the real engine on the tiny model and the
  * real admin actions from the job system behind /morris-admin.
  */
@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
+import { startServe, type ServeHandle } from '../../src/serve/start.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { FakeSlack, postSigned, slashCommand } from './fakes/slack-server.ts';
 import { waitFor } from './helpers.ts';

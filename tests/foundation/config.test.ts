@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_KEYS, loadConfig } from '../../src/config.ts';
 import { checkListenHost, checkSources, checkTrainConfigFile } from '../../src/config-check.ts';
-import { startServe } from '../../src/jobs/serve.ts';
+import { startServe } from '../../src/serve/start.ts';
 import { MorrisError } from '../../src/errors.ts';
 
 describe('config', () => {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decidePromotion, measureModel, type EvaluationBackend, type ModelMeasure } from '../../src/jobs/evaluate.ts';
-import { longestCommonRun, signaturePhrases, styleScore, verbatimCopy, wordTokens } from '../../src/jobs/style-score.ts';
+import { decidePromotion, measureModel, type EvaluationBackend, type ModelMeasure } from '../../src/jobs/gate/evaluate.ts';
+import { longestCommonRun, signaturePhrases, styleScore, verbatimCopy, wordTokens } from '../../src/jobs/gate/style-score.ts';
 
 const guide = fs.readFileSync('data/style/system-prompt.md', 'utf8');
 

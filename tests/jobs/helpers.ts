@@ -83,11 +83,11 @@ export async function prepareTinyRoot(root: string): Promise<void> {
 export async function startTinyServe(
   prefix: string,
   extraEnv: Record<string, string> = {},
-  serveOpts: Partial<import('../../src/jobs/serve.ts').ServeOptions> = {},
+  serveOpts: Partial<import('../../src/serve/start.ts').ServeOptions> = {},
 ) {
   const { setConfigForTests } = await import('../../src/config.ts');
-  const { startSampleSite } = await import('../../src/pipeline/sample-site.ts');
-  const { startServe } = await import('../../src/jobs/serve.ts');
+  const { startSampleSite } = await import('../../src/pipeline/crawl/sample-site.ts');
+  const { startServe } = await import('../../src/serve/start.ts');
   const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   await prepareTinyRoot(root);
   const site = await startSampleSite({ port: 0 });

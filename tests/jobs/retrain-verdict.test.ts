@@ -12,7 +12,7 @@ import { setConfigForTests } from '../../src/config.ts';
 import { buildJobSystem } from '../../src/jobs/system.ts';
 import { getLogs } from '../../src/store/job-runs.ts';
 import { runChain } from '../../src/jobs/chain.ts';
-import { importDataset } from '../../src/pipeline/dataset-import.ts';
+import { importDataset } from '../../src/pipeline/dataset/import.ts';
 import { migrate, openStore, type Store } from '../../src/store/db.ts';
 import { prepareTinyRoot, QUICK_TRAIN, SHORT_STYLE, tempStore, tinyEnv } from './helpers.ts';
 

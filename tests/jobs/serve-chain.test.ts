@@ -6,11 +6,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServe, type ServeHandle } from '../../src/jobs/serve.ts';
+import { startServe, type ServeHandle } from '../../src/serve/start.ts';
 import { loadConfig } from '../../src/config.ts';
 import { getLogs, listRuns } from '../../src/store/job-runs.ts';
 import { getAdapter } from '../../src/jobs/registry.ts';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../src/model/safetensors.ts';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../src/model/checkpoint/safetensors.ts';
 import { QUICK_TRAIN, startTinyServe, tinyEnv, waitFor } from './helpers.ts';
 
 let root: string;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setConfigForTests } from '../../src/config.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
-import { startSampleSite } from '../../src/pipeline/sample-site.ts';
+import { startSampleSite } from '../../src/pipeline/crawl/sample-site.ts';
 import { buildJobSystem } from '../../src/jobs/system.ts';
 import { isPidAlive, listRuns } from '../../src/store/job-runs.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../../src/jobs/resume.ts';

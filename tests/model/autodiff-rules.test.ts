@@ -4,10 +4,10 @@
  * the autodiff's d loss / d x versus (loss(x + ε) − loss(x − ε)) / 2ε, in float64.
  */
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder, type DType } from '../../src/model/onnx/builder.ts';
+import { GraphBuilder, type DType } from '../../src/model/graph/builder.ts';
 import { addGradients } from '../../src/model/autodiff/gradients.ts';
 import { GRADIENT_RULES } from '../../src/model/autodiff/rules.ts';
-import { createSession, Tensor, type OrtTensor } from '../../src/model/ort.ts';
+import { createSession, Tensor, type OrtTensor } from '../../src/model/inference/runtime.ts';
 import { MorrisError } from '../../src/errors.ts';
 import { Rng } from '../../src/model/train/rng.ts';
 

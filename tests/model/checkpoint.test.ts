@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openCheckpoint, parseDecoderConfig, readDecoderConfig, ropeInvFreq } from '../../src/model/checkpoint.ts';
-import { GraphBuilder } from '../../src/model/onnx/builder.ts';
-import { createSession, float32Tensor, listProviders, providerCandidates } from '../../src/model/ort.ts';
-import { writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
+import { openCheckpoint, parseDecoderConfig, readDecoderConfig, ropeInvFreq } from '../../src/model/checkpoint/config.ts';
+import { GraphBuilder } from '../../src/model/graph/builder.ts';
+import { createSession, float32Tensor, listProviders, providerCandidates } from '../../src/model/inference/runtime.ts';
+import { writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-ckpt-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -124,8 +124,8 @@ describe.concurrent('morris model', SLOW, () => {
   });
 
   it('merge folds an adapter into a standalone model that writes what base + adapter writes', async () => {
-    const { openCheckpoint } = await import('../../src/model/checkpoint.ts');
-    const { writeRandomAdapter } = await import('../../src/model/random-checkpoint.ts');
+    const { openCheckpoint } = await import('../../src/model/checkpoint/config.ts');
+    const { writeRandomAdapter } = await import('../../src/model/checkpoint/random-checkpoint.ts');
     const lora = join(root, 'adapters', 'lora-a');
     writeRandomAdapter(lora, openCheckpoint(tiny).config, { r: 4, alpha: 16, targets: ['q_proj', 'v_proj', 'up_proj'], seed: 3 });
     const out = join(root, 'merged');

@@ -1,9 +1,9 @@
 /**
  * Test oracle: W as the quantized kernel sees it, decoded from quantizeMatrix's packed layout
  * (for measuring quantization error and as the reference the native int8/int4 kernels match).
- * Only tests use it, so it lives here rather than in src/model/quant.ts.
+ * Only tests use it, so it lives here rather than in src/model/checkpoint/quant.ts.
  */
-import { DEFAULT_BLOCK_SIZE, type QuantBits, type QuantizedMatrix } from '../../src/model/quant.ts';
+import { DEFAULT_BLOCK_SIZE, type QuantBits, type QuantizedMatrix } from '../../src/model/checkpoint/quant.ts';
 
 export function dequantizeMatrix(q: QuantizedMatrix, N: number, K: number, bits: QuantBits, blockSize = DEFAULT_BLOCK_SIZE): Float32Array {
   const out = new Float32Array(N * K);

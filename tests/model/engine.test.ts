@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AutoTokenizer } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileModel } from '../../src/model/compile.ts';
-import { loadModel, type LoadedModel, type SamplingOptions } from '../../src/model/engine.ts';
-import { createSession } from '../../src/model/ort.ts';
-import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
+import { compileModel } from '../../src/model/graph/compile.ts';
+import { loadModel, type LoadedModel, type SamplingOptions } from '../../src/model/inference/engine.ts';
+import { createSession } from '../../src/model/inference/runtime.ts';
+import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
 import { greedyIds } from './graph-helpers.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-engine-'));

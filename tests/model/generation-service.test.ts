@@ -7,8 +7,8 @@ import {
   type GenerationEvent,
   type GenerationServiceOptions,
   type LoadModelFn,
-} from '../../src/model/generation-service.ts';
-import type { LoadedModel, SamplingOptions } from '../../src/model/engine.ts';
+} from '../../src/model/serving/generation-service.ts';
+import type { LoadedModel, SamplingOptions } from '../../src/model/inference/engine.ts';
 import { FALLBACK_SYSTEM_PROMPT, type ChatMessage } from '../../src/prompts.ts';
 import { MorrisError } from '../../src/errors.ts';
 
@@ -395,9 +395,9 @@ describe('GenerationService', () => {
 describe('GenerationService on the real engine (tiny model)', () => {
   it('hot-swaps a LoRA adapter: a request in flight keeps the old model, later ones use the new one', async () => {
     const { initTinyModel } = await import('../../src/model/tiny/index.ts');
-    const { openCheckpoint } = await import('../../src/model/checkpoint.ts');
-    const { writeRandomAdapter } = await import('../../src/model/random-checkpoint.ts');
-    const { loadModel } = await import('../../src/model/engine.ts');
+    const { openCheckpoint } = await import('../../src/model/checkpoint/config.ts');
+    const { writeRandomAdapter } = await import('../../src/model/checkpoint/random-checkpoint.ts');
+    const { loadModel } = await import('../../src/model/inference/engine.ts');
     const dir = join(root, 'tiny-real');
     initTinyModel(dir, { arch: 'qwen2', seed: 4 });
     const lora = join(root, 'lora-real');

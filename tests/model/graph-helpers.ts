@@ -1,6 +1,6 @@
 /** Runs a compiled decoder graph directly through ONNX Runtime (full pass, or prefill + cached steps). */
-import type { DecoderConfig } from '../../src/model/checkpoint.ts';
-import { Tensor, int64Tensor, type OrtSession, type OrtTensor } from '../../src/model/ort.ts';
+import type { DecoderConfig } from '../../src/model/checkpoint/config.ts';
+import { Tensor, int64Tensor, type OrtSession, type OrtTensor } from '../../src/model/inference/runtime.ts';
 
 function emptyPast(cfg: DecoderConfig): Record<string, OrtTensor> {
   const past: Record<string, OrtTensor> = {};

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { pullModel, resolveBaseModel, PULL_MARKER, type PullProgress } from '../../src/model/hub.ts';
+import { pullModel, resolveBaseModel, PULL_MARKER, type PullProgress } from '../../src/model/checkpoint/hub.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { startFakeHub, type FakeHub, type FakeFile } from './fake-hub.ts';
 

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatBytes, listModels, serveMemory, trainMemory, type ModelDims } from '../../src/model/inventory.ts';
+import { formatBytes, listModels, serveMemory, trainMemory, type ModelDims } from '../../src/model/checkpoint/inventory.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-inv-'));

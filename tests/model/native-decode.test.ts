@@ -1,5 +1,5 @@
 /**
- * The native decode kernel (native/ via src/model/native-decode.ts): its logits against the
+ * The native decode kernel (native/ via src/model/inference/native-decode.ts): its logits against the
  * float64 reference for each model variant, the engine with it against the ONNX graph, each
  * instruction set, and what it does with bad input; and the read probes bench:generate loads
  * from their own addon (scripts/native-probes.ts).
@@ -12,30 +12,30 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MorrisError } from '../../src/errors.ts';
-import type { DecoderConfig } from '../../src/model/checkpoint.ts';
-import { openCheckpoint } from '../../src/model/checkpoint.ts';
-import { loadModel, type LoadOptions, type SamplingOptions } from '../../src/model/engine.ts';
+import type { DecoderConfig } from '../../src/model/checkpoint/config.ts';
+import { openCheckpoint } from '../../src/model/checkpoint/config.ts';
+import { loadModel, type LoadOptions, type SamplingOptions } from '../../src/model/inference/engine.ts';
 import type { ChatMessage } from '../../src/prompts.ts';
-import { LORA_MODULES } from '../../src/model/llama-graph.ts';
-import { readAdapter, type Adapter } from '../../src/model/lora.ts';
-import { compileModel, type QuantizedIndex } from '../../src/model/compile.ts';
-import { createNativeDecoder, loadNativeAddon, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/native-decode.ts';
-import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/ort.ts';
+import { LORA_MODULES } from '../../src/model/graph/llama.ts';
+import { readAdapter, type Adapter } from '../../src/model/checkpoint/lora.ts';
+import { compileModel, type QuantizedIndex } from '../../src/model/graph/compile.ts';
+import { createNativeDecoder, loadNativeAddon, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/inference/native-decode.ts';
+import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/inference/runtime.ts';
 import { dequantizeMatrix } from './dequantize.ts';
-import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
+import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
 import { referenceForward, referenceWeights, type ReferenceWeights } from './reference-forward.ts';
-import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
+import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { bestRead, nativeProbes } from '../../scripts/native-probes.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
 import { teacherForced } from './native-helpers.ts';
 
 // nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
-vi.mock('../../src/model/native-decode.ts', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('../../src/model/native-decode.ts')>();
+vi.mock('../../src/model/inference/native-decode.ts', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/model/inference/native-decode.ts')>();
   return { ...actual, nativeAddon: vi.fn(actual.nativeAddon) };
 });
-const realNativeAddon = (await vi.importActual<typeof import('../../src/model/native-decode.ts')>('../../src/model/native-decode.ts')).nativeAddon;
+const realNativeAddon = (await vi.importActual<typeof import('../../src/model/inference/native-decode.ts')>('../../src/model/inference/native-decode.ts')).nativeAddon;
 
 const root = mkdtempSync(join(tmpdir(), 'morris-native-'));
 v8.setFlagsFromString('--expose-gc');
@@ -285,9 +285,9 @@ describe('native int8/int4 decode vs the float64 reference on the dequantized we
 
 // MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
 const childScript = `
-  const { nativeAddon, createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/native-decode.ts'))});
-  const { openCheckpoint } = await import(${JSON.stringify(resolve('src/model/checkpoint.ts'))});
-  const { readAdapter } = await import(${JSON.stringify(resolve('src/model/lora.ts'))});
+  const { nativeAddon, createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/inference/native-decode.ts'))});
+  const { openCheckpoint } = await import(${JSON.stringify(resolve('src/model/checkpoint/config.ts'))});
+  const { readAdapter } = await import(${JSON.stringify(resolve('src/model/checkpoint/lora.ts'))});
   const { teacherForced } = await import(${JSON.stringify(resolve('tests/model/native-helpers.ts'))});
   const [modelDir, adapterDir, ids] = process.argv.slice(-3);
   const { addon, reason } = nativeAddon();

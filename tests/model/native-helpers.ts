@@ -2,8 +2,8 @@
  * Teacher-forced decode through the native kernel, shared by native-decode.test.ts and the child
  * processes it starts with MORRIS_NATIVE_ISA set (so it holds no vitest imports).
  */
-import type { DecoderConfig } from '../../src/model/checkpoint.ts';
-import type { NativeDecoder } from '../../src/model/native-decode.ts';
+import type { DecoderConfig } from '../../src/model/checkpoint/config.ts';
+import type { NativeDecoder } from '../../src/model/inference/native-decode.ts';
 
 /**
  * Logits at every position of `ids`, one native step per token. Halfway through, the cache is

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { MorrisError } from '../../src/errors.ts';
-import { GraphBuilder, onnx } from '../../src/model/onnx/builder.ts';
-import { OPS } from '../../src/model/onnx/ops.ts';
-import { createSession, float32Tensor } from '../../src/model/ort.ts';
+import { GraphBuilder, onnx } from '../../src/model/graph/builder.ts';
+import { OPS } from '../../src/model/graph/ops.ts';
+import { createSession, float32Tensor } from '../../src/model/inference/runtime.ts';
 
 function code(f: () => unknown): string | undefined {
   try {

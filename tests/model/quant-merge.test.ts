@@ -2,13 +2,13 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compileModel } from '../../src/model/compile.ts';
-import { GraphBuilder } from '../../src/model/onnx/builder.ts';
-import { mergeAdapter } from '../../src/model/merge.ts';
-import { createSession, float32Tensor } from '../../src/model/ort.ts';
-import { quantizeMatrix } from '../../src/model/quant.ts';
+import { compileModel } from '../../src/model/graph/compile.ts';
+import { GraphBuilder } from '../../src/model/graph/builder.ts';
+import { mergeAdapter } from '../../src/model/checkpoint/merge.ts';
+import { createSession, float32Tensor } from '../../src/model/inference/runtime.ts';
+import { quantizeMatrix } from '../../src/model/checkpoint/quant.ts';
 import { dequantizeMatrix } from './dequantize.ts';
-import { mulberry32, randomMatrix, writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/random-checkpoint.ts';
+import { mulberry32, randomMatrix, writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-quant-'));

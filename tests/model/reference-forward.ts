@@ -4,11 +4,11 @@
  * tested against. It recomputes everything for every position: slow, obvious, easy to check.
  * RoPE scaling is re-derived here from the raw formulas rather than shared with the graph code.
  */
-import type { DecoderConfig } from '../../src/model/checkpoint.ts';
-import type { LoraModule } from '../../src/model/llama-graph.ts';
-import type { Adapter } from '../../src/model/lora.ts';
-import { pairKey } from '../../src/model/lora.ts';
-import { readTensorF32, type TensorEntry } from '../../src/model/safetensors.ts';
+import type { DecoderConfig } from '../../src/model/checkpoint/config.ts';
+import type { LoraModule } from '../../src/model/graph/llama.ts';
+import type { Adapter } from '../../src/model/checkpoint/lora.ts';
+import { pairKey } from '../../src/model/checkpoint/lora.ts';
+import { readTensorF32, type TensorEntry } from '../../src/model/checkpoint/safetensors.ts';
 
 type Vec = Float64Array;
 

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MorrisError } from '../../src/errors.ts';
 import {
   encodeFloats, floatToBf16, floatToHalf, halfToFloat, readCheckpointTensors, readSafetensorsHeader, readTensorF32, writeSafetensors,
-} from '../../src/model/safetensors.ts';
+} from '../../src/model/checkpoint/safetensors.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-st-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

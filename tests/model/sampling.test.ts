@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mulberry32 } from '../../src/model/random-checkpoint.ts';
-import { applyRepetitionPenalty, chooseToken, sortedIndices, topKIndices } from '../../src/model/sampling.ts';
+import { mulberry32 } from '../../src/model/checkpoint/random-checkpoint.ts';
+import { applyRepetitionPenalty, chooseToken, sortedIndices, topKIndices } from '../../src/model/inference/sampling.ts';
 
 const opts = { maxNewTokens: 1, temperature: 1, topP: 1, topK: 0, repetitionPenalty: 1 };
 

@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compileModel } from '../../src/model/compile.ts';
-import { loadModel } from '../../src/model/engine.ts';
-import { createSession } from '../../src/model/ort.ts';
+import { compileModel } from '../../src/model/graph/compile.ts';
+import { loadModel } from '../../src/model/inference/engine.ts';
+import { createSession } from '../../src/model/inference/runtime.ts';
 import { fullLogits } from './graph-helpers.ts';
 
 /** Real pretrained weights with golden outputs from llama2.c (see its README). */

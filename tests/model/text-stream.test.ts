@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AutoTokenizer, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TextDeltaStreamer } from '../../src/model/text-stream.ts';
+import { TextDeltaStreamer } from '../../src/model/inference/text-stream.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-stream-'));

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AutoTokenizer, env } from '@huggingface/transformers';
 import { initTinyModel, CHATML_TEMPLATE } from '../../src/model/tiny/index.ts';
 import { trainByteLevelBpe, toByteLevel, BYTE_TO_CHAR } from '../../src/model/tiny/bpe.ts';
-import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
+import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts';
 
 env.allowRemoteModels = false;
 const root = mkdtempSync(join(tmpdir(), 'morris-tiny-'));

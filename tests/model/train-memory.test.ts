@@ -4,7 +4,7 @@
  * is only kept when it fits too.
  */
 import { describe, expect, it } from 'vitest';
-import { parseDecoderConfig } from '../../src/model/checkpoint.ts';
+import { parseDecoderConfig } from '../../src/model/checkpoint/config.ts';
 import { fitMemoryBudget, stepBytes } from '../../src/model/train/memory.ts';
 
 const smollm = parseDecoderConfig({

@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { importDataset } from '../../src/pipeline/dataset-import.ts';
-import { loadModel } from '../../src/model/engine.ts';
+import { importDataset } from '../../src/pipeline/dataset/import.ts';
+import { loadModel } from '../../src/model/inference/engine.ts';
 import { trainAdapter } from '../../src/model/train/trainer.ts';
 import { openStore } from '../../src/store/db.ts';
 

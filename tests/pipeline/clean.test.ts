@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cleanArticles, countWords, normaliseText, stripBoilerplate, type ArticleInput } from '../../src/pipeline/clean.ts';
+import { cleanArticles, countWords, normaliseText, stripBoilerplate, type ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
 
 const para = (n: number, seed = 'x') =>
   Array.from({ length: n }, (_, i) => `Sentence ${i} of ${seed} explains, at some length, why the operator's strategy is heading for the rocks.`).join(' ');

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
-import { startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
+import { startSampleSite, type SampleSite } from '../../src/pipeline/crawl/sample-site.ts';
 import { runMorris } from '../morris-cli.ts';
 
 

@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.ts';
-import { parseProfile, loadProfile, listProfiles, type SourceProfile } from '../../src/pipeline/profile.ts';
-import { scrapeSource } from '../../src/pipeline/run.ts';
-import { cleanArticles, type ArticleInput } from '../../src/pipeline/clean.ts';
-import { dedupeArticles } from '../../src/pipeline/dedupe.ts';
-import { canonicalUrl } from '../../src/pipeline/discover.ts';
-import type { CrawlSummary } from '../../src/pipeline/crawl.ts';
-import type { FetcherOptions } from '../../src/pipeline/fetch.ts';
+import { parseProfile, loadProfile, listProfiles, type SourceProfile } from '../../src/pipeline/crawl/profile.ts';
+import { scrapeSource } from '../../src/pipeline/dataset/build.ts';
+import { cleanArticles, type ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
+import { dedupeArticles } from '../../src/pipeline/dataset/dedupe.ts';
+import { canonicalUrl } from '../../src/pipeline/crawl/discover.ts';
+import type { CrawlSummary } from '../../src/pipeline/crawl/crawl.ts';
+import type { FetcherOptions } from '../../src/pipeline/crawl/fetch.ts';
 import { articlePage, html, prose, startFixture, withEtag, type Fixture, type Handler } from './fixture-server.ts';
 
 const FETCH: FetcherOptions = {

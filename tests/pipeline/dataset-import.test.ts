@@ -3,8 +3,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, stat
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { datasetFiles } from '../../src/pipeline/dataset.ts';
-import { importDataset } from '../../src/pipeline/dataset-import.ts';
+import { datasetFiles } from '../../src/pipeline/dataset/versions.ts';
+import { importDataset } from '../../src/pipeline/dataset/import.ts';
 import { openStore } from '../../src/store/db.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-import-'));

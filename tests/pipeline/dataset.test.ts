@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
-import { loadTokenCounter, type TokenCounter } from '../../src/pipeline/tokens.ts';
+import { loadTokenCounter, type TokenCounter } from '../../src/pipeline/dataset/token-count.ts';
 import {
   composeDataset,
   datasetStats,
@@ -11,10 +11,10 @@ import {
   listDatasets,
   splitOf,
   type DatasetSettings,
-} from '../../src/pipeline/dataset.ts';
-import { buildDataset } from '../../src/pipeline/run.ts';
-import { instructionFor, INSTRUCTION_TEMPLATES, loadStyle, selectExtras, type Style } from '../../src/pipeline/enhance.ts';
-import type { ArticleInput } from '../../src/pipeline/clean.ts';
+} from '../../src/pipeline/dataset/versions.ts';
+import { buildDataset } from '../../src/pipeline/dataset/build.ts';
+import { instructionFor, INSTRUCTION_TEMPLATES, loadStyle, selectExtras, type Style } from '../../src/pipeline/dataset/enhance.ts';
+import type { ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
 import { readSystemPrompt as readGenerationPrompt } from '../../src/prompts.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 

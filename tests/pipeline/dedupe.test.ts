@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { contentHash, dedupeArticles, jaccard, minhash, shingles } from '../../src/pipeline/dedupe.ts';
-import type { ArticleInput } from '../../src/pipeline/clean.ts';
-import { readArticleFolder, SAMPLE_ARCHIVE_DIR } from '../../src/pipeline/sample-site.ts';
+import { contentHash, dedupeArticles, jaccard, minhash, shingles } from '../../src/pipeline/dataset/dedupe.ts';
+import type { ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
+import { readArticleFolder, SAMPLE_ARCHIVE_DIR } from '../../src/pipeline/crawl/sample-site.ts';
 
 const WORDS = 'operators vendors spectrum capex doom consultants keynote revenue towers fibre slicing hype regulators margins layoffs cloud satellites edge fridge lemmings empire'.split(' ');
 

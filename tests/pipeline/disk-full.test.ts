@@ -10,7 +10,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
-import { startSampleSite, type SampleArticle, type SampleSite } from '../../src/pipeline/sample-site.ts';
+import { startSampleSite, type SampleArticle, type SampleSite } from '../../src/pipeline/crawl/sample-site.ts';
 import { runMorris } from '../morris-cli.ts';
 
 

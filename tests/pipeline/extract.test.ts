@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { extractArticle } from '../../src/pipeline/extract.ts';
+import { extractArticle } from '../../src/pipeline/extract/article.ts';
 import { normaliseDate } from '../../src/pipeline/extract/metadata.ts';
 
 const PAGE_URL = 'https://news.example.com/2024/05/06/story';

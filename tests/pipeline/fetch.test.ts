@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUserAgent, detectCharset, Fetcher, isBinary, parseRetryAfter, type FetcherOptions } from '../../src/pipeline/fetch.ts';
+import { buildUserAgent, detectCharset, Fetcher, isBinary, parseRetryAfter, type FetcherOptions } from '../../src/pipeline/crawl/fetch.ts';
 import { MorrisError } from '../../src/errors.ts';
 import { html, startFixture, withEtag, type Fixture } from './fixture-server.ts';
 

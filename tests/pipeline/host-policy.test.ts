@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostPolicy, isNonPublicAddress, type Lookup } from '../../src/pipeline/host-policy.ts';
-import { allowedHosts, ownUrl, parseProfile } from '../../src/pipeline/profile.ts';
-import { Fetcher } from '../../src/pipeline/fetch.ts';
-import { CrawlBudget } from '../../src/pipeline/crawl-budget.ts';
+import { HostPolicy, isNonPublicAddress, type Lookup } from '../../src/pipeline/crawl/host-policy.ts';
+import { allowedHosts, ownUrl, parseProfile } from '../../src/pipeline/crawl/profile.ts';
+import { Fetcher } from '../../src/pipeline/crawl/fetch.ts';
+import { CrawlBudget } from '../../src/pipeline/crawl/budget.ts';
 import { encodingProblem, MAX_REPLACEMENT_SHARE, replacementShare } from '../../src/pipeline/extract/quality.ts';
 import { html, startFixture, type Fixture } from './fixture-server.ts';
 

@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.ts';
-import { parseProfile } from '../../src/pipeline/profile.ts';
-import { buildDataset, scrapeSource } from '../../src/pipeline/run.ts';
-import type { FetcherOptions } from '../../src/pipeline/fetch.ts';
-import type { TokenCounter } from '../../src/pipeline/tokens.ts';
+import { parseProfile } from '../../src/pipeline/crawl/profile.ts';
+import { buildDataset, scrapeSource } from '../../src/pipeline/dataset/build.ts';
+import type { FetcherOptions } from '../../src/pipeline/crawl/fetch.ts';
+import type { TokenCounter } from '../../src/pipeline/dataset/token-count.ts';
 import { articlePage, html, prose, startFixture, withEtag, type Fixture } from './fixture-server.ts';
 
 const FETCH: FetcherOptions = {

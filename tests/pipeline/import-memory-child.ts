@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { importDataset } from '../../src/pipeline/dataset-import.ts';
+import { importDataset } from '../../src/pipeline/dataset/import.ts';
 import { openStore } from '../../src/store/db.ts';
 
 const [file, dir] = process.argv.slice(2) as [string, string];

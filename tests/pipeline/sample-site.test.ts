@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseFrontMatter, readArticleFolder, SAMPLE_ARCHIVE_DIR, startSampleSite, type SampleSite } from '../../src/pipeline/sample-site.ts';
-import { parseFeed, parseListing, parseSitemap } from '../../src/pipeline/discover.ts';
-import { extractArticle } from '../../src/pipeline/extract.ts';
-import { loadProfile } from '../../src/pipeline/profile.ts';
-import { scrapeSource } from '../../src/pipeline/run.ts';
+import { parseFrontMatter, readArticleFolder, SAMPLE_ARCHIVE_DIR, startSampleSite, type SampleSite } from '../../src/pipeline/crawl/sample-site.ts';
+import { parseFeed, parseListing, parseSitemap } from '../../src/pipeline/crawl/discover.ts';
+import { extractArticle } from '../../src/pipeline/extract/article.ts';
+import { loadProfile } from '../../src/pipeline/crawl/profile.ts';
+import { scrapeSource } from '../../src/pipeline/dataset/build.ts';
 import { openStore } from '../../src/store/db.ts';
 
 let site: SampleSite;

@@ -3,8 +3,8 @@
  * starts a scrape of URL's /list into DB and is killed by the test while the listing hangs.
  */
 import { openStore } from '../../src/store/db.ts';
-import { parseProfile } from '../../src/pipeline/profile.ts';
-import { scrapeSource } from '../../src/pipeline/run.ts';
+import { parseProfile } from '../../src/pipeline/crawl/profile.ts';
+import { scrapeSource } from '../../src/pipeline/dataset/build.ts';
 
 const [dbPath, baseUrl] = process.argv.slice(2);
 const store = openStore(dbPath);

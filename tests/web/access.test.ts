@@ -8,7 +8,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServeHandle } from '../../src/jobs/serve.ts';
+import type { ServeHandle } from '../../src/serve/start.ts';
 import { slackReplayGuard } from '../../src/store/slack-replays.ts';
 import { FakeSlack, postSigned, slackSignature, slashCommand } from '../bot/fakes/slack-server.ts';
 import { startTinyServe, waitFor } from '../jobs/helpers.ts';

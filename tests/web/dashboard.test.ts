@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
-import type { ServeHandle } from '../../src/jobs/serve.ts';
+import type { ServeHandle } from '../../src/serve/start.ts';
 import { adapterValLoss, getAdapter } from '../../src/jobs/registry.ts';
 import { startTinyServe } from '../jobs/helpers.ts';
 

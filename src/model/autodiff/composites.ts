@@ -9,7 +9,7 @@
  * chunk's [rows, V] tensors live only while that chunk is computed. The caller hands ∂loss/∂h to
  * the autodiff as a seed.
  */
-import type { GraphBuilder, NodeInfo } from '../onnx/builder.ts';
+import type { GraphBuilder, NodeInfo } from '../graph/builder.ts';
 
 export interface LmHeadLoss {
   /** float32 scalar */

@@ -7,7 +7,7 @@
  * forward pass is done with them.
  */
 import { MorrisError } from '../../errors.ts';
-import type { GraphBuilder, NodeInfo } from '../onnx/builder.ts';
+import type { GraphBuilder, NodeInfo } from '../graph/builder.ts';
 import { COMPOSITE_MATCHERS } from './composites.ts';
 import { addAll } from './helpers.ts';
 import { gradientRule } from './rules.ts';

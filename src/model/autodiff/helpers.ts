@@ -4,7 +4,7 @@
  * numpy-broadcast into the output).
  */
 import { MorrisError } from '../../errors.ts';
-import type { DType, GraphBuilder, Shape } from '../onnx/builder.ts';
+import type { DType, GraphBuilder, Shape } from '../graph/builder.ts';
 
 export function dtypeOf(g: GraphBuilder, t: string): DType {
   return g.tensor(t).dtype ?? 'float32';

@@ -6,7 +6,7 @@
  * checks every entry against finite differences.
  */
 import { MorrisError } from '../../errors.ts';
-import type { GraphBuilder, NodeInfo } from '../onnx/builder.ts';
+import type { GraphBuilder, NodeInfo } from '../graph/builder.ts';
 import {
   dtypeOf,
   neg,

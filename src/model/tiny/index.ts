@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
 import { SAMPLE_ARCHIVE_ROOT, STYLE_DIR } from '../../paths.ts';
-import { writeSafetensors } from '../safetensors.ts';
+import { writeSafetensors } from '../checkpoint/safetensors.ts';
 import { buildCorpus } from './corpus.ts';
 import { tokenizerJson, trainByteLevelBpe, type BpeModel } from './bpe.ts';
 import { TINY_DIMS, tinyConfig, tinyTensors, type TinyArch, type TinyDims, type TinyDtype } from './weights.ts';

@@ -2,9 +2,9 @@
  * Tiny random Llama/Qwen2 checkpoints: the config.json and the tensors, with Hugging Face names
  * and [out, in] layouts, drawn from a seeded generator so the same seed gives the same bytes.
  */
-import type { TensorToWrite } from '../safetensors.ts';
-import { encodeFloats } from '../safetensors.ts';
-import { mulberry32 } from '../random-checkpoint.ts';
+import type { TensorToWrite } from '../checkpoint/safetensors.ts';
+import { encodeFloats } from '../checkpoint/safetensors.ts';
+import { mulberry32 } from '../checkpoint/random-checkpoint.ts';
 
 export type TinyArch = 'llama' | 'qwen2';
 export type TinyDtype = 'F32' | 'F16' | 'BF16';

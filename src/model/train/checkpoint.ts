@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../safetensors.ts';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import type { AdamWState } from './adamw.ts';
 
 export interface TrainState {

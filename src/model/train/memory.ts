@@ -5,7 +5,7 @@
  * When the configured budget would be exceeded, the micro-batch shrinks first (more accumulation,
  * same optimizer step); if one example still does not fit, sequences are cut shorter.
  */
-import type { DecoderConfig } from '../checkpoint.ts';
+import type { DecoderConfig } from '../checkpoint/config.ts';
 
 /** The runtime and everything that is not activations or weights. */
 const BASE_BYTES = 200 * 2 ** 20;

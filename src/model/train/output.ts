@@ -8,7 +8,7 @@ import { wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import { insertAdapter } from '../../store/adapters.ts';
 import type { Store } from '../../store/db.ts';
-import type { LoraModule } from '../llama-graph.ts';
+import type { LoraModule } from '../graph/llama.ts';
 import type { TrainConfig } from './config.ts';
 import type { DataCounts } from './data.ts';
 import { judgeTraining, type TrainVerdict } from './judge.ts';

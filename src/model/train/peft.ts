@@ -1,5 +1,5 @@
 /**
- * Writing LoRA adapters in the PEFT format (reading is src/model/lora.ts), so adapters trained
+ * Writing LoRA adapters in the PEFT format (reading is src/model/checkpoint/lora.ts), so adapters trained
  * here load in Python PEFT / vLLM:
  *   adapter_config.json          { peft_type: "LORA", r, lora_alpha, lora_dropout, target_modules, ... }
  *   adapter_model.safetensors    base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight [r, in]
@@ -9,9 +9,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { wrapFsError } from '../../errors.ts';
-import { writeSafetensors, type TensorToWrite } from '../safetensors.ts';
-import type { LoraModule } from '../llama-graph.ts';
-import type { LoraInput } from '../training-graph.ts';
+import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
+import type { LoraModule } from '../graph/llama.ts';
+import type { LoraInput } from '../graph/training.ts';
 import type { Rng } from './rng.ts';
 
 export interface LoraSpec {

@@ -9,11 +9,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { basename, dirname, join, resolve } from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
-import { openCheckpoint, type Checkpoint } from '../checkpoint.ts';
-import { compiledDirFor, linkInto } from '../compile.ts';
-import { externalWeights, type LoraModule } from '../llama-graph.ts';
-import { createSession, int64Tensor, Tensor, type DeviceChoice, type OrtSession, type OrtTensor, type Provider } from '../ort.ts';
-import { buildTrainingGraph, DROPOUT_SCALE, gradName, type DropoutInput, type LoraInput } from '../training-graph.ts';
+import { openCheckpoint, type Checkpoint } from '../checkpoint/config.ts';
+import { compiledDirFor, linkInto } from '../graph/compile.ts';
+import { externalWeights, type LoraModule } from '../graph/llama.ts';
+import { createSession, int64Tensor, Tensor, type DeviceChoice, type OrtSession, type OrtTensor, type Provider } from '../inference/runtime.ts';
+import { buildTrainingGraph, DROPOUT_SCALE, gradName, type DropoutInput, type LoraInput } from '../graph/training.ts';
 import type { Rng } from './rng.ts';
 
 const log = childLog('train');

@@ -1,6 +1,6 @@
 import type { Document } from 'domhandler';
 import { dropBoilerplateParagraphs } from './boilerplate.ts';
-import { cleanArticle, looksLikeListing } from './clean.ts';
+import { cleanArticle, looksLikeListing } from './clean-dom.ts';
 import { prune } from './prune.ts';
 import { scoreCandidates } from './score.ts';
 import { gatherDistantParts, gatherSiblings, pickTopCandidate } from './select.ts';

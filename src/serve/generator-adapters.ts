@@ -1,0 +1,97 @@
+/**
+ * The one bridge between the bots and the model: wraps the in-process GenerationService (or the
+ * OpenAI-compatible backend, by MORRIS_BACKEND) as the core's `TextGenerator` port. Nothing else
+ * under src/bot/ imports src/model/.
+ */
+import { findAdapter } from '../store/adapters.ts';
+import { SYSTEM_PROMPT_FILE } from '../paths.ts';
+import path from 'node:path';
+import type { Config } from '../config.ts';
+import { MorrisError } from '../errors.ts';
+import type { GenerationService } from '../model/serving/generation-service.ts';
+import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
+import type { Store } from '../store/db.ts';
+import { OpenAiGenerator } from '../bot/openai-backend.ts';
+import type { GeneratorEvent, GeneratorInfo, GeneratorInput, TextGenerator } from '../bot/types.ts';
+
+/** The dataset an adapter was trained on, from the registry (null when unknown). */
+function datasetOf(store: Store | undefined, adapterId: string | null): string | null {
+  if (!store || !adapterId) return null;
+  return findAdapter(store, adapterId)?.dataset_id ?? null;
+}
+
+/** The in-process engine as a TextGenerator. `store` (optional) supplies adapter → dataset. */
+export function serviceGenerator(service: GenerationService, opts: { store?: Store } = {}): TextGenerator {
+  return {
+    async *generate(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GeneratorEvent> {
+      // generate() throws BAD_INPUT / BUSY synchronously; inside this generator they surface on
+      // the first next(), like every other failure.
+      const events = service.generate({
+        topic: input.topic,
+        sampling: {
+          maxNewTokens: input.maxNewTokens,
+          ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
+        },
+        ...(signal ? { signal } : {}),
+        ...(input.background ? { background: true } : {}),
+      });
+      for await (const ev of events) {
+        if (ev.type === 'done') {
+          yield {
+            type: 'done',
+            text: ev.text,
+            cut: ev.cut,
+            reason: ev.reason,
+            adapterId: ev.adapterId,
+            baseModel: ev.baseModel,
+            datasetId: datasetOf(opts.store, ev.adapterId),
+          };
+        } else {
+          yield ev;
+        }
+      }
+    },
+    async info(): Promise<GeneratorInfo> {
+      const s = service.status();
+      return {
+        backend: 'in-process',
+        baseModel: s.baseModel ? path.basename(s.baseModel) : null,
+        adapterId: s.adapterId,
+        datasetId: datasetOf(opts.store, s.adapterId),
+        details: `model ${s.loaded ? `loaded on ${s.device} (${s.quant})` : s.loading ? 'loading' : 'not loaded yet'}; ${s.running ? 1 : 0} running, ${s.queueLength} waiting`,
+      };
+    },
+  };
+}
+
+/** The OpenAI-compatible backend configured by MORRIS_OPENAI_* (MORRIS_BACKEND=openai). */
+export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store } = {}): TextGenerator {
+  if (!config.MORRIS_OPENAI_BASE_URL || !config.MORRIS_OPENAI_MODEL) {
+    throw new MorrisError('CONFIG_INVALID', 'MORRIS_BACKEND=openai needs MORRIS_OPENAI_BASE_URL and MORRIS_OPENAI_MODEL.', {
+      hint: 'e.g. MORRIS_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 and MORRIS_OPENAI_MODEL=<served model or LoRA name>.',
+    });
+  }
+  const model = config.MORRIS_OPENAI_MODEL;
+  return new OpenAiGenerator({
+    baseUrl: config.MORRIS_OPENAI_BASE_URL,
+    model,
+    apiKey: config.MORRIS_OPENAI_API_KEY,
+    systemPrompt: readSystemPrompt(SYSTEM_PROMPT_FILE) ?? FALLBACK_SYSTEM_PROMPT,
+    userPrompt: articlePrompt,
+    timeoutMs: config.MORRIS_GENERATION_TIMEOUT_S * 1000,
+    queueMax: config.MORRIS_QUEUE_MAX,
+    backgroundQueueMax: config.MORRIS_WEB_QUEUE_MAX,
+    // A LoRA served under its registry id (vLLM --lora-modules <id>=<path>) maps to its dataset.
+    datasetId: datasetOf(opts.store, model),
+  });
+}
+
+/**
+ * The generator MORRIS_BACKEND selects: `openai` → the remote server; `local` → `service` (the
+ * serve process passes the GenerationService it also hot-swaps adapters on).
+ */
+export function generatorFromConfig(config: Config, deps: { service?: GenerationService; store?: Store }): TextGenerator {
+  if (config.MORRIS_BACKEND === 'openai') return openAiGeneratorFromConfig(config, deps);
+  if (!deps.service) throw new MorrisError('INTERNAL', 'MORRIS_BACKEND=local needs the in-process GenerationService.');
+  return serviceGenerator(deps.service, deps);
+}
