@@ -27,6 +27,7 @@ import { sessionOptions, withProviderFallback, type DeviceChoice, type OrtSessio
 import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
 import { TextDeltaStreamer } from './text-stream.ts';
 import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type KernelStats, type NativeDecodeSession, type NativeDecoder } from './native-decode.ts';
+import { AsyncChannel } from '../../async-channel.ts';
 
 export type { SamplingOptions } from './sampling.ts';
 
@@ -265,25 +266,15 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     const maxNewTokens = Math.min(sampling.maxNewTokens, context - promptIds.length);
     const promptText = tokenizer.decode(promptIds, { skip_special_tokens: true });
 
-    const queue: string[] = [];
-    let wake: (() => void) | null = null;
-    let finished = false;
-    let failure: unknown = null;
+    // A consumer that stops iterating (or an abort) stops the decode loop at the next token.
     let stopped = false;
-    const notify = () => {
-      wake?.();
-      wake = null;
-    };
+    const pieces = new AsyncChannel<string>();
     const onAbort = () => {
       stopped = true;
-      notify();
     };
     signal?.addEventListener('abort', onAbort);
     const started = performance.now();
-    const streamer = new TextDeltaStreamer(tokenizer, promptIds, promptText, (piece) => {
-      queue.push(piece);
-      notify();
-    });
+    const streamer = new TextDeltaStreamer(tokenizer, promptIds, promptText, (piece) => pieces.push(piece));
     running++;
     const rngState = new random.Random(sampling.seed ?? Math.floor(Math.random() * 2 ** 31));
     const rng = () => rngState.random();
@@ -303,10 +294,8 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
       } as unknown as Parameters<PreTrainedModel["generate"]>[0]);
     const run = generation
       .then(
-        () => undefined,
-        (e: unknown) => {
-          failure = e;
-        },
+        () => pieces.end(),
+        (e: unknown) => pieces.fail(new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}.`, { cause: e })),
       )
       .finally(() => {
         const times = streamer.tokenTimes;
@@ -320,21 +309,9 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
             tokenIds: [...streamer.ids],
           };
         }
-        finished = true;
-        notify();
       });
     try {
-      while (true) {
-        if (queue.length > 0) {
-          yield queue.shift()!;
-          continue;
-        }
-        if (finished) break;
-        await new Promise<void>((r) => (wake = r));
-      }
-      if (failure) {
-        throw new MorrisError('GENERATION_FAILED', `Generation failed: ${failure instanceof Error ? failure.message : String(failure)}.`, { cause: failure });
-      }
+      yield* pieces;
     } finally {
       stopped = true; // a consumer that stops iterating stops the decode loop too
       signal?.removeEventListener('abort', onAbort);

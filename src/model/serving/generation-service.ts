@@ -22,6 +22,7 @@ import type { Quant } from '../graph/compile.ts';
 import type { DecodeKernelChoice } from '../inference/native-decode.ts';
 import type { LoadedModel, LoadOptions, SamplingOptions } from '../inference/engine.ts';
 import { resolveBaseModel } from '../checkpoint/hub.ts';
+import { AsyncChannel } from '../../async-channel.ts';
 
 const log = childLog('generation');
 
@@ -133,83 +134,13 @@ function asGenerationError(e: unknown): MorrisError {
   return isMorrisError(e) ? e : new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
 
-// ---------------------------------------------------------------- event channel
-
-/** A single-consumer async queue of events; `onReturn` fires if the consumer stops early. */
-class EventChannel<T> implements AsyncIterable<T> {
-  private items: T[] = [];
-  private waiter: ((r: IteratorResult<T>) => void) | null = null;
-  private failWaiter: ((e: unknown) => void) | null = null;
-  private ended = false;
-  private error: unknown = null;
-
-  constructor(private readonly onReturn: () => void) {}
-
-  push(item: T): void {
-    if (this.ended) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = this.failWaiter = null;
-      w({ value: item, done: false });
-    } else this.items.push(item);
-  }
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.wake();
-  }
-
-  fail(e: unknown): void {
-    if (this.ended) return;
-    this.error = e;
-    this.ended = true;
-    this.wake();
-  }
-
-  private wake(): void {
-    if (!this.waiter || this.items.length) return;
-    const w = this.waiter;
-    const f = this.failWaiter!;
-    this.waiter = this.failWaiter = null;
-    if (this.error) f(this.error);
-    else w({ value: undefined, done: true });
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<T> {
-    return {
-      next: () => {
-        if (this.items.length) return Promise.resolve({ value: this.items.shift()!, done: false });
-        if (this.ended) {
-          if (this.error) {
-            const e = this.error;
-            this.error = null;
-            return Promise.reject(e);
-          }
-          return Promise.resolve({ value: undefined, done: true });
-        }
-        return new Promise((res, rej) => {
-          this.waiter = res;
-          this.failWaiter = rej;
-        });
-      },
-      return: () => {
-        if (!this.ended) this.onReturn();
-        this.ended = true;
-        this.items = [];
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
-  }
-}
-
 // ---------------------------------------------------------------- the service
 
 interface Job {
   readonly input: GenerationInput;
   readonly sampling: SamplingOptions;
   readonly timeoutMs: number;
-  readonly channel: EventChannel<GenerationEvent>;
+  readonly channel: AsyncChannel<GenerationEvent>;
   /** Aborted with reason 'cancelled' (caller) or 'timeout' (time limit). */
   readonly abort: AbortController;
   readonly enqueuedAt: number;
@@ -268,7 +199,7 @@ export class GenerationService {
       input,
       sampling,
       timeoutMs: timeoutS * 1000,
-      channel: new EventChannel<GenerationEvent>(() => abort.abort('cancelled')),
+      channel: new AsyncChannel<GenerationEvent>(() => abort.abort('cancelled')),
       abort,
       enqueuedAt: Date.now(),
       background,
