@@ -13,6 +13,7 @@ import { Rng } from './rng.ts';
 import { getLr, type Schedule } from './schedule.ts';
 import type { TrainingSessions } from './step.ts';
 import type { TrainCallbacks } from './trainer.ts';
+import type { TrainMetricRow } from '../../store/train-metrics.ts';
 
 const log = childLog('train');
 
@@ -24,14 +25,8 @@ export interface RunState {
   best: Map<string, Float32Array> | null;
 }
 
-export interface MetricPoint {
-  step: number;
-  kind: 'train' | 'eval';
-  loss: number;
-  lr?: number;
-  gradNorm?: number;
-  tokensPerS?: number;
-}
+/** One logged loss, as the train_metrics table stores it. */
+export type MetricPoint = TrainMetricRow;
 
 export interface LoopSetup {
   cfg: TrainConfig;

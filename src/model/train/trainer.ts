@@ -262,35 +262,6 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
   }
 }
 
-/** The examples of optimizer step `step`: a window of the seeded, epoch-wise shuffled stream. */
-export function stepExamples(examples: readonly TokenizedExample[], step: number, perStep: number, total: number, seed: number): TokenizedExample[] {
-  const n = examples.length;
-  const out: TokenizedExample[] = [];
-  let epoch = -1;
-  let perm: number[] = [];
-  for (let i = step * perStep; i < Math.min(total, (step + 1) * perStep); i++) {
-    const e = Math.floor(i / n);
-    if (e !== epoch) {
-      epoch = e;
-      perm = new Rng(mix(seed, 0x5eed, e)).permutation(n);
-    }
-    out.push(examples[perm[i % n]!]!);
-  }
-  return out;
-}
-
-/** A 32-bit seed from several integers (FNV-1a over their bytes). */
-export function mix(...xs: number[]): number {
-  let h = 0x811c9dc5;
-  for (const x of xs) {
-    for (let k = 0; k < 4; k++) {
-      h ^= (x >>> (8 * k)) & 0xff;
-      h = Math.imul(h, 0x01000193) >>> 0;
-    }
-  }
-  return h;
-}
-
 function hash(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
