@@ -15,7 +15,7 @@ import { buildJobSystem } from './jobs/system.ts';
 import { runChain } from './jobs/chain.ts';
 import type { RunnerEvent } from './jobs/runner.ts';
 import type { JobRun } from './store/job-runs.ts';
-import { createGenerationService } from './model/serving/generation-service.ts';
+import { createGenerationService } from './model/serving/create.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
 import { datasetJsonlPath } from './store/datasets-read.ts';
 
@@ -169,7 +169,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     t0 = performance.now();
     header(6);
     const active = getActiveAdapter(store);
-    const service = createGenerationService(config, { adapter: active ? { id: active.id, dir: active.path } : null, baseModel: modelDir });
+    const service = createGenerationService(config, { adapter: active ? { id: active.id, dir: active.path, datasetId: active.dataset_id } : null, baseModel: modelDir });
     const topic = opts.topic ?? DEMO_TOPIC;
     opts.print(`    topic: "${topic}" — ${active ? `adapter ${active.id}` : 'base model (no adapter was promoted)'}\n`);
     let final: { text: string; tokens: number; cut: boolean } = { text: '', tokens: 0, cut: false };

@@ -41,6 +41,14 @@ export function articlePrompt(topic: string): string {
   return columnInstruction(topic);
 }
 
+/** The conversation that asks for one column: the style as system turn, the topic as user turn. */
+export function articleMessages(systemPrompt: string, topic: string): ChatMessage[] {
+  return [
+    { role: 'system', content: systemPrompt },
+    { role: 'user', content: articlePrompt(topic) },
+  ];
+}
+
 // ---------------------------------------------------------------- chat templating
 
 /**

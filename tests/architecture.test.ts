@@ -84,4 +84,14 @@ describe('architecture', () => {
     );
     expect(broken).toEqual([]);
   });
+
+  it('serve may import anything but cli; only cli imports serve', () => {
+    const broken = files.flatMap((f) => {
+      const area = f.rel.split('/')[0]!;
+      return importedAreas(f)
+        .filter((a) => (area === 'serve' && a === 'cli') || (a === 'serve' && area !== 'serve' && area !== 'cli'))
+        .map((a) => `${f.rel} imports ${a}`);
+    });
+    expect(broken).toEqual([]);
+  });
 });

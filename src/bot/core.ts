@@ -17,11 +17,11 @@ import type {
   AdminActions,
   GenerationOptions,
   GenerationRequest,
-  GeneratorEvent,
   ReplyUpdate,
   Requester,
   TextGenerator,
 } from './types.ts';
+import type { GenerationEvent } from '../generation-events.ts';
 
 const logger = childLog('bot-core');
 
@@ -268,7 +268,7 @@ export class BotCore {
         },
         abort.signal,
       );
-      let done: Extract<GeneratorEvent, { type: 'done' }> | undefined;
+      let done: Extract<GenerationEvent, { type: 'done' }> | undefined;
       for await (const ev of events) {
         if (ev.type === 'queued') {
           yield {
@@ -347,7 +347,7 @@ export class BotCore {
     ttft: number | null,
     text: string,
     term: string,
-    done?: Extract<GeneratorEvent, { type: 'done' }>,
+    done?: Extract<GenerationEvent, { type: 'done' }>,
   ): ReplyUpdate {
     logger.warn({ ref: request.id, term }, 'generated text blocked');
     closeGeneration(this.deps.store, request.id, {

@@ -1,28 +1,29 @@
 /**
- * A first-in-first-out gate with a fixed number of slots that tells each waiter its position
- * (1 = next to run) whenever it changes. The OpenAI-compatible backend uses it as its global
- * queue; the in-process GenerationService has its own.
+ * A gate with a fixed number of slots in front of the shared waiting line (src/waiting-line.ts):
+ * the OpenAI-compatible backend uses it as its global queue, as the in-process GenerationService
+ * uses the same line in front of its one model.
  */
 import { MorrisError } from '../errors.ts';
+import { WaitingLine } from '../waiting-line.ts';
 
 interface Waiter {
   readonly background: boolean;
   onPosition(position: number): void;
   admit(): void;
-  lastPosition: number;
 }
 
 export class FifoGate {
   private active = 0;
-  private readonly waiting: Waiter[] = [];
+  private readonly line: WaitingLine<Waiter>;
 
   constructor(
     private readonly slots: number,
-    private readonly queueMax: number,
+    queueMax: number,
     /** Background waiters' own cap; they queue behind every foreground waiter. */
-    private readonly backgroundQueueMax = queueMax,
+    backgroundQueueMax = queueMax,
   ) {
     if (slots < 1) throw new RangeError('slots must be at least 1');
+    this.line = new WaitingLine(queueMax, backgroundQueueMax);
   }
 
   get running(): number {
@@ -30,7 +31,7 @@ export class FifoGate {
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.line.length;
   }
 
   /**
@@ -39,18 +40,13 @@ export class FifoGate {
    */
   enter(onPosition: (position: number) => void, signal?: AbortSignal, background = false): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(new MorrisError('CANCELLED', 'Cancelled before it started.'));
-    if (this.active < this.slots && this.waiting.length === 0) {
+    if (this.active < this.slots && this.line.length === 0) {
       this.active++;
       return Promise.resolve(this.releaser());
-    }
-    const sameLane = this.waiting.filter((w) => w.background === background).length;
-    if (sameLane >= (background ? this.backgroundQueueMax : this.queueMax)) {
-      return Promise.reject(new MorrisError('BUSY', `Too many requests waiting (${sameLane}); please try again shortly.`));
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         background,
-        lastPosition: 0,
         onPosition,
         admit: () => {
           signal?.removeEventListener('abort', onAbort);
@@ -58,16 +54,12 @@ export class FifoGate {
         },
       };
       const onAbort = () => {
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
-        this.report();
+        this.line.remove(waiter);
         reject(new MorrisError('CANCELLED', 'Cancelled while waiting in the queue.'));
       };
+      // A full lane throws BUSY here, which rejects this promise.
+      this.line.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
-      const firstBackground = this.waiting.findIndex((w) => w.background);
-      if (background || firstBackground < 0) this.waiting.push(waiter);
-      else this.waiting.splice(firstBackground, 0, waiter);
-      this.report();
     });
   }
 
@@ -76,20 +68,10 @@ export class FifoGate {
     return () => {
       if (released) return;
       released = true;
-      const next = this.waiting.shift();
+      const next = this.line.shift();
       if (next) next.admit();
       else this.active--;
-      this.report();
     };
-  }
-
-  private report(): void {
-    this.waiting.forEach((w, i) => {
-      if (w.lastPosition !== i + 1) {
-        w.lastPosition = i + 1;
-        w.onPosition(i + 1);
-      }
-    });
   }
 }
 

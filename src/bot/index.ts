@@ -14,7 +14,8 @@ import { createDiscordBot, type DiscordBot } from './discord.ts';
 import { createSlackBot, type SlackBot } from './slack.ts';
 import type { AdminActions, TextGenerator } from './types.ts';
 
-export type { AdminActions, AdminActor, TextGenerator, GeneratorEvent, GeneratorInfo, GeneratorInput } from './types.ts';
+export type { AdminActions, AdminActor, TextGenerator, GeneratorInfo, GeneratorInput } from './types.ts';
+export type { GenerationEvent } from '../generation-events.ts';
 export { SLACK_EVENTS_PATH } from './slack.ts';
 
 const logger = childLog('bots');

@@ -7,7 +7,8 @@
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { FifoGate, throughGate } from './fifo-gate.ts';
-import type { GeneratorEvent, GeneratorInfo, GeneratorInput, TextGenerator } from './types.ts';
+import type { GenerationEvent } from '../generation-events.ts';
+import type { GeneratorInfo, GeneratorInput, TextGenerator } from './types.ts';
 
 const logger = childLog('openai-backend');
 
@@ -66,7 +67,7 @@ export class OpenAiGenerator implements TextGenerator {
     this.gate = new FifoGate(opts.concurrency ?? OPENAI_DEFAULT_CONCURRENCY, opts.queueMax, opts.backgroundQueueMax);
   }
 
-  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GeneratorEvent> {
+  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GenerationEvent> {
     return throughGate(this.gate, signal, () => this.stream(input, signal), input.background === true);
   }
 
@@ -80,7 +81,7 @@ export class OpenAiGenerator implements TextGenerator {
     };
   }
 
-  private async *stream(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GeneratorEvent> {
+  private async *stream(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GenerationEvent> {
     const ac = new AbortController();
     let reason: 'timeout' | 'cancelled' | null = null;
     const timer = setTimeout(() => {
@@ -94,7 +95,7 @@ export class OpenAiGenerator implements TextGenerator {
     signal?.addEventListener('abort', onAbort, { once: true });
     let text = '';
     let finish: string | null = null;
-    const done = (cut: boolean, why: string): GeneratorEvent => ({
+    const done = (cut: boolean, why: string): GenerationEvent => ({
       type: 'done',
       text,
       cut,

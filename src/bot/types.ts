@@ -5,6 +5,7 @@
  * never import src/model/ or src/jobs/ directly; src/serve/generator-adapters.ts and the serve
  * process wire the real implementations in.
  */
+import type { GenerationEvent } from '../generation-events.ts';
 
 export type Platform = 'slack' | 'discord' | 'web' | 'cli';
 
@@ -53,29 +54,6 @@ export interface GeneratorInput {
   background?: boolean;
 }
 
-/**
- * Events a generator yields, in this order: any number of `queued` (position 1 = next to run),
- * one `started`, any number of `text` (each one a new piece to append), then exactly one `done`.
- * Failures are thrown (ideally as MorrisError with a code such as MODEL_MISSING, BUSY,
- * BACKEND_ERROR) and end the stream.
- */
-export type GeneratorEvent =
-  | { type: 'queued'; position: number }
-  | { type: 'started' }
-  | { type: 'text'; text: string }
-  | {
-      type: 'done';
-      /** The whole text generated (authoritative; deltas may be dropped by a slow reader). */
-      text: string;
-      /** True when generation stopped early (time limit, cancelled): the text is partial. */
-      cut: boolean;
-      /** Why it stopped, e.g. 'eos', 'max_tokens', 'timeout', 'cancelled'. */
-      reason?: string;
-      adapterId?: string | null;
-      datasetId?: string | null;
-      baseModel?: string | null;
-    };
-
 /** Which model answers right now (shown by the `version` admin command). */
 export interface GeneratorInfo {
   backend: string;
@@ -86,8 +64,9 @@ export interface GeneratorInfo {
   details?: string;
 }
 
+/** Yields the one event stream of src/generation-events.ts, whoever writes the text. */
 export interface TextGenerator {
-  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GeneratorEvent>;
+  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GenerationEvent>;
   info(): Promise<GeneratorInfo>;
 }
 

@@ -3,7 +3,7 @@ import type { CliContext } from './context.ts';
 import { AdapterRegistry, adapterHistory, adapterValLoss, getAdapter, type AdapterRow } from '../jobs/registry.ts';
 import { listRuns } from '../store/job-runs.ts';
 import { dataSummary } from '../web/api.ts';
-import { activeAdapterFromStore } from '../model/serving/generation-service.ts';
+import { activeAdapterFromStore } from '../model/serving/create.ts';
 
 function lossOf(a: AdapterRow): string {
   return adapterValLoss(a)?.toFixed(4) ?? '—';

@@ -14,13 +14,14 @@ import type { Config } from '../config.ts';
 import { MorrisError, describeError, isMorrisError } from '../errors.ts';
 import { log } from '../log.ts';
 import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
-import type { AdapterRef, DoneEvent, GenerationRequest, GenerationService } from '../model/serving/generation-service.ts';
+import type { AdapterRef, GenerationService, ServiceDoneEvent, ServiceRequest } from '../model/serving/generation-service.ts';
+import { checkpointSamplingDefaults } from './checkpoint-sampling.ts';
 import type { PullProgress } from '../model/checkpoint/hub.ts';
 import type { SamplingOptions } from '../model/inference/engine.ts';
 
 // The model modules are imported inside the actions that use them, so `morris <anything else>`
 // and `--help` do not pay for loading the Hub client, the tokenizer trainer or the engine.
-const generation = () => import('../model/serving/generation-service.ts');
+const generation = () => import('../model/serving/create.ts');
 const hub = () => import('../model/checkpoint/hub.ts');
 const inventory = () => import('../model/checkpoint/inventory.ts');
 
@@ -131,11 +132,11 @@ async function chooseAdapter(ctx: CliContext, flags: GenerateFlags, baseDir: str
     log.info({ adapter: active.id, adapterBase, baseDir }, 'active adapter is for another base model; generating without it');
     return null;
   }
-  return { id: active.id, dir: resolve(active.dir) };
+  return { ...active, dir: resolve(active.dir) };
 }
 
-async function streamOne(service: GenerationService, req: GenerationRequest, out: (s: string) => void): Promise<DoneEvent> {
-  let done: DoneEvent | undefined;
+async function streamOne(service: GenerationService, req: ServiceRequest, out: (s: string) => void): Promise<ServiceDoneEvent> {
+  let done: ServiceDoneEvent | undefined;
   for await (const ev of service.generate(req)) {
     if (ev.type === 'text') out(ev.text);
     else if (ev.type === 'done') done = ev;
@@ -152,7 +153,7 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
   const config = ctx.config();
   const baseDir = await chooseBaseModel(config, flags.model);
   const adapter = await chooseAdapter(ctx, flags, baseDir);
-  const { createGenerationService, checkpointSamplingDefaults } = await generation();
+  const { createGenerationService } = await generation();
   const service = createGenerationService(config, { baseModel: baseDir, adapter });
   // Raw continuation follows the checkpoint's own generation_config.json (as transformers does);
   // articles use Morris's configured defaults. Flags override either.
@@ -167,7 +168,7 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
     }
     const text = topicWords.join(' ');
     const base = { sampling, signal: ctl.signal, ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}) };
-    const req: GenerationRequest = flags.raw ? { ...base, rawText: text } : { ...base, topic: text };
+    const req: ServiceRequest = flags.raw ? { ...base, rawText: text } : { ...base, topic: text };
     // Raw mode prints the prompt first, as llama.cpp and llama2.c do, so stdout reads as one text.
     if (flags.raw) process.stdout.write(text);
     const done = await streamOne(service, req, (s) => process.stdout.write(s));

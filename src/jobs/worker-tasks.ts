@@ -11,7 +11,8 @@ import { trainSettingsFromEnv } from '../model/train/config.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
 import type { TrainVerdict } from '../model/train/judge.ts';
 import { loadModel, type LoadedModel } from '../model/inference/engine.ts';
-import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
+import { ModelCache } from '../model/serving/model-cache.ts';
+import { articleMessages, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './gate/evaluate.ts';
 import { validationLoss } from './gate/validation-loss.ts';
 import type { WorkerTask } from './worker-protocol.ts';
@@ -114,28 +115,10 @@ function trainingTexts(store: ReturnType<typeof openStore>, datasetId: string): 
   return rows.map((r) => (JSON.parse(r.messages) as { role: string; content: string }[]).filter((m) => m.role === 'assistant').map((m) => m.content).join('\n\n'));
 }
 
-/** Keeps the last loaded model: each model answers every topic before the next one loads. */
-class OneModelCache {
-  private current: { key: string | null; model: Promise<LoadedModel> } | null = null;
-  constructor(private readonly load: (adapterDir: string | null) => Promise<LoadedModel>) {}
-  async get(adapterDir: string | null): Promise<LoadedModel> {
-    if (this.current?.key !== adapterDir) {
-      await this.dispose();
-      this.current = { key: adapterDir, model: this.load(adapterDir) };
-    }
-    return this.current.model;
-  }
-  async dispose(): Promise<void> {
-    const c = this.current;
-    this.current = null;
-    // A model that failed to load has nothing to free; its error already reached get()'s caller.
-    if (c) await (await c.model.catch(() => null))?.dispose();
-  }
-}
-
 async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasure[]> {
   const store = openStore(o.dbPath);
-  const models = new OneModelCache((adapterDir) => loadModel({ modelDir: o.baseModelDir, adapterDir, threads: o.threads, device: o.device }));
+  // One model at a time: each model answers every topic before the next one loads.
+  const models = new ModelCache<LoadedModel>((m) => m.dispose());
   try {
     const styleGuide = fs.existsSync(o.styleGuideFile) ? fs.readFileSync(o.styleGuideFile, 'utf8') : '';
     const systemPrompt = readSystemPrompt(o.styleGuideFile) ?? FALLBACK_SYSTEM_PROMPT;
@@ -144,12 +127,10 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
       validationLoss: (adapterDir, signal) =>
         validationLoss({ modelDir: o.baseModelDir, store, datasetId: o.datasetId, maxSeqLen: o.maxSeqLen, threads: o.threads, device: o.device }, adapterDir, signal),
       generate: async (adapterDir, topic, signal) => {
-        const model = await models.get(adapterDir);
+        // Keyed by adapter folder; '' is the base model alone.
+        const model = await models.get(adapterDir ?? '', () => loadModel({ modelDir: o.baseModelDir, adapterDir, threads: o.threads, device: o.device }));
         let text = '';
-        const messages = [
-          { role: 'system' as const, content: systemPrompt },
-          { role: 'user' as const, content: articlePrompt(topic) },
-        ];
+        const messages = articleMessages(systemPrompt, topic);
         // Greedy: the same model gives the same text, so scores compare models, not luck.
         const sampling = { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1.1 };
         for await (const piece of model.stream({ messages }, sampling, signal)) text += piece;
@@ -173,7 +154,7 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
     io.progress(1, 'measured');
     return out;
   } finally {
-    await models.dispose();
+    await models.unload();
     store.close();
   }
 }

@@ -12,7 +12,8 @@ import type { GenerationService } from '../model/serving/generation-service.ts';
 import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
 import type { Store } from '../store/db.ts';
 import { OpenAiGenerator } from '../bot/openai-backend.ts';
-import type { GeneratorEvent, GeneratorInfo, GeneratorInput, TextGenerator } from '../bot/types.ts';
+import type { GeneratorInfo, GeneratorInput, TextGenerator } from '../bot/types.ts';
+import type { GenerationEvent } from '../generation-events.ts';
 
 /** The dataset an adapter was trained on, from the registry (null when unknown). */
 function datasetOf(store: Store | undefined, adapterId: string | null): string | null {
@@ -20,13 +21,16 @@ function datasetOf(store: Store | undefined, adapterId: string | null): string |
   return findAdapter(store, adapterId)?.dataset_id ?? null;
 }
 
-/** The in-process engine as a TextGenerator. `store` (optional) supplies adapter → dataset. */
-export function serviceGenerator(service: GenerationService, opts: { store?: Store } = {}): TextGenerator {
+/**
+ * The in-process engine as a TextGenerator. The service's events are already the bots' events;
+ * the adapter it loaded carries its dataset, so nothing is looked up per request.
+ */
+export function serviceGenerator(service: GenerationService): TextGenerator {
   return {
-    async *generate(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GeneratorEvent> {
+    async *generate(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GenerationEvent> {
       // generate() throws BAD_INPUT / BUSY synchronously; inside this generator they surface on
       // the first next(), like every other failure.
-      const events = service.generate({
+      yield* service.generate({
         topic: input.topic,
         sampling: {
           maxNewTokens: input.maxNewTokens,
@@ -35,21 +39,6 @@ export function serviceGenerator(service: GenerationService, opts: { store?: Sto
         ...(signal ? { signal } : {}),
         ...(input.background ? { background: true } : {}),
       });
-      for await (const ev of events) {
-        if (ev.type === 'done') {
-          yield {
-            type: 'done',
-            text: ev.text,
-            cut: ev.cut,
-            reason: ev.reason,
-            adapterId: ev.adapterId,
-            baseModel: ev.baseModel,
-            datasetId: datasetOf(opts.store, ev.adapterId),
-          };
-        } else {
-          yield ev;
-        }
-      }
     },
     async info(): Promise<GeneratorInfo> {
       const s = service.status();
@@ -57,7 +46,7 @@ export function serviceGenerator(service: GenerationService, opts: { store?: Sto
         backend: 'in-process',
         baseModel: s.baseModel ? path.basename(s.baseModel) : null,
         adapterId: s.adapterId,
-        datasetId: datasetOf(opts.store, s.adapterId),
+        datasetId: s.datasetId,
         details: `model ${s.loaded ? `loaded on ${s.device} (${s.quant})` : s.loading ? 'loading' : 'not loaded yet'}; ${s.running ? 1 : 0} running, ${s.queueLength} waiting`,
       };
     },
@@ -93,5 +82,5 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
 export function generatorFromConfig(config: Config, deps: { service?: GenerationService; store?: Store }): TextGenerator {
   if (config.MORRIS_BACKEND === 'openai') return openAiGeneratorFromConfig(config, deps);
   if (!deps.service) throw new MorrisError('INTERNAL', 'MORRIS_BACKEND=local needs the in-process GenerationService.');
-  return serviceGenerator(deps.service, deps);
+  return serviceGenerator(deps.service);
 }

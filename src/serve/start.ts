@@ -13,7 +13,8 @@ import { startBots, type RunningBots, type StartBotsOptions } from '../bot/index
 import type { HttpLimits } from '../web/http-guard.ts';
 import { generatorFromConfig } from './generator-adapters.ts';
 import type { TextGenerator } from '../bot/types.ts';
-import { activeAdapterFromStore, createGenerationService, type GenerationService } from '../model/serving/generation-service.ts';
+import { activeAdapterFromStore, createGenerationService } from '../model/serving/create.ts';
+import type { GenerationService } from '../model/serving/generation-service.ts';
 import { startListener, type HttpListener } from '../web/server.ts';
 import { isLoopbackHostName, type AccessPolicy } from '../web/auth.ts';
 import { createAdminActions } from '../jobs/admin-actions.ts';
@@ -45,7 +46,7 @@ function watchActiveAdapter(store: Store, service: GenerationService): NodeJS.Ti
     const want = activeAdapterFromStore(store);
     const id = want?.id ?? null;
     if (id === service.status().adapterId || id === failedFor) return;
-    service.setAdapter(want?.dir ?? null, id).then(
+    service.setAdapter(want?.dir ?? null, id, want?.datasetId ?? null).then(
       () => log.info({ adapterId: id }, 'switched to the adapter promoted in the store'),
       (e) => {
         failedFor = id;
@@ -112,7 +113,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const { registry, runner, control, spec } = buildJobSystem({
     config,
     store,
-    onActiveChange: (active) => service.setAdapter(active?.path ?? null, active?.id ?? null),
+    onActiveChange: (active) => service.setAdapter(active?.path ?? null, active?.id ?? null, active?.dataset_id ?? null),
     sources: opts.sources,
     trainOverrides: opts.trainOverrides,
     style: opts.style,

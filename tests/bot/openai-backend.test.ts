@@ -13,7 +13,7 @@ import { articlePrompt, readSystemPrompt } from '../../src/prompts.ts';
 import { SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
 import { generatorFromConfig } from '../../src/serve/generator-adapters.ts';
 import { chatCompletionsUrl, OpenAiGenerator } from '../../src/bot/openai-backend.ts';
-import type { GeneratorEvent } from '../../src/bot/types.ts';
+import type { GenerationEvent } from '../../src/generation-events.ts';
 import { isMorrisError } from '../../src/errors.ts';
 import { collect, makeCore, tempStore } from './helpers.ts';
 
@@ -92,7 +92,7 @@ describe('OpenAI-compatible backend', () => {
     const events = await collect(make().generate({ topic: 'fibre rollouts', maxNewTokens: 50, temperature: 0.4, requestId: 'g-1' }));
     const texts = events.filter((e) => e.type === 'text');
     expect(texts.length).toBeGreaterThan(3);
-    const done = events.at(-1) as Extract<GeneratorEvent, { type: 'done' }>;
+    const done = events.at(-1) as Extract<GenerationEvent, { type: 'done' }>;
     expect(done).toMatchObject({ type: 'done', cut: false, reason: 'stop', adapterId: 'morris-lora-7' });
     expect(done.text).toBe('Column on Write a column about: fibre rollouts: doom, gloom and capex.');
     expect(texts.map((e) => (e as { text: string }).text).join('')).toBe(done.text);
@@ -103,11 +103,11 @@ describe('OpenAI-compatible backend', () => {
   });
 
   it('cuts a stream that outlives the time limit and keeps the partial text', async () => {
-    const events: GeneratorEvent[] = [];
+    const events: GenerationEvent[] = [];
     const t0 = Date.now();
     for await (const e of make({ timeoutMs: 1000 }).generate({ topic: 'stall forever', maxNewTokens: 50, requestId: 'g-2' })) events.push(e);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(990);
-    const done = events.at(-1) as Extract<GeneratorEvent, { type: 'done' }>;
+    const done = events.at(-1) as Extract<GenerationEvent, { type: 'done' }>;
     expect(done).toMatchObject({ type: 'done', cut: true, reason: 'timeout' });
     expect(done.text).toBe('Column on Write');
   });

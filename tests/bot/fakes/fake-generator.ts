@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { MorrisError } from '../../../src/errors.ts';
 import { FifoGate, throughGate } from '../../../src/bot/fifo-gate.ts';
-import type { GeneratorEvent, GeneratorInfo, GeneratorInput, TextGenerator } from '../../../src/bot/types.ts';
+import type { GenerationEvent } from '../../../src/generation-events.ts';
+import type { GeneratorInfo, GeneratorInput, TextGenerator } from '../../../src/bot/types.ts';
 
 export function topicTag(topic: string): string {
   return createHash('sha256').update(topic).digest('hex').slice(0, 10);
@@ -55,7 +56,7 @@ export class FakeGenerator implements TextGenerator {
     this.gate = new FifoGate(opts.slots ?? 1, opts.queueMax ?? 100);
   }
 
-  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GeneratorEvent> {
+  generate(input: GeneratorInput, signal?: AbortSignal): AsyncIterable<GenerationEvent> {
     this.calls.push(input);
     return throughGate(this.gate, signal, () => this.stream(input, signal));
   }
@@ -64,7 +65,7 @@ export class FakeGenerator implements TextGenerator {
     return { backend: 'fake', ...this.meta, details: `queue ${this.gate.queued}` };
   }
 
-  private async *stream(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GeneratorEvent> {
+  private async *stream(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GenerationEvent> {
     const b = this.behaviour(input.topic);
     yield { type: 'started' };
     if (b.failOnStart) throw b.failOnStart;
