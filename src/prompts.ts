@@ -29,6 +29,15 @@ export function readSystemPrompt(file: string | null): string | null {
 }
 
 /**
+ * The system prompt generation uses: the style guide, or the built-in short prompt when the file
+ * is missing or empty (`fallback` says which, so a service can warn about it).
+ */
+export function servingSystemPrompt(file: string | null): { text: string; fallback: boolean } {
+  const text = readSystemPrompt(file);
+  return text === null ? { text: FALLBACK_SYSTEM_PROMPT, fallback: true } : { text, fallback: false };
+}
+
+/**
  * The instruction a person's topic becomes. Training examples use this phrasing (among others)
  * and generation uses exactly this one, so the model is asked the way it was taught.
  */

@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AutoTokenizer } from '@huggingface/transformers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { articlePrompt, chatTokenIds, columnInstruction, hasChatTemplate, renderChat, type ChatMessage } from '../src/prompts.ts';
+import { articleMessages, articlePrompt, chatTokenIds, columnInstruction, FALLBACK_SYSTEM_PROMPT, hasChatTemplate, renderChat, servingSystemPrompt, type ChatMessage } from '../src/prompts.ts';
 import { initTinyModel } from '../src/model/tiny/index.ts';
 import { tokenizeConversation } from '../src/model/train/data.ts';
 import { loadTokenCounter } from '../src/pipeline/dataset/token-count.ts';
@@ -19,6 +19,28 @@ describe('column instruction', () => {
   it('generation asks exactly as the first training template teaches', () => {
     const taught = INSTRUCTION_TEMPLATES[0]!({ title: 'x', topic: 'network slicing', open: '', words: 0 });
     expect(articlePrompt('network slicing')).toBe(taught);
+  });
+});
+
+describe('the system prompt generation uses', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'morris-system-prompt-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is the style guide without its editor notes, or the built-in prompt when the file is missing or empty', () => {
+    const guide = join(dir, 'guide.md');
+    writeFileSync(guide, '<!-- note to editors -->\n  Be gloomy.  \n');
+    expect(servingSystemPrompt(guide)).toEqual({ text: 'Be gloomy.', fallback: false });
+    writeFileSync(guide, '<!-- only a note -->\n');
+    expect(servingSystemPrompt(guide)).toEqual({ text: FALLBACK_SYSTEM_PROMPT, fallback: true });
+    expect(servingSystemPrompt(join(dir, 'missing.md'))).toEqual({ text: FALLBACK_SYSTEM_PROMPT, fallback: true });
+    expect(servingSystemPrompt(null).fallback).toBe(true);
+  });
+
+  it('opens the conversation that asks for a column', () => {
+    expect(articleMessages('Be gloomy.', 'fibre')).toEqual([
+      { role: 'system', content: 'Be gloomy.' },
+      { role: 'user', content: articlePrompt('fibre') },
+    ]);
   });
 });
 

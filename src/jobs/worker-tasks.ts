@@ -12,7 +12,7 @@ import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
 import type { TrainVerdict } from '../model/train/judge.ts';
 import { loadModel, type LoadedModel } from '../model/inference/engine.ts';
 import { ModelCache } from '../model/serving/model-cache.ts';
-import { articleMessages, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
+import { articleMessages, servingSystemPrompt } from '../prompts.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './gate/evaluate.ts';
 import { validationLoss } from './gate/validation-loss.ts';
 import type { WorkerTask } from './worker-protocol.ts';
@@ -121,7 +121,7 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
   const models = new ModelCache<LoadedModel>((m) => m.dispose());
   try {
     const styleGuide = fs.existsSync(o.styleGuideFile) ? fs.readFileSync(o.styleGuideFile, 'utf8') : '';
-    const systemPrompt = readSystemPrompt(o.styleGuideFile) ?? FALLBACK_SYSTEM_PROMPT;
+    const systemPrompt = servingSystemPrompt(o.styleGuideFile).text;
     const articles = trainingTexts(store, o.datasetId);
     const backend: EvaluationBackend = {
       validationLoss: (adapterDir, signal) =>

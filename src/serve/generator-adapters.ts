@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Config } from '../config.ts';
 import { MorrisError } from '../errors.ts';
 import type { GenerationService } from '../model/serving/generation-service.ts';
-import { articlePrompt, FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../prompts.ts';
+import { articlePrompt, servingSystemPrompt } from '../prompts.ts';
 import type { Store } from '../store/db.ts';
 import { OpenAiGenerator } from '../bot/openai-backend.ts';
 import type { GeneratorInfo, GeneratorInput, TextGenerator } from '../bot/types.ts';
@@ -65,7 +65,7 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
     baseUrl: config.MORRIS_OPENAI_BASE_URL,
     model,
     apiKey: config.MORRIS_OPENAI_API_KEY,
-    systemPrompt: readSystemPrompt(SYSTEM_PROMPT_FILE) ?? FALLBACK_SYSTEM_PROMPT,
+    systemPrompt: servingSystemPrompt(SYSTEM_PROMPT_FILE).text,
     userPrompt: articlePrompt,
     timeoutMs: config.MORRIS_GENERATION_TIMEOUT_S * 1000,
     queueMax: config.MORRIS_QUEUE_MAX,

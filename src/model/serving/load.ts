@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MorrisError, isMorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
-import { FALLBACK_SYSTEM_PROMPT, readSystemPrompt } from '../../prompts.ts';
+import { servingSystemPrompt } from '../../prompts.ts';
 import type { Quant } from '../graph/compile.ts';
 import type { DecodeKernelChoice } from '../inference/native-decode.ts';
 import type { LoadedModel, LoadOptions } from '../inference/engine.ts';
@@ -55,11 +55,8 @@ export async function loadServingModel(
       hint: 'Set MORRIS_BASE_MODEL to a model folder or Hub repo id, or create a test model with `morris model init-tiny models/tiny`.',
     });
   }
-  let systemPrompt = readSystemPrompt(systemPromptFile);
-  if (systemPrompt === null) {
-    log.warn({ file: systemPromptFile }, 'system prompt file missing or empty; using the built-in short prompt');
-    systemPrompt = FALLBACK_SYSTEM_PROMPT;
-  }
+  const { text: systemPrompt, fallback } = servingSystemPrompt(systemPromptFile);
+  if (fallback) log.warn({ file: systemPromptFile }, 'system prompt file missing or empty; using the built-in short prompt');
   const t0 = Date.now();
   try {
     const model = await load({
