@@ -17,7 +17,7 @@ import type { RunnerEvent } from './jobs/runner.ts';
 import type { JobRun } from './store/job-runs.ts';
 import { createGenerationService } from './model/serving/generation-service.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
-import { datasetJsonlPath } from './store/datasets-read.ts';
+import { datasetJsonlPath } from './store/datasets.ts';
 
 export const DEMO_TOPIC = 'the telecom industry discovers that AI agents need networks too';
 

@@ -15,7 +15,7 @@ import { adapterHistory, adapterValLoss, getAdapter } from '../jobs/registry.ts'
 import { getLogs, getRun, listRuns, type JobStatus } from '../store/job-runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { RESPONDED, startSse, type RequestContext, type Route } from './router.ts';
-import { recentDatasets } from '../store/datasets-read.ts';
+import { recentDatasets } from '../store/datasets.ts';
 import { lossPoints } from '../store/train-metrics.ts';
 
 /** Playground limit on tokens: the page is a demo, not a bulk endpoint. */

@@ -22,7 +22,7 @@ import type { Fetcher, FetchResult } from './fetch.ts';
 import { allowedHosts, type SourceProfile } from './profile.ts';
 import { canonicalUrl, pageCanonical, parseFeed, parseListing, parseSitemap, unwantedReason } from './discover.ts';
 import { CrawlBudget, type CapHit, type CrawlLimits } from './budget.ts';
-import { closeScrapeRun, openScrapeRun, recoverCrashedScrapes, type ScrapeRunStatus } from './scrape-runs.ts';
+import { closeScrapeRun, openScrapeRun, recoverCrashedScrapes, type ScrapeRunStatus } from '../../store/scrape-runs.ts';
 
 const log = childLog('crawl');
 

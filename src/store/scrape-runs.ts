@@ -3,8 +3,8 @@
  * (finished, capped and by which cap, failed, cancelled). A process killed mid-scrape cannot close
  * its row; `recoverCrashedScrapes` closes such rows as `crashed` at the next scrape or serve start.
  */
-import type { Store } from '../../store/db.ts';
-import { isPidAlive } from '../../pids.ts';
+import type { Store } from './db.ts';
+import { isPidAlive } from '../pids.ts';
 
 export type ScrapeRunStatus = 'running' | 'finished' | 'capped' | 'failed' | 'cancelled' | 'crashed';
 
