@@ -20,10 +20,9 @@ import {
   buildOptionsFromConfig,
   CURRENT_DATASET_KEY,
   datasetOutDir,
-  scrapeSettingsFromConfig,
-  scrapeSource,
   type BuildResult,
 } from '../pipeline/dataset/build.ts';
+import { scrapeSettingsFromConfig, scrapeSource } from '../pipeline/crawl/scrape.ts';
 import { loadTokenCounter } from '../pipeline/dataset/token-count.ts';
 import { importDataset } from '../pipeline/dataset/import.ts';
 

@@ -1,8 +1,8 @@
 /**
- * The pipeline's library entry points, called alike by the CLI, the demo and the scheduled jobs:
- * `scrapeSource` (re-exported from scrape.ts) and `buildDataset` (stored articles → clean →
- * dedupe → enhance → dataset version). Settings come in as options; `datasetSettingsFromConfig`
- * is the edge helper that reads them from config.
+ * `buildDataset`, the dataset build the CLI, the demo and the scheduled jobs all call: stored
+ * articles → clean → dedupe → enhance → dataset version. Settings come in as options;
+ * `datasetSettingsFromConfig` is the edge helper that reads them from config. (Scraping's entry
+ * point is `scrapeSource` in crawl/scrape.ts.)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,8 +28,6 @@ import { loadStyle, stableHash, type Style } from './enhance.ts';
 import type { ChatMessage } from '../../prompts.ts';
 import { loadTokenCounter, type TokenCounter } from './token-count.ts';
 import { baseModelLocation } from '../../model/checkpoint/base-model-location.ts';
-
-export { scrapeSource, fetcherOptionsFromConfig, scrapeSettingsFromConfig, type ScrapeOptions } from '../crawl/scrape.ts';
 
 const log = childLog('dataset');
 
