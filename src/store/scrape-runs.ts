@@ -56,3 +56,17 @@ export function recoverCrashedScrapes(store: Store): CrashedScrape[] {
   })();
   return crashed;
 }
+
+export interface SourceScrapes {
+  source: string;
+  started_at: string;
+  ended_at: string | null;
+  runs: number;
+}
+
+/** Per source: the latest start and end of a scrape, and how many there were. */
+export function scrapesBySource(store: Store): SourceScrapes[] {
+  return store
+    .prepare(`SELECT source, MAX(started_at) AS started_at, MAX(ended_at) AS ended_at, COUNT(*) AS runs FROM scrape_runs GROUP BY source`)
+    .all() as SourceScrapes[];
+}

@@ -8,7 +8,6 @@ import {
   composeDataset,
   datasetStats,
   exportJsonl,
-  listDatasets,
   splitOf,
   type DatasetSettings,
 } from '../../src/pipeline/dataset/versions.ts';
@@ -17,6 +16,7 @@ import { instructionFor, INSTRUCTION_TEMPLATES, loadStyle, selectExtras, type St
 import type { ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
 import { readSystemPrompt as readGenerationPrompt } from '../../src/prompts.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
+import { listDatasets } from '../../src/store/datasets.ts';
 
 const SENTENCES = [
   'The operators are doomed, and the vendors are queueing behind them.',

@@ -14,6 +14,9 @@
  */
 import { createHash } from 'node:crypto';
 import { deleteKv, getKv, setKv, type Store } from '../../store/db.ts';
+import { articleByUrl, saveArticle, saveSkippedArticle } from '../../store/articles.ts';
+import { addFoundUrl, crawlUrl, markUrl, pendingUrlCount, retryableUrls, type CrawlUrlRow } from '../../store/crawl-urls.ts';
+import { pageValidators, savePage } from '../../store/crawl-pages.ts';
 import { isDiskFull, MorrisError, wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import { extractArticle, type Article } from '../extract/article.ts';
@@ -147,7 +150,7 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
     s.bytes = opts.fetcher.counters.bytes - before.bytes;
     s.durationMs = Date.now() - t0;
     try {
-      s.pending = pendingCount(store, profile.name);
+      s.pending = pendingUrlCount(store, profile.name);
       const stopReason = s.error ?? (s.caps.length ? `${s.caps.map((c) => c.message).join('; ')}; ${s.pending} URLs left pending for the next run` : null);
       closeScrapeRun(store, runId, { status: s.status, stopReason, summary: s });
     } catch (e) {
@@ -167,7 +170,6 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
 async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary, budget: CrawlBudget): Promise<void> {
   const { fetcher } = opts;
   const warn = (k: string) => (s.warnings[k] = (s.warnings[k] ?? 0) + 1);
-  const db = statements(store);
   const rules = {
     hosts: new Set(allowedHosts(profile)),
     keep: profile.keep.map((r) => new RegExp(r)),
@@ -207,13 +209,13 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
     if (seen) {
       if (lastmod && (!seen.lastmod || lastmod > seen.lastmod)) seen.lastmod = lastmod;
     } else {
-      if (!db.crawlUrl.get(url) && !budget.takeUrl()) {
+      if (!crawlUrl(store, url) && !budget.takeUrl()) {
         discoveryCut = true;
         return 'capped';
       }
       found.set(url, { url, foundOn, lastmod });
     }
-    return isKnown(db, url) ? 'known' : 'new';
+    return isKnown(store, url) ? 'known' : 'new';
   };
   const discoveryFetch = async (url: string, accept?: string): Promise<FetchResult | null> => {
     throwIfCancelled(opts.signal);
@@ -223,9 +225,9 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
     }
     opts.onProgress?.({ phase: 'discover', done: s.listingPages, total: 0, url });
     try {
-      const prev = opts.full || resuming ? undefined : db.page.get(url);
+      const prev = opts.full || resuming ? undefined : pageValidators(store, url);
       const res = await fetcher.get(url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined, accept });
-      db.savePage(res);
+      savePage(store, res);
       if (res.notModified) return null;
       if (res.status >= 400) s.failed.push({ url, reason: `HTTP ${res.status}` });
       else if (res.binary) s.failed.push({ url, reason: `not text (${res.contentType ?? 'unknown type'})` });
@@ -301,24 +303,21 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
   else deleteKv(store, cutKey);
 
   // --- decide what to fetch ---
-  for (const row of db.retry.all(profile.name, MAX_ATTEMPTS)) {
+  for (const row of retryableUrls(store, profile.name, MAX_ATTEMPTS)) {
     if (!found.has(row.url)) found.set(row.url, { url: row.url, foundOn: row.found_on ?? '', lastmod: row.lastmod });
   }
   // Every target is in the frontier before the first fetch, so URLs a cap leaves unfetched are
   // still pending for the next run. One transaction: a big sitemap means thousands of rows.
-  const targets = store.transaction(() =>
-    [...found.values()].filter((t) => {
-      const known = db.crawlUrl.get(t.url);
-      db.upsertFound.run(t.url, profile.name, t.foundOn, t.lastmod);
-      if (opts.full || !known) return true;
-      // Robots rules may have changed; checking again costs no request (robots.txt is cached per run).
-      if (known.status === 'robots' || known.status === 'pending') return true;
-      if (known.status === 'failed') return known.attempts < MAX_ATTEMPTS;
-      // Known and settled: refetch only when the sitemap says it changed since we last fetched it.
-      const fetchedAt = db.page.get(t.url)?.fetched_at;
-      return Boolean(t.lastmod && fetchedAt && t.lastmod > fetchedAt);
-    }),
-  )();
+  const targets = store.transaction(() => {
+    const chosen: Target[] = [];
+    for (const t of found.values()) {
+      const known = crawlUrl(store, t.url);
+      addFoundUrl(store, { url: t.url, source: profile.name, foundOn: t.foundOn, lastmod: t.lastmod });
+      const fetchedAt = known && isSettled(known) ? pageValidators(store, t.url)?.fetched_at : undefined;
+      if (needsFetch(t, known, Boolean(opts.full), fetchedAt)) chosen.push(t);
+    }
+    return chosen;
+  })();
 
   // --- fetch articles ---
   let done = 0;
@@ -327,7 +326,7 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
     throwIfCancelled(opts.signal);
     if (budget.takeFetch()) return; // capped: the rest stays pending
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
-    await fetchArticle(store, db, profile, t, fetcher, s, warn);
+    await fetchArticle(store, profile, t, fetcher, s, warn);
     done++;
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
   };
@@ -336,15 +335,14 @@ async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOption
 
 async function fetchArticle(
   store: Store,
-  db: Statements,
   profile: SourceProfile,
   t: Target,
   fetcher: Fetcher,
   s: CrawlSummary,
   warn: (k: string) => void,
 ): Promise<void> {
-  const mark = (status: string, reason: string | null) => db.markUrl.run({ status, reason, url: t.url });
-  const prev = db.page.get(t.url);
+  const mark = (status: Parameters<typeof markUrl>[2], reason: string | null) => markUrl(store, t.url, status, reason);
+  const prev = pageValidators(store, t.url);
   let res: FetchResult;
   try {
     res = await fetcher.get(t.url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined });
@@ -366,7 +364,7 @@ async function fetchArticle(
   s.fetched++;
   if (res.notModified) {
     store.transaction(() => {
-      db.savePage(res);
+      savePage(store, res);
       mark('done', null);
     })();
     s.unchanged++;
@@ -375,7 +373,7 @@ async function fetchArticle(
   if (res.status >= 400) {
     const reason = `HTTP ${res.status}`;
     store.transaction(() => {
-      db.savePage(res);
+      savePage(store, res);
       mark('failed', reason);
     })();
     s.failed.push({ url: t.url, reason });
@@ -408,22 +406,23 @@ async function fetchArticle(
   // The outcome is counted only once the transaction has committed: a commit that fails (a full
   // disk) must not leave an article counted as new that is not in the store.
   const outcome = store.transaction((): (() => void) => {
-    db.savePage(res);
-    const existing = db.article.get(canonical);
+    savePage(store, res);
+    const existing = articleByUrl(store, canonical);
     if (reason) {
       mark('skipped', reason);
       // Never replace a stored article with a non-article; remember the skip only for new URLs.
-      if (!existing) db.insertSkipped.run(profile.name, canonical, art.title, reason);
+      if (!existing) saveSkippedArticle(store, { source: profile.name, url: canonical, title: art.title, reason });
       const why = existing?.status === 'ok' ? `${reason} (kept the stored version)` : reason;
       return () => s.skipped.push({ url: t.url, reason: why });
     }
     mark('done', null);
+    const article = { source: profile.name, url: canonical, title: art.title, author, published: art.published, body, contentHash: hash };
     if (!existing || existing.status === 'skipped') {
-      db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
+      saveArticle(store, article);
       return () => s.new++;
     }
     if (existing.content_hash === hash) return () => s.unchanged++;
-    db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
+    saveArticle(store, article);
     return () => s.updated++;
   })();
   outcome();
@@ -470,13 +469,24 @@ function reasonOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function pendingCount(store: Store, source: string): number {
-  return (store.prepare(`SELECT count(*) AS n FROM crawl_urls WHERE source = ? AND status = 'pending'`).get(source) as { n: number }).n;
+function isKnown(store: Store, url: string): boolean {
+  const row = crawlUrl(store, url);
+  return Boolean(row && isSettled(row)) || Boolean(articleByUrl(store, url));
 }
 
-function isKnown(db: Statements, url: string): boolean {
-  const row = db.crawlUrl.get(url);
-  return Boolean(row && row.status !== 'pending' && row.status !== 'failed') || Boolean(db.article.get(url));
+/** Fetched with an outcome that stands (done, skipped, robots): not waiting for a first or next try. */
+function isSettled(row: CrawlUrlRow): boolean {
+  return row.status !== 'pending' && row.status !== 'failed';
+}
+
+/** Whether a found URL is fetched this run, given its frontier row from before the run. */
+function needsFetch(t: Target, known: CrawlUrlRow | undefined, full: boolean, fetchedAt: string | undefined): boolean {
+  if (full || !known) return true;
+  // Robots rules may have changed; checking again costs no request (robots.txt is cached per run).
+  if (known.status === 'robots' || known.status === 'pending') return true;
+  if (known.status === 'failed') return known.attempts < MAX_ATTEMPTS;
+  // Known and settled: refetch only when the sitemap says it changed since we last fetched it.
+  return Boolean(t.lastmod && fetchedAt && t.lastmod > fetchedAt);
 }
 
 /**
@@ -497,80 +507,4 @@ async function pool<T>(items: T[], size: number, fn: (x: T) => Promise<void>): P
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(size, items.length)) }, worker));
   if (failure) throw (failure as { error: unknown }).error;
-}
-
-interface PageRow {
-  etag: string | null;
-  last_modified: string | null;
-  fetched_at: string;
-}
-interface CrawlUrlRow {
-  url: string;
-  status: string;
-  attempts: number;
-  found_on: string | null;
-  lastmod: string | null;
-}
-interface ArticleRow {
-  id: number;
-  status: string;
-  content_hash: string | null;
-}
-
-type Statements = ReturnType<typeof statements>;
-
-function statements(store: Store) {
-  const savePageStmt = store.prepare(
-    `INSERT INTO pages (url, final_url, etag, last_modified, http_status, body_hash, redirects, fetched_at)
-     VALUES (@url, @final_url, @etag, @last_modified, @http_status, @body_hash, @redirects, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-     ON CONFLICT(url) DO UPDATE SET
-       final_url = excluded.final_url,
-       -- A 304 may omit validators; keep the ones we had. An error page must not erase them either.
-       etag = CASE WHEN excluded.http_status < 400 THEN coalesce(excluded.etag, pages.etag) ELSE pages.etag END,
-       last_modified = CASE WHEN excluded.http_status < 400 THEN coalesce(excluded.last_modified, pages.last_modified) ELSE pages.last_modified END,
-       http_status = excluded.http_status,
-       body_hash = coalesce(excluded.body_hash, pages.body_hash),
-       redirects = excluded.redirects,
-       fetched_at = excluded.fetched_at`,
-  );
-  return {
-    page: store.prepare<[string], PageRow>('SELECT etag, last_modified, fetched_at FROM pages WHERE url = ?'),
-    savePage: (r: FetchResult) =>
-      savePageStmt.run({
-        url: r.url,
-        final_url: r.finalUrl,
-        // Validators of a capped body would make the next run skip a page we never read whole.
-        etag: r.truncated ? null : r.etag,
-        last_modified: r.truncated ? null : r.lastModified,
-        http_status: r.status,
-        body_hash: r.bodyHash,
-        redirects: r.redirects.length ? JSON.stringify(r.redirects) : null,
-      }),
-    crawlUrl: store.prepare<[string], CrawlUrlRow>('SELECT url, status, attempts, found_on, lastmod FROM crawl_urls WHERE url = ?'),
-    retry: store.prepare<[string, number], CrawlUrlRow>(
-      `SELECT url, status, attempts, found_on, lastmod FROM crawl_urls WHERE source = ? AND status IN ('pending', 'failed') AND attempts < ?`,
-    ),
-    upsertFound: store.prepare(
-      `INSERT INTO crawl_urls (url, source, found_on, lastmod) VALUES (?, ?, ?, ?)
-       ON CONFLICT(url) DO UPDATE SET lastmod = coalesce(excluded.lastmod, crawl_urls.lastmod)`,
-    ),
-    // attempts counts consecutive failures; any settled outcome resets it.
-    markUrl: store.prepare(
-      `UPDATE crawl_urls SET status = @status, reason = @reason,
-         attempts = CASE WHEN @status = 'failed' THEN attempts + 1 ELSE 0 END,
-         last_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE url = @url`,
-    ),
-    article: store.prepare<[string], ArticleRow>('SELECT id, status, content_hash FROM articles WHERE url = ?'),
-    upsertArticle: store.prepare(
-      `INSERT INTO articles (source, url, title, author, published, body, content_hash, status)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 'ok')
-       ON CONFLICT(url) DO UPDATE SET title = excluded.title, author = excluded.author,
-         published = excluded.published, body = excluded.body, content_hash = excluded.content_hash,
-         status = 'ok', skip_reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')`,
-    ),
-    insertSkipped: store.prepare(
-      `INSERT INTO articles (source, url, title, status, skip_reason) VALUES (?, ?, ?, 'skipped', ?)
-       ON CONFLICT(url) DO NOTHING`,
-    ),
-  };
 }

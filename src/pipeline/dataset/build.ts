@@ -11,11 +11,12 @@ import { getKv, setKv, type Store } from '../../store/db.ts';
 import { childLog } from '../../log.ts';
 import { wrapFsError } from '../../errors.ts';
 import { sweepStaleTmpFiles } from '../../store/tmp-files.ts';
-import { cleanArticles, type ArticleInput, type CleanResult } from './clean-text.ts';
+import { articleTexts, markDuplicates } from '../../store/articles.ts';
+import { datasetExamples, datasetExists } from '../../store/datasets.ts';
+import { cleanArticles, type CleanResult } from './clean-text.ts';
 import { dedupeArticles, type DedupeResult } from './dedupe.ts';
 import {
   composeDataset,
-  datasetExamples,
   datasetFiles,
   DEFAULT_VAL_FRACTION,
   saveDataset,
@@ -117,14 +118,7 @@ export async function buildDataset(store: Store, opts: BuildOptions): Promise<Bu
 
 async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildResult> {
   const style = opts.style ?? loadStyle();
-  // 'duplicate' rows are inputs too: dedupe decides afresh each build, so marking them cannot
-  // change the next build's inputs (and with them its id).
-  const rows = store
-    .prepare<unknown[], ArticleInput>(
-      `SELECT id, url, title, author, published, body FROM articles
-       WHERE status IN ('ok', 'duplicate') ${opts.source ? 'AND source = ?' : ''} ORDER BY id`,
-    )
-    .all(...(opts.source ? [opts.source] : []));
+  const rows = articleTexts(store, opts.source);
   const cleaned = cleanArticles(rows, { minWords: opts.settings.minWords });
   const deduped = dedupeArticles(cleaned.articles, { nearDupThreshold: opts.settings.nearDupThreshold });
   const composed = composeDataset(deduped.articles, style, opts.settings, opts.tokenCounter);
@@ -136,18 +130,12 @@ async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildRe
     extras: composed.examples.filter((e) => e.kind === 'extra').length,
   };
 
-  store.transaction(() => {
-    const mark = store.prepare(`UPDATE articles SET status = ?, duplicate_of = ? WHERE id = ? AND status IN ('ok', 'duplicate')`);
-    const dupOf = new Map(deduped.duplicates.map((d) => [d.id, d.duplicateOf]));
-    for (const a of cleaned.articles) {
-      const of = dupOf.get(a.id);
-      mark.run(of === undefined ? 'ok' : 'duplicate', of ?? null, a.id);
-    }
-  })();
+  const dupOf = new Map(deduped.duplicates.map((d) => [d.id, d.duplicateOf]));
+  markDuplicates(store, cleaned.articles.map((a) => ({ id: a.id, duplicateOf: dupOf.get(a.id) ?? null })));
 
   const previousId = getKv(store, CURRENT_DATASET_KEY) ?? null;
   const files = datasetFiles(opts.outDir, composed.id);
-  const exists = store.prepare('SELECT 1 FROM datasets WHERE id = ?').get(composed.id) !== undefined;
+  const exists = datasetExists(store, composed.id);
   if (!exists) {
     saveDataset(store, composed, {
       settings: { ...opts.settings, tokenizer: opts.tokenCounter.id, source: opts.source ?? null },

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { isDiskFull, MorrisError, wrapFsError } from '../../errors.ts';
 import type { Store } from '../../store/db.ts';
 import { tmpPathFor } from '../../store/tmp-files.ts';
+import { datasetExamples, datasetExists, exampleFigures, exampleWriter, getDataset, insertDataset } from '../../store/datasets.ts';
 import type { ArticleInput } from './clean-text.ts';
 import {
   articleMessages,
@@ -234,17 +235,6 @@ function fitPrefix(
 
 // ---------- I/O edges ----------
 
-export interface DatasetRow {
-  id: string;
-  created_at: string;
-  origin: string;
-  settings: string;
-  stats: string;
-  train_count: number;
-  val_count: number;
-  jsonl_path: string | null;
-}
-
 /** Writes one JSONL file atomically (temp file + rename), each line `{"messages": [...]}`. */
 export function writeJsonl(file: string, rows: ChatMessage[][]): void {
   const tmp = tmpPathFor(file);
@@ -300,11 +290,11 @@ export function registerDataset(
       jsonlPath = files.all;
       writing = `the database ${store.name}`;
     }
-    return insertDataset(store, ds, train.length, val.length, jsonlPath);
+    return insertDatasetRows(store, ds, train.length, val.length, jsonlPath);
   } catch (e) {
     // Files without their rows are orphans no build would clean up. Unless the same version got
     // registered meanwhile (by another process: same id, same content), they go.
-    if (!store.prepare('SELECT 1 FROM datasets WHERE id = ?').get(ds.id)) {
+    if (!datasetExists(store, ds.id)) {
       for (const f of written) fs.rmSync(f, { force: true });
     }
     if (!isDiskFull(e)) throw e;
@@ -315,28 +305,20 @@ export function registerDataset(
   }
 }
 
-function insertDataset(
+function insertDatasetRows(
   store: Store,
   ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object },
   trainCount: number,
   valCount: number,
   jsonlPath: string | null,
 ): { created: boolean; jsonlPath: string | null } {
-  const insertExample = store.prepare(
-    'INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, ?, ?, ?, ?, ?)',
-  );
   let created = false;
   store.transaction(() => {
-    const r = store
-      .prepare(
-        `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), trainCount, valCount, jsonlPath);
-    if (r.changes === 0) return;
-    created = true;
+    created = insertDataset(store, { id: ds.id, origin: ds.origin, settings: ds.settings, stats: ds.stats, trainCount, valCount, jsonlPath });
+    if (!created) return;
+    const addExample = exampleWriter(store, ds.id);
     ds.examples.forEach((e, i) =>
-      insertExample.run(ds.id, e.split, e.articleId, e.kind, JSON.stringify(e.messages), e.nTokens, i),
+      addExample({ split: e.split, kind: e.kind, articleId: e.articleId, messages: JSON.stringify(e.messages), nTokens: e.nTokens, ordinal: i }),
     );
   })();
   return { created, jsonlPath };
@@ -349,36 +331,6 @@ export function saveDataset(
   meta: { settings: object; stats: object; outDir: string },
 ): void {
   registerDataset(store, { id: ds.id, origin: 'build', examples: ds.examples, ...meta });
-}
-
-export function getDataset(store: Store, id: string): DatasetRow {
-  const row = store.prepare<[string], DatasetRow>('SELECT * FROM datasets WHERE id = ?').get(id);
-  if (!row) {
-    throw new MorrisError('NOT_FOUND', `No dataset ${id}.`, { hint: 'See `morris dataset list` for the ids there are.' });
-  }
-  return row;
-}
-
-export function listDatasets(store: Store): DatasetRow[] {
-  return store.prepare<[], DatasetRow>('SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC').all();
-}
-
-export interface ExampleRow {
-  split: 'train' | 'validation';
-  kind: string;
-  article_id: number | null;
-  messages: string;
-  n_tokens: number | null;
-}
-
-export function datasetExamples(store: Store, id: string, split?: 'train' | 'validation'): ExampleRow[] {
-  return split
-    ? store
-        .prepare<[string, string], ExampleRow>('SELECT split, kind, article_id, messages, n_tokens FROM examples WHERE dataset_id = ? AND split = ? ORDER BY ordinal')
-        .all(id, split)
-    : store
-        .prepare<[string], ExampleRow>('SELECT split, kind, article_id, messages, n_tokens FROM examples WHERE dataset_id = ? ORDER BY ordinal')
-        .all(id);
 }
 
 /** Writes a stored dataset (or one split of it) as messages-format JSONL. Returns the line count. */
@@ -406,11 +358,7 @@ export interface DatasetStats {
 export function datasetStats(store: Store, id: string): DatasetStats {
   const row = getDataset(store, id);
   // Only what the figures need: the messages themselves can run to hundreds of megabytes.
-  const ex = store
-    .prepare<[string], Pick<ExampleRow, 'split' | 'kind' | 'article_id' | 'n_tokens'>>(
-      'SELECT split, kind, article_id, n_tokens FROM examples WHERE dataset_id = ?',
-    )
-    .all(id);
+  const ex = exampleFigures(store, id);
   const byKind: Record<string, number> = {};
   for (const e of ex) byKind[e.kind] = (byKind[e.kind] ?? 0) + 1;
   const lens = ex.map((e) => e.n_tokens).filter((n): n is number => n !== null).sort((a, b) => a - b);
