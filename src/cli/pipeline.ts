@@ -13,7 +13,8 @@ import { MorrisError } from '../errors.ts';
 import { getKv } from '../store/db.ts';
 import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
 import type { CrawlProgress, CrawlSummary } from '../pipeline/crawl/crawl.ts';
-import { datasetStats, exportJsonl, type DatasetStats } from '../pipeline/dataset/versions.ts';
+import { exportJsonl } from '../pipeline/dataset/versions.ts';
+import { datasetStats, type DatasetStats } from '../pipeline/dataset/stats.ts';
 import { listDatasets } from '../store/datasets.ts';
 import { listProfiles, loadProfile } from '../pipeline/crawl/profile.ts';
 import {

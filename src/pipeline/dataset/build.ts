@@ -22,9 +22,8 @@ import {
   saveDataset,
   writeJsonl,
   type DatasetSettings,
-  type LengthCounts,
-  type LengthPolicy,
 } from './versions.ts';
+import type { LengthCounts, LengthPolicy } from './fit-length.ts';
 import { loadStyle, stableHash, type Style } from './enhance.ts';
 import type { ChatMessage } from '../../prompts.ts';
 import { loadTokenCounter, type TokenCounter } from './token-count.ts';
