@@ -23,7 +23,7 @@ import { isKnown, type Target } from './targets.ts';
 const MAX_SITEMAPS = 50;
 
 /** kv key set while a source's discovery was cut short by a cap: the next run re-reads it all. */
-export const discoveryCutKey = (source: string) => `crawl:discovery-cut:${source}`;
+const discoveryCutKey = (source: string) => `crawl:discovery-cut:${source}`;
 
 type Verdict = 'new' | 'known' | 'dropped' | 'capped';
 
