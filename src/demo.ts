@@ -17,7 +17,8 @@ import type { RunnerEvent } from './jobs/runner.ts';
 import type { JobRun } from './store/job-runs.ts';
 import { createGenerationService } from './model/serving/create.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
-import { datasetJsonlPath } from './store/datasets-read.ts';
+import { datasetJsonlPath } from './store/datasets.ts';
+import { okArticleCount } from './store/articles.ts';
 
 export const DEMO_TOPIC = 'the telecom industry discovers that AI agents need networks too';
 
@@ -185,7 +186,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     const articleSeconds = (performance.now() - t0) / 1000;
     done(6, t0, `${final.tokens} tokens${final.cut ? ' (cut by the time limit)' : ''}`);
 
-    const articles = (store.prepare(`SELECT count(*) AS n FROM articles WHERE status = 'ok'`).get() as { n: number }).n;
+    const articles = okArticleCount(store);
     return {
       dir,
       dbPath: config.dbPath,

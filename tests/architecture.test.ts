@@ -47,6 +47,12 @@ const OWNED_TABLES: Record<string, string> = {
   kv: 'store/db.ts',
   job_runs: 'store/job-runs.ts',
   job_logs: 'store/job-runs.ts',
+  articles: 'store/articles.ts',
+  pages: 'store/crawl-pages.ts',
+  crawl_urls: 'store/crawl-urls.ts',
+  scrape_runs: 'store/scrape-runs.ts',
+  datasets: 'store/datasets.ts',
+  examples: 'store/datasets.ts',
 };
 
 describe('architecture', () => {

@@ -13,17 +13,18 @@ import { MorrisError } from '../errors.ts';
 import { getKv } from '../store/db.ts';
 import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
 import type { CrawlProgress, CrawlSummary } from '../pipeline/crawl/crawl.ts';
-import { datasetStats, exportJsonl, listDatasets, type DatasetStats } from '../pipeline/dataset/versions.ts';
+import { exportJsonl } from '../pipeline/dataset/versions.ts';
+import { datasetStats, type DatasetStats } from '../pipeline/dataset/stats.ts';
+import { listDatasets } from '../store/datasets.ts';
 import { listProfiles, loadProfile } from '../pipeline/crawl/profile.ts';
 import {
   buildDataset,
   buildOptionsFromConfig,
   CURRENT_DATASET_KEY,
   datasetOutDir,
-  scrapeSettingsFromConfig,
-  scrapeSource,
   type BuildResult,
 } from '../pipeline/dataset/build.ts';
+import { scrapeSettingsFromConfig, scrapeSource } from '../pipeline/crawl/scrape.ts';
 import { loadTokenCounter } from '../pipeline/dataset/token-count.ts';
 import { importDataset } from '../pipeline/dataset/import.ts';
 

@@ -22,7 +22,7 @@ import type { Style } from '../pipeline/dataset/enhance.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import type { TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
-import { latestDatasetId } from '../store/datasets-read.ts';
+import { latestDatasetId } from '../store/datasets.ts';
 
 const log = childLog('jobs');
 

@@ -16,7 +16,7 @@ import { articleMessages, servingSystemPrompt } from '../prompts.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './gate/evaluate.ts';
 import { validationLoss } from './gate/validation-loss.ts';
 import type { WorkerTask } from './worker-protocol.ts';
-import { datasetExampleRows } from '../store/datasets-read.ts';
+import { datasetExampleRows } from '../store/datasets.ts';
 
 export interface TrainTaskOptions {
   dbPath: string;

@@ -24,7 +24,7 @@ import type { Style } from '../pipeline/dataset/enhance.ts';
 import type { AdapterRegistry } from '../jobs/registry.ts';
 import type { JobRunner } from '../jobs/runner.ts';
 import { recoverCrashedRuns, waitForPidExit } from '../store/job-runs.ts';
-import { recoverCrashedScrapes } from '../pipeline/crawl/scrape-runs.ts';
+import { recoverCrashedScrapes } from '../store/scrape-runs.ts';
 import { STOP_GRACE_MS } from '../jobs/fork-worker.ts';
 import { startScheduler, type Scheduler } from '../jobs/scheduler.ts';
 import { buildJobSystem } from '../jobs/system.ts';

@@ -15,7 +15,9 @@ import { adapterHistory, adapterValLoss, getAdapter } from '../jobs/registry.ts'
 import { getLogs, getRun, listRuns, type JobStatus } from '../store/job-runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { RESPONDED, startSse, type RequestContext, type Route } from './router.ts';
-import { recentDatasets } from '../store/datasets-read.ts';
+import { recentDatasets } from '../store/datasets.ts';
+import { articleCounts, okArticleCount } from '../store/articles.ts';
+import { scrapesBySource } from '../store/scrape-runs.ts';
 import { lossPoints } from '../store/train-metrics.ts';
 
 /** Playground limit on tokens: the page is a demo, not a bulk endpoint. */
@@ -58,18 +60,11 @@ function intParam(v: string | null | undefined, dflt: number, min: number, max: 
 }
 
 export function dataSummary(store: Store) {
-  const articles = store
-    .prepare(`SELECT source, status, COUNT(*) AS n, MAX(updated_at) AS last_updated FROM articles GROUP BY source, status ORDER BY source, status`)
-    .all();
-  const lastScrapes = store
-    .prepare(`SELECT source, MAX(started_at) AS started_at, MAX(ended_at) AS ended_at, COUNT(*) AS runs FROM scrape_runs GROUP BY source`)
-    .all();
   const datasets = recentDatasets(store, 20);
-  const total = store.prepare(`SELECT COUNT(*) AS n FROM articles WHERE status = 'ok'`).get() as { n: number };
   return {
-    articlesOk: total.n,
-    articles,
-    lastScrapes,
+    articlesOk: okArticleCount(store),
+    articles: articleCounts(store),
+    lastScrapes: scrapesBySource(store),
     datasets: datasets.map((d) => ({ ...d, stats: safeJson(d.stats) })),
   };
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { parseProfile, loadProfile, listProfiles, type SourceProfile } from '../../src/pipeline/crawl/profile.ts';
-import { scrapeSource } from '../../src/pipeline/dataset/build.ts';
+import { scrapeSource } from '../../src/pipeline/crawl/scrape.ts';
 import { cleanArticles, type ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
 import { dedupeArticles } from '../../src/pipeline/dataset/dedupe.ts';
 import { canonicalUrl } from '../../src/pipeline/crawl/discover.ts';

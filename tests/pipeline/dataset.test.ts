@@ -6,9 +6,7 @@ import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { loadTokenCounter, type TokenCounter } from '../../src/pipeline/dataset/token-count.ts';
 import {
   composeDataset,
-  datasetStats,
   exportJsonl,
-  listDatasets,
   splitOf,
   type DatasetSettings,
 } from '../../src/pipeline/dataset/versions.ts';
@@ -17,6 +15,8 @@ import { instructionFor, INSTRUCTION_TEMPLATES, loadStyle, selectExtras, type St
 import type { ArticleInput } from '../../src/pipeline/dataset/clean-text.ts';
 import { readSystemPrompt as readGenerationPrompt } from '../../src/prompts.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
+import { listDatasets } from '../../src/store/datasets.ts';
+import { datasetStats } from '../../src/pipeline/dataset/stats.ts';
 
 const SENTENCES = [
   'The operators are doomed, and the vendors are queueing behind them.',

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUserAgent, detectCharset, Fetcher, isBinary, parseRetryAfter, type FetcherOptions } from '../../src/pipeline/crawl/fetch.ts';
+import { buildUserAgent, Fetcher, parseRetryAfter, type FetcherOptions } from '../../src/pipeline/crawl/fetch.ts';
+import { detectCharset, isBinary } from '../../src/pipeline/crawl/charset.ts';
 import { MorrisError } from '../../src/errors.ts';
 import { html, startFixture, withEtag, type Fixture } from './fixture-server.ts';
 

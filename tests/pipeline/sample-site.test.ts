@@ -6,7 +6,7 @@ import { parseFrontMatter, readArticleFolder, SAMPLE_ARCHIVE_DIR, startSampleSit
 import { parseFeed, parseListing, parseSitemap } from '../../src/pipeline/crawl/discover.ts';
 import { extractArticle } from '../../src/pipeline/extract/article.ts';
 import { loadProfile } from '../../src/pipeline/crawl/profile.ts';
-import { scrapeSource } from '../../src/pipeline/dataset/build.ts';
+import { scrapeSource } from '../../src/pipeline/crawl/scrape.ts';
 import { openStore } from '../../src/store/db.ts';
 
 let site: SampleSite;

@@ -4,7 +4,7 @@
  */
 import { openStore } from '../../src/store/db.ts';
 import { parseProfile } from '../../src/pipeline/crawl/profile.ts';
-import { scrapeSource } from '../../src/pipeline/dataset/build.ts';
+import { scrapeSource } from '../../src/pipeline/crawl/scrape.ts';
 
 const [dbPath, baseUrl] = process.argv.slice(2);
 const store = openStore(dbPath);

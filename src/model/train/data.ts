@@ -10,7 +10,7 @@ import { MorrisError } from '../../errors.ts';
 import { chatTokenIds, type ChatMessage } from '../../prompts.ts';
 import type { Store } from '../../store/db.ts';
 import type { MicroBatch } from './step.ts';
-import { datasetExampleRows, resolveDatasetRef } from '../../store/datasets-read.ts';
+import { datasetExampleRows, resolveDatasetRef } from '../../store/datasets.ts';
 
 env.allowRemoteModels = false;
 

@@ -12,29 +12,22 @@
  * pending, and a run whose discovery was cut re-reads its listings and sitemaps next time (without
  * validators, so a 304 cannot hide what it never read) until discovery completes.
  */
-import { createHash } from 'node:crypto';
-import { deleteKv, getKv, setKv, type Store } from '../../store/db.ts';
-import { isDiskFull, MorrisError, wrapFsError } from '../../errors.ts';
+import type { Store } from '../../store/db.ts';
+import { pendingUrlCount } from '../../store/crawl-urls.ts';
+import { closeScrapeRun, openScrapeRun, recoverCrashedScrapes, type ScrapeRunStatus } from '../../store/scrape-runs.ts';
+import { wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
-import { extractArticle, type Article } from '../extract/article.ts';
-import { encodingProblem } from '../extract/quality.ts';
-import type { Fetcher, FetchResult } from './fetch.ts';
-import { allowedHosts, type SourceProfile } from './profile.ts';
-import { canonicalUrl, pageCanonical, parseFeed, parseListing, parseSitemap, unwantedReason } from './discover.ts';
+import type { Fetcher } from './fetch.ts';
+import type { SourceProfile } from './profile.ts';
 import { CrawlBudget, type CapHit, type CrawlLimits } from './budget.ts';
-import { closeScrapeRun, openScrapeRun, recoverCrashedScrapes, type ScrapeRunStatus } from './scrape-runs.ts';
+import { discoverUrls } from './discovery-walk.ts';
+import { chooseTargets, type Target } from './targets.ts';
+import { fetchArticle } from './fetch-article.ts';
+import { isCode, reasonOf, throwIfCancelled } from './outcomes.ts';
 
 const log = childLog('crawl');
 
-/** A URL that failed this many times is left alone until `full`. */
-const MAX_ATTEMPTS = 5;
-const MAX_SITEMAPS = 50;
-/** Off-host URLs listed by reason in a summary; the count covers them all. */
-const MAX_OFF_HOST_LISTED = 50;
 const NO_LIMITS: CrawlLimits = { urls: Infinity, fetches: Infinity, bytes: Infinity, seconds: Infinity };
-
-/** kv key set while a source's discovery was cut short by a cap: the next run re-reads it all. */
-export const discoveryCutKey = (source: string) => `crawl:discovery-cut:${source}`;
 
 export interface CrawlOptions {
   fetcher: Fetcher;
@@ -103,12 +96,6 @@ export interface CrawlSummary {
   error?: string;
 }
 
-interface Target {
-  url: string;
-  foundOn: string;
-  lastmod: string | null;
-}
-
 export async function crawlSource(store: Store, profile: SourceProfile, opts: CrawlOptions): Promise<CrawlSummary> {
   const t0 = Date.now();
   const before = { ...opts.fetcher.counters };
@@ -147,7 +134,7 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
     s.bytes = opts.fetcher.counters.bytes - before.bytes;
     s.durationMs = Date.now() - t0;
     try {
-      s.pending = pendingCount(store, profile.name);
+      s.pending = pendingUrlCount(store, profile.name);
       const stopReason = s.error ?? (s.caps.length ? `${s.caps.map((c) => c.message).join('; ')}; ${s.pending} URLs left pending for the next run` : null);
       closeScrapeRun(store, runId, { status: s.status, stopReason, summary: s });
     } catch (e) {
@@ -164,319 +151,27 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
   return s;
 }
 
+/** The steps of one run: discover URLs, choose the targets, fetch them. */
 async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary, budget: CrawlBudget): Promise<void> {
-  const { fetcher } = opts;
+  const found = await discoverUrls(store, profile, opts, s, budget);
+  const targets = chooseTargets(store, profile.name, found, Boolean(opts.full));
+  await fetchTargets(store, profile, opts, s, budget, targets);
+}
+
+/** Fetches the targets, `concurrency` at a time, until they are done or a cap is reached. */
+async function fetchTargets(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary, budget: CrawlBudget, targets: Target[]): Promise<void> {
   const warn = (k: string) => (s.warnings[k] = (s.warnings[k] ?? 0) + 1);
-  const db = statements(store);
-  const rules = {
-    hosts: new Set(allowedHosts(profile)),
-    keep: profile.keep.map((r) => new RegExp(r)),
-    drop: profile.drop.map((r) => new RegExp(r)),
-  };
-  const offHostSeen = new Set<string>();
-  const offHost = (url: string, reason: string) => {
-    if (offHostSeen.has(url)) return;
-    offHostSeen.add(url);
-    s.offHost++;
-    if (s.offHostUrls.length < MAX_OFF_HOST_LISTED) s.offHostUrls.push({ url, reason });
-  };
-
-  // --- discovery ---
-  // A previous run's discovery was cut by a cap: walk and read everything again (known URLs cost
-  // nothing against the URL cap), so this run reaches the ones that run never saw.
-  const cutKey = discoveryCutKey(profile.name);
-  const resuming = !opts.full && getKv(store, cutKey) !== undefined;
-  let discoveryCut = false;
-  const found = new Map<string, Target>();
-  const offer = (raw: string, foundOn: string, lastmod: string | null = null): 'new' | 'known' | 'dropped' | 'capped' => {
-    const url = canonicalUrl(raw, undefined, profile.stripParams);
-    if (!url) {
-      s.filtered++;
-      return 'dropped';
-    }
-    const host = new URL(url).host;
-    if (!rules.hosts.has(host)) {
-      offHost(url, `link on ${foundOn} refused: host ${host} is not one of this source's hosts (${[...rules.hosts].join(', ')})`);
-      return 'dropped';
-    }
-    if (unwantedReason(url, rules)) {
-      s.filtered++;
-      return 'dropped';
-    }
-    const seen = found.get(url);
-    if (seen) {
-      if (lastmod && (!seen.lastmod || lastmod > seen.lastmod)) seen.lastmod = lastmod;
-    } else {
-      if (!db.crawlUrl.get(url) && !budget.takeUrl()) {
-        discoveryCut = true;
-        return 'capped';
-      }
-      found.set(url, { url, foundOn, lastmod });
-    }
-    return isKnown(db, url) ? 'known' : 'new';
-  };
-  const discoveryFetch = async (url: string, accept?: string): Promise<FetchResult | null> => {
-    throwIfCancelled(opts.signal);
-    if (budget.takeFetch()) {
-      discoveryCut = true;
-      return null;
-    }
-    opts.onProgress?.({ phase: 'discover', done: s.listingPages, total: 0, url });
-    try {
-      const prev = opts.full || resuming ? undefined : db.page.get(url);
-      const res = await fetcher.get(url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined, accept });
-      db.savePage(res);
-      if (res.notModified) return null;
-      if (res.status >= 400) s.failed.push({ url, reason: `HTTP ${res.status}` });
-      else if (res.binary) s.failed.push({ url, reason: `not text (${res.contentType ?? 'unknown type'})` });
-      else return res;
-    } catch (e) {
-      if (isDiskFull(e)) throw e; // not this URL's fault: the run cannot go on
-      if (isCode(e, 'ROBOTS_DISALLOWED')) s.skippedRobots++;
-      else if (isCode(e, 'OFF_HOST')) offHost(url, reasonOf(e));
-      else s.failed.push({ url, reason: reasonOf(e) });
-    }
-    return null;
-  };
-
-  for (const listing of profile.listings) {
-    const maxPages = opts.maxPages ?? listing.maxPages ?? profile.maxPages;
-    const seen = new Set<string>();
-    let url: string | null = listing.url;
-    for (let page = 1; url && page <= maxPages && !seen.has(url) && !discoveryCut; page++) {
-      seen.add(url);
-      const res = await discoveryFetch(url);
-      if (discoveryCut) break;
-      s.listingPages++;
-      if (!res) break; // 304 (nothing new on the first page means nothing new), error, or robots
-      const parsed = parseListing(res.text, res.finalUrl, { links: listing.links, next: listing.next?.selector });
-      const verdicts: ReturnType<typeof offer>[] = [];
-      for (const l of parsed.links) {
-        verdicts.push(offer(l, url));
-        if (discoveryCut) break;
-      }
-      if (discoveryCut) break;
-      const kept = verdicts.filter((v) => v !== 'dropped');
-      if (kept.length === 0) break; // past the last page
-      if (!opts.full && !resuming && kept.every((v) => v === 'known')) break; // incremental: the rest is known
-      url =
-        parsed.next ??
-        (listing.next?.template ? listing.next.template.replace('{page}', String(listing.next.start + page - 1)) : null);
-    }
-  }
-  for (const feed of profile.feeds) {
-    if (discoveryCut) break;
-    const res = await discoveryFetch(feed, 'application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5');
-    if (!res) continue;
-    for (const item of parseFeed(res.text, res.finalUrl)) {
-      if (profile.feedAuthor && item.author && !contains(item.author, profile.feedAuthor)) {
-        s.filtered++;
-        continue;
-      }
-      offer(item.url, feed);
-      if (discoveryCut) break;
-    }
-  }
-  const sitemapQueue = [...profile.sitemaps];
-  if (profile.robotsSitemaps && !discoveryCut) {
-    const first = profile.listings[0]?.url ?? profile.feeds[0] ?? profile.sitemaps[0];
-    if (first) sitemapQueue.push(...(await fetcher.robotsSitemaps(first)));
-  }
-  const sitemapsSeen = new Set<string>();
-  while (sitemapQueue.length && sitemapsSeen.size < MAX_SITEMAPS && !discoveryCut) {
-    const sm = sitemapQueue.shift() as string;
-    if (sitemapsSeen.has(sm)) continue;
-    sitemapsSeen.add(sm);
-    const res = await discoveryFetch(sm, 'application/xml, text/xml;q=0.9, */*;q=0.5');
-    if (!res) continue;
-    const parsed = parseSitemap(res.text, res.finalUrl);
-    sitemapQueue.push(...parsed.sitemaps);
-    for (const u of parsed.urls) {
-      offer(u.url, sm, u.lastmod);
-      if (discoveryCut) break;
-    }
-  }
-  s.discovered = found.size;
-  if (discoveryCut) setKv(store, cutKey, new Date().toISOString());
-  else deleteKv(store, cutKey);
-
-  // --- decide what to fetch ---
-  for (const row of db.retry.all(profile.name, MAX_ATTEMPTS)) {
-    if (!found.has(row.url)) found.set(row.url, { url: row.url, foundOn: row.found_on ?? '', lastmod: row.lastmod });
-  }
-  // Every target is in the frontier before the first fetch, so URLs a cap leaves unfetched are
-  // still pending for the next run. One transaction: a big sitemap means thousands of rows.
-  const targets = store.transaction(() =>
-    [...found.values()].filter((t) => {
-      const known = db.crawlUrl.get(t.url);
-      db.upsertFound.run(t.url, profile.name, t.foundOn, t.lastmod);
-      if (opts.full || !known) return true;
-      // Robots rules may have changed; checking again costs no request (robots.txt is cached per run).
-      if (known.status === 'robots' || known.status === 'pending') return true;
-      if (known.status === 'failed') return known.attempts < MAX_ATTEMPTS;
-      // Known and settled: refetch only when the sitemap says it changed since we last fetched it.
-      const fetchedAt = db.page.get(t.url)?.fetched_at;
-      return Boolean(t.lastmod && fetchedAt && t.lastmod > fetchedAt);
-    }),
-  )();
-
-  // --- fetch articles ---
   let done = 0;
   const total = targets.length;
   const work = async (t: Target) => {
     throwIfCancelled(opts.signal);
     if (budget.takeFetch()) return; // capped: the rest stays pending
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
-    await fetchArticle(store, db, profile, t, fetcher, s, warn);
+    await fetchArticle(store, profile, t, opts.fetcher, s, warn);
     done++;
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
   };
   await pool(targets, opts.concurrency ?? 4, work);
-}
-
-async function fetchArticle(
-  store: Store,
-  db: Statements,
-  profile: SourceProfile,
-  t: Target,
-  fetcher: Fetcher,
-  s: CrawlSummary,
-  warn: (k: string) => void,
-): Promise<void> {
-  const mark = (status: string, reason: string | null) => db.markUrl.run({ status, reason, url: t.url });
-  const prev = db.page.get(t.url);
-  let res: FetchResult;
-  try {
-    res = await fetcher.get(t.url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined });
-  } catch (e) {
-    if (isCode(e, 'ROBOTS_DISALLOWED')) {
-      mark('robots', 'disallowed by robots.txt');
-      s.skippedRobots++;
-    } else if (isCode(e, 'OFF_HOST')) {
-      // Settled, not failed: retrying cannot make another host ours. Nothing of it is stored.
-      mark('skipped', `off-host: ${reasonOf(e)}`);
-      s.offHost++;
-      if (s.offHostUrls.length < MAX_OFF_HOST_LISTED) s.offHostUrls.push({ url: t.url, reason: reasonOf(e) });
-    } else {
-      mark('failed', reasonOf(e));
-      s.failed.push({ url: t.url, reason: reasonOf(e) });
-    }
-    return;
-  }
-  s.fetched++;
-  if (res.notModified) {
-    store.transaction(() => {
-      db.savePage(res);
-      mark('done', null);
-    })();
-    s.unchanged++;
-    return;
-  }
-  if (res.status >= 400) {
-    const reason = `HTTP ${res.status}`;
-    store.transaction(() => {
-      db.savePage(res);
-      mark('failed', reason);
-    })();
-    s.failed.push({ url: t.url, reason });
-    return;
-  }
-  if (res.truncated) warn('capped at size limit');
-
-  let reason: string | null = null;
-  let art: Article = { title: null, author: null, published: null, body: '' };
-  if (res.binary) reason = `binary content (${res.contentType ?? 'unknown type'})`;
-  else {
-    // Checked on the whole page first: heavy damage makes the extractor see no article at all,
-    // which would hide the real cause behind "no article found".
-    reason = encodingProblem(res.text, res.charset);
-    if (!reason) {
-      art = extractArticle(res.text, res.finalUrl, profile.selectors ?? {});
-      if (art.published === null && hasInvalidDate(res.text)) warn('invalid date dropped');
-      reason = encodingProblem(`${art.title ?? ''}\n${art.body}`, res.charset) ?? articleProblem(art, profile, res);
-    }
-    if (reason?.startsWith('bad-encoding')) {
-      s.badEncoding++;
-      art = { title: null, author: null, published: null, body: '' };
-    }
-  }
-  const canonical = (!res.binary && sameSite(pageCanonical(res.text, res.finalUrl), res.finalUrl)) || canonicalUrl(res.finalUrl, undefined, profile.stripParams) || t.url;
-  const author = Array.isArray(art.author) ? art.author.join(', ') : art.author;
-  const body = art.body.trim();
-  const hash = body ? createHash('sha256').update(body.replace(/\s+/g, ' ')).digest('hex') : null;
-
-  // The outcome is counted only once the transaction has committed: a commit that fails (a full
-  // disk) must not leave an article counted as new that is not in the store.
-  const outcome = store.transaction((): (() => void) => {
-    db.savePage(res);
-    const existing = db.article.get(canonical);
-    if (reason) {
-      mark('skipped', reason);
-      // Never replace a stored article with a non-article; remember the skip only for new URLs.
-      if (!existing) db.insertSkipped.run(profile.name, canonical, art.title, reason);
-      const why = existing?.status === 'ok' ? `${reason} (kept the stored version)` : reason;
-      return () => s.skipped.push({ url: t.url, reason: why });
-    }
-    mark('done', null);
-    if (!existing || existing.status === 'skipped') {
-      db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
-      return () => s.new++;
-    }
-    if (existing.content_hash === hash) return () => s.unchanged++;
-    db.upsertArticle.run(profile.name, canonical, art.title, author, art.published, body, hash);
-    return () => s.updated++;
-  })();
-  outcome();
-}
-
-/** Why an extracted page is not an article we keep, or null when it is. */
-function articleProblem(a: Article, p: SourceProfile, res: FetchResult): string | null {
-  const body = a.body.trim();
-  const capped = res.truncated ? ` (page cut at ${res.bytes} bytes)` : '';
-  if (!body) return `no article found: empty body${capped}`;
-  if (body.length < p.minBodyChars) return `no article found: body only ${body.length} chars${capped}`;
-  if (!a.title?.trim()) return 'no title';
-  if (p.author) {
-    const names = Array.isArray(a.author) ? a.author.join(', ') : (a.author ?? '');
-    if (!contains(names, p.author)) return `other author (${names || 'none'})`;
-  }
-  return null;
-}
-
-/** A declared publication date the extractor had to drop because it does not parse. */
-function hasInvalidDate(html: string): boolean {
-  const m =
-    html.match(/"datePublished"\s*:\s*"([^"]*)"/) ??
-    html.match(/property=["']article:published_time["'][^>]*content=["']([^"']*)["']/i);
-  return Boolean(m && Number.isNaN(Date.parse(m[1])));
-}
-
-function sameSite(canonical: string | null, pageUrl: string): string | null {
-  if (!canonical) return null;
-  return new URL(canonical).host === new URL(pageUrl).host ? canonical : null;
-}
-
-const contains = (hay: string, needle: string) => hay.toLowerCase().includes(needle.toLowerCase());
-
-function throwIfCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new MorrisError('CANCELLED', 'Scrape cancelled; everything fetched so far is stored.');
-}
-
-function isCode(e: unknown, code: string): boolean {
-  return e instanceof MorrisError && e.code === code;
-}
-
-function reasonOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function pendingCount(store: Store, source: string): number {
-  return (store.prepare(`SELECT count(*) AS n FROM crawl_urls WHERE source = ? AND status = 'pending'`).get(source) as { n: number }).n;
-}
-
-function isKnown(db: Statements, url: string): boolean {
-  const row = db.crawlUrl.get(url);
-  return Boolean(row && row.status !== 'pending' && row.status !== 'failed') || Boolean(db.article.get(url));
 }
 
 /**
@@ -497,80 +192,4 @@ async function pool<T>(items: T[], size: number, fn: (x: T) => Promise<void>): P
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(size, items.length)) }, worker));
   if (failure) throw (failure as { error: unknown }).error;
-}
-
-interface PageRow {
-  etag: string | null;
-  last_modified: string | null;
-  fetched_at: string;
-}
-interface CrawlUrlRow {
-  url: string;
-  status: string;
-  attempts: number;
-  found_on: string | null;
-  lastmod: string | null;
-}
-interface ArticleRow {
-  id: number;
-  status: string;
-  content_hash: string | null;
-}
-
-type Statements = ReturnType<typeof statements>;
-
-function statements(store: Store) {
-  const savePageStmt = store.prepare(
-    `INSERT INTO pages (url, final_url, etag, last_modified, http_status, body_hash, redirects, fetched_at)
-     VALUES (@url, @final_url, @etag, @last_modified, @http_status, @body_hash, @redirects, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-     ON CONFLICT(url) DO UPDATE SET
-       final_url = excluded.final_url,
-       -- A 304 may omit validators; keep the ones we had. An error page must not erase them either.
-       etag = CASE WHEN excluded.http_status < 400 THEN coalesce(excluded.etag, pages.etag) ELSE pages.etag END,
-       last_modified = CASE WHEN excluded.http_status < 400 THEN coalesce(excluded.last_modified, pages.last_modified) ELSE pages.last_modified END,
-       http_status = excluded.http_status,
-       body_hash = coalesce(excluded.body_hash, pages.body_hash),
-       redirects = excluded.redirects,
-       fetched_at = excluded.fetched_at`,
-  );
-  return {
-    page: store.prepare<[string], PageRow>('SELECT etag, last_modified, fetched_at FROM pages WHERE url = ?'),
-    savePage: (r: FetchResult) =>
-      savePageStmt.run({
-        url: r.url,
-        final_url: r.finalUrl,
-        // Validators of a capped body would make the next run skip a page we never read whole.
-        etag: r.truncated ? null : r.etag,
-        last_modified: r.truncated ? null : r.lastModified,
-        http_status: r.status,
-        body_hash: r.bodyHash,
-        redirects: r.redirects.length ? JSON.stringify(r.redirects) : null,
-      }),
-    crawlUrl: store.prepare<[string], CrawlUrlRow>('SELECT url, status, attempts, found_on, lastmod FROM crawl_urls WHERE url = ?'),
-    retry: store.prepare<[string, number], CrawlUrlRow>(
-      `SELECT url, status, attempts, found_on, lastmod FROM crawl_urls WHERE source = ? AND status IN ('pending', 'failed') AND attempts < ?`,
-    ),
-    upsertFound: store.prepare(
-      `INSERT INTO crawl_urls (url, source, found_on, lastmod) VALUES (?, ?, ?, ?)
-       ON CONFLICT(url) DO UPDATE SET lastmod = coalesce(excluded.lastmod, crawl_urls.lastmod)`,
-    ),
-    // attempts counts consecutive failures; any settled outcome resets it.
-    markUrl: store.prepare(
-      `UPDATE crawl_urls SET status = @status, reason = @reason,
-         attempts = CASE WHEN @status = 'failed' THEN attempts + 1 ELSE 0 END,
-         last_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE url = @url`,
-    ),
-    article: store.prepare<[string], ArticleRow>('SELECT id, status, content_hash FROM articles WHERE url = ?'),
-    upsertArticle: store.prepare(
-      `INSERT INTO articles (source, url, title, author, published, body, content_hash, status)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 'ok')
-       ON CONFLICT(url) DO UPDATE SET title = excluded.title, author = excluded.author,
-         published = excluded.published, body = excluded.body, content_hash = excluded.content_hash,
-         status = 'ok', skip_reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')`,
-    ),
-    insertSkipped: store.prepare(
-      `INSERT INTO articles (source, url, title, status, skip_reason) VALUES (?, ?, ?, 'skipped', ?)
-       ON CONFLICT(url) DO NOTHING`,
-    ),
-  };
 }

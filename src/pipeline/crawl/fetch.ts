@@ -10,25 +10,17 @@
  */
 import { createHash } from 'node:crypto';
 import Bottleneck from 'bottleneck';
-import robotsParserCjs from 'robots-parser';
 import { MorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import pkg from '../../../package.json' with { type: 'json' };
+import { decode, detectCharset, isBinary } from './charset.ts';
+import { networkReason, readCapped, REDIRECT_STATUSES } from './response.ts';
+import { loadRobots, ROBOTS_AGENT, type ClampedDelay, type RobotsRules } from './robots.ts';
 
 const log = childLog('fetch');
 
-// robots-parser is CommonJS (`module.exports = fn`) while its types declare an ES default export.
-const robotsParser = robotsParserCjs as unknown as (typeof robotsParserCjs)['default'];
-
-/** Product token robots.txt groups are matched against. */
-export const ROBOTS_AGENT = 'MorrisBot';
 const MAX_REDIRECTS = 10;
-/** RFC 9309 §2.3.1.2: follow at least five consecutive redirects for robots.txt. */
-const MAX_ROBOTS_REDIRECTS = 5;
-/** RFC 9309: crawlers may ignore robots.txt content past 500 KiB. */
-const MAX_ROBOTS_BYTES = 500 * 1024;
 const RETRY_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 export function buildUserAgent(contactUrl: string, version: string = pkg.version): string {
   return `${ROBOTS_AGENT}/${version} (+${contactUrl})`;
@@ -54,13 +46,6 @@ export interface FetcherOptions {
   maxCrawlDelayMs?: number;
   /** Where requests may go; a URL or redirect it refuses fails with OFF_HOST before any request. */
   hostPolicy?: { refusal(url: string): Promise<string | null> } | null;
-}
-
-/** A robots.txt Crawl-delay longer than the maximum, and what was used instead. */
-export interface ClampedDelay {
-  host: string;
-  askedS: number;
-  usedS: number;
 }
 
 export interface Validators {
@@ -109,14 +94,6 @@ interface HostState {
   /** Set by a 429/503 Retry-After: nobody talks to this host before then. */
   pausedUntil: number;
   robots?: Promise<RobotsRules>;
-}
-
-interface RobotsRules {
-  isAllowed(url: string): boolean;
-  /** Why robots.txt could not be read (network error or 5xx); everything is then disallowed. */
-  unreachable?: string;
-  crawlDelayS?: number;
-  sitemaps: string[];
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -305,155 +282,10 @@ export class Fetcher {
 
   private robots(u: URL): Promise<RobotsRules> {
     const h = this.host(u);
-    h.robots ??= this.loadRobots(u, h);
+    h.robots ??= loadRobots(u, h.limiter, { ...this.opts, counters: this.counters, clampedDelays: this.clampedDelays });
     return h.robots;
   }
 
-  private async loadRobots(u: URL, h: HostState): Promise<RobotsRules> {
-    const robotsUrl = `${u.origin}/robots.txt`;
-    this.counters.robotsFetches++;
-    let status: number;
-    let text = '';
-    try {
-      const res = await h.limiter.schedule(async () => {
-        // Redirects followed by hand so each hop passes the host policy like any other request.
-        let at = robotsUrl;
-        for (let hop = 0; ; hop++) {
-          this.counters.requests++;
-          const r = await fetch(at, {
-            headers: { 'user-agent': this.opts.userAgent, accept: 'text/plain' },
-            redirect: 'manual',
-            signal: AbortSignal.timeout(this.opts.timeoutMs),
-          });
-          const location = r.headers.get('location');
-          if (REDIRECT_STATUSES.has(r.status) && location && hop < MAX_ROBOTS_REDIRECTS) {
-            await r.body?.cancel();
-            at = new URL(location, at).toString();
-            const refused = await this.opts.hostPolicy?.refusal(at);
-            if (refused) throw new Error(`redirects to ${at}, refused: ${refused}`);
-            continue;
-          }
-          const body = r.ok ? await readCapped(r, MAX_ROBOTS_BYTES) : (await r.body?.cancel(), null);
-          return { status: r.status, body };
-        }
-      });
-      status = res.status;
-      if (res.body) text = decode(res.body.bytes, 'utf-8');
-    } catch (e) {
-      // RFC 9309 §2.3.1.4: an unreachable robots.txt means assume complete disallow.
-      const reason = networkReason(e);
-      log.warn({ robotsUrl, err: reason }, 'robots.txt unreachable; treating host as disallowed');
-      return { isAllowed: () => false, unreachable: reason, sitemaps: [] };
-    }
-    if (status >= 500) {
-      log.warn({ robotsUrl, status }, 'robots.txt server error; treating host as disallowed');
-      return { isAllowed: () => false, unreachable: `HTTP ${status}`, sitemaps: [] };
-    }
-    // 4xx (usually 404): no rules, everything allowed (RFC 9309 §2.3.1.3).
-    const parsed = robotsParser(robotsUrl, status >= 200 && status < 300 ? text : '');
-    let crawlDelayS = parsed.getCrawlDelay(ROBOTS_AGENT);
-    if (crawlDelayS && crawlDelayS * 1000 > this.opts.maxCrawlDelayMs) {
-      // A delay of hours would stall the run silently; the disallow rules are still obeyed.
-      const usedS = this.opts.maxCrawlDelayMs / 1000;
-      log.warn({ host: u.host, crawlDelayS, usedS }, `robots.txt Crawl-delay of ${crawlDelayS} s is above the maximum; using ${usedS} s`);
-      this.clampedDelays.push({ host: u.host, askedS: crawlDelayS, usedS });
-      crawlDelayS = usedS;
-    }
-    if (crawlDelayS && crawlDelayS * 1000 > Math.ceil(1000 / this.opts.rateLimitRps)) {
-      h.limiter.updateSettings({ minTime: Math.ceil(crawlDelayS * 1000) });
-      log.info({ host: u.host, crawlDelayS }, 'honouring Crawl-delay');
-    }
-    return {
-      isAllowed: (url) => parsed.isAllowed(url, ROBOTS_AGENT) !== false,
-      crawlDelayS,
-      sitemaps: parsed.getSitemaps(),
-    };
-  }
-}
-
-/** Reads a response body, stopping (and cancelling the transfer) once `max` bytes arrived. */
-async function readCapped(res: Response, max: number): Promise<{ bytes: Uint8Array; truncated: boolean }> {
-  if (!res.body) return { bytes: new Uint8Array(0), truncated: false };
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let truncated = false;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (size + value.length > max) {
-      chunks.push(value.subarray(0, max - size));
-      size = max;
-      truncated = true;
-      await reader.cancel().catch(() => undefined);
-      break;
-    }
-    chunks.push(value);
-    size += value.length;
-  }
-  return { bytes: Buffer.concat(chunks), truncated };
-}
-
-const TEXTUAL_TYPE = /^(text\/|application\/(xhtml\+xml|xml|rss\+xml|atom\+xml|json|ld\+json)|[^;]*\+xml)/i;
-
-/** True for bodies we should not try to read as text: declared non-text types, or NUL bytes. */
-export function isBinary(contentType: string | null, bytes: Uint8Array): boolean {
-  if (contentType && !TEXTUAL_TYPE.test(contentType.trim())) return true;
-  const head = bytes.subarray(0, 1024);
-  // UTF-16 text carries NULs legitimately; its BOM says so.
-  if ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff)) return false;
-  return head.includes(0);
-}
-
-/**
- * The body's character encoding, in the HTML spec's order of precedence: byte order mark, then the
- * Content-Type header, then a <meta charset> / http-equiv declaration (or an XML declaration) in
- * the first 1024 bytes. Returns a WHATWG encoding label, or null when nothing declares one.
- */
-export function detectCharset(bytes: Uint8Array, contentType: string | null): string | null {
-  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return 'utf-8';
-  if (bytes[0] === 0xff && bytes[1] === 0xfe) return 'utf-16le';
-  if (bytes[0] === 0xfe && bytes[1] === 0xff) return 'utf-16be';
-  const fromHeader = contentType?.match(/charset\s*=\s*["']?([\w.:-]+)/i)?.[1];
-  if (fromHeader && isKnownEncoding(fromHeader)) return fromHeader.toLowerCase();
-  const head = Buffer.from(bytes.subarray(0, 1024)).toString('latin1');
-  const meta =
-    head.match(/<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)/i)?.[1] ??
-    head.match(/^<\?xml[^>]+encoding\s*=\s*["']([\w.:-]+)["']/i)?.[1];
-  if (meta && isKnownEncoding(meta)) {
-    // The spec maps a declared UTF-16 in an ASCII-compatible document to UTF-8.
-    return /^utf-16/i.test(meta) ? 'utf-8' : meta.toLowerCase();
-  }
-  return null;
-}
-
-function isKnownEncoding(label: string): boolean {
-  try {
-    new TextDecoder(label);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** WHATWG windows-1252 code points for bytes 0x80–0x9F (the rest of the range is Latin-1). */
-const CP1252_HIGH = [
-  0x20ac, 0x81, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8d, 0x017d, 0x8f,
-  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x9d, 0x017e, 0x0178,
-];
-
-/** Decodes with the given label (windows-1252, iso-8859-x, shift_jis … through ICU); BOM removed. */
-export function decode(bytes: Uint8Array, label: string): string {
-  const decoder = new TextDecoder(label);
-  if (decoder.encoding !== 'windows-1252') return decoder.decode(bytes);
-  // Node 20's TextDecoder decodes windows-1252 (and so latin1/iso-8859-1, its WHATWG aliases) as
-  // plain Latin-1, turning smart quotes, dashes and € into C1 control characters.
-  let out = '';
-  for (let i = 0; i < bytes.length; i += 8192) {
-    const chunk = bytes.subarray(i, i + 8192);
-    out += String.fromCharCode(...Array.from(chunk, (b) => (b >= 0x80 && b <= 0x9f ? CP1252_HIGH[b - 0x80] : b)));
-  }
-  return out;
 }
 
 /** Milliseconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
@@ -463,11 +295,4 @@ export function parseRetryAfter(value: string | null, now: number): number | nul
   if (/^\d+$/.test(v)) return Number(v) * 1000;
   const at = Date.parse(v);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
-}
-
-function networkReason(e: unknown): string {
-  if (!e) return 'failed';
-  const err = e as Error & { cause?: { code?: string; message?: string } };
-  if (err.name === 'AbortError' || err.name === 'TimeoutError' || /timed out/.test(err.message)) return 'timed out';
-  return err.cause?.code ?? err.cause?.message ?? err.message;
 }

@@ -1,8 +1,8 @@
 /**
- * The pipeline's library entry points, called alike by the CLI, the demo and the scheduled jobs:
- * `scrapeSource` (re-exported from scrape.ts) and `buildDataset` (stored articles → clean →
- * dedupe → enhance → dataset version). Settings come in as options; `datasetSettingsFromConfig`
- * is the edge helper that reads them from config.
+ * `buildDataset`, the dataset build the CLI, the demo and the scheduled jobs all call: stored
+ * articles → clean → dedupe → enhance → dataset version. Settings come in as options;
+ * `datasetSettingsFromConfig` is the edge helper that reads them from config. (Scraping's entry
+ * point is `scrapeSource` in crawl/scrape.ts.)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,25 +11,23 @@ import { getKv, setKv, type Store } from '../../store/db.ts';
 import { childLog } from '../../log.ts';
 import { wrapFsError } from '../../errors.ts';
 import { sweepStaleTmpFiles } from '../../store/tmp-files.ts';
-import { cleanArticles, type ArticleInput, type CleanResult } from './clean-text.ts';
+import { articleTexts, markDuplicates } from '../../store/articles.ts';
+import { datasetExamples, datasetExists } from '../../store/datasets.ts';
+import { cleanArticles, type CleanResult } from './clean-text.ts';
 import { dedupeArticles, type DedupeResult } from './dedupe.ts';
 import {
   composeDataset,
-  datasetExamples,
   datasetFiles,
   DEFAULT_VAL_FRACTION,
   saveDataset,
   writeJsonl,
   type DatasetSettings,
-  type LengthCounts,
-  type LengthPolicy,
 } from './versions.ts';
+import type { LengthCounts, LengthPolicy } from './fit-length.ts';
 import { loadStyle, stableHash, type Style } from './enhance.ts';
 import type { ChatMessage } from '../../prompts.ts';
 import { loadTokenCounter, type TokenCounter } from './token-count.ts';
 import { baseModelLocation } from '../../model/checkpoint/base-model-location.ts';
-
-export { scrapeSource, fetcherOptionsFromConfig, scrapeSettingsFromConfig, type ScrapeOptions } from '../crawl/scrape.ts';
 
 const log = childLog('dataset');
 
@@ -119,14 +117,7 @@ export async function buildDataset(store: Store, opts: BuildOptions): Promise<Bu
 
 async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildResult> {
   const style = opts.style ?? loadStyle();
-  // 'duplicate' rows are inputs too: dedupe decides afresh each build, so marking them cannot
-  // change the next build's inputs (and with them its id).
-  const rows = store
-    .prepare<unknown[], ArticleInput>(
-      `SELECT id, url, title, author, published, body FROM articles
-       WHERE status IN ('ok', 'duplicate') ${opts.source ? 'AND source = ?' : ''} ORDER BY id`,
-    )
-    .all(...(opts.source ? [opts.source] : []));
+  const rows = articleTexts(store, opts.source);
   const cleaned = cleanArticles(rows, { minWords: opts.settings.minWords });
   const deduped = dedupeArticles(cleaned.articles, { nearDupThreshold: opts.settings.nearDupThreshold });
   const composed = composeDataset(deduped.articles, style, opts.settings, opts.tokenCounter);
@@ -138,18 +129,12 @@ async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildRe
     extras: composed.examples.filter((e) => e.kind === 'extra').length,
   };
 
-  store.transaction(() => {
-    const mark = store.prepare(`UPDATE articles SET status = ?, duplicate_of = ? WHERE id = ? AND status IN ('ok', 'duplicate')`);
-    const dupOf = new Map(deduped.duplicates.map((d) => [d.id, d.duplicateOf]));
-    for (const a of cleaned.articles) {
-      const of = dupOf.get(a.id);
-      mark.run(of === undefined ? 'ok' : 'duplicate', of ?? null, a.id);
-    }
-  })();
+  const dupOf = new Map(deduped.duplicates.map((d) => [d.id, d.duplicateOf]));
+  markDuplicates(store, cleaned.articles.map((a) => ({ id: a.id, duplicateOf: dupOf.get(a.id) ?? null })));
 
   const previousId = getKv(store, CURRENT_DATASET_KEY) ?? null;
   const files = datasetFiles(opts.outDir, composed.id);
-  const exists = store.prepare('SELECT 1 FROM datasets WHERE id = ?').get(composed.id) !== undefined;
+  const exists = datasetExists(store, composed.id);
   if (!exists) {
     saveDataset(store, composed, {
       settings: { ...opts.settings, tokenizer: opts.tokenCounter.id, source: opts.source ?? null },

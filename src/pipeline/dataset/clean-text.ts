@@ -3,15 +3,10 @@
  * through extraction (newsletter prompts, related links, bylines, image credits, share prompts),
  * and drop what is too short to teach a voice or is not an article, each with a counted reason.
  */
+import type { ArticleText } from '../../store/articles.ts';
 
-export interface ArticleInput {
-  id: number;
-  url: string;
-  title: string | null;
-  author: string | null;
-  published: string | null;
-  body: string;
-}
+/** An article as the build reads it from the store. */
+export type ArticleInput = ArticleText;
 
 export interface CleanOptions {
   /** Articles with fewer words than this after cleaning are dropped. */

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
 import type { Store } from '../../store/db.ts';
+import { exampleWriter, insertDataset } from '../../store/datasets.ts';
 import { DEFAULT_VAL_FRACTION, datasetFiles } from './versions.ts';
 import type { ChatMessage } from '../../prompts.ts';
 import type { TokenCounter } from './token-count.ts';
@@ -201,18 +202,10 @@ export function importDataset(
     if (files) fs.mkdirSync(opts.outDir!, { recursive: true });
     for (const o of out) o.fd = fs.openSync(o.tmp, 'w');
     store.transaction(() => {
-      const r = store
-        .prepare(
-          `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
-           VALUES (?, 'import', ?, ?, ?, ?, ?)`,
-        )
-        .run(id, JSON.stringify({ valFraction }), JSON.stringify(stats), train, validation, files?.all ?? null);
+      created = insertDataset(store, { id, origin: 'import', settings: { valFraction }, stats, trainCount: train, valCount: validation, jsonlPath: files?.all ?? null });
       // The same content imported before: its rows stand; the files are written again all the same.
-      created = r.changes > 0;
       if (!created && !files) return;
-      const insert = store.prepare(
-        "INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, NULL, 'import', ?, ?, ?)",
-      );
+      const addExample = exampleWriter(store, id);
       let ordinal = 0;
       for (const e of examplesOf(file, valFraction, flips)) {
         const messages = JSON.stringify(e.messages);
@@ -221,7 +214,7 @@ export function importDataset(
           fs.writeSync(out[0]!.fd, line);
           fs.writeSync(out[e.split === 'train' ? 1 : 2]!.fd, line);
         }
-        if (created) insert.run(id, e.split, messages, tokenizer ? tokenizer.countChat(e.messages) : null, ordinal);
+        if (created) addExample({ split: e.split, kind: 'import', articleId: null, messages, nTokens: tokenizer ? tokenizer.countChat(e.messages) : null, ordinal });
         ordinal++;
       }
       // Renamed before the commit: a row never names a file that is not there.

@@ -1,8 +1,8 @@
 /**
  * Dataset stage. `composeDataset` is pure: cleaned, deduplicated articles + style + settings +
- * tokenizer → chat examples with a train/validation split, a max-length policy applied, and an
- * immutable version id (a content hash of the inputs and settings, so rebuilding unchanged inputs
- * gives the same id). `saveDataset` / `exportJsonl` are the I/O edges: SQLite rows and JSONL files
+ * tokenizer → chat examples with a train/validation split, the max-length policy (fit-length.ts)
+ * applied, and an immutable version id (a content hash of the inputs and settings, so rebuilding
+ * unchanged inputs gives the same id). `saveDataset` / `exportJsonl` are the I/O edges: SQLite rows and JSONL files
  * in the `messages` format that TRL and Axolotl read.
  */
 import fs from 'node:fs';
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { isDiskFull, MorrisError, wrapFsError } from '../../errors.ts';
 import type { Store } from '../../store/db.ts';
 import { tmpPathFor } from '../../store/tmp-files.ts';
+import { datasetExamples, datasetExists, exampleWriter, getDataset, insertDataset } from '../../store/datasets.ts';
 import type { ArticleInput } from './clean-text.ts';
 import {
   articleMessages,
@@ -21,11 +22,10 @@ import {
 } from './enhance.ts';
 import type { ChatMessage } from '../../prompts.ts';
 import type { TokenCounter } from './token-count.ts';
+import { fitToLength, type LengthCounts, type LengthPolicy } from './fit-length.ts';
 
 /** Bump when the way examples are made changes, so old ids are not reused for new content. */
 export const DATASET_FORMAT_VERSION = 1;
-
-export type LengthPolicy = 'truncate' | 'split';
 
 export interface DatasetSettings {
   maxTokens: number;
@@ -46,16 +46,6 @@ export interface Example {
   articleId: number | null;
   messages: ChatMessage[];
   nTokens: number;
-}
-
-export interface LengthCounts {
-  /** Examples that fitted as they were. */
-  fitted: number;
-  /** Examples cut to fit (policy truncate, or a single paragraph too long in split mode). */
-  truncated: number;
-  /** Articles split into several examples, and the examples that made. */
-  split: number;
-  splitParts: number;
 }
 
 export interface ComposedDataset {
@@ -145,105 +135,7 @@ export function composeDataset(
   return { id: datasetId(articles, style, settings, counter.id), examples, length };
 }
 
-/**
- * Applies the max-length policy to one conversation whose last turn is the assistant's text
- * (paragraphs separated by blank lines). `truncate` keeps the longest prefix of whole paragraphs
- * that fits; `split` packs paragraphs into several examples, each continuation asking to carry on
- * from where the previous part ended. A single paragraph too long for any example is cut by words.
- */
-export function fitToLength(
-  messages: ChatMessage[],
-  title: string,
-  counter: TokenCounter,
-  settings: Pick<DatasetSettings, 'maxTokens' | 'policy'>,
-  counts: LengthCounts,
-): { messages: ChatMessage[]; nTokens: number }[] {
-  const max = settings.maxTokens;
-  const whole = counter.countChat(messages);
-  if (whole <= max) {
-    counts.fitted++;
-    return [{ messages, nTokens: whole }];
-  }
-  const head = messages.slice(0, -1);
-  const paragraphs = messages[messages.length - 1].content.split(/\n\s*\n/).filter((p) => p.trim());
-  const build = (h: ChatMessage[], paras: string[]) => [...h, { role: 'assistant' as const, content: paras.join('\n\n') }];
-  const emptyCost = counter.countChat(build(head, []));
-  if (emptyCost >= max) {
-    throw new MorrisError('BAD_INPUT', `--max-tokens ${max} leaves no room for an answer: the prompt alone takes ${emptyCost} tokens.`, {
-      hint: 'Raise --max-tokens (MORRIS_MAX_SEQ_TOKENS) or shorten data/style/system-prompt.md.',
-    });
-  }
-  if (settings.policy === 'truncate') {
-    counts.truncated++;
-    return [fitPrefix(head, paragraphs, counter, max, build)];
-  }
-
-  const parts: { messages: ChatMessage[]; nTokens: number }[] = [];
-  let rest = paragraphs;
-  let h = head;
-  while (rest.length) {
-    const part = fitPrefix(h, rest, counter, max, build);
-    if (part.cut) counts.truncated++;
-    parts.push(part);
-    rest = rest.slice(part.used);
-    if (rest.length) {
-      const last = part.messages[part.messages.length - 1].content.split(/\n\s*\n/).pop() ?? '';
-      const tail = last.split(/(?<=[.!?])\s+/).pop()?.split(/\s+/).slice(-40).join(' ') ?? '';
-      h = [
-        head[0],
-        { role: 'user', content: `Continue your column "${title}" from where it left off: "${tail}"` },
-      ];
-    }
-  }
-  counts.split++;
-  counts.splitParts += parts.length;
-  return parts;
-}
-
-/** The most leading paragraphs that fit (binary search: token counts grow with paragraphs). */
-function fitPrefix(
-  head: ChatMessage[],
-  paragraphs: string[],
-  counter: TokenCounter,
-  max: number,
-  build: (h: ChatMessage[], p: string[]) => ChatMessage[],
-): { messages: ChatMessage[]; nTokens: number; used: number; cut: boolean } {
-  let lo = 0;
-  let hi = paragraphs.length;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (counter.countChat(build(head, paragraphs.slice(0, mid))) <= max) lo = mid;
-    else hi = mid - 1;
-  }
-  if (lo > 0) {
-    const msgs = build(head, paragraphs.slice(0, lo));
-    return { messages: msgs, nTokens: counter.countChat(msgs), used: lo, cut: false };
-  }
-  // Not even one paragraph fits: keep as many of its words as do.
-  const words = paragraphs[0].split(/\s+/);
-  let wl = 0;
-  let wh = words.length;
-  while (wl < wh) {
-    const mid = Math.ceil((wl + wh) / 2);
-    if (counter.countChat(build(head, [words.slice(0, mid).join(' ')])) <= max) wl = mid;
-    else wh = mid - 1;
-  }
-  const msgs = build(head, [words.slice(0, Math.max(1, wl)).join(' ')]);
-  return { messages: msgs, nTokens: counter.countChat(msgs), used: 1, cut: true };
-}
-
 // ---------- I/O edges ----------
-
-export interface DatasetRow {
-  id: string;
-  created_at: string;
-  origin: string;
-  settings: string;
-  stats: string;
-  train_count: number;
-  val_count: number;
-  jsonl_path: string | null;
-}
 
 /** Writes one JSONL file atomically (temp file + rename), each line `{"messages": [...]}`. */
 export function writeJsonl(file: string, rows: ChatMessage[][]): void {
@@ -300,11 +192,11 @@ export function registerDataset(
       jsonlPath = files.all;
       writing = `the database ${store.name}`;
     }
-    return insertDataset(store, ds, train.length, val.length, jsonlPath);
+    return insertDatasetRows(store, ds, train.length, val.length, jsonlPath);
   } catch (e) {
     // Files without their rows are orphans no build would clean up. Unless the same version got
     // registered meanwhile (by another process: same id, same content), they go.
-    if (!store.prepare('SELECT 1 FROM datasets WHERE id = ?').get(ds.id)) {
+    if (!datasetExists(store, ds.id)) {
       for (const f of written) fs.rmSync(f, { force: true });
     }
     if (!isDiskFull(e)) throw e;
@@ -315,28 +207,20 @@ export function registerDataset(
   }
 }
 
-function insertDataset(
+function insertDatasetRows(
   store: Store,
   ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object },
   trainCount: number,
   valCount: number,
   jsonlPath: string | null,
 ): { created: boolean; jsonlPath: string | null } {
-  const insertExample = store.prepare(
-    'INSERT INTO examples (dataset_id, split, article_id, kind, messages, n_tokens, ordinal) VALUES (?, ?, ?, ?, ?, ?, ?)',
-  );
   let created = false;
   store.transaction(() => {
-    const r = store
-      .prepare(
-        `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), trainCount, valCount, jsonlPath);
-    if (r.changes === 0) return;
-    created = true;
+    created = insertDataset(store, { id: ds.id, origin: ds.origin, settings: ds.settings, stats: ds.stats, trainCount, valCount, jsonlPath });
+    if (!created) return;
+    const addExample = exampleWriter(store, ds.id);
     ds.examples.forEach((e, i) =>
-      insertExample.run(ds.id, e.split, e.articleId, e.kind, JSON.stringify(e.messages), e.nTokens, i),
+      addExample({ split: e.split, kind: e.kind, articleId: e.articleId, messages: JSON.stringify(e.messages), nTokens: e.nTokens, ordinal: i }),
     );
   })();
   return { created, jsonlPath };
@@ -351,36 +235,6 @@ export function saveDataset(
   registerDataset(store, { id: ds.id, origin: 'build', examples: ds.examples, ...meta });
 }
 
-export function getDataset(store: Store, id: string): DatasetRow {
-  const row = store.prepare<[string], DatasetRow>('SELECT * FROM datasets WHERE id = ?').get(id);
-  if (!row) {
-    throw new MorrisError('NOT_FOUND', `No dataset ${id}.`, { hint: 'See `morris dataset list` for the ids there are.' });
-  }
-  return row;
-}
-
-export function listDatasets(store: Store): DatasetRow[] {
-  return store.prepare<[], DatasetRow>('SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC').all();
-}
-
-export interface ExampleRow {
-  split: 'train' | 'validation';
-  kind: string;
-  article_id: number | null;
-  messages: string;
-  n_tokens: number | null;
-}
-
-export function datasetExamples(store: Store, id: string, split?: 'train' | 'validation'): ExampleRow[] {
-  return split
-    ? store
-        .prepare<[string, string], ExampleRow>('SELECT split, kind, article_id, messages, n_tokens FROM examples WHERE dataset_id = ? AND split = ? ORDER BY ordinal')
-        .all(id, split)
-    : store
-        .prepare<[string], ExampleRow>('SELECT split, kind, article_id, messages, n_tokens FROM examples WHERE dataset_id = ? ORDER BY ordinal')
-        .all(id);
-}
-
 /** Writes a stored dataset (or one split of it) as messages-format JSONL. Returns the line count. */
 export function exportJsonl(store: Store, id: string, outFile: string, split?: 'train' | 'validation'): number {
   getDataset(store, id);
@@ -389,63 +243,3 @@ export function exportJsonl(store: Store, id: string, outFile: string, split?: '
   return rows.length;
 }
 
-export interface DatasetStats {
-  id: string;
-  origin: string;
-  createdAt: string;
-  examples: number;
-  bySplit: { train: number; validation: number };
-  byKind: Record<string, number>;
-  articles: number;
-  tokens: { total: number; min: number; max: number; mean: number; p50: number; p95: number } | null;
-  /** [upper bound, count] per length bucket. */
-  histogram: { upTo: number; count: number }[];
-  build: unknown;
-}
-
-export function datasetStats(store: Store, id: string): DatasetStats {
-  const row = getDataset(store, id);
-  // Only what the figures need: the messages themselves can run to hundreds of megabytes.
-  const ex = store
-    .prepare<[string], Pick<ExampleRow, 'split' | 'kind' | 'article_id' | 'n_tokens'>>(
-      'SELECT split, kind, article_id, n_tokens FROM examples WHERE dataset_id = ?',
-    )
-    .all(id);
-  const byKind: Record<string, number> = {};
-  for (const e of ex) byKind[e.kind] = (byKind[e.kind] ?? 0) + 1;
-  const lens = ex.map((e) => e.n_tokens).filter((n): n is number => n !== null).sort((a, b) => a - b);
-  const q = (p: number) => lens[Math.min(lens.length - 1, Math.floor(p * lens.length))];
-  return {
-    id,
-    origin: row.origin,
-    createdAt: row.created_at,
-    examples: ex.length,
-    bySplit: { train: ex.filter((e) => e.split === 'train').length, validation: ex.filter((e) => e.split === 'validation').length },
-    byKind,
-    articles: new Set(ex.map((e) => e.article_id).filter((x) => x !== null)).size,
-    tokens: lens.length
-      ? {
-          total: lens.reduce((s, n) => s + n, 0),
-          min: lens[0],
-          max: lens[lens.length - 1],
-          mean: Math.round(lens.reduce((s, n) => s + n, 0) / lens.length),
-          p50: q(0.5),
-          p95: q(0.95),
-        }
-      : null,
-    histogram: histogram(lens),
-    build: JSON.parse(row.stats),
-  };
-}
-
-/** Ten equal-width buckets with a round width (1, 2 or 5 × 10^k tokens) covering 0..max. */
-export function histogram(lens: number[]): { upTo: number; count: number }[] {
-  if (!lens.length) return [];
-  const max = Math.max(...lens);
-  const raw = Math.max(1, max / 10);
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const width = [1, 2, 5, 10].map((m) => m * mag).find((w) => w >= raw) as number;
-  const out = Array.from({ length: Math.ceil(max / width) || 1 }, (_, i) => ({ upTo: (i + 1) * width, count: 0 }));
-  for (const n of lens) out[Math.min(out.length - 1, Math.max(0, Math.ceil(n / width) - 1))].count++;
-  return out;
-}

@@ -3,8 +3,8 @@
  * (finished, capped and by which cap, failed, cancelled). A process killed mid-scrape cannot close
  * its row; `recoverCrashedScrapes` closes such rows as `crashed` at the next scrape or serve start.
  */
-import type { Store } from '../../store/db.ts';
-import { isPidAlive } from '../../pids.ts';
+import type { Store } from './db.ts';
+import { isPidAlive } from '../pids.ts';
 
 export type ScrapeRunStatus = 'running' | 'finished' | 'capped' | 'failed' | 'cancelled' | 'crashed';
 
@@ -55,4 +55,18 @@ export function recoverCrashedScrapes(store: Store): CrashedScrape[] {
     for (const r of crashed) close.run(r.pid ? `process ${r.pid} ended while the scrape was in progress` : 'its process ended while the scrape was in progress', r.id);
   })();
   return crashed;
+}
+
+export interface SourceScrapes {
+  source: string;
+  started_at: string;
+  ended_at: string | null;
+  runs: number;
+}
+
+/** Per source: the latest start and end of a scrape, and how many there were. */
+export function scrapesBySource(store: Store): SourceScrapes[] {
+  return store
+    .prepare(`SELECT source, MAX(started_at) AS started_at, MAX(ended_at) AS ended_at, COUNT(*) AS runs FROM scrape_runs GROUP BY source`)
+    .all() as SourceScrapes[];
 }
