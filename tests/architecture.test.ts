@@ -47,6 +47,7 @@ const OWNED_TABLES: Record<string, string> = {
   kv: 'store/db.ts',
   job_runs: 'store/job-runs.ts',
   job_logs: 'store/job-runs.ts',
+  audit_log: 'store/db.ts',
   articles: 'store/articles.ts',
   pages: 'store/crawl-pages.ts',
   crawl_urls: 'store/crawl-urls.ts',
@@ -80,6 +81,19 @@ describe('architecture', () => {
 
   it('only model/inference/runtime.ts loads onnxruntime-node', () => {
     expect(files.filter((f) => /from\s+'onnxruntime-node'|import\(\s*'onnxruntime-node'/.test(f.text)).map((f) => f.rel)).toEqual(['model/inference/runtime.ts']);
+  });
+
+  it('every table the migrations create has an owner module', () => {
+    const migrations = files.find((f) => f.rel === 'store/migrations.ts')!.text;
+    // adapters_new exists only inside the migration that rebuilds the adapters table.
+    const created = [...migrations.matchAll(/CREATE TABLE (?:IF NOT EXISTS )?(\w+)/g)].map((m) => m[1]!).filter((t) => t !== 'adapters_new');
+    expect(created.length).toBeGreaterThan(10);
+    expect([...new Set(created)].filter((t) => !(t in OWNED_TABLES))).toEqual([]);
+  });
+
+  it('no SQL statement outside store/', () => {
+    const sql = /['"`]\s*(SELECT\s[\s\S]{0,200}?\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|PRAGMA\s+\w+|CREATE\s+(TABLE|INDEX))\b/;
+    expect(files.filter((f) => !f.rel.startsWith('store/') && sql.test(f.text)).map((f) => f.rel)).toEqual([]);
   });
 
   it('tables with an owner module are queried only there', () => {
