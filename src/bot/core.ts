@@ -322,7 +322,10 @@ export class BotCore {
       };
     } catch (e) {
       const cancelled = outer?.aborted || (isMorrisError(e) && e.code === 'CANCELLED');
-      logger.error({ err: e, ref: request.id, user: request.userId, platform: request.platform }, 'generation failed');
+      const who = { ref: request.id, user: request.userId, platform: request.platform };
+      // A refusal the user is told about (busy, cancelled, bad input) is not a fault: no stack.
+      if (cancelled || (isMorrisError(e) && e.status < 500)) logger.warn({ ...who, code: isMorrisError(e) ? e.code : 'CANCELLED', why: e instanceof Error ? e.message : String(e) }, 'generation refused or cancelled');
+      else logger.error({ err: e, ...who }, 'generation failed');
       close({
         outcome: cancelled ? 'cancelled' : 'failed',
         durationMs: this.now() - started,
