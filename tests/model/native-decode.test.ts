@@ -1,5 +1,5 @@
 /**
- * The native decode kernel (native/ via src/model/inference/native-decode.ts): its logits against the
+ * The native decode kernel (native/ via src/model/inference/native-addon.ts, native-decoder.ts, native-session.ts): its logits against the
  * float64 reference for each model variant, the engine with it against the ONNX graph, each
  * instruction set, and what it does with bad input; and the read probes bench:generate loads
  * from their own addon (scripts/native-probes.ts).
@@ -19,7 +19,9 @@ import type { ChatMessage } from '../../src/prompts.ts';
 import { LORA_MODULES } from '../../src/model/graph/llama.ts';
 import { readAdapter, type Adapter } from '../../src/model/checkpoint/lora.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/graph/compile.ts';
-import { createNativeDecoder, loadNativeAddon, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/inference/native-decode.ts';
+import { loadNativeAddon, nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
+import { createNativeDecoder } from '../../src/model/inference/native-decoder.ts';
+import { withNativeDecode } from '../../src/model/inference/native-session.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/inference/runtime.ts';
 import { dequantizeMatrix } from './dequantize.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
@@ -31,11 +33,11 @@ import { fullLogits, relError } from './graph-helpers.ts';
 import { teacherForced } from './native-helpers.ts';
 
 // nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
-vi.mock('../../src/model/inference/native-decode.ts', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('../../src/model/inference/native-decode.ts')>();
+vi.mock('../../src/model/inference/native-addon.ts', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/model/inference/native-addon.ts')>();
   return { ...actual, nativeAddon: vi.fn(actual.nativeAddon) };
 });
-const realNativeAddon = (await vi.importActual<typeof import('../../src/model/inference/native-decode.ts')>('../../src/model/inference/native-decode.ts')).nativeAddon;
+const realNativeAddon = (await vi.importActual<typeof import('../../src/model/inference/native-addon.ts')>('../../src/model/inference/native-addon.ts')).nativeAddon;
 
 const root = mkdtempSync(join(tmpdir(), 'morris-native-'));
 v8.setFlagsFromString('--expose-gc');
@@ -285,7 +287,8 @@ describe('native int8/int4 decode vs the float64 reference on the dequantized we
 
 // MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
 const childScript = `
-  const { nativeAddon, createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/inference/native-decode.ts'))});
+  const { nativeAddon } = await import(${JSON.stringify(resolve('src/model/inference/native-addon.ts'))});
+  const { createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/inference/native-decoder.ts'))});
   const { openCheckpoint } = await import(${JSON.stringify(resolve('src/model/checkpoint/config.ts'))});
   const { readAdapter } = await import(${JSON.stringify(resolve('src/model/checkpoint/lora.ts'))});
   const { teacherForced } = await import(${JSON.stringify(resolve('tests/model/native-helpers.ts'))});

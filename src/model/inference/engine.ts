@@ -26,7 +26,9 @@ import { compileModel, type Quant } from '../graph/compile.ts';
 import { sessionOptions, withProviderFallback, type DeviceChoice, type OrtSession } from './runtime.ts';
 import { chooseToken, type Rng, type SamplingOptions } from './sampling.ts';
 import { TextDeltaStreamer } from './text-stream.ts';
-import { createNativeDecoder, logNativeUnavailable, nativeAddon, withNativeDecode, type DecodeKernelChoice, type KernelStats, type NativeDecodeSession, type NativeDecoder } from './native-decode.ts';
+import { logNativeUnavailable, nativeAddon, type DecodeKernelChoice } from './native-addon.ts';
+import { createNativeDecoder, type NativeDecoder } from './native-decoder.ts';
+import { withNativeDecode, type KernelStats, type NativeDecodeSession } from './native-session.ts';
 import { AsyncChannel } from '../../async-channel.ts';
 
 export type { SamplingOptions } from './sampling.ts';

@@ -19,7 +19,7 @@ import { MorrisError, isMorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { Store } from '../../store/db.ts';
 import type { Quant } from '../graph/compile.ts';
-import type { DecodeKernelChoice } from '../inference/native-decode.ts';
+import type { DecodeKernelChoice } from '../inference/native-addon.ts';
 import type { LoadedModel, LoadOptions, SamplingOptions } from '../inference/engine.ts';
 import { resolveBaseModel } from '../checkpoint/hub.ts';
 import { AsyncChannel } from '../../async-channel.ts';
