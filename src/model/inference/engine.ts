@@ -101,7 +101,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     p === 'cpu' ? openCpuDecoder(decoderOpts) : openGpuDecoder(decoderOpts, p),
   );
   const info = { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel: decoder.kernel, decodeLoop: decoder.loop };
-  log.info({ ...info, adapter: info.adapterDir, weights: decoder.layout ?? undefined, ms: Date.now() - t0 }, 'model loaded');
+  log.info({ modelDir: info.modelDir, adapter: info.adapterDir, device, quant, decodeKernel: info.decodeKernel, decodeLoop: info.decodeLoop, weights: decoder.layout ?? undefined, ms: Date.now() - t0 }, 'model loaded');
   return servedModel({ info, tokenizer, compiled, decoder, rules, eos });
 }
 
