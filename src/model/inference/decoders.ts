@@ -13,7 +13,7 @@ import { logNativeUnavailable, nativeAddon, type DecodeKernelChoice, type Weight
 import { createNativeDecoder, type NativeDecoder } from './native-decoder.ts';
 import { nativeSteps } from './native-session.ts';
 import { onnxSteps } from './onnx-steps.ts';
-import { createSession, type Provider } from './runtime.ts';
+import { createSession, type OrtSession, type Provider } from './runtime.ts';
 
 const log = childLog('engine');
 
@@ -67,7 +67,7 @@ function kernelRefused(why: string): MorrisError {
 export async function openCpuDecoder(opts: DecoderOptions): Promise<Decoder> {
   const native = openNativeDecoder(opts);
   const { config, onnxFile } = opts.compiled;
-  let session;
+  let session: OrtSession;
   try {
     ({ session } = await createSession(onnxFile, { device: 'cpu', threads: opts.threads }));
   } catch (e) {

@@ -1,7 +1,8 @@
 /**
  * transformers.js's generate as the decode loop where it is the real path: ONNX Runtime on a GPU
- * execution provider (CUDA, CoreML, DirectML, WebGPU), where transformers.js keeps the KV cache
- * on the device between steps. It runs the public generate API only; the token choice is still
+ * execution provider (CUDA, CoreML, DirectML, WebGPU), whose session setup transformers.js owns
+ * (on WebGPU it also keeps the KV cache on the device between steps). It runs the public generate
+ * API only, never touching transformers.js's private fields; the token choice is still
  * ours (a logits processor that calls the same `choose` our loop calls and leaves exactly one
  * token standing), so seeded sampling gives the same tokens on either loop.
  */
