@@ -105,6 +105,16 @@ describe("generation_config.json's logits rules through the engine", () => {
     expect(pairIds.slice(1).some((t, i) => pairIds[i] === pair[0] && t === pair[1])).toBe(false);
   });
 
+  it("a GPU provider that cannot start falls back to the CPU and our loop, the native kernel included", async () => {
+    const m = await loadModel({ modelDir: tinyModel('gpu', null), cacheDir, device: 'cuda', decodeKernel: 'native' });
+    try {
+      expect(m.info).toMatchObject({ device: 'cpu', decodeLoop: 'morris', decodeKernel: expect.stringMatching(/^native-/) });
+      expect(await idsOf(m, greedy)).toEqual(PINNED_IDS);
+    } finally {
+      await m.dispose();
+    }
+  });
+
   it('a setting we do not apply is refused at load, naming it', async () => {
     await expect(loadModel({ modelDir: tinyModel('cfg', { guidance_scale: 2 }), cacheDir, device: 'cpu' })).rejects.toMatchObject({ code: 'MODEL_UNSUPPORTED', message: expect.stringContaining('guidance_scale') });
   });

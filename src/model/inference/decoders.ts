@@ -96,8 +96,12 @@ export async function openCpuDecoder(opts: DecoderOptions): Promise<Decoder> {
 
 /** transformers.js's generate on a GPU provider, where its loop keeps the cache on the device. */
 export async function openGpuDecoder(opts: DecoderOptions, device: Exclude<Provider, 'cpu'>): Promise<Decoder> {
-  if (opts.kernel === 'native') throw kernelRefused(`the model runs on ${device}`);
   const model: PreTrainedModel = await loadGenerateModel(opts.compiled.dir, device, opts.threads);
+  // Refused only once the provider has started: where it cannot, the CPU and the kernel take over.
+  if (opts.kernel === 'native') {
+    await model.dispose();
+    throw kernelRefused(`the model runs on ${device}`);
+  }
   return {
     kernel: 'onnx',
     loop: 'transformers',
