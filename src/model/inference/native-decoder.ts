@@ -26,7 +26,6 @@ export interface NativeSequence {
   step(token: number, position: number): Promise<Float32Array>;
   /** The first `length` cached positions in the ONNX layout. */
   export(length?: number): KvArrays;
-  truncate(length: number): void;
   free(): void;
 }
 
@@ -137,7 +136,6 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
           addon.cacheExport(handle, slot, n, out.keys, out.values);
           return out;
         },
-        truncate: (length) => addon.cacheTruncate(handle, slot, length),
         free() {
           if (freed) return;
           addon.cacheFree(handle, slot); // throws BUSY while this sequence's own step runs
