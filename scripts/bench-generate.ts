@@ -9,8 +9,8 @@
  *   - 'native' (keys fp32, int8, int4): the native decode kernel (native/), the engine's
  *     default path on CPU;
  *   - 'onnx' (keys fp32-onnx, int8-onnx, int4-onnx): the ONNX Runtime graph, the reference.
- * For each: time to first token and decode tokens/s through the real engine (transformers.js +
- * our graph, one intra-op thread), a raw decode loop timed in wall and CPU time through the same
+ * For each: time to first token and decode tokens/s through the real engine (our decode loop over
+ * the kernel, one intra-op thread), a raw decode loop timed in wall and CPU time through the same
  * kernel (the native decoder or the ONNX session), weight bytes read per token and the roofline
  * they imply (bandwidth ÷ bytes per token, with the highest of the three bandwidth figures: the
  * strictest roofline). This VM's bandwidth drifts by a third within minutes, so each variant also
@@ -38,7 +38,8 @@ import { fileURLToPath } from 'node:url';
 import type { DecoderConfig } from '../src/model/checkpoint/config.ts';
 import { compileModel, type Quant } from '../src/model/graph/compile.ts';
 import { loadModel } from '../src/model/inference/engine.ts';
-import { createNativeDecoder, nativeAddon, type NativeDecoder, type NativeSequence } from '../src/model/inference/native-decode.ts';
+import { nativeAddon } from '../src/model/inference/native-addon.ts';
+import { createNativeDecoder, type NativeDecoder, type NativeSequence } from '../src/model/inference/native-decoder.ts';
 import { GraphBuilder } from '../src/model/graph/builder.ts';
 import { createSession, float32Tensor, int64Tensor, promptFeeds, type OrtSession, type OrtTensor } from '../src/model/inference/runtime.ts';
 import { writeRandomCheckpoint } from '../src/model/checkpoint/random-checkpoint.ts';
@@ -168,9 +169,11 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
   const greedy = { temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
   for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: 4 })); // warm-up
   const nativeStepsBefore = model.kernelStats.nativeSteps;
+  const nativeMsBefore = model.kernelStats.nativeMs;
   for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
   const s = model.lastStats!;
   const nativeSteps = model.kernelStats.nativeSteps - nativeStepsBefore;
+  const nativeMsAfter = model.kernelStats.nativeMs;
   const decodeKernel = model.info.decodeKernel;
   const decodeLoop = model.info.decodeLoop;
   const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024); // engine only, before the buffers and the quality run below
@@ -196,26 +199,12 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
     });
   }
   sampler.release();
-  // Who runs the loop, A/B in this process, generations interleaved so drift hits both alike: our
-  // native loop (the engine's default with the kernel) against transformers.js's generate over the
-  // same native steps.
-  const loopAb: Record<string, number> = {};
-  if (kernel === 'native' && quant === 'fp32' && nativeSteps > 0) {
-    const tjs = await loadModel({ modelDir, quant, threads, device: 'cpu', cacheDir, decodeKernel: 'native', decodeLoop: 'transformers' });
-    const ms: Record<'native' | 'transformers', number[]> = { native: [], transformers: [] };
-    try {
-      for (let r = 0; r < LOOP_AB_RUNS; r++) {
-        for (const m of [model, tjs]) {
-          for await (const _ of m.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
-          ms[m.info.decodeLoop].push(m.lastStats!.decodeMs / (m.lastStats!.generatedTokens - 1));
-        }
-      }
-    } finally {
-      await tjs.dispose();
-    }
-    loopAb['loop_ab_native_ms'] = +median(ms.native).toFixed(2);
-    loopAb['loop_ab_transformers_ms'] = +median(ms.transformers).toFixed(2);
-    loopAb['loop_ab_saved_ms'] = +median(ms.transformers.map((t, i) => t - ms.native[i]!)).toFixed(2);
+  // What our decode loop adds to each native step (sampling, streaming, the step's promise):
+  // decode time per token minus the kernel's own time per step, over the same generation.
+  const loopOverhead: Record<string, number> = {};
+  if (nativeSteps > 0) {
+    const msPerToken = s.decodeMs / (s.generatedTokens - 1);
+    loopOverhead['loop_overhead_ms'] = +(msPerToken - (nativeMsAfter - nativeMsBefore) / nativeSteps).toFixed(2);
   }
   await model.dispose();
   if (kernel !== 'onnx' && nativeSteps === 0) throw new Error(`decodeKernel 'native' loaded (${decodeKernel}) but no decode step ran natively`);
@@ -279,7 +268,7 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
     kernel,
     decode_kernel: decodeKernel,
     decode_loop: decodeLoop,
-    ...loopAb,
+    ...loopOverhead,
     native_steps: nativeSteps,
     load_ms: Math.round(loadMs),
     prompt_tokens: s.promptTokens,
@@ -295,7 +284,6 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
 }
 
 const PAIRED_RUNS = 3;
-const LOOP_AB_RUNS = 5;
 
 /**
  * One-thread bandwidth in GB/s, quick enough to run between generations. `read`, the roofline for
@@ -549,8 +537,8 @@ async function main(): Promise<void> {
         summary['native_speedup_cpu'] = ratio(fp, fpOnnx, 'raw_decode_tok_per_cpu_s');
       }
     }
-    if (fp?.['loop_ab_native_ms'] !== undefined) {
-      for (const k of ['loop_ab_native_ms', 'loop_ab_transformers_ms', 'loop_ab_saved_ms']) summary[k] = fp[k]!;
+    if (fp?.['loop_overhead_ms'] !== undefined) {
+      summary['loop_overhead_ms'] = fp['loop_overhead_ms']!;
     }
     for (const q of ['int8', 'int4'] as const) {
       const r = headline(q);

@@ -2,10 +2,10 @@
  * The read-bandwidth probes (native/probes.c, built as morris_probes.node beside the decode
  * kernel): one-thread read rates with the decode kernel's own vector loads, the memory bound that
  * bench:generate's roofline divides by. A separate addon so the one Morris loads to decode
- * (src/model/inference/native-decode.ts) carries no benchmark code; `npm run build:native` builds both.
+ * (src/model/inference/native-addon.ts) carries no benchmark code; `npm run build:native` builds both.
  */
 import path from 'node:path';
-import { loadNativeAddon, NATIVE_BUILD_DIR } from '../src/model/inference/native-decode.ts';
+import { loadNativeAddon, NATIVE_BUILD_DIR } from '../src/model/inference/native-addon.ts';
 
 export const NATIVE_PROBES_FILE = path.join(NATIVE_BUILD_DIR, 'morris_probes.node');
 

@@ -10,7 +10,7 @@ import { checkDatabase, malformedError } from './store/health.ts';
 import { backupDirFor, listBackups } from './store/backup.ts';
 import { listProviders, providerCandidates } from './model/inference/runtime.ts';
 import { baseModelLocation } from './model/checkpoint/base-model-location.ts';
-import { NATIVE_ADDON_FILE, nativeAddon } from './model/inference/native-decode.ts';
+import { NATIVE_ADDON_FILE, nativeAddon } from './model/inference/native-addon.ts';
 
 export interface DoctorReport {
   node: { version: string; ok: boolean };

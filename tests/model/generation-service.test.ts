@@ -46,7 +46,7 @@ function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?:
     const name = o.adapterDir ? basename(o.adapterDir) : 'base';
     state.loads.push(name);
     const model: LoadedModel = {
-      info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'transformers' },
+      info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris' },
       kernelStats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
       async *stream(input, opts, signal) {
         state.streams.push({ model: name, input, opts });

@@ -1,5 +1,5 @@
 /**
- * The native decode kernel (native/ via src/model/inference/native-decode.ts): its logits against the
+ * The native decode kernel (native/ via src/model/inference/native-addon.ts, native-decoder.ts, native-session.ts): its logits against the
  * float64 reference for each model variant, the engine with it against the ONNX graph, each
  * instruction set, and what it does with bad input; and the read probes bench:generate loads
  * from their own addon (scripts/native-probes.ts).
@@ -19,7 +19,10 @@ import type { ChatMessage } from '../../src/prompts.ts';
 import { LORA_MODULES } from '../../src/model/graph/llama.ts';
 import { readAdapter, type Adapter } from '../../src/model/checkpoint/lora.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/graph/compile.ts';
-import { createNativeDecoder, loadNativeAddon, nativeAddon, withNativeDecode, type NativeAddon } from '../../src/model/inference/native-decode.ts';
+import { loadNativeAddon, nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
+import { createNativeDecoder } from '../../src/model/inference/native-decoder.ts';
+import { nativeSteps } from '../../src/model/inference/native-session.ts';
+import { onnxSteps } from '../../src/model/inference/onnx-steps.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/inference/runtime.ts';
 import { dequantizeMatrix } from './dequantize.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
@@ -31,11 +34,11 @@ import { fullLogits, relError } from './graph-helpers.ts';
 import { teacherForced } from './native-helpers.ts';
 
 // nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
-vi.mock('../../src/model/inference/native-decode.ts', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('../../src/model/inference/native-decode.ts')>();
+vi.mock('../../src/model/inference/native-addon.ts', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/model/inference/native-addon.ts')>();
   return { ...actual, nativeAddon: vi.fn(actual.nativeAddon) };
 });
-const realNativeAddon = (await vi.importActual<typeof import('../../src/model/inference/native-decode.ts')>('../../src/model/inference/native-decode.ts')).nativeAddon;
+const realNativeAddon = (await vi.importActual<typeof import('../../src/model/inference/native-addon.ts')>('../../src/model/inference/native-addon.ts')).nativeAddon;
 
 const root = mkdtempSync(join(tmpdir(), 'morris-native-'));
 v8.setFlagsFromString('--expose-gc');
@@ -221,41 +224,24 @@ describe('how the decoder holds its weights', () => {
   });
 });
 
-describe('withNativeDecode: the session transformers.js sees', () => {
-  it('prefill in ONNX, steps native, a multi-token chunk back in ONNX (placeholders materialized), then native again: all logits match ONNX alone', async () => {
+describe('step kernels: the prompt through ONNX, then one step per token', () => {
+  it('native steps after an ONNX prefill (its cache imported once), and ONNX Runtime steps, give the logits of ONNX alone', async () => {
     const f = fixtureOf(0);
     const compiled = await compileModel({ modelDir: f.modelDir, cacheDir: join(root, 'wcache') });
     const { session } = await createSession(compiled.onnxFile);
     const decoder = createNativeDecoder(addon(), f.cfg, f.modelDir, null);
-    const stats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
-    const wrapped = withNativeDecode(session, decoder, f.cfg, stats);
-    const expected = await fullLogits(session, f.cfg, IDS);
-    const got: Float32Array[] = [];
-    let past: Record<string, OrtTensor> = {};
-    for (let l = 0; l < f.cfg.numLayers; l++) for (const k of ['key', 'value']) past[`past_key_values.${l}.${k}`] = new Tensor('float32', new Float32Array(0), [1, f.cfg.numKvHeads, 0, f.cfg.headDim]);
-    let t = 0;
-    for (const n of [4, 1, 1, 1, 2, 1, 1, 1]) { // 4 + 3 native + 2 in ONNX + 3 native = 12 positions
-      const ids = IDS.slice(t, t + n);
-      const res = await wrapped.session.run({
-        input_ids: int64Tensor(ids, [1, n]),
-        attention_mask: int64Tensor(Array(t + n).fill(1), [1, t + n]),
-        position_ids: int64Tensor(ids.map((_, i) => t + i), [1, n]),
-        num_logits_to_keep: int64Tensor([0], []),
-        ...past,
-      });
-      const logits = res['logits']!.data as Float32Array;
-      for (let r = 0; r < n; r++) got.push(logits.slice(r * f.cfg.vocabSize, (r + 1) * f.cfg.vocabSize));
-      past = {};
-      for (let l = 0; l < f.cfg.numLayers; l++) for (const k of ['key', 'value']) past[`past_key_values.${l}.${k}`] = res[`present.${l}.${k}`]!;
-      t += n;
-      // The previous step's placeholders are garbage now; collecting them must not free the cache
-      // the newer ones still stand for (finalizers run as tasks after a collection).
-      gc();
-      await new Promise((r) => setTimeout(r, 0));
+    const expected = (await fullLogits(session, f.cfg, IDS)).slice(3); // the prefill of 4 keeps its last row
+    for (const kind of ['native', 'onnx'] as const) {
+      const stats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
+      const kernel = kind === 'native' ? nativeSteps(session, decoder, f.cfg, stats) : onnxSteps(session, f.cfg, stats);
+      const { sequence, logits } = await kernel.prefill(IDS.slice(0, 4));
+      const got = [logits.slice()];
+      for (let t = 4; t < IDS.length; t++) got.push((await sequence.step(IDS[t]!, t)).slice());
+      await sequence.release();
+      await kernel.idle();
+      expect(stats, kind).toMatchObject(kind === 'native' ? { nativeSteps: 8, onnxRuns: 1 } : { nativeSteps: 0, onnxRuns: 9 });
+      expect(relError(got, expected), kind).toBeLessThan(1e-4);
     }
-    expect(stats).toMatchObject({ nativeSteps: 6, onnxRuns: 2 });
-    expect(relError(got, expected)).toBeLessThan(1e-4);
-    await wrapped.freeSequences();
     decoder.release();
     await session.release();
   });
@@ -285,7 +271,8 @@ describe('native int8/int4 decode vs the float64 reference on the dequantized we
 
 // MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
 const childScript = `
-  const { nativeAddon, createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/inference/native-decode.ts'))});
+  const { nativeAddon } = await import(${JSON.stringify(resolve('src/model/inference/native-addon.ts'))});
+  const { createNativeDecoder } = await import(${JSON.stringify(resolve('src/model/inference/native-decoder.ts'))});
   const { openCheckpoint } = await import(${JSON.stringify(resolve('src/model/checkpoint/config.ts'))});
   const { readAdapter } = await import(${JSON.stringify(resolve('src/model/checkpoint/lora.ts'))});
   const { teacherForced } = await import(${JSON.stringify(resolve('tests/model/native-helpers.ts'))});
@@ -545,25 +532,28 @@ describe('through the engine (tiny model)', () => {
     }
   });
 
-  it("the native loop and transformers.js's generate over native steps give the same text, stats and stops", async () => {
+  it("our loop gives the same text, token ids and stops over native and ONNX Runtime steps, greedy and sampled", async () => {
     const ours = await loadModel({ ...base(true), decodeKernel: 'native' });
-    const tjs = await loadModel({ ...base(true), decodeKernel: 'native', decodeLoop: 'transformers' });
+    const ort = await loadModel({ ...base(true), decodeKernel: 'onnx' });
     try {
-      expect(ours.info.decodeLoop).toBe('native');
-      expect(tjs.info.decodeLoop).toBe('transformers');
+      expect(ours.info.decodeLoop).toBe('morris');
+      expect(ort.info.decodeLoop).toBe('morris');
       const sampled: SamplingOptions = { maxNewTokens: 24, temperature: 0.9, topP: 0.9, topK: 20, repetitionPenalty: 1.3, seed: 5 };
       for (const [input, opts] of [[chat, greedy], [raw, greedy], [chat, sampled], [raw, { ...sampled, topK: 0, seed: 6 }]] as const) {
         const before = { ...ours.kernelStats };
+        const ortBefore = { ...ort.kernelStats };
         const text = await collect(ours.stream(input, opts));
         const n = ours.lastStats!.generatedTokens;
         expect(n).toBe(opts.maxNewTokens); // no stop token in a random tiny model's first tokens
         expect(ours.kernelStats.onnxRuns - before.onnxRuns).toBe(1);
         expect(ours.kernelStats.nativeSteps - before.nativeSteps).toBe(n - 1);
-        expect(await collect(tjs.stream(input, opts))).toBe(text);
-        expect(tjs.lastStats!.generatedTokens).toBe(n);
+        expect(await collect(ort.stream(input, opts))).toBe(text);
+        expect(ort.lastStats!.generatedTokens).toBe(n);
+        expect(ort.lastStats!.tokenIds).toEqual(ours.lastStats!.tokenIds);
+        expect(ort.kernelStats.onnxRuns - ortBefore.onnxRuns).toBe(n); // the prompt, then one run per further token
       }
       // abort after the first piece: both stop early, keeping what they made
-      for (const m of [ours, tjs]) {
+      for (const m of [ours, ort]) {
         const ac = new AbortController();
         let pieces = 0;
         for await (const _ of m.stream(raw, { ...greedy, maxNewTokens: 200 }, ac.signal)) if (++pieces === 1) ac.abort();
@@ -571,9 +561,9 @@ describe('through the engine (tiny model)', () => {
       }
     } finally {
       await ours.dispose();
-      await tjs.dispose();
+      await ort.dispose();
     }
-    // a stop token (generation_config.json) ends both loops right after it, kept in the count
+    // a stop token (generation_config.json) ends both right after it, kept in the count
     const first = await loadModel({ ...base(false), decodeKernel: 'native' });
     let ids: number[];
     try {
@@ -588,8 +578,8 @@ describe('through the engine (tiny model)', () => {
     cpSync(tinyDir, stopDir, { recursive: true });
     writeFileSync(join(stopDir, 'generation_config.json'), JSON.stringify({ eos_token_id: ids[at] }));
     const counts: number[] = [];
-    for (const decodeLoop of ['native', 'transformers'] as const) {
-      const m = await loadModel({ modelDir: stopDir, cacheDir, device: 'cpu', decodeKernel: 'native', decodeLoop });
+    for (const decodeKernel of ['native', 'onnx'] as const) {
+      const m = await loadModel({ modelDir: stopDir, cacheDir, device: 'cpu', decodeKernel });
       try {
         await collect(m.stream(raw, greedy));
         counts.push(m.lastStats!.generatedTokens);
@@ -599,7 +589,7 @@ describe('through the engine (tiny model)', () => {
     }
     expect(counts).toEqual([at + 1, at + 1]);
 
-    // a logits rule only generate applies (here: no repeated bigrams) sends the loop back to transformers.js
+    // a logits rule of generation_config.json (here: no repeated bigrams) is applied by our loop, on either kernel
     const ruleDir = join(root, 'tiny-ngram');
     cpSync(tinyDir, ruleDir, { recursive: true });
     writeFileSync(join(ruleDir, 'generation_config.json'), JSON.stringify({ no_repeat_ngram_size: 2 }));
@@ -607,9 +597,12 @@ describe('through the engine (tiny model)', () => {
     for (const decodeKernel of ['native', 'onnx'] as const) {
       const m = await loadModel({ modelDir: ruleDir, cacheDir, device: 'cpu', decodeKernel });
       try {
-        expect(m.info.decodeLoop).toBe('transformers');
+        expect(m.info.decodeLoop).toBe('morris');
         texts.push(await collect(m.stream(raw, { ...greedy, maxNewTokens: 40 })));
-        if (decodeKernel === 'native') expect(m.kernelStats.nativeSteps).toBeGreaterThan(0); // still native steps underneath
+        const generated = m.lastStats!.tokenIds;
+        const bigrams = generated.slice(1).map((t, i) => `${generated[i]} ${t}`);
+        expect(new Set(bigrams).size).toBe(bigrams.length);
+        if (decodeKernel === 'native') expect(m.kernelStats.nativeSteps).toBeGreaterThan(0);
       } finally {
         await m.dispose();
       }

@@ -3,7 +3,7 @@
  * processes it starts with MORRIS_NATIVE_ISA set (so it holds no vitest imports).
  */
 import type { DecoderConfig } from '../../src/model/checkpoint/config.ts';
-import type { NativeDecoder } from '../../src/model/inference/native-decode.ts';
+import type { NativeDecoder } from '../../src/model/inference/native-decoder.ts';
 
 /**
  * Logits at every position of `ids`, one native step per token. Halfway through, the cache is

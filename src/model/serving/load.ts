@@ -9,7 +9,7 @@ import { MorrisError, isMorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import { servingSystemPrompt } from '../../prompts.ts';
 import type { Quant } from '../graph/compile.ts';
-import type { DecodeKernelChoice } from '../inference/native-decode.ts';
+import type { DecodeKernelChoice } from '../inference/native-addon.ts';
 import type { LoadedModel, LoadOptions } from '../inference/engine.ts';
 
 const log = childLog('generation');

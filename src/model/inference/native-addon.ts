@@ -1,0 +1,77 @@
+/**
+ * Loading our N-API addons (native/, built by `npm install` through scripts/build-native.mjs):
+ * morris_native.node, the decode kernel, and loadNativeAddon for any of them. Without the decode
+ * addon, decode uses the ONNX graph alone and `morris doctor` says why.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { childLog } from '../../log.ts';
+import { REPO_ROOT } from '../../paths.ts';
+
+const log = childLog('native-decode');
+
+/** Where node-gyp puts both addons: morris_native (decode) and morris_probes (bench:generate only). */
+export const NATIVE_BUILD_DIR = path.join(REPO_ROOT, 'native', 'build', 'Release');
+export const NATIVE_ADDON_FILE = path.join(NATIVE_BUILD_DIR, 'morris_native.node');
+
+export type DecodeKernelChoice = 'auto' | 'native' | 'onnx';
+
+export type Handle = { readonly __decoder: unique symbol };
+
+/** packedBytes 0: the weights are read in place from the mapped checkpoint (the packed region could not be had). */
+export interface WeightLayout { packedBytes: number; hugePages: boolean }
+
+export interface NativeAddon {
+  /** isa: fp32 kernel; quantIsa: int8/int4 kernel (scalar is slower than ONNX Runtime's). */
+  kernelInfo(): { isa: 'avx512' | 'avx2' | 'scalar'; quantIsa: 'avx512' | 'scalar' };
+  createDecoder(spec: unknown): Handle;
+  /** Appends one position to a slot's KV cache and writes the logits; runs off the main thread. */
+  decodeStep(handle: Handle, slot: number, token: number, position: number, logits: Float32Array): Promise<void>;
+  /** KV cache slots, one per sequence, held natively ([kvHeads, capacity, headDim] per layer). */
+  cacheNew(handle: Handle): number;
+  cacheImport(handle: Handle, slot: number, keys: Float32Array[], values: Float32Array[]): void;
+  cacheExport(handle: Handle, slot: number, length: number, keys: Float32Array[], values: Float32Array[]): void;
+  cacheTruncate(handle: Handle, slot: number, length: number): void;
+  cacheFree(handle: Handle, slot: number): void;
+  cacheLength(handle: Handle, slot: number): number;
+  releaseDecoder(handle: Handle): void;
+  /** How the decoder holds its streamed weights: bytes copied into its packed region, and whether that has 2 MiB pages. */
+  decoderInfo(handle: Handle): WeightLayout;
+}
+
+/** What this code calls: a build from older sources lacks some, and is refused rather than failing mid-load. */
+const ADDON_FUNCTIONS = ['kernelInfo', 'createDecoder', 'decodeStep', 'cacheNew', 'cacheImport', 'cacheExport', 'cacheTruncate', 'cacheFree', 'cacheLength', 'releaseDecoder', 'decoderInfo'] as const satisfies readonly (keyof NativeAddon)[];
+
+let cached: { addon: NativeAddon | null; reason: string } | null = null;
+
+/** The addon, or null with the reason it is unavailable (not built, wrong platform, load error). */
+export function nativeAddon(): { addon: NativeAddon | null; reason: string } {
+  if (cached) return cached;
+  const loaded = loadNativeAddon<NativeAddon>(NATIVE_ADDON_FILE, ADDON_FUNCTIONS, 'the native decode kernel');
+  cached = loaded.addon ? { addon: loaded.addon, reason: `native decode kernel (${loaded.addon.kernelInfo().isa})` } : loaded;
+  return cached;
+}
+
+/**
+ * Loads one of our addons (`what` names it in the reason), refusing a build that lacks any of
+ * `functions`: a build from older sources is found at load, with the command that fixes it,
+ * rather than as "not a function" halfway through loading a model.
+ */
+export function loadNativeAddon<T>(file: string, functions: readonly string[], what: string): { addon: T; reason: null } | { addon: null; reason: string } {
+  const rel = path.relative(REPO_ROOT, file);
+  if (!existsSync(file)) return { addon: null, reason: `${what} is not built (${rel} is missing; run \`npm run build:native\`, which needs python3, make and a C compiler)` };
+  try {
+    const addon = createRequire(import.meta.url)(file) as Record<string, unknown>;
+    const missing = functions.filter((f) => typeof addon[f] !== 'function');
+    return missing.length
+      ? { addon: null, reason: `${what} is out of date (${rel} lacks ${missing.join(', ')}; run \`npm run build:native\`)` }
+      : { addon: addon as T, reason: null };
+  } catch (e) {
+    return { addon: null, reason: `${what} failed to load: ${e instanceof Error ? e.message : String(e)} (rebuild it with \`npm run build:native\`)` };
+  }
+}
+
+export function logNativeUnavailable(reason: string): void {
+  log.warn({ reason }, 'native decode kernel unavailable; decoding through ONNX Runtime only (slower on CPU)');
+}

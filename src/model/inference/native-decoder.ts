@@ -1,0 +1,148 @@
+/**
+ * The native decode kernel (native/, built as morris_native.node): runs single-token fp32 decode
+ * steps on the CPU at close to memory bandwidth, where ONNX Runtime's one-row matmul reaches about
+ * 60% of it. This module hands it a checkpoint's weights and wraps its KV cache slots as sequences.
+ */
+import { MorrisError } from '../../errors.ts';
+import { ropeInvFreq, type DecoderConfig } from '../checkpoint/config.ts';
+import { LORA_MODULES, moduleName } from '../graph/llama.ts';
+import type { QuantizedIndex } from '../graph/compile.ts';
+import { pairKey, type Adapter } from '../checkpoint/lora.ts';
+import { readCheckpointTensors, readTensorF32 } from '../checkpoint/safetensors.ts';
+import type { Handle, NativeAddon, WeightLayout } from './native-addon.ts';
+
+interface TensorDesc { file: number; offset: number; dtype: string; count: number }
+
+export interface KvArrays {
+  /** Per layer [kvHeads, length, headDim]. */
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+/** One sequence's KV cache inside the native decoder. */
+export interface NativeSequence {
+  readonly length: number;
+  /** Runs the token at `position` (RoPE) against the cache, appends its K/V, returns the logits. */
+  step(token: number, position: number): Promise<Float32Array>;
+  /** The first `length` cached positions in the ONNX layout. */
+  export(length?: number): KvArrays;
+  free(): void;
+}
+
+/**
+ * A native decoder for base weights (+ adapter): the matrices a step streams are copied once into
+ * one region in read order (on 2 MiB pages where the OS allows), the rest is read from its own
+ * mmap of the safetensors files.
+ */
+export interface NativeDecoder {
+  readonly isa: string;
+  readonly layout: WeightLayout;
+  /** A sequence starting from `past` (e.g. the ONNX prefill's present tensors) or empty. */
+  sequence(past?: KvArrays): NativeSequence;
+  release(): void;
+}
+
+/**
+ * `quantized`: int8/int4 matrices from the compiled model (the same codes ONNX Runtime's
+ * MatMulNBits reads); the embedding lookup and norms stay in the checkpoint's own precision.
+ */
+export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, modelDir: string, adapter: Adapter | null, quantized: QuantizedIndex | null = null): NativeDecoder {
+  const tensors = readCheckpointTensors(modelDir);
+  const files: string[] = [];
+  const desc = (name: string): TensorDesc => {
+    const t = tensors.get(name);
+    if (!t) throw new MorrisError('MODEL_INVALID', `The checkpoint in ${modelDir} has no tensor ${name}.`);
+    return { file: fileIndex(t.file), offset: t.offset, dtype: t.dtype, count: t.shape.reduce((a, b) => a * b, 1) };
+  };
+  const fileIndex = (f: string): number => {
+    const i = files.indexOf(f);
+    return i >= 0 ? i : files.push(f) - 1;
+  };
+  const matrix = (name: string): TensorDesc | { quant: Record<string, number> } => {
+    const q = quantized?.weights.get(name);
+    if (!q) return desc(name);
+    const file = fileIndex(quantized!.file);
+    return { quant: { bits: quantized!.bits, block: quantized!.blockSize, nBlocks: q.nBlocks, file, codes: q.packed.offset, scales: q.scales.offset, zeros: q.zeroPoints.offset } };
+  };
+  const maybe = (name: string): TensorDesc | undefined => (tensors.has(name) ? desc(name) : undefined);
+  const layer = Array.from({ length: cfg.numLayers }, (_, l) => {
+    const w: Record<string, ReturnType<typeof matrix>> = {};
+    const bias: Record<string, TensorDesc> = {};
+    const lora: Record<string, { a: Float32Array; b: Float32Array; r: number; scale: number }> = {};
+    for (const m of LORA_MODULES) {
+      w[m] = matrix(`${moduleName(l, m)}.weight`);
+      const b = maybe(`${moduleName(l, m)}.bias`);
+      if (b) bias[m] = b;
+      const pair = adapter?.pairs.get(pairKey(l, m));
+      if (pair) lora[m] = { a: readTensorF32(pair.a), b: readTensorF32(pair.b), r: adapter!.r, scale: adapter!.scale };
+    }
+    return { inNorm: desc(`model.layers.${l}.input_layernorm.weight`), postNorm: desc(`model.layers.${l}.post_attention_layernorm.weight`), w, bias, lora };
+  });
+  const spec = {
+    hidden: cfg.hiddenSize,
+    inter: cfg.intermediateSize,
+    layers: cfg.numLayers,
+    heads: cfg.numHeads,
+    kvHeads: cfg.numKvHeads,
+    headDim: cfg.headDim,
+    vocab: cfg.vocabSize,
+    window: cfg.slidingWindow ?? 0,
+    eps: cfg.rmsNormEps,
+    invFreq: Float32Array.from(ropeInvFreq(cfg)),
+    embed: desc('model.embed_tokens.weight'),
+    norm: desc('model.norm.weight'),
+    head: matrix(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),
+    tied: cfg.tieWordEmbeddings,
+    layer,
+    files,
+  };
+  let handle: Handle;
+  try {
+    handle = addon.createDecoder(spec);
+  } catch (e) {
+    throw new MorrisError('MODEL_INVALID', `The native decode kernel cannot load ${modelDir}: ${e instanceof Error ? e.message : String(e)}.`, {
+      hint: 'Check the checkpoint files, or set MORRIS_DECODE_KERNEL=onnx to decode through ONNX Runtime only.',
+      cause: e,
+    });
+  }
+  const kvRow = cfg.numKvHeads * cfg.headDim;
+  const L = cfg.numLayers;
+  return {
+    isa: addon.kernelInfo().isa,
+    layout: addon.decoderInfo(handle),
+    sequence(past) {
+      const slot = addon.cacheNew(handle);
+      let freed = false;
+      if (past) {
+        try {
+          addon.cacheImport(handle, slot, past.keys, past.values);
+        } catch (e) {
+          addon.cacheFree(handle, slot); // nothing else holds the slot yet
+          throw e;
+        }
+      }
+      return {
+        get length() {
+          return freed ? 0 : addon.cacheLength(handle, slot);
+        },
+        async step(token, position) {
+          const logits = new Float32Array(cfg.vocabSize);
+          await addon.decodeStep(handle, slot, token, position, logits);
+          return logits;
+        },
+        export(length) {
+          const n = length ?? addon.cacheLength(handle, slot);
+          const out: KvArrays = { keys: Array.from({ length: L }, () => new Float32Array(n * kvRow)), values: Array.from({ length: L }, () => new Float32Array(n * kvRow)) };
+          addon.cacheExport(handle, slot, n, out.keys, out.values);
+          return out;
+        },
+        free() {
+          if (freed) return;
+          addon.cacheFree(handle, slot); // throws BUSY while this sequence's own step runs
+          freed = true;
+        },
+      };
+    },
+    release: () => addon.releaseDecoder(handle),
+  };
+}
