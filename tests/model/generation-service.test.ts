@@ -35,7 +35,7 @@ interface StreamCall {
 }
 
 /** A stand-in engine: echoes "[model] <last user words> w1 w2 ..." one word per tick. */
-function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?: number } = {}) {
+function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?: number; maxBatch?: number } = {}) {
   const state = { loads: [] as string[], disposed: [] as string[], streams: [] as StreamCall[], active: 0, maxActive: 0, failLoads: cfg.failLoads ?? 0, log: [] as string[] };
   const load: LoadModelFn = async (o) => {
     await sleep(5);
@@ -46,7 +46,7 @@ function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?:
     const name = o.adapterDir ? basename(o.adapterDir) : 'base';
     state.loads.push(name);
     const model: LoadedModel = {
-      info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris' },
+      info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris', maxBatch: cfg.maxBatch ?? 1, batchShrunk: null },
       kernelStats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
       async *stream(input, opts, signal) {
         state.streams.push({ model: name, input, opts });
@@ -162,6 +162,63 @@ describe('GenerationService', () => {
     expect(order).toEqual(topics.flatMap((t) => [`${t}:started`, `${t}:done`]));
     expect(state.maxActive).toBe(1);
     expect(state.streams.map((s) => (s.input as { messages: ChatMessage[] }).messages[1]!.content)).toEqual(topics.map((t) => `Write a column about ${t}.`));
+    await svc.close();
+  });
+
+  it('decodes as many requests at once as the model batches, admitted in arrival order; positions count free slots', async () => {
+    const { load, state } = fakeEngine({ tokenMs: 10, maxBatch: 3 });
+    const svc = service(load, { queueMax: 10 });
+    const log: string[] = [];
+    const topics = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+    const runs = topics.map((t) => collect(svc.generate({ topic: t, sampling: { maxNewTokens: 6 } }), t, log));
+    await sleep(25);
+    expect(svc.status()).toMatchObject({ running: true, runningCount: 3, maxBatch: 3, queueLength: 4 });
+    const results = await Promise.all(runs);
+    expect(state.maxActive).toBe(3);
+    // Started in arrival order; each answer is its own request's.
+    expect(log.filter((l) => l.endsWith(':started'))).toEqual(topics.map((t) => `${t}:started`));
+    results.forEach((events, i) => expect(done(events).text).toContain(`about ${topics[i]}.`));
+    // The last to arrive waited for a slot: its positions only ever went down, ending at 1.
+    const positions = log.filter((l) => l.startsWith('g:queued')).map((l) => Number(l.slice('g:queued'.length)));
+    expect(positions.at(-1)).toBe(1);
+    expect([...positions].sort((x, y) => y - x)).toEqual(positions);
+    expect(svc.status()).toMatchObject({ running: false, runningCount: 0, queueLength: 0 });
+    await svc.close();
+  });
+
+  it('counts only waiting requests against the queue limit while a batch decodes', async () => {
+    const { load } = fakeEngine({ tokenMs: 5, maxBatch: 3 });
+    const svc = service(load, { queueMax: 2 });
+    const first = collect(svc.generate({ topic: 'first' }));
+    await sleep(20); // the model is loaded: three slots
+    const more: Promise<GenerationEvent[]>[] = [];
+    for (const t of ['two', 'three', 'four', 'five']) {
+      more.push(collect(svc.generate({ topic: t })));
+      await sleep(0); // admission runs between arrivals, as it does for requests from the network
+    }
+    expect(svc.status()).toMatchObject({ runningCount: 3, queueLength: 2 });
+    expect(() => svc.generate({ topic: 'six' })).toThrow(expect.objectContaining({ code: 'BUSY' }));
+    await Promise.all([first, ...more]);
+    await svc.close();
+  });
+
+  it('after an adapter swap, admits nothing new until the batch on the old adapter is done', async () => {
+    const { load, state } = fakeEngine({ tokenMs: 4, maxBatch: 4 });
+    const v1 = adapterDir('batch-v1');
+    const v2 = adapterDir('batch-v2');
+    const svc = service(load, { adapter: { dir: v1, id: 'v1' } });
+    const old = ['o1', 'o2', 'o3'].map((t) => collect(svc.generate({ topic: t, sampling: { maxNewTokens: 10 } })));
+    await sleep(15);
+    await svc.setAdapter(v2, 'v2');
+    const fresh = ['n1', 'n2'].map((t) => collect(svc.generate({ topic: t, sampling: { maxNewTokens: 3 } })));
+    const olds = await Promise.all(old);
+    const news = await Promise.all(fresh);
+    olds.forEach((e) => expect(done(e)).toMatchObject({ adapterId: 'v1', cut: false }));
+    news.forEach((e) => expect(done(e).adapterId).toBe('v2'));
+    // The old batch ended, its model went, then the new one started.
+    const lastOldEnd = state.log.lastIndexOf('end:batch-v1');
+    expect(state.log.indexOf('dispose:batch-v1')).toBeGreaterThan(lastOldEnd);
+    expect(state.log.indexOf('start:batch-v2')).toBeGreaterThan(state.log.indexOf('dispose:batch-v1'));
     await svc.close();
   });
 

@@ -5,6 +5,8 @@
  * the same, so both choose the same tokens from the same logits.
  */
 import type { BaseStreamer } from '@huggingface/transformers';
+import { MorrisError } from '../../errors.ts';
+import { BatchLoop, type BatchKernel } from './batch-loop.ts';
 
 /** One sequence's KV cache inside a kernel. */
 export interface DecodeSequence {
@@ -39,24 +41,37 @@ export interface Generation {
 }
 
 /**
- * Stops where transformers.js's generate stops: after a stop token (kept, as generate keeps it),
- * after maxNewTokens, or when asked to.
+ * A step kernel seen as a batch kernel: each entry runs on its own (a whole prompt through the
+ * kernel's prefill, or one token through its sequence's step), one after another. Generations
+ * still share the loop, so they take turns token by token, but nothing is read once for all: that
+ * takes the native batched step (native-batch.ts).
  */
-export async function decodeLoop(kernel: StepKernel, g: Generation): Promise<void> {
-  const { sequence, logits: first } = await kernel.prefill(g.promptIds);
-  try {
-    const seen = [...g.promptIds];
-    g.streamer.put([g.promptIds.map((v) => BigInt(v))]);
-    let logits = first;
-    for (let n = 1; ; n++) {
-      const token = g.choose(logits, seen);
-      seen.push(token);
-      g.streamer.put([[BigInt(token)]]);
-      if (n >= g.maxNewTokens || g.eos.includes(token) || g.isStopped()) break;
-      logits = await sequence.step(token, seen.length - 1);
-    }
-    g.streamer.end();
-  } finally {
-    await sequence.release();
-  }
+export function stepKernelBatches(kernel: StepKernel): BatchKernel<{ inner: DecodeSequence | null }> {
+  return {
+    prefillChunk: Infinity,
+    open: () => ({ inner: null }),
+    async step(entries) {
+      const out: Float32Array[] = [];
+      for (const e of entries) {
+        if (!e.sequence.inner) {
+          const { sequence, logits } = await kernel.prefill(e.tokens);
+          e.sequence.inner = sequence;
+          out.push(logits);
+        } else {
+          if (e.tokens.length !== 1) throw new MorrisError('INTERNAL', 'A step kernel takes one token a step after its prefill.');
+          out.push(await e.sequence.inner.step(e.tokens[0]!, e.start));
+        }
+      }
+      return out;
+    },
+    async close(s) {
+      await s.inner?.release();
+      s.inner = null;
+    },
+  };
+}
+
+/** One generation alone through the batch loop over a step kernel (tests compare loops with it). */
+export function decodeLoop(kernel: StepKernel, g: Generation): Promise<void> {
+  return new BatchLoop(stepKernelBatches(kernel), { prefillBudget: Infinity }).run(g);
 }

@@ -7,7 +7,9 @@ import type { PreTrainedModel } from '@huggingface/transformers';
 import { MorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { CompiledModel } from '../graph/compile.ts';
-import { decodeLoop, type Generation, type KernelStats, type StepKernel } from './decode-loop.ts';
+import { batchCapacity } from './batch-capacity.ts';
+import { BatchLoop } from './batch-loop.ts';
+import { stepKernelBatches, type Generation, type KernelStats, type StepKernel } from './decode-loop.ts';
 import { generateLoop, loadGenerateModel } from './generate-loop.ts';
 import { logNativeUnavailable, nativeAddon, type DecodeKernelChoice, type WeightLayout } from './native-addon.ts';
 import { createNativeDecoder, type NativeDecoder } from './native-decoder.ts';
@@ -25,6 +27,11 @@ export interface Decoder {
   /** How the native kernel holds its weights; null without it. */
   readonly layout: WeightLayout | null;
   readonly stats: KernelStats;
+  /** Generations it advances in one step (1 where each step serves one sequence). */
+  readonly maxBatch: number;
+  /** Why maxBatch is below the configured batch (memory), or null. */
+  readonly batchShrunk: string | null;
+  /** Runs one generation; several may run at once, up to maxBatch in each step. */
   run(g: Generation): Promise<void>;
   /** Called when no generation is running: kernel caches go back at once. */
   idle(): Promise<void>;
@@ -37,6 +44,9 @@ export interface DecoderOptions {
   modelDir: string;
   kernel: DecodeKernelChoice;
   threads: number;
+  /** The batch size asked for (MORRIS_MAX_BATCH resolved) and the KV cache budget it must fit. */
+  maxBatch: number;
+  kvBudgetBytes: number;
 }
 
 /**
@@ -76,12 +86,17 @@ export async function openCpuDecoder(opts: DecoderOptions): Promise<Decoder> {
   }
   const stats: KernelStats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
   const steps: StepKernel = native ? nativeSteps(session, native, config, stats) : onnxSteps(session, config, stats);
+  // Every generation goes through one loop; a kernel that serves one sequence a step gains nothing
+  // from company, so it keeps one at a time and the service's waiting line holds the rest.
+  const loop = new BatchLoop(stepKernelBatches(steps), { prefillBudget: Infinity });
   return {
     kernel: native ? `native-${native.isa}` : 'onnx',
     loop: 'morris',
     layout: native?.layout ?? null,
     stats,
-    run: (g) => decodeLoop(steps, g),
+    maxBatch: 1,
+    batchShrunk: null,
+    run: (g) => loop.run(g),
     idle: () => steps.idle(),
     async dispose() {
       await session.release();
@@ -107,6 +122,8 @@ export async function openGpuDecoder(opts: DecoderOptions, device: Exclude<Provi
     loop: 'transformers',
     layout: null,
     stats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
+    maxBatch: 1,
+    batchShrunk: null,
     run: (g) => generateLoop(model, g),
     idle: async () => undefined,
     async dispose() {

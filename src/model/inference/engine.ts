@@ -14,6 +14,7 @@ import { chatTokenIds, type ChatMessage } from '../../prompts.ts';
 import { compileModel, type CompiledModel, type Quant } from '../graph/compile.ts';
 import type { KernelStats } from './decode-loop.ts';
 import { openCpuDecoder, openGpuDecoder, type Decoder } from './decoders.ts';
+import { defaultKvBudgetBytes, defaultMaxBatch } from './batch-capacity.ts';
 import { applyLogitsRules, parseLogitsRules, readGenerationConfig, stopTokenIds, type LogitsRules } from './logits-rules.ts';
 import type { DecodeKernelChoice } from './native-addon.ts';
 import { withProviderFallback, type DeviceChoice } from './runtime.ts';
@@ -38,15 +39,25 @@ export interface LoadedModel {
     decodeKernel: string;
     /** Who runs the decode loop: Morris's own (on the CPU), or transformers.js's generate (on a GPU provider). */
     decodeLoop: Decoder['loop'];
+    /** Generations decoded together in one step; the service admits this many at once. */
+    maxBatch: number;
+    /** Why maxBatch is below the batch asked for (KV cache memory), or null. */
+    batchShrunk: string | null;
   };
   /** Decode steps run by the native kernel and calls that went to ONNX Runtime (prefill, batches). */
   readonly kernelStats: KernelStats;
   /** Messages are rendered by prompts.ts `renderChat` (the checkpoint's chat template, or the plain format); { text } is raw continuation. Yields text pieces as produced; stops early when signal aborts. */
-  stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal): AsyncIterable<string>;
+  stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal, hooks?: StreamHooks): AsyncIterable<string>;
   countTokens(text: string): number;
   dispose(): Promise<void>;
   /** Token counts and timings of the last finished generation (for logs and benchmarks). */
   readonly lastStats?: GenerationStats | null;
+}
+
+/** Per-generation callbacks: with several generations at once, `lastStats` may be another's. */
+export interface StreamHooks {
+  /** This generation's counts and timings, once it has ended (before the stream finishes). */
+  onStats?(stats: GenerationStats): void;
 }
 
 export interface GenerationStats {
@@ -75,6 +86,10 @@ export interface LoadOptions {
    * 'native' requires it, 'onnx' always runs the graph (MORRIS_DECODE_KERNEL).
    */
   decodeKernel?: DecodeKernelChoice;
+  /** Generations decoded together where the kernel batches (MORRIS_MAX_BATCH; default from the cores). */
+  maxBatch?: number;
+  /** Memory for the KV caches of one batch at full context (MORRIS_KV_MEMORY_MB; default a quarter of RAM). */
+  kvBudgetBytes?: number;
 }
 
 async function loadTokenizer(compiledDir: string, modelDir: string): Promise<PreTrainedTokenizer> {
@@ -96,12 +111,20 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   const rules = parseLogitsRules(generationConfig, compiled.config.vocabSize);
   const eos = stopTokenIds(generationConfig, compiled.config.eosTokenIds);
   const t0 = Date.now();
-  const decoderOpts = { compiled, modelDir: opts.modelDir, kernel: opts.decodeKernel ?? 'auto', threads: opts.threads ?? 1 };
+  const decoderOpts = {
+    compiled,
+    modelDir: opts.modelDir,
+    kernel: opts.decodeKernel ?? 'auto',
+    threads: opts.threads ?? 1,
+    maxBatch: opts.maxBatch ?? defaultMaxBatch(),
+    kvBudgetBytes: opts.kvBudgetBytes ?? defaultKvBudgetBytes(),
+  };
   const { value: decoder, device } = await withProviderFallback((opts.device ?? 'auto') as DeviceChoice, (p) =>
     p === 'cpu' ? openCpuDecoder(decoderOpts) : openGpuDecoder(decoderOpts, p),
   );
-  const info = { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel: decoder.kernel, decodeLoop: decoder.loop };
-  log.info({ modelDir: info.modelDir, adapter: info.adapterDir, device, quant, decodeKernel: info.decodeKernel, decodeLoop: info.decodeLoop, weights: decoder.layout ?? undefined, ms: Date.now() - t0 }, 'model loaded');
+  const info = { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel: decoder.kernel, decodeLoop: decoder.loop, maxBatch: decoder.maxBatch, batchShrunk: decoder.batchShrunk };
+  if (decoder.batchShrunk) log.warn({ maxBatch: decoder.maxBatch }, decoder.batchShrunk);
+  log.info({ modelDir: info.modelDir, adapter: info.adapterDir, device, quant, decodeKernel: info.decodeKernel, decodeLoop: info.decodeLoop, maxBatch: info.maxBatch, weights: decoder.layout ?? undefined, ms: Date.now() - t0 }, 'model loaded');
   return servedModel({ info, tokenizer, compiled, decoder, rules, eos });
 }
 
@@ -142,7 +165,7 @@ function servedModel({ info, tokenizer, compiled, decoder, rules, eos }: Served)
   let running = 0;
   let lastStats: GenerationStats | null = null;
 
-  async function* stream(input: { messages: ChatMessage[] } | { text: string }, sampling: SamplingOptions, signal?: AbortSignal): AsyncGenerator<string> {
+  async function* stream(input: { messages: ChatMessage[] } | { text: string }, sampling: SamplingOptions, signal?: AbortSignal, hooks?: StreamHooks): AsyncGenerator<string> {
     if (disposed) throw new MorrisError('GENERATION_FAILED', 'The model was unloaded.');
     if (!(sampling.maxNewTokens >= 1)) throw new MorrisError('BAD_INPUT', `maxNewTokens must be at least 1, got ${sampling.maxNewTokens}.`);
     const context = compiled.config.maxPositionEmbeddings;
@@ -180,7 +203,11 @@ function servedModel({ info, tokenizer, compiled, decoder, rules, eos }: Served)
         (e: unknown) => pieces.fail(new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}.`, { cause: e })),
       )
       .finally(() => {
-        lastStats = generationStats(streamer, promptIds.length, started) ?? lastStats;
+        const stats = generationStats(streamer, promptIds.length, started);
+        if (stats) {
+          lastStats = stats;
+          hooks?.onStats?.(stats);
+        }
       });
     try {
       yield* pieces;

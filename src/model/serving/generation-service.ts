@@ -1,9 +1,12 @@
 /**
  * The generation service the bots, the CLI and the dashboard share: one loaded model (base +
  * optional LoRA adapter), loaded lazily on the first request and kept until it has been idle for
- * a while; one generation at a time through a FIFO queue that tells each request its position;
- * streaming, cancellation, a time limit that keeps the partial text, and adapter hot swap
- * (in-flight work finishes on the old model, which is disposed afterwards).
+ * a while; a scheduler in front of it that admits requests in arrival order into the model's
+ * batch (as many decode at once as the model's kernel advances per step: `info.maxBatch`, one
+ * until the model is loaded) while the rest wait in a FIFO line that tells each its position
+ * (position = requests ahead of it for a batch slot); streaming, cancellation, a time limit that
+ * keeps the partial text, and adapter hot swap (the batch in flight finishes on the old model,
+ * which is disposed afterwards; new requests start on the new one once it has).
  *
  * Events of one request, in order: `queued` (position 1 = next to run), `started`, any number of
  * `text`, then exactly one `done` (src/generation-events.ts). Failures (model missing or invalid,
@@ -74,6 +77,9 @@ export interface GenerationStatus {
   quant: Quant | null;
   decodeKernel: string | null;
   running: boolean;
+  /** Requests decoding now, and how many may (the loaded model's batch; 1 before a load). */
+  runningCount: number;
+  maxBatch: number;
   queueLength: number;
 }
 
@@ -94,6 +100,8 @@ interface Job {
   onPosition(position: number): void;
   /** The time limit, armed when generation starts. */
   timer?: NodeJS.Timeout;
+  /** The adapter it runs with, fixed when it leaves the waiting line. */
+  adapter?: AdapterRef | null;
 }
 
 export class GenerationService {
@@ -102,9 +110,12 @@ export class GenerationService {
   private baseDir: string | null = null;
   private readonly models = new ModelCache<ServingModel>(disposeServingModel);
   private readonly waiting: WaitingLine<Job>;
-  private running: Job | null = null;
+  /** Requests decoding now (several share each step where the model batches). */
+  private readonly running = new Set<Job>();
+  /** The adapter the running requests use; a swap waits for them before admitting more. */
+  private runningAdapter: AdapterRef | null = null;
   private closed = false;
-  private runningDone: Promise<void> = Promise.resolve();
+  private readonly runningDone = new Set<Promise<void>>();
 
   constructor(opts: GenerationServiceOptions) {
     this.opts = opts;
@@ -160,7 +171,7 @@ export class GenerationService {
     }
     this.adapter = adapterDir === null ? null : { dir: resolve(adapterDir), id: adapterId ?? adapterDir, datasetId };
     log.info({ adapterId: this.adapter?.id ?? null }, 'adapter set');
-    if (!this.running && !this.models.loading) await this.disposeStale();
+    if (this.running.size === 0 && !this.models.loading) await this.disposeStale();
   }
 
   status(): GenerationStatus {
@@ -175,7 +186,9 @@ export class GenerationService {
       device: l?.model.info.device ?? null,
       quant: l?.model.info.quant ?? null,
       decodeKernel: l?.model.info.decodeKernel ?? null,
-      running: this.running !== null,
+      running: this.running.size > 0,
+      runningCount: this.running.size,
+      maxBatch: this.capacity(),
       queueLength: this.waiting.length,
     };
   }
@@ -184,8 +197,8 @@ export class GenerationService {
   async close(): Promise<void> {
     this.closed = true;
     for (const job of this.waiting.waiters()) job.abort.abort('cancelled');
-    this.running?.abort.abort('cancelled');
-    await this.runningDone;
+    for (const job of this.running) job.abort.abort('cancelled');
+    await Promise.all([...this.runningDone]);
     await this.models.unload();
   }
 
@@ -195,29 +208,49 @@ export class GenerationService {
     if (!this.waiting.remove(job)) return;
     job.channel.push(this.doneEvent(job, '', 'cancelled', null, 0));
     job.channel.end();
-    if (!this.running && this.waiting.length === 0) this.armIdleTimer();
+    if (this.running.size === 0 && this.waiting.length === 0) this.armIdleTimer();
   }
 
+  /**
+   * Requests that may decode at once: the loaded model's batch (it says how many its kernel
+   * advances per step, shrunk to its memory budget), or one until a model is loaded.
+   */
+  private capacity(): number {
+    return this.models.loaded?.model.info.maxBatch ?? 1;
+  }
+
+  /**
+   * Admits waiting requests in arrival order while batch slots are free. After an adapter swap,
+   * nothing new starts until the requests still on the old adapter are done (the old model is
+   * freed before the new one loads; two rarely fit in memory together).
+   */
   private pump(): void {
-    if (this.running) return;
-    const job = this.waiting.shift();
-    if (!job) return;
-    this.running = job;
-    // run() answers the request itself; anything it throws past that (an engine whose stream()
-    // or countTokens() throws outright) still ends this request's stream, never the process.
-    this.runningDone = this.run(job)
-      .catch((e: unknown) => {
-        clearTimeout(job.timer);
-        log.error({ err: e }, 'generation failed outside the engine stream');
-        job.channel.fail(asGenerationError(e));
-      })
-      .finally(async () => {
-        this.running = null;
-        // A model made stale by setAdapter during this request goes now.
-        await this.disposeStale().catch((e) => log.warn({ err: e }, 'disposing the old model failed'));
-        if (this.waiting.length) this.pump();
-        else this.armIdleTimer();
-      });
+    while (this.waiting.length > 0 && this.running.size < this.capacity()) {
+      if (this.running.size > 0 && this.runningAdapter !== this.adapter) return;
+      const job = this.waiting.shift()!;
+      job.adapter = this.adapter;
+      this.runningAdapter = this.adapter;
+      this.running.add(job);
+      // run() answers the request itself; anything it throws past that (an engine whose stream()
+      // or countTokens() throws outright) still ends this request's stream, never the process.
+      const done: Promise<void> = this.run(job)
+        .catch((e: unknown) => {
+          clearTimeout(job.timer);
+          log.error({ err: e }, 'generation failed outside the engine stream');
+          job.channel.fail(asGenerationError(e));
+        })
+        .finally(async () => {
+          this.running.delete(job);
+          this.runningDone.delete(done);
+          if (this.running.size === 0) {
+            // A model made stale by setAdapter during these requests goes now.
+            await this.disposeStale().catch((e) => log.warn({ err: e }, 'disposing the old model failed'));
+          }
+          if (this.waiting.length) this.pump();
+          else if (this.running.size === 0) this.armIdleTimer();
+        });
+      this.runningDone.add(done);
+    }
   }
 
   private async run(job: Job): Promise<void> {
@@ -225,11 +258,13 @@ export class GenerationService {
     job.channel.push({ type: 'started' });
     let loaded: ServingModel;
     try {
-      loaded = await this.ensureLoaded();
+      loaded = await this.ensureLoaded(job.adapter ?? null);
     } catch (e) {
       job.channel.fail(e);
       return;
     }
+    // The model is in: it may batch, so admit whoever waited behind this first request.
+    this.pump();
     if (job.abort.signal.aborted) {
       job.channel.push(this.doneEvent(job, '', 'cancelled', loaded, 0));
       job.channel.end();
@@ -242,7 +277,9 @@ export class GenerationService {
       : { messages: articleMessages(loaded.systemPrompt, job.input.topic!) };
     let text = '';
     let pending: Promise<unknown> | null = null;
-    const iterator = loaded.model.stream(input, job.sampling, job.abort.signal)[Symbol.asyncIterator]();
+    let generatedTokens: number | null = null;
+    const hooks = { onStats: (s: { generatedTokens: number }) => (generatedTokens = s.generatedTokens) };
+    const iterator = loaded.model.stream(input, job.sampling, job.abort.signal, hooks)[Symbol.asyncIterator]();
     try {
       const aborted = new Promise<'aborted'>((res) => {
         if (job.abort.signal.aborted) res('aborted');
@@ -275,7 +312,7 @@ export class GenerationService {
       tokens = text ? loaded.model.countTokens(text) : 0;
     } else {
       // The engine's own count when it has one (exact); re-tokenizing the text otherwise.
-      tokens = loaded.model.lastStats?.generatedTokens ?? loaded.model.countTokens(text);
+      tokens = generatedTokens ?? loaded.model.countTokens(text);
       reason = tokens >= job.sampling.maxNewTokens ? 'length' : 'stop';
     }
     // The caller gets its answer now; the model is released only once the engine has stopped.
@@ -312,9 +349,8 @@ export class GenerationService {
     return this.baseDir;
   }
 
-  private async ensureLoaded(): Promise<ServingModel> {
+  private async ensureLoaded(adapter: AdapterRef | null): Promise<ServingModel> {
     const baseDir = await this.resolveBase();
-    const adapter = this.adapter;
     return this.models.get(servingKey(baseDir, adapter), () => loadServingModel(this.opts.load, baseDir, adapter, this.opts.systemPromptFile, this.opts));
   }
 
@@ -327,7 +363,7 @@ export class GenerationService {
     if (this.closed) return;
     this.models.unloadWhenIdle(
       this.opts.idleUnloadS * 1000,
-      () => !this.running && this.waiting.length === 0 && !this.models.loading,
+      () => this.running.size === 0 && this.waiting.length === 0 && !this.models.loading,
       (e) => log.warn({ err: e }, 'idle unload failed'),
     );
   }
