@@ -71,6 +71,8 @@ const schema = z.object({
   MORRIS_QUANT: z.enum(['fp32', 'int8', 'int4']).default('fp32'),
   MORRIS_THREADS: int(0, 256).default(0),
   MORRIS_DECODE_KERNEL: z.enum(['auto', 'native', 'onnx']).default('auto'),
+  MORRIS_MAX_BATCH: int(0, 256).default(0),
+  MORRIS_KV_MEMORY_MB: int(0, 1_000_000).default(0),
   MORRIS_MAX_NEW_TOKENS: int(1, 8192).default(400),
   MORRIS_TEMPERATURE: num(0, 5).default(0.8),
   MORRIS_TOP_P: num(0, 1).default(0.95),

@@ -36,5 +36,7 @@ export function createGenerationService(config: Config, opts: { adapter?: Adapte
     quant: config.MORRIS_QUANT,
     decodeKernel: config.MORRIS_DECODE_KERNEL,
     ...(config.MORRIS_THREADS > 0 ? { threads: config.MORRIS_THREADS } : {}),
+    ...(config.MORRIS_MAX_BATCH > 0 ? { maxBatch: config.MORRIS_MAX_BATCH } : {}),
+    ...(config.MORRIS_KV_MEMORY_MB > 0 ? { kvBudgetBytes: config.MORRIS_KV_MEMORY_MB * 2 ** 20 } : {}),
   });
 }

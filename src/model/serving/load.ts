@@ -29,6 +29,8 @@ export interface EngineChoice {
   quant?: Quant;
   decodeKernel?: DecodeKernelChoice;
   threads?: number;
+  maxBatch?: number;
+  kvBudgetBytes?: number;
 }
 
 export interface ServingModel {
@@ -66,6 +68,8 @@ export async function loadServingModel(
       ...(engine.quant !== undefined ? { quant: engine.quant } : {}),
       ...(engine.decodeKernel !== undefined ? { decodeKernel: engine.decodeKernel } : {}),
       ...(engine.threads !== undefined ? { threads: engine.threads } : {}),
+      ...(engine.maxBatch !== undefined ? { maxBatch: engine.maxBatch } : {}),
+      ...(engine.kvBudgetBytes !== undefined ? { kvBudgetBytes: engine.kvBudgetBytes } : {}),
     });
     log.info({ baseDir, adapterId: adapter?.id ?? null, device: model.info.device, decodeKernel: model.info.decodeKernel, ms: Date.now() - t0 }, 'model loaded');
     return { model, baseDir, adapter, systemPrompt };
