@@ -44,7 +44,7 @@ function fakeKernel(opts: { prefillChunk: number; failStep?: number }) {
   const steps: BatchEntry<FakeSeq>[][] = [];
   const kernel: BatchKernel<FakeSeq> = {
     prefillChunk: opts.prefillChunk,
-    open: (g) => ({ tokens: [], closed: false, poison: (g as Generation & { poison?: boolean }).poison === true }),
+    open: (g) => ({ sequence: { tokens: [], closed: false, poison: (g as Generation & { poison?: boolean }).poison === true }, cached: 0 }),
     async step(entries) {
       steps.push([...entries]);
       await new Promise((r) => setTimeout(r, 1)); // a real step yields to the event loop

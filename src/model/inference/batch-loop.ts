@@ -34,8 +34,13 @@ export interface BatchKernel<S> {
    * piece (a kernel without chunked prefill).
    */
   readonly prefillChunk: number;
-  /** A new, empty sequence for a generation (its adapter, when the kernel serves several). */
-  open(g: Generation): S;
+  /**
+   * A sequence for a generation, and how many of its prompt's first tokens are already in its
+   * cache (a shared prefix the kernel kept from an earlier prompt; 0 for an empty one).
+   */
+  open(g: Generation): { sequence: S; cached: number };
+  /** Called once the whole prompt is in the sequence's cache (a kernel may keep it for later prompts). */
+  promptDone?(sequence: S, promptIds: readonly number[]): void;
   /** Runs every entry; returns the logits of the entries that want them, in entry order. */
   step(entries: readonly BatchEntry<S>[]): Promise<Float32Array[]>;
   /** Gives the sequence's cache back (it is never in a running step when this is called). */
@@ -88,15 +93,15 @@ export class BatchLoop<S> {
    */
   run(g: Generation): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let sequence: S;
+      let opened: { sequence: S; cached: number };
       try {
-        sequence = this.kernel.open(g);
+        opened = this.kernel.open(g);
       } catch (e) {
         reject(e);
         return;
       }
       g.streamer.put([g.promptIds.map((v) => BigInt(v))]);
-      this.members.push({ g, sequence, prefilled: 0, seen: [...g.promptIds], pending: null, generated: 0, resolve, reject });
+      this.members.push({ g, sequence: opened.sequence, prefilled: opened.cached, seen: [...g.promptIds], pending: null, generated: 0, resolve, reject });
       this.stats.maxMembers = Math.max(this.stats.maxMembers, this.members.length);
       if (!this.running) void this.loop();
     });
@@ -122,7 +127,10 @@ export class BatchLoop<S> {
         let next = 0;
         for (const { member, entry } of work) {
           if (member.pending === null) member.prefilled += entry.tokens.length;
-          if (entry.wantLogits) await this.advance(member, logits[next++]!);
+          if (entry.wantLogits) {
+            if (member.pending === null) this.promptDone(member);
+            await this.advance(member, logits[next++]!);
+          }
         }
       }
     } finally {
@@ -148,6 +156,14 @@ export class BatchLoop<S> {
       if (budget <= 0) break;
     }
     return work;
+  }
+
+  private promptDone(m: Member<S>): void {
+    try {
+      this.kernel.promptDone?.(m.sequence, m.g.promptIds);
+    } catch {
+      // Keeping a prompt for reuse is an optimisation; failing to (no memory for the copy) is not an error.
+    }
   }
 
   /** Chooses the member's next token from its logits; ends it when it stops. */

@@ -49,7 +49,7 @@ export interface Generation {
 export function stepKernelBatches(kernel: StepKernel): BatchKernel<{ inner: DecodeSequence | null }> {
   return {
     prefillChunk: Infinity,
-    open: () => ({ inner: null }),
+    open: () => ({ sequence: { inner: null }, cached: 0 }),
     async step(entries) {
       const out: Float32Array[] = [];
       for (const e of entries) {

@@ -47,6 +47,8 @@ export interface DecoderOptions {
   /** The batch size asked for (MORRIS_MAX_BATCH resolved) and the KV cache budget it must fit. */
   maxBatch: number;
   kvBudgetBytes: number;
+  /** Recent prompts the native batch kernel keeps for shared-prefix reuse (0 = off). */
+  prefixCacheEntries: number;
 }
 
 /**

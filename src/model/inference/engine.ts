@@ -90,6 +90,8 @@ export interface LoadOptions {
   maxBatch?: number;
   /** Memory for the KV caches of one batch at full context (MORRIS_KV_MEMORY_MB; default a quarter of RAM). */
   kvBudgetBytes?: number;
+  /** Recent prompts kept for shared-prefix reuse by the native kernel (0 = off; default 4). */
+  prefixCacheEntries?: number;
 }
 
 async function loadTokenizer(compiledDir: string, modelDir: string): Promise<PreTrainedTokenizer> {
@@ -118,6 +120,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
     threads: opts.threads ?? 1,
     maxBatch: opts.maxBatch ?? defaultMaxBatch(),
     kvBudgetBytes: opts.kvBudgetBytes ?? defaultKvBudgetBytes(),
+    prefixCacheEntries: opts.prefixCacheEntries ?? 4,
   };
   const { value: decoder, device } = await withProviderFallback((opts.device ?? 'auto') as DeviceChoice, (p) =>
     p === 'cpu' ? openCpuDecoder(decoderOpts) : openGpuDecoder(decoderOpts, p),
