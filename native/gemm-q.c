@@ -5,10 +5,14 @@
  * row of the group (four at a time), so the codes stream from memory once per step. Bitwise
  * contract: per (weight row, activation row) the arithmetic is gemvQAvx512's (kernels.c): a block
  * dot from zero over groups of 16 codes in order, acc = fma(scale, dot, acc) per block, the zero
- * point as a scalar correction summed per block, and acc reduced minus the correction. Whoever
+ * point as a scalar correction summed per block, and acc reduced minus the correction. The
+ * correction is written as the fma GCC makes of gemvQAvx512's `corr += sc * zp * xs` (it contracts
+ * by default, -ffp-contract=fast): left to the compiler here, the 2- and 3-row copies of the loop
+ * were contracted differently and row 0 lost a bit. Whoever
  * changes gemvQAvx512's arithmetic changes this file the same way (native-batch.test.ts checks
  * int8 and int4 rows bitwise against single steps).
  */
+#include <math.h>
 #include <stddef.h>
 #include "kernels.h"
 
@@ -60,10 +64,10 @@ static inline void qRows512(const Mat *m, int n0, int n1, const float *X, int ld
     for (int r = 0; r < NR; r++) {
       const float xs = XS[(size_t)r * ldxs + b];
       acc0[r] = _mm512_fmadd_ps(_mm512_set1_ps(sc0[b]), dot0[r], acc0[r]);
-      corr0[r] += sc0[b] * z0 * xs;
+      corr0[r] = fmaf(sc0[b] * (float)z0, xs, corr0[r]);
       if (two) {
         acc1[r] = _mm512_fmadd_ps(_mm512_set1_ps(sc1[b]), dot1[r], acc1[r]);
-        corr1[r] += sc1[b] * z1 * xs;
+        corr1[r] = fmaf(sc1[b] * (float)z1, xs, corr1[r]);
       }
     }
   }
