@@ -147,6 +147,134 @@ describe('cacheFork: a shared prefix computed once', () => {
   });
 });
 
+/** The `code` of what `fn` throws. */
+function thrownCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return String((e as { code?: unknown }).code);
+  }
+  return 'nothing thrown';
+}
+
+describe('bad input: errors with a code, checked before the step is queued', () => {
+  type Handle = ReturnType<NativeAddon['createDecoder']>;
+  type AdapterHandle = ReturnType<NativeAddon['createAdapter']>;
+  /** The addon, keeping the raw handles createNativeDecoder and loadAdapter make so tests can call it directly. */
+  function capturing(handles: Handle[], adapters: AdapterHandle[]): NativeAddon {
+    const a = addon();
+    const createDecoder: NativeAddon['createDecoder'] = (spec) => {
+      const h = a.createDecoder(spec);
+      handles.push(h);
+      return h;
+    };
+    const createAdapter: NativeAddon['createAdapter'] = (h, spec) => {
+      const ad = a.createAdapter(h, spec);
+      adapters.push(ad);
+      return ad;
+    };
+    // the addon's functions are read-only properties: override them on an object that inherits the rest
+    return Object.create(a, { createDecoder: { value: createDecoder }, createAdapter: { value: createAdapter } }) as NativeAddon;
+  }
+
+  it('decodeBatch refuses each malformed batch with BAD_STEP saying what is wrong, and the decoder still works after', async () => {
+    const f = fixtureOf(0);
+    const a = addon();
+    const handles: Handle[] = [];
+    const adapterHandles: AdapterHandle[] = [];
+    const decoder = createNativeDecoder(capturing(handles, adapterHandles), f.cfg, f.modelDir, null);
+    const other = createNativeDecoder(capturing(handles, adapterHandles), f.cfg, f.modelDir, null);
+    const [h, otherH] = handles as [Handle, Handle];
+    decoder.loadAdapter(f.adapters[0]);
+    other.loadAdapter(f.adapters[1]);
+    const [mine, foreign] = adapterHandles as [AdapterHandle, AdapterHandle];
+    const V = f.cfg.vocabSize;
+    const s0 = decoder.sequence();
+    const s1 = decoder.sequence();
+    await s1.step(3, 0); // s1 continues at position 1
+    const slot0 = 0;
+    const slot1 = 1;
+    expect([s0.length, s1.length]).toEqual([0, 1]);
+    const i32 = (...v: number[]) => Int32Array.from(v);
+    /** decodeBatch with these rows (slot, token, position, adapter, want) and a logits array of the right size unless given. */
+    const batch = (rows: [number, number, number, AdapterHandle | null | unknown, number][], logits?: Float32Array) => () =>
+      a.decodeBatch(h, i32(...rows.map((r) => r[0])), i32(...rows.map((r) => r[1])), i32(...rows.map((r) => r[2])), rows.map((r) => r[3]) as AdapterHandle[], Uint8Array.from(rows.map((r) => r[4])),
+        logits ?? new Float32Array(rows.filter((r) => r[4]).length * V));
+    const message = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+      }
+      return 'nothing thrown';
+    };
+    expect(message(batch([]))).toMatch(/^BAD_STEP: .*at least one row/);
+    expect(message(batch([[7, 1, 0, null, 1]]))).toMatch(/^BAD_STEP: .*row 0: slot 7 is not a live/);
+    expect(message(batch([[slot0, 1, 0, null, 1], [slot1, 1, 1, null, 1], [slot0, 2, 1, null, 1]]))).toMatch(/^BAD_STEP: .*row 2: the rows of slot 0 must be consecutive/);
+    expect(message(batch([[slot0, 1, 1, null, 1]]))).toMatch(/^BAD_STEP: .*row 0: position 1, but slot 0 continues at position 0/);
+    expect(message(batch([[slot1, 1, 0, null, 1]]))).toMatch(/continues at position 1/); // the cache already holds position 0
+    expect(message(batch([[slot0, 1, 0, null, 1], [slot0, 2, 2, null, 1]]))).toMatch(/row 1: position 2, but slot 0 continues at position 1/); // a gap in a chunk
+    expect(message(batch([[slot0, V, 0, null, 1]]))).toMatch(/^BAD_STEP: .*row 0: token 67 is not a vocabulary id/);
+    expect(message(batch([[slot0, -1, 0, null, 1]]))).toMatch(/^BAD_STEP: .*token -1/);
+    expect(message(batch([[slot0, 1, 0, null, 1], [slot1, 1, 1, null, 0]], new Float32Array(2 * V)))).toMatch(/^BAD_STEP: .*logits must be a Float32Array of 1 x 67/);
+    expect(message(batch([[slot0, 1, 0, null, 1]], new Float32Array(V - 1)))).toMatch(/^BAD_STEP: .*logits/);
+    expect(message(batch([[slot0, 1, 0, h, 1]]))).toMatch(/^BAD_STEP: .*neither an adapter handle nor null/); // a decoder handle is not an adapter
+    expect(message(batch([[slot0, 1, 0, {}, 1]]))).toMatch(/^BAD_STEP: .*neither an adapter/);
+    expect(message(batch([[slot0, 1, 0, foreign, 1]]))).toMatch(/^BAD_STEP: .*made for another decoder/);
+    const call = (...args: unknown[]) => () => (a.decodeBatch as (...x: unknown[]) => unknown)(...args);
+    const logits = new Float32Array(V);
+    expect(thrownCode(call(h, [slot0], i32(1), i32(0), [null], Uint8Array.of(1), logits))).toBe('BAD_STEP'); // slots not an Int32Array
+    expect(thrownCode(call(h, i32(slot0), i32(1, 2), i32(0), [null], Uint8Array.of(1), logits))).toBe('BAD_STEP'); // tokens of another length
+    expect(thrownCode(call(h, i32(slot0), i32(1), i32(0), [null, null], Uint8Array.of(1), logits))).toBe('BAD_STEP'); // adapters of another length
+    expect(thrownCode(call(h, i32(slot0), i32(1), i32(0), [null], Int8Array.of(1), logits))).toBe('BAD_STEP'); // wantLogits not a Uint8Array
+    expect(thrownCode(call(h, i32(slot0), i32(1), i32(0), [null], Uint8Array.of(1)))).toBe('BAD_STEP'); // no logits
+    expect(thrownCode(call({}, i32(slot0), i32(1), i32(0), [null], Uint8Array.of(1), logits))).toBe('BAD_STEP');
+    expect(thrownCode(() => a.cacheFork(h, slot1, 2))).toBe('BAD_STEP'); // longer than cached
+    expect(thrownCode(() => a.cacheFork(h, 9, 0))).toBe('BAD_STEP');
+    // createAdapter checks the spec against the decoder's dims
+    expect(thrownCode(() => a.createAdapter(h, { layer: [] }))).toBe('BAD_SPEC');
+    expect(thrownCode(() => a.createAdapter(h, { layer: [{ lora: { q_proj: { a: new Float32Array(3), b: new Float32Array(3), r: 1, scale: 1 } } }, {}] }))).toBe('BAD_SPEC');
+    expect(thrownCode(() => a.createAdapter({} as Handle, { layer: [] }))).toBe('BAD_SPEC');
+    expect(thrownCode(() => a.releaseAdapter(h as unknown as AdapterHandle))).toBe('BAD_ARG');
+    // nothing was queued or appended, and a good batch (one without any logits, too) still runs
+    expect([s0.length, s1.length]).toEqual([0, 1]);
+    expect(await decoder.stepBatch([{ sequence: s0, token: 1, position: 0, wantLogits: false }, { sequence: s1, token: 2, position: 1, wantLogits: false }])).toEqual([]);
+    expect([s0.length, s1.length]).toEqual([1, 2]);
+    await a.decodeBatch(h, i32(slot0), i32(4), i32(1), [mine], Uint8Array.of(1), logits);
+    expect(s0.length).toBe(2);
+    for (const d of [decoder, other]) d.release();
+    expect(thrownCode(() => a.createAdapter(otherH, { layer: [] }))).toBe('RELEASED');
+  });
+
+  it('a released adapter is RELEASED; while a step runs: steps are BUSY, so is releasing its adapter or freeing its sequences', async () => {
+    const f = fixtureOf(0);
+    const decoder = createNativeDecoder(addon(), f.cfg, f.modelDir, null);
+    const one = decoder.loadAdapter(f.adapters[0]);
+    const two = decoder.loadAdapter(f.adapters[1]);
+    const [s0, s1, spare] = [decoder.sequence(), decoder.sequence(), decoder.sequence()];
+    two.release();
+    two.release(); // twice is fine
+    await expect(decoder.stepBatch([{ sequence: s0, token: 1, position: 0, adapter: two, wantLogits: true }])).rejects.toMatchObject({ code: 'RELEASED' });
+    const running = decoder.stepBatch([{ sequence: s0, token: 1, position: 0, adapter: one, wantLogits: true }, { sequence: s1, token: 2, position: 0, wantLogits: true }]);
+    await expect(decoder.stepBatch([{ sequence: spare, token: 1, position: 0, wantLogits: true }])).rejects.toMatchObject({ code: 'BUSY' });
+    await expect(spare.step(1, 0)).rejects.toMatchObject({ code: 'BUSY' });
+    expect(thrownCode(() => one.release())).toBe('BUSY');
+    expect(thrownCode(() => s1.free())).toBe('BUSY'); // a row of the running step
+    expect(thrownCode(() => s0.fork(0))).toBe('BUSY');
+    spare.free(); // a sequence outside the step may go
+    const out = await running;
+    expect(out.length).toBe(2);
+    one.release(); // free once the step is done
+    const single = createNativeDecoder(addon(), f.cfg, f.modelDir, f.adapters[0]);
+    expect(sameBits(out[0]!, (await runAlone(single, [1])).logits[0]!)).toBe(true); // the running step was not disturbed
+    await expect(decoder.stepBatch([{ sequence: s0, token: 1, position: 1, adapter: one, wantLogits: true }])).rejects.toMatchObject({ code: 'RELEASED' });
+    for (const s of [s0, s1]) s.free();
+    single.release();
+    decoder.release();
+    await expect(decoder.stepBatch([{ sequence: s0, token: 1, position: 0, wantLogits: true }])).rejects.toMatchObject({ code: 'RELEASED' });
+  });
+});
+
 // MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
 const childScript = `
   const { nativeAddon } = await import(${JSON.stringify(resolve('src/model/inference/native-addon.ts'))});
