@@ -6,14 +6,17 @@
  * JS API (see src/model/native-decode.ts):
  *   kernelInfo() -> { isa, quantIsa }
  *   createDecoder(spec) -> handle; decoderInfo(handle) -> { packedBytes, hugePages }
- *   cacheNew / cacheImport / cacheExport / cacheTruncate / cacheFree / cacheLength (KV cache slots)
+ *   cacheNew / cacheImport / cacheExport / cacheFork / cacheFree / cacheLength (KV cache slots)
  *   decodeStep(handle, slot, token, position, logits) -> Promise<void> (runs off the main thread)
+ *   decodeBatch(handle, slots, tokens, positions, adapters, wantLogits, logits) -> Promise<void> (batch-addon.c)
+ *   createAdapter(handle, spec) -> adapter; releaseAdapter(adapter) (adapter.c)
  *   releaseDecoder(handle)
  * The read-bandwidth probes bench:generate uses are another addon (probes.c, morris_probes.node).
  */
 #include <stdlib.h>
 #include <string.h>
 #include "decoder.h"
+#include "addon.h"
 #include "load.h"
 #include "napi-helpers.h"
 
@@ -53,7 +56,7 @@ static void finishStep(napi_env env, napi_status status, void *data) {
 }
 
 /* Common argument checks: a live decoder, not mid-step, and (when slotArg >= 0) a slot in use. */
-static Decoder *decoderArg(napi_env env, napi_value h) {
+Decoder *decoderArg(napi_env env, napi_value h) {
   Decoder *d = NULL;
   napi_valuetype t;
   if (napi_typeof(env, h, &t) != napi_ok || t != napi_external || napi_get_value_external(env, h, (void **)&d) != napi_ok || !d) {
@@ -65,7 +68,7 @@ static Decoder *decoderArg(napi_env env, napi_value h) {
   return d;
 }
 
-static Slot *slotArg(napi_env env, Decoder *d, napi_value v) {
+Slot *slotArg(napi_env env, Decoder *d, napi_value v) {
   int id;
   if (napi_get_value_int32(env, v, &id) != napi_ok || id < 0 || id >= d->nSlots || !d->slots[id].used) {
     napi_throw_error(env, "BAD_STEP", "not a live KV cache slot of this decoder");
@@ -88,17 +91,8 @@ static napi_value cacheNew(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
   Decoder *d = decoderArg(env, arg);
   if (!d) return NULL;
-  int id = 0;
-  while (id < d->nSlots && d->slots[id].used) id++;
-  if (id == d->nSlots) {
-    Slot *grown = realloc(d->slots, sizeof(Slot) * (d->nSlots + 4));
-    if (!grown) THROW(env, "NO_MEMORY", "out of memory for a KV cache slot");
-    memset(grown + d->nSlots, 0, sizeof(Slot) * 4);
-    d->slots = grown;
-    d->nSlots += 4;
-  }
-  if (!slotReserve(d, &d->slots[id], 1)) THROW(env, "NO_MEMORY", "out of memory for a KV cache");
-  d->slots[id].len = 0;
+  const int id = slotAlloc(d);
+  if (id < 0) THROW(env, "NO_MEMORY", "out of memory for a KV cache slot");
   napi_create_int32(env, id, &out);
   return out;
 }
@@ -163,23 +157,7 @@ static napi_value cacheExport(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* cacheTruncate(handle, slot, length) / cacheFree(handle, slot) / cacheLength(handle, slot) */
-static napi_value cacheTruncate(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], undef;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Decoder *d = argc >= 3 ? decoderArg(env, argv[0]) : NULL;
-  if (argc < 3) THROW(env, "BAD_STEP", "cacheTruncate(handle, slot, length)");
-  if (!d) return NULL;
-  Slot *S = slotArg(env, d, argv[1]);
-  if (!S) return NULL;
-  int T;
-  if (napi_get_value_int32(env, argv[2], &T) != napi_ok || T < 0 || T > S->len) THROW(env, "BAD_STEP", "cacheTruncate: length must be between 0 and the cached length");
-  S->len = T;
-  napi_get_undefined(env, &undef);
-  return undef;
-}
-
+/* cacheFree(handle, slot) / cacheLength(handle, slot) */
 static napi_value cacheFree(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], undef;
@@ -192,7 +170,7 @@ static napi_value cacheFree(napi_env env, napi_callback_info info) {
   int id;
   if (napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 || id >= d->nSlots) return undef;
   /* other sequences' caches may go while a step runs; the running one may not */
-  if (d->busy && d->running == &d->slots[id]) THROW(env, "BUSY", "this sequence is running a step; free its cache after it");
+  if (slotRunning(d, &d->slots[id])) THROW(env, "BUSY", "this sequence is running a step; free its cache after it");
   slotFree(d, &d->slots[id]);
   return undef;
 }
@@ -227,12 +205,7 @@ static napi_value decodeStep(napi_env env, napi_callback_info info) {
   float *logits = f32Data(env, argv[4], (size_t)d->vocab);
   if (!logits) THROW(env, "BAD_STEP", "decodeStep: logits must be a Float32Array of vocabulary size");
   if (!slotReserve(d, S, S->len + 1)) THROW(env, "NO_MEMORY", "out of memory growing the KV cache");
-  if (d->scoresCap < S->len + 1) {
-    free(d->scores);
-    d->scoresCap = S->cap;
-    d->scores = malloc(sizeof(float) * d->scoresCap);
-    if (!d->scores) { d->scoresCap = 0; THROW(env, "NO_MEMORY", "out of memory for attention scores"); }
-  }
+  if (!scoresReserve(d, S->cap)) THROW(env, "NO_MEMORY", "out of memory for attention scores");
   StepJob *j = calloc(1, sizeof(StepJob));
   if (!j) THROW(env, "NO_MEMORY", "out of memory");
   j->d = d;
@@ -297,7 +270,10 @@ static napi_value init(napi_env env, napi_value exports) {
     {"cacheNew", cacheNew},
     {"cacheImport", cacheImport},
     {"cacheExport", cacheExport},
-    {"cacheTruncate", cacheTruncate},
+    {"cacheFork", cacheFork},
+    {"decodeBatch", decodeBatch},
+    {"createAdapter", createAdapter},
+    {"releaseAdapter", releaseAdapter},
     {"cacheFree", cacheFree},
     {"cacheLength", cacheLength},
     {"releaseDecoder", releaseDecoder},

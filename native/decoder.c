@@ -22,48 +22,67 @@
 #include <string.h>
 #include <sys/mman.h>
 #include "decoder.h"
+#include "batch.h"
 
 /* y = M x for either kind of matrix; quantized ones use d->xPad / d->xSums as scratch. */
-static void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
+void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
   if (m->f) {
     gemv(m->f, x, y, N, K);
     return;
   }
-  const int padded = m->nBlocks * m->block;
-  memcpy(d->xPad, x, sizeof(float) * K);
-  memset(d->xPad + K, 0, sizeof(float) * (padded - K));
-  for (int b = 0; b < m->nBlocks; b++) {
-    float s = 0;
-    for (int j = 0; j < m->block; j++) s += d->xPad[b * m->block + j];
-    d->xSums[b] = s;
-  }
+  quantPad(m, x, K, d->xPad, d->xSums);
   /* vector blocks need whole groups of 16 codes */
   (m->block % 16 == 0 ? gemvQ : gemvQScalar)(m, d->xPad, d->xSums, y, N);
 }
 
-/* ---------- the step ---------- */
+/* The quantized gemvs' input: x zero-padded to whole blocks, and each block's sum (for the zero point). */
+void quantPad(const Mat *m, const float *x, int K, float *xPad, float *xSums) {
+  const int padded = m->nBlocks * m->block;
+  memcpy(xPad, x, sizeof(float) * K);
+  memset(xPad + K, 0, sizeof(float) * (padded - K));
+  for (int b = 0; b < m->nBlocks; b++) {
+    float s = 0;
+    for (int j = 0; j < m->block; j++) s += xPad[b * m->block + j];
+    xSums[b] = s;
+  }
+}
 
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+/* ---------- the per-row pieces of a step, shared with the batched step (batch.c) ----------
+ * One copy of this arithmetic keeps a row's results bitwise the same whichever path runs it. */
+
+void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
   double ss = 0;
   for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
   float inv = (float)(1.0 / sqrt(ss / n + eps));
   for (int i = 0; i < n; i++) out[i] = x[i] * inv * w[i];
 }
 
-/* y = W x + b + scale * B (A x) */
-static void linear(Decoder *d, const Layer *L, int m, const float *x, float *y, int out, int in) {
-  matvec(d, &L->w[m], x, y, out, in);
-  if (L->bias[m]) for (int i = 0; i < out; i++) y[i] += L->bias[m][i];
-  const Lora *lo = &L->lora[m];
-  if (lo->a) {
-    float *down = d->loraTmp, *up = d->loraTmp + lo->r;
+/* y += b, then y += scale * B (A x): the bias and LoRA side path of one row, after y = W x. */
+void biasAndLora(const float *bias, const Lora *lo, const float *x, float *y, int out, int in, float *tmp) {
+  if (bias) for (int i = 0; i < out; i++) y[i] += bias[i];
+  if (lo && lo->a) {
+    float *down = tmp, *up = tmp + lo->r;
     gemv(lo->a, x, down, lo->r, in);
     gemv(lo->b, down, up, out, lo->r);
     for (int i = 0; i < out; i++) y[i] += lo->scale * up[i];
   }
 }
 
-static void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT) {
+/* y = W x + b + scale * B (A x) */
+static void linear(Decoder *d, const Layer *L, int m, const float *x, float *y, int out, int in) {
+  matvec(d, &L->w[m], x, y, out, in);
+  biasAndLora(L->bias[m], &L->lora[m], x, y, out, in, d->loraTmp);
+}
+
+void ropeTables(const Decoder *d, int position, float *cosT, float *sinT) {
+  for (int i = 0; i < d->headDim / 2; i++) {
+    double ang = (double)position * (double)d->invFreq[i];
+    cosT[i] = (float)cos(ang);
+    sinT[i] = (float)sin(ang);
+  }
+}
+
+void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT) {
   int half = hd / 2;
   for (int hh = 0; hh < nHeads; hh++) {
     float *p = v + hh * hd;
@@ -75,18 +94,55 @@ static void rope(float *v, int nHeads, int hd, const float *cosT, const float *s
   }
 }
 
-void step(Decoder *d, const StepArgs *a) {
-  const int H = d->hidden, hd = d->headDim, nh = d->heads, nkv = d->kvHeads, group = nh / nkv;
-  Slot *S = a->slot;
-  const int pastLen = S->len, T = pastLen + 1, cap = S->cap;
-  for (int i = 0; i < hd / 2; i++) {
-    double ang = (double)a->position * (double)d->invFreq[i];
-    d->cosT[i] = (float)cos(ang);
-    d->sinT[i] = (float)sin(ang);
+/* Writes one position's K/V (rotated) into the slot at cache index p. */
+void storeKv(const Decoder *d, Slot *S, int l, int p, const float *k, const float *v) {
+  const int hd = d->headDim, cap = S->cap;
+  for (int g = 0; g < d->kvHeads; g++) {
+    memcpy(S->k[l] + ((size_t)g * cap + p) * hd, k + g * hd, sizeof(float) * hd);
+    memcpy(S->v[l] + ((size_t)g * cap + p) * hd, v + g * hd, sizeof(float) * hd);
   }
-  memcpy(d->x, d->embed + (size_t)a->token * H, sizeof(float) * H);
-  const int first = d->window > 0 && pastLen - d->window + 1 > 0 ? pastLen - d->window + 1 : 0;
+}
+
+/* ctx = softmax(q K^T / sqrt(hd)) V for the row at cache index p: it sees [first .. p], where the
+ * sliding window (if any) sets first. Uses d->scores (at least p + 1 floats). */
+void attend(Decoder *d, const Slot *S, int l, int p, const float *q, float *ctx) {
+  const int hd = d->headDim, nh = d->heads, group = nh / d->kvHeads, T = p + 1, cap = S->cap;
+  const int first = d->window > 0 && p - d->window + 1 > 0 ? p - d->window + 1 : 0;
   const float scale = 1.0f / sqrtf((float)hd);
+  for (int hh = 0; hh < nh; hh++) {
+    const float *qh = q + hh * hd;
+    const float *K = S->k[l] + (size_t)(hh / group) * cap * hd;
+    const float *V = S->v[l] + (size_t)(hh / group) * cap * hd;
+    float mx = -INFINITY;
+    for (int j = first; j < T; j++) {
+      float s = dotf(qh, K + (size_t)j * hd, hd) * scale;
+      d->scores[j] = s;
+      if (s > mx) mx = s;
+    }
+    float z = 0;
+    for (int j = first; j < T; j++) z += (d->scores[j] = expf(d->scores[j] - mx));
+    float *c = ctx + hh * hd;
+    memset(c, 0, sizeof(float) * hd);
+    for (int j = first; j < T; j++) axpy(c, d->scores[j] / z, V + (size_t)j * hd, hd);
+  }
+}
+
+/* gate = silu(gate) * up, in place */
+void siluMul(float *gate, const float *up, int n) {
+  for (int i = 0; i < n; i++) {
+    float g = gate[i];
+    gate[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+/* ---------- the step ---------- */
+
+void step(Decoder *d, const StepArgs *a) {
+  const int H = d->hidden, hd = d->headDim, nh = d->heads, nkv = d->kvHeads;
+  Slot *S = a->slot;
+  const int pastLen = S->len;
+  ropeTables(d, a->position, d->cosT, d->sinT);
+  memcpy(d->x, d->embed + (size_t)a->token * H, sizeof(float) * H);
   for (int l = 0; l < d->layers; l++) {
     const Layer *L = &d->layer[l];
     rmsnorm(d->h, d->x, L->inNorm, H, d->eps);
@@ -95,41 +151,20 @@ void step(Decoder *d, const StepArgs *a) {
     linear(d, L, 2, d->h, d->v, nkv * hd, H);
     rope(d->q, nh, hd, d->cosT, d->sinT);
     rope(d->k, nkv, hd, d->cosT, d->sinT);
-    for (int g = 0; g < nkv; g++) {
-      memcpy(S->k[l] + ((size_t)g * cap + pastLen) * hd, d->k + g * hd, sizeof(float) * hd);
-      memcpy(S->v[l] + ((size_t)g * cap + pastLen) * hd, d->v + g * hd, sizeof(float) * hd);
-    }
-    for (int hh = 0; hh < nh; hh++) {
-      const float *qh = d->q + hh * hd;
-      const float *K = S->k[l] + (size_t)(hh / group) * cap * hd;
-      const float *V = S->v[l] + (size_t)(hh / group) * cap * hd;
-      float mx = -INFINITY;
-      for (int j = first; j < T; j++) {
-        float s = dotf(qh, K + (size_t)j * hd, hd) * scale;
-        d->scores[j] = s;
-        if (s > mx) mx = s;
-      }
-      float z = 0;
-      for (int j = first; j < T; j++) z += (d->scores[j] = expf(d->scores[j] - mx));
-      float *c = d->ctx + hh * hd;
-      memset(c, 0, sizeof(float) * hd);
-      for (int j = first; j < T; j++) axpy(c, d->scores[j] / z, V + (size_t)j * hd, hd);
-    }
+    storeKv(d, S, l, pastLen, d->k, d->v);
+    attend(d, S, l, pastLen, d->q, d->ctx);
     linear(d, L, 3, d->ctx, d->t1, H, nh * hd);
     for (int i = 0; i < H; i++) d->x[i] += d->t1[i];
     rmsnorm(d->h, d->x, L->postNorm, H, d->eps);
     linear(d, L, 4, d->h, d->t1, d->inter, H);
     linear(d, L, 5, d->h, d->t2, d->inter, H);
-    for (int i = 0; i < d->inter; i++) {
-      float g = d->t1[i];
-      d->t1[i] = g / (1.0f + expf(-g)) * d->t2[i];
-    }
+    siluMul(d->t1, d->t2, d->inter);
     linear(d, L, 6, d->t1, d->t2, H, d->inter);
     for (int i = 0; i < H; i++) d->x[i] += d->t2[i];
   }
   rmsnorm(d->h, d->x, d->norm, H, d->eps);
   matvec(d, &d->head, d->h, a->logits, d->vocab, H);
-  S->len = T;
+  S->len = pastLen + 1;
 }
 
 /* ---------- KV cache slots ---------- */
@@ -173,6 +208,41 @@ int slotReserve(Decoder *d, Slot *S, int need) {
   return 1;
 }
 
+/* A free slot id (the slot table grows by 4), with room for one position; -1 when out of memory. */
+int slotAlloc(Decoder *d) {
+  int id = 0;
+  while (id < d->nSlots && d->slots[id].used) id++;
+  if (id == d->nSlots) {
+    Slot *grown = realloc(d->slots, sizeof(Slot) * (d->nSlots + 4));
+    if (!grown) return -1;
+    memset(grown + d->nSlots, 0, sizeof(Slot) * 4);
+    d->slots = grown;
+    d->nSlots += 4;
+  }
+  if (!slotReserve(d, &d->slots[id], 1)) return -1;
+  d->slots[id].len = 0;
+  return id;
+}
+
+/* Whether the step in flight (single or batched) writes to this slot. */
+int slotRunning(const Decoder *d, const Slot *S) {
+  if (!d->busy) return 0;
+  if (d->running == S) return 1;
+  for (int i = 0; i < d->runningCount; i++) if (d->runningRows[i].slot == S) return 1;
+  return 0;
+}
+
+/* Attention scores for up to `need` positions. */
+int scoresReserve(Decoder *d, int need) {
+  if (d->scoresCap >= need) return 1;
+  float *p = malloc(sizeof(float) * need);
+  if (!p) return 0;
+  free(d->scores);
+  d->scores = p;
+  d->scoresCap = need;
+  return 1;
+}
+
 /* ---------- loading ---------- */
 
 void *trackOwned(Decoder *d, size_t bytes) {
@@ -198,6 +268,7 @@ void releaseResources(Decoder *d) {
   free(d->owned);
   free(d->layer);
   free(d->scores);
+  batchFree(d);
   for (int i = 0; i < d->nSlots; i++) slotFree(d, &d->slots[i]);
   free(d->slots);
   d->slots = NULL;

@@ -53,7 +53,10 @@ typedef struct {
   void *arena; /* the packed weights (packWeights), or NULL when they are used in place */
   size_t arenaLen;
   int hugePages; /* the kernel accepted MADV_HUGEPAGE for the arena */
-  Slot *running; /* the slot of the step in flight */
+  Slot *running; /* the slot of the step in flight (NULL for a batched step: see runningBatch) */
+  struct BatchScratch *batch; /* the batched step's buffers (batch.c), grown on demand */
+  const struct BatchRow *runningRows; /* the rows of the batched step in flight */
+  int runningCount;
 } Decoder;
 
 typedef struct {
@@ -63,8 +66,22 @@ typedef struct {
 } StepArgs;
 
 void step(Decoder *d, const StepArgs *a);
+
+/* The per-row pieces of step(), shared with the batched step (batch.c) so both give bitwise the same rows. */
+void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K);
+void quantPad(const Mat *m, const float *x, int K, float *xPad, float *xSums);
+void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+void biasAndLora(const float *bias, const Lora *lo, const float *x, float *y, int out, int in, float *tmp);
+void ropeTables(const Decoder *d, int position, float *cosT, float *sinT);
+void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT);
+void storeKv(const Decoder *d, Slot *S, int l, int p, const float *k, const float *v);
+void attend(Decoder *d, const Slot *S, int l, int p, const float *q, float *ctx);
+void siluMul(float *gate, const float *up, int n);
 int slotReserve(Decoder *d, Slot *S, int need);
 void slotFree(Decoder *d, Slot *S);
+int slotAlloc(Decoder *d);
+int slotRunning(const Decoder *d, const Slot *S);
+int scoresReserve(Decoder *d, int need);
 void *trackOwned(Decoder *d, size_t bytes);
 void releaseResources(Decoder *d);
 void freeDecoder(Decoder *d);

@@ -31,9 +31,6 @@ void gemvScalar(const float *W, const float *x, float *y, int N, int K) {
  * 13.5-14 (measured in one run on one core). Two accumulators per row hide the FMA latency. An
  * odd last row goes alone. */
 __attribute__((target("avx512f")))
-static float dotAvx512(const float *a, const float *b, int n);
-
-__attribute__((target("avx512f")))
 void gemvAvx512(const float *W, const float *x, float *y, int N, int K) {
   const int h = N / 2;
   const float *V = W + (size_t)h * K;
@@ -78,9 +75,6 @@ float hsum256(__m256 v) {
 }
 
 /* The AVX-512 kernel's layout (two rows, one from each half, prefetched) with 8-wide vectors. */
-__attribute__((target("avx2,fma")))
-static float dotAvx2(const float *a, const float *b, int n);
-
 __attribute__((target("avx2,fma")))
 void gemvAvx2(const float *W, const float *x, float *y, int N, int K) {
   const int h = N / 2;
@@ -130,7 +124,7 @@ static void axpyScalar(float *y, float a, const float *x, int n) {
 }
 
 __attribute__((target("avx512f")))
-static float dotAvx512(const float *a, const float *b, int n) {
+float dotAvx512(const float *a, const float *b, int n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = s0;
   int i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -157,7 +151,7 @@ static void axpyAvx512(float *y, float a, const float *x, int n) {
 }
 
 __attribute__((target("avx2,fma")))
-static float dotAvx2(const float *a, const float *b, int n) {
+float dotAvx2(const float *a, const float *b, int n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = s0;
   int i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -193,6 +187,8 @@ static inline int zeroPoint(const Mat *m, int n, int b) {
   uint8_t z = m->zeros[(size_t)n * ((m->nBlocks + 1) / 2) + (b >> 1)];
   return b & 1 ? z >> 4 : z & 15;
 }
+
+int zeroPointOf(const Mat *m, int n, int b) { return zeroPoint(m, n, b); }
 
 void gemvQScalar(const Mat *m, const float *x, const float *xs, float *y, int N) {
   const int blob = m->block * m->bits / 8;
@@ -281,12 +277,17 @@ void pickKernel(void) {
   if (forced && strcmp(forced, "scalar") == 0) return;
   if (__builtin_cpu_supports("avx512f") && !(forced && strcmp(forced, "avx2") == 0)) {
     gemv = gemvAvx512;
+    gemm = gemmAvx512;
     dotf = dotAvx512;
     axpy = axpyAvx512;
     isaName = "avx512";
-    if (__builtin_cpu_supports("avx512bw")) gemvQ = gemvQAvx512;
+    if (__builtin_cpu_supports("avx512bw")) {
+      gemvQ = gemvQAvx512;
+      gemmQ = gemmQAvx512;
+    }
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     gemv = gemvAvx2;
+    gemm = gemmAvx2;
     dotf = dotAvx2;
     axpy = axpyAvx2;
     isaName = "avx2";

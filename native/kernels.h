@@ -33,11 +33,20 @@ typedef void (*AxpyFn)(float *y, float a, const float *x, int n);
 
 typedef void (*GemvQFn)(const Mat *m, const float *x, const float *xs, float *y, int N);
 
+/* Y[r] = W X[r] for R activation rows (row r at X + r * ldx, its output at Y + r * ldy): each
+ * weight row is read from memory once for all R rows (gemm.c), and each row's result is bitwise
+ * what gemv gives for it alone, so a batched step changes no row's logits. */
+typedef void (*GemmFn)(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
+/* The same for quantized matrices: X padded to whole blocks (ldx apart), XS their block sums (ldxs apart). */
+typedef void (*GemmQFn)(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
+
 /* Set by pickKernel (AVX-512, AVX2 or scalar; MORRIS_NATIVE_ISA may force a lower one). */
 extern GemvFn gemv;
 extern DotFn dotf;
 extern AxpyFn axpy;
 extern GemvQFn gemvQ;
+extern GemmFn gemm;
+extern GemmQFn gemmQ;
 extern const char *isaName;
 
 void pickKernel(void);
@@ -50,5 +59,14 @@ __attribute__((target("avx2,fma"))) void gemvAvx2(const float *W, const float *x
 void gemvQScalar(const Mat *m, const float *x, const float *xs, float *y, int N);
 __attribute__((target("avx512f,avx512bw"))) void gemvQAvx512(const Mat *m, const float *x, const float *xs, float *y, int N);
 __attribute__((target("avx2,fma"))) float hsum256(__m256 v);
+__attribute__((target("avx512f"))) float dotAvx512(const float *a, const float *b, int n);
+__attribute__((target("avx2,fma"))) float dotAvx2(const float *a, const float *b, int n);
+void gemmScalar(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
+__attribute__((target("avx512f"))) void gemmAvx512(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
+__attribute__((target("avx2,fma"))) void gemmAvx2(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
+void gemmQScalar(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
+__attribute__((target("avx512f,avx512bw"))) void gemmQAvx512(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
+/* gemvQ's per-block zero point (kernels.c), shared with the batched kernel */
+int zeroPointOf(const Mat *m, int n, int b);
 
 #endif

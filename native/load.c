@@ -135,6 +135,43 @@ static void finalizeDecoder(napi_env env, void *data, void *hint) {
 
 static const char *MODULE_NAMES[MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
+void moduleDims(const Decoder *d, int outF[MODULES], int inF[MODULES]) {
+  const int H = d->hidden, qOut = d->heads * d->headDim, kvOut = d->kvHeads * d->headDim;
+  const int o[MODULES] = {qOut, kvOut, kvOut, H, d->inter, d->inter, H}, i[MODULES] = {H, H, H, qOut, H, H, d->inter};
+  memcpy(outF, o, sizeof o);
+  memcpy(inF, i, sizeof i);
+}
+
+static float *copyIntoDecoder(napi_env env, void *ctx, napi_value v, size_t expect) { return copyF32Array(env, ctx, v, expect); }
+
+/* One layer's LoRA pairs, { q_proj: { a: Float32Array [r, in], b: [out, r], r, scale }, … } (any
+ * subset), copied through `copy`; the decoder spec and createAdapter share it. Returns the largest
+ * rank (0 for none) or -1 with err set. */
+int readLoras(napi_env env, napi_value lora, int l, const int *outF, const int *inF, Lora *dst, CopyFn copy, void *ctx, char *err, size_t errLen) {
+  int maxR = 0;
+  napi_valuetype t;
+  if (napi_typeof(env, lora, &t) != napi_ok || t != napi_object) return 0;
+  for (int k = 0; k < MODULES; k++) {
+    bool has = false;
+    napi_has_named_property(env, lora, MODULE_NAMES[k], &has);
+    if (!has) continue;
+    int r;
+    double sc;
+    napi_value m, a, b;
+    napi_get_named_property(env, lora, MODULE_NAMES[k], &m);
+    if (!getInt(env, m, "r", &r) || r <= 0 || !getDouble(env, m, "scale", &sc) || napi_get_named_property(env, m, "a", &a) != napi_ok ||
+        napi_get_named_property(env, m, "b", &b) != napi_ok || !(dst[k].a = copy(env, ctx, a, (size_t)r * inF[k])) ||
+        !(dst[k].b = copy(env, ctx, b, (size_t)outF[k] * r))) {
+      snprintf(err, errLen, "layer %d %s LoRA needs r, scale, a [r, %d] and b [%d, r] as Float32Arrays", l, MODULE_NAMES[k], inF[k], outF[k]);
+      return -1;
+    }
+    dst[k].r = r;
+    dst[k].scale = (float)sc;
+    if (r > maxR) maxR = r;
+  }
+  return maxR;
+}
+
 /* spec: { hidden, inter, layers, heads, kvHeads, headDim, vocab, window, eps, invFreq: Float32Array,
  *         files: string[], embed, norm, head: desc, layer: [{ inNorm, postNorm, w: {q_proj: desc…}, bias: {…},
  *         lora: {q_proj: { a: Float32Array, b: Float32Array, r, scale }…} }] } */
@@ -188,9 +225,9 @@ napi_value createDecoder(napi_env env, napi_callback_info info) {
     d->maps[i] = m;
     d->mapLens[i] = (size_t)st.st_size;
   }
-  const int H = d->hidden, hd = d->headDim, qOut = d->heads * hd, kvOut = d->kvHeads * hd;
-  const int outF[MODULES] = {qOut, kvOut, kvOut, H, d->inter, d->inter, H};
-  const int inF[MODULES] = {H, H, H, qOut, H, H, d->inter};
+  const int H = d->hidden, hd = d->headDim, qOut = d->heads * hd;
+  int outF[MODULES], inF[MODULES];
+  moduleDims(d, outF, inF);
 
 #define TENSOR(dst, obj, key, count) do { \
     if (napi_get_named_property(env, obj, key, &v) != napi_ok) { snprintf(err, sizeof err, "decoder spec: missing %s", key); freeDecoder(d); THROW(env, "BAD_SPEC", err); } \
@@ -216,7 +253,7 @@ napi_value createDecoder(napi_env env, napi_callback_info info) {
   d->layer = calloc(d->layers, sizeof(Layer));
   int maxR = 0;
   for (int l = 0; l < d->layers; l++) {
-    napi_value lv, w, bias, lora, m;
+    napi_value lv, w, bias, lora;
     napi_get_element(env, layers, l, &lv);
     Layer *L = &d->layer[l];
     TENSOR(L->inNorm, lv, "inNorm", H);
@@ -232,24 +269,13 @@ napi_value createDecoder(napi_env env, napi_callback_info info) {
       bool has = false;
       napi_has_named_property(env, bias, MODULE_NAMES[k], &has);
       if (has) TENSOR(L->bias[k], bias, MODULE_NAMES[k], outF[k]);
-      napi_has_named_property(env, lora, MODULE_NAMES[k], &has);
-      if (has) {
-        int r;
-        double sc;
-        napi_value a, b;
-        napi_get_named_property(env, lora, MODULE_NAMES[k], &m);
-        if (!getInt(env, m, "r", &r) || r <= 0 || !getDouble(env, m, "scale", &sc) || napi_get_named_property(env, m, "a", &a) != napi_ok ||
-            napi_get_named_property(env, m, "b", &b) != napi_ok || !(L->lora[k].a = copyF32Array(env, d, a, (size_t)r * inF[k])) ||
-            !(L->lora[k].b = copyF32Array(env, d, b, (size_t)outF[k] * r))) {
-          snprintf(err, sizeof err, "decoder spec: layer %d %s LoRA needs r, scale, a [r, %d] and b [%d, r] as Float32Arrays", l, MODULE_NAMES[k], inF[k], outF[k]);
-          freeDecoder(d);
-          THROW(env, "BAD_SPEC", err);
-        }
-        L->lora[k].r = r;
-        L->lora[k].scale = (float)sc;
-        if (r > maxR) maxR = r;
-      }
     }
+    const int r = readLoras(env, lora, l, outF, inF, L->lora, copyIntoDecoder, d, err, sizeof err);
+    if (r < 0) {
+      freeDecoder(d);
+      THROW(env, "BAD_SPEC", err);
+    }
+    if (r > maxR) maxR = r;
   }
   bool tied = false;
   if (napi_get_named_property(env, spec, "tied", &v) == napi_ok) napi_get_value_bool(env, v, &tied);

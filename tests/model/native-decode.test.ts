@@ -333,7 +333,10 @@ describe('bad input: errors with a code, not crashes', () => {
     cacheNew: (h) => a.cacheNew(h),
     cacheImport: (...args) => a.cacheImport(...args),
     cacheExport: (...args) => a.cacheExport(...args),
-    cacheTruncate: (...args) => a.cacheTruncate(...args),
+    cacheFork: (...args) => a.cacheFork(...args),
+    decodeBatch: (...args) => a.decodeBatch(...args),
+    createAdapter: (...args) => a.createAdapter(...args),
+    releaseAdapter: (...args) => a.releaseAdapter(...args),
     cacheFree: (...args) => a.cacheFree(...args),
     cacheLength: (...args) => a.cacheLength(...args),
     releaseDecoder: (h) => a.releaseDecoder(h),
@@ -376,7 +379,7 @@ describe('bad input: errors with a code, not crashes', () => {
     expect(thrownCode(call('cacheImport', h, slot, 'keys', kv(2)))).toBe('BAD_STEP');
     expect(thrownCode(call('cacheExport', h, slot, 5, kv(5), kv(5)))).toBe('BAD_STEP'); // longer than what is cached
     expect(thrownCode(call('cacheExport', h, slot, 0, kv(1), kv(1)))).toBe('BAD_STEP'); // arrays of the wrong size
-    expect(thrownCode(call('cacheTruncate', h, slot, 3))).toBe('BAD_STEP');
+    expect(thrownCode(call('cacheFork', h, slot, 3))).toBe('BAD_STEP'); // longer than what is cached
     expect(thrownCode(call('cacheLength', h, 42))).toBe('BAD_STEP');
     a.cacheFree(h, slot);
     expect(thrownCode(call('decodeStep', ...good))).toBe('BAD_STEP'); // freed slot

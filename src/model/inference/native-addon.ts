@@ -18,6 +18,8 @@ export const NATIVE_ADDON_FILE = path.join(NATIVE_BUILD_DIR, 'morris_native.node
 export type DecodeKernelChoice = 'auto' | 'native' | 'onnx';
 
 export type Handle = { readonly __decoder: unique symbol };
+/** A LoRA adapter held natively apart from its decoder (createAdapter), so rows of one batched step can use different ones. */
+export type AdapterHandle = { readonly __adapter: unique symbol };
 
 /** packedBytes 0: the weights are read in place from the mapped checkpoint (the packed region could not be had). */
 export interface WeightLayout { packedBytes: number; hugePages: boolean }
@@ -32,16 +34,27 @@ export interface NativeAddon {
   cacheNew(handle: Handle): number;
   cacheImport(handle: Handle, slot: number, keys: Float32Array[], values: Float32Array[]): void;
   cacheExport(handle: Handle, slot: number, length: number, keys: Float32Array[], values: Float32Array[]): void;
-  cacheTruncate(handle: Handle, slot: number, length: number): void;
+  /** A new slot holding a copy of the first `length` positions of `slot` (a shared prompt prefix computed once). */
+  cacheFork(handle: Handle, slot: number, length: number): number;
   cacheFree(handle: Handle, slot: number): void;
   cacheLength(handle: Handle, slot: number): number;
   releaseDecoder(handle: Handle): void;
+  /**
+   * One step over R rows (row i: slots[i], tokens[i], positions[i], adapters[i] or null for the
+   * decoder's own LoRA, wantLogits[i]): each weight matrix is read once for all rows. Rows of one
+   * slot are consecutive, at positions continuing its cache (a prompt chunk). `logits` holds
+   * [rows with wantLogits, vocab] in row order. Each row's results are bitwise decodeStep's.
+   */
+  decodeBatch(handle: Handle, slots: Int32Array, tokens: Int32Array, positions: Int32Array, adapters: readonly (AdapterHandle | null)[], wantLogits: Uint8Array, logits: Float32Array): Promise<void>;
+  /** spec: { layer: [{ lora: { q_proj: { a, b, r, scale }, … } }, …] }, the decoder spec's per-layer LoRA shape. */
+  createAdapter(handle: Handle, spec: unknown): AdapterHandle;
+  releaseAdapter(adapter: AdapterHandle): void;
   /** How the decoder holds its streamed weights: bytes copied into its packed region, and whether that has 2 MiB pages. */
   decoderInfo(handle: Handle): WeightLayout;
 }
 
 /** What this code calls: a build from older sources lacks some, and is refused rather than failing mid-load. */
-const ADDON_FUNCTIONS = ['kernelInfo', 'createDecoder', 'decodeStep', 'cacheNew', 'cacheImport', 'cacheExport', 'cacheTruncate', 'cacheFree', 'cacheLength', 'releaseDecoder', 'decoderInfo'] as const satisfies readonly (keyof NativeAddon)[];
+const ADDON_FUNCTIONS = ['kernelInfo', 'createDecoder', 'decodeStep', 'cacheNew', 'cacheImport', 'cacheExport', 'cacheFork', 'cacheFree', 'cacheLength', 'releaseDecoder', 'decoderInfo', 'decodeBatch', 'createAdapter', 'releaseAdapter'] as const satisfies readonly (keyof NativeAddon)[];
 
 let cached: { addon: NativeAddon | null; reason: string } | null = null;
 

@@ -9,7 +9,7 @@ import { LORA_MODULES, moduleName } from '../graph/llama.ts';
 import type { QuantizedIndex } from '../graph/compile.ts';
 import { pairKey, type Adapter } from '../checkpoint/lora.ts';
 import { readCheckpointTensors, readTensorF32 } from '../checkpoint/safetensors.ts';
-import type { Handle, NativeAddon, WeightLayout } from './native-addon.ts';
+import type { AdapterHandle, Handle, NativeAddon, WeightLayout } from './native-addon.ts';
 
 interface TensorDesc { file: number; offset: number; dtype: string; count: number }
 
@@ -26,7 +26,39 @@ export interface NativeSequence {
   step(token: number, position: number): Promise<Float32Array>;
   /** The first `length` cached positions in the ONNX layout. */
   export(length?: number): KvArrays;
+  /** A new sequence whose cache is a copy of this one's first `length` positions (a shared prompt prefix computed once). */
+  fork(length: number): NativeSequence;
   free(): void;
+}
+
+/** A LoRA adapter loaded next to a decoder's base weights, for rows of stepBatch. */
+export interface NativeAdapter {
+  /** Throws BUSY while a step that uses it runs; twice is fine. */
+  release(): void;
+}
+
+/** One row of a batched step: a decode token of a sequence, or one position of a prompt being prefilled. */
+export interface BatchRow {
+  sequence: NativeSequence;
+  token: number;
+  /** Must continue the sequence's cache: its length, plus the row's index among this step's rows of the sequence. */
+  position: number;
+  /** null or absent: the decoder's own adapter (none for a base decoder). */
+  adapter?: NativeAdapter | null;
+  /** Only rows that want logits run the LM head (a prompt chunk wants them for its last row at most). */
+  wantLogits: boolean;
+}
+
+/** Per-layer LoRA pairs as the native spec takes them (createDecoder's `lora`, createAdapter's). */
+type LoraSpec = Record<string, { a: Float32Array; b: Float32Array; r: number; scale: number }>;
+
+function loraSpec(adapter: Adapter, layer: number): LoraSpec {
+  const lora: LoraSpec = {};
+  for (const m of LORA_MODULES) {
+    const pair = adapter.pairs.get(pairKey(layer, m));
+    if (pair) lora[m] = { a: readTensorF32(pair.a), b: readTensorF32(pair.b), r: adapter.r, scale: adapter.scale };
+  }
+  return lora;
 }
 
 /**
@@ -39,6 +71,14 @@ export interface NativeDecoder {
   readonly layout: WeightLayout;
   /** A sequence starting from `past` (e.g. the ONNX prefill's present tensors) or empty. */
   sequence(past?: KvArrays): NativeSequence;
+  /**
+   * One step that advances many rows (continuous batching, prompts prefilled in chunks, a LoRA
+   * adapter per row), reading each weight matrix once for all of them. Returns one logits array
+   * per row with wantLogits, in order; each is bitwise what sequence.step would give.
+   */
+  stepBatch(rows: readonly BatchRow[]): Promise<Float32Array[]>;
+  /** Copies the adapter's LoRA pairs next to the base weights; its rank may differ from the decoder's own. */
+  loadAdapter(adapter: Adapter): NativeAdapter;
   release(): void;
 }
 
@@ -68,14 +108,12 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
   const layer = Array.from({ length: cfg.numLayers }, (_, l) => {
     const w: Record<string, ReturnType<typeof matrix>> = {};
     const bias: Record<string, TensorDesc> = {};
-    const lora: Record<string, { a: Float32Array; b: Float32Array; r: number; scale: number }> = {};
     for (const m of LORA_MODULES) {
       w[m] = matrix(`${moduleName(l, m)}.weight`);
       const b = maybe(`${moduleName(l, m)}.bias`);
       if (b) bias[m] = b;
-      const pair = adapter?.pairs.get(pairKey(l, m));
-      if (pair) lora[m] = { a: readTensorF32(pair.a), b: readTensorF32(pair.b), r: adapter!.r, scale: adapter!.scale };
     }
+    const lora = adapter ? loraSpec(adapter, l) : {};
     return { inNorm: desc(`model.layers.${l}.input_layernorm.weight`), postNorm: desc(`model.layers.${l}.post_attention_layernorm.weight`), w, bias, lora };
   });
   const spec = {
@@ -107,12 +145,45 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
   }
   const kvRow = cfg.numKvHeads * cfg.headDim;
   const L = cfg.numLayers;
+  /** The live slot of each sequence this decoder made (-1 once freed), for stepBatch. */
+  const slotOf = new WeakMap<NativeSequence, () => number>();
+  const adapterHandles = new WeakMap<NativeAdapter, AdapterHandle>();
+
+  const wrap = (slot: number): NativeSequence => {
+    let freed = false;
+    const seq: NativeSequence = {
+      get length() {
+        return freed ? 0 : addon.cacheLength(handle, slot);
+      },
+      async step(token, position) {
+        const logits = new Float32Array(cfg.vocabSize);
+        await addon.decodeStep(handle, slot, token, position, logits);
+        return logits;
+      },
+      export(length) {
+        const n = length ?? addon.cacheLength(handle, slot);
+        const out: KvArrays = { keys: Array.from({ length: L }, () => new Float32Array(n * kvRow)), values: Array.from({ length: L }, () => new Float32Array(n * kvRow)) };
+        addon.cacheExport(handle, slot, n, out.keys, out.values);
+        return out;
+      },
+      fork(length) {
+        return wrap(addon.cacheFork(handle, freed ? -1 : slot, length));
+      },
+      free() {
+        if (freed) return;
+        addon.cacheFree(handle, slot); // throws BUSY while this sequence's own step runs
+        freed = true;
+      },
+    };
+    slotOf.set(seq, () => (freed ? -1 : slot));
+    return seq;
+  };
+
   return {
     isa: addon.kernelInfo().isa,
     layout: addon.decoderInfo(handle),
     sequence(past) {
       const slot = addon.cacheNew(handle);
-      let freed = false;
       if (past) {
         try {
           addon.cacheImport(handle, slot, past.keys, past.values);
@@ -121,27 +192,36 @@ export function createNativeDecoder(addon: NativeAddon, cfg: DecoderConfig, mode
           throw e;
         }
       }
-      return {
-        get length() {
-          return freed ? 0 : addon.cacheLength(handle, slot);
-        },
-        async step(token, position) {
-          const logits = new Float32Array(cfg.vocabSize);
-          await addon.decodeStep(handle, slot, token, position, logits);
-          return logits;
-        },
-        export(length) {
-          const n = length ?? addon.cacheLength(handle, slot);
-          const out: KvArrays = { keys: Array.from({ length: L }, () => new Float32Array(n * kvRow)), values: Array.from({ length: L }, () => new Float32Array(n * kvRow)) };
-          addon.cacheExport(handle, slot, n, out.keys, out.values);
-          return out;
-        },
-        free() {
-          if (freed) return;
-          addon.cacheFree(handle, slot); // throws BUSY while this sequence's own step runs
-          freed = true;
-        },
-      };
+      return wrap(slot);
+    },
+    async stepBatch(rows) {
+      const n = rows.length;
+      const slots = new Int32Array(n);
+      const tokens = new Int32Array(n);
+      const positions = new Int32Array(n);
+      const want = new Uint8Array(n);
+      const adapters: (AdapterHandle | null)[] = [];
+      rows.forEach((row, i) => {
+        const slot = slotOf.get(row.sequence);
+        if (!slot) throw new MorrisError('BAD_INPUT', `stepBatch: row ${i}'s sequence belongs to another decoder.`);
+        slots[i] = slot();
+        tokens[i] = row.token;
+        positions[i] = row.position;
+        want[i] = row.wantLogits ? 1 : 0;
+        const a = row.adapter ? adapterHandles.get(row.adapter) : null;
+        if (row.adapter && !a) throw new MorrisError('BAD_INPUT', `stepBatch: row ${i}'s adapter was loaded into another decoder.`);
+        adapters.push(a ?? null);
+      });
+      const wanted = want.reduce((s, w) => s + w, 0);
+      const logits = new Float32Array(wanted * cfg.vocabSize);
+      await addon.decodeBatch(handle, slots, tokens, positions, adapters, want, logits);
+      return Array.from({ length: wanted }, (_, i) => logits.subarray(i * cfg.vocabSize, (i + 1) * cfg.vocabSize));
+    },
+    loadAdapter(adapter) {
+      const h = addon.createAdapter(handle, { layer: Array.from({ length: L }, (_, l) => ({ lora: loraSpec(adapter, l) })) });
+      const loaded: NativeAdapter = { release: () => addon.releaseAdapter(h) };
+      adapterHandles.set(loaded, h);
+      return loaded;
     },
     release: () => addon.releaseDecoder(handle),
   };

@@ -1,0 +1,21 @@
+/*
+ * What the addon's entry point files share: the argument checks of addon.c, and the entry points
+ * of adapter.c (LoRA adapters as their own objects) and batch-addon.c (the batched step, cacheFork).
+ */
+#ifndef MORRIS_ADDON_H
+#define MORRIS_ADDON_H
+
+#include <node_api.h>
+#include "decoder.h"
+
+/* A live decoder that is not mid-step, or NULL with BAD_STEP / RELEASED / BUSY thrown. */
+Decoder *decoderArg(napi_env env, napi_value h);
+/* A slot of d in use, or NULL with BAD_STEP thrown. */
+Slot *slotArg(napi_env env, Decoder *d, napi_value v);
+
+napi_value createAdapter(napi_env env, napi_callback_info info);
+napi_value releaseAdapter(napi_env env, napi_callback_info info);
+napi_value decodeBatch(napi_env env, napi_callback_info info);
+napi_value cacheFork(napi_env env, napi_callback_info info);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * The batched step: R rows, each one token of one sequence, through every layer together, so each
+ * weight matrix is streamed once per step for all rows (gemm.c, gemm-q.c) rather than once per
+ * row. Rows of one sequence may be consecutive positions (a prompt prefilled in chunks): each
+ * row's K/V is written to its slot before any row attends, and a row attends causally, to its
+ * slot's positions up to its own, so later rows in the same step cannot leak into earlier ones.
+ *
+ * Everything that is not a matrix product runs per row through the very functions step() uses
+ * (decoder.c), and the matrix kernels keep gemv's per-row accumulation order, so each row's
+ * logits and K/V are bitwise those of decodeStep, whatever else the batch holds.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "batch.h"
+
+int rowWidth(const Decoder *d) {
+  int w = d->hidden > d->heads * d->headDim ? d->hidden : d->heads * d->headDim;
+  return d->inter > w ? d->inter : w;
+}
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; } /* floats: 64 bytes */
+
+int batchReserve(Decoder *d, int rows, int maxR) {
+  BatchScratch *old = d->batch;
+  if (old && old->rows >= rows && old->maxR >= maxR) return 1;
+  if (old && old->rows > rows) rows = old->rows;
+  if (old && old->maxR > maxR) maxR = old->maxR;
+  BatchScratch *s = calloc(1, sizeof *s);
+  if (!s) return 0;
+  s->rows = rows;
+  s->maxR = maxR;
+  s->stride = (int)align16(rowWidth(d));
+  s->padStride = (int)align16(d->padCap + 16);
+  s->sumStride = (int)align16(d->sumsCap + 1);
+  const size_t half = align16(d->headDim / 2);
+  const size_t floats = 8 * (size_t)rows * s->stride + 2 * rows * half + (size_t)rows * (s->padStride + s->sumStride) + align16(maxR + s->stride);
+  if (posix_memalign(&s->block, 64, floats * sizeof(float)) != 0) { free(s); return 0; }
+  float *p = s->block;
+  float **rowBufs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->ctx, &s->t1, &s->t2};
+  for (int i = 0; i < 8; i++) { *rowBufs[i] = p; p += (size_t)rows * s->stride; }
+  s->cosT = p; p += rows * half;
+  s->sinT = p; p += rows * half;
+  s->xPad = p; p += (size_t)rows * s->padStride;
+  s->xSums = p; p += (size_t)rows * s->sumStride;
+  s->loraTmp = p;
+  batchFree(d);
+  d->batch = s;
+  return 1;
+}
+
+void batchFree(Decoder *d) {
+  if (!d->batch) return;
+  free(d->batch->block);
+  free(d->batch);
+  d->batch = NULL;
+}
+
+void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
+  if (m->f) {
+    gemm(m->f, X, ldx, Y, ldy, N, K, R);
+    return;
+  }
+  BatchScratch *s = d->batch;
+  for (int r = 0; r < R; r++) quantPad(m, X + (size_t)r * ldx, K, s->xPad + (size_t)r * s->padStride, s->xSums + (size_t)r * s->sumStride);
+  /* the same choice matvec makes: vector blocks need whole groups of 16 codes */
+  (m->block % 16 == 0 ? gemmQ : gemmQScalar)(m, s->xPad, s->padStride, s->xSums, s->sumStride, Y, ldy, N, R);
+}
+
+/* Y = W X + b, then each row's own LoRA (its adapter's, or the decoder's own for NULL). The LoRA
+ * pairs are small enough to stay in cache, so they run per row through gemv. */
+static void linearRows(Decoder *d, const BatchRow *rows, int R, int l, int m, const float *X, float *Y, int out, int in) {
+  const BatchScratch *s = d->batch;
+  const Layer *L = &d->layer[l];
+  matmulRows(d, &L->w[m], X, s->stride, Y, s->stride, out, in, R);
+  for (int r = 0; r < R; r++) {
+    const Lora *lo = rows[r].adapter ? &rows[r].adapter->lora[l * MODULES + m] : &L->lora[m];
+    biasAndLora(L->bias[m], lo, X + (size_t)r * s->stride, Y + (size_t)r * s->stride, out, in, s->loraTmp);
+  }
+}
+
+void batchStep(Decoder *d, const BatchRow *rows, int R, float *logits) {
+  BatchScratch *s = d->batch;
+  const int H = d->hidden, hd = d->headDim, nh = d->heads, nkv = d->kvHeads, W = s->stride, half = (int)align16(hd / 2);
+#define ROW(buf, r) (s->buf + (size_t)(r) * W)
+  for (int r = 0; r < R; r++) {
+    ropeTables(d, rows[r].position, s->cosT + r * half, s->sinT + r * half);
+    memcpy(ROW(x, r), d->embed + (size_t)rows[r].token * H, sizeof(float) * H);
+  }
+  for (int l = 0; l < d->layers; l++) {
+    const Layer *L = &d->layer[l];
+    for (int r = 0; r < R; r++) rmsnorm(ROW(h, r), ROW(x, r), L->inNorm, H, d->eps);
+    linearRows(d, rows, R, l, 0, s->h, s->q, nh * hd, H);
+    linearRows(d, rows, R, l, 1, s->h, s->k, nkv * hd, H);
+    linearRows(d, rows, R, l, 2, s->h, s->v, nkv * hd, H);
+    for (int r = 0; r < R; r++) { /* every row's K/V first: a prompt chunk's later rows attend to its earlier ones */
+      rope(ROW(q, r), nh, hd, s->cosT + r * half, s->sinT + r * half);
+      rope(ROW(k, r), nkv, hd, s->cosT + r * half, s->sinT + r * half);
+      storeKv(d, rows[r].slot, l, rows[r].cacheIndex, ROW(k, r), ROW(v, r));
+    }
+    for (int r = 0; r < R; r++) attend(d, rows[r].slot, l, rows[r].cacheIndex, ROW(q, r), ROW(ctx, r));
+    linearRows(d, rows, R, l, 3, s->ctx, s->t1, H, nh * hd);
+    for (int r = 0; r < R; r++) {
+      float *x = ROW(x, r);
+      const float *t = ROW(t1, r);
+      for (int i = 0; i < H; i++) x[i] += t[i];
+      rmsnorm(ROW(h, r), x, L->postNorm, H, d->eps);
+    }
+    linearRows(d, rows, R, l, 4, s->h, s->t1, d->inter, H);
+    linearRows(d, rows, R, l, 5, s->h, s->t2, d->inter, H);
+    for (int r = 0; r < R; r++) siluMul(ROW(t1, r), ROW(t2, r), d->inter);
+    linearRows(d, rows, R, l, 6, s->t1, s->t2, H, d->inter);
+    for (int r = 0; r < R; r++) {
+      float *x = ROW(x, r);
+      const float *t = ROW(t2, r);
+      for (int i = 0; i < H; i++) x[i] += t[i];
+    }
+  }
+  /* the LM head only for the rows that want logits, gathered so it still streams once */
+  int wanted = 0;
+  for (int r = 0; r < R; r++) if (rows[r].wantLogits) rmsnorm(ROW(h, wanted++), ROW(x, r), d->norm, H, d->eps);
+  if (wanted) matmulRows(d, &d->head, s->h, W, logits, d->vocab, d->vocab, H, wanted);
+  for (int r = 0; r < R; r++) if (rows[r].cacheIndex + 1 > rows[r].slot->len) rows[r].slot->len = rows[r].cacheIndex + 1;
+#undef ROW
+}

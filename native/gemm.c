@@ -1,0 +1,164 @@
+/*
+ * The batched step's fp32 matrix kernels: Y[r] = W X[r] for R activation rows at once.
+ *
+ * Why: decode on the CPU is bound by reading the weights, so B sequences stepped as B gemvs read
+ * every matrix B times; here each pair of weight rows is read from memory once and, while it sits
+ * in L1, multiplied with every activation row, four at a time (the accumulators of four rows fill
+ * half the register file; the weight rows of the widest matrix, 2 x 6 KiB, stay in L1 across the
+ * groups).
+ *
+ * Bitwise contract: for every (weight row, activation row) the accumulation is exactly gemv's for
+ * that ISA (kernels.c): the same pairing of row n with row h + n, the same two accumulators
+ * alternating per 16-float (AVX-512) or 8-float (AVX2) chunk, the same tail and the same final
+ * reduction. A row's logits therefore do not depend on what else is in the batch.
+ */
+#include <stddef.h>
+#include "kernels.h"
+
+void gemmScalar(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
+  for (int n = 0; n < N; n++) {
+    const float *w = W + (size_t)n * K;
+    for (int r = 0; r < R; r++) {
+      const float *x = X + (size_t)r * ldx;
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int k = 0;
+      for (; k + 4 <= K; k += 4) {
+        s0 += w[k] * x[k];
+        s1 += w[k + 1] * x[k + 1];
+        s2 += w[k + 2] * x[k + 2];
+        s3 += w[k + 3] * x[k + 3];
+      }
+      for (; k < K; k++) s0 += w[k] * x[k];
+      Y[(size_t)r * ldy + n] = (s0 + s1) + (s2 + s3);
+    }
+  }
+}
+
+/* Weight rows w (n) and v (h + n) against NR activation rows; NR is a constant at each call, so
+ * the accumulator arrays live in registers. */
+__attribute__((target("avx512f"), always_inline))
+static inline void pairRows512(const float *w, const float *v, const float *X, int ldx, float *Y, int ldy, int n, int h, int K, int prefetch, const int NR) {
+  __m512 a0[4], a1[4], b0[4], b1[4];
+  const float *x[4];
+  for (int r = 0; r < NR; r++) {
+    a0[r] = a1[r] = b0[r] = b1[r] = _mm512_setzero_ps();
+    x[r] = X + (size_t)r * ldx;
+  }
+  int k = 0;
+  for (; k + 32 <= K; k += 32) {
+    if (prefetch) {
+      _mm_prefetch((const char *)(w + k + PREFETCH_AHEAD), _MM_HINT_T0);
+      _mm_prefetch((const char *)(v + k + PREFETCH_AHEAD), _MM_HINT_T0);
+      _mm_prefetch((const char *)(w + k + PREFETCH_AHEAD + 16), _MM_HINT_T0);
+      _mm_prefetch((const char *)(v + k + PREFETCH_AHEAD + 16), _MM_HINT_T0);
+    }
+    const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+    const __m512 v0 = _mm512_loadu_ps(v + k), v1 = _mm512_loadu_ps(v + k + 16);
+    for (int r = 0; r < NR; r++) {
+      const __m512 x0 = _mm512_loadu_ps(x[r] + k), x1 = _mm512_loadu_ps(x[r] + k + 16);
+      a0[r] = _mm512_fmadd_ps(w0, x0, a0[r]);
+      b0[r] = _mm512_fmadd_ps(v0, x0, b0[r]);
+      a1[r] = _mm512_fmadd_ps(w1, x1, a1[r]);
+      b1[r] = _mm512_fmadd_ps(v1, x1, b1[r]);
+    }
+  }
+  for (; k + 16 <= K; k += 16) {
+    const __m512 w0 = _mm512_loadu_ps(w + k), v0 = _mm512_loadu_ps(v + k);
+    for (int r = 0; r < NR; r++) {
+      const __m512 x0 = _mm512_loadu_ps(x[r] + k);
+      a0[r] = _mm512_fmadd_ps(w0, x0, a0[r]);
+      b0[r] = _mm512_fmadd_ps(v0, x0, b0[r]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+    const __m512 w0 = _mm512_maskz_loadu_ps(m, w + k), v0 = _mm512_maskz_loadu_ps(m, v + k);
+    for (int r = 0; r < NR; r++) {
+      const __m512 x0 = _mm512_maskz_loadu_ps(m, x[r] + k);
+      a1[r] = _mm512_fmadd_ps(w0, x0, a1[r]);
+      b1[r] = _mm512_fmadd_ps(v0, x0, b1[r]);
+    }
+  }
+  for (int r = 0; r < NR; r++) {
+    Y[(size_t)r * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+    Y[(size_t)r * ldy + h + n] = _mm512_reduce_add_ps(_mm512_add_ps(b0[r], b1[r]));
+  }
+}
+
+__attribute__((target("avx512f")))
+void gemmAvx512(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
+  const int h = N / 2;
+  const float *V = W + (size_t)h * K;
+  for (int n = 0; n < h; n++) {
+    const float *w = W + (size_t)n * K, *v = V + (size_t)n * K;
+    int r = 0;
+    /* only the first group reads the rows from memory; the rest find them in L1 */
+    for (; r + 4 <= R; r += 4) pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, 4);
+    switch (R - r) {
+      case 3: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, 3); break;
+      case 2: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, 2); break;
+      case 1: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, 1); break;
+      default: break;
+    }
+  }
+  if (N & 1) for (int r = 0; r < R; r++) Y[(size_t)r * ldy + N - 1] = dotAvx512(W + (size_t)(N - 1) * K, X + (size_t)r * ldx, K);
+}
+
+/* AVX2 has 16 vector registers: two activation rows at a time (8 accumulators). */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void pairRows256(const float *w, const float *v, const float *X, int ldx, float *Y, int ldy, int n, int h, int K, int prefetch, const int NR) {
+  __m256 a0[2], a1[2], b0[2], b1[2];
+  const float *x[2];
+  for (int r = 0; r < NR; r++) {
+    a0[r] = a1[r] = b0[r] = b1[r] = _mm256_setzero_ps();
+    x[r] = X + (size_t)r * ldx;
+  }
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {
+    if (prefetch) {
+      _mm_prefetch((const char *)(w + k + PREFETCH_AHEAD), _MM_HINT_T0);
+      _mm_prefetch((const char *)(v + k + PREFETCH_AHEAD), _MM_HINT_T0);
+    }
+    const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+    const __m256 v0 = _mm256_loadu_ps(v + k), v1 = _mm256_loadu_ps(v + k + 8);
+    for (int r = 0; r < NR; r++) {
+      const __m256 x0 = _mm256_loadu_ps(x[r] + k), x1 = _mm256_loadu_ps(x[r] + k + 8);
+      a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
+      b0[r] = _mm256_fmadd_ps(v0, x0, b0[r]);
+      a1[r] = _mm256_fmadd_ps(w1, x1, a1[r]);
+      b1[r] = _mm256_fmadd_ps(v1, x1, b1[r]);
+    }
+  }
+  for (; k + 8 <= K; k += 8) {
+    const __m256 w0 = _mm256_loadu_ps(w + k), v0 = _mm256_loadu_ps(v + k);
+    for (int r = 0; r < NR; r++) {
+      const __m256 x0 = _mm256_loadu_ps(x[r] + k);
+      a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
+      b0[r] = _mm256_fmadd_ps(v0, x0, b0[r]);
+    }
+  }
+  for (int r = 0; r < NR; r++) {
+    float sa = hsum256(_mm256_add_ps(a0[r], a1[r])), sb = hsum256(_mm256_add_ps(b0[r], b1[r]));
+    for (int j = k; j < K; j++) {
+      sa += w[j] * x[r][j];
+      sb += v[j] * x[r][j];
+    }
+    Y[(size_t)r * ldy + n] = sa;
+    Y[(size_t)r * ldy + h + n] = sb;
+  }
+}
+
+__attribute__((target("avx2,fma")))
+void gemmAvx2(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
+  const int h = N / 2;
+  const float *V = W + (size_t)h * K;
+  for (int n = 0; n < h; n++) {
+    const float *w = W + (size_t)n * K, *v = V + (size_t)n * K;
+    int r = 0;
+    for (; r + 2 <= R; r += 2) pairRows256(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, 2);
+    if (r < R) pairRows256(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, 1);
+  }
+  if (N & 1) for (int r = 0; r < R; r++) Y[(size_t)r * ldy + N - 1] = dotAvx2(W + (size_t)(N - 1) * K, X + (size_t)r * ldx, K);
+}
+
+GemmFn gemm = gemmScalar;
