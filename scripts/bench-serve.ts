@@ -60,7 +60,7 @@ function benchService(modelDir: string, cacheDir: string, quant: Quant, maxBatch
       kernelStats: m.kernelStats,
       stream(input, opts, signal, hooks) {
         const started = performance.now();
-        return m.stream(input, opts, signal, { onStats: (s) => (stats.push({ started, stats: s }), hooks?.onStats?.(s)) });
+        return m.stream(input, opts, signal, { ...hooks, onStats: (s) => (stats.push({ started, stats: s }), hooks?.onStats?.(s)) });
       },
       countTokens: (t) => m.countTokens(t),
       dispose: () => m.dispose(),

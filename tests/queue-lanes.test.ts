@@ -42,7 +42,7 @@ describe('GenerationService lanes', () => {
     const ran: string[] = [];
     const load: LoadModelFn = async (o) =>
       ({
-        info: { modelDir: o.modelDir, adapterDir: null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris', maxBatch: 1, batchShrunk: null },
+        info: { modelDir: o.modelDir, adapterDir: null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris', maxBatch: 1, batchShrunk: null, adapterPool: false },
         kernelStats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
         async *stream(input: { messages: { content: string }[] } | { text: string }) {
           const topic = 'messages' in input ? input.messages.at(-1)!.content : input.text;

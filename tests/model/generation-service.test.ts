@@ -46,7 +46,7 @@ function fakeEngine(cfg: { tokenMs?: number; ignoreSignal?: boolean; failLoads?:
     const name = o.adapterDir ? basename(o.adapterDir) : 'base';
     state.loads.push(name);
     const model: LoadedModel = {
-      info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris', maxBatch: cfg.maxBatch ?? 1, batchShrunk: null },
+      info: { modelDir: o.modelDir, adapterDir: o.adapterDir ?? null, device: 'cpu', quant: 'fp32', decodeKernel: 'onnx', decodeLoop: 'morris', maxBatch: cfg.maxBatch ?? 1, batchShrunk: null, adapterPool: false },
       kernelStats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
       async *stream(input, opts, signal) {
         state.streams.push({ model: name, input, opts });
@@ -479,5 +479,47 @@ describe('GenerationService on the real engine (tiny model)', () => {
     expect((await runToDone(svc, greedy)).text).toBe(plain.text);
     await svc.close();
     expect(svc.status().loaded).toBe(false);
+  });
+
+  it('batches requests on different adapters in one model: one load, each text what it is alone, swaps without a drain', async () => {
+    const { initTinyModel } = await import('../../src/model/tiny/index.ts');
+    const { openCheckpoint } = await import('../../src/model/checkpoint/config.ts');
+    const { writeRandomAdapter } = await import('../../src/model/checkpoint/random-checkpoint.ts');
+    const { loadModel } = await import('../../src/model/inference/engine.ts');
+    const dir = join(root, 'tiny-pool');
+    initTinyModel(dir, { seed: 5 });
+    const cfg = openCheckpoint(dir).config;
+    const loraA = join(root, 'lora-pool-a');
+    const loraB = join(root, 'lora-pool-b');
+    writeRandomAdapter(loraA, cfg, { r: 8, alpha: 64, targets: ['q_proj', 'v_proj', 'down_proj'], seed: 11 });
+    writeRandomAdapter(loraB, cfg, { r: 4, alpha: 32, targets: ['k_proj', 'o_proj', 'gate_proj', 'up_proj'], seed: 12 });
+    const defaults = { maxNewTokens: 20, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
+    const topics = ['late trains', 'the spectrum auction'];
+    // Each adapter alone, in a service of its own.
+    const alone = new Map<string, string>();
+    for (const [name, adapter] of [['none', null], ['a', { dir: loraA, id: 'a' }], ['b', { dir: loraB, id: 'b' }]] as const) {
+      const svc = service(loadModel, { baseModel: dir, adapter, defaults });
+      for (const topic of topics) alone.set(`${name}:${topic}`, (await runToDone(svc, { topic })).text);
+      await svc.close();
+    }
+    expect(new Set(alone.values()).size).toBe(6);
+
+    let loads = 0;
+    const counted: LoadModelFn = (o) => (loads++, loadModel(o));
+    const svc = service(counted, { baseModel: dir, defaults });
+    await runToDone(svc, { topic: 'warm-up', sampling: { maxNewTokens: 1 } });
+    const runs: Promise<[string, string]>[] = [];
+    let together = 0;
+    const poll = setInterval(() => (together = Math.max(together, svc.status().runningCount)), 1);
+    for (const [name, adapter] of [['none', null], ['a', loraA], ['b', loraB]] as const) {
+      await svc.setAdapter(adapter, adapter ? name : null);
+      for (const topic of topics) runs.push(runToDone(svc, { topic }).then((d) => [`${name}:${topic}`, d.text]));
+      await sleep(0);
+    }
+    for (const [key, text] of await Promise.all(runs)) expect(text, key).toBe(alone.get(key));
+    clearInterval(poll);
+    expect(together).toBeGreaterThan(2); // requests on different adapters decoded in the same steps
+    expect(loads).toBe(1);
+    await svc.close();
   });
 });

@@ -1,5 +1,5 @@
 /**
- * The native decode kernel (native/ via src/model/inference/native-addon.ts, native-decoder.ts, native-session.ts): its logits against the
+ * The native decode kernel (native/ via src/model/inference/native-addon.ts, native-decoder.ts, native-batch.ts): its logits against the
  * float64 reference for each model variant, the engine with it against the ONNX graph, each
  * instruction set, and what it does with bad input; and the read probes bench:generate loads
  * from their own addon (scripts/native-probes.ts).
@@ -21,7 +21,9 @@ import { readAdapter, type Adapter } from '../../src/model/checkpoint/lora.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/graph/compile.ts';
 import { loadNativeAddon, nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
 import { createNativeDecoder } from '../../src/model/inference/native-decoder.ts';
-import { nativeSteps } from '../../src/model/inference/native-session.ts';
+import { AdapterPool } from '../../src/model/inference/adapter-pool.ts';
+import { nativeBatches } from '../../src/model/inference/native-batch.ts';
+import type { Generation } from '../../src/model/inference/decode-loop.ts';
 import { onnxSteps } from '../../src/model/inference/onnx-steps.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/inference/runtime.ts';
 import { dequantizeMatrix } from './dequantize.ts';
@@ -224,24 +226,32 @@ describe('how the decoder holds its weights', () => {
   });
 });
 
-describe('step kernels: the prompt through ONNX, then one step per token', () => {
-  it('native steps after an ONNX prefill (its cache imported once), and ONNX Runtime steps, give the logits of ONNX alone', async () => {
+describe('the kernels under the decode loop: native batches and ONNX Runtime steps', () => {
+  it('the prompt prefilled natively in chunks, then native steps, and ONNX Runtime steps, give the logits of ONNX alone', async () => {
     const f = fixtureOf(0);
     const compiled = await compileModel({ modelDir: f.modelDir, cacheDir: join(root, 'wcache') });
     const { session } = await createSession(compiled.onnxFile);
     const decoder = createNativeDecoder(addon(), f.cfg, f.modelDir, null);
     const expected = (await fullLogits(session, f.cfg, IDS)).slice(3); // the prefill of 4 keeps its last row
-    for (const kind of ['native', 'onnx'] as const) {
-      const stats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
-      const kernel = kind === 'native' ? nativeSteps(session, decoder, f.cfg, stats) : onnxSteps(session, f.cfg, stats);
-      const { sequence, logits } = await kernel.prefill(IDS.slice(0, 4));
-      const got = [logits.slice()];
-      for (let t = 4; t < IDS.length; t++) got.push((await sequence.step(IDS[t]!, t)).slice());
-      await sequence.release();
-      await kernel.idle();
-      expect(stats, kind).toMatchObject(kind === 'native' ? { nativeSteps: 8, onnxRuns: 1 } : { nativeSteps: 0, onnxRuns: 9 });
-      expect(relError(got, expected), kind).toBeLessThan(1e-4);
-    }
+
+    const stats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
+    const batches = nativeBatches(decoder, stats, { adapters: new AdapterPool(decoder, f.cfg, 1), defaultAdapterDir: null, prefillChunk: 3, prefixCacheEntries: 0, minPrefix: 16 });
+    const { sequence: member } = batches.open({ promptIds: IDS.slice(0, 4) } as unknown as Generation);
+    expect(await batches.step([{ sequence: member, tokens: IDS.slice(0, 3), start: 0, wantLogits: false }])).toEqual([]);
+    const native = [(await batches.step([{ sequence: member, tokens: IDS.slice(3, 4), start: 3, wantLogits: true }]))[0]!.slice()];
+    for (let t = 4; t < IDS.length; t++) native.push((await batches.step([{ sequence: member, tokens: [IDS[t]!], start: t, wantLogits: true }]))[0]!.slice());
+    await batches.close(member);
+    expect(stats).toMatchObject({ nativeSteps: 10, onnxRuns: 0 });
+    expect(relError(native, expected), 'native').toBeLessThan(1e-4);
+
+    const onnxStats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
+    const kernel = onnxSteps(session, f.cfg, onnxStats);
+    const { sequence, logits } = await kernel.prefill(IDS.slice(0, 4));
+    const got = [logits.slice()];
+    for (let t = 4; t < IDS.length; t++) got.push((await sequence.step(IDS[t]!, t)).slice());
+    await sequence.release();
+    expect(onnxStats).toMatchObject({ nativeSteps: 0, onnxRuns: 9 });
+    expect(relError(got, expected), 'onnx').toBeLessThan(1e-4);
     decoder.release();
     await session.release();
   });
@@ -481,9 +491,10 @@ describe('through the engine (tiny model)', () => {
           const text = await collect(native.stream(input, greedy));
           const generated = native.lastStats!.generatedTokens;
           expect(generated).toBeGreaterThan(2);
-          // prefill in the ONNX graph gives the first token, then one native step per further token
-          expect(native.kernelStats.onnxRuns - before.onnxRuns).toBe(1);
-          expect(native.kernelStats.nativeSteps - before.nativeSteps).toBe(generated - 1);
+          // the prompt in native chunks of 64 rows gives the first token, then one native step per
+          // further token; ONNX Runtime does not run at all
+          expect(native.kernelStats.onnxRuns - before.onnxRuns).toBe(0);
+          expect(native.kernelStats.nativeSteps - before.nativeSteps).toBe(Math.ceil(native.lastStats!.promptTokens / 64) + generated - 1);
           expect(text.length).toBeGreaterThan(0);
           expect(await collect(onnx.stream(input, greedy))).toBe(text);
           texts.set(`${name}${withAdapter ? '+adapter' : ''}`, text);
@@ -548,8 +559,8 @@ describe('through the engine (tiny model)', () => {
         const text = await collect(ours.stream(input, opts));
         const n = ours.lastStats!.generatedTokens;
         expect(n).toBe(opts.maxNewTokens); // no stop token in a random tiny model's first tokens
-        expect(ours.kernelStats.onnxRuns - before.onnxRuns).toBe(1);
-        expect(ours.kernelStats.nativeSteps - before.nativeSteps).toBe(n - 1);
+        expect(ours.kernelStats.onnxRuns - before.onnxRuns).toBe(0);
+        expect(ours.kernelStats.nativeSteps - before.nativeSteps).toBe(Math.ceil(ours.lastStats!.promptTokens / 64) + n - 1);
         expect(await collect(ort.stream(input, opts))).toBe(text);
         expect(ort.lastStats!.generatedTokens).toBe(n);
         expect(ort.lastStats!.tokenIds).toEqual(ours.lastStats!.tokenIds);

@@ -73,6 +73,7 @@ function hasNonFinite(row: Float32Array): boolean {
 
 export class BatchLoop<S> {
   private readonly members: Member<S>[] = [];
+  private readonly arrivals: { g: Generation; resolve(): void; reject(e: unknown): void }[] = [];
   private running = false;
   /** Steps run and the rows they held, for benchmarks and tests. */
   readonly stats = { steps: 0, rows: 0, maxMembers: 0 };
@@ -82,9 +83,9 @@ export class BatchLoop<S> {
     private readonly opts: BatchLoopOptions,
   ) {}
 
-  /** Generations in the loop now. */
+  /** Generations in the loop now (decoding, or waiting for the next step to join). */
   get size(): number {
-    return this.members.length;
+    return this.members.length + this.arrivals.length;
   }
 
   /**
@@ -93,24 +94,34 @@ export class BatchLoop<S> {
    */
   run(g: Generation): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      this.arrivals.push({ g, resolve, reject });
+      if (!this.running) void this.loop();
+    });
+  }
+
+  /**
+   * Opens the sequences of generations that arrived since the last step. Only here, between
+   * steps: a kernel's caches and adapters may not change while a step runs.
+   */
+  private admit(): void {
+    for (const { g, resolve, reject } of this.arrivals.splice(0)) {
       let opened: { sequence: S; cached: number };
       try {
         opened = this.kernel.open(g);
       } catch (e) {
         reject(e);
-        return;
+        continue;
       }
       g.streamer.put([g.promptIds.map((v) => BigInt(v))]);
       this.members.push({ g, sequence: opened.sequence, prefilled: opened.cached, seen: [...g.promptIds], pending: null, generated: 0, resolve, reject });
-      this.stats.maxMembers = Math.max(this.stats.maxMembers, this.members.length);
-      if (!this.running) void this.loop();
-    });
+    }
+    this.stats.maxMembers = Math.max(this.stats.maxMembers, this.members.length);
   }
 
   private async loop(): Promise<void> {
     this.running = true;
     try {
-      while (this.members.length > 0) {
+      for (this.admit(); this.members.length > 0; this.admit()) {
         // A generation cancelled before its first token leaves without running its prompt further.
         for (const m of this.members.filter((m) => m.pending === null && m.g.isStopped())) await this.finish(m);
         const work = this.plan();

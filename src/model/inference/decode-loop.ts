@@ -1,8 +1,9 @@
 /**
- * Morris's decode loop on the CPU: the prompt through a step kernel's prefill, then per token the
- * logits rules and our sampler, the streamer, and one kernel step. The kernel is the native one
- * (native-session.ts) or the ONNX decoder graph run by ONNX Runtime (onnx-steps.ts); the loop is
- * the same, so both choose the same tokens from the same logits.
+ * What the decode loop (batch-loop.ts) runs on and for: a Generation (prompt, sampler, stops,
+ * streamer), the step kernels one sequence at a time (ONNX Runtime's, onnx-steps.ts) seen as a
+ * batch kernel, and decodeLoop for one generation alone. The native kernel's batches are
+ * native-batch.ts; whichever kernel runs, the loop and the sampler are the same, so both choose
+ * the same tokens from the same logits.
  */
 import type { BaseStreamer } from '@huggingface/transformers';
 import { MorrisError } from '../../errors.ts';
@@ -38,6 +39,11 @@ export interface Generation {
   eos: readonly number[];
   streamer: BaseStreamer;
   isStopped(): boolean;
+  /**
+   * The LoRA adapter folder this generation runs with, where the kernel keeps several beside the
+   * base weights (native batches); null: the base model alone; absent: the model's own.
+   */
+  adapterDir?: string | null;
 }
 
 /**

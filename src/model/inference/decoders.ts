@@ -13,9 +13,10 @@ import { stepKernelBatches, type Generation, type KernelStats, type StepKernel }
 import { generateLoop, loadGenerateModel } from './generate-loop.ts';
 import { logNativeUnavailable, nativeAddon, type DecodeKernelChoice, type WeightLayout } from './native-addon.ts';
 import { createNativeDecoder, type NativeDecoder } from './native-decoder.ts';
-import { nativeSteps } from './native-session.ts';
+import { AdapterPool } from './adapter-pool.ts';
+import { nativeBatches } from './native-batch.ts';
 import { onnxSteps } from './onnx-steps.ts';
-import { createSession, type OrtSession, type Provider } from './runtime.ts';
+import { createSession, type Provider } from './runtime.ts';
 
 const log = childLog('engine');
 
@@ -31,6 +32,8 @@ export interface Decoder {
   readonly maxBatch: number;
   /** Why maxBatch is below the configured batch (memory), or null. */
   readonly batchShrunk: string | null;
+  /** Whether each generation may name its own adapter (Generation.adapterDir), several in one step. */
+  readonly adapterPool: boolean;
   /** Runs one generation; several may run at once, up to maxBatch in each step. */
   run(g: Generation): Promise<void>;
   /** Called when no generation is running: kernel caches go back at once. */
@@ -66,7 +69,51 @@ function openNativeDecoder({ compiled, modelDir, kernel }: DecoderOptions): Nati
     logNativeUnavailable(reason);
     return null;
   }
-  return createNativeDecoder(addon, compiled.config, modelDir, compiled.adapter, compiled.quantized);
+  // The base weights alone: adapters sit beside them in the pool, one per request if need be.
+  return createNativeDecoder(addon, compiled.config, modelDir, null, compiled.quantized);
+}
+
+/** Prompt tokens of one sequence per native step: a 64-row GEMM is compute-bound already (bench:batch-step). */
+const PREFILL_CHUNK = 64;
+/** Adapters kept resident while unused. */
+const POOL_ADAPTERS = 8;
+
+/**
+ * Continuous batching on the native kernel: prompts prefilled natively in chunks, every step one
+ * native call for all rows, adapters per request from the pool, shared prompt prefixes reused.
+ */
+function nativeBatchDecoder(native: NativeDecoder, opts: DecoderOptions): Decoder {
+  const { config, adapter } = opts.compiled;
+  const stats: KernelStats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
+  const { maxBatch, shrunk } = batchCapacity(config, opts.maxBatch, opts.kvBudgetBytes);
+  const pool: AdapterPool = new AdapterPool(native, config, POOL_ADAPTERS, (a) => kernel.forget(a));
+  const kernel = nativeBatches(native, stats, {
+    adapters: pool,
+    defaultAdapterDir: adapter?.dir ?? null,
+    prefillChunk: PREFILL_CHUNK,
+    prefixCacheEntries: opts.prefixCacheEntries,
+    minPrefix: 16,
+  });
+  const loop = new BatchLoop(kernel, { prefillBudget: PREFILL_CHUNK });
+  return {
+    kernel: `native-${native.isa}`,
+    loop: 'morris',
+    layout: native.layout,
+    stats,
+    maxBatch,
+    batchShrunk: shrunk,
+    adapterPool: true,
+    run: (g) => loop.run(g),
+    idle: async () => undefined, // each sequence's cache goes when it ends; cached prompts stay for the next
+    async dispose() {
+      pool.clear();
+      try {
+        native.release(); // unmaps now rather than at garbage collection
+      } catch (e) {
+        log.warn({ err: e instanceof Error ? e.message : String(e) }, 'native decoder not released early; it goes at garbage collection');
+      }
+    },
+  };
 }
 
 function kernelRefused(why: string): MorrisError {
@@ -75,38 +122,32 @@ function kernelRefused(why: string): MorrisError {
   });
 }
 
-/** Our loop on the CPU: prompts through our ONNX session, steps native where the kernel applies. */
+/**
+ * Our loop on the CPU: the native kernel's batches where it applies (no ONNX Runtime session at
+ * all, so no second copy of the weights), else ONNX Runtime's steps one sequence at a time.
+ */
 export async function openCpuDecoder(opts: DecoderOptions): Promise<Decoder> {
   const native = openNativeDecoder(opts);
+  if (native) return nativeBatchDecoder(native, opts);
   const { config, onnxFile } = opts.compiled;
-  let session: OrtSession;
-  try {
-    ({ session } = await createSession(onnxFile, { device: 'cpu', threads: opts.threads }));
-  } catch (e) {
-    native?.release();
-    throw e;
-  }
+  const { session } = await createSession(onnxFile, { device: 'cpu', threads: opts.threads });
   const stats: KernelStats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
-  const steps: StepKernel = native ? nativeSteps(session, native, config, stats) : onnxSteps(session, config, stats);
+  const steps: StepKernel = onnxSteps(session, config, stats);
   // Every generation goes through one loop; a kernel that serves one sequence a step gains nothing
   // from company, so it keeps one at a time and the service's waiting line holds the rest.
   const loop = new BatchLoop(stepKernelBatches(steps), { prefillBudget: Infinity });
   return {
-    kernel: native ? `native-${native.isa}` : 'onnx',
+    kernel: 'onnx',
     loop: 'morris',
-    layout: native?.layout ?? null,
+    layout: null,
     stats,
     maxBatch: 1,
     batchShrunk: null,
+    adapterPool: false,
     run: (g) => loop.run(g),
     idle: () => steps.idle(),
     async dispose() {
       await session.release();
-      try {
-        native?.release(); // unmaps now rather than at garbage collection
-      } catch (e) {
-        log.warn({ err: e instanceof Error ? e.message : String(e) }, 'native decoder not released early; it goes at garbage collection');
-      }
     },
   };
 }
@@ -126,6 +167,7 @@ export async function openGpuDecoder(opts: DecoderOptions, device: Exclude<Provi
     stats: { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 },
     maxBatch: 1,
     batchShrunk: null,
+    adapterPool: false,
     run: (g) => generateLoop(model, g),
     idle: async () => undefined,
     async dispose() {

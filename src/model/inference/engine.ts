@@ -43,21 +43,28 @@ export interface LoadedModel {
     maxBatch: number;
     /** Why maxBatch is below the batch asked for (KV cache memory), or null. */
     batchShrunk: string | null;
+    /** Whether each generation may name its own adapter (StreamOptions.adapterDir), several decoding in one step. */
+    adapterPool: boolean;
   };
   /** Decode steps run by the native kernel and calls that went to ONNX Runtime (prefill, batches). */
   readonly kernelStats: KernelStats;
   /** Messages are rendered by prompts.ts `renderChat` (the checkpoint's chat template, or the plain format); { text } is raw continuation. Yields text pieces as produced; stops early when signal aborts. */
-  stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal, hooks?: StreamHooks): AsyncIterable<string>;
+  stream(input: { messages: ChatMessage[] } | { text: string }, opts: SamplingOptions, signal?: AbortSignal, options?: StreamOptions): AsyncIterable<string>;
   countTokens(text: string): number;
   dispose(): Promise<void>;
   /** Token counts and timings of the last finished generation (for logs and benchmarks). */
   readonly lastStats?: GenerationStats | null;
 }
 
-/** Per-generation callbacks: with several generations at once, `lastStats` may be another's. */
-export interface StreamHooks {
-  /** This generation's counts and timings, once it has ended (before the stream finishes). */
+/** Per-generation settings beyond sampling. */
+export interface StreamOptions {
+  /** This generation's counts and timings, once it has ended (before the stream finishes); with several at once, `lastStats` may be another's. */
   onStats?(stats: GenerationStats): void;
+  /**
+   * The LoRA adapter folder to write with, where `info.adapterPool` says the model keeps several
+   * (null: the base model alone); absent, or without a pool: the adapter the model was loaded with.
+   */
+  adapterDir?: string | null;
 }
 
 export interface GenerationStats {
@@ -125,7 +132,7 @@ export async function loadModel(opts: LoadOptions): Promise<LoadedModel> {
   const { value: decoder, device } = await withProviderFallback((opts.device ?? 'auto') as DeviceChoice, (p) =>
     p === 'cpu' ? openCpuDecoder(decoderOpts) : openGpuDecoder(decoderOpts, p),
   );
-  const info = { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel: decoder.kernel, decodeLoop: decoder.loop, maxBatch: decoder.maxBatch, batchShrunk: decoder.batchShrunk };
+  const info = { modelDir: opts.modelDir, adapterDir: opts.adapterDir ?? null, device, quant, decodeKernel: decoder.kernel, decodeLoop: decoder.loop, maxBatch: decoder.maxBatch, batchShrunk: decoder.batchShrunk, adapterPool: decoder.adapterPool };
   if (decoder.batchShrunk) log.warn({ maxBatch: decoder.maxBatch }, decoder.batchShrunk);
   log.info({ modelDir: info.modelDir, adapter: info.adapterDir, device, quant, decodeKernel: info.decodeKernel, decodeLoop: info.decodeLoop, maxBatch: info.maxBatch, weights: decoder.layout ?? undefined, ms: Date.now() - t0 }, 'model loaded');
   return servedModel({ info, tokenizer, compiled, decoder, rules, eos });
@@ -168,7 +175,7 @@ function servedModel({ info, tokenizer, compiled, decoder, rules, eos }: Served)
   let running = 0;
   let lastStats: GenerationStats | null = null;
 
-  async function* stream(input: { messages: ChatMessage[] } | { text: string }, sampling: SamplingOptions, signal?: AbortSignal, hooks?: StreamHooks): AsyncGenerator<string> {
+  async function* stream(input: { messages: ChatMessage[] } | { text: string }, sampling: SamplingOptions, signal?: AbortSignal, options?: StreamOptions): AsyncGenerator<string> {
     if (disposed) throw new MorrisError('GENERATION_FAILED', 'The model was unloaded.');
     if (!(sampling.maxNewTokens >= 1)) throw new MorrisError('BAD_INPUT', `maxNewTokens must be at least 1, got ${sampling.maxNewTokens}.`);
     const context = compiled.config.maxPositionEmbeddings;
@@ -200,6 +207,7 @@ function servedModel({ info, tokenizer, compiled, decoder, rules, eos }: Served)
         eos,
         streamer,
         isStopped: () => stopped || signal?.aborted === true,
+        ...(info.adapterPool && options?.adapterDir !== undefined ? { adapterDir: options.adapterDir } : {}),
       })
       .then(
         () => pieces.end(),
@@ -209,7 +217,7 @@ function servedModel({ info, tokenizer, compiled, decoder, rules, eos }: Served)
         const stats = generationStats(streamer, promptIds.length, started);
         if (stats) {
           lastStats = stats;
-          hooks?.onStats?.(stats);
+          options?.onStats?.(stats);
         }
       });
     try {

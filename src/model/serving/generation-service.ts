@@ -219,6 +219,12 @@ export class GenerationService {
     return this.models.loaded?.model.info.maxBatch ?? 1;
   }
 
+  /** Whether the loaded model keeps adapters beside its base weights (one per request) for the wanted base. */
+  private servesAnyAdapter(): boolean {
+    const l = this.models.loaded;
+    return l !== null && l.model.info.adapterPool && (this.baseDir === null || l.baseDir === this.baseDir);
+  }
+
   /**
    * Admits waiting requests in arrival order while batch slots are free. After an adapter swap,
    * nothing new starts until the requests still on the old adapter are done (the old model is
@@ -226,7 +232,8 @@ export class GenerationService {
    */
   private pump(): void {
     while (this.waiting.length > 0 && this.running.size < this.capacity()) {
-      if (this.running.size > 0 && this.runningAdapter !== this.adapter) return;
+      // A model with an adapter pool takes any adapter per request: nothing to drain.
+      if (this.running.size > 0 && this.runningAdapter !== this.adapter && !this.servesAnyAdapter()) return;
       const job = this.waiting.shift()!;
       job.adapter = this.adapter;
       this.runningAdapter = this.adapter;
@@ -278,8 +285,8 @@ export class GenerationService {
     let text = '';
     let pending: Promise<unknown> | null = null;
     let generatedTokens: number | null = null;
-    const hooks = { onStats: (s: { generatedTokens: number }) => (generatedTokens = s.generatedTokens) };
-    const iterator = loaded.model.stream(input, job.sampling, job.abort.signal, hooks)[Symbol.asyncIterator]();
+    const options = { onStats: (s: { generatedTokens: number }) => (generatedTokens = s.generatedTokens), adapterDir: job.adapter?.dir ?? null };
+    const iterator = loaded.model.stream(input, job.sampling, job.abort.signal, options)[Symbol.asyncIterator]();
     try {
       const aborted = new Promise<'aborted'>((res) => {
         if (job.abort.signal.aborted) res('aborted');
@@ -325,7 +332,8 @@ export class GenerationService {
   }
 
   private doneEvent(job: Job, text: string, reason: StopReason, loaded: ServingModel | null, generationMs: number, tokens = 0): ServiceDoneEvent {
-    const adapter = loaded ? loaded.adapter : this.adapter;
+    // A request that ran has its own adapter (a pool model serves several); one that never left the line, the current one.
+    const adapter = job.adapter !== undefined ? job.adapter : loaded ? loaded.adapter : this.adapter;
     return {
       type: 'done',
       text,
@@ -351,11 +359,13 @@ export class GenerationService {
 
   private async ensureLoaded(adapter: AdapterRef | null): Promise<ServingModel> {
     const baseDir = await this.resolveBase();
+    if (this.servesAnyAdapter() && !this.models.loading) return this.models.loaded!;
     return this.models.get(servingKey(baseDir, adapter), () => loadServingModel(this.opts.load, baseDir, adapter, this.opts.systemPromptFile, this.opts));
   }
 
   /** Disposes the loaded model if it no longer matches the wanted base + adapter. */
   private async disposeStale(): Promise<void> {
+    if (this.servesAnyAdapter()) return; // it serves the new adapter too
     await this.models.keepOnly(this.baseDir ? servingKey(this.baseDir, this.adapter) : null);
   }
 
