@@ -522,4 +522,45 @@ describe('GenerationService on the real engine (tiny model)', () => {
     expect(loads).toBe(1);
     await svc.close();
   });
+
+  it('in one batch, a cancelled request, one that times out and one whose adapter file is broken end alone; the others get their lone text', async () => {
+    const { initTinyModel } = await import('../../src/model/tiny/index.ts');
+    const { loadModel } = await import('../../src/model/inference/engine.ts');
+    const dir = join(root, 'tiny-faults');
+    initTinyModel(dir, { seed: 6 });
+    const broken = adapterDir('lora-broken');
+    writeFileSync(join(broken, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj'] }));
+    writeFileSync(join(broken, 'adapter_model.safetensors'), 'not a safetensors file');
+    const defaults = { maxNewTokens: 40, temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
+    const svc = service(loadModel, { baseModel: dir, defaults });
+    const alone = new Map<string, string>();
+    for (const topic of ['one', 'two']) alone.set(topic, (await runToDone(svc, { topic })).text);
+
+    const ctl = new AbortController();
+    const cancelled = (async () => {
+      const events: GenerationEvent[] = [];
+      for await (const ev of svc.generate({ topic: 'to be cancelled', signal: ctl.signal, sampling: { maxNewTokens: 400 } })) {
+        events.push(ev);
+        if (ev.type === 'text') ctl.abort();
+      }
+      return done(events);
+    })();
+    const slow = runToDone(svc, { topic: 'too slow', timeoutS: 0.05, sampling: { maxNewTokens: 2000 } });
+    const one = runToDone(svc, { topic: 'one' });
+    await sleep(0);
+    await svc.setAdapter(broken, 'broken');
+    const failed = collect(svc.generate({ topic: 'broken adapter' })).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await sleep(0); // it leaves the line with the broken adapter
+    await svc.setAdapter(null, null);
+    const two = runToDone(svc, { topic: 'two' });
+    expect(await cancelled).toMatchObject({ reason: 'cancelled', cut: true });
+    expect(await slow).toMatchObject({ reason: 'timeout', cut: true });
+    expect(await failed).toMatchObject({ code: 'MODEL_INVALID', message: expect.stringContaining('lora-broken') });
+    expect((await one).text).toBe(alone.get('one'));
+    expect((await two).text).toBe(alone.get('two'));
+    await svc.close();
+  });
 });

@@ -10,7 +10,7 @@
  */
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { MorrisError, isMorrisError } from '../../errors.ts';
+import { MorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { DecoderConfig } from '../checkpoint/config.ts';
 import { readAdapter } from '../checkpoint/lora.ts';
@@ -102,7 +102,6 @@ export class AdapterPool {
       log.info({ adapterDir: dir, resident: this.entries.length + 1 }, 'adapter loaded beside the base model');
       return { dir, identity, adapter, pins: 0, evicted: false };
     } catch (e) {
-      if (isMorrisError(e) && e.code !== 'INTERNAL') throw e;
       throw new MorrisError('MODEL_INVALID', `Cannot load the LoRA adapter in ${dir}: ${e instanceof Error ? e.message : String(e)}.`, {
         hint: 'Check adapter_config.json and adapter_model.safetensors, or roll back to the previous adapter.',
         cause: e,

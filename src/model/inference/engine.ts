@@ -8,7 +8,7 @@
  */
 import { AutoTokenizer, env, random, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { AsyncChannel } from '../../async-channel.ts';
-import { MorrisError } from '../../errors.ts';
+import { MorrisError, isMorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import { chatTokenIds, type ChatMessage } from '../../prompts.ts';
 import { compileModel, type CompiledModel, type Quant } from '../graph/compile.ts';
@@ -211,7 +211,8 @@ function servedModel({ info, tokenizer, compiled, decoder, rules, eos }: Served)
       })
       .then(
         () => pieces.end(),
-        (e: unknown) => pieces.fail(new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}.`, { cause: e })),
+        // Coded errors (a broken adapter file: MODEL_INVALID) reach the caller as they are.
+        (e: unknown) => pieces.fail(isMorrisError(e) ? e : new MorrisError('GENERATION_FAILED', `Generation failed: ${e instanceof Error ? e.message : String(e)}.`, { cause: e })),
       )
       .finally(() => {
         const stats = generationStats(streamer, promptIds.length, started);
