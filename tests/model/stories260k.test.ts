@@ -39,6 +39,26 @@ describe.skipIf(!present)('stories260K (real weights, llama2.c goldens)', () => 
     }
   });
 
+  it('reproduces every golden continuation while batched with the others and with sampled requests, each in the same steps', async () => {
+    expect(golden.prompts.length).toBeGreaterThan(0);
+    const model = await loadModel({ modelDir: MODEL_DIR, cacheDir, device: 'cpu', decodeKernel: 'native', maxBatch: 8 });
+    try {
+      expect(model.info.maxBatch).toBe(8);
+      const run = async (prompt: string, opts: Parameters<typeof model.stream>[1]) => {
+        let text = '';
+        for await (const piece of model.stream({ text: prompt }, opts)) text += piece;
+        return text;
+      };
+      const greedy = { temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
+      const noise = [0, 1, 2].map((i) => run(`Once upon a time ${i}`, { maxNewTokens: 60, temperature: 1, topP: 0.9, topK: 40, repetitionPenalty: 1.1, seed: i }));
+      const texts = await Promise.all(golden.prompts.map((p) => run(p.prompt, { ...greedy, maxNewTokens: p.continuation_ids.length })));
+      await Promise.all(noise);
+      golden.prompts.forEach((p, i) => expect(texts[i], p.prompt).toBe(p.continuation_text));
+    } finally {
+      await model.dispose();
+    }
+  });
+
   it('matches the stored top-5 logits within tolerance and greedy ids exactly (direct ONNX Runtime)', async () => {
     const compiled = await compileModel({ modelDir: MODEL_DIR, cacheDir });
     const { session } = await createSession(compiled.onnxFile);
