@@ -47,7 +47,7 @@ export function serviceGenerator(service: GenerationService): TextGenerator {
         baseModel: s.baseModel ? path.basename(s.baseModel) : null,
         adapterId: s.adapterId,
         datasetId: s.datasetId,
-        details: `model ${s.loaded ? `loaded on ${s.device} (${s.quant})` : s.loading ? 'loading' : 'not loaded yet'}; ${s.running ? 1 : 0} running, ${s.queueLength} waiting`,
+        details: `model ${s.loaded ? `loaded on ${s.device} (${s.quant})` : s.loading ? 'loading' : 'not loaded yet'}; ${s.runningCount} of ${s.maxBatch} writing at once, ${s.queueLength} waiting`,
       };
     },
   };
