@@ -14,16 +14,19 @@
  *   npm run bench:batch-step [-- --reps 7 --quants fp32,int8]
  *
  * The last line of output is one JSON object: step_ms_B, single_ms_B, scale_B for fp32 and
- * int8_step_ms_B, int8_single_ms_B, int8_scale_B, prefill64_ms, prefill64_single_ms (and int8_…).
+ * int8_step_ms_B, int8_single_ms_B, int8_scale_B, prefill64_ms, prefill64_single_ms, step_ms_8_lora
+ * (8 rows, two rank-8 adapters and none mixed) and the same with int8_.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCheckpoint } from '../src/model/checkpoint/config.ts';
-import { writeRandomCheckpoint } from '../src/model/checkpoint/random-checkpoint.ts';
+import { readAdapter } from '../src/model/checkpoint/lora.ts';
+import { writeRandomAdapter, writeRandomCheckpoint } from '../src/model/checkpoint/random-checkpoint.ts';
+import { LORA_MODULES } from '../src/model/graph/llama.ts';
 import { compileModel } from '../src/model/graph/compile.ts';
 import { nativeAddon } from '../src/model/inference/native-addon.ts';
-import { createNativeDecoder, type NativeDecoder, type NativeSequence } from '../src/model/inference/native-decoder.ts';
+import { createNativeDecoder, type NativeAdapter, type NativeDecoder, type NativeSequence } from '../src/model/inference/native-decoder.ts';
 
 const SMOLLM2_135M = {
   model_type: 'llama', hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3,
@@ -59,7 +62,7 @@ async function prefilled(decoder: NativeDecoder, n: number, seed: number): Promi
   return seq;
 }
 
-async function benchQuant(decoder: NativeDecoder): Promise<Record<string, number>> {
+async function benchQuant(decoder: NativeDecoder, adapters: readonly NativeAdapter[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const maxB = BATCHES.at(-1)!;
   // two sets of sequences at the same length, one stepped batched and one single, so both see the same cache sizes
@@ -79,6 +82,13 @@ async function benchQuant(decoder: NativeDecoder): Promise<Record<string, number
     out[`single_ms_${B}`] = median(ts);
   }
   for (const B of BATCHES) out[`scale_${B}`] = (B * out['step_ms_1']!) / out[`step_ms_${B}`]!;
+  // 8 rows with mixed LoRA adapters (rank 8 on all 7 modules): two adapters and none, as a multi-tenant server runs them
+  const tl: number[] = [];
+  for (let r = 0; r < reps + 1; r++) {
+    const t = await timed(() => decoder.stepBatch(batched.slice(0, 8).map((sequence, i) => ({ sequence, token: token(r * 17 + i), position: sequence.length, adapter: i % 3 === 2 ? null : adapters[i % 3]!, wantLogits: true }))));
+    if (r > 0) tl.push(t);
+  }
+  out['step_ms_8_lora'] = median(tl);
   for (const s of [...batched, ...single]) s.free();
   // one prompt: a 64-row chunk (logits for its last row only) against 64 single steps
   const tp: number[] = [];
@@ -105,13 +115,20 @@ async function main(): Promise<void> {
     const modelDir = join(root, 'smollm2-135m-random');
     writeRandomCheckpoint(modelDir, { config: SMOLLM2_135M, seed: 0, std: 0.05 });
     const cfg = openCheckpoint(modelDir).config;
+    const adapterDirs = [1, 2].map((seed) => {
+      const dir = join(root, `adapter-${seed}`);
+      writeRandomAdapter(dir, cfg, { r: 8, alpha: 16, targets: LORA_MODULES, seed });
+      return dir;
+    });
     for (const quant of quants) {
       const q = quant === 'fp32' ? null : (await compileModel({ modelDir, quant, cacheDir: join(root, 'cache') })).quantized;
       const decoder = createNativeDecoder(addon, cfg, modelDir, null, q);
+      const adapters = adapterDirs.map((dir) => decoder.loadAdapter(readAdapter(dir, cfg)));
       let figures: Record<string, number>;
       try {
-        figures = await benchQuant(decoder);
+        figures = await benchQuant(decoder, adapters);
       } finally {
+        for (const a of adapters) a.release();
         decoder.release();
       }
       console.log(`\n${quant} (${addon.kernelInfo()[quant === 'fp32' ? 'isa' : 'quantIsa']}), rows at ~${CACHED} cached positions, median of ${reps}:`);
@@ -120,6 +137,7 @@ async function main(): Promise<void> {
         const ms = figures[`step_ms_${B}`]!;
         console.log(`  ${String(B).padStart(2)}  ${ms.toFixed(1).padStart(16)}  ${figures[`single_ms_${B}`]!.toFixed(1).padStart(18)}  ${((1000 * B) / ms).toFixed(0).padStart(16)}   ${figures[`scale_${B}`]!.toFixed(2)}`);
       }
+      console.log(`  8 rows with two LoRA adapters (rank 8) and none mixed: ${figures['step_ms_8_lora']!.toFixed(1)} ms`);
       console.log(`  prefill of ${CHUNK} tokens: one chunk ${figures['prefill64_ms']!.toFixed(1)} ms, ${CHUNK} single steps ${figures['prefill64_single_ms']!.toFixed(1)} ms`);
       const prefix = quant === 'fp32' ? '' : `${quant}_`;
       for (const [k, v] of Object.entries(figures)) result[prefix + k] = Math.round(v * 1000) / 1000;
