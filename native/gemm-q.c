@@ -28,9 +28,6 @@ static inline int zeroAt(const Mat *m, int n, int b) {
   return b & 1 ? z >> 4 : z & 15;
 }
 
-/* dot[r] += w . x_r[16g ..] for the NR rows (one block's group g), in gemvQ's order. */
-#define FMA_ROWS(dot, w, g) for (int r = 0; r < NR; r++) dot[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(X + (size_t)r * ldx + xOff + 16 * (g)), dot[r])
-
 /* Weight rows n0 and, when TWO, n1 against NR activation rows; BITS, TWO and NR are constants at
  * each call, so the branches fold away and the accumulators stay in registers. Each block's codes
  * are widened once (for int4, 16 bytes give two groups, as in blockDotQ512) and used for all rows. */
@@ -55,26 +52,45 @@ static inline void qRows512(const Mat *m, int n0, int n1, const float *X, int ld
     const size_t xOff = (size_t)b * m->block;
     __m512 dot0[4], dot1[4];
     for (int r = 0; r < NR; r++) dot0[r] = dot1[r] = _mm512_setzero_ps();
+    /* each activation vector is loaded once for both weight rows (folded into each FMA, the
+     * compiler loaded it twice), and each dot still sums its groups in order */
     if (BITS == 8) {
       for (int g = 0; g < groups; g++) {
         const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c0 + 16 * g))));
-        FMA_ROWS(dot0, w0, g);
-        if (TWO) {
-          const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c1 + 16 * g))));
-          FMA_ROWS(dot1, w1, g);
+        const __m512 w1 = TWO ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c1 + 16 * g)))) : w0;
+        for (int r = 0; r < NR; r++) {
+          __m512 xg = _mm512_loadu_ps(X + (size_t)r * ldx + xOff + 16 * g);
+          __asm__("" : "+v"(xg));
+          dot0[r] = _mm512_fmadd_ps(w0, xg, dot0[r]);
+          if (TWO) dot1[r] = _mm512_fmadd_ps(w1, xg, dot1[r]);
         }
       }
     } else {
       for (int g = 0; g < groups; g += 2) { /* 16 bytes hold 32 codes */
+        const int both = g + 1 < groups;
         const __m128i by0 = _mm_loadu_si128((const __m128i *)(c0 + 8 * g));
         const __m128i lo0 = _mm_and_si128(by0, low), hi0 = _mm_and_si128(_mm_srli_epi16(by0, 4), low);
-        FMA_ROWS(dot0, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo0, hi0))), g);
-        if (g + 1 < groups) FMA_ROWS(dot0, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo0, hi0))), g + 1);
+        const __m512 w0a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo0, hi0)));
+        const __m512 w0b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo0, hi0)));
+        __m512 w1a = w0a, w1b = w0b;
         if (TWO) {
           const __m128i by1 = _mm_loadu_si128((const __m128i *)(c1 + 8 * g));
           const __m128i lo1 = _mm_and_si128(by1, low), hi1 = _mm_and_si128(_mm_srli_epi16(by1, 4), low);
-          FMA_ROWS(dot1, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo1, hi1))), g);
-          if (g + 1 < groups) FMA_ROWS(dot1, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo1, hi1))), g + 1);
+          w1a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo1, hi1)));
+          w1b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo1, hi1)));
+        }
+        for (int r = 0; r < NR; r++) {
+          const float *xr = X + (size_t)r * ldx + xOff + 16 * g;
+          __m512 xa = _mm512_loadu_ps(xr);
+          __asm__("" : "+v"(xa));
+          dot0[r] = _mm512_fmadd_ps(w0a, xa, dot0[r]);
+          if (TWO) dot1[r] = _mm512_fmadd_ps(w1a, xa, dot1[r]);
+          if (both) {
+            __m512 xb = _mm512_loadu_ps(xr + 16);
+            __asm__("" : "+v"(xb));
+            dot0[r] = _mm512_fmadd_ps(w0b, xb, dot0[r]);
+            if (TWO) dot1[r] = _mm512_fmadd_ps(w1b, xb, dot1[r]);
+          }
         }
       }
     }
