@@ -103,15 +103,16 @@ void gemmAvx512(const float *W, const float *X, int ldx, float *Y, int ldy, int 
    * the pair after next into L2 (the rows of each half follow one another in memory): the stream
    * then overlaps the arithmetic instead of alternating with it (measured on a 1536 x 576 fp32
    * matrix, 30 copies, one core: 8 rows from 10 ms to 5-7 ms, 4 rows from 5.7-6 to 5.1-5.2 ms,
-   * one row 4.5-5.3 ms either way; the VM is noisy). One row keeps gemv's prefetch alone. */
+   * one row 4.5-5.3 ms either way; the VM is noisy). One or two rows keep gemv's prefetch alone (two
+   * rows: 4.4 ms without, 4.8-5.1 with). */
   for (int n = 0; n < h; n++) {
     const float *w = W + (size_t)n * K, *v = V + (size_t)n * K;
     int r = 0;
-    for (; r + 4 <= R; r += 4) pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 1 ? 2 * K : 0, 4);
+    for (; r + 4 <= R; r += 4) pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 4);
     switch (R - r) {
-      case 3: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 1 ? 2 * K : 0, 3); break;
-      case 2: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 1 ? 2 * K : 0, 2); break;
-      case 1: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 1 ? 2 * K : 0, 1); break;
+      case 3: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 3); break;
+      case 2: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 2); break;
+      case 1: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 1); break;
       default: break;
     }
   }
