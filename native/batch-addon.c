@@ -16,7 +16,9 @@
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref keepLogits, keepAdapters; /* their buffers and handles outlive the step */
+  napi_ref keepLogits; /* its buffer outlives the step */
+  napi_ref *keepAdapters; /* [R]: each row's adapter handle (NULL for none), so none is collected mid-step
+                           * even if the caller empties its array */
   Decoder *d;
   BatchRow *rows;
   int R;
@@ -47,7 +49,8 @@ static void finishBatch(napi_env env, napi_status status, void *data) {
     napi_resolve_deferred(env, j->deferred, result);
   }
   napi_delete_reference(env, j->keepLogits);
-  napi_delete_reference(env, j->keepAdapters);
+  for (int r = 0; r < j->R; r++) if (j->keepAdapters[r]) napi_delete_reference(env, j->keepAdapters[r]);
+  free(j->keepAdapters);
   napi_delete_async_work(env, j->work);
   free(j->rows);
   free(j);
@@ -134,15 +137,22 @@ napi_value decodeBatch(napi_env env, napi_callback_info info) {
   free(lastRow);
   free(inSlot);
   BatchJob *j = calloc(1, sizeof *j);
-  if (!j) { free(rows); THROW(env, "NO_MEMORY", "out of memory"); }
+  napi_ref *keep = calloc(R, sizeof(napi_ref));
+  if (!j || !keep) { free(j); free(keep); free(rows); THROW(env, "NO_MEMORY", "out of memory"); }
+  j->keepAdapters = keep;
   j->d = d;
   j->rows = rows;
   j->R = (int)R;
   j->logits = logits;
-  for (int r = 0; r < (int)R; r++) if (rows[r].adapter) ((Adapter *)rows[r].adapter)->busy++;
+  for (int r = 0; r < (int)R; r++) {
+    if (!rows[r].adapter) continue;
+    ((Adapter *)rows[r].adapter)->busy++;
+    napi_value av;
+    napi_get_element(env, argv[4], r, &av);
+    napi_create_reference(env, av, 1, &keep[r]);
+  }
   napi_value promise, name;
   napi_create_reference(env, argv[6], 1, &j->keepLogits);
-  napi_create_reference(env, argv[4], 1, &j->keepAdapters);
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_string_utf8(env, "morris.decodeBatch", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, runBatch, finishBatch, j, &j->work);

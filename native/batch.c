@@ -25,16 +25,26 @@ int batchReserve(Decoder *d, int rows, int maxR) {
   if (old && old->rows >= rows && old->maxR >= maxR) return 1;
   if (old && old->rows > rows) rows = old->rows;
   if (old && old->maxR > maxR) maxR = old->maxR;
+  if (d->loraMaxR > maxR) maxR = d->loraMaxR;
   BatchScratch *s = calloc(1, sizeof *s);
   if (!s) return 0;
+  s->loraOf = malloc(sizeof(Lora *) * rows);
+  s->pick = malloc(sizeof(int) * rows);
+  s->done = malloc(rows);
   s->rows = rows;
   s->maxR = maxR;
   s->stride = (int)align16(rowWidth(d));
   s->padStride = (int)align16(d->padCap + 16);
   s->sumStride = (int)align16(d->sumsCap + 1);
   const size_t half = align16(d->headDim / 2);
-  const size_t floats = 8 * (size_t)rows * s->stride + 2 * rows * half + (size_t)rows * (s->padStride + s->sumStride) + align16(maxR + s->stride);
-  if (posix_memalign(&s->block, 64, floats * sizeof(float)) != 0) { free(s); return 0; }
+  const size_t floats = 10 * (size_t)rows * s->stride + 2 * rows * half + (size_t)rows * (s->padStride + s->sumStride) + (size_t)rows * align16(maxR);
+  if (!s->loraOf || !s->pick || !s->done || posix_memalign(&s->block, 64, floats * sizeof(float)) != 0) {
+    free(s->loraOf);
+    free(s->pick);
+    free(s->done);
+    free(s);
+    return 0;
+  }
   float *p = s->block;
   float **rowBufs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->ctx, &s->t1, &s->t2};
   for (int i = 0; i < 8; i++) { *rowBufs[i] = p; p += (size_t)rows * s->stride; }
@@ -42,7 +52,9 @@ int batchReserve(Decoder *d, int rows, int maxR) {
   s->sinT = p; p += rows * half;
   s->xPad = p; p += (size_t)rows * s->padStride;
   s->xSums = p; p += (size_t)rows * s->sumStride;
-  s->loraTmp = p;
+  s->loraX = p; p += (size_t)rows * s->stride;
+  s->loraUp = p; p += (size_t)rows * s->stride;
+  s->loraDown = p;
   batchFree(d);
   d->batch = s;
   return 1;
@@ -51,6 +63,9 @@ int batchReserve(Decoder *d, int rows, int maxR) {
 void batchFree(Decoder *d) {
   if (!d->batch) return;
   free(d->batch->block);
+  free(d->batch->loraOf);
+  free(d->batch->pick);
+  free(d->batch->done);
   free(d->batch);
   d->batch = NULL;
 }
@@ -66,15 +81,35 @@ void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int
   (m->block % 16 == 0 ? gemmQ : gemmQScalar)(m, s->xPad, s->padStride, s->xSums, s->sumStride, Y, ldy, N, R);
 }
 
-/* Y = W X + b, then each row's own LoRA (its adapter's, or the decoder's own for NULL). The LoRA
- * pairs are small enough to stay in cache, so they run per row through gemv. */
+/* Y = W X + b, then each row's own LoRA (its adapter's, or the decoder's own for NULL), added
+ * after the bias as linear() does. The rows of one LoRA pair are gathered (as S-LoRA and Punica
+ * do) and run through the batched kernel, which gives each row gemv's bits. */
 static void linearRows(Decoder *d, const BatchRow *rows, int R, int l, int m, const float *X, float *Y, int out, int in) {
-  const BatchScratch *s = d->batch;
+  BatchScratch *s = d->batch;
+  const int W = s->stride;
   const Layer *L = &d->layer[l];
-  matmulRows(d, &L->w[m], X, s->stride, Y, s->stride, out, in, R);
+  matmulRows(d, &L->w[m], X, W, Y, W, out, in, R);
+  if (L->bias[m]) for (int r = 0; r < R; r++) for (int i = 0; i < out; i++) Y[(size_t)r * W + i] += L->bias[m][i];
+  const Lora **lora = s->loraOf;
+  int *pick = s->pick;
+  char *done = s->done;
   for (int r = 0; r < R; r++) {
-    const Lora *lo = rows[r].adapter ? &rows[r].adapter->lora[l * MODULES + m] : &L->lora[m];
-    biasAndLora(L->bias[m], lo, X + (size_t)r * s->stride, Y + (size_t)r * s->stride, out, in, s->loraTmp);
+    lora[r] = rows[r].adapter ? &rows[r].adapter->lora[l * MODULES + m] : &L->lora[m];
+    done[r] = 0;
+  }
+  const int ldDown = (int)align16(s->maxR);
+  for (int r = 0; r < R; r++) {
+    const Lora *lo = lora[r];
+    if (done[r] || !lo->a) continue;
+    int n = 0;
+    for (int q = r; q < R; q++) if (!done[q] && lora[q]->a == lo->a) { done[q] = 1; pick[n] = q; memcpy(s->loraX + (size_t)n++ * W, X + (size_t)q * W, sizeof(float) * in); }
+    gemm(lo->a, s->loraX, W, s->loraDown, ldDown, lo->r, in, n);
+    gemm(lo->b, s->loraDown, ldDown, s->loraUp, W, out, lo->r, n);
+    for (int j = 0; j < n; j++) {
+      float *y = Y + (size_t)pick[j] * W;
+      const float *up = s->loraUp + (size_t)j * W;
+      for (int i = 0; i < out; i++) y[i] += lo->scale * up[i];
+    }
   }
 }
 

@@ -33,8 +33,12 @@ typedef struct BatchScratch {
   float *x, *h, *q, *k, *v, *ctx, *t1, *t2; /* [rows, stride] each */
   float *cosT, *sinT;                       /* [rows, headDim / 2] */
   float *xPad, *xSums;                      /* [rows, padStride], [rows, sumStride]: the quantized gemm's input */
-  float *loraTmp;                           /* [maxR + stride] */
+  float *loraX, *loraUp;                    /* [rows, stride]: one LoRA's rows gathered, and its B (A x) */
+  float *loraDown;                          /* [rows, maxR rounded up to 16]: A x */
   void *block;                              /* the one allocation all of the above live in */
+  const Lora **loraOf;                      /* [rows]: each row's LoRA pair in the matrix at hand */
+  int *pick;                                /* [rows]: the rows gathered for one LoRA pair */
+  char *done;                               /* [rows] */
 } BatchScratch;
 
 /* Room for `rows` rows with LoRA rank up to maxR; 0 when out of memory (the old buffers stay). */

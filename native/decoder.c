@@ -57,21 +57,17 @@ void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
   for (int i = 0; i < n; i++) out[i] = x[i] * inv * w[i];
 }
 
-/* y += b, then y += scale * B (A x): the bias and LoRA side path of one row, after y = W x. */
-void biasAndLora(const float *bias, const Lora *lo, const float *x, float *y, int out, int in, float *tmp) {
-  if (bias) for (int i = 0; i < out; i++) y[i] += bias[i];
-  if (lo && lo->a) {
-    float *down = tmp, *up = tmp + lo->r;
+/* y = W x + b + scale * B (A x) (batch.c's linearRows does the same per row) */
+static void linear(Decoder *d, const Layer *L, int m, const float *x, float *y, int out, int in) {
+  matvec(d, &L->w[m], x, y, out, in);
+  if (L->bias[m]) for (int i = 0; i < out; i++) y[i] += L->bias[m][i];
+  const Lora *lo = &L->lora[m];
+  if (lo->a) {
+    float *down = d->loraTmp, *up = d->loraTmp + lo->r;
     gemv(lo->a, x, down, lo->r, in);
     gemv(lo->b, down, up, out, lo->r);
     for (int i = 0; i < out; i++) y[i] += lo->scale * up[i];
   }
-}
-
-/* y = W x + b + scale * B (A x) */
-static void linear(Decoder *d, const Layer *L, int m, const float *x, float *y, int out, int in) {
-  matvec(d, &L->w[m], x, y, out, in);
-  biasAndLora(L->bias[m], &L->lora[m], x, y, out, in, d->loraTmp);
 }
 
 void ropeTables(const Decoder *d, int position, float *cosT, float *sinT) {

@@ -47,6 +47,7 @@ typedef struct {
   float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT, *xPad, *xSums;
   int scoresCap;
   int padCap, sumsCap;
+  int loraMaxR; /* the largest rank of the decoder's own LoRA pairs (0: none) */
   Slot *slots;
   int nSlots;
   int busy, released;
@@ -71,7 +72,6 @@ void step(Decoder *d, const StepArgs *a);
 void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K);
 void quantPad(const Mat *m, const float *x, int K, float *xPad, float *xSums);
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
-void biasAndLora(const float *bias, const Lora *lo, const float *x, float *y, int out, int in, float *tmp);
 void ropeTables(const Decoder *d, int position, float *cosT, float *sinT);
 void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT);
 void storeKv(const Decoder *d, Slot *S, int l, int p, const float *k, const float *v);

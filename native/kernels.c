@@ -188,8 +188,6 @@ static inline int zeroPoint(const Mat *m, int n, int b) {
   return b & 1 ? z >> 4 : z & 15;
 }
 
-int zeroPointOf(const Mat *m, int n, int b) { return zeroPoint(m, n, b); }
-
 void gemvQScalar(const Mat *m, const float *x, const float *xs, float *y, int N) {
   const int blob = m->block * m->bits / 8;
   for (int n = 0; n < N; n++) {

@@ -66,7 +66,5 @@ __attribute__((target("avx512f"))) void gemmAvx512(const float *W, const float *
 __attribute__((target("avx2,fma"))) void gemmAvx2(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
 void gemmQScalar(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
 __attribute__((target("avx512f,avx512bw"))) void gemmQAvx512(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
-/* gemvQ's per-block zero point (kernels.c), shared with the batched kernel */
-int zeroPointOf(const Mat *m, int n, int b);
 
 #endif

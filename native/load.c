@@ -279,6 +279,7 @@ napi_value createDecoder(napi_env env, napi_callback_info info) {
   }
   bool tied = false;
   if (napi_get_named_property(env, spec, "tied", &v) == napi_ok) napi_get_value_bool(env, v, &tied);
+  d->loraMaxR = maxR;
   packWeights(d, outF, inF, tied);
   int widest = H > qOut ? H : qOut;
   if (d->inter > widest) widest = d->inter;

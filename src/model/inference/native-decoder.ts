@@ -2,6 +2,9 @@
  * The native decode kernel (native/, built as morris_native.node): runs single-token fp32 decode
  * steps on the CPU at close to memory bandwidth, where ONNX Runtime's one-row matmul reaches about
  * 60% of it. This module hands it a checkpoint's weights and wraps its KV cache slots as sequences.
+ * stepBatch advances many sequences in one step (continuous batching, prompts prefilled in chunks,
+ * a LoRA adapter per row from loadAdapter) reading each weight matrix once for all of them, with
+ * every row's logits bitwise those of sequence.step.
  */
 import { MorrisError } from '../../errors.ts';
 import { ropeInvFreq, type DecoderConfig } from '../checkpoint/config.ts';
