@@ -23,22 +23,18 @@
 #include <sys/mman.h>
 #include "decoder.h"
 
-/* y = M x for either kind of matrix; quantized ones use d->xPad / d->xSums as scratch. */
+/* y = M x for either kind of matrix; a quantized one first quantizes x (kernels-quant.c) into
+ * d->xq / d->xLane / d->xNsum
+ * (d->xGsum / d->xGscale for int4 blocks of QX_BLOCK). */
 static void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
   if (m->f) {
     gemv(m->f, x, y, N, K);
     return;
   }
-  const int padded = m->nBlocks * m->block;
-  memcpy(d->xPad, x, sizeof(float) * K);
-  memset(d->xPad + K, 0, sizeof(float) * (padded - K));
-  for (int b = 0; b < m->nBlocks; b++) {
-    float s = 0;
-    for (int j = 0; j < m->block; j++) s += d->xPad[b * m->block + j];
-    d->xSums[b] = s;
-  }
-  /* vector blocks need whole groups of 16 codes */
-  (m->block % 16 == 0 ? gemvQ : gemvQScalar)(m, d->xPad, d->xSums, y, N);
+  const int grouped = m->bits == 4 && m->block == QX_BLOCK;
+  quantizeActivations(m, x, K, d->xq, d->xLane, d->xNsum, grouped ? d->xGsum : NULL, d->xGscale);
+  const QuantX qx = {d->xq, d->xLane, d->xNsum, grouped ? d->xGsum : NULL, d->xGscale};
+  (quantVectorOk(m) ? gemvQ : gemvQScalar)(m, &qx, y, N);
 }
 
 /* ---------- the step ---------- */

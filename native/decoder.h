@@ -44,9 +44,12 @@ typedef struct {
   int nMaps;
   void **owned;
   int nOwned, capOwned;
-  float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT, *xPad, *xSums;
+  float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT;
+  int8_t *xq; /* a quantized matvec's activations (QuantX) */
+  float *xLane, *xGscale;
+  int32_t *xNsum, *xGsum;
   int scoresCap;
-  int padCap, sumsCap;
+  int chunkCap; /* the most 64-byte code chunks in a quantized row */
   Slot *slots;
   int nSlots;
   int busy, released;
