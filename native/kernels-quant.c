@@ -140,7 +140,7 @@ void gemvQScalar(const Mat *m, const QuantX *x, float *y, int N) {
   }
 }
 
-#define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) static inline
 
 /* int32 lanes of one chunk: lane i = sum over its 4 (int8) or 8 (int4) elements of code * xq. */
 VNNI __m512i chunkDot(int bits, __m512i codes, const int8_t *xq) {
@@ -211,6 +211,21 @@ VNNI __m512 groupAcc(__m512 acc, const uint8_t *codes, const int8_t *xq, const i
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(w, _mm512_loadu_ps(gscale)), acc);
 }
 
+/* The last 16 or 32 code bytes of an int4 row of 32-blocks (SmolLM2's 576 columns end so: 18
+ * blocks, 4.5 chunks), in 256-bit registers: Zen 4 runs a 512-bit operation as two 256-bit halves,
+ * so the half-empty chunk costs half. Same math as chunkAcc on lanes 0-7. */
+VNNI __m512 halfAcc4(__m512 acc, const uint8_t *codes, int tail, const int8_t *xq, const int32_t *nsum, const float *lane, const float *sc, const uint8_t *zb, int have) {
+  const __m256i c = _mm256_maskz_loadu_epi8((__mmask32)(((uint64_t)1 << tail) - 1), codes), low = _mm256_set1_epi8(15);
+  __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(c, low), _mm256_loadu_si256((const __m256i *)xq));
+  d = _mm256_dpbusd_epi32(d, _mm256_and_si256(_mm256_srli_epi16(c, 4), low), _mm256_loadu_si256((const __m256i *)(xq + 64)));
+  /* one zero byte holds this tail's one or two zero points (a lone last one has a zero high nibble) */
+  const __m256i z = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(*zb), _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0)), _mm256_set1_epi32(15));
+  d = _mm256_dpwssd_epi32(d, z, _mm256_loadu_si256((const __m256i *)nsum));
+  const __m256 w = _mm256_permutexvar_ps(_mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), _mm256_maskz_loadu_ps((__mmask8)((1u << have) - 1), sc));
+  const __m256 part = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(w, _mm256_loadu_ps(lane)));
+  return _mm512_add_ps(acc, _mm512_zextps256_ps512(part));
+}
+
 /* Rows r0 and r1 (one from each half of the matrix, as the fp32 kernel does: two streams far apart
  * keep more reads in flight on one core), prefetched 1 KiB ahead like the fp32 gemv. The QuantX
  * pointers are copied to locals: through the struct, every store to y made the compiler reload
@@ -242,7 +257,12 @@ VNNI void rowPair(const Mat *m, const QuantX *x, float *y, int r0, int r1, int b
     a0 = chunkAcc(a0, bits, _mm512_loadu_si512(c0 + 64 * c), xq + c * step, nsum + 16 * c, lane + 16 * c, laneScales(s0, c, bpc, cpb, bpc), zeroLanes(m, r0, c, bits, bpc, cpb, bpc));
     a1 = chunkAcc(a1, bits, _mm512_loadu_si512(c1 + 64 * c), xq + c * step, nsum + 16 * c, lane + 16 * c, laneScales(s1, c, bpc, cpb, bpc), zeroLanes(m, r1, c, bits, bpc, cpb, bpc));
   }
-  if (tail) { /* the row's last chunk holds fewer blocks: read only its bytes */
+  if (bits == 4 && bpc == 4 && tail && tail <= 32) {
+    const uint8_t *z0 = m->zeros + (size_t)r0 * ((m->nBlocks + 1) / 2), *z1 = m->zeros + (size_t)r1 * ((m->nBlocks + 1) / 2);
+    const int have = m->nBlocks - c * bpc;
+    a0 = halfAcc4(a0, c0 + 64 * c, tail, xq + c * step, nsum + 16 * c, lane + 16 * c, s0 + 4 * c, z0 + 2 * c, have);
+    a1 = halfAcc4(a1, c1 + 64 * c, tail, xq + c * step, nsum + 16 * c, lane + 16 * c, s1 + 4 * c, z1 + 2 * c, have);
+  } else if (tail) { /* the row's last chunk holds fewer blocks: read only its bytes */
     const __mmask64 k = ((__mmask64)1 << tail) - 1;
     const int have = m->nBlocks - c * bpc;
     a0 = chunkAcc(a0, bits, _mm512_maskz_loadu_epi8(k, c0 + 64 * c), xq + c * step, nsum + 16 * c, lane + 16 * c, laneScales(s0, c, bpc, cpb, have), zeroLanes(m, r0, c, bits, bpc, cpb, have));
@@ -259,7 +279,7 @@ VNNI void rowsQ(const Mat *m, const QuantX *x, float *y, int N, int bits, int bp
   if (N & 1) rowPair(m, x, y, N - 1, N - 1, bits, bpc);
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 void gemvQAvx512(const Mat *m, const QuantX *x, float *y, int N) {
   const int blob = m->block * m->bits / 8, bpc = blob >= 64 ? 0 : 64 / blob;
   if (m->bits == 8) {

@@ -194,8 +194,8 @@ void pickKernel(void) {
     dotf = dotAvx512;
     axpy = axpyAvx512;
     isaName = "avx512";
-    /* vpdpbusd (u8 x s8 -> s32) is VNNI; without it the quantized step stays scalar */
-    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")) {
+    /* vpdpbusd (u8 x s8 -> s32) is VNNI (VL for its 256-bit form); without them the quantized step stays scalar */
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
       gemvQ = gemvQAvx512;
       pickQuantizer(1);
     }

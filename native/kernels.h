@@ -76,7 +76,7 @@ void quantizeActivations(const Mat *m, const float *x, int K, int8_t *q, float *
 void pickQuantizer(int avx512);
 int quantVectorOk(const Mat *m);
 void gemvQScalar(const Mat *m, const QuantX *x, float *y, int N);
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void gemvQAvx512(const Mat *m, const QuantX *x, float *y, int N);
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemvQAvx512(const Mat *m, const QuantX *x, float *y, int N);
 __attribute__((target("avx2,fma"))) float hsum256(__m256 v);
 
 #endif
