@@ -34,10 +34,8 @@ int batchReserve(Decoder *d, int rows, int maxR) {
   s->rows = rows;
   s->maxR = maxR;
   s->stride = (int)align16(rowWidth(d));
-  s->padStride = (int)align16(d->padCap + 16);
-  s->sumStride = (int)align16(d->sumsCap + 1);
   const size_t half = align16(d->headDim / 2);
-  const size_t floats = 10 * (size_t)rows * s->stride + 2 * rows * half + (size_t)rows * (s->padStride + s->sumStride) + (size_t)rows * align16(maxR);
+  const size_t floats = 10 * (size_t)rows * s->stride + 2 * rows * half + (size_t)rows * align16(maxR);
   if (!s->loraOf || !s->pick || !s->done || posix_memalign(&s->block, 64, floats * sizeof(float)) != 0) {
     free(s->loraOf);
     free(s->pick);
@@ -50,8 +48,6 @@ int batchReserve(Decoder *d, int rows, int maxR) {
   for (int i = 0; i < 8; i++) { *rowBufs[i] = p; p += (size_t)rows * s->stride; }
   s->cosT = p; p += rows * half;
   s->sinT = p; p += rows * half;
-  s->xPad = p; p += (size_t)rows * s->padStride;
-  s->xSums = p; p += (size_t)rows * s->sumStride;
   s->loraX = p; p += (size_t)rows * s->stride;
   s->loraUp = p; p += (size_t)rows * s->stride;
   s->loraDown = p;
@@ -75,10 +71,10 @@ void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int
     gemm(m->f, X, ldx, Y, ldy, N, K, R);
     return;
   }
-  BatchScratch *s = d->batch;
-  for (int r = 0; r < R; r++) quantPad(m, X + (size_t)r * ldx, K, s->xPad + (size_t)r * s->padStride, s->xSums + (size_t)r * s->sumStride);
-  /* the same choice matvec makes: vector blocks need whole groups of 16 codes */
-  (m->block % 16 == 0 ? gemmQ : gemmQScalar)(m, s->xPad, s->padStride, s->xSums, s->sumStride, Y, ldy, N, R);
+  /* Quantized matrices run row by row through matvec, so each row is bitwise what decodeStep gives
+   * (its activations quantized exactly as alone); the codes are read once per row. A kernel that
+   * reads them once for all rows with the same integer arithmetic is the next step. */
+  for (int r = 0; r < R; r++) matvec(d, m, X + (size_t)r * ldx, Y + (size_t)r * ldy, N, K);
 }
 
 /* Y = W X + b, then each row's own LoRA (its adapter's, or the decoder's own for NULL), added

@@ -29,10 +29,9 @@ typedef struct BatchRow {
 } BatchRow;
 
 typedef struct BatchScratch {
-  int rows, maxR, stride, padStride, sumStride;
+  int rows, maxR, stride;
   float *x, *h, *q, *k, *v, *ctx, *t1, *t2; /* [rows, stride] each */
   float *cosT, *sinT;                       /* [rows, headDim / 2] */
-  float *xPad, *xSums;                      /* [rows, padStride], [rows, sumStride]: the quantized gemm's input */
   float *loraX, *loraUp;                    /* [rows, stride]: one LoRA's rows gathered, and its B (A x) */
   float *loraDown;                          /* [rows, maxR rounded up to 16]: A x */
   void *block;                              /* the one allocation all of the above live in */

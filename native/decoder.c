@@ -24,27 +24,17 @@
 #include "decoder.h"
 #include "batch.h"
 
-/* y = M x for either kind of matrix; quantized ones use d->xPad / d->xSums as scratch. */
+/* y = M x for either kind of matrix; a quantized one first quantizes x (kernels-quant.c) into
+ * d->xq / d->xLane / d->xNsum (d->xGsum / d->xGscale for int4 blocks of QX_BLOCK). */
 void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
   if (m->f) {
     gemv(m->f, x, y, N, K);
     return;
   }
-  quantPad(m, x, K, d->xPad, d->xSums);
-  /* vector blocks need whole groups of 16 codes */
-  (m->block % 16 == 0 ? gemvQ : gemvQScalar)(m, d->xPad, d->xSums, y, N);
-}
-
-/* The quantized gemvs' input: x zero-padded to whole blocks, and each block's sum (for the zero point). */
-void quantPad(const Mat *m, const float *x, int K, float *xPad, float *xSums) {
-  const int padded = m->nBlocks * m->block;
-  memcpy(xPad, x, sizeof(float) * K);
-  memset(xPad + K, 0, sizeof(float) * (padded - K));
-  for (int b = 0; b < m->nBlocks; b++) {
-    float s = 0;
-    for (int j = 0; j < m->block; j++) s += xPad[b * m->block + j];
-    xSums[b] = s;
-  }
+  const int grouped = m->bits == 4 && m->block == QX_BLOCK;
+  quantizeActivations(m, x, K, d->xq, d->xLane, d->xNsum, grouped ? d->xGsum : NULL, d->xGscale);
+  const QuantX qx = {d->xq, d->xLane, d->xNsum, grouped ? d->xGsum : NULL, d->xGscale};
+  (quantVectorOk(m) ? gemvQ : gemvQScalar)(m, &qx, y, N);
 }
 
 /* ---------- the per-row pieces of a step, shared with the batched step (batch.c) ----------

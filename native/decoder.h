@@ -44,9 +44,12 @@ typedef struct {
   int nMaps;
   void **owned;
   int nOwned, capOwned;
-  float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT, *xPad, *xSums;
+  float *x, *h, *q, *k, *v, *ctx, *t1, *t2, *loraTmp, *scores, *cosT, *sinT;
+  int8_t *xq; /* a quantized matvec's activations (QuantX) */
+  float *xLane, *xGscale;
+  int32_t *xNsum, *xGsum;
   int scoresCap;
-  int padCap, sumsCap;
+  int chunkCap; /* the most 64-byte code chunks in a quantized row */
   int loraMaxR; /* the largest rank of the decoder's own LoRA pairs (0: none) */
   Slot *slots;
   int nSlots;
@@ -70,7 +73,6 @@ void step(Decoder *d, const StepArgs *a);
 
 /* The per-row pieces of step(), shared with the batched step (batch.c) so both give bitwise the same rows. */
 void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K);
-void quantPad(const Mat *m, const float *x, int K, float *xPad, float *xSums);
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void ropeTables(const Decoder *d, int position, float *cosT, float *sinT);
 void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT);

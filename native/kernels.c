@@ -177,97 +177,7 @@ AxpyFn axpy = axpyScalar;
 GemvFn gemv = gemvScalar;
 const char *isaName = "scalar";
 
-/* ---------- quantized matrix-vector: y[n] = sum_b scale_nb * (codes_nb . x_b - zero_nb * sum(x_b)) ----------
- * x comes zero-padded to nBlocks * block with its block sums precomputed, so the zero point costs one
- * scalar multiply-add per block and padding needs no special case. Weights are widened to fp32 in
- * registers: the activations keep full precision (ONNX Runtime's fast path rounds them to int8). */
-
-static inline int zeroPoint(const Mat *m, int n, int b) {
-  if (m->bits == 8) return m->zeros[(size_t)n * m->nBlocks + b];
-  uint8_t z = m->zeros[(size_t)n * ((m->nBlocks + 1) / 2) + (b >> 1)];
-  return b & 1 ? z >> 4 : z & 15;
-}
-
-void gemvQScalar(const Mat *m, const float *x, const float *xs, float *y, int N) {
-  const int blob = m->block * m->bits / 8;
-  for (int n = 0; n < N; n++) {
-    float acc = 0;
-    for (int b = 0; b < m->nBlocks; b++) {
-      const uint8_t *c = m->codes + ((size_t)n * m->nBlocks + b) * blob;
-      const float *xb = x + (size_t)b * m->block;
-      float dot = 0;
-      if (m->bits == 8) for (int j = 0; j < m->block; j++) dot += c[j] * xb[j];
-      else for (int j = 0; j < m->block; j += 2) dot += (c[j >> 1] & 15) * xb[j] + (c[j >> 1] >> 4) * xb[j + 1];
-      acc += m->scales[(size_t)n * m->nBlocks + b] * (dot - zeroPoint(m, n, b) * xs[b]);
-    }
-    y[n] = acc;
-  }
-}
-
-/* codes(one block) . x_b, 16 codes at a time, widened to fp32 in registers. */
-__attribute__((target("avx512f,avx512bw"), always_inline))
-static inline __m512 blockDotQ512(int bits, const uint8_t *c, const float *xb, int groups) {
-  __m512 dot = _mm512_setzero_ps();
-  if (bits == 8) {
-    for (int g = 0; g < groups; g++) {
-      __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + 16 * g))));
-      dot = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 16 * g), dot);
-    }
-    return dot;
-  }
-  const __m128i low = _mm_set1_epi8(15);
-  for (int g = 0; g < groups; g += 2) { /* 16 bytes hold 32 codes */
-    __m128i bytes = _mm_loadu_si128((const __m128i *)(c + 8 * g));
-    __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
-    __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
-    dot = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb + 16 * g), dot);
-    if (g + 1 < groups) {
-      __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
-      dot = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16 * g + 16), dot);
-    }
-  }
-  return dot;
-}
-
-/* One vector accumulator per row, scaled per block; like the fp32 kernel, two rows at a time, one
- * from each half, prefetched, so the codes stream from two places at once. */
-__attribute__((target("avx512f,avx512bw")))
-void gemvQAvx512(const Mat *m, const float *x, const float *xs, float *y, int N) {
-  const int blob = m->block * m->bits / 8, groups = m->block / 16, h = N / 2;
-  int n = 0;
-  for (; n < h; n++) {
-    const int r[2] = {n, h + n};
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    float corr0 = 0, corr1 = 0;
-    const uint8_t *row0 = m->codes + (size_t)r[0] * m->nBlocks * blob, *row1 = m->codes + (size_t)r[1] * m->nBlocks * blob;
-    const float *sc0 = m->scales + (size_t)r[0] * m->nBlocks, *sc1 = m->scales + (size_t)r[1] * m->nBlocks;
-    for (int b = 0; b < m->nBlocks; b++) {
-      const float *xb = x + (size_t)b * m->block;
-      _mm_prefetch((const char *)(row0 + (size_t)b * blob + 4 * PREFETCH_AHEAD), _MM_HINT_T0); /* the same 1 KiB ahead */
-      _mm_prefetch((const char *)(row1 + (size_t)b * blob + 4 * PREFETCH_AHEAD), _MM_HINT_T0);
-      acc0 = _mm512_fmadd_ps(_mm512_set1_ps(sc0[b]), blockDotQ512(m->bits, row0 + (size_t)b * blob, xb, groups), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_set1_ps(sc1[b]), blockDotQ512(m->bits, row1 + (size_t)b * blob, xb, groups), acc1);
-      corr0 += sc0[b] * zeroPoint(m, r[0], b) * xs[b];
-      corr1 += sc1[b] * zeroPoint(m, r[1], b) * xs[b];
-    }
-    y[r[0]] = _mm512_reduce_add_ps(acc0) - corr0;
-    y[r[1]] = _mm512_reduce_add_ps(acc1) - corr1;
-  }
-  if (N & 1) {
-    const int last = N - 1;
-    __m512 acc = _mm512_setzero_ps();
-    float corr = 0;
-    const uint8_t *row = m->codes + (size_t)last * m->nBlocks * blob;
-    const float *sc = m->scales + (size_t)last * m->nBlocks;
-    for (int b = 0; b < m->nBlocks; b++) {
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[b]), blockDotQ512(m->bits, row + (size_t)b * blob, x + (size_t)b * m->block, groups), acc);
-      corr += sc[b] * zeroPoint(m, last, b) * xs[b];
-    }
-    y[last] = _mm512_reduce_add_ps(acc) - corr;
-  }
-}
-
-GemvQFn gemvQ = gemvQScalar;
+GemvQFn gemvQ = gemvQScalar; /* kernels-quant.c */
 
 void pickKernel(void) {
   __builtin_cpu_init();
@@ -279,9 +189,10 @@ void pickKernel(void) {
     dotf = dotAvx512;
     axpy = axpyAvx512;
     isaName = "avx512";
-    if (__builtin_cpu_supports("avx512bw")) {
+    /* vpdpbusd (u8 x s8 -> s32) is VNNI (VL for its 256-bit form); without them the quantized step stays scalar */
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
       gemvQ = gemvQAvx512;
-      gemmQ = gemmQAvx512;
+      pickQuantizer(1);
     }
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     gemv = gemvAvx2;

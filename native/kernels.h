@@ -26,19 +26,36 @@ typedef struct {
   int bits, block, nBlocks;
 } Mat;
 
+/* The activation vector of one quantized matvec, itself quantized (kernels-quant.c,
+ * quantizeActivations): int8 codes per QX_BLOCK elements with one float scale each, laid out in
+ * the order the weight codes stream. A row is read in chunks of 64 code bytes (64 int8 codes, or
+ * 128 int4 codes); chunk c's 16 int32 lanes each cover 4 (int8) or 8 (int4) consecutive elements.
+ *   q:    per chunk, int8: its 64 codes in order; int4: the 64 even elements, then the 64 odd ones
+ *         (the low and high nibbles of the chunk's bytes), zero past K.
+ *   lane: per chunk, 16 floats: the activation scale of each lane's elements.
+ *   nsum: per chunk, 16 int32: minus the sum of each lane's activation codes, for the zero point:
+ *         a lane's dot is wscale * ascale * (sum code_j * q_j + zero * nsum). */
+typedef struct {
+  const int8_t *q;
+  const float *lane;
+  const int32_t *nsum;
+  /* int4 with blocks of QX_BLOCK only (else NULL): per group of 4 chunks (16 blocks), each block's
+   * nsum total and activation scale, in the AVX-512 kernel's lane order (groupAcc). */
+  const int32_t *gsum;
+  const float *gscale;
+} QuantX;
+
 typedef void (*GemvFn)(const float *W, const float *x, float *y, int N, int K);
 
 typedef float (*DotFn)(const float *a, const float *b, int n);
 typedef void (*AxpyFn)(float *y, float a, const float *x, int n);
 
-typedef void (*GemvQFn)(const Mat *m, const float *x, const float *xs, float *y, int N);
+typedef void (*GemvQFn)(const Mat *m, const QuantX *x, float *y, int N);
 
 /* Y[r] = W X[r] for R activation rows (row r at X + r * ldx, its output at Y + r * ldy): each
  * weight row is read from memory once for all R rows (gemm.c), and each row's result is bitwise
  * what gemv gives for it alone, so a batched step changes no row's logits. */
 typedef void (*GemmFn)(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
-/* The same for quantized matrices: X padded to whole blocks (ldx apart), XS their block sums (ldxs apart). */
-typedef void (*GemmQFn)(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
 
 /* Set by pickKernel (AVX-512, AVX2 or scalar; MORRIS_NATIVE_ISA may force a lower one). */
 extern GemvFn gemv;
@@ -46,25 +63,36 @@ extern DotFn dotf;
 extern AxpyFn axpy;
 extern GemvQFn gemvQ;
 extern GemmFn gemm;
-extern GemmQFn gemmQ;
 extern const char *isaName;
 
 void pickKernel(void);
 
 /* Named so callers can tell which kernel pickKernel chose, and so matvec can fall back to the scalar
- * quantized kernel for blocks that are not whole groups of 16 codes. */
+ * quantized kernel for block layouts the vector one does not take (quantVectorOk). */
 void gemvScalar(const float *W, const float *x, float *y, int N, int K);
 __attribute__((target("avx512f"))) void gemvAvx512(const float *W, const float *x, float *y, int N, int K);
 __attribute__((target("avx2,fma"))) void gemvAvx2(const float *W, const float *x, float *y, int N, int K);
-void gemvQScalar(const Mat *m, const float *x, const float *xs, float *y, int N);
-__attribute__((target("avx512f,avx512bw"))) void gemvQAvx512(const Mat *m, const float *x, const float *xs, float *y, int N);
+
+/* kernels-quant.c: activations quantized per QX_BLOCK elements, then integer dot products.
+ * 32, as llama.cpp's Q8_0: it equals the int4 block (quant.ts), which the int4 kernel's 16-block
+ * groups need (one activation scale per weight block), and on stories260K it keeps int8 at top-1
+ * 1.000 / perplexity x0.9993 against fp32 (fp32 activations: 0.993 / x1.0006) and int4 at 0.873 /
+ * x1.139 (fp32 activations: 0.873 / x1.138; ONNX Runtime's int4: 0.88 / x1.141). */
+#define QX_BLOCK 32
+/* 64-byte code chunks a row of nBlocks blocks holds: quantizeActivations writes 64 (int8) or
+ * 128 (int4) codes, 16 lane scales and 16 lane sums per chunk. */
+int quantChunks(int bits, int block, int nBlocks);
+void quantizeActivations(const Mat *m, const float *x, int K, int8_t *q, float *lane, int32_t *nsum, int32_t *gsum, float *gscale);
+void pickQuantizer(int avx512);
+int quantVectorOk(const Mat *m);
+void gemvQScalar(const Mat *m, const QuantX *x, float *y, int N);
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemvQAvx512(const Mat *m, const QuantX *x, float *y, int N);
 __attribute__((target("avx2,fma"))) float hsum256(__m256 v);
 __attribute__((target("avx512f"))) float dotAvx512(const float *a, const float *b, int n);
 __attribute__((target("avx2,fma"))) float dotAvx2(const float *a, const float *b, int n);
 void gemmScalar(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
 __attribute__((target("avx512f"))) void gemmAvx512(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
 __attribute__((target("avx2,fma"))) void gemmAvx2(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
-void gemmQScalar(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
-__attribute__((target("avx512f,avx512bw"))) void gemmQAvx512(const Mat *m, const float *X, int ldx, const float *XS, int ldxs, float *Y, int ldy, int N, int R);
+
 
 #endif

@@ -122,8 +122,8 @@ static int matrixFrom(napi_env env, Decoder *d, napi_value desc, int N, int K, M
     memcpy(copy, base + (size_t)scales, blocks * 4);
     out->scales = copy;
   }
-  if (out->nBlocks * out->block > d->padCap) d->padCap = out->nBlocks * out->block;
-  if (out->nBlocks > d->sumsCap) d->sumsCap = out->nBlocks;
+  const int chunks = quantChunks(out->bits, out->block, out->nBlocks);
+  if (chunks > d->chunkCap) d->chunkCap = chunks;
   return 1;
 }
 
@@ -286,8 +286,11 @@ napi_value createDecoder(napi_env env, napi_callback_info info) {
   float **bufs[] = {&d->x, &d->h, &d->q, &d->k, &d->v, &d->ctx, &d->t1, &d->t2};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) *bufs[i] = trackOwned(d, sizeof(float) * widest);
   d->loraTmp = trackOwned(d, sizeof(float) * (maxR + widest));
-  d->xPad = trackOwned(d, sizeof(float) * (d->padCap + 16));
-  d->xSums = trackOwned(d, sizeof(float) * (d->sumsCap + 1));
+  d->xq = trackOwned(d, (size_t)128 * d->chunkCap + 64); /* int4: 128 activations a chunk */
+  d->xLane = trackOwned(d, sizeof(float) * 16 * ((size_t)d->chunkCap + 1));
+  d->xNsum = trackOwned(d, sizeof(int32_t) * 16 * ((size_t)d->chunkCap + 1));
+  d->xGsum = trackOwned(d, sizeof(int32_t) * 4 * ((size_t)d->chunkCap + 4));
+  d->xGscale = trackOwned(d, sizeof(float) * 4 * ((size_t)d->chunkCap + 4));
   d->cosT = trackOwned(d, sizeof(float) * hd);
   d->sinT = trackOwned(d, sizeof(float) * hd);
   napi_value handle;

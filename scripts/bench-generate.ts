@@ -545,6 +545,9 @@ async function main(): Promise<void> {
       if (r) {
         for (const k of ['decode_tok_s', 'decode_tok_s_median', 'ttft_ms', 'peak_rss_mb', 'weight_mb_per_token', 'roofline_tok_s', 'logit_rel_err', 'top1_agreement', 'ppl_ratio']) if (r[k] !== undefined) summary[`${q}_${k}`] = r[k]!;
         summary[`${q}_decode_tok_per_cpu_s`] = r['raw_decode_tok_per_cpu_s']!;
+        // Against its own roofline (its codes, scales and zero points read per token), paired with
+        // bandwidth samples as the fp32 `ratio` is.
+        summary[`${q}_ratio`] = r['paired_ratio_median']!;
         if (fp) {
           summary[`${q}_speedup`] = ratio(r, fp, 'decode_tok_s');
           summary[`${q}_speedup_paired`] = ratio(r, fp, 'paired_tok_per_gb_median');
@@ -559,6 +562,8 @@ async function main(): Promise<void> {
         if (fpOnnx) summary[`${q}_onnx_speedup`] = ratio(o, fpOnnx, 'decode_tok_s');
       }
     }
+    const own = (['fp32', 'int8', 'int4'] as const).filter((q) => headline(q)).map((q) => `${q} ${headline(q)!['paired_ratio_median']} (${headline(q)!['paired_decode_tok_s_median']} tok/s, ${headline(q)!['weight_mb_per_token']} MB/token)`);
+    console.log(`decode / own roofline (paired median): ${own.join(', ')}`);
     Object.assign(summary, await realWeightsQuality(cacheDir, addon !== null));
     console.log(JSON.stringify(summary));
   } finally {

@@ -22,3 +22,29 @@ export function dequantizeMatrix(q: QuantizedMatrix, N: number, K: number, bits:
   }
   return out;
 }
+
+/** Round half to even, as the CPU's default rounding (vcvtps2dq, nearbyintf) does. */
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+}
+
+/**
+ * x as the native int8/int4 kernel multiplies it (native/kernels-quant.c, quantizeActivations):
+ * per `block` elements (QX_BLOCK), codes round(x · (127 / max|x|)) in float32 arithmetic, times the
+ * scale max|x| / 127. The kernel's dot products of those codes with the weight codes are exact
+ * integers, so W_dequantized · this, in float64, is its math with only its float32 sums' rounding left.
+ */
+export function quantizeActivations(x: ArrayLike<number>, block = 32): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let s = 0; s < x.length; s += block) {
+    const e1 = Math.min(x.length, s + block);
+    let amax = 0;
+    for (let e = s; e < e1; e++) amax = Math.max(amax, Math.abs(Math.fround(x[e]!)));
+    const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+    const scale = Math.fround(amax / 127);
+    for (let e = s; e < e1; e++) out[e] = scale * roundHalfEven(Math.fround(Math.fround(x[e]!) * inv));
+  }
+  return out;
+}

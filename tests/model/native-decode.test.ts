@@ -18,7 +18,7 @@ import { loadModel, type LoadOptions, type SamplingOptions } from '../../src/mod
 import type { ChatMessage } from '../../src/prompts.ts';
 import { LORA_MODULES } from '../../src/model/graph/llama.ts';
 import { readAdapter, type Adapter } from '../../src/model/checkpoint/lora.ts';
-import { compileModel, type QuantizedIndex } from '../../src/model/graph/compile.ts';
+import { compileModel } from '../../src/model/graph/compile.ts';
 import { loadNativeAddon, nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
 import { createNativeDecoder } from '../../src/model/inference/native-decoder.ts';
 import { AdapterPool } from '../../src/model/inference/adapter-pool.ts';
@@ -26,9 +26,8 @@ import { nativeBatches } from '../../src/model/inference/native-batch.ts';
 import type { Generation } from '../../src/model/inference/decode-loop.ts';
 import { onnxSteps } from '../../src/model/inference/onnx-steps.ts';
 import { createSession, int64Tensor, Tensor, type OrtTensor } from '../../src/model/inference/runtime.ts';
-import { dequantizeMatrix } from './dequantize.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
-import { referenceForward, referenceWeights, type ReferenceWeights } from './reference-forward.ts';
+import { referenceForward, referenceWeights } from './reference-forward.ts';
 import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { bestRead, nativeProbes } from '../../scripts/native-probes.ts';
@@ -183,23 +182,6 @@ describe('native decode vs the float64 reference (teacher-forced, step by step)'
   });
 });
 
-/** Reference weights where every quantized matrix is replaced by what its codes decode to. */
-function dequantizedWeights(modelDir: string, q: QuantizedIndex): ReferenceWeights {
-  const base = referenceWeights(openCheckpoint(modelDir).tensors);
-  const bytes = readFileSync(q.file);
-  const view = (e: { offset: number; length: number }) => bytes.subarray(e.offset, e.offset + e.length);
-  return {
-    has: (n) => base.has(n),
-    get(n) {
-      const w = q.weights.get(n);
-      if (!w) return base.get(n);
-      const scales = view(w.scales);
-      const m = { packed: view(w.packed), scales: new Float32Array(scales.buffer.slice(scales.byteOffset, scales.byteOffset + scales.byteLength)), zeroPoints: view(w.zeroPoints), nBlocks: w.nBlocks };
-      return Float64Array.from(dequantizeMatrix(m, w.N, w.K, q.bits, q.blockSize));
-    },
-  };
-}
-
 describe('how the decoder holds its weights', () => {
   it('packs every streamed matrix once (the tied LM head serving the embedding lookup too), on huge pages where the OS allows', () => {
     for (const k of [0, 1]) { // untied fp32; tied fp16 (widened, then packed)
@@ -257,27 +239,7 @@ describe('the kernels under the decode loop: native batches and ONNX Runtime ste
   });
 });
 
-describe('native int8/int4 decode vs the float64 reference on the dequantized weights', () => {
-  for (const quant of ['int8', 'int4'] as const) {
-    it(`${quant}: the same codes MatMulNBits reads (odd sizes: padded last blocks, odd block counts), with and without LoRA`, async () => {
-      const f = fixtureOf(0);
-      const compiled = await compileModel({ modelDir: f.modelDir, quant, cacheDir: join(root, 'qcache') });
-      const q = compiled.quantized!;
-      expect(q.bits).toBe(quant === 'int8' ? 8 : 4);
-      const weights = dequantizedWeights(f.modelDir, q);
-      const ref = referenceForward(f.cfg, weights, IDS);
-      const refLora = referenceForward(f.cfg, weights, IDS, { adapter: f.adapter, weights: referenceWeights(readSafetensorsHeader(f.adapter.file).tensors) });
-      expect(relError(ref, f.ref)).toBeGreaterThan(1e-4); // quantization really changed the weights
-      // float32 sums of codes × activations minus zero point × block sum: a little more rounding than fp32 weights
-      const plain = createNativeDecoder(addon(), f.cfg, f.modelDir, null, q);
-      expect(relError(await teacherForced(plain, f.cfg, IDS), ref)).toBeLessThan(2e-4);
-      plain.release();
-      const lora = createNativeDecoder(addon(), f.cfg, f.modelDir, f.adapter, q);
-      expect(relError(await teacherForced(lora, f.cfg, IDS), refLora)).toBeLessThan(2e-4);
-      lora.release();
-    });
-  }
-});
+// int8/int4: native-quant.test.ts.
 
 // MORRIS_NATIVE_ISA is read once when the addon loads, so each ISA runs in its own process.
 const childScript = `

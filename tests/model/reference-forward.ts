@@ -15,6 +15,9 @@ type Vec = Float64Array;
 export interface ReferenceWeights {
   get(name: string): Vec;
   has(name: string): boolean;
+  /** What matrix `name` multiplies instead of x, where the kernel transforms its input (the native
+   * int8/int4 kernels quantize it); x itself when absent. */
+  input?(name: string, x: Vec): Vec;
 }
 
 export function referenceWeights(tensors: ReadonlyMap<string, TensorEntry>): ReferenceWeights {
@@ -98,7 +101,7 @@ export function referenceForward(c: DecoderConfig, w: ReferenceWeights, ids: rea
 
   const linear = (layer: number, block: string, m: LoraModule, x: Vec, out: number): Vec => {
     const name = `model.layers.${layer}.${block}.${m}`;
-    const y = matvec(w.get(`${name}.weight`), x, out, w.has(`${name}.bias`) ? w.get(`${name}.bias`) : undefined);
+    const y = matvec(w.get(`${name}.weight`), w.input?.(`${name}.weight`, x) ?? x, out, w.has(`${name}.bias`) ? w.get(`${name}.bias`) : undefined);
     const pair = lora?.adapter.pairs.get(pairKey(layer, m));
     if (pair) {
       const down = matvec(lora!.weights.get(pair.a.name), x, lora!.adapter.r);
@@ -154,6 +157,10 @@ export function referenceForward(c: DecoderConfig, w: ReferenceWeights, ids: rea
     }
     xs = next;
   }
-  const head = w.get(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-  return xs.map((x) => matvec(head, rmsnorm(x, w.get('model.norm.weight'), c.rmsNormEps), c.vocabSize));
+  const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  const head = w.get(headName);
+  return xs.map((x) => {
+    const h = rmsnorm(x, w.get('model.norm.weight'), c.rmsNormEps);
+    return matvec(head, w.input?.(headName, h) ?? h, c.vocabSize);
+  });
 }

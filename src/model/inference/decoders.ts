@@ -62,7 +62,7 @@ function openNativeDecoder({ compiled, modelDir, kernel }: DecoderOptions): Nati
   if (kernel === 'onnx') return null;
   const { addon, reason } = nativeAddon();
   // Quantized weights only pay off natively with the vector kernel; the scalar one is slower than ONNX Runtime.
-  const why = kernel === 'auto' && compiled.quant !== 'fp32' && addon && addon.kernelInfo().quantIsa !== 'avx512' ? `this CPU lacks AVX-512 for ${compiled.quant} weights` : null;
+  const why = kernel === 'auto' && compiled.quant !== 'fp32' && addon && addon.kernelInfo().quantIsa !== 'avx512' ? `this CPU lacks AVX-512 VNNI for ${compiled.quant} weights` : null;
   if (kernel === 'native' && (why || !addon)) throw kernelRefused(why ?? reason);
   if (why) return null;
   if (!addon) {

@@ -25,7 +25,7 @@ export type AdapterHandle = { readonly __adapter: unique symbol };
 export interface WeightLayout { packedBytes: number; hugePages: boolean }
 
 export interface NativeAddon {
-  /** isa: fp32 kernel; quantIsa: int8/int4 kernel (scalar is slower than ONNX Runtime's). */
+  /** isa: fp32 kernel; quantIsa: int8/int4 kernel ('avx512': AVX-512 with VNNI; scalar is slower than ONNX Runtime's). */
   kernelInfo(): { isa: 'avx512' | 'avx2' | 'scalar'; quantIsa: 'avx512' | 'scalar' };
   createDecoder(spec: unknown): Handle;
   /** Appends one position to a slot's KV cache and writes the logits; runs off the main thread. */
