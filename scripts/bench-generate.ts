@@ -168,12 +168,15 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
   const loadMs = performance.now() - t0;
   const greedy = { temperature: 0, topP: 1, topK: 0, repetitionPenalty: 1 };
   for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: 4 })); // warm-up
-  const nativeStepsBefore = model.kernelStats.nativeSteps;
-  const nativeMsBefore = model.kernelStats.nativeMs;
+  // Decode steps only: the prompt's native prefill chunks are steps too, but far longer ones.
+  const decodeSteps = () => model.kernelStats.nativeSteps - (model.kernelStats.prefillSteps ?? 0);
+  const decodeStepMs = () => model.kernelStats.nativeMs - (model.kernelStats.prefillMs ?? 0);
+  const nativeStepsBefore = decodeSteps();
+  const nativeMsBefore = decodeStepMs();
   for await (const _ of model.stream({ text: PROMPT }, { ...greedy, maxNewTokens: tokens }));
   const s = model.lastStats!;
-  const nativeSteps = model.kernelStats.nativeSteps - nativeStepsBefore;
-  const nativeMsAfter = model.kernelStats.nativeMs;
+  const nativeSteps = decodeSteps() - nativeStepsBefore;
+  const nativeMsAfter = decodeStepMs();
   const decodeKernel = model.info.decodeKernel;
   const decodeLoop = model.info.decodeLoop;
   const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024); // engine only, before the buffers and the quality run below

@@ -28,6 +28,9 @@ export interface KernelStats {
   nativeSteps: number;
   nativeMs: number;
   onnxRuns: number;
+  /** Of the native steps, those that held prompt rows (prefill chunks), and their time. */
+  prefillSteps?: number;
+  prefillMs?: number;
 }
 
 /** One generation, whichever loop runs it. */

@@ -119,8 +119,13 @@ export function nativeBatches(decoder: NativeDecoder, stats: KernelStats & { pre
       );
       const t0 = performance.now();
       const logits = await decoder.stepBatch(rows);
-      stats.nativeMs += performance.now() - t0;
+      const ms = performance.now() - t0;
+      stats.nativeMs += ms;
       stats.nativeSteps++;
+      if (rows.length > entries.length || entries.some((e) => !e.wantLogits)) {
+        stats.prefillSteps = (stats.prefillSteps ?? 0) + 1;
+        stats.prefillMs = (stats.prefillMs ?? 0) + ms;
+      }
       return logits;
     },
     async close(member) {
