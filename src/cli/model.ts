@@ -183,7 +183,12 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
   }
 }
 
-/** One topic per line → one JSON line per topic on stdout; a bad topic is reported, not fatal. */
+/**
+ * One topic per line → one JSON line per topic on stdout, in the file's order; a bad topic is
+ * reported, not fatal. Topics go to the service together (up to BATCH_WINDOW in flight), so a
+ * model that batches writes several at once; the results are printed as soon as every earlier
+ * line's has been.
+ */
 async function runBatch(
   service: GenerationService,
   flags: GenerateFlags,
@@ -193,21 +198,43 @@ async function runBatch(
 ): Promise<void> {
   if (!existsSync(flags.batch!)) throw new MorrisError('NOT_FOUND', `No batch file at ${flags.batch}.`);
   const lines = readFileSync(flags.batch!, 'utf8').split(/\r?\n/).filter((l) => l.trim() && !l.trimStart().startsWith('#'));
-  for (const line of lines) {
-    if (signal.aborted) break;
+  const one = async (line: string): Promise<string | null> => {
+    if (signal.aborted) return null;
     const base = { sampling, signal, ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}) };
     try {
       const done = await streamOne(service, flags.raw ? { ...base, rawText: line } : { ...base, topic: line }, () => undefined);
       const { type: _type, ...result } = done;
       // `text` is what the model wrote; `article` is it as it leaves Morris, attribution included.
       const article = flags.raw ? undefined : composeArticle(done.text, { ...notes, cut: done.cut, cutReason: done.reason });
-      process.stdout.write(JSON.stringify({ topic: line, ...result, ...(article ? { article } : {}) }) + '\n');
+      return JSON.stringify({ topic: line, ...result, ...(article ? { article } : {}) });
     } catch (e) {
       if (!isMorrisError(e) || (e.code !== 'BAD_INPUT' && e.code !== 'GENERATION_FAILED')) throw e;
-      process.stdout.write(JSON.stringify({ topic: line, error: { code: e.code, message: describeError(e) } }) + '\n');
+      return JSON.stringify({ topic: line, error: { code: e.code, message: describeError(e) } });
     }
+  };
+  // One settled-later result per line, filled by workers that pull lines in order; fewer workers
+  // than the service's queue limit, so nothing is BUSY.
+  const settle: ((r: Promise<string | null>) => void)[] = [];
+  const results = lines.map(() => new Promise<string | null>((res) => settle.push(res)));
+  let next = 0;
+  const worker = async () => {
+    while (next < lines.length) {
+      const i = next++;
+      const r = one(lines[i]!);
+      settle[i]!(r);
+      await r.catch(() => undefined);
+    }
+  };
+  const workers = Promise.all(Array.from({ length: Math.min(BATCH_WINDOW, lines.length) }, worker));
+  for (const r of results) {
+    const out = await r;
+    if (out !== null) process.stdout.write(out + '\n');
   }
+  await workers;
 }
+
+/** Topics of a --batch file in flight at once: enough to fill a batch of 16, under the default queue limit. */
+const BATCH_WINDOW = 16;
 
 // ---------------------------------------------------------------- register
 
