@@ -90,26 +90,35 @@ void storeKv(const Decoder *d, Slot *S, int l, int p, const float *k, const floa
 }
 
 /* ctx = softmax(q K^T / sqrt(hd)) V for the row at cache index p: it sees [first .. p], where the
- * sliding window (if any) sets first. Uses d->scores (at least p + 1 floats). */
+ * sliding window (if any) sets first. Uses d->scores (at least (p + 1) x heads per KV head floats). */
 void attend(Decoder *d, const Slot *S, int l, int p, const float *q, float *ctx) {
   const int hd = d->headDim, nh = d->heads, group = nh / d->kvHeads, T = p + 1, cap = S->cap;
-  const int first = d->window > 0 && p - d->window + 1 > 0 ? p - d->window + 1 : 0;
+  const int first = d->window > 0 && p - d->window + 1 > 0 ? p - d->window + 1 : 0, n = T - first;
   const float scale = 1.0f / sqrtf((float)hd);
-  for (int hh = 0; hh < nh; hh++) {
-    const float *qh = q + hh * hd;
-    const float *K = S->k[l] + (size_t)(hh / group) * cap * hd;
-    const float *V = S->v[l] + (size_t)(hh / group) * cap * hd;
-    float mx = -INFINITY;
-    for (int j = first; j < T; j++) {
-      float s = dotf(qh, K + (size_t)j * hd, hd) * scale;
-      d->scores[j] = s;
-      if (s > mx) mx = s;
+  /* The query heads that share a KV head are scored together: one batched product over that
+   * head's cached keys reads them once for the group (GQA), where a dot per position and head
+   * made heads x positions calls (measured: a fifth of an 8-row step at 100 positions). */
+  for (int g = 0; g < d->kvHeads; g++) {
+    const float *K = S->k[l] + (size_t)g * cap * hd + (size_t)first * hd;
+    const float *V = S->v[l] + (size_t)g * cap * hd + (size_t)first * hd;
+    float *sc = d->scores; /* [group, n] */
+    gemm(K, q + (size_t)g * group * hd, hd, sc, n, n, hd, group);
+    for (int r = 0; r < group; r++) {
+      float *s = sc + (size_t)r * n, mx = -INFINITY, z = 0;
+      for (int j = 0; j < n; j++) {
+        s[j] *= scale;
+        if (s[j] > mx) mx = s[j];
+      }
+      for (int j = 0; j < n; j++) z += (s[j] = expf(s[j] - mx));
+      const float inv = 1.0f / z;
+      for (int j = 0; j < n; j++) s[j] *= inv;
+      memset(ctx + (size_t)(g * group + r) * hd, 0, sizeof(float) * hd);
     }
-    float z = 0;
-    for (int j = first; j < T; j++) z += (d->scores[j] = expf(d->scores[j] - mx));
-    float *c = ctx + hh * hd;
-    memset(c, 0, sizeof(float) * hd);
-    for (int j = first; j < T; j++) axpy(c, d->scores[j] / z, V + (size_t)j * hd, hd);
+    /* ctx[h] += p[h][j] V[j] with V[j] read once for the group's heads */
+    for (int j = 0; j < n; j++) {
+      const float *v = V + (size_t)j * hd;
+      for (int r = 0; r < group; r++) axpy(ctx + (size_t)(g * group + r) * hd, sc[(size_t)r * n + j], v, hd);
+    }
   }
 }
 
@@ -218,10 +227,10 @@ int slotRunning(const Decoder *d, const Slot *S) {
   return 0;
 }
 
-/* Attention scores for up to `need` positions. */
+/* Attention scores for up to `need` positions of every query head of one KV head. */
 int scoresReserve(Decoder *d, int need) {
   if (d->scoresCap >= need) return 1;
-  float *p = malloc(sizeof(float) * need);
+  float *p = malloc(sizeof(float) * need * (d->heads / d->kvHeads));
   if (!p) return 0;
   free(d->scores);
   d->scores = p;

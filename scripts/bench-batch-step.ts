@@ -11,7 +11,7 @@
  * B single steps it replaces. Each figure is the median of --reps runs, batched and single runs
  * interleaved so the VM's drifting bandwidth hits both alike.
  *
- *   npm run bench:batch-step [-- --reps 7 --quants fp32,int8]
+ *   npm run bench:batch-step [-- --reps 7 --quants fp32,int8 --positions 100]
  *
  * The last line of output is one JSON object: step_ms_B, single_ms_B, scale_B for fp32 and
  * int8_step_ms_B, int8_single_ms_B, int8_scale_B, prefill64_ms, prefill64_single_ms, step_ms_8_lora
@@ -33,13 +33,14 @@ const SMOLLM2_135M = {
   vocab_size: 49152, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 100000, tie_word_embeddings: true,
 };
 const BATCHES = [1, 2, 4, 8, 16];
-const CACHED = 100;
 const CHUNK = 64;
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
+/** Cached positions of every row: attention's share of a step grows with it (an article runs to 400-800). */
+const CACHED = Number(arg('positions', '100'));
 const reps = Number(arg('reps', '7'));
 const quants = arg('quants', 'fp32,int8').split(',') as ('fp32' | 'int8')[];
 
