@@ -31,6 +31,8 @@ export interface KernelStats {
   /** Of the native steps, those that held prompt rows (prefill chunks), and their time. */
   prefillSteps?: number;
   prefillMs?: number;
+  /** Prompts that started from a cached prefix (native batches), and the prompt tokens that did not run. */
+  prefix?: { hits: number; reusedTokens: number };
 }
 
 /** One generation, whichever loop runs it. */

@@ -59,7 +59,7 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
  * The batch kernel, and `forget`, which the adapter pool calls when an adapter goes: prompts
  * cached under it can never be reused.
  */
-export function nativeBatches(decoder: NativeDecoder, stats: KernelStats & { prefix?: PrefixStats }, opts: NativeBatchOptions): BatchKernel<NativeMember> & { forget(adapter: NativeAdapter): void } {
+export function nativeBatches(decoder: NativeDecoder, stats: KernelStats, opts: NativeBatchOptions): BatchKernel<NativeMember> & { forget(adapter: NativeAdapter): void } {
   const cache: CachedPrompt[] = []; // most recently used last
   const prefix: PrefixStats = (stats.prefix ??= { hits: 0, reusedTokens: 0 });
 
