@@ -217,7 +217,7 @@ describe('the kernels under the decode loop: native batches and ONNX Runtime ste
     const expected = (await fullLogits(session, f.cfg, IDS)).slice(3); // the prefill of 4 keeps its last row
 
     const stats = { nativeSteps: 0, nativeMs: 0, onnxRuns: 0 };
-    const batches = nativeBatches(decoder, stats, { adapters: new AdapterPool(decoder, f.cfg, 1), defaultAdapterDir: null, prefillChunk: 3, prefixCacheEntries: 0, minPrefix: 16 });
+    const batches = nativeBatches(decoder, stats, { adapters: new AdapterPool(decoder, f.cfg, 1), defaultAdapterDir: null, prefillChunk: 3, prefixCacheEntries: 0, prefixCacheBytes: 0, positionBytes: 1, minPrefix: 16 });
     const { sequence: member } = batches.open({ promptIds: IDS.slice(0, 4) } as unknown as Generation);
     expect(await batches.step([{ sequence: member, tokens: IDS.slice(0, 3), start: 0, wantLogits: false }])).toEqual([]);
     const native = [(await batches.step([{ sequence: member, tokens: IDS.slice(3, 4), start: 3, wantLogits: true }]))[0]!.slice()];

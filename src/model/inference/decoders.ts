@@ -7,7 +7,7 @@ import type { PreTrainedModel } from '@huggingface/transformers';
 import { MorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import type { CompiledModel } from '../graph/compile.ts';
-import { batchCapacity } from './batch-capacity.ts';
+import { batchCapacity, kvBytesPerSequence } from './batch-capacity.ts';
 import { BatchLoop } from './batch-loop.ts';
 import { stepKernelBatches, type Generation, type KernelStats, type StepKernel } from './decode-loop.ts';
 import { generateLoop, loadGenerateModel } from './generate-loop.ts';
@@ -92,6 +92,9 @@ function nativeBatchDecoder(native: NativeDecoder, opts: DecoderOptions): Decode
     defaultAdapterDir: adapter?.dir ?? null,
     prefillChunk: PREFILL_CHUNK,
     prefixCacheEntries: opts.prefixCacheEntries,
+    // Cached prompts come out of the batch's KV budget: an eighth of it, beside the batch itself.
+    prefixCacheBytes: opts.kvBudgetBytes / 8,
+    positionBytes: kvBytesPerSequence(config, 1),
     minPrefix: 16,
   });
   const loop = new BatchLoop(kernel, { prefillBudget: PREFILL_CHUNK });

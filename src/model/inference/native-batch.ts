@@ -38,6 +38,9 @@ export interface NativeBatchOptions {
   prefillChunk: number;
   /** Prompts kept for prefix reuse (0 turns the cache off). */
   prefixCacheEntries: number;
+  /** Their KV copies may take at most this much memory (bytes), and one position takes positionBytes. */
+  prefixCacheBytes: number;
+  positionBytes: number;
   /** Shorter shared prefixes are not worth a cache copy. */
   minPrefix: number;
 }
@@ -104,8 +107,10 @@ export function nativeBatches(decoder: NativeDecoder, stats: KernelStats, opts: 
       if (opts.prefixCacheEntries === 0 || ids.length < opts.minPrefix) return;
       // A prompt wholly inside a cached one adds nothing new.
       if (cache.some((e) => e.adapter === member.adapter && commonPrefix(e.ids, ids) === ids.length)) return;
+      if (ids.length * opts.positionBytes > opts.prefixCacheBytes) return;
       cache.push({ ids: [...ids], adapter: member.adapter, seq: member.seq.fork(ids.length) });
-      while (cache.length > opts.prefixCacheEntries) cache.shift()!.seq.free();
+      const bytes = () => cache.reduce((n, e) => n + e.ids.length * opts.positionBytes, 0);
+      while (cache.length > opts.prefixCacheEntries || bytes() > opts.prefixCacheBytes) cache.shift()!.seq.free();
     },
     async step(entries) {
       const rows = entries.flatMap((e) =>
