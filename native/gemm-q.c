@@ -25,6 +25,9 @@
 #include "kernels-quant.h"
 
 #define GROUP 4
+
+/* Block b's 4-bit zero point in a row's packed zero points (two a byte, low nibble first). */
+static inline int zeroNibble(const uint8_t *z, int b) { return b & 1 ? z[b >> 1] >> 4 : z[b >> 1] & 15; }
 #define TILE_BYTES 8192
 
 /* Weight row n against G activation rows (G a constant per instantiation, so the row loops unroll
@@ -54,6 +57,18 @@ VNNI void rowGroup(const Mat *m, const QuantX *x, float *Y, int ldy, int n, int 
     for (; c + 4 <= full; c += 4) {
       for (int i = 0; i < 4; i++) _mm_prefetch((const char *)(cr + 64 * (c + i) + 4 * PREFETCH_AHEAD), _MM_HINT_T0);
       for (int r = 0; r < G; r++) a[r] = groupAcc(a[r], cr + 64 * c, xq[r] + c * step, gs[r] + 4 * c, gc[r] + 4 * c, sr + 4 * c, zr + 2 * c);
+    }
+  }
+  if (!bpc) { /* a block spans cpb whole chunks: its scale and zero point once per block (the
+                 * c / cpb of laneScales and zeroLanes cost an idiv a chunk; same values) */
+    for (int b = 0; b < m->nBlocks; b++) {
+      const __m512 ws = _mm512_set1_ps(sr[b]);
+      const __m512i zl = _mm512_set1_epi32(bits == 8 ? m->zeros[(size_t)n * m->nBlocks + b] : zeroNibble(m->zeros + (size_t)n * ((m->nBlocks + 1) / 2), b));
+      for (int k = 0; k < cpb; k++, c++) {
+        _mm_prefetch((const char *)(cr + 64 * c + 4 * PREFETCH_AHEAD), _MM_HINT_T0);
+        const __m512i codes = _mm512_loadu_si512(cr + 64 * c);
+        for (int r = 0; r < G; r++) a[r] = chunkAcc(a[r], bits, codes, xq[r] + c * step, ns[r] + 16 * c, ln[r] + 16 * c, ws, zl);
+      }
     }
   }
   for (; c < full; c++) {
