@@ -19,6 +19,27 @@ int rowWidth(const Decoder *d) {
 }
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; } /* floats: 64 bytes */
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* One row's quantized activations, as load.c sizes the decoder's: q, then lane, nsum, gsum and
+ * gscale, each on its own cache lines. */
+static size_t quantPieces(int chunkCap, size_t at[5]) {
+  const size_t len[5] = {(size_t)128 * chunkCap + 64, sizeof(float) * 16 * ((size_t)chunkCap + 1), sizeof(int32_t) * 16 * ((size_t)chunkCap + 1),
+                         sizeof(int32_t) * 4 * ((size_t)chunkCap + 4), sizeof(float) * 4 * ((size_t)chunkCap + 4)};
+  size_t total = 0;
+  for (int i = 0; i < 5; i++) { at[i] = total; total += align64(len[i]); }
+  return total;
+}
+
+static void freeScratch(BatchScratch *s) {
+  free(s->block);
+  free(s->quant);
+  free(s->qx);
+  free(s->loraOf);
+  free(s->pick);
+  free(s->done);
+  free(s);
+}
 
 int batchReserve(Decoder *d, int rows, int maxR) {
   BatchScratch *old = d->batch;
@@ -31,16 +52,18 @@ int batchReserve(Decoder *d, int rows, int maxR) {
   s->loraOf = malloc(sizeof(Lora *) * rows);
   s->pick = malloc(sizeof(int) * rows);
   s->done = malloc(rows);
+  size_t at[5];
+  s->quantStride = d->chunkCap ? quantPieces(d->chunkCap, at) : 0;
+  s->qx = malloc(sizeof(QuantX) * rows);
+  if (s->quantStride && posix_memalign((void **)&s->quant, 64, s->quantStride * rows) != 0) s->quant = NULL;
   s->rows = rows;
   s->maxR = maxR;
   s->stride = (int)align16(rowWidth(d));
   const size_t half = align16(d->headDim / 2);
   const size_t floats = 10 * (size_t)rows * s->stride + 2 * rows * half + (size_t)rows * align16(maxR);
-  if (!s->loraOf || !s->pick || !s->done || posix_memalign(&s->block, 64, floats * sizeof(float)) != 0) {
-    free(s->loraOf);
-    free(s->pick);
-    free(s->done);
-    free(s);
+  if (!s->loraOf || !s->pick || !s->done || !s->qx || (s->quantStride && !s->quant) || posix_memalign(&s->block, 64, floats * sizeof(float)) != 0) {
+    s->block = NULL;
+    freeScratch(s);
     return 0;
   }
   float *p = s->block;
@@ -58,11 +81,7 @@ int batchReserve(Decoder *d, int rows, int maxR) {
 
 void batchFree(Decoder *d) {
   if (!d->batch) return;
-  free(d->batch->block);
-  free(d->batch->loraOf);
-  free(d->batch->pick);
-  free(d->batch->done);
-  free(d->batch);
+  freeScratch(d->batch);
   d->batch = NULL;
 }
 
@@ -71,10 +90,28 @@ void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int
     gemm(m->f, X, ldx, Y, ldy, N, K, R);
     return;
   }
-  /* Quantized matrices run row by row through matvec, so each row is bitwise what decodeStep gives
-   * (its activations quantized exactly as alone); the codes are read once per row. A kernel that
-   * reads them once for all rows with the same integer arithmetic is the next step. */
-  for (int r = 0; r < R; r++) matvec(d, m, X + (size_t)r * ldx, Y + (size_t)r * ldy, N, K);
+  /* One row, layouts the vector kernel does not take, or no VNNI: row by row through matvec, which
+   * is what decodeStep runs (one row keeps gemvQ's two streams from the matrix's two halves). */
+  BatchScratch *s = d->batch;
+  if (R == 1 || !gemmQ || !quantVectorOk(m) || !s->quant) {
+    for (int r = 0; r < R; r++) matvec(d, m, X + (size_t)r * ldx, Y + (size_t)r * ldy, N, K);
+    return;
+  }
+  /* Each row quantized exactly as matvec would alone, then the codes read once for all rows
+   * (gemm-q.c), each row's result bitwise gemvQ's. */
+  const int grouped = m->bits == 4 && m->block == QX_BLOCK;
+  size_t at[5];
+  quantPieces(d->chunkCap, at);
+  for (int r = 0; r < R; r++) {
+    uint8_t *p = s->quant + (size_t)r * s->quantStride;
+    int8_t *q = (int8_t *)(p + at[0]);
+    float *lane = (float *)(p + at[1]), *gscale = (float *)(p + at[4]);
+    int32_t *nsum = (int32_t *)(p + at[2]), *gsum = grouped ? (int32_t *)(p + at[3]) : NULL;
+    quantizeActivations(m, X + (size_t)r * ldx, K, q, lane, nsum, gsum, gscale);
+    const QuantX qx = {q, lane, nsum, gsum, gscale};
+    memcpy(&s->qx[r], &qx, sizeof qx); /* its members are const: filled by copy */
+  }
+  gemmQ(m, s->qx, R, Y, ldy, N);
 }
 
 /* Y = W X + b, then each row's own LoRA (its adapter's, or the decoder's own for NULL), added

@@ -38,6 +38,11 @@ typedef struct BatchScratch {
   const Lora **loraOf;                      /* [rows]: each row's LoRA pair in the matrix at hand */
   int *pick;                                /* [rows]: the rows gathered for one LoRA pair */
   char *done;                               /* [rows] */
+  /* Quantized matrices: each row's activations quantized (QuantX pieces sized as the decoder's own,
+   * load.c) at quant + r * quantStride, so gemmQ gets all rows at once; qx [rows] points at them. */
+  uint8_t *quant;
+  size_t quantStride;
+  QuantX *qx;
 } BatchScratch;
 
 /* Room for `rows` rows with LoRA rank up to maxR; 0 when out of memory (the old buffers stay). */

@@ -12,13 +12,13 @@
     {
       # The decode kernel Morris loads (src/model/native-decode.ts).
       "target_name": "morris_native",
-      "sources": ["addon.c", "adapter.c", "batch-addon.c", "load.c", "decoder.c", "batch.c", "kernels.c", "kernels-quant.c", "gemm.c", "pack.c", "sysmem.c", "napi-helpers.c"]
+      "sources": ["addon.c", "adapter.c", "batch-addon.c", "load.c", "decoder.c", "batch.c", "kernels.c", "kernels-quant.c", "gemm-q.c", "gemm.c", "pack.c", "sysmem.c", "napi-helpers.c"]
     },
     {
       # Read-bandwidth probes for bench:generate only (scripts/native-probes.ts); they share the
       # kernels' ISA choice and loads, so they are built from the same kernels.c.
       "target_name": "morris_probes",
-      "sources": ["probes.c", "kernels.c", "kernels-quant.c", "gemm.c", "sysmem.c", "napi-helpers.c"]
+      "sources": ["probes.c", "kernels.c", "kernels-quant.c", "gemm-q.c", "gemm.c", "sysmem.c", "napi-helpers.c"]
     }
   ]
 }

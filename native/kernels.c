@@ -178,6 +178,7 @@ GemvFn gemv = gemvScalar;
 const char *isaName = "scalar";
 
 GemvQFn gemvQ = gemvQScalar; /* kernels-quant.c */
+GemmQFn gemmQ = NULL;        /* gemm-q.c */
 
 void pickKernel(void) {
   __builtin_cpu_init();
@@ -192,6 +193,7 @@ void pickKernel(void) {
     /* vpdpbusd (u8 x s8 -> s32) is VNNI (VL for its 256-bit form); without them the quantized step stays scalar */
     if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
       gemvQ = gemvQAvx512;
+      gemmQ = gemmQAvx512;
       pickQuantizer(1);
     }
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {

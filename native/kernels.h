@@ -52,6 +52,11 @@ typedef void (*AxpyFn)(float *y, float a, const float *x, int n);
 
 typedef void (*GemvQFn)(const Mat *m, const QuantX *x, float *y, int N);
 
+/* Y[r] = M X[r] for R activation rows quantized against M (x[r], from quantizeActivations), row r's
+ * output at Y + r * ldy: each weight row's codes are read once for all R rows (gemm-q.c), and each
+ * row's result is bitwise what gemvQ gives for it alone. */
+typedef void (*GemmQFn)(const Mat *m, const QuantX *x, int R, float *Y, int ldy, int N);
+
 /* Y[r] = W X[r] for R activation rows (row r at X + r * ldx, its output at Y + r * ldy): each
  * weight row is read from memory once for all R rows (gemm.c), and each row's result is bitwise
  * what gemv gives for it alone, so a batched step changes no row's logits. */
@@ -63,6 +68,8 @@ extern DotFn dotf;
 extern AxpyFn axpy;
 extern GemvQFn gemvQ;
 extern GemmFn gemm;
+/* NULL where gemvQ is not the AVX-512 VNNI kernel: the batched step then runs rows through matvec. */
+extern GemmQFn gemmQ;
 extern const char *isaName;
 
 void pickKernel(void);
@@ -87,6 +94,7 @@ void pickQuantizer(int avx512);
 int quantVectorOk(const Mat *m);
 void gemvQScalar(const Mat *m, const QuantX *x, float *y, int N);
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemvQAvx512(const Mat *m, const QuantX *x, float *y, int N);
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemmQAvx512(const Mat *m, const QuantX *x, int R, float *Y, int ldy, int N);
 __attribute__((target("avx2,fma"))) float hsum256(__m256 v);
 __attribute__((target("avx512f"))) float dotAvx512(const float *a, const float *b, int n);
 __attribute__((target("avx2,fma"))) float dotAvx2(const float *a, const float *b, int n);

@@ -14,8 +14,9 @@ import { openCheckpoint, type DecoderConfig } from '../../src/model/checkpoint/c
 import { readAdapter, type Adapter } from '../../src/model/checkpoint/lora.ts';
 import { writeRandomAdapter, writeRandomCheckpoint } from '../../src/model/checkpoint/random-checkpoint.ts';
 import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts';
+import { ExternalDataFile, quantizeWeights, type QuantBits } from '../../src/model/checkpoint/quant.ts';
 import { compileModel, type QuantizedIndex } from '../../src/model/graph/compile.ts';
-import { LORA_MODULES } from '../../src/model/graph/llama.ts';
+import { LORA_MODULES, moduleName } from '../../src/model/graph/llama.ts';
 import { nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
 import { createNativeDecoder, type NativeDecoder } from '../../src/model/inference/native-decoder.ts';
 import { relError } from './graph-helpers.ts';
@@ -57,14 +58,40 @@ function fixtureOf(k: number): Fixture {
   return (fixtures[k] = { modelDir, adapterDirs, cfg, adapters: [readAdapter(adapterDirs[0], cfg), readAdapter(adapterDirs[1], cfg)] });
 }
 
+let wide: Fixture | undefined;
+function wideFixture(): Fixture {
+  if (wide) return wide;
+  const modelDir = join(root, 'wide');
+  const config = { ...odd, hidden_size: 544, intermediate_size: 1100, model_type: 'llama', num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false };
+  const cfg = writeRandomCheckpoint(modelDir, { config, seed: 530, dtype: 'F32' });
+  const adapterDirs: [string, string] = [join(root, 'wide-a1'), join(root, 'wide-a2')];
+  writeRandomAdapter(adapterDirs[0], cfg, { r: 5, alpha: 10, targets: LORA_MODULES, seed: 91 });
+  writeRandomAdapter(adapterDirs[1], cfg, { r: 3, alpha: 12, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], seed: 92 });
+  return (wide = { modelDir, adapterDirs, cfg, adapters: [readAdapter(adapterDirs[0], cfg), readAdapter(adapterDirs[1], cfg)] });
+}
+
+/** The model's linear weights (as compileModel picks them) quantized with a block size of our choosing. */
+async function quantizedWith(f: Fixture, bits: QuantBits, blockSize: number): Promise<QuantizedIndex> {
+  const tensors = openCheckpoint(f.modelDir).tensors;
+  const names = Array.from({ length: f.cfg.numLayers }, (_, l) => LORA_MODULES.map((m) => `${moduleName(l, m)}.weight`)).flat();
+  const file = join(root, `wide-q${bits}-${blockSize}.bin`);
+  const out = new ExternalDataFile(file, 'quant.bin');
+  try {
+    const weights = await quantizeWeights([...names, 'lm_head.weight'].map((name) => ({ name, entry: tensors.get(name)! })), bits, out, blockSize);
+    return { file, bits, blockSize, weights };
+  } finally {
+    out.close();
+  }
+}
+
 /** Batched on a base decoder with both adapters loaded, against each sequence alone on a decoder with its adapter built in. */
-async function expectBitwise(f: Fixture, q: QuantizedIndex | null = null): Promise<void> {
+async function expectBitwise(f: Fixture, q: QuantizedIndex | null = null, chunkings = CHUNKINGS): Promise<void> {
   const a = addon();
   const alone = [null, ...f.adapters].map((ad) => createNativeDecoder(a, f.cfg, f.modelDir, ad, q));
   const batched = createNativeDecoder(a, f.cfg, f.modelDir, null, q);
   const adapters = [null, batched.loadAdapter(f.adapters[0]), batched.loadAdapter(f.adapters[1])];
   try {
-    for (const chunks of CHUNKINGS) {
+    for (const chunks of chunkings) {
       const plans = mixedPlans(chunks, f.cfg.vocabSize);
       const run = await runBatched(batched, plans, adapters);
       expect(run.maxRows).toBeGreaterThan(2);
@@ -92,6 +119,19 @@ describe('stepBatch: every row bitwise as its sequence alone with single steps',
       await expectBitwise(f, compiled.quantized!);
     });
   }
+
+  /*
+   * The batched quantized kernel (native/gemm-q.c) in every layout it has: int8 blocks of 16, 32,
+   * 64 and 128 (4 or 2 blocks a 64-byte chunk, or 1 or 2 chunks a block) and int4 blocks of 32
+   * (16-block groups), 64, 128 and 256, on rows wide enough for int4's groups and both of its
+   * tails (hidden 544: 4 chunks and 16 bytes; inter 1100: 8 chunks and 48 bytes), with batches of
+   * 1 to 20+ rows, so many not a multiple of its row group.
+   */
+  const LAYOUTS: [QuantBits, number][] = [[8, 16], [8, 32], [8, 64], [8, 128], [4, 32], [4, 64], [4, 128], [4, 256]];
+  it.each(LAYOUTS)('int%i with blocks of %i, wide rows: the same, through the batched quantized kernel', async (bits, blockSize) => {
+    const f = wideFixture();
+    await expectBitwise(f, await quantizedWith(f, bits, blockSize), [CHUNKINGS[0]!]);
+  });
 
   it("a null adapter is the decoder's own built-in LoRA; rows with another adapter use that one instead", async () => {
     const f = fixtureOf(0);
