@@ -121,10 +121,8 @@ static napi_value cacheImport(napi_env env, napi_callback_info info) {
     size_t n;
     const float *k = layerArray(env, argv[2], l, kvRow, (long)n0, &n), *v = layerArray(env, argv[3], l, kvRow, (long)n0, &n);
     if (!k || !v) THROW(env, "BAD_STEP", "cacheImport: every layer's keys and values must have the same [kvHeads, T, headDim] shape");
-    for (int g = 0; g < d->kvHeads; g++) {
-      memcpy(S->k[l] + (size_t)g * S->cap * hd, k + (size_t)g * T * hd, sizeof(float) * T * hd);
-      memcpy(S->v[l] + (size_t)g * S->cap * hd, v + (size_t)g * T * hd, sizeof(float) * T * hd);
-    }
+    kvCopy(d, S->k[l], S->cap, k, T, T);
+    kvCopy(d, S->v[l], S->cap, v, T, T);
   }
   S->len = T;
   napi_get_undefined(env, &undef);
@@ -148,10 +146,8 @@ static napi_value cacheExport(napi_env env, napi_callback_info info) {
     size_t n;
     float *k = layerArray(env, argv[3], l, kvRow, (long)(kvRow * T), &n), *v = layerArray(env, argv[4], l, kvRow, (long)(kvRow * T), &n);
     if (!k || !v) THROW(env, "BAD_STEP", "cacheExport: keys and values need one Float32Array [kvHeads, length, headDim] per layer");
-    for (int g = 0; g < d->kvHeads; g++) {
-      memcpy(k + (size_t)g * T * hd, S->k[l] + (size_t)g * S->cap * hd, sizeof(float) * T * hd);
-      memcpy(v + (size_t)g * T * hd, S->v[l] + (size_t)g * S->cap * hd, sizeof(float) * T * hd);
-    }
+    kvCopy(d, k, T, S->k[l], S->cap, T);
+    kvCopy(d, v, T, S->v[l], S->cap, T);
   }
   napi_get_undefined(env, &undef);
   return undef;

@@ -190,10 +190,9 @@ napi_value cacheFork(napi_env env, napi_callback_info info) {
     slotFree(d, S);
     THROW(env, "NO_MEMORY", "out of memory for the forked KV cache");
   }
-  const size_t hd = d->headDim;
-  for (int l = 0; l < d->layers; l++) for (int g = 0; g < d->kvHeads; g++) {
-    memcpy(S->k[l] + (size_t)g * S->cap * hd, src->k[l] + (size_t)g * src->cap * hd, sizeof(float) * T * hd);
-    memcpy(S->v[l] + (size_t)g * S->cap * hd, src->v[l] + (size_t)g * src->cap * hd, sizeof(float) * T * hd);
+  for (int l = 0; l < d->layers; l++) {
+    kvCopy(d, S->k[l], S->cap, src->k[l], src->cap, T);
+    kvCopy(d, S->v[l], S->cap, src->v[l], src->cap, T);
   }
   S->len = T;
   napi_create_int32(env, id, &out);

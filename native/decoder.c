@@ -122,6 +122,13 @@ void attend(Decoder *d, const Slot *S, int l, int p, const float *q, float *ctx)
   }
 }
 
+/* T positions of every KV head from src to dst, whose heads are srcCap and dstCap positions apart
+ * (a slot's layout, or an exported array's with cap = T). */
+void kvCopy(const Decoder *d, float *dst, int dstCap, const float *src, int srcCap, int T) {
+  const size_t hd = d->headDim;
+  for (int g = 0; g < d->kvHeads; g++) memcpy(dst + (size_t)g * dstCap * hd, src + (size_t)g * srcCap * hd, sizeof(float) * T * hd);
+}
+
 /* gate = silu(gate) * up, in place */
 void siluMul(float *gate, const float *up, int n) {
   for (int i = 0; i < n; i++) {
@@ -188,9 +195,9 @@ int slotReserve(Decoder *d, Slot *S, int need) {
       free(v);
       return 0;
     }
-    if (S->k) for (int g = 0; g < d->kvHeads; g++) {
-      memcpy(k[l] + (size_t)g * cap * hd, S->k[l] + (size_t)g * S->cap * hd, rowBytes * S->len);
-      memcpy(v[l] + (size_t)g * cap * hd, S->v[l] + (size_t)g * S->cap * hd, rowBytes * S->len);
+    if (S->k) {
+      kvCopy(d, k[l], cap, S->k[l], S->cap, S->len);
+      kvCopy(d, v[l], cap, S->v[l], S->cap, S->len);
     }
   }
   int len = S->len;

@@ -77,6 +77,7 @@ void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void ropeTables(const Decoder *d, int position, float *cosT, float *sinT);
 void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT);
 void storeKv(const Decoder *d, Slot *S, int l, int p, const float *k, const float *v);
+void kvCopy(const Decoder *d, float *dst, int dstCap, const float *src, int srcCap, int T);
 void attend(Decoder *d, const Slot *S, int l, int p, const float *q, float *ctx);
 void siluMul(float *gate, const float *up, int n);
 int slotReserve(Decoder *d, Slot *S, int need);
