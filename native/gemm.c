@@ -15,23 +15,10 @@
 #include <stddef.h>
 #include "kernels.h"
 
+/* Without AVX2 (rare, and slow either way) each row is its own gemv: bitwise by construction, at
+ * the price of reading the weights once per row. */
 void gemmScalar(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
-  for (int n = 0; n < N; n++) {
-    const float *w = W + (size_t)n * K;
-    for (int r = 0; r < R; r++) {
-      const float *x = X + (size_t)r * ldx;
-      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int k = 0;
-      for (; k + 4 <= K; k += 4) {
-        s0 += w[k] * x[k];
-        s1 += w[k + 1] * x[k + 1];
-        s2 += w[k + 2] * x[k + 2];
-        s3 += w[k + 3] * x[k + 3];
-      }
-      for (; k < K; k++) s0 += w[k] * x[k];
-      Y[(size_t)r * ldy + n] = (s0 + s1) + (s2 + s3);
-    }
-  }
+  for (int r = 0; r < R; r++) gemvScalar(W, X + (size_t)r * ldx, Y + (size_t)r * ldy, N, K);
 }
 
 /* Four _mm512_reduce_add_ps at once, bitwise equal to each: GCC's reduction (avx512fintrin.h,
