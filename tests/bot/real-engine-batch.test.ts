@@ -39,7 +39,7 @@ describe('a busy channel on the real batched engine (tiny model, two slots)', ()
       MORRIS_DATA_DIR: path.join(root, 'data'),
       MORRIS_DEVICE: 'cpu',
       MORRIS_THREADS: '1',
-      MORRIS_MAX_NEW_TOKENS: '40',
+      MORRIS_MAX_NEW_TOKENS: '200', // long enough that five arrivals overlap even on a loaded machine
       MORRIS_TEMPERATURE: '0',
       MORRIS_MAX_BATCH: '2',
       MORRIS_IDLE_UNLOAD_S: '0',
