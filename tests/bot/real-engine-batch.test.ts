@@ -90,9 +90,13 @@ describe('a busy channel on the real batched engine (tiny model, two slots)', ()
     const answers = await Promise.all(topics.map((_, i) => answerIn(`CBUSY${i}`)));
     clearInterval(poll);
     answers.forEach((m, i) => expect(m.text, topics[i]).toBe(alone[i]));
-    expect(together).toBe(2);
-    // Three waited for a slot behind the two being written: the longest line anyone saw was 3.
+    // Two slots on the native kernel; without it (no C compiler at install) ONNX Runtime's steps
+    // serve one at a time, and the line says so.
+    const slots = service.status().decodeKernel?.startsWith('native') ? 2 : 1;
+    expect(service.status().maxBatch).toBe(slots);
+    expect(together).toBe(slots);
+    // The rest waited for a slot: the longest line anyone saw was 5 - slots.
     const positions = answers.flatMap((m) => m.history.map((h) => /Queued: position (\d+)/.exec(h.text)?.[1]).filter(Boolean).map(Number));
-    expect(Math.max(...positions)).toBe(3);
+    expect(Math.max(...positions)).toBe(topics.length - slots);
   });
 });
