@@ -14,6 +14,7 @@ import type { ReplayGuard } from '../store/slack-replays.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
+import { registerSlackFeedback, slackArticleBlocks } from './slack-feedback.ts';
 import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
 import type { ReplyUpdate, Requester } from './types.ts';
 
@@ -140,6 +141,17 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       async edit(ts, text) {
         await updateLimiter.schedule(() => client.chat.update({ channel, ts, text }));
       },
+      // The article's last message becomes blocks: text, lineage and the feedback controls
+      // (the plain `text` stays, for notifications and clients without blocks).
+      async finish(ts, text, _index, final) {
+        const blocks = slackArticleBlocks(text, final, core.settings.columnist);
+        if (ts) {
+          await updateLimiter.schedule(() => client.chat.update({ channel, ts, text, blocks }));
+          return ts;
+        }
+        const r = await client.chat.postMessage({ channel, text, blocks, ...(threadTs ? { thread_ts: threadTs } : {}), unfurl_links: false, unfurl_media: false });
+        return r.ts as string;
+      },
     };
     return streamReply(updates, surface, { maxLength, editIntervalMs: edit, format: toSlackMrkdwn });
   };
@@ -210,6 +222,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     await ack({ response_type: 'ephemeral', text: 'Working on it…' });
     await respond({ response_type: 'ephemeral', text: await result });
   });
+
+  registerSlackFeedback(app, { core, deliver, track: (what, work) => replies.track(what, work) });
 
   app.error(async (e) => {
     logger.error({ err: e }, 'slack handler error');
