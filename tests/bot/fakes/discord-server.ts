@@ -316,7 +316,7 @@ export class FakeDiscord {
   /** A user posts a message; `mentionBot` puts the bot in `mentions` (what discord.js reads). */
   userMessage(opts: { author: FakeUser; content: string; mentionBot?: boolean; dm?: boolean; roles?: string[] }): string {
     const id = this.snowflake();
-    const author = { id: opts.author.id, username: opts.author.username, discriminator: '0', global_name: null, avatar: null, ...(opts.author.bot ? { bot: true } : {}) };
+    const author = userJson(opts.author);
     this.dispatch('MESSAGE_CREATE', {
       id,
       channel_id: opts.dm ? DM_CHANNEL_ID : CHANNEL_ID,
@@ -342,27 +342,8 @@ export class FakeDiscord {
 
   /** A user runs a slash command; returns the interaction token (to find its messages). */
   slashCommand(opts: { name: string; options: { name: string; type: number; value: string | number }[]; user: FakeUser; roles?: string[] }): string {
-    const id = this.snowflake();
-    const token = `tok-${id}`;
-    const user = { id: opts.user.id, username: opts.user.username, discriminator: '0', global_name: null, avatar: null };
-    this.dispatch('INTERACTION_CREATE', {
-      id,
-      application_id: APP_ID,
-      type: 2,
-      token,
-      version: 1,
-      guild_id: GUILD_ID,
-      channel_id: CHANNEL_ID,
-      channel: { id: CHANNEL_ID, type: 0, guild_id: GUILD_ID, name: 'general' },
-      member: { user, roles: opts.roles ?? [], permissions: '0', joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0 },
-      data: { id: this.snowflake(), name: opts.name, type: 1, options: opts.options },
-      app_permissions: '0',
-      locale: 'en-GB',
-      guild_locale: 'en-GB',
-      entitlements: [],
-      authorizing_integration_owners: {},
-      context: 0,
-    });
+    const { token, body } = this.interactionBase(opts.user, opts.roles);
+    this.dispatch('INTERACTION_CREATE', { ...body, type: 2, data: { id: this.snowflake(), name: opts.name, type: 1, options: opts.options } });
     return token;
   }
 
