@@ -3,7 +3,9 @@
  * that message with a typing indicator and throttled streaming edits; `/morris topic:` is checked
  * first (a refusal is answered at once, ephemeral), then deferred publicly and edited / followed
  * up; `/morris-admin command:` is deferred ephemeral at once. Every message goes
- * out with allowed_mentions {parse: []}, and other bots' messages are ignored.
+ * out with allowed_mentions {parse: []}, and other bots' messages are ignored. A finished
+ * article's last message carries the feedback buttons and lineage footer; their clicks, the edit
+ * form and 👍/👎 reactions are handled in discord-feedback.ts.
  */
 import {
   type ButtonInteraction,
