@@ -4,6 +4,8 @@
  * runs admin commands. HTTP mode exposes a request listener for POST /slack/events (Bolt's
  * HTTPReceiver verifies signatures: bad or stale ones get 401 and never reach a handler);
  * Socket Mode connects with the app token. Only translation lives here: the work is in the core.
+ * A finished article's last message becomes Block Kit with the lineage and feedback controls;
+ * their handlers (clicks, the edit modal) are in slack-feedback.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { App, HTTPReceiver, LogLevel, verifySlackRequest, webApi, type Logger as BoltLogger } from '@slack/bolt';
