@@ -12,7 +12,7 @@ import type { Store } from '../../src/store/db.ts';
 import { listFeedback, preferencePairs } from '../../src/store/feedback.ts';
 import { getGeneration } from '../../src/store/generations.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
-import { BOT_ID, FakeDiscord, type DiscordMessage } from './fakes/discord-server.ts';
+import { BOT_ID, DM_CHANNEL_ID, FakeDiscord, type DiscordMessage } from './fakes/discord-server.ts';
 import { makeCore, tempStore, waitFor } from './helpers.ts';
 
 const EPHEMERAL = 64;
@@ -98,6 +98,17 @@ describe('Discord feedback', () => {
       ['rating', -1, user(4).id, 'discord', 'a-test-1', 'ds-test-1'],
     ]);
     expect(rows).toHaveLength(2);
+  });
+
+  it('a 👍 reaction on an article in a DM counts as a rating', async () => {
+    const asker = user(9);
+    const msgId = fake.userMessage({ author: asker, content: 'a quiet word about pagers', dm: true });
+    const reply = await waitFor(() => fake.messages.find((m) => m.reply_to === msgId && buttonIds(m).length), 20_000, 'DM article');
+    expect(reply.channel_id).toBe(DM_CHANNEL_ID);
+    const g = generationOf(reply);
+    fake.react({ messageId: reply.id, emoji: '👍', user: asker });
+    await waitFor(() => listFeedback(store, g).length === 1, 10_000, 'DM rating');
+    expect(listFeedback(store, g)[0]).toMatchObject({ kind: 'rating', value: 1, userId: asker.id });
   });
 
   it('Suggest an edit opens a modal holding the article (several inputs when long); the submission is a preference pair', async () => {

@@ -15,7 +15,7 @@ import { listFeedback, preferencePairs } from '../../src/store/feedback.ts';
 import { getGeneration } from '../../src/store/generations.ts';
 import { slackReplayGuard } from '../../src/store/slack-replays.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
-import { blockActions, FakeSlack, postInteraction, postSigned, slashCommand, viewSubmission, type SlackMessage } from './fakes/slack-server.ts';
+import { appMention, blockActions, BOT_USER_ID, FakeSlack, postInteraction, postSigned, slashCommand, viewSubmission, type SlackMessage } from './fakes/slack-server.ts';
 import { makeCore, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
@@ -162,5 +162,16 @@ describe('Slack feedback (HTTP mode)', () => {
     const pair = await waitFor(() => preferencePairs(store).find((p) => p.source === 'rating' && p.rejectedId === first), 10_000, 'rating pair');
     expect(pair.chosenId).toBe(g2);
     await waitFor(() => fake.responses.length >= receipts + 2, 10_000, 'both receipts');
+  });
+
+  it('Regenerate on an article in a thread answers in that thread', async () => {
+    const event = appMention({ user: 'U9', text: `<@${BOT_USER_ID}> the landline in a thread`, channel: 'CTHREAD', ts: '1700000009.000100' });
+    expect((await postSigned(eventsUrl, JSON.stringify(event), { secret: SECRET, contentType: 'application/json' })).status).toBe(200);
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CTHREAD' && finished(m)), 20_000, 'threaded article');
+    expect(msg.thread_ts).toBe('1700000009.000100');
+    await click('U10', msg, element(msg, 'button', 'morris_regenerate'));
+    const again = await waitFor(() => fake.messages.find((m) => m.channel === 'CTHREAD' && finished(m) && m.ts !== msg.ts), 20_000, 'regenerated in thread');
+    expect(again.thread_ts).toBe('1700000009.000100');
+    expect(getGeneration(store, generationOf(again))).toMatchObject({ parentId: generationOf(msg), userId: 'U10' });
   });
 });

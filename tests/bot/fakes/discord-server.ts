@@ -389,15 +389,16 @@ export class FakeDiscord {
     return token;
   }
 
-  /** A user adds a reaction (a unicode emoji) to a message in the guild channel. */
+  /** A user adds a reaction (a unicode emoji) to a message, in the guild channel or a DM. */
   react(opts: { messageId: string; emoji: string; user: FakeUser }): void {
     const msg = this.messages.find((m) => m.id === opts.messageId);
+    const dm = msg?.channel_id === DM_CHANNEL_ID;
     this.dispatch('MESSAGE_REACTION_ADD', {
       user_id: opts.user.id,
       channel_id: msg?.channel_id ?? CHANNEL_ID,
       message_id: opts.messageId,
-      guild_id: GUILD_ID,
-      member: memberJson(opts.user),
+      // A DM reaction carries no guild and no member, only the user id.
+      ...(dm ? {} : { guild_id: GUILD_ID, member: memberJson(opts.user) }),
       emoji: { id: null, name: opts.emoji },
       message_author_id: BOT_ID,
       burst: false,
