@@ -175,3 +175,44 @@ describe('Slack feedback (HTTP mode)', () => {
     expect(getGeneration(store, generationOf(again))).toMatchObject({ parentId: generationOf(msg), userId: 'U10' });
   });
 });
+
+describe('Slack feedback over Socket Mode', () => {
+  const fake = new FakeSlack();
+  let store: Store;
+  let cleanup: () => void;
+  let bot: SlackBot;
+
+  beforeAll(async () => {
+    await fake.start();
+    ({ store, cleanup } = tempStore());
+    bot = createSlackBot({ core: makeCore(store, new FakeGenerator(() => ({ chunkDelayMs: 3 }))), botToken: 'xoxb-test', appToken: 'xapp-test', apiUrl: fake.apiUrl, editIntervalMs: 40, updatesPerMinute: 60_000, retries: 0 });
+    await bot.start();
+    await waitFor(() => fake.socketConnected, 20_000, 'socket connection');
+  });
+
+  afterAll(async () => {
+    await bot.stop();
+    await fake.stop();
+    cleanup();
+  });
+
+  it('clicks and the edit form arrive as interactive envelopes; the form is answered in the ack', async () => {
+    await fake.envelope('slash_commands', slashCommand(fake, { command: '/morris', text: 'socket feedback', user_id: 'U1', channel_id: 'CSOCK' }));
+    const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CSOCK' && finished(m)), 20_000, 'socket article');
+    const rate = (msg.blocks as Block[]).flatMap((b) => b.elements ?? []).find((e) => e.type === 'feedback_buttons')!;
+    const g = String((rate.negative_button as { value: string }).value).slice('down:'.length);
+    await fake.envelope('interactive', blockActions(fake, { user: 'U2', message: msg, action: rate, value: `down:${g}` }));
+    await waitFor(() => listFeedback(store, g).length === 1, 10_000, 'socket rating');
+    const edit = (msg.blocks as Block[]).flatMap((b) => b.elements ?? []).find((e) => e.action_id === 'morris_edit')!;
+    await fake.envelope('interactive', blockActions(fake, { user: 'U2', message: msg, action: edit }));
+    const opened = await waitFor(() => fake.views.at(-1), 10_000, 'views.open');
+    const [input] = opened.view.blocks as { block_id: string; element: { initial_value: string } }[];
+    const ack = await fake.envelope('interactive', viewSubmission({ user: 'U2', view: opened.view, values: { [input!.block_id]: `${input!.element.initial_value}\n\nA closing line.` } }));
+    expect(ack).toMatchObject({ response_action: 'update' });
+    expect(listFeedback(store, g).map((r) => [r.kind, r.userId])).toEqual([
+      ['rating', 'U2'],
+      ['edit', 'U2'],
+    ]);
+    expect(preferencePairs(store)[0]).toMatchObject({ source: 'edit', rejectedId: g });
+  });
+});

@@ -172,11 +172,11 @@ export class FakeSlack {
   }
 
   /** Sends one envelope over Socket Mode; resolves with the ack's payload (null if none). */
-  envelope(type: 'slash_commands' | 'events_api', payload: Record<string, unknown>): Promise<unknown> {
+  envelope(type: 'slash_commands' | 'events_api' | 'interactive', payload: Record<string, unknown>): Promise<unknown> {
     if (!this.socket) throw new Error('no Socket Mode client connected');
     const id = randomUUID();
     const acked = new Promise<unknown>((r) => this.acks.set(id, r));
-    this.socket.send(JSON.stringify({ envelope_id: id, type, payload, accepts_response_payload: type === 'slash_commands' }));
+    this.socket.send(JSON.stringify({ envelope_id: id, type, payload, accepts_response_payload: type !== 'events_api' }));
     return acked;
   }
 }
