@@ -42,6 +42,8 @@ const OWNED_TABLES: Record<string, string> = {
   adapters: 'store/adapters.ts',
   adapter_events: 'store/adapters.ts',
   generations: 'store/generations.ts',
+  feedback: 'store/feedback.ts',
+  feedback_messages: 'store/feedback.ts',
   slack_requests_seen: 'store/slack-replays.ts',
   train_metrics: 'store/train-metrics.ts',
   kv: 'store/db.ts',

@@ -11,6 +11,7 @@ import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
 import { isAdmin, runAdminCommand } from './admin-commands.ts';
 import { closeGeneration, newGenerationId, openGeneration } from '../store/generations.ts';
+import { FeedbackDesk } from './feedback-desk.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
 import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {
@@ -142,8 +143,12 @@ export class BotCore {
   /** Requests that passed precheck and have not been accepted yet. */
   private readonly unaccepted = new WeakSet<AcceptedRequest>();
 
+  /** Ratings, edits and Regenerate: reader feedback on the articles this core wrote. */
+  readonly feedback: FeedbackDesk;
+
   constructor(private readonly deps: BotCoreDeps) {
     this.now = deps.now ?? Date.now;
+    this.feedback = new FeedbackDesk(this, deps.store);
     this.limiter = perUserLimiter(deps.settings.userRateLimitPerMin);
     this.webLimiter = perUserLimiter(deps.settings.webRateLimitPerMin);
   }
@@ -195,14 +200,17 @@ export class BotCore {
     return { ok: true, accepted };
   }
 
-  /** Opens the `generations` row for a request that passed `precheck`; once per precheck. */
-  accept(accepted: AcceptedRequest): Extract<Prepared, { ok: true }> {
+  /**
+   * Opens the `generations` row for a request that passed `precheck`; once per precheck.
+   * `parentId` links a regeneration to the article it replaces (see feedback-desk.ts).
+   */
+  accept(accepted: AcceptedRequest, link: { parentId?: string } = {}): Extract<Prepared, { ok: true }> {
     // One rate-limit token pays for one generation: a request not from precheck, or accepted
     // twice, would generate without (or beyond) its token.
     if (!this.unaccepted.delete(accepted)) throw new MorrisError('INTERNAL', 'accept() needs a request from precheck(), once.');
     const { requester, topic, options } = accepted;
     const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options };
-    openGeneration(this.deps.store, { id: request.id, requester, topic });
+    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId });
     return {
       ok: true,
       request,
@@ -311,6 +319,7 @@ export class BotCore {
         adapterId: done.adapterId,
         datasetId: done.datasetId,
         error: done.cut ? `cut: ${done.reason ?? 'unknown'}` : null,
+        article: body.trim(),
       });
       yield {
         kind: 'final',

@@ -3,9 +3,12 @@
  * that message with a typing indicator and throttled streaming edits; `/morris topic:` is checked
  * first (a refusal is answered at once, ephemeral), then deferred publicly and edited / followed
  * up; `/morris-admin command:` is deferred ephemeral at once. Every message goes
- * out with allowed_mentions {parse: []}, and other bots' messages are ignored.
+ * out with allowed_mentions {parse: []}, and other bots' messages are ignored. A finished
+ * article's last message carries the feedback buttons and lineage footer; their clicks, the edit
+ * form and 👍/👎 reactions are handled in discord-feedback.ts.
  */
 import {
+  type ButtonInteraction,
   type ChatInputCommandInteraction,
   Client,
   Events,
@@ -19,10 +22,11 @@ import {
 } from 'discord.js';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import type { BotCore } from './core.ts';
+import type { BotCore, Prepared } from './core.ts';
+import { articleComponents, lineageEmbeds, onFeedbackInteraction, onRatingReaction } from './discord-feedback.ts';
 import { MAX_TEMPERATURE, MIN_TEMPERATURE } from './parse-request.ts';
 import { DISCORD_EDIT_INTERVAL_MS, DISCORD_MAX_MESSAGE_LENGTH, DISCORD_TYPING_REFRESH_MS, splitMessage, toDiscordMarkdown } from './render.ts';
-import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
+import { afterNotice, ReplyTracker, streamReply, type FinalUpdate, type MessageSurface, type StreamReplyResult } from './stream-reply.ts';
 import type { ArticleLength, GenerationOptions, ReplyUpdate, Requester } from './types.ts';
 
 const logger = childLog('discord');
@@ -95,8 +99,15 @@ function discordRequester(userId: string, member: unknown, channelId: string): R
 export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   const { core } = opts;
   const client = new Client({
-    intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.DirectMessages],
-    partials: [Partials.Channel],
+    // Reactions are ratings; they arrive for messages discord.js has not cached (hence the partials).
+    intents: [
+      GatewayIntentBits.Guilds,
+      GatewayIntentBits.GuildMessages,
+      GatewayIntentBits.DirectMessages,
+      GatewayIntentBits.GuildMessageReactions,
+      GatewayIntentBits.DirectMessageReactions,
+    ],
+    partials: [Partials.Channel, Partials.Message, Partials.Reaction, Partials.User],
     allowedMentions: NO_MENTIONS,
     ...(opts.apiUrl ? { rest: { api: opts.apiUrl } } : {}),
   });
@@ -106,6 +117,17 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
 
   const render = <H>(updates: AsyncIterable<ReplyUpdate>, surface: MessageSurface<H>, onUpdate?: (u: ReplyUpdate) => void) =>
     streamReply(updates, surface, { maxLength, editIntervalMs, format: toDiscordMarkdown, onUpdate });
+
+  /** What the last message of a finished article carries: feedback buttons and its lineage. */
+  const articleExtras = (final: FinalUpdate) => ({
+    components: articleComponents(final.generationId),
+    embeds: lineageEmbeds(core.settings.columnist, final.lineage),
+  });
+
+  /** Every message of a finished article leads back to it, so a reaction on any part counts. */
+  const linkArticle = (result: StreamReplyResult<unknown>, messageIds: readonly string[]) => {
+    if (result.final?.kind === 'final') core.feedback.linkMessages('discord', messageIds, result.final.generationId);
+  };
 
   async function onMessage(message: Message): Promise<void> {
     const me = client.user;
@@ -127,40 +149,63 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
       };
       typing();
       const typingTimer = setInterval(typing, DISCORD_TYPING_REFRESH_MS);
+      const ids: string[] = [];
+      const post = async (content: string, index: number, extras = {}) => {
+        const m = await (index === 0 || !('send' in channel)
+          ? message.reply({ content, allowedMentions: NO_MENTIONS, ...extras })
+          : channel.send({ content, allowedMentions: NO_MENTIONS, ...extras }));
+        ids.push(m.id);
+        return m;
+      };
       const surface: MessageSurface<Message> = {
-        post: (content, index) =>
-          index === 0 || !('send' in channel)
-            ? message.reply({ content, allowedMentions: NO_MENTIONS })
-            : channel.send({ content, allowedMentions: NO_MENTIONS }),
+        post: (content, index) => post(content, index),
         edit: async (m, content) => {
           await m.edit({ content, allowedMentions: NO_MENTIONS });
         },
+        finish: async (m, content, index, final) => (m ? m.edit({ content, allowedMentions: NO_MENTIONS, ...articleExtras(final) }) : post(content, index, articleExtras(final))),
       };
       try {
-        await render(afterNotice(ackText, () => run(signal)), surface, (u) => {
+        const result = await render(afterNotice(ackText, () => run(signal)), surface, (u) => {
           if (u.kind === 'final' || u.kind === 'failed') clearInterval(typingTimer);
         });
+        linkArticle(result, ids);
       } finally {
         clearInterval(typingTimer);
       }
     });
   }
 
-  /** Deferred interaction: message 0 is the deferred reply (edited), the rest are follow-ups. */
-  function interactionSurface(i: ChatInputCommandInteraction): MessageSurface<Message | '@original'> {
+  /**
+   * Deferred interaction: message 0 is the deferred reply (edited), the rest are follow-ups.
+   * `ids` collects the ids of the messages it wrote.
+   */
+  function interactionSurface(i: ChatInputCommandInteraction | ButtonInteraction, ids: string[]): MessageSurface<Message | '@original'> {
+    const post = async (content: string, index: number, extras = {}): Promise<Message | '@original'> => {
+      const m = index === 0 ? await i.editReply({ content, allowedMentions: NO_MENTIONS, ...extras }) : await i.followUp({ content, allowedMentions: NO_MENTIONS, ...extras });
+      if (!ids.includes(m.id)) ids.push(m.id);
+      return index === 0 ? '@original' : m;
+    };
+    const edit = async (handle: Message | '@original', content: string, extras = {}) => {
+      if (handle === '@original') await i.editReply({ content, allowedMentions: NO_MENTIONS, ...extras });
+      else await i.webhook.editMessage(handle, { content, allowedMentions: NO_MENTIONS, ...extras });
+    };
     return {
-      async post(content, index) {
-        if (index === 0) {
-          await i.editReply({ content, allowedMentions: NO_MENTIONS });
-          return '@original';
-        }
-        return i.followUp({ content, allowedMentions: NO_MENTIONS });
-      },
-      async edit(handle, content) {
-        if (handle === '@original') await i.editReply({ content, allowedMentions: NO_MENTIONS });
-        else await i.webhook.editMessage(handle, { content, allowedMentions: NO_MENTIONS });
+      post: (content, index) => post(content, index),
+      edit: (handle, content) => edit(handle, content),
+      async finish(handle, content, index, final) {
+        if (!handle) return post(content, index, articleExtras(final));
+        await edit(handle, content, articleExtras(final));
+        return handle;
       },
     };
+  }
+
+  /** Streams an accepted request as a deferred interaction's reply (slash command or Regenerate). */
+  function replyToInteraction(what: string, i: ChatInputCommandInteraction | ButtonInteraction, prepared: Extract<Prepared, { ok: true }>): void {
+    replies.track(what, async (signal) => {
+      const ids: string[] = [];
+      linkArticle(await render(afterNotice(prepared.ackText, () => prepared.run(signal)), interactionSurface(i, ids)), ids);
+    });
   }
 
   async function onMorrisCommand(i: ChatInputCommandInteraction): Promise<void> {
@@ -179,10 +224,7 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
       return;
     }
     await i.deferReply();
-    const { ackText, run } = core.accept(checked.accepted);
-    replies.track('slash reply', async (signal) => {
-      await render(afterNotice(ackText, () => run(signal)), interactionSurface(i));
-    });
+    replyToInteraction('slash reply', i, core.accept(checked.accepted));
   }
 
   async function onAdminCommand(i: ChatInputCommandInteraction): Promise<void> {
@@ -198,7 +240,19 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   client.on(Events.MessageCreate, (message) => {
     onMessage(message).catch((e: unknown) => logger.error({ err: e, message: message.id }, 'discord message handler failed'));
   });
+  const feedbackDeps = { core, requester: discordRequester, streamRegeneration: (i: ButtonInteraction, p: Extract<Prepared, { ok: true }>) => replyToInteraction('regenerated reply', i, p) };
+  client.on(Events.MessageReactionAdd, (reaction, user) => {
+    try {
+      onRatingReaction(reaction, user, feedbackDeps, client.user?.id);
+    } catch (e) {
+      logger.error({ err: e, message: reaction.message.id }, 'discord reaction handler failed');
+    }
+  });
   client.on(Events.InteractionCreate, (i) => {
+    if (i.isButton() || i.isModalSubmit()) {
+      onFeedbackInteraction(i, feedbackDeps).catch((e: unknown) => logger.error({ err: e, customId: i.customId }, 'discord feedback interaction failed'));
+      return;
+    }
     if (!i.isChatInputCommand()) return;
     const handler = i.commandName === 'morris' ? onMorrisCommand : i.commandName === 'morris-admin' ? onAdminCommand : null;
     if (!handler) return;

@@ -4,6 +4,8 @@
  * runs admin commands. HTTP mode exposes a request listener for POST /slack/events (Bolt's
  * HTTPReceiver verifies signatures: bad or stale ones get 401 and never reach a handler);
  * Socket Mode connects with the app token. Only translation lives here: the work is in the core.
+ * A finished article's last message becomes Block Kit with the lineage and feedback controls;
+ * their handlers (clicks, the edit modal) are in slack-feedback.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { App, HTTPReceiver, LogLevel, verifySlackRequest, webApi, type Logger as BoltLogger } from '@slack/bolt';
@@ -14,6 +16,7 @@ import type { ReplayGuard } from '../store/slack-replays.ts';
 import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
+import { registerSlackFeedback, slackArticleBlocks } from './slack-feedback.ts';
 import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
 import type { ReplyUpdate, Requester } from './types.ts';
 
@@ -140,6 +143,17 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       async edit(ts, text) {
         await updateLimiter.schedule(() => client.chat.update({ channel, ts, text }));
       },
+      // The article's last message becomes blocks: text, lineage and the feedback controls
+      // (the plain `text` stays, for notifications and clients without blocks).
+      async finish(ts, text, _index, final) {
+        const blocks = slackArticleBlocks(text, final, core.settings.columnist);
+        if (ts) {
+          await updateLimiter.schedule(() => client.chat.update({ channel, ts, text, blocks }));
+          return ts;
+        }
+        const r = await client.chat.postMessage({ channel, text, blocks, ...(threadTs ? { thread_ts: threadTs } : {}), unfurl_links: false, unfurl_media: false });
+        return r.ts as string;
+      },
     };
     return streamReply(updates, surface, { maxLength, editIntervalMs: edit, format: toSlackMrkdwn });
   };
@@ -210,6 +224,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     await ack({ response_type: 'ephemeral', text: 'Working on it…' });
     await respond({ response_type: 'ephemeral', text: await result });
   });
+
+  registerSlackFeedback(app, { core, deliver, track: (what, work) => replies.track(what, work) });
 
   app.error(async (e) => {
     logger.error({ err: e }, 'slack handler error');

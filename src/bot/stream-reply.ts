@@ -15,7 +15,15 @@ export interface MessageSurface<H> {
   /** Posts message number `index` (0 = the reply itself) and returns a handle to edit it. */
   post(text: string, index: number): Promise<H>;
   edit(handle: H, text: string, index: number): Promise<void>;
+  /**
+   * Writes the last message of a finished article, posting it (`handle` undefined) or editing it,
+   * with what ends an article on this platform (feedback buttons, the lineage footer). Without
+   * it the last message is posted or edited like any other.
+   */
+  finish?(handle: H | undefined, text: string, index: number, final: FinalUpdate): Promise<H>;
 }
+
+export type FinalUpdate = Extract<ReplyUpdate, { kind: 'final' }>;
 
 export interface StreamReplyOptions {
   maxLength: number;
@@ -56,9 +64,15 @@ export async function streamReply<H>(
   let textStarted = false;
   let fatal: unknown = null;
 
-  const reconcile = async (parts: string[]) => {
+  const reconcile = async (parts: string[], finish?: (handle: H | undefined, text: string, index: number) => Promise<H>) => {
     for (let i = 0; i < parts.length; i++) {
-      if (i < handles.length) {
+      if (finish && i === parts.length - 1) {
+        // Always written, even when its text is unchanged: the decorations are new.
+        const handle = await finish(handles[i], parts[i]!, i);
+        if (i < handles.length) edits++;
+        handles[i] = handle;
+        shown[i] = parts[i]!;
+      } else if (i < handles.length) {
         if (shown[i] !== parts[i]) {
           await surface.edit(handles[i]!, parts[i]!, i);
           shown[i] = parts[i]!;
@@ -137,7 +151,8 @@ export async function streamReply<H>(
     // Respect the edit interval for the last write too (it is usually an edit of message 0).
     const wait = handles.length ? editDelay(lastWriteAt, now(), opts.editIntervalMs) : 0;
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    await reconcile(splitMessage(text, opts.maxLength));
+    const finish = final.kind === 'final' && surface.finish ? surface.finish.bind(surface) : undefined;
+    await reconcile(splitMessage(text, opts.maxLength), finish && ((h, t, i) => finish(h, t, i, final as FinalUpdate)));
   }
   return { handles, shown, edits, final };
 }

@@ -9,6 +9,7 @@ import * as model from './model.ts';
 import * as adapters from './adapters.ts';
 import * as jobs from './jobs.ts';
 import * as bots from './bots.ts';
+import * as feedback from './feedback.ts';
 import * as doctor from './doctor.ts';
 import * as db from './db.ts';
 
@@ -21,6 +22,7 @@ export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext):
   adapters,
   jobs,
   bots,
+  feedback,
   doctor,
   db,
 ];

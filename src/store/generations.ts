@@ -25,12 +25,22 @@ export function newGenerationId(): string {
 
 export function openGeneration(
   store: Store,
-  row: { id: string; requester: GenerationRequester; topic: string; outcome?: GenerationOutcome; error?: string },
+  row: {
+    id: string;
+    requester: GenerationRequester;
+    topic: string;
+    outcome?: GenerationOutcome;
+    error?: string;
+    /** The request's options (JSON-able), kept so Regenerate can ask the same again. */
+    options?: unknown;
+    /** The generation this one regenerates. */
+    parentId?: string;
+  },
 ): void {
   store
     .prepare(
-      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(
       row.id,
@@ -40,6 +50,8 @@ export function openGeneration(
       row.topic.slice(0, STORED_TOPIC_MAX_CHARS),
       row.outcome ?? 'running',
       row.error ?? null,
+      row.options === undefined ? null : JSON.stringify(row.options),
+      row.parentId ?? null,
     );
 }
 
@@ -55,13 +67,15 @@ export function closeGeneration(
     adapterId?: string | null;
     datasetId?: string | null;
     error?: string | null;
+    /** The article's final text (body only, no trailer): what readers rate and edit. */
+    article?: string | null;
   },
 ): void {
   store
     .prepare(
       `UPDATE generations SET outcome = ?, duration_ms = ?, ttft_ms = ?, n_chars = ?,
          base_model = COALESCE(?, base_model), adapter_id = COALESCE(?, adapter_id),
-         dataset_id = COALESCE(?, dataset_id), error = ?
+         dataset_id = COALESCE(?, dataset_id), error = ?, article = COALESCE(?, article)
        WHERE id = ?`,
     )
     .run(
@@ -73,6 +87,87 @@ export function closeGeneration(
       result.adapterId ?? null,
       result.datasetId ?? null,
       result.error ?? null,
+      result.article ?? null,
       id,
     );
+}
+
+/** One finished (or running) generation, as feedback and Regenerate need it. */
+export interface GenerationRecord {
+  id: string;
+  platform: string;
+  userId: string | null;
+  channelId: string | null;
+  topic: string;
+  outcome: GenerationOutcome;
+  article: string | null;
+  options: unknown;
+  parentId: string | null;
+  baseModel: string | null;
+  adapterId: string | null;
+  datasetId: string | null;
+  startedAt: string;
+}
+
+interface GenerationRow {
+  id: string;
+  platform: string;
+  user_id: string | null;
+  channel_id: string | null;
+  topic: string;
+  outcome: GenerationOutcome;
+  article: string | null;
+  options: string | null;
+  parent_id: string | null;
+  base_model: string | null;
+  adapter_id: string | null;
+  dataset_id: string | null;
+  started_at: string;
+}
+
+function toRecord(r: GenerationRow): GenerationRecord {
+  return {
+    id: r.id,
+    platform: r.platform,
+    userId: r.user_id,
+    channelId: r.channel_id,
+    topic: r.topic,
+    outcome: r.outcome,
+    article: r.article,
+    options: r.options === null ? null : (JSON.parse(r.options) as unknown),
+    parentId: r.parent_id,
+    baseModel: r.base_model,
+    adapterId: r.adapter_id,
+    datasetId: r.dataset_id,
+    startedAt: r.started_at,
+  };
+}
+
+const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, base_model, adapter_id, dataset_id, started_at';
+
+export function getGeneration(store: Store, id: string): GenerationRecord | undefined {
+  const row = store.prepare(`SELECT ${RECORD_COLUMNS} FROM generations WHERE id = ?`).get(id) as GenerationRow | undefined;
+  return row && toRecord(row);
+}
+
+/**
+ * Every generation of one request: the first ask and all its regenerations (and theirs), oldest
+ * first. `id` may be any member of the family.
+ */
+export function generationFamily(store: Store, id: string): GenerationRecord[] {
+  const rows = store
+    .prepare(
+      `WITH RECURSIVE up(id, parent_id) AS (
+         SELECT id, parent_id FROM generations WHERE id = ?
+         UNION SELECT g.id, g.parent_id FROM generations g JOIN up ON g.id = up.parent_id
+       ),
+       root AS (SELECT id FROM up WHERE parent_id IS NULL),
+       down(id) AS (
+         SELECT id FROM root
+         UNION SELECT g.id FROM generations g JOIN down ON g.parent_id = down.id
+       )
+       SELECT ${RECORD_COLUMNS} FROM generations WHERE id IN (SELECT id FROM down) ORDER BY started_at, rowid`,
+    )
+    .all(id) as GenerationRow[];
+  return rows.map(toRecord);
 }

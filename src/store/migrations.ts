@@ -293,4 +293,42 @@ export const migrations: Migration[] = [
       CREATE INDEX adapter_events_adapter ON adapter_events(adapter_id, id);
     `,
   },
+  {
+    version: 46,
+    name: 'feedback: ratings, edits, regenerations and article lineage',
+    sql: `
+      -- What readers said about an article is only useful next to the article itself: the final
+      -- text (the body, without the attribution trailer) is kept, with the options it was asked
+      -- with (so Regenerate can ask again) and the article it regenerates (parent_id).
+      ALTER TABLE generations ADD COLUMN article TEXT;
+      ALTER TABLE generations ADD COLUMN options TEXT;
+      ALTER TABLE generations ADD COLUMN parent_id TEXT REFERENCES generations(id);
+      CREATE INDEX generations_parent ON generations(parent_id);
+
+      -- One row per reader signal. user_id is whoever clicked, who may not be the requester.
+      -- adapter_id / dataset_id are copied from the article, so a signal stays attributable to
+      -- the model that earned it after the generations table is pruned.
+      CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        generation_id TEXT NOT NULL REFERENCES generations(id),
+        kind TEXT NOT NULL CHECK (kind IN ('rating', 'regenerate', 'pick', 'edit')),
+        value INTEGER CHECK (value IS NULL OR value IN (-1, 1)),
+        edited_text TEXT,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        adapter_id TEXT,
+        dataset_id TEXT,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+      );
+      CREATE INDEX feedback_generation ON feedback(generation_id, kind);
+
+      -- Which platform message shows which article, so a reaction on any part of it counts.
+      CREATE TABLE feedback_messages (
+        platform TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        generation_id TEXT NOT NULL REFERENCES generations(id),
+        PRIMARY KEY (platform, message_id)
+      );
+    `,
+  },
 ];

@@ -53,7 +53,9 @@ describe('morris discord / slack CLI', () => {
     const manifest = fs.readFileSync(path.resolve('docs/slack-app-manifest.yml'), 'utf8');
     expect([...manifest.matchAll(/- command: (\S+)/g)].map((m) => m[1])).toEqual(['/morris', '/morris-admin']);
     const urls = [...manifest.matchAll(/(?:url|request_url): (\S+)/g)].map((m) => new URL(m[1]!).pathname);
-    expect(urls.length).toBe(3);
+    expect(urls.length).toBe(4);
+    // The feedback buttons and the edit form reach the bot only with interactivity on.
+    expect(manifest).toMatch(/interactivity:\s*\n(\s*#.*\n)?\s*is_enabled: true\s*\n\s*request_url: /);
     for (const u of urls) expect(u).toBe(SLACK_EVENTS_PATH);
     expect(manifest).toMatch(/bot_events:\s*\n\s*- app_mention\s*\n/);
     for (const scope of ['app_mentions:read', 'chat:write', 'commands']) expect(manifest).toContain(`- ${scope}`);

@@ -55,4 +55,33 @@ describe('streamReply', () => {
     expect(writes.length).toBe(after);
     expect(writes.map((w) => w.text)).toEqual(['first …']);
   });
+
+  it('finish writes the last message of a finished article once, even when its text is unchanged; failures never reach it', async () => {
+    const run = async (final: ReplyUpdate) => {
+      const { surface, writes } = memorySurface();
+      const finished: { handle: number | undefined; text: string; index: number; generationId: string }[] = [];
+      surface.finish = async (handle, text, index, f) => {
+        finished.push({ handle, text, index, generationId: f.generationId });
+        return handle ?? index;
+      };
+      async function* updates(): AsyncGenerator<ReplyUpdate> {
+        yield { kind: 'partial', text: 'one two three' };
+        await sleep(5);
+        yield final;
+      }
+      const res = await streamReply(updates(), surface, { maxLength: 30, editIntervalMs: 1, format: (s) => s });
+      return { writes, finished, res };
+    };
+    // Same text as the live preview minus the cursor: still written, with the decorations.
+    const a = await run({ kind: 'final', text: 'one two three', cut: false, generationId: 'g-1' });
+    expect(a.finished).toEqual([{ handle: 0, text: 'one two three', index: 0, generationId: 'g-1' }]);
+    // A final text longer than the preview: the new last message is posted through finish.
+    const b = await run({ kind: 'final', text: `one two three ${'four '.repeat(8)}`, cut: false, generationId: 'g-2' });
+    expect(b.finished.map((f) => [f.handle, f.index])).toEqual([[undefined, b.res.handles.length - 1]]);
+    expect(b.res.handles.length).toBeGreaterThan(1);
+    expect(b.writes.some((w) => w.index === b.res.handles.length - 1)).toBe(false);
+    const c = await run({ kind: 'failed', text: 'Sorry', generationId: 'g-3' });
+    expect(c.finished).toEqual([]);
+    expect(c.res.shown).toEqual(['Sorry']);
+  });
 });

@@ -1,8 +1,10 @@
 /**
  * A local stand-in for Discord, enough for the real discord.js client: REST (/api/v10) for the
  * routes the bot uses, and a JSON gateway websocket (HELLO → IDENTIFY → READY + GUILD_CREATE,
- * heartbeats acked) that can dispatch MESSAGE_CREATE and INTERACTION_CREATE. Every message the
- * bot writes is recorded with its allowed_mentions and edit history.
+ * heartbeats acked) that can dispatch MESSAGE_CREATE, INTERACTION_CREATE (slash commands, button
+ * clicks, modal submits) and MESSAGE_REACTION_ADD. Every message the bot writes is recorded with
+ * its allowed_mentions, components, embeds and edit history; interaction callbacks with their data
+ * (a modal's form, an ephemeral answer).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +32,19 @@ export interface DiscordMessage {
   flags?: number;
   interaction_token?: string;
   history: { content: string; at: number }[];
+  /** Message components (button rows) and embeds as last set. */
+  components?: unknown[];
+  embeds?: unknown[];
+}
+
+export interface InteractionCallback {
+  id: string;
+  token: string;
+  type: number;
+  flags?: number;
+  at: number;
+  /** The callback's data: a reply's content, or a modal (custom_id, title, components). */
+  data?: Record<string, unknown>;
 }
 
 export interface RestCall {
@@ -45,10 +60,26 @@ export interface FakeUser {
   bot?: boolean;
 }
 
+/** The components and embeds a create request set, if any. */
+function created(body: Record<string, unknown>): Pick<DiscordMessage, 'components' | 'embeds'> {
+  return {
+    ...(Array.isArray(body.components) ? { components: body.components } : {}),
+    ...(Array.isArray(body.embeds) ? { embeds: body.embeds } : {}),
+  };
+}
+
+function userJson(u: FakeUser) {
+  return { id: u.id, username: u.username, discriminator: '0', global_name: null, avatar: null, ...(u.bot ? { bot: true } : {}) };
+}
+
+function memberJson(u: FakeUser, roles: string[] = []) {
+  return { user: userJson(u), roles, permissions: '0', joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0 };
+}
+
 export class FakeDiscord {
   readonly calls: RestCall[] = [];
   readonly messages: DiscordMessage[] = [];
-  readonly interactionCallbacks: { id: string; token: string; type: number; flags?: number; at: number }[] = [];
+  readonly interactionCallbacks: InteractionCallback[] = [];
   readonly typing: { channel: string; at: number }[] = [];
   registeredCommands: unknown[] = [];
   /** When set, REST calls with another bot token get 401 (as Discord answers a bad token). */
@@ -98,7 +129,8 @@ export class FakeDiscord {
       mentions: [],
       mention_roles: [],
       attachments: [],
-      embeds: [],
+      embeds: m.embeds ?? [],
+      components: m.components ?? [],
       pinned: false,
       type: m.reply_to ? 19 : 0,
       flags: 0,
@@ -154,6 +186,7 @@ export class FakeDiscord {
         allowed_mentions: [body.allowed_mentions],
         kind: 'channel',
         history: [{ content: String(body.content ?? ''), at: now }],
+        ...created(body),
       };
       this.messages.push(msg);
       return json(200, this.messageJson(msg));
@@ -166,7 +199,7 @@ export class FakeDiscord {
     }
     if (method === 'POST' && (m = /^\/interactions\/(\d+)\/([^/]+)\/callback$/.exec(path))) {
       const data = body.data as { flags?: number } | undefined;
-      this.interactionCallbacks.push({ id: m[1]!, token: m[2]!, type: Number(body.type), flags: data?.flags, at: now });
+      this.interactionCallbacks.push({ id: m[1]!, token: m[2]!, type: Number(body.type), flags: data?.flags, at: now, data: body.data as Record<string, unknown> | undefined });
       return noContent();
     }
     if ((m = /^\/webhooks\/(\d+)\/([^/]+)\/messages\/(@original|\d+)$/.exec(path))) {
@@ -190,6 +223,7 @@ export class FakeDiscord {
         flags: typeof body.flags === 'number' ? body.flags : undefined,
         interaction_token: m[2]!,
         history: [{ content: String(body.content ?? ''), at: now }],
+        ...created(body),
       };
       this.messages.push(msg);
       return json(200, this.messageJson(msg));
@@ -204,6 +238,8 @@ export class FakeDiscord {
 
   private edit(msg: DiscordMessage, body: Record<string, unknown>, at: number): void {
     if (typeof body.content === 'string') msg.content = body.content;
+    if (Array.isArray(body.components)) msg.components = body.components;
+    if (Array.isArray(body.embeds)) msg.embeds = body.embeds;
     msg.allowed_mentions.push(body.allowed_mentions);
     msg.history.push({ content: msg.content, at });
   }
@@ -280,7 +316,7 @@ export class FakeDiscord {
   /** A user posts a message; `mentionBot` puts the bot in `mentions` (what discord.js reads). */
   userMessage(opts: { author: FakeUser; content: string; mentionBot?: boolean; dm?: boolean; roles?: string[] }): string {
     const id = this.snowflake();
-    const author = { id: opts.author.id, username: opts.author.username, discriminator: '0', global_name: null, avatar: null, ...(opts.author.bot ? { bot: true } : {}) };
+    const author = userJson(opts.author);
     this.dispatch('MESSAGE_CREATE', {
       id,
       channel_id: opts.dm ? DM_CHANNEL_ID : CHANNEL_ID,
@@ -306,27 +342,67 @@ export class FakeDiscord {
 
   /** A user runs a slash command; returns the interaction token (to find its messages). */
   slashCommand(opts: { name: string; options: { name: string; type: number; value: string | number }[]; user: FakeUser; roles?: string[] }): string {
-    const id = this.snowflake();
-    const token = `tok-${id}`;
-    const user = { id: opts.user.id, username: opts.user.username, discriminator: '0', global_name: null, avatar: null };
-    this.dispatch('INTERACTION_CREATE', {
-      id,
-      application_id: APP_ID,
-      type: 2,
-      token,
-      version: 1,
-      guild_id: GUILD_ID,
-      channel_id: CHANNEL_ID,
-      channel: { id: CHANNEL_ID, type: 0, guild_id: GUILD_ID, name: 'general' },
-      member: { user, roles: opts.roles ?? [], permissions: '0', joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0 },
-      data: { id: this.snowflake(), name: opts.name, type: 1, options: opts.options },
-      app_permissions: '0',
-      locale: 'en-GB',
-      guild_locale: 'en-GB',
-      entitlements: [],
-      authorizing_integration_owners: {},
-      context: 0,
-    });
+    const { token, body } = this.interactionBase(opts.user, opts.roles);
+    this.dispatch('INTERACTION_CREATE', { ...body, type: 2, data: { id: this.snowflake(), name: opts.name, type: 1, options: opts.options } });
     return token;
+  }
+
+  /** The fields every interaction from a guild channel carries. */
+  private interactionBase(user: FakeUser, roles?: string[]) {
+    const id = this.snowflake();
+    return {
+      id,
+      token: `tok-${id}`,
+      body: {
+        id,
+        application_id: APP_ID,
+        token: `tok-${id}`,
+        version: 1,
+        guild_id: GUILD_ID,
+        channel_id: CHANNEL_ID,
+        channel: { id: CHANNEL_ID, type: 0, guild_id: GUILD_ID, name: 'general' },
+        member: memberJson(user, roles),
+        app_permissions: '0',
+        locale: 'en-GB',
+        guild_locale: 'en-GB',
+        entitlements: [],
+        authorizing_integration_owners: {},
+        context: 0,
+      },
+    };
+  }
+
+  /** A user clicks a button on one of the bot's messages; returns the interaction token. */
+  clickButton(opts: { messageId: string; customId: string; user: FakeUser; roles?: string[] }): string {
+    const msg = this.messages.find((m) => m.id === opts.messageId);
+    if (!msg) throw new Error(`fake: no message ${opts.messageId} to click on`);
+    const { token, body } = this.interactionBase(opts.user, opts.roles);
+    this.dispatch('INTERACTION_CREATE', { ...body, type: 3, message: this.messageJson(msg), data: { custom_id: opts.customId, component_type: 2 } });
+    return token;
+  }
+
+  /** A user submits a modal: `values` are its text inputs by custom id, in order. */
+  submitModal(opts: { customId: string; values: Record<string, string>; user: FakeUser }): string {
+    const { token, body } = this.interactionBase(opts.user);
+    const components = Object.entries(opts.values).map(([custom_id, value]) => ({ type: 1, components: [{ type: 4, custom_id, value }] }));
+    this.dispatch('INTERACTION_CREATE', { ...body, type: 5, data: { custom_id: opts.customId, components } });
+    return token;
+  }
+
+  /** A user adds a reaction (a unicode emoji) to a message, in the guild channel or a DM. */
+  react(opts: { messageId: string; emoji: string; user: FakeUser }): void {
+    const msg = this.messages.find((m) => m.id === opts.messageId);
+    const dm = msg?.channel_id === DM_CHANNEL_ID;
+    this.dispatch('MESSAGE_REACTION_ADD', {
+      user_id: opts.user.id,
+      channel_id: msg?.channel_id ?? CHANNEL_ID,
+      message_id: opts.messageId,
+      // A DM reaction carries no guild and no member, only the user id.
+      ...(dm ? {} : { guild_id: GUILD_ID, member: memberJson(opts.user) }),
+      emoji: { id: null, name: opts.emoji },
+      message_author_id: BOT_ID,
+      burst: false,
+      type: 0,
+    });
   }
 }

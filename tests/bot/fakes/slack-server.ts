@@ -1,8 +1,9 @@
 /**
  * A local stand-in for Slack, enough for the real @slack/bolt client: the Web API methods the bot
- * calls (auth.test, chat.postMessage, chat.update, apps.connections.open), response_url endpoints,
- * and a Socket Mode websocket that delivers envelopes and collects acks. Also signs requests for
- * HTTP mode the way Slack does. Everything is recorded for the tests to inspect.
+ * calls (auth.test, chat.postMessage, chat.update, views.open, apps.connections.open), response_url
+ * endpoints, and a Socket Mode websocket that delivers envelopes and collects acks. Also signs
+ * requests for HTTP mode the way Slack does, including the interactivity payloads a click sends
+ * (block_actions) and a modal's submission (view_submission). Everything is recorded for the tests.
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -18,6 +19,8 @@ export interface SlackMessage {
   thread_ts?: string;
   /** Every text this message has had, first post then each edit, with times. */
   history: { text: string; at: number }[];
+  /** Block Kit blocks as last set (none while the article streams). */
+  blocks?: Record<string, unknown>[];
 }
 
 export interface ApiCall {
@@ -47,6 +50,8 @@ export class FakeSlack {
   readonly calls: ApiCall[] = [];
   readonly messages: SlackMessage[] = [];
   readonly responses: { id: string; body: Record<string, unknown> }[] = [];
+  /** Modals opened with views.open. */
+  readonly views: { trigger_id: string; view: Record<string, unknown> }[] = [];
   /** Channels where chat.postMessage fails with not_in_channel. */
   readonly closedChannels = new Set<string>();
   /** When set, auth.test with another token answers invalid_auth. */
@@ -126,6 +131,7 @@ export class FakeSlack {
           text,
           ...(body.thread_ts ? { thread_ts: String(body.thread_ts) } : {}),
           history: [{ text, at: Date.now() }],
+          ...(Array.isArray(body.blocks) ? { blocks: body.blocks as Record<string, unknown>[] } : {}),
         });
         return send({ ok: true, channel, ts, message: { text, ts, user: BOT_USER_ID } });
       }
@@ -133,8 +139,15 @@ export class FakeSlack {
         const m = this.messages.find((x) => x.ts === body.ts && x.channel === body.channel);
         if (!m) return send({ ok: false, error: 'message_not_found' });
         m.text = String(body.text ?? '');
+        m.blocks = Array.isArray(body.blocks) ? (body.blocks as Record<string, unknown>[]) : undefined;
         m.history.push({ text: m.text, at: Date.now() });
         return send({ ok: true, channel: m.channel, ts: m.ts, text: m.text });
+      }
+      case 'views.open': {
+        if (!body.trigger_id) return send({ ok: false, error: 'invalid_trigger_id' });
+        const view = body.view as Record<string, unknown>;
+        this.views.push({ trigger_id: String(body.trigger_id), view });
+        return send({ ok: true, view: { id: `V${this.views.length}`, ...view } });
       }
       default:
         return send({ ok: false, error: 'unknown_method' });
@@ -159,11 +172,11 @@ export class FakeSlack {
   }
 
   /** Sends one envelope over Socket Mode; resolves with the ack's payload (null if none). */
-  envelope(type: 'slash_commands' | 'events_api', payload: Record<string, unknown>): Promise<unknown> {
+  envelope(type: 'slash_commands' | 'events_api' | 'interactive', payload: Record<string, unknown>): Promise<unknown> {
     if (!this.socket) throw new Error('no Socket Mode client connected');
     const id = randomUUID();
     const acked = new Promise<unknown>((r) => this.acks.set(id, r));
-    this.socket.send(JSON.stringify({ envelope_id: id, type, payload, accepts_response_payload: type === 'slash_commands' }));
+    this.socket.send(JSON.stringify({ envelope_id: id, type, payload, accepts_response_payload: type !== 'events_api' }));
     return acked;
   }
 }
@@ -230,4 +243,82 @@ export async function postSigned(
     body,
   });
   return { status: res.status, text: await res.text() };
+}
+
+/**
+ * What Slack POSTs to the interactivity URL when `user` clicks a button in `message`: a signed
+ * form body with one `payload` field. `action` is the element as it appears in the message's
+ * blocks; for feedback_buttons, `value` picks the positive or negative button.
+ */
+export function blockActions(fake: FakeSlack, fields: { user: string; message: SlackMessage; action: Record<string, unknown>; value?: string }) {
+  const id = randomUUID();
+  const { action } = fields;
+  return {
+    type: 'block_actions',
+    team: { id: 'T1', domain: 'fake' },
+    user: { id: fields.user, username: fields.user.toLowerCase(), name: fields.user.toLowerCase(), team_id: 'T1' },
+    api_app_id: 'A1',
+    token: 'legacy',
+    container: { type: 'message', message_ts: fields.message.ts, channel_id: fields.message.channel, is_ephemeral: false },
+    trigger_id: `trig-${id}`,
+    channel: { id: fields.message.channel, name: 'general' },
+    message: { type: 'message', ts: fields.message.ts, text: fields.message.text, blocks: fields.message.blocks ?? [], ...(fields.message.thread_ts ? { thread_ts: fields.message.thread_ts } : {}) },
+    response_url: fake.responseUrl(id),
+    actions: [
+      {
+        type: action.type,
+        action_id: action.action_id,
+        block_id: 'b1',
+        action_ts: String(Date.now() / 1000),
+        text: action.type === 'feedback_buttons' ? { type: 'plain_text', text: fields.value?.startsWith('up') ? '👍' : '👎' } : action.text,
+        value: fields.value ?? action.value,
+      },
+    ],
+  };
+}
+
+/** What Slack POSTs when `user` submits modal `view` (as opened) with `values` by block id. */
+export function viewSubmission(fields: { user: string; view: Record<string, unknown>; values: Record<string, string> }) {
+  const blocks = (fields.view.blocks ?? []) as { block_id: string; element: { action_id: string } }[];
+  const values = Object.fromEntries(
+    blocks.filter((b) => b.block_id in fields.values).map((b) => [b.block_id, { [b.element.action_id]: { type: 'plain_text_input', value: fields.values[b.block_id] } }]),
+  );
+  return {
+    type: 'view_submission',
+    team: { id: 'T1', domain: 'fake' },
+    user: { id: fields.user, name: fields.user.toLowerCase(), team_id: 'T1' },
+    api_app_id: 'A1',
+    token: 'legacy',
+    trigger_id: `trig-${randomUUID()}`,
+    view: {
+      id: 'V1',
+      team_id: 'T1',
+      app_id: 'A1',
+      bot_id: 'BMORRIS',
+      type: 'modal',
+      callback_id: fields.view.callback_id,
+      private_metadata: fields.view.private_metadata ?? '',
+      title: fields.view.title,
+      blocks: fields.view.blocks,
+      close: null,
+      submit: fields.view.submit ?? null,
+      state: { values },
+      hash: 'h1',
+      root_view_id: 'V1',
+      previous_view_id: null,
+      clear_on_close: false,
+      notify_on_close: false,
+    },
+    response_urls: [],
+  };
+}
+
+/** POSTs an interactivity payload (block_actions, view_submission) signed, as Slack does. */
+export function postInteraction(
+  url: string,
+  payload: Record<string, unknown>,
+  opts: { secret: string; timestamp?: number; signature?: string },
+): Promise<{ status: number; text: string }> {
+  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+  return postSigned(url, body, { ...opts, contentType: 'application/x-www-form-urlencoded' });
 }
