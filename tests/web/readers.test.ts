@@ -13,7 +13,7 @@ import type { ServeHandle } from '../../src/serve/start.ts';
 import { recordFeedback } from '../../src/store/feedback.ts';
 import { closeGeneration, openGeneration } from '../../src/store/generations.ts';
 import { startTinyServe } from '../jobs/helpers.ts';
-import { CHROMIUM_ARGS } from './dashboard.test.ts';
+import { CHROMIUM_ARGS } from '../browser/chromium.ts';
 
 const SHOTS = path.resolve('test-results');
 const TOKEN = 'test-admin-token';
@@ -53,7 +53,7 @@ async function get(p: string, token: string | null = TOKEN) {
 
 describe('readers API', () => {
   it('needs the admin: 401 for the API without it, the page redirects to /login', async () => {
-    for (const p of ['/api/generations', '/api/generations/g-first00001', '/api/pairs']) {
+    for (const p of ['/api/generations', '/api/generations/g-first00001', '/api/pairs', '/readers.js', '/common.js']) {
       const r = await get(p, null);
       expect(r.status, p).toBe(401);
       expect(r.body.error).toMatchObject({ code: 'UNAUTHORIZED' });
@@ -134,4 +134,103 @@ describe('readers API', () => {
       expect(r.body.error.message, p).toMatch(message);
     }
   });
+});
+
+const browserState = inject('chromium');
+
+describe('readers pages in headless Chromium', () => {
+  let browser: Browser;
+  let context: BrowserContext;
+  beforeAll(async () => {
+    if (!browserState.available) return;
+    fs.mkdirSync(SHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: browserState.path, args: CHROMIUM_ARGS, headless: true });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  });
+  afterAll(async () => browser?.close());
+
+  it('signs in, lists articles with lineage and feedback, opens a record, shows the pairs; HTML stays text', async (ctx) => {
+    if (!browserState.available) ctx.skip(browserState.reason);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    const dialogs: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    // Every request the pages make must succeed (the browser's own favicon probe aside).
+    page.on('response', (res) => {
+      if (res.status() >= 400 && !res.url().endsWith('/favicon.ico')) errors.push(`${res.status()} ${res.url()}`);
+    });
+    page.on('dialog', (d) => (dialogs.push(d.message()), void d.dismiss()));
+
+    await page.goto(`${h.url}/#generations`);
+    await page.waitForURL(/\/login(#.*)?$/);
+    await page.fill('#token', TOKEN);
+    await page.click('#sign-in');
+    await page.waitForSelector('body[data-loaded]');
+    await page.click('nav a[data-page="generations"]');
+    await page.waitForSelector('body[data-loaded="generations"]');
+
+    // Newest first, each with its lineage and its feedback.
+    await expect(page.locator('#generations tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.generation))).resolves.toEqual([
+      'g-hostile003',
+      'g-second0002',
+      'g-first00001',
+    ]);
+    const first = await page.locator('#generations tr[data-generation="g-first00001"]').innerText();
+    for (const s of ['Roaming charges', 'slack', 'U-ASKER', 'lora-test-1', 'tiny-base', 'ds-test-1', 'ok', 'rated down by slack:U-CRITIC', 'regenerate by slack:U-ASKER', 'g-second0002']) expect(first).toContain(s);
+    await expect(page.locator('#generations tr[data-generation="g-second0002"]').innerText()).resolves.toContain('regenerates g-first00001');
+    const hostile = await page.locator('#generations tr[data-generation="g-hostile003"]').innerText();
+    expect(hostile).toContain(`Operators and <img src=x onerror="window.__xss='article'">`);
+    expect(hostile).toContain('edit (');
+    expect(hostile).toContain('D-EDITOR');
+    await expect(page.locator('#gen-pager .range').innerText()).resolves.toBe('1–3 of 3');
+    await page.screenshot({ path: path.join(SHOTS, 'readers-generations.png'), fullPage: true });
+
+    // A click opens the record: lineage, the whole text, the feedback, the family.
+    await page.click('#generations tr[data-generation="g-second0002"] .topic');
+    await page.waitForSelector('body[data-record="g-second0002"]');
+    expect(page.url()).toMatch(/#generations\/g-second0002$/);
+    await expect(page.locator('#record-text').innerText()).resolves.toBe('The second, better take on roaming charges.');
+    await expect(page.locator('#record-parent').innerText()).resolves.toContain('Regenerates g-first00001');
+    await expect(page.locator('#record-lineage').innerText()).resolves.toMatch(/Adapter\s+lora-test-1/);
+    await expect(page.locator('#record-feedback').innerText()).resolves.toContain('rated up by slack:U-CRITIC');
+    await expect(page.locator('#record-family li').count()).resolves.toBe(2);
+    await expect(page.locator('#record-pairs').innerText()).resolves.toContain('rating: chosen g-second0002 over g-first00001');
+    // The parent link opens the parent's record.
+    await page.click('#record-parent a');
+    await page.waitForSelector('body[data-record="g-first00001"]');
+    await expect(page.locator('#record-text').innerText()).resolves.toBe('The first take on roaming charges.');
+
+    // The hostile article and its edit: shown as text, nothing runs.
+    await page.click('#generations tr[data-generation="g-hostile003"] .topic');
+    await page.waitForSelector('body[data-record="g-hostile003"]');
+    await expect(page.locator('#record-text').innerText()).resolves.toBe(`Operators and ${probe('article')} the cloud.`);
+    await expect(page.locator('#record-title').innerText()).resolves.toContain(probe('topic'));
+    await expect(page.locator('#record-feedback pre.edit').innerText()).resolves.toBe(`A reader's cleaner version. ${probe('edit')}`);
+    await page.screenshot({ path: path.join(SHOTS, 'readers-record.png'), fullPage: true });
+
+    // The pairs page: counts by kind, each pair's two sides and where it came from.
+    await page.click('nav a[data-page="pairs"]');
+    await page.waitForSelector('body[data-loaded="pairs"]');
+    await expect(page.locator('#pair-counts').innerText()).resolves.toMatch(/Pairs\s+2[\s\S]*From edits\s+1[\s\S]*From ratings\s+1[\s\S]*From picks\s+0/i); // the cards' titles are upper-cased by CSS
+    await expect(page.locator('#pairs .pair').count()).resolves.toBe(2);
+    const rated = await page.locator('#pairs .pair.source-rating').innerText();
+    expect(rated).toMatch(/Chosen · g-second0002\s+The second, better take/);
+    expect(rated).toMatch(/Rejected · g-first00001\s+The first take/);
+    const edited = await page.locator('#pairs .pair.source-edit').innerText();
+    expect(edited).toContain('Chosen · the reader’s edit');
+    expect(edited).toContain(`<script>window.__xss='edit'</script>`);
+    await page.click('#pair-filter [data-source="edit"]');
+    await page.waitForFunction(() => document.querySelectorAll('#pairs .pair').length === 1);
+    await expect(page.locator('#pairs .pair.source-edit').count()).resolves.toBe(1);
+    await page.click('#pair-filter [data-source=""]');
+    await page.waitForFunction(() => document.querySelectorAll('#pairs .pair').length === 2);
+    await page.screenshot({ path: path.join(SHOTS, 'readers-pairs.png'), fullPage: true });
+
+    await expect(page.evaluate(() => (window as unknown as { __xss?: string }).__xss ?? null)).resolves.toBeNull();
+    await expect(page.locator('img[src="x"]').count()).resolves.toBe(0);
+    await expect(page.locator('main script').count()).resolves.toBe(0);
+    expect(dialogs).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 90_000);
 });
