@@ -123,7 +123,7 @@ export async function loadPairs() {
           <div class="rejected"><h5>Rejected · ${link(p.rejectedId)}</h5><pre>${esc(p.rejected)}</pre></div>
         </div></div>`,
       )
-      .join('') || '<p class="muted">No pairs yet: they come from readers’ edits, 👍/👎 across regenerations, and picks.</p>';
+      .join('') || '<p class="muted">No pairs yet: they come from readers’ edits, ratings across regenerations, and picks.</p>';
   pager($('#pair-pager'), d, d.pairs.length);
 }
 
