@@ -233,4 +233,34 @@ describe('readers pages in headless Chromium', () => {
     expect(errors).toEqual([]);
     await page.close();
   }, 90_000);
+
+  it('pages through more articles than fit one page', async (ctx) => {
+    if (!browserState.available) ctx.skip(browserState.reason);
+    // Twenty refused requests, newer than the seeded articles: they fill the first page.
+    for (let i = 10; i < 30; i++) {
+      openGeneration(h.store, { id: `g-refused0${i}`, requester: { platform: 'web', userId: 'session:x' }, topic: `blocked topic ${i}`, outcome: 'refused', error: 'blocked' });
+      h.store.prepare('UPDATE generations SET started_at = ? WHERE id = ?').run(`2026-12-01T11:${i}:00.000Z`, `g-refused0${i}`);
+    }
+    // Signed in by the test above: the same browser context keeps its session cookie.
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${h.url}/#generations`);
+    await page.waitForSelector('body[data-loaded="generations"]');
+    await expect(page.locator('#gen-pager .range').innerText()).resolves.toBe('1–20 of 23');
+    await expect(page.locator('#generations tbody tr').first().innerText()).resolves.toMatch(/g-refused029[\s\S]*\(no text kept\)[\s\S]*refused/);
+    await expect(page.locator('#gen-pager [data-dir="prev"]').isDisabled()).resolves.toBe(true);
+    await page.click('#gen-pager [data-dir="next"]');
+    await page.waitForFunction(() => document.querySelector('#gen-pager .range')!.textContent === '21–23 of 23');
+    await expect(page.locator('#generations tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.generation))).resolves.toEqual([
+      'g-hostile003',
+      'g-second0002',
+      'g-first00001',
+    ]);
+    await expect(page.locator('#gen-pager [data-dir="next"]').isDisabled()).resolves.toBe(true);
+    await page.click('#gen-pager [data-dir="prev"]');
+    await page.waitForFunction(() => document.querySelector('#gen-pager .range')!.textContent === '1–20 of 23');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
