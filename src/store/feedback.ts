@@ -74,6 +74,18 @@ export function listFeedback(store: Store, generationId?: string): FeedbackRow[]
   return (generationId ? store.prepare(sql).all(generationId) : store.prepare(sql).all()) as FeedbackRow[];
 }
 
+/** The signals on each of these articles, oldest first (the dashboard's page of articles). */
+export function feedbackFor(store: Store, generationIds: readonly string[]): FeedbackRow[] {
+  if (!generationIds.length) return [];
+  return store
+    .prepare(
+      `SELECT id, generation_id AS generationId, kind, value, edited_text AS editedText, platform, user_id AS userId,
+              adapter_id AS adapterId, dataset_id AS datasetId, at
+       FROM feedback WHERE generation_id IN (SELECT value FROM json_each(?)) ORDER BY id`,
+    )
+    .all(JSON.stringify(generationIds)) as FeedbackRow[];
+}
+
 // ---------------------------------------------------------------- messages showing an article
 
 /** Remembers that these platform messages show `generationId` (a long article spans several). */

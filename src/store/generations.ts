@@ -171,3 +171,50 @@ export function generationFamily(store: Store, id: string): GenerationRecord[] {
     .all(id) as GenerationRow[];
   return rows.map(toRecord);
 }
+
+// ---------------------------------------------------------------- the dashboard's reads
+
+/** A generation as the dashboard lists it: the record, how it went, and what regenerated it. */
+export interface GenerationEntry extends GenerationRecord {
+  durationMs: number | null;
+  nChars: number | null;
+  error: string | null;
+  /** Generations whose parent is this one (its Regenerate clicks), oldest first. */
+  regenerations: string[];
+}
+
+interface EntryRow extends GenerationRow {
+  duration_ms: number | null;
+  n_chars: number | null;
+  error: string | null;
+}
+
+/** Children of each id in one query, so a page of 100 articles is two statements, not 101. */
+function regenerationsOf(store: Store, ids: readonly string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>(ids.map((id) => [id, []]));
+  if (!ids.length) return out;
+  const rows = store
+    .prepare(`SELECT id, parent_id AS parentId FROM generations WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY started_at, rowid`)
+    .all(JSON.stringify(ids)) as { id: string; parentId: string }[];
+  for (const r of rows) out.get(r.parentId)?.push(r.id);
+  return out;
+}
+
+function toEntries(store: Store, rows: readonly EntryRow[]): GenerationEntry[] {
+  const children = regenerationsOf(store, rows.map((r) => r.id));
+  return rows.map((r) => ({ ...toRecord(r), durationMs: r.duration_ms, nChars: r.n_chars, error: r.error, regenerations: children.get(r.id) ?? [] }));
+}
+
+const ENTRY_COLUMNS = `${RECORD_COLUMNS}, duration_ms, n_chars, error`;
+
+/** One page of generations, newest first, and how many there are in all. */
+export function listGenerations(store: Store, page: { limit: number; offset: number }): { total: number; items: GenerationEntry[] } {
+  const { n } = store.prepare('SELECT COUNT(*) AS n FROM generations').get() as { n: number };
+  const rows = store.prepare(`SELECT ${ENTRY_COLUMNS} FROM generations ORDER BY started_at DESC, rowid DESC LIMIT ? OFFSET ?`).all(page.limit, page.offset) as EntryRow[];
+  return { total: n, items: toEntries(store, rows) };
+}
+
+export function getGenerationEntry(store: Store, id: string): GenerationEntry | undefined {
+  const row = store.prepare(`SELECT ${ENTRY_COLUMNS} FROM generations WHERE id = ?`).get(id) as EntryRow | undefined;
+  return row && toEntries(store, [row])[0];
+}

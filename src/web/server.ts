@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { childLog } from '../log.ts';
 import { MorrisError } from '../errors.ts';
 import { apiRoutes, type DashboardDeps } from './api.ts';
+import { readerRoutes } from './api-readers.ts';
 import { notSignedIn, type AccessPolicy, type Principal } from './auth.ts';
 import { authRoutes } from './session-routes.ts';
 import { createLimitedServer, DEFAULT_HTTP_LIMITS, hostAllowList, type HttpLimits } from './http-guard.ts';
@@ -122,7 +123,7 @@ function slackFallback(opts: ListenerOptions) {
 
 function listenerHandler(deps: DashboardDeps | null, opts: ListenerOptions) {
   const routes: Route[] = [healthRoute(opts)];
-  if (opts.role !== 'public' && deps) routes.push(...authRoutes(opts.policy), ...apiRoutes(deps));
+  if (opts.role !== 'public' && deps) routes.push(...authRoutes(opts.policy), ...apiRoutes(deps), ...readerRoutes(deps.store));
   const slack = opts.role !== 'dashboard' ? slackFallback(opts) : null;
   const hosts = hostAllowList(opts.publicUrl, opts.role !== 'public' ? [opts.host] : []);
   return createRouter(routes, {

@@ -53,3 +53,19 @@ export function ensureChromium(deps: EnsureDeps = realDeps, chromiumPath = CHROM
     reason: `installing chromium failed (exit ${r.status}): ${r.output.split('\n').slice(-3).join(' ')}; fix that, then: ${ENABLE_COMMAND}`,
   };
 }
+
+/**
+ * The flags the browser tests launch it with, known to work on these machines: no sandbox as
+ * root, no GPU, no calls home.
+ */
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];

@@ -13,19 +13,8 @@ import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import type { ServeHandle } from '../../src/serve/start.ts';
 import { adapterValLoss, getAdapter } from '../../src/jobs/registry.ts';
 import { startTinyServe } from '../jobs/helpers.ts';
+import { CHROMIUM_ARGS } from '../browser/chromium.ts';
 
-/** The flags known to work on these machines: no sandbox as root, no GPU, no calls home. */
-export const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
 const SHOTS = path.resolve('test-results');
 const TOKEN = 'test-admin-token';
 

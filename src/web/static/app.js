@@ -1,43 +1,15 @@
 // The dashboard: plain ES modules, no framework, no network beyond this server's own /api.
 // Every number on these pages comes from the documented JSON API (docs/api.md).
 
-const $ = (sel) => document.querySelector(sel);
+import { $, api, cards, esc, flash, when } from './common.js';
+import { loadGenerations, loadPairs } from './readers.js';
+
 // The session cookie (HttpOnly, set by /login) authorises every call; no token lives in the page.
 $('#sign-out').addEventListener('click', async (ev) => {
   ev.preventDefault();
   await fetch('/logout', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   location.replace('/login');
 });
-
-function esc(s) {
-  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-}
-function when(iso) {
-  return iso ? new Date(iso).toLocaleString() : '—';
-}
-function flash(text, isError = false) {
-  const f = $('#flash');
-  f.textContent = text;
-  f.className = isError ? 'error' : '';
-  f.hidden = false;
-  clearTimeout(flash.t);
-  flash.t = setTimeout(() => (f.hidden = true), 6000);
-}
-
-async function api(path, { method = 'GET', body } = {}) {
-  const headers = { accept: 'application/json' };
-  // State changes are JSON, always (the server refuses anything else with 415).
-  if (method !== 'GET') headers['content-type'] = 'application/json';
-  const res = await fetch(path, { method, headers, body: method === 'GET' ? undefined : JSON.stringify(body ?? {}) });
-  if (res.status === 401) location.replace('/login');
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.error ? `${data.error.message}${data.error.hint ? ' — ' + data.error.hint : ''}` : `HTTP ${res.status}`);
-  return data;
-}
-
-function cards(el, entries) {
-  el.innerHTML = entries.map(([k, v]) => `<div class="card"><h4>${esc(k)}</h4><div class="v">${esc(v)}</div></div>`).join('');
-}
 
 // ------------------------------------------------------------------ status
 async function loadStatus() {
@@ -280,17 +252,23 @@ async function readSse(body, onEvent) {
 }
 
 // ------------------------------------------------------------------ navigation and live updates
-const loaders = { status: loadStatus, data: loadData, jobs: loadJobs, adapters: loadAdapters, playground: async () => {} };
+const loaders = { status: loadStatus, data: loadData, jobs: loadJobs, adapters: loadAdapters, generations: loadGenerations, pairs: loadPairs, playground: async () => {} };
+// `#generations/g-7f3a9c2e41`: the page, then what it shows (one article's record), so a record
+// has a link of its own and Back returns to the list.
 function currentPage() {
-  const p = location.hash.slice(1);
+  const [p] = location.hash.slice(1).split('/');
   return loaders[p] ? p : 'status';
+}
+function pageArg() {
+  const rest = location.hash.slice(1).split('/').slice(1).join('/');
+  return rest ? decodeURIComponent(rest) : null;
 }
 async function show() {
   const page = currentPage();
   for (const s of document.querySelectorAll('.page')) s.hidden = s.id !== `page-${page}`;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('current', a.dataset.page === page);
   try {
-    await loaders[page]();
+    await loaders[page](pageArg());
     document.body.dataset.loaded = page;
   } catch (e) {
     flash(e.message, true);
@@ -308,7 +286,7 @@ for (const type of ['start', 'end', 'progress', 'skipped']) {
     refreshTimer = setTimeout(() => {
       refreshTimer = null;
       const page = currentPage();
-      if (page !== 'playground') loaders[page]().catch(() => {});
+      if (page !== 'playground') loaders[page](pageArg()).catch(() => {});
     }, 500);
   });
 }
