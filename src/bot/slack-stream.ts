@@ -169,7 +169,9 @@ export class SlackStreaming {
       for (; !next.done; next = await it.next()) {
         const u = next.value;
         if (u.kind === 'notice') {
-          if (u.text !== ackText && latest === null) status(u.text);
+          // Before the first words only (Slack clears a status once the reply posts); a notice
+          // that became the acknowledgement is shown already.
+          if (latest === null && !(u === first.value && target.ackText === undefined)) status(u.text);
         } else if (u.kind === 'partial') {
           latest = u.text;
           pump();
