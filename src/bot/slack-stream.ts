@@ -187,7 +187,10 @@ export class SlackStreaming {
     }
     if (inFlight) await inFlight;
     await statuses;
-    const backlog: ReplyUpdate[] = [...(latest !== null ? [{ kind: 'partial' as const, text: latest }] : []), ...(terminal ? [terminal] : [])];
+    // What the edit-based path still has to show: the text so far, then the end. A failure
+    // (blocked output among them) replaces the text, so the text is not shown again first.
+    const backlog: ReplyUpdate[] =
+      terminal?.kind === 'failed' ? [terminal] : [...(latest !== null ? [{ kind: 'partial' as const, text: latest }] : []), ...(terminal ? [terminal] : [])];
 
     // The edit-based path on the acknowledgement (no stream was started), as if never streamed.
     const onAck = () => {

@@ -135,6 +135,21 @@ describe('Slack chat streaming (HTTP mode)', () => {
     expect(h.fake.messages.filter((m) => m.channel === 'CEXPIRE')).toHaveLength(2);
   });
 
+  it('output the content filter stops mid-stream: the streamed text is replaced by the refusal', async () => {
+    const text = `${articleFor('pirate radio')}\n\nAnd then something forbidden happened.\n\nMore words after it.`;
+    const h = await harness((f) => (f.chatStreaming = true), () => ({ text, chunkDelayMs: 6 }));
+    await h.slash('pirate radio', 'U10', 'CBLOCK');
+    const msg = await waitFor(
+      () => h.fake.messages.find((m) => m.channel === 'CBLOCK' && m.streamed && m.text.startsWith('Morris wrote something its content filter')),
+      20_000,
+      'refusal',
+    );
+    expect(msg.history.length).toBeGreaterThan(2); // it did stream first
+    for (const x of msg.history) expect(x.text).not.toContain('forbidden');
+    expect(msg.streamStopped).toBe(true);
+    expect(h.fake.callsTo('chat.update').filter((c) => c.body.ts === msg.ts)).toHaveLength(1);
+  });
+
   it('without the streaming methods (unknown_method) the acknowledgement is edited into the article, and later replies skip streaming', async () => {
     const h = await harness(() => undefined);
     await h.slash('fixed wireless', 'U4', 'COLD1');
