@@ -140,6 +140,8 @@ export class SlackStreaming {
     const append = async () => {
       const text = streamableText(latest ?? '', false);
       if (text.length <= sent.length || !text.startsWith(sent)) return;
+      // A status still on its way would land after the reply started and show again under it.
+      if (!streamer) await statuses;
       await open().append({ markdown_text: text.slice(sent.length) });
       sent = text;
     };

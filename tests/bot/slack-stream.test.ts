@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
 import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { streamableText } from '../../src/bot/slack-stream.ts';
 import type { Store } from '../../src/store/db.ts';
 import { articleFor, FakeGenerator, type FakeBehaviour } from './fakes/fake-generator.ts';
 import { appMention, BOT_USER_ID, FakeSlack, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
@@ -82,6 +83,22 @@ afterEach(async () => {
 
 const blockTypes = (m: SlackMessage) => (m.blocks ?? []).map((b) => b.type);
 const finishedIn = (fake: FakeSlack, channel: string) => fake.messages.find((m) => m.channel === channel && Boolean(m.blocks?.length));
+
+describe('streamableText', () => {
+  it('sends whole words only, so a mention split across pieces is disarmed whole and each send extends the last', () => {
+    const full = '\n  Big news <!channel> and @everyone, says <@U999>. The end';
+    let sent = '';
+    for (let i = 1; i <= full.length; i++) {
+      const now = streamableText(full.slice(0, i), false);
+      expect(now.startsWith(sent)).toBe(true);
+      sent = now;
+    }
+    const done = streamableText(full, true);
+    expect(done.startsWith(sent)).toBe(true);
+    expect(done.startsWith('Big news')).toBe(true);
+    expect(done).not.toMatch(/<!channel>|<@U999>|@everyone/);
+  });
+});
 
 describe('Slack chat streaming (HTTP mode)', () => {
   it('/morris posts an acknowledgement and streams the article into its thread with startStream / appendStream / stopStream', async () => {
