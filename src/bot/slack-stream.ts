@@ -24,6 +24,23 @@ export const SLACK_STREAMING_UNAVAILABLE = new Set(['unknown_method', 'not_allow
 /** Answers to setStatus meaning the workspace has no assistant threads for this app: stop asking. */
 const STATUS_UNAVAILABLE = new Set([...SLACK_STREAMING_UNAVAILABLE, 'no_permission', 'invalid_thread', 'not_supported']);
 
+/** Slack takes at most this much markdown_text in one start/append/stop call. */
+export const SLACK_STREAM_CALL_MAX_CHARS = 12_000;
+
+/** `text` in pieces Slack accepts in one call each (a burst of text can outgrow one call). */
+export function streamPieces(text: string, max = SLACK_STREAM_CALL_MAX_CHARS): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < text.length; ) {
+    let end = Math.min(text.length, i + max);
+    // Never between the two halves of a surrogate pair (an emoji would arrive as two U+FFFD).
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    out.push(text.slice(i, end));
+    i = end;
+  }
+  return out;
+}
+
 export function slackErrorCode(e: unknown): string | undefined {
   return (e as { data?: { error?: string } } | undefined)?.data?.error;
 }
@@ -142,8 +159,10 @@ export class SlackStreaming {
       if (text.length <= sent.length || !text.startsWith(sent)) return;
       // A status still on its way would land after the reply started and show again under it.
       if (!streamer) await statuses;
-      await open().append({ markdown_text: text.slice(sent.length) });
-      sent = text;
+      for (const piece of streamPieces(text.slice(sent.length))) {
+        await open().append({ markdown_text: piece });
+        sent += piece;
+      }
     };
     const pump = () => {
       if (inFlight || timer || broken) return;
@@ -231,7 +250,12 @@ export class SlackStreaming {
       return started() ? onStreamed() : onAck();
     }
     try {
-      await open().stop({ markdown_text: full.slice(sent.length), blocks: slackFeedbackBlocks(terminal, this.opts.columnist) });
+      const pieces = streamPieces(full.slice(sent.length));
+      for (const piece of pieces.slice(0, -1)) {
+        await open().append({ markdown_text: piece });
+        sent += piece;
+      }
+      await open().stop({ markdown_text: pieces.at(-1) ?? '', blocks: slackFeedbackBlocks(terminal, this.opts.columnist) });
       this.available = true;
     } catch (e) {
       return giveUp(e, 'stop');

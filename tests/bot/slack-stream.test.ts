@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
 import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
-import { streamableText } from '../../src/bot/slack-stream.ts';
+import { SLACK_STREAM_CALL_MAX_CHARS, streamableText, streamPieces } from '../../src/bot/slack-stream.ts';
 import type { Store } from '../../src/store/db.ts';
 import { articleFor, FakeGenerator, type FakeBehaviour } from './fakes/fake-generator.ts';
 import { appMention, BOT_USER_ID, FakeSlack, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
@@ -100,6 +100,16 @@ describe('streamableText', () => {
   });
 });
 
+describe('streamPieces', () => {
+  it('cuts a burst into pieces of at most one call each, never inside an emoji', () => {
+    const text = `${'a'.repeat(9)}😀${'b'.repeat(20)}`;
+    const pieces = streamPieces(text, 10);
+    expect(pieces.join('')).toBe(text);
+    for (const p of pieces) expect(p.length).toBeLessThanOrEqual(10);
+    expect(pieces[0]).toBe('a'.repeat(9));
+  });
+});
+
 describe('Slack chat streaming (HTTP mode)', () => {
   it('/morris posts an acknowledgement and streams the article into its thread with startStream / appendStream / stopStream', async () => {
     const h = await harness((f) => (f.chatStreaming = true));
@@ -150,6 +160,19 @@ describe('Slack chat streaming (HTTP mode)', () => {
     const texts = msg.history.map((x) => x.text.replace(/ …$/, ''));
     for (let i = 1; i < texts.length; i++) expect(texts[i]!.length).toBeGreaterThanOrEqual(texts[i - 1]!.length);
     expect(h.fake.messages.filter((m) => m.channel === 'CEXPIRE')).toHaveLength(2);
+  });
+
+  it('a burst longer than one call allows goes out in several appends; nothing is lost', async () => {
+    const text = articleFor('the long view', 4000);
+    expect(text.length).toBeGreaterThan(2 * SLACK_STREAM_CALL_MAX_CHARS);
+    const h = await harness((f) => (f.chatStreaming = true), () => ({ text, chunkChars: text.length, chunkDelayMs: 1 }));
+    await h.slash('the long view', 'U11', 'CBURST');
+    const msg = await waitFor(() => finishedIn(h.fake, 'CBURST'), 20_000, 'long article');
+    expect(msg.text).toBe(`${text}\n\n${FOOTER}`);
+    const sizes = ['chat.startStream', 'chat.appendStream', 'chat.stopStream'].flatMap((m) =>
+      h.fake.callsTo(m).map((c) => ((c.body.chunks ?? []) as { text: string }[]).reduce((n, k) => n + k.text.length, String(c.body.markdown_text ?? '').length)),
+    );
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(SLACK_STREAM_CALL_MAX_CHARS);
   });
 
   it('output the content filter stops mid-stream: the streamed text is replaced by the refusal', async () => {
