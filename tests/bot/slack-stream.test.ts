@@ -12,7 +12,7 @@ import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/
 import { SLACK_STREAM_CALL_MAX_CHARS, streamableText, streamPieces } from '../../src/bot/slack-stream.ts';
 import type { Store } from '../../src/store/db.ts';
 import { articleFor, FakeGenerator, type FakeBehaviour } from './fakes/fake-generator.ts';
-import { appMention, BOT_USER_ID, FakeSlack, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
+import { appMention, blockActions, BOT_USER_ID, FakeSlack, postInteraction, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
 import { makeCore, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
@@ -24,6 +24,7 @@ interface Harness {
   gen: FakeGenerator;
   slash(text: string, user: string, channel: string): Promise<{ status: number; text: string }>;
   mention(text: string, user: string, channel: string, ts: string): Promise<{ status: number; text: string }>;
+  click(user: string, message: SlackMessage, actionId: string): Promise<{ status: number; text: string }>;
   close(): Promise<void>;
 }
 
@@ -65,6 +66,10 @@ async function harness(setup: (fake: FakeSlack) => void, behaviour: (topic: stri
       }),
     mention: (text, user, channel, ts) =>
       postSigned(url, JSON.stringify(appMention({ user, text: `<@${BOT_USER_ID}> ${text}`, channel, ts })), { secret: SECRET, contentType: 'application/json' }),
+    click: (user, message, actionId) => {
+      const action = (message.blocks ?? []).flatMap((b) => (b.elements ?? []) as Record<string, unknown>[]).find((e) => e.action_id === actionId)!;
+      return postInteraction(url, blockActions(fake, { user, message, action }), { secret: SECRET });
+    },
     async close() {
       await bot.stop();
       server.closeAllConnections();
@@ -142,6 +147,16 @@ describe('Slack chat streaming (HTTP mode)', () => {
     expect(msg).toMatchObject({ streamed: true, thread_ts: '1700000000.123456', text: `${articleFor('late trains')}\n\n${FOOTER}` });
     const ack = h.fake.messages.find((m) => m.channel === 'CMENTION' && !m.streamed)!;
     expect(ack).toMatchObject({ thread_ts: '1700000000.123456', text: 'Writing about “late trains”…' });
+  });
+
+  it('Regenerate under a streamed article streams the new take into the same thread', async () => {
+    const h = await harness((f) => (f.chatStreaming = true));
+    await h.slash('number portability', 'U12', 'CREGEN');
+    const first = await waitFor(() => finishedIn(h.fake, 'CREGEN'), 20_000, 'first take');
+    expect((await h.click('U13', first, 'morris_regenerate')).status).toBe(200);
+    const second = await waitFor(() => h.fake.messages.find((m) => m.channel === 'CREGEN' && m.streamStopped && m.ts !== first.ts), 20_000, 'second take');
+    expect(second).toMatchObject({ thread_ts: first.thread_ts, text: `${articleFor('number portability')}\n\n${FOOTER}` });
+    expect(h.fake.callsTo('chat.startStream').at(-1)!.body).toMatchObject({ thread_ts: first.thread_ts, recipient_user_id: 'U13', recipient_team_id: 'T1' });
   });
 
   it('a stream that expires mid-article is finished with chat.update: the final text is complete', async () => {
