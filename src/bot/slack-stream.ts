@@ -220,16 +220,19 @@ export class SlackStreaming {
     };
     // The edit-based path on the streamed message: chat.update with all the text so far.
     const onStreamed = () => target.editBased(thread, rest(backlog), { handle: streamer!.ts!, text: sent, at: this.now() });
-    const giveUp = (e: unknown, what: string) => {
+    const stopQuietly = async () => {
+      if (started()) await streamer!.stop().catch((e: unknown) => logger.debug({ err: e }, 'stopping a broken chat stream failed'));
+    };
+    const giveUp = async (e: unknown, what: string) => {
       const code = slackErrorCode(e);
       if (!started() && code && SLACK_STREAMING_UNAVAILABLE.has(code)) {
         if (this.available !== false) logger.warn({ code }, 'Slack chat streaming is unavailable here; articles stream by editing instead');
         this.available = false;
       } else logger.warn({ code, err: code ? undefined : e, channel, ts: streamer?.ts }, `chat stream ${what} failed; finishing with chat.update`);
-      return started() ? onStreamed() : onAck();
-    };
-    const stopQuietly = async () => {
-      if (started()) await streamer!.stop().catch((e: unknown) => logger.debug({ err: e }, 'stopping a broken chat stream failed'));
+      if (!started()) return onAck();
+      // A stream that still counts as live (a failure other than expiry) might refuse edits.
+      await stopQuietly();
+      return onStreamed();
     };
 
     if (broken) return giveUp(broken, 'append');

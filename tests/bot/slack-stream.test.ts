@@ -177,6 +177,18 @@ describe('Slack chat streaming (HTTP mode)', () => {
     expect(h.fake.messages.filter((m) => m.channel === 'CEXPIRE')).toHaveLength(2);
   });
 
+  it('an append that fails some other way: the stream is stopped and finished with chat.update, text complete', async () => {
+    const h = await harness((f) => (f.chatStreaming = true), () => ({ chunkDelayMs: 10 }));
+    await h.slash('interconnect fees', 'U14', 'CAPPEND');
+    const streamed = await waitFor(() => h.fake.messages.find((m) => m.channel === 'CAPPEND' && m.streamed), 10_000, 'stream start');
+    h.fake.appendError = 'internal_error';
+    const msg = await waitFor(() => finishedIn(h.fake, 'CAPPEND'), 20_000, 'finished article');
+    expect(msg.ts).toBe(streamed.ts);
+    expect(msg.streamStopped).toBe(true);
+    expect(msg.text).toBe(toSlackMrkdwn(`${articleFor('interconnect fees')}\n\n${FOOTER}`));
+    expect(h.fake.callsTo('chat.update').filter((c) => c.body.ts === msg.ts).length).toBeGreaterThanOrEqual(1);
+  });
+
   it('a burst longer than one call allows goes out in several appends; nothing is lost', async () => {
     const text = articleFor('the long view', 4000);
     expect(text.length).toBeGreaterThan(2 * SLACK_STREAM_CALL_MAX_CHARS);

@@ -81,6 +81,8 @@ export class FakeSlack {
   chatStreaming = false;
   /** How long a stream accepts appends after it started (then: message_not_in_streaming_state). */
   streamTtlMs = 5 * 60_000;
+  /** When set, chat.appendStream answers this error (a stream failing some other way). */
+  appendError: string | null = null;
   /** assistant.threads.setStatus calls, in order; `assistantScope` off answers missing_scope. */
   readonly statuses: StatusCall[] = [];
   assistantScope = true;
@@ -211,6 +213,7 @@ export class FakeSlack {
       this.messages.push({ channel, ts, text: piece, thread_ts: String(body.thread_ts), history: [{ text: piece, at: now }], streamed: true, streamingUntil: now + this.streamTtlMs });
       return { ok: true, channel, ts };
     }
+    if (method === 'chat.appendStream' && this.appendError) return { ok: false, error: this.appendError };
     const m = this.messages.find((x) => x.ts === body.ts && x.channel === channel);
     if (!m) return { ok: false, error: 'message_not_found' };
     if (!m.streamed || m.streamStopped || now > (m.streamingUntil ?? 0)) return { ok: false, error: 'message_not_in_streaming_state' };
