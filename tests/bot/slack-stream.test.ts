@@ -169,8 +169,12 @@ describe('Slack chat streaming (HTTP mode)', () => {
     expect(msg.streamStopped).toBeFalsy();
     expect(msg.text).toBe(toSlackMrkdwn(`${articleFor(topic)}\n\n${FOOTER}`));
     expect(blockTypes(msg)).toEqual(['section', 'context', 'context_actions', 'actions']);
+    const refused = [...h.fake.callsTo('chat.appendStream'), ...h.fake.callsTo('chat.stopStream')].filter((c) => c.error);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const c of refused) expect(c.error).toBe('message_not_in_streaming_state');
     const updates = h.fake.callsTo('chat.update').filter((c) => c.body.ts === msg.ts);
     expect(updates.length).toBeGreaterThanOrEqual(1);
+    expect(updates[0]!.at).toBeGreaterThanOrEqual(refused[0]!.at);
     // No text lost on the way: each text shown (cursor aside) continues the one before.
     const texts = msg.history.map((x) => x.text.replace(/ …$/, ''));
     for (let i = 1; i < texts.length; i++) expect(texts[i]!.length).toBeGreaterThanOrEqual(texts[i - 1]!.length);
@@ -231,6 +235,7 @@ describe('Slack chat streaming (HTTP mode)', () => {
     const second = await waitFor(() => finishedIn(h.fake, 'COLD2'), 20_000, 'second edited article');
     expect(second.text).toBe(toSlackMrkdwn(`${articleFor('copper switch-off')}\n\n${FOOTER}`));
     expect(h.fake.callsTo('chat.startStream')).toHaveLength(1);
+    expect(h.fake.callsTo('chat.startStream')[0]!.error).toBe('unknown_method');
     expect(h.fake.statuses.filter((s) => s.thread_ts === second.ts)).toHaveLength(0);
   });
 

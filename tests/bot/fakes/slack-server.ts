@@ -41,6 +41,8 @@ export interface ApiCall {
   method: string;
   body: Record<string, unknown>;
   at: number;
+  /** The error answered, when the call failed. */
+  error?: string;
 }
 
 async function readBody(req: http.IncomingMessage): Promise<string> {
@@ -131,7 +133,9 @@ export class FakeSlack {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const raw = await readBody(req);
     const url = new URL(req.url ?? '/', 'http://x');
+    let call: ApiCall | undefined;
     const send = (body: unknown) => {
+      if (call && (body as { ok?: boolean }).ok === false) call.error = (body as { error?: string }).error;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
@@ -143,7 +147,8 @@ export class FakeSlack {
     }
     const method = url.pathname.replace(/^\/api\//, '');
     const body = parseBody(raw, req.headers['content-type']);
-    this.calls.push({ method, body, at: Date.now() });
+    call = { method, body, at: Date.now() };
+    this.calls.push(call);
     switch (method) {
       case 'auth.test':
         if (this.acceptedToken && req.headers.authorization !== `Bearer ${this.acceptedToken}`) return send({ ok: false, error: 'invalid_auth' });
