@@ -11,6 +11,7 @@
  *   or any other append/stop failure: the streamed message is finished with chat.update.
  */
 import type { ChatStreamer, WebClient } from '@slack/web-api';
+import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { neutraliseMentions } from './render.ts';
 import { slackFeedbackBlocks } from './slack-feedback.ts';
@@ -124,7 +125,8 @@ export class SlackStreaming {
     const ackText = target.ackText ?? (first.value.kind === 'notice' ? first.value.text : undefined);
     if (ackText === undefined) return target.editBased(target.threadTs, rest([first.value]));
     const ack = await client.chat.postMessage({ channel, text: ackText, ...(target.threadTs ? { thread_ts: target.threadTs } : {}), unfurl_links: false, unfurl_media: false });
-    const ackTs = ack.ts as string;
+    if (!ack.ts) throw new MorrisError('BACKEND_ERROR', 'Slack accepted the acknowledgement but gave no message ts to stream under.', { hint: 'Check the Slack API URL (SLACK_API_URL) points at Slack or a faithful proxy.' });
+    const ackTs = ack.ts;
     const ackAt = this.now();
     const thread = target.threadTs ?? ackTs;
 
