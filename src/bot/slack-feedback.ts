@@ -26,9 +26,19 @@ const EDIT_INPUT_ACTION = 'text';
 
 /** The blocks of an article's last message: its text, lineage, then the feedback controls. */
 export function slackArticleBlocks(mrkdwn: string, final: FinalUpdate, columnist: string) {
-  const g = final.generationId;
   return [
     ...splitMessage(mrkdwn, SLACK_SECTION_MAX_CHARS).map((text) => ({ type: 'section', text: { type: 'mrkdwn', text } })),
+    ...slackFeedbackBlocks(final, columnist),
+  ];
+}
+
+/**
+ * What follows an article's text: lineage, then the feedback controls. On their own they end a
+ * chat stream (chat.stopStream appends blocks under the streamed text).
+ */
+export function slackFeedbackBlocks(final: FinalUpdate, columnist: string) {
+  const g = final.generationId;
+  return [
     { type: 'context', elements: [{ type: 'plain_text', text: lineageLine(columnist, final.lineage), emoji: true }] },
     {
       type: 'context_actions',
@@ -80,12 +90,19 @@ function receiptView(text: string) {
 export interface SlackFeedbackDeps {
   core: BotCore;
   /** Posts and streams a reply in `channel` (a thread when `threadTs` is set), as slack.ts does. */
-  deliver(client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>): Promise<unknown>;
+  deliver(
+    client: WebClient,
+    channel: string,
+    threadTs: string | undefined,
+    updates: AsyncIterable<ReplyUpdate>,
+    how?: { recipient?: { teamId?: string; userId: string } },
+  ): Promise<unknown>;
   track(what: string, work: (signal: AbortSignal) => Promise<void>): void;
 }
 
 interface ClickBody {
-  user: { id: string };
+  user: { id: string; team_id?: string };
+  team?: { id: string } | null;
   channel?: { id: string };
   message?: { ts: string; thread_ts?: string };
   trigger_id: string;
@@ -139,7 +156,11 @@ export function registerSlackFeedback(app: App, deps: SlackFeedbackDeps): void {
     }
     // The new take goes where the first one is: the same thread, or the channel.
     deps.track('regenerated reply', (signal) =>
-      deps.deliver(client, channel, click.message?.thread_ts, afterNotice(prepared.ackText, () => prepared.run(signal))).then(() => undefined),
+      deps
+        .deliver(client, channel, click.message?.thread_ts, afterNotice(prepared.ackText, () => prepared.run(signal)), {
+          recipient: { teamId: click.team?.id ?? click.user.team_id, userId: click.user.id },
+        })
+        .then(() => undefined),
     );
   });
 }

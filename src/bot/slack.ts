@@ -1,6 +1,8 @@
 /**
- * Slack adapter (@slack/bolt 5). `/morris <topic>` acks at once, then posts to the channel and
- * streams by editing with chat.update; `@Morris <topic>` answers in a thread; `/morris-admin`
+ * Slack adapter (@slack/bolt 5). `/morris <topic>` acks at once, then posts an acknowledgement
+ * in the channel and streams the article into its thread with Slack's chat streaming
+ * (slack-stream.ts), or, where a workspace has none, by editing with chat.update (stream-reply.ts);
+ * `@Morris <topic>` answers in a thread; `/morris-admin`
  * runs admin commands. HTTP mode exposes a request listener for POST /slack/events (Bolt's
  * HTTPReceiver verifies signatures: bad or stale ones get 401 and never reach a handler);
  * Socket Mode connects with the app token. Only translation lives here: the work is in the core.
@@ -17,7 +19,8 @@ import { childLog } from '../log.ts';
 import type { BotCore } from './core.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
 import { registerSlackFeedback, slackArticleBlocks } from './slack-feedback.ts';
-import { afterNotice, ReplyTracker, streamReply, type MessageSurface } from './stream-reply.ts';
+import { slackErrorCode, SlackStreaming } from './slack-stream.ts';
+import { afterNotice, ReplyTracker, streamReply, type AdoptedMessage, type MessageSurface } from './stream-reply.ts';
 import type { ReplyUpdate, Requester } from './types.ts';
 
 const logger = childLog('slack');
@@ -55,6 +58,16 @@ export interface SlackBotOptions {
   retries?: number;
   /** Remembers handled request signatures (HTTP mode), so a replayed request runs once. */
   replayGuard?: ReplayGuard;
+  /** Slack's chat streaming (default on; where a workspace lacks it, edits are used anyway). */
+  chatStreaming?: boolean;
+  /** Least time between two chat.appendStream calls of one stream (default: editIntervalMs). */
+  appendIntervalMs?: number;
+}
+
+/** Who asked, and the acknowledgement to post in the channel before the article streams. */
+export interface SlackDeliverOptions {
+  recipient?: { teamId?: string; userId: string };
+  ackText?: string;
 }
 
 export interface SlackBot {
@@ -87,10 +100,6 @@ function boltLogger(): BoltLogger {
 
 function withSlash(url: string): string {
   return url.endsWith('/') ? url : `${url}/`;
-}
-
-function slackErrorCode(e: unknown): string | undefined {
-  return (e as { data?: { error?: string } } | undefined)?.data?.error;
 }
 
 export function createSlackBot(opts: SlackBotOptions): SlackBot {
@@ -127,8 +136,13 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   const updateLimiter = new Bottleneck({ maxConcurrent: 1, minTime: Math.ceil(60_000 / (opts.updatesPerMinute ?? SLACK_UPDATES_PER_MINUTE)) });
   const seenEvents = new Set<string>();
 
-  /** Posts/edits in `channel` (in a thread when `threadTs` is set) and renders the stream. */
-  const deliver = (client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>) => {
+  const streaming = new SlackStreaming({ columnist: core.settings.columnist, appendIntervalMs: opts.appendIntervalMs ?? edit });
+
+  /**
+   * Edit-based streaming: posts/edits in `channel` (in a thread when `threadTs` is set), taking
+   * over `adopt` as the first message when one is already showing.
+   */
+  const editBased = (client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>, adopt?: AdoptedMessage<string>) => {
     const surface: MessageSurface<string> = {
       async post(text) {
         const r = await client.chat.postMessage({
@@ -155,7 +169,27 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         return r.ts as string;
       },
     };
-    return streamReply(updates, surface, { maxLength, editIntervalMs: edit, format: toSlackMrkdwn });
+    return streamReply(updates, surface, { maxLength, editIntervalMs: edit, format: toSlackMrkdwn }, adopt);
+  };
+
+  /**
+   * Renders a reply in `channel` (a thread when `threadTs` is set): by chat streaming when the
+   * workspace has it and we know whom it is for, else by editing. Without `ackText` the first
+   * notice is the acknowledgement.
+   */
+  const deliver = (client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>, how: SlackDeliverOptions = {}) => {
+    if (opts.chatStreaming === false || !streaming.usable || !how.recipient) return editBased(client, channel, threadTs, updates);
+    return streaming.deliver(
+      {
+        client,
+        channel,
+        threadTs,
+        recipient: how.recipient,
+        ackText: how.ackText,
+        editBased: (thread, rest, adopt) => editBased(client, channel, thread, rest, adopt),
+      },
+      updates,
+    );
   };
 
   app.command('/morris', async ({ command, ack, respond, client }) => {
@@ -169,7 +203,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     replies.track('slash reply', async (signal) => {
       const updates = prepared.run(signal);
       try {
-        await deliver(client, command.channel_id, undefined, updates);
+        await deliver(client, command.channel_id, undefined, updates, { recipient: { teamId: command.team_id, userId: command.user_id }, ackText: prepared.ackText });
       } catch (e) {
         // Nothing could be posted (or kept updated) in the channel: stop generating and tell the
         // person privately through response_url, which needs no channel membership.
@@ -207,7 +241,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     const { ackText, run } = prepared;
     replies.track('mention reply', async (signal) => {
       // A mention has no ack of its own: the thread reply starts as the "writing…" note.
-      await deliver(client, event.channel, threadTs, afterNotice(ackText, () => run(signal)));
+      await deliver(client, event.channel, threadTs, afterNotice(ackText, () => run(signal)), { recipient: { teamId: body.team_id, userId: requester.userId } });
     });
   });
 

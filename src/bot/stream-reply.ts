@@ -44,6 +44,17 @@ export interface StreamReplyResult<H> {
   final: ReplyUpdate | undefined;
 }
 
+/**
+ * A message already on screen that the stream takes over as its message 0 (e.g. Slack's
+ * acknowledgement, or a chat stream Slack stopped accepting): edited, never posted again, and
+ * only after `editIntervalMs` from `at`, its last write.
+ */
+export interface AdoptedMessage<H> {
+  handle: H;
+  text: string;
+  at: number;
+}
+
 /** Text in the messages a placeholder-only reply leaves behind when the final text is shorter. */
 export const CONTINUATION_REMOVED = '…';
 
@@ -51,12 +62,13 @@ export async function streamReply<H>(
   updates: AsyncIterable<ReplyUpdate>,
   surface: MessageSurface<H>,
   opts: StreamReplyOptions,
+  adopt?: AdoptedMessage<H>,
 ): Promise<StreamReplyResult<H>> {
   const now = opts.now ?? Date.now;
-  const handles: H[] = [];
-  const shown: string[] = [];
+  const handles: H[] = adopt ? [adopt.handle] : [];
+  const shown: string[] = adopt ? [adopt.text] : [];
   let edits = 0;
-  let lastWriteAt: number | null = null;
+  let lastWriteAt: number | null = adopt ? adopt.at : null;
   let pending: string[] | null = null;
   let inFlight: Promise<void> | null = null;
   let timer: NodeJS.Timeout | null = null;

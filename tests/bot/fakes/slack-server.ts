@@ -1,6 +1,7 @@
 /**
  * A local stand-in for Slack, enough for the real @slack/bolt client: the Web API methods the bot
- * calls (auth.test, chat.postMessage, chat.update, views.open, apps.connections.open), response_url
+ * calls (auth.test, chat.postMessage, chat.update, views.open, apps.connections.open, the chat
+ * streaming methods and assistant.threads.setStatus), response_url
  * endpoints, and a Socket Mode websocket that delivers envelopes and collects acks. Also signs
  * requests for HTTP mode the way Slack does, including the interactivity payloads a click sends
  * (block_actions) and a modal's submission (view_submission). Everything is recorded for the tests.
@@ -21,12 +22,27 @@ export interface SlackMessage {
   history: { text: string; at: number }[];
   /** Block Kit blocks as last set (none while the article streams). */
   blocks?: Record<string, unknown>[];
+  /** Started with chat.startStream; `streamingUntil` is when Slack stops accepting appends. */
+  streamed?: boolean;
+  streamingUntil?: number;
+  /** Set by chat.stopStream. */
+  streamStopped?: boolean;
+}
+
+export interface StatusCall {
+  channel_id: string;
+  thread_ts: string;
+  status: string;
+  loading_messages?: string[];
+  at: number;
 }
 
 export interface ApiCall {
   method: string;
   body: Record<string, unknown>;
   at: number;
+  /** The error answered, when the call failed. */
+  error?: string;
 }
 
 async function readBody(req: http.IncomingMessage): Promise<string> {
@@ -40,8 +56,12 @@ function parseBody(raw: string, contentType: string | undefined): Record<string,
   if (contentType?.includes('application/json')) return JSON.parse(raw) as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [k, v] of new URLSearchParams(raw)) {
-    // The Web API client form-encodes nested values as JSON strings.
-    out[k] = /^[[{]/.test(v) ? (JSON.parse(v) as unknown) : v;
+    // The Web API client form-encodes nested values as JSON strings (text may look like JSON too).
+    try {
+      out[k] = /^[[{]/.test(v) ? (JSON.parse(v) as unknown) : v;
+    } catch {
+      out[k] = v;
+    }
   }
   return out;
 }
@@ -56,6 +76,18 @@ export class FakeSlack {
   readonly closedChannels = new Set<string>();
   /** When set, auth.test with another token answers invalid_auth. */
   acceptedToken: string | null = null;
+  /**
+   * chat.startStream / appendStream / stopStream exist only when this is on; off (the default),
+   * they answer unknown_method as in a workspace without chat streaming, so the bot edits.
+   */
+  chatStreaming = false;
+  /** How long a stream accepts appends after it started (then: message_not_in_streaming_state). */
+  streamTtlMs = 5 * 60_000;
+  /** When set, chat.appendStream answers this error (a stream failing some other way). */
+  appendError: string | null = null;
+  /** assistant.threads.setStatus calls, in order; `assistantScope` off answers missing_scope. */
+  readonly statuses: StatusCall[] = [];
+  assistantScope = true;
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private readonly wss = new WebSocketServer({ noServer: true });
   private socket: WebSocket | null = null;
@@ -101,7 +133,9 @@ export class FakeSlack {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const raw = await readBody(req);
     const url = new URL(req.url ?? '/', 'http://x');
+    let call: ApiCall | undefined;
     const send = (body: unknown) => {
+      if (call && (body as { ok?: boolean }).ok === false) call.error = (body as { error?: string }).error;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
@@ -113,7 +147,8 @@ export class FakeSlack {
     }
     const method = url.pathname.replace(/^\/api\//, '');
     const body = parseBody(raw, req.headers['content-type']);
-    this.calls.push({ method, body, at: Date.now() });
+    call = { method, body, at: Date.now() };
+    this.calls.push(call);
     switch (method) {
       case 'auth.test':
         if (this.acceptedToken && req.headers.authorization !== `Bearer ${this.acceptedToken}`) return send({ ok: false, error: 'invalid_auth' });
@@ -143,6 +178,21 @@ export class FakeSlack {
         m.history.push({ text: m.text, at: Date.now() });
         return send({ ok: true, channel: m.channel, ts: m.ts, text: m.text });
       }
+      case 'chat.startStream':
+      case 'chat.appendStream':
+      case 'chat.stopStream':
+        return send(this.stream(method, body));
+      case 'assistant.threads.setStatus':
+        if (!this.assistantScope) return send({ ok: false, error: 'missing_scope', needed: 'assistant:write' });
+        if (!body.channel_id || !body.thread_ts) return send({ ok: false, error: 'invalid_arguments' });
+        this.statuses.push({
+          channel_id: String(body.channel_id),
+          thread_ts: String(body.thread_ts),
+          status: String(body.status ?? ''),
+          ...(Array.isArray(body.loading_messages) ? { loading_messages: body.loading_messages as string[] } : {}),
+          at: Date.now(),
+        });
+        return send({ ok: true });
       case 'views.open': {
         if (!body.trigger_id) return send({ ok: false, error: 'invalid_trigger_id' });
         const view = body.view as Record<string, unknown>;
@@ -152,6 +202,33 @@ export class FakeSlack {
       default:
         return send({ ok: false, error: 'unknown_method' });
     }
+  }
+
+  /** The chat streaming methods: a message whose text grows by markdown chunks until stopped. */
+  private stream(method: string, body: Record<string, unknown>): Record<string, unknown> {
+    if (!this.chatStreaming) return { ok: false, error: 'unknown_method' };
+    const channel = String(body.channel ?? '');
+    const chunks = Array.isArray(body.chunks) ? (body.chunks as { type: string; text?: string }[]) : [];
+    const piece = String(body.markdown_text ?? '') + chunks.filter((c) => c.type === 'markdown_text').map((c) => c.text ?? '').join('');
+    const now = Date.now();
+    if (method === 'chat.startStream') {
+      if (this.closedChannels.has(channel)) return { ok: false, error: 'not_in_channel' };
+      if (!body.thread_ts) return { ok: false, error: 'invalid_arguments' };
+      const ts = this.nextTs();
+      this.messages.push({ channel, ts, text: piece, thread_ts: String(body.thread_ts), history: [{ text: piece, at: now }], streamed: true, streamingUntil: now + this.streamTtlMs });
+      return { ok: true, channel, ts };
+    }
+    if (method === 'chat.appendStream' && this.appendError) return { ok: false, error: this.appendError };
+    const m = this.messages.find((x) => x.ts === body.ts && x.channel === channel);
+    if (!m) return { ok: false, error: 'message_not_found' };
+    if (!m.streamed || m.streamStopped || now > (m.streamingUntil ?? 0)) return { ok: false, error: 'message_not_in_streaming_state' };
+    m.text += piece;
+    m.history.push({ text: m.text, at: now });
+    if (method === 'chat.stopStream') {
+      m.streamStopped = true;
+      if (Array.isArray(body.blocks)) m.blocks = body.blocks as Record<string, unknown>[];
+    }
+    return { ok: true, channel, ts: m.ts };
   }
 
   // ---------------------------------------------------------------- Socket Mode
