@@ -121,7 +121,7 @@ export class GenerationService {
     this.opts = opts;
     this.adapter = opts.adapter ?? null;
     if (typeof opts.baseModel === 'string') this.baseDir = resolve(opts.baseModel);
-    this.waiting = new WaitingLine<Job>(opts.queueMax, opts.backgroundQueueMax ?? opts.queueMax, 'The writer works on one article at a time and its queue is full.');
+    this.waiting = new WaitingLine<Job>(opts.queueMax, opts.backgroundQueueMax ?? opts.queueMax, 'Every writing slot is busy and the line behind them is full.');
   }
 
   /**
