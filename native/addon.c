@@ -13,6 +13,7 @@
  *   releaseDecoder(handle)
  * The read-bandwidth probes bench:generate uses are another addon (probes.c, morris_probes.node).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "decoder.h"
@@ -77,6 +78,20 @@ Slot *slotArg(napi_env env, Decoder *d, napi_value v) {
   return &d->slots[id];
 }
 
+int slotLengthArgs(napi_env env, napi_callback_info info, size_t argc, napi_value *argv, const char *call, Decoder **d, Slot **S, int *T) {
+  size_t got = argc;
+  char msg[160];
+  if (napi_get_cb_info(env, info, &got, argv, NULL, NULL) != napi_ok) { napi_throw_error(env, "BAD_STEP", "cannot read the arguments"); return 0; }
+  if (got < argc) { snprintf(msg, sizeof msg, "%s", call); napi_throw_error(env, "BAD_STEP", msg); return 0; }
+  if (!(*d = decoderArg(env, argv[0])) || !(*S = slotArg(env, *d, argv[1]))) return 0;
+  if (napi_get_value_int32(env, argv[2], T) != napi_ok || *T < 0 || *T > (*S)->len) {
+    snprintf(msg, sizeof msg, "%.*s: length must be between 0 and the cached length", (int)strcspn(call, "("), call);
+    napi_throw_error(env, "BAD_STEP", msg);
+    return 0;
+  }
+  return 1;
+}
+
 /* Float32Array element l of a JS array, with exactly `len` values (len < 0: any multiple of kvRow). */
 static float *layerArray(napi_env env, napi_value arr, int l, size_t kvRow, long len, size_t *outLen) {
   napi_value e;
@@ -131,16 +146,11 @@ static napi_value cacheImport(napi_env env, napi_callback_info info) {
 
 /* cacheExport(handle, slot, length, keysOut[], valuesOut[]): the first `length` positions as [kvHeads, length, headDim] */
 static napi_value cacheExport(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5], undef;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5) THROW(env, "BAD_STEP", "cacheExport(handle, slot, length, keys, values)");
-  Decoder *d = decoderArg(env, argv[0]);
-  if (!d) return NULL;
-  Slot *S = slotArg(env, d, argv[1]);
-  if (!S) return NULL;
+  Decoder *d;
+  Slot *S;
   int T;
-  if (napi_get_value_int32(env, argv[2], &T) != napi_ok || T < 0 || T > S->len) THROW(env, "BAD_STEP", "cacheExport: length must be between 0 and the cached length");
+  if (!slotLengthArgs(env, info, 5, argv, "cacheExport(handle, slot, length, keys, values)", &d, &S, &T)) return NULL;
   const size_t hd = d->headDim, kvRow = (size_t)d->kvHeads * hd;
   for (int l = 0; l < d->layers; l++) {
     size_t n;

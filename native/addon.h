@@ -12,6 +12,9 @@
 Decoder *decoderArg(napi_env env, napi_value h);
 /* A slot of d in use, or NULL with BAD_STEP thrown. */
 Slot *slotArg(napi_env env, Decoder *d, napi_value v);
+/* argv[0..2] as (decoder, slot, length) with 0 <= length <= the slot's cached length; 0 with BAD_STEP
+ * (naming `call`) thrown otherwise. `call` reads like "cacheFork(handle, slot, length)". */
+int slotLengthArgs(napi_env env, napi_callback_info info, size_t argc, napi_value *argv, const char *call, Decoder **d, Slot **S, int *T);
 
 napi_value createAdapter(napi_env env, napi_callback_info info);
 napi_value releaseAdapter(napi_env env, napi_callback_info info);

@@ -171,16 +171,11 @@ bad:
 }
 
 napi_value cacheFork(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3], out;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) THROW(env, "BAD_STEP", "cacheFork(handle, slot, length)");
-  Decoder *d = decoderArg(env, argv[0]);
-  if (!d) return NULL;
-  Slot *src = slotArg(env, d, argv[1]);
-  if (!src) return NULL;
+  Decoder *d;
+  Slot *src;
   int T;
-  if (napi_get_value_int32(env, argv[2], &T) != napi_ok || T < 0 || T > src->len) THROW(env, "BAD_STEP", "cacheFork: length must be between 0 and the cached length");
+  if (!slotLengthArgs(env, info, 3, argv, "cacheFork(handle, slot, length)", &d, &src, &T)) return NULL;
   const int srcIndex = (int)(src - d->slots); /* slotAlloc may move the slot table */
   const int id = slotAlloc(d);
   if (id < 0) THROW(env, "NO_MEMORY", "out of memory for a KV cache slot");
