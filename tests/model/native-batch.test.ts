@@ -270,6 +270,9 @@ describe('bad input: errors with a code, checked before the step is queued', () 
     expect(thrownCode(call(h, i32(slot0), i32(1), i32(0), [null], Uint8Array.of(1)))).toBe('BAD_STEP'); // no logits
     expect(thrownCode(call({}, i32(slot0), i32(1), i32(0), [null], Uint8Array.of(1), logits))).toBe('BAD_STEP');
     expect(thrownCode(() => a.cacheFork(h, slot1, 2))).toBe('BAD_STEP'); // longer than cached
+    expect(message(() => a.cacheFork(h, slot1, 2))).toBe('BAD_STEP: cacheFork: length must be between 0 and the cached length');
+    expect(message(() => (a.cacheFork as (...x: unknown[]) => unknown)(h, slot1))).toBe('BAD_STEP: cacheFork(handle, slot, length)');
+    expect(message(() => a.cacheExport(h, slot1, 2, [], []))).toBe('BAD_STEP: cacheExport: length must be between 0 and the cached length');
     expect(thrownCode(() => a.cacheFork(h, 9, 0))).toBe('BAD_STEP');
     // createAdapter checks the spec against the decoder's dims
     expect(thrownCode(() => a.createAdapter(h, { layer: [] }))).toBe('BAD_SPEC');
