@@ -6,6 +6,7 @@
 import { isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { audit, type Store } from '../store/db.ts';
+import { forgetPerson, formatCounts, parsePerson } from '../store/privacy.ts';
 import { escapeSlack, type RenderPlatform } from './render.ts';
 import type { AdminActions, Requester, TextGenerator } from './types.ts';
 
@@ -21,6 +22,7 @@ export const ADMIN_COMMANDS = [
   'rollback',
   'cancel',
   'version',
+  'forget',
 ] as const;
 export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
 
@@ -70,7 +72,7 @@ export async function runAdminCommand(deps: AdminDeps, input: { requester: Reque
   }
   if (!(ADMIN_COMMANDS as readonly string[]).includes(command)) {
     record('unknown command');
-    return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : `\`${c}\``)).join(', ')}.`;
+    return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : c === 'forget' ? '`forget <platform> <user-id>`' : `\`${c}\``)).join(', ')}.`;
   }
   try {
     const out = await execute(deps, command as AdminCommand, args, requester);
@@ -96,6 +98,14 @@ async function execute(deps: AdminDeps, command: AdminCommand, args: string, req
       `dataset:    ${info.datasetId ?? 'unknown'}`,
       ...(info.details ? [info.details] : []),
     ].join('\n');
+  }
+  if (command === 'forget') {
+    // Store work only (no job system), so it runs in any process that has the database.
+    const [platform, userId] = args.split(/\s+/);
+    if (!userId) throw new MorrisError('BAD_INPUT', '`forget` needs a platform and a user id, e.g. `forget slack U024BE7LH`.');
+    const person = parsePerson(platform, userId);
+    const c = forgetPerson(deps.store, person, { platform: requester.platform, userId: requester.userId, command: 'forget' });
+    return `Deleted for ${person.platform} user ${person.userId}: ${formatCounts(c)}.`;
   }
   const admin = deps.admin;
   if (!admin) throw new MorrisError('NOT_FOUND', 'Admin actions are not available in this process (run `morris serve`).');

@@ -10,6 +10,7 @@ import * as adapters from './adapters.ts';
 import * as jobs from './jobs.ts';
 import * as bots from './bots.ts';
 import * as feedback from './feedback.ts';
+import * as privacy from './privacy.ts';
 import * as doctor from './doctor.ts';
 import * as db from './db.ts';
 
@@ -23,6 +24,7 @@ export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext):
   jobs,
   bots,
   feedback,
+  privacy,
   doctor,
   db,
 ];

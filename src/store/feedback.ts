@@ -214,3 +214,45 @@ export function feedbackStats(store: Store): FeedbackStats {
     byAdapter,
   };
 }
+
+// ---------------------------------------------------------------- one person's data (privacy)
+
+export interface PersonFeedbackCounts {
+  /** Signals this person gave, on anyone's article. */
+  given: number;
+  /** Signals other people gave on this person's articles. */
+  onTheirArticles: number;
+  /** Platform messages linked to this person's articles. */
+  messages: number;
+}
+
+const PERSON_FEEDBACK = `(platform = ? AND user_id = ?) OR generation_id IN (SELECT value FROM json_each(?))`;
+
+/** What deletePersonFeedback would remove; `articleIds` are the person's generations. */
+export function countPersonFeedback(store: Store, person: { platform: string; userId: string }, articleIds: readonly string[]): PersonFeedbackCounts {
+  const json = JSON.stringify(articleIds);
+  const given = (store.prepare('SELECT COUNT(*) AS n FROM feedback WHERE platform = ? AND user_id = ?').get(person.platform, person.userId) as { n: number }).n;
+  const onTheirArticles = (
+    store
+      .prepare(
+        `SELECT COUNT(*) AS n FROM feedback
+         WHERE generation_id IN (SELECT value FROM json_each(?)) AND NOT (platform = ? AND user_id = ?)`,
+      )
+      .get(json, person.platform, person.userId) as { n: number }
+  ).n;
+  const messages = (store.prepare('SELECT COUNT(*) AS n FROM feedback_messages WHERE generation_id IN (SELECT value FROM json_each(?))').get(json) as { n: number }).n;
+  return { given, onTheirArticles, messages };
+}
+
+/**
+ * Deletes the signals this person gave and every signal and message link on their articles.
+ * Preference pairs are derived from these rows (never stored), so pairs built on them go too.
+ * Run it in the caller's transaction, before their generations are deleted.
+ */
+export function deletePersonFeedback(store: Store, person: { platform: string; userId: string }, articleIds: readonly string[]): PersonFeedbackCounts {
+  const counts = countPersonFeedback(store, person, articleIds);
+  const json = JSON.stringify(articleIds);
+  store.prepare(`DELETE FROM feedback WHERE ${PERSON_FEEDBACK}`).run(person.platform, person.userId, json);
+  store.prepare('DELETE FROM feedback_messages WHERE generation_id IN (SELECT value FROM json_each(?))').run(json);
+  return counts;
+}

@@ -218,3 +218,47 @@ export function getGenerationEntry(store: Store, id: string): GenerationEntry | 
   const row = store.prepare(`SELECT ${ENTRY_COLUMNS} FROM generations WHERE id = ?`).get(id) as EntryRow | undefined;
   return row && toEntries(store, [row])[0];
 }
+
+// ---------------------------------------------------------------- one person's data (privacy)
+
+/** A person as the bots know them: a user id is only unique within its platform. */
+export interface PersonRef {
+  platform: string;
+  userId: string;
+}
+
+/** Ids of every generation this person asked for (refused and failed ones included). */
+export function generationIdsOf(store: Store, person: PersonRef): string[] {
+  return (store.prepare('SELECT id FROM generations WHERE platform = ? AND user_id = ? ORDER BY rowid').all(person.platform, person.userId) as { id: string }[]).map(
+    (r) => r.id,
+  );
+}
+
+/**
+ * Someone else's regenerations of these articles: they belong to whoever asked for them, so they
+ * are kept, only their link to the deleted article goes (see deleteGenerations).
+ */
+export function regenerationsByOthers(store: Store, ids: readonly string[]): number {
+  if (!ids.length) return 0;
+  const row = store
+    .prepare(
+      `SELECT COUNT(*) AS n FROM generations
+       WHERE parent_id IN (SELECT value FROM json_each(?)) AND id NOT IN (SELECT value FROM json_each(?))`,
+    )
+    .get(JSON.stringify(ids), JSON.stringify(ids)) as { n: number };
+  return row.n;
+}
+
+/**
+ * Deletes these generations. Rows pointing at them through parent_id are unlinked first (the
+ * foreign key would refuse the delete otherwise); the caller must already have removed their
+ * feedback and message links (store/feedback.ts), in the same transaction.
+ */
+export function deleteGenerations(store: Store, ids: readonly string[]): { deleted: number; unlinked: number } {
+  if (!ids.length) return { deleted: 0, unlinked: 0 };
+  const json = JSON.stringify(ids);
+  const unlinked = regenerationsByOthers(store, ids);
+  store.prepare('UPDATE generations SET parent_id = NULL WHERE parent_id IN (SELECT value FROM json_each(?))').run(json);
+  const deleted = store.prepare('DELETE FROM generations WHERE id IN (SELECT value FROM json_each(?))').run(json).changes;
+  return { deleted, unlinked };
+}
