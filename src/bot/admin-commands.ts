@@ -80,8 +80,8 @@ export async function runAdminCommand(deps: AdminDeps, input: { requester: Reque
     return codeBlock(out, platform);
   } catch (e) {
     record(`failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500));
-    // A coded error is an expected answer (unknown job, bad id); anything else is a bug.
-    if (isMorrisError(e)) logger.warn({ code: e.code, reason: e.message, command, user: requester.userId }, 'admin command refused by the job system');
+    // A coded error is an expected answer (unknown job, bad id or platform); anything else is a bug.
+    if (isMorrisError(e)) logger.warn({ code: e.code, reason: e.message, command, user: requester.userId }, 'admin command refused (bad input or state)');
     else logger.error({ err: e, command, user: requester.userId }, 'admin command failed');
     const msg = isMorrisError(e) ? e.message : 'something went wrong (see the log)';
     return `\`${command}\` failed: ${platform === 'slack' ? escapeSlack(msg) : msg}`;
