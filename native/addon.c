@@ -40,17 +40,7 @@ static void finishStep(napi_env env, napi_status status, void *data) {
   StepJob *j = data;
   j->d->busy = 0;
   j->d->running = NULL;
-  napi_value result;
-  if (status != napi_ok || j->error[0]) {
-    napi_value msg, code;
-    napi_create_string_utf8(env, j->error[0] ? j->error : "decode step cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, "NATIVE", NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &result);
-    napi_reject_deferred(env, j->deferred, result);
-  } else {
-    napi_get_undefined(env, &result);
-    napi_resolve_deferred(env, j->deferred, result);
-  }
+  settleDeferred(env, j->deferred, status, j->error, "decode step cancelled");
   napi_delete_reference(env, j->keep);
   napi_delete_async_work(env, j->work);
   free(j);

@@ -37,17 +37,7 @@ static void finishBatch(napi_env env, napi_status status, void *data) {
   j->d->runningRows = NULL;
   j->d->runningCount = 0;
   for (int r = 0; r < j->R; r++) if (j->rows[r].adapter) ((Adapter *)j->rows[r].adapter)->busy--;
-  napi_value result;
-  if (status != napi_ok) {
-    napi_value msg, code;
-    napi_create_string_utf8(env, "batched decode step cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, "NATIVE", NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &result);
-    napi_reject_deferred(env, j->deferred, result);
-  } else {
-    napi_get_undefined(env, &result);
-    napi_resolve_deferred(env, j->deferred, result);
-  }
+  settleDeferred(env, j->deferred, status, NULL, "batched decode step cancelled");
   napi_delete_reference(env, j->keepLogits);
   for (int r = 0; r < j->R; r++) if (j->keepAdapters[r]) napi_delete_reference(env, j->keepAdapters[r]);
   free(j->keepAdapters);

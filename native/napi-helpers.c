@@ -37,3 +37,17 @@ napi_value exportFunctions(napi_env env, napi_value exports, const Export *fns, 
   }
   return exports;
 }
+
+void settleDeferred(napi_env env, napi_deferred deferred, napi_status status, const char *error, const char *cancelled) {
+  napi_value result;
+  if (status != napi_ok || (error && error[0])) {
+    napi_value msg, code;
+    napi_create_string_utf8(env, error && error[0] ? error : cancelled, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, "NATIVE", NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &result);
+    napi_reject_deferred(env, deferred, result);
+  } else {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, deferred, result);
+  }
+}

@@ -16,6 +16,10 @@ int getDouble(napi_env env, napi_value obj, const char *key, double *out);
 float *f32Array(napi_env env, napi_value v, size_t *len);
 float *f32Data(napi_env env, napi_value v, size_t expect);
 
+/* Settles an async step's promise: rejected with code NATIVE and `error` (or `cancelled` when the
+ * work did not run), else resolved with undefined. */
+void settleDeferred(napi_env env, napi_deferred deferred, napi_status status, const char *error, const char *cancelled);
+
 /* A function an addon exports, under its JS name. */
 typedef struct {
   const char *name;
