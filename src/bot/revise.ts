@@ -9,7 +9,7 @@ import { getGeneration } from '../store/generations.ts';
 import type { BotCore, Prepared } from './core.ts';
 import { storedOptions } from './feedback-desk.ts';
 import { findBlockedTerm } from './render.ts';
-import type { Requester } from './types.ts';
+import type { ReplyUpdate, Requester } from './types.ts';
 
 /** What a reply that says nothing gets: how revising works, instead of a silent drop. */
 export const REVISE_USAGE = 'Reply to a Morris article with what to change, e.g. “shorter, and more about spectrum costs”, and Morris will revise it.';
@@ -32,4 +32,20 @@ export async function prepareRevision(core: BotCore, store: Store, replier: Requ
   const checked = await core.precheck({ requester: replier, text: original.topic, options: storedOptions(original.options) });
   if (!checked.ok) return checked;
   return core.accept(checked.accepted, { parentId: original.id, revision: { previousArticle: original.article, instruction: text } });
+}
+
+/**
+ * The feedback_messages key of a Slack thread (channel and root ts). A finished article in the
+ * thread replaces the link, so a later reply revises the latest version.
+ */
+export function threadKey(channel: string, threadTs: string): string {
+  return `thread:${channel}:${threadTs}`;
+}
+
+/** Passes updates through, calling `link` with a finished article's id before it is shown. */
+export async function* onFinal(updates: AsyncIterable<ReplyUpdate>, link: (generationId: string) => void): AsyncGenerator<ReplyUpdate> {
+  for await (const u of updates) {
+    if (u.kind === 'final') link(u.generationId);
+    yield u;
+  }
 }

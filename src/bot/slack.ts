@@ -17,6 +17,7 @@ import { MorrisError } from '../errors.ts';
 import type { ReplayGuard } from '../store/slack-replays.ts';
 import { childLog } from '../log.ts';
 import type { BotCore, Prepared } from './core.ts';
+import { onFinal, threadKey } from './revise.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
 import { registerSlackFeedback, slackArticleBlocks } from './slack-feedback.ts';
 import { slackErrorCode, SlackStreaming } from './slack-stream.ts';
@@ -96,11 +97,6 @@ function boltLogger(): BoltLogger {
     getLevel: () => level,
     setName: () => undefined,
   };
-}
-
-/** The feedback_messages key of a thread (its root message), which leads to its latest article. */
-function threadKey(channel: string, threadTs: string): string {
-  return `thread:${channel}:${threadTs}`;
 }
 
 function withSlash(url: string): string {
@@ -256,18 +252,11 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     const { ackText, run } = prepared;
     replies.track(what, async (signal) => {
       // A thread has no ack of its own: the reply starts as the "writing…" note.
-      const updates = afterNotice(ackText, () => linkThreadOnFinal(run(signal), channel, threadTs));
+      const key = threadKey(channel, threadTs);
+      const updates = afterNotice(ackText, () => onFinal(run(signal), (id) => core.feedback.linkMessages('slack', [key], id)));
       await deliver(client, channel, threadTs, updates, { recipient: { teamId, userId: requester.userId } });
     });
   };
-
-  /** Passes updates through; a finished article makes its thread lead to it (replies revise it). */
-  async function* linkThreadOnFinal(updates: AsyncIterable<ReplyUpdate>, channel: string, threadTs: string): AsyncGenerator<ReplyUpdate> {
-    for await (const u of updates) {
-      if (u.kind === 'final') core.feedback.linkMessages('slack', [threadKey(channel, threadTs)], u.generationId);
-      yield u;
-    }
-  }
 
   // A plain reply in an article's thread (no mention: app_mention handles those) revises it.
   app.event('message', async ({ event, body, client, context }) => {
