@@ -58,6 +58,19 @@ export function articleMessages(systemPrompt: string, topic: string): ChatMessag
   ];
 }
 
+/**
+ * The conversation that asks for a revision (issue 16): the original ask and the article it got
+ * stay in the context, so the instruction ("shorter, and more about spectrum costs") is read
+ * against what was written rather than as a new topic.
+ */
+export function revisionMessages(systemPrompt: string, topic: string, previousArticle: string, instruction: string): ChatMessage[] {
+  return [
+    ...articleMessages(systemPrompt, topic),
+    { role: 'assistant', content: previousArticle },
+    { role: 'user', content: instruction.trim() },
+  ];
+}
+
 // ---------------------------------------------------------------- chat templating
 
 /**

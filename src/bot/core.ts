@@ -20,6 +20,7 @@ import type {
   GenerationRequest,
   ReplyUpdate,
   Requester,
+  Revision,
   TextGenerator,
 } from './types.ts';
 import type { GenerationEvent } from '../generation-events.ts';
@@ -204,12 +205,12 @@ export class BotCore {
    * Opens the `generations` row for a request that passed `precheck`; once per precheck.
    * `parentId` links a regeneration to the article it replaces (see feedback-desk.ts).
    */
-  accept(accepted: AcceptedRequest, link: { parentId?: string } = {}): Extract<Prepared, { ok: true }> {
+  accept(accepted: AcceptedRequest, link: { parentId?: string; revision?: Revision } = {}): Extract<Prepared, { ok: true }> {
     // One rate-limit token pays for one generation: a request not from precheck, or accepted
     // twice, would generate without (or beyond) its token.
     if (!this.unaccepted.delete(accepted)) throw new MorrisError('INTERNAL', 'accept() needs a request from precheck(), once.');
     const { requester, topic, options } = accepted;
-    const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options };
+    const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options, ...(link.revision ? { revision: link.revision } : {}) };
     openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId });
     return {
       ok: true,
@@ -267,6 +268,7 @@ export class BotCore {
       const events = generator.generate(
         {
           topic: request.topic,
+          ...(request.revision ? { revision: request.revision } : {}),
           maxNewTokens: this.maxNewTokens(request.options),
           temperature: request.options.temperature,
           requestId: request.id,

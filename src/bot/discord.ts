@@ -132,17 +132,21 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   async function onMessage(message: Message): Promise<void> {
     const me = client.user;
     if (!me || message.author.bot || message.author.id === me.id) return;
-    const isDm = message.channel.isDMBased();
-    if (!isDm && !message.mentions.users.has(me.id)) return;
     const text = message.content.replace(new RegExp(`<@!?${me.id}>`, 'g'), ' ');
     const requester = discordRequester(message.author.id, message.member, message.channelId);
-    const prepared = await core.prepare({ requester, text });
+    // A reply (from anyone) to one of an article's messages asks for a revision of that article.
+    const revising = message.reference?.messageId ? core.feedback.generationForMessage('discord', message.reference.messageId) : undefined;
+    if (!revising) {
+      const isDm = message.channel.isDMBased();
+      if (!isDm && !message.mentions.users.has(me.id)) return;
+    }
+    const prepared = revising ? await core.feedback.revise(requester, revising, text) : await core.prepare({ requester, text });
     if (!prepared.ok) {
       await message.reply({ content: prepared.message, allowedMentions: NO_MENTIONS });
       return;
     }
     const { ackText, run } = prepared;
-    replies.track('mention reply', async (signal) => {
+    replies.track(revising ? 'revision reply' : 'mention reply', async (signal) => {
       const channel = message.channel;
       const typing = () => {
         if ('sendTyping' in channel) channel.sendTyping().catch((e: unknown) => logger.debug({ err: e }, 'typing failed'));

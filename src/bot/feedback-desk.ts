@@ -12,6 +12,7 @@ import type { Store } from '../store/db.ts';
 import { articleForMessage, linkArticleMessages, recordFeedback } from '../store/feedback.ts';
 import { getGeneration, type GenerationRecord } from '../store/generations.ts';
 import type { BotCore, Prepared } from './core.ts';
+import { prepareRevision } from './revise.ts';
 import type { GenerationOptions, Requester } from './types.ts';
 
 const logger = childLog('bot-feedback');
@@ -22,7 +23,8 @@ export interface FeedbackReceipt {
   message: string;
 }
 
-function storedOptions(raw: unknown): Partial<GenerationOptions> {
+/** The options a generation was stored with (shared with revise.ts). */
+export function storedOptions(raw: unknown): Partial<GenerationOptions> {
   const o = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
   return {
     ...(o.length === 'short' || o.length === 'medium' || o.length === 'long' ? { length: o.length } : {}),
@@ -71,6 +73,11 @@ export class FeedbackDesk {
     const prepared = this.core.accept(checked.accepted, { parentId: original.id });
     recordFeedback(this.store, { generationId: original.id, kind: 'regenerate', platform: clicker.platform, userId: clicker.userId });
     return prepared;
+  }
+
+  /** A reader's reply to an article: its revision, linked to it (see revise.ts). */
+  revise(replier: Requester, generationId: string, instruction: string): Promise<Prepared> {
+    return prepareRevision(this.core, this.store, replier, generationId, instruction);
   }
 
   /** Remembers the messages an article was posted as, so a reaction on any of them counts. */

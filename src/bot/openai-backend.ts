@@ -5,6 +5,7 @@
  * their queue position, as with the in-process engine.
  */
 import { MorrisError } from '../errors.ts';
+import { revisionMessages } from '../prompts.ts';
 import { childLog } from '../log.ts';
 import { FifoGate, throughGate } from './fifo-gate.ts';
 import type { GenerationEvent } from '../generation-events.ts';
@@ -121,9 +122,14 @@ export class OpenAiGenerator implements TextGenerator {
             stream: true,
             max_tokens: input.maxNewTokens,
             ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
+            // A revision adds the previous article and the instruction as further turns, in the
+            // order prompts.ts revisionMessages gives them (its ask is this backend's own prompt).
             messages: [
               { role: 'system', content: this.opts.systemPrompt },
               { role: 'user', content: this.opts.userPrompt(input.topic) },
+              ...(input.revision
+                ? revisionMessages('', '', input.revision.previousArticle, input.revision.instruction).slice(2)
+                : []),
             ],
           }),
         });

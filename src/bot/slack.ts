@@ -16,7 +16,8 @@ import type { WebClient } from '@slack/web-api';
 import { MorrisError } from '../errors.ts';
 import type { ReplayGuard } from '../store/slack-replays.ts';
 import { childLog } from '../log.ts';
-import type { BotCore } from './core.ts';
+import type { BotCore, Prepared } from './core.ts';
+import { onFinal, threadKey } from './revise.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
 import { registerSlackFeedback, slackArticleBlocks } from './slack-feedback.ts';
 import { slackErrorCode, SlackStreaming } from './slack-stream.ts';
@@ -233,16 +234,45 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     const text = (event.text ?? '').replace(botId ? new RegExp(`<@${botId}(\\|[^>]*)?>`, 'g') : /^\s*<@[A-Z0-9]+(\|[^>]*)?>/, ' ');
     const requester: Requester = { platform: 'slack', userId: event.user ?? 'unknown', channelId: event.channel };
     const threadTs = event.thread_ts ?? event.ts;
-    const prepared = await core.prepare({ requester, text });
+    // A mention inside an article's thread revises that article (the message handler leaves it to us).
+    const revising = event.thread_ts ? threadArticle(event.channel, event.thread_ts) : undefined;
+    const prepared = revising ? await core.feedback.revise(requester, revising, text) : await core.prepare({ requester, text });
+    await answerInThread(client, event.channel, threadTs, body.team_id, requester, prepared, revising ? 'revision reply' : 'mention reply');
+  });
+
+  /** The article whose thread this is (the latest one written there). */
+  const threadArticle = (channel: string, threadTs: string) => core.feedback.generationForMessage('slack', threadKey(channel, threadTs));
+
+  /** Posts a refusal, or streams the article into the thread and remembers the thread as its. */
+  const answerInThread = async (client: WebClient, channel: string, threadTs: string, teamId: string | undefined, requester: Requester, prepared: Prepared, what: string) => {
     if (!prepared.ok) {
-      await client.chat.postMessage({ channel: event.channel, thread_ts: threadTs, text: prepared.message });
+      await client.chat.postMessage({ channel, thread_ts: threadTs, text: prepared.message });
       return;
     }
     const { ackText, run } = prepared;
-    replies.track('mention reply', async (signal) => {
-      // A mention has no ack of its own: the thread reply starts as the "writing…" note.
-      await deliver(client, event.channel, threadTs, afterNotice(ackText, () => run(signal)), { recipient: { teamId: body.team_id, userId: requester.userId } });
+    replies.track(what, async (signal) => {
+      // A thread has no ack of its own: the reply starts as the "writing…" note.
+      const key = threadKey(channel, threadTs);
+      const updates = afterNotice(ackText, () => onFinal(run(signal), (id) => core.feedback.linkMessages('slack', [key], id)));
+      await deliver(client, channel, threadTs, updates, { recipient: { teamId, userId: requester.userId } });
     });
+  };
+
+  // A plain reply in an article's thread (no mention: app_mention handles those) revises it.
+  app.event('message', async ({ event, body, client, context }) => {
+    const e = event as { subtype?: string; bot_id?: string; user?: string; text?: string; channel: string; thread_ts?: string };
+    if (e.subtype || e.bot_id || !e.thread_ts || (context.botUserId && e.user === context.botUserId)) return;
+    const botId = context.botUserId;
+    if (botId && (e.text ?? '').includes(`<@${botId}`)) return;
+    const revising = threadArticle(e.channel, e.thread_ts);
+    if (!revising) return;
+    if (body.event_id) {
+      if (seenEvents.has(body.event_id)) return;
+      seenEvents.add(body.event_id);
+    }
+    const requester: Requester = { platform: 'slack', userId: e.user ?? 'unknown', channelId: e.channel };
+    const prepared = await core.feedback.revise(requester, revising, e.text ?? '');
+    await answerInThread(client, e.channel, e.thread_ts, body.team_id, requester, prepared, 'revision reply');
   });
 
   app.command('/morris-admin', async ({ command, ack, respond }) => {

@@ -35,6 +35,14 @@ export interface GenerationRequest extends Requester {
   id: string;
   topic: string;
   options: GenerationOptions;
+  /** Set when this request revises an earlier article (see revise.ts). */
+  revision?: Revision;
+}
+
+/** A revision's context: the article being revised and what the reader asked to change. */
+export interface Revision {
+  previousArticle: string;
+  instruction: string;
 }
 
 // ---------------------------------------------------------------- TextGenerator port
@@ -43,6 +51,11 @@ export interface GenerationRequest extends Requester {
 export interface GeneratorInput {
   /** The topic as the person wrote it (already length-capped and content-checked). */
   topic: string;
+  /**
+   * A revision of an earlier article on `topic`: the generator builds the conversation with
+   * prompts.ts `revisionMessages` (system, the ask, the previous article, the instruction).
+   */
+  revision?: Revision;
   maxNewTokens: number;
   temperature?: number;
   /** Who asked, for the generator's own logs; never used for the text. */

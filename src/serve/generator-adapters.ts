@@ -32,6 +32,7 @@ export function serviceGenerator(service: GenerationService): TextGenerator {
       // the first next(), like every other failure.
       yield* service.generate({
         topic: input.topic,
+        ...(input.revision ? { revision: input.revision } : {}),
         sampling: {
           maxNewTokens: input.maxNewTokens,
           ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),

@@ -102,6 +102,16 @@ describe('OpenAI-compatible backend', () => {
     expect(req.body.messages[0]).toEqual({ role: 'system', content: 'You are Morris.' });
   });
 
+  it('a revision adds the previous article and the instruction as the last turns', async () => {
+    await collect(make().generate({ topic: 'fibre rollouts', revision: { previousArticle: 'Old column.', instruction: 'shorter' }, maxNewTokens: 50, requestId: 'g-r' }));
+    expect(seen.at(-1)!.body.messages).toEqual([
+      { role: 'system', content: 'You are Morris.' },
+      { role: 'user', content: 'Write a column about: fibre rollouts' },
+      { role: 'assistant', content: 'Old column.' },
+      { role: 'user', content: 'shorter' },
+    ]);
+  });
+
   it('cuts a stream that outlives the time limit and keeps the partial text', async () => {
     const events: GenerationEvent[] = [];
     const t0 = Date.now();

@@ -19,7 +19,7 @@ import { AsyncChannel } from '../../async-channel.ts';
 import { MorrisError, isMorrisError } from '../../errors.ts';
 import type { DoneEvent, GenerationEvent } from '../../generation-events.ts';
 import { childLog } from '../../log.ts';
-import { articleMessages } from '../../prompts.ts';
+import { articleMessages, revisionMessages } from '../../prompts.ts';
 import { WaitingLine } from '../../waiting-line.ts';
 import type { Quant } from '../graph/compile.ts';
 import type { SamplingOptions } from '../inference/engine.ts';
@@ -281,7 +281,9 @@ export class GenerationService {
     job.timer = setTimeout(() => job.abort.abort('timeout'), job.timeoutMs);
     const input = 'rawText' in job.input && job.input.rawText !== undefined
       ? { text: job.input.rawText }
-      : { messages: articleMessages(loaded.systemPrompt, job.input.topic!) };
+      : job.input.revision
+        ? { messages: revisionMessages(loaded.systemPrompt, job.input.topic!, job.input.revision.previousArticle, job.input.revision.instruction) }
+        : { messages: articleMessages(loaded.systemPrompt, job.input.topic!) };
     let text = '';
     let pending: Promise<unknown> | null = null;
     let generatedTokens: number | null = null;

@@ -8,7 +8,19 @@ import type { SamplingOptions } from '../inference/engine.ts';
 /** Raw continuation text is for base-model checks from the CLI; this only guards memory. */
 export const MAX_RAW_CHARS = 20_000;
 
-export type GenerationInput = { topic: string; rawText?: never } | { rawText: string; topic?: never };
+/**
+ * A revision keeps its topic (the original ask) and adds the article being revised and the
+ * reader's instruction; the service builds the conversation with prompts.ts `revisionMessages`,
+ * because only the loaded model knows its system prompt.
+ */
+export interface RevisionInput {
+  previousArticle: string;
+  instruction: string;
+}
+
+export type GenerationInput =
+  | { topic: string; revision?: RevisionInput; rawText?: never }
+  | { rawText: string; topic?: never; revision?: never };
 
 /** One request to the service (the bots' GenerationRequest reaches it through serve/). */
 export type ServiceRequest = GenerationInput & {
@@ -41,7 +53,21 @@ export function validateInput(req: ServiceRequest, maxTopicChars: number): Gener
   if (!clean) {
     throw new MorrisError('BAD_INPUT', 'No topic given.', { hint: 'Usage: give a topic to write about, e.g. "the joy of late trains".' });
   }
-  return { topic: clean };
+  return req.revision ? { topic: clean, revision: validateRevision(req.revision, maxTopicChars) } : { topic: clean };
+}
+
+/** A revision's instruction is capped like a topic and its previous article like raw text. */
+function validateRevision(r: RevisionInput, maxTopicChars: number): RevisionInput {
+  const instruction = typeof r.instruction === 'string' ? r.instruction.trim() : '';
+  const previousArticle = typeof r.previousArticle === 'string' ? r.previousArticle : '';
+  if (!instruction) throw new MorrisError('BAD_INPUT', 'No revision instruction given.', { hint: 'Say what to change, e.g. "shorter, and more about spectrum costs".' });
+  if (instruction.length > maxTopicChars) {
+    throw new MorrisError('BAD_INPUT', `Revision instruction is ${instruction.length} characters; the limit is ${maxTopicChars}.`, { hint: 'Say what to change in a sentence or two.' });
+  }
+  if (previousArticle.length > MAX_RAW_CHARS) {
+    throw new MorrisError('BAD_INPUT', `The article to revise is ${previousArticle.length} characters; the limit is ${MAX_RAW_CHARS}.`);
+  }
+  return { previousArticle, instruction };
 }
 
 /** The request's sampling over the service's defaults, each value checked, or BAD_INPUT. */

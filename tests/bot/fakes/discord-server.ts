@@ -314,7 +314,7 @@ export class FakeDiscord {
   }
 
   /** A user posts a message; `mentionBot` puts the bot in `mentions` (what discord.js reads). */
-  userMessage(opts: { author: FakeUser; content: string; mentionBot?: boolean; dm?: boolean; roles?: string[] }): string {
+  userMessage(opts: { author: FakeUser; content: string; mentionBot?: boolean; dm?: boolean; roles?: string[]; replyTo?: string }): string {
     const id = this.snowflake();
     const author = userJson(opts.author);
     this.dispatch('MESSAGE_CREATE', {
@@ -334,7 +334,9 @@ export class FakeDiscord {
       attachments: [],
       embeds: [],
       pinned: false,
-      type: 0,
+      // A reply is type 19 and names the message it answers (what discord.js reads as `reference`).
+      type: opts.replyTo ? 19 : 0,
+      ...(opts.replyTo ? { message_reference: { message_id: opts.replyTo, channel_id: opts.dm ? DM_CHANNEL_ID : CHANNEL_ID, ...(opts.dm ? {} : { guild_id: GUILD_ID }) } } : {}),
       flags: 0,
     });
     return id;
