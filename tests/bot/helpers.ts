@@ -1,7 +1,10 @@
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { BotCore, type CoreSettings } from '../../src/bot/core.ts';
+import { SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
 import type { AdminActions, ReplyUpdate, TextGenerator } from '../../src/bot/types.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 
@@ -67,4 +70,24 @@ export async function waitFor<T>(fn: () => T | undefined | false | null, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * What `morris serve` does for Slack's HTTP mode: POSTs to /slack/events go to the bot's listener on
+ * a 127.0.0.1 port, anything else is 404. `url` is the events URL to post signed payloads to.
+ */
+export async function serveSlackEvents(bot: SlackBot): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url?.startsWith(SLACK_EVENTS_PATH)) return bot.httpHandler!(req, res);
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }

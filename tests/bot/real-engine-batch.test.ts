@@ -5,12 +5,10 @@
  * written at a time, and the queue positions people see count batch slots.
  */
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createGenerationService } from '../../src/model/serving/create.ts';
 import type { GenerationService } from '../../src/model/serving/generation-service.ts';
@@ -18,7 +16,7 @@ import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { generatorFromConfig } from '../../src/serve/generator-adapters.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { FakeSlack, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
-import { makeCore, waitFor } from './helpers.ts';
+import { makeCore, serveSlackEvents, waitFor } from './helpers.ts';
 
 const SECRET = 'batch-engine-secret';
 const finished = (m: SlackMessage) => /not written by them_$|^Sorry/.test(m.text);
@@ -29,7 +27,7 @@ describe('a busy channel on the real batched engine (tiny model, two slots)', ()
   let store: Store;
   let service: GenerationService;
   let bot: SlackBot;
-  let server: http.Server;
+  let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let eventsUrl = '';
 
   beforeAll(async () => {
@@ -51,15 +49,13 @@ describe('a busy channel on the real batched engine (tiny model, two slots)', ()
     await fake.start();
     bot = createSlackBot({ core, botToken: 'xoxb-t', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 20, updatesPerMinute: 60_000, retries: 0 });
     await bot.start();
-    server = http.createServer((req, res) => bot.httpHandler!(req, res));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    eventsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`;
+    server = await serveSlackEvents(bot);
+    eventsUrl = server.url;
   });
 
   afterAll(async () => {
     await bot?.stop();
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await server?.close();
     await fake.stop();
     await service?.close();
     store?.close();

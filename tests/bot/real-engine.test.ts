@@ -4,20 +4,18 @@
  * HTTP mode, fake Slack), plus a service whose model is missing (clear message, bot stays up).
  */
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { generatorFromConfig } from '../../src/serve/generator-adapters.ts';
-import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import { createGenerationService } from '../../src/model/serving/create.ts';
 import type { GenerationService } from '../../src/model/serving/generation-service.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { FakeSlack, postSigned, slashCommand } from './fakes/slack-server.ts';
-import { collect, makeCore, waitFor } from './helpers.ts';
+import { collect, makeCore, serveSlackEvents, waitFor } from './helpers.ts';
 
 const SECRET = 'real-engine-secret';
 
@@ -29,7 +27,7 @@ describe('bots over the real GenerationService (tiny model)', () => {
   let service: GenerationService;
   let missing: GenerationService;
   let bot: SlackBot;
-  let server: http.Server;
+  let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let eventsUrl = '';
 
   beforeAll(async () => {
@@ -49,15 +47,13 @@ describe('bots over the real GenerationService (tiny model)', () => {
     await fake.start();
     bot = createSlackBot({ core, botToken: 'xoxb-t', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 50, updatesPerMinute: 6000, retries: 0 });
     await bot.start();
-    server = http.createServer((req, res) => bot.httpHandler!(req, res));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    eventsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`;
+    server = await serveSlackEvents(bot);
+    eventsUrl = server.url;
   });
 
   afterAll(async () => {
     await bot?.stop();
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await server?.close();
     await fake.stop();
     await service?.close();
     await missing?.close();

@@ -4,19 +4,17 @@
  * the edit modal (views.open) and its view_submission, and the signature and replay checks on
  * those payloads.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SLACK_INPUT_MAX_CHARS } from '../../src/bot/feedback-ui.ts';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
-import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import type { Store } from '../../src/store/db.ts';
 import { listFeedback, preferencePairs } from '../../src/store/feedback.ts';
 import { getGeneration } from '../../src/store/generations.ts';
 import { slackReplayGuard } from '../../src/store/slack-replays.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
 import { appMention, blockActions, BOT_USER_ID, FakeSlack, postInteraction, postSigned, slashCommand, viewSubmission, type SlackMessage } from './fakes/slack-server.ts';
-import { makeCore, tempStore, waitFor } from './helpers.ts';
+import { makeCore, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
 const finished = (m: SlackMessage) => Boolean(m.blocks?.length);
@@ -28,7 +26,7 @@ describe('Slack feedback (HTTP mode)', () => {
   let store: Store;
   let cleanup: () => void;
   let bot: SlackBot;
-  let server: http.Server;
+  let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let eventsUrl = '';
   let takes = 0;
   const gen = new FakeGenerator((topic) => {
@@ -52,19 +50,13 @@ describe('Slack feedback (HTTP mode)', () => {
       replayGuard: slackReplayGuard(store),
     });
     await bot.start();
-    server = http.createServer((req, res) => {
-      if (req.method === 'POST' && req.url?.startsWith(SLACK_EVENTS_PATH)) return bot.httpHandler!(req, res);
-      res.writeHead(404);
-      res.end();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    eventsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`;
+    server = await serveSlackEvents(bot);
+    eventsUrl = server.url;
   });
 
   afterAll(async () => {
     await bot.stop();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
     await fake.stop();
     cleanup();
   });

@@ -4,17 +4,15 @@
  * by parent_id and prompted with the article and the instruction; an empty reply gets the usage
  * line; replies in other threads and the bot's own messages do nothing.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attributionLine } from '../../src/bot/render.ts';
 import { REVISE_USAGE } from '../../src/bot/revise.ts';
-import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import type { Store } from '../../src/store/db.ts';
 import { getGeneration } from '../../src/store/generations.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
 import { appMention, BOT_USER_ID, FakeSlack, messageEvent, postSigned } from './fakes/slack-server.ts';
-import { makeCore, tempStore, waitFor } from './helpers.ts';
+import { makeCore, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
 const FOOTER = attributionLine('Test Columnist');
@@ -26,7 +24,7 @@ describe('Slack: revise in the thread', () => {
   let store: Store;
   let cleanup: () => void;
   let bot: SlackBot;
-  let server: http.Server;
+  let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let url: string;
   const send = (payload: unknown) => postSigned(url, JSON.stringify(payload), { secret: SECRET, contentType: 'application/json' });
 
@@ -35,19 +33,13 @@ describe('Slack: revise in the thread', () => {
     ({ store, cleanup } = tempStore());
     bot = createSlackBot({ core: makeCore(store, gen), botToken: 'xoxb-test', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 30, updatesPerMinute: 60_000, retries: 0, chatStreaming: false });
     await bot.start();
-    server = http.createServer((req, res) => {
-      if (req.method === 'POST' && req.url?.startsWith(SLACK_EVENTS_PATH)) return bot.httpHandler!(req, res);
-      res.writeHead(404);
-      res.end();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`;
+    server = await serveSlackEvents(bot);
+    url = server.url;
   });
 
   afterAll(async () => {
     await bot.stop();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
     await fake.stop();
     cleanup();
   });

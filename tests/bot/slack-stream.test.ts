@@ -4,16 +4,14 @@
  * stopStream), a stream that expires is finished with chat.update without losing text, a
  * workspace without the methods gets the edit-based reply, and setStatus shows the queue.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
-import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import { SLACK_STREAM_CALL_MAX_CHARS, streamableText, streamPieces } from '../../src/bot/slack-stream.ts';
 import type { Store } from '../../src/store/db.ts';
 import { articleFor, FakeGenerator, type FakeBehaviour } from './fakes/fake-generator.ts';
 import { appMention, blockActions, BOT_USER_ID, FakeSlack, postInteraction, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
-import { makeCore, tempStore, waitFor } from './helpers.ts';
+import { makeCore, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
 const FOOTER = `_${attributionLine('Test Columnist')}_`;
@@ -48,13 +46,8 @@ async function harness(setup: (fake: FakeSlack) => void, behaviour: (topic: stri
     retries: 0,
   });
   await bot.start();
-  const server = http.createServer((req, res) => {
-    if (req.method === 'POST' && req.url?.startsWith(SLACK_EVENTS_PATH)) return bot.httpHandler!(req, res);
-    res.writeHead(404);
-    res.end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`;
+  const server = await serveSlackEvents(bot);
+  const url = server.url;
   const h: Harness = {
     fake,
     store,
@@ -72,8 +65,7 @@ async function harness(setup: (fake: FakeSlack) => void, behaviour: (topic: stri
     },
     async close() {
       await bot.stop();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await server.close();
       await fake.stop();
       cleanup();
     },

@@ -3,17 +3,15 @@
  * requests to the receiver mounted in a plain node:http server, as `morris serve` does) and
  * Socket Mode (envelopes over a websocket).
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MorrisError } from '../../src/errors.ts';
 import type { BotCore } from '../../src/bot/core.ts';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
-import { createSlackBot, SLACK_EVENTS_PATH, type SlackBot } from '../../src/bot/slack.ts';
+import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import type { Store } from '../../src/store/db.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
 import { appMention, BOT_USER_ID, FakeSlack, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
-import { makeCore, recordingAdmin, tempStore, waitFor } from './helpers.ts';
+import { makeCore, recordingAdmin, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
 const EDIT_MS = 60;
@@ -46,7 +44,7 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
   let bot: SlackBot;
   let core: BotCore;
   let gen: FakeGenerator;
-  let server: http.Server;
+  let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let eventsUrl = '';
   const admin = recordingAdmin();
 
@@ -67,19 +65,13 @@ describe('Slack over HTTP (Events API + slash commands)', () => {
     });
     await bot.start();
     // What the serve process does: route POST /slack/events to the bot's listener.
-    server = http.createServer((req, res) => {
-      if (req.method === 'POST' && req.url?.startsWith(SLACK_EVENTS_PATH)) return bot.httpHandler!(req, res);
-      res.writeHead(404);
-      res.end();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    eventsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${SLACK_EVENTS_PATH}`;
+    server = await serveSlackEvents(bot);
+    eventsUrl = server.url;
   });
 
   afterAll(async () => {
     await bot.stop();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
     await fake.stop();
     cleanup();
   });
