@@ -277,8 +277,8 @@ export function slashCommand(fake: FakeSlack, fields: { command: string; text: s
   };
 }
 
-export function appMention(fields: { user: string; text: string; channel?: string; ts?: string }) {
-  const ts = fields.ts ?? `${Math.floor(Date.now() / 1000)}.000100`;
+/** The Events API envelope around one event, as Slack posts it to the app. */
+function eventCallback(event: Record<string, unknown>) {
   return {
     token: 'legacy',
     team_id: 'T1',
@@ -287,43 +287,32 @@ export function appMention(fields: { user: string; text: string; channel?: strin
     event_id: `Ev${randomUUID().slice(0, 8)}`,
     event_time: Math.floor(Date.now() / 1000),
     authorizations: [{ team_id: 'T1', user_id: BOT_USER_ID, is_bot: true }],
-    event: {
-      type: 'app_mention',
-      user: fields.user,
-      text: fields.text,
-      ts,
-      channel: fields.channel ?? 'C1',
-      event_ts: ts,
-    },
+    event,
   };
 }
 
-/** Signs a body as Slack does: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}"). */
+export function appMention(fields: { user: string; text: string; channel?: string; ts?: string }) {
+  const ts = fields.ts ?? `${Math.floor(Date.now() / 1000)}.000100`;
+  return eventCallback({ type: 'app_mention', user: fields.user, text: fields.text, ts, channel: fields.channel ?? 'C1', event_ts: ts });
+}
+
 /** A plain message event (a reply in a thread when `thread_ts` is set), as Slack sends it. */
 export function messageEvent(fields: { user: string; text: string; channel?: string; thread_ts?: string; ts?: string; bot_id?: string }) {
   const ts = fields.ts ?? `${Math.floor(Date.now() / 1000)}.${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
-  return {
-    token: 'legacy',
-    team_id: 'T1',
-    api_app_id: 'A1',
-    type: 'event_callback',
-    event_id: `Ev${randomUUID().slice(0, 8)}`,
-    event_time: Math.floor(Date.now() / 1000),
-    authorizations: [{ team_id: 'T1', user_id: BOT_USER_ID, is_bot: true }],
-    event: {
-      type: 'message',
-      channel_type: 'channel',
-      user: fields.user,
-      text: fields.text,
-      ts,
-      channel: fields.channel ?? 'C1',
-      event_ts: ts,
-      ...(fields.thread_ts ? { thread_ts: fields.thread_ts } : {}),
-      ...(fields.bot_id ? { bot_id: fields.bot_id } : {}),
-    },
-  };
+  return eventCallback({
+    type: 'message',
+    channel_type: 'channel',
+    user: fields.user,
+    text: fields.text,
+    ts,
+    channel: fields.channel ?? 'C1',
+    event_ts: ts,
+    ...(fields.thread_ts ? { thread_ts: fields.thread_ts } : {}),
+    ...(fields.bot_id ? { bot_id: fields.bot_id } : {}),
+  });
 }
 
+/** Signs a body as Slack does: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}"). */
 export function slackSignature(secret: string, timestamp: number, body: string): string {
   return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
 }
