@@ -5,7 +5,6 @@
  * sequence decoded alone with single steps (on a decoder with its adapter built in), for each
  * model variant, quantization and instruction set; cacheFork; and what bad input does.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,7 +19,7 @@ import { LORA_MODULES, moduleName } from '../../src/model/graph/llama.ts';
 import { nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
 import { createNativeDecoder, type NativeDecoder } from '../../src/model/inference/native-decoder.ts';
 import { relError } from './graph-helpers.ts';
-import { CHUNKINGS, compareBatchedToAlone, mixedPlans, runAlone, runBatched, sameBits } from './native-helpers.ts';
+import { CHUNKINGS, compareBatchedToAlone, mixedPlans, runAlone, runBatched, runWithIsaScript, sameBits } from './native-helpers.ts';
 import { referenceForward, referenceWeights } from './reference-forward.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-batch-'));
@@ -342,18 +341,7 @@ const childScript = `
 `;
 
 function runWithIsa(isa: string, f: Fixture): Promise<{ isa: string; results: { compared: number; mismatches: string[] }[] }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', childScript, f.modelDir, ...f.adapterDirs], {
-      env: { ...process.env, MORRIS_NATIVE_ISA: isa, LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', fail);
-    child.on('exit', (code, signal) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`MORRIS_NATIVE_ISA=${isa} child exited ${code ?? signal}: ${err}`))));
-  });
+  return runWithIsaScript(isa, childScript, [f.modelDir, ...f.adapterDirs]);
 }
 
 describe('each instruction set', () => {

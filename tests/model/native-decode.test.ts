@@ -4,7 +4,6 @@
  * instruction set, and what it does with bad input; and the read probes bench:generate loads
  * from their own addon (scripts/native-probes.ts).
  */
-import { spawn } from 'node:child_process';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -32,7 +31,7 @@ import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { bestRead, nativeProbes } from '../../scripts/native-probes.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
-import { teacherForced } from './native-helpers.ts';
+import { runWithIsaScript, teacherForced } from './native-helpers.ts';
 
 // nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
 vi.mock('../../src/model/inference/native-addon.ts', async (importOriginal) => {
@@ -258,18 +257,7 @@ const childScript = `
 `;
 
 function runWithIsa(isa: string, f: Fixture): Promise<{ isa: string; decoderIsa: string; logits: number[][] }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', childScript, f.modelDir, f.adapterDir, JSON.stringify(IDS)], {
-      env: { ...process.env, MORRIS_NATIVE_ISA: isa, LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', fail);
-    child.on('exit', (code, signal) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`MORRIS_NATIVE_ISA=${isa} child exited ${code ?? signal}: ${err}`))));
-  });
+  return runWithIsaScript(isa, childScript, [f.modelDir, f.adapterDir, JSON.stringify(IDS)]);
 }
 
 describe('each instruction set', () => {

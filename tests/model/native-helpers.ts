@@ -3,6 +3,7 @@
  * sequence alone, shared by native-decode.test.ts, native-batch.test.ts and the child processes
  * they start with MORRIS_NATIVE_ISA set (so it holds no vitest imports).
  */
+import { spawn } from 'node:child_process';
 import type { DecoderConfig } from '../../src/model/checkpoint/config.ts';
 import type { BatchRow, KvArrays, NativeAdapter, NativeDecoder, NativeSequence } from '../../src/model/inference/native-decoder.ts';
 
@@ -140,3 +141,22 @@ export const CHUNKINGS: readonly (readonly (readonly number[])[])[] = [
   [[1], [1], [1], [1]],
   [[64], [64], [64], [64]],
 ];
+
+/**
+ * Runs `script` (an ES module's source) in a child process with MORRIS_NATIVE_ISA=isa, so the addon
+ * picks that kernel at load, and returns the JSON it prints.
+ */
+export function runWithIsaScript<T>(isa: string, script: string, args: readonly string[]): Promise<T> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, ...args], {
+      env: { ...process.env, MORRIS_NATIVE_ISA: isa, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', fail);
+    child.on('exit', (code, signal) => (code === 0 ? done(JSON.parse(out) as T) : fail(new Error(`MORRIS_NATIVE_ISA=${isa} child exited ${code ?? signal}: ${err}`))));
+  });
+}

@@ -5,7 +5,6 @@
  * does: tests/model/dequantize.ts), which it must match closely on every ISA, and the plain float64
  * forward on the dequantized weights, which it matches only up to the activation rounding.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,7 +21,7 @@ import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts
 import { dequantizeMatrix, quantizeActivations } from './dequantize.ts';
 import { referenceForward, referenceWeights, type ReferenceWeights } from './reference-forward.ts';
 import { relError } from './graph-helpers.ts';
-import { teacherForced } from './native-helpers.ts';
+import { runWithIsaScript, teacherForced } from './native-helpers.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-quant-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -115,18 +114,7 @@ const childScript = `
 `;
 
 function runWithIsa(isa: string, f: Fixture, quant: string): Promise<{ quantIsa: string; logits: number[][] }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', childScript, f.modelDir, f.adapterDir, f.cacheDir, quant, JSON.stringify(IDS)], {
-      env: { ...process.env, MORRIS_NATIVE_ISA: isa, LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', fail);
-    child.on('exit', (code, signal) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`MORRIS_NATIVE_ISA=${isa} child exited ${code ?? signal}: ${err}`))));
-  });
+  return runWithIsaScript(isa, childScript, [f.modelDir, f.adapterDir, f.cacheDir, quant, JSON.stringify(IDS)]);
 }
 
 /*
