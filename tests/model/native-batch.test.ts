@@ -19,7 +19,7 @@ import { LORA_MODULES, moduleName } from '../../src/model/graph/llama.ts';
 import { nativeAddon, type NativeAddon } from '../../src/model/inference/native-addon.ts';
 import { createNativeDecoder, type NativeDecoder } from '../../src/model/inference/native-decoder.ts';
 import { relError } from './graph-helpers.ts';
-import { CHUNKINGS, compareBatchedToAlone, mixedPlans, runAlone, runBatched, runWithIsaScript, sameBits } from './native-helpers.ts';
+import { CHUNKINGS, compareBatchedToAlone, mixedPlans, runAlone, runBatched, runWithIsaScript, sameBits, thrownCode } from './native-helpers.ts';
 import { referenceForward, referenceWeights } from './reference-forward.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-batch-'));
@@ -185,16 +185,6 @@ describe('cacheFork: a shared prefix computed once', () => {
     decoder.release();
   });
 });
-
-/** The `code` of what `fn` throws. */
-function thrownCode(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return String((e as { code?: unknown }).code);
-  }
-  return 'nothing thrown';
-}
 
 describe('bad input: errors with a code, checked before the step is queued', () => {
   type Handle = ReturnType<NativeAddon['createDecoder']>;

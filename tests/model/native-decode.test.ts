@@ -31,7 +31,7 @@ import { readSafetensorsHeader } from '../../src/model/checkpoint/safetensors.ts
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { bestRead, nativeProbes } from '../../scripts/native-probes.ts';
 import { fullLogits, relError } from './graph-helpers.ts';
-import { runWithIsaScript, teacherForced } from './native-helpers.ts';
+import { runWithIsaScript, teacherForced, thrownCode } from './native-helpers.ts';
 
 // nativeAddon stays the real one unless a test swaps its result (the "not built" cases below).
 vi.mock('../../src/model/inference/native-addon.ts', async (importOriginal) => {
@@ -52,16 +52,6 @@ function addon(): NativeAddon {
   const { addon: a, reason } = realNativeAddon();
   if (!a) throw new Error(`${reason}. The native decode tests need the kernel: run \`npm run build:native\`.`);
   return a;
-}
-
-/** The `code` of what `fn` throws (the addon throws plain Errors with a code, never crashes). */
-function thrownCode(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return String((e as { code?: unknown }).code);
-  }
-  return 'nothing thrown';
 }
 
 describe('native addon', () => {

@@ -160,3 +160,13 @@ export function runWithIsaScript<T>(isa: string, script: string, args: readonly 
     child.on('exit', (code, signal) => (code === 0 ? done(JSON.parse(out) as T) : fail(new Error(`MORRIS_NATIVE_ISA=${isa} child exited ${code ?? signal}: ${err}`))));
   });
 }
+
+/** The `code` of what `fn` throws (the addon throws plain Errors with a code, never crashes). */
+export function thrownCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return String((e as { code?: unknown }).code);
+  }
+  return 'nothing thrown';
+}
