@@ -39,7 +39,7 @@ export function checkTrainConfigFile(file: string | undefined): ConfigProblem | 
 }
 
 /**
- * MORRIS_SOURCES: each `name` or `name=baseUrl` names a profile in data/sources that loads with
+ * MORRIS_SOURCES: each `name` or `name=baseUrl` names a profile in the default columnist's sources/ that loads with
  * the base URL given (or its own).
  */
 export function checkSources(entries: readonly string[], dir?: string): ConfigProblem[] {
@@ -51,7 +51,7 @@ export function checkSources(entries: readonly string[], dir?: string): ConfigPr
     const baseUrl = i < 0 ? undefined : entry.slice(i + 1);
     const known = listProfiles(dir);
     if (!known.includes(name)) {
-      problems.push({ key: 'MORRIS_SOURCES', value, expected: `expected names of source profiles in data/sources; there is no "${name}" (known: ${known.join(', ') || 'none'})` });
+      problems.push({ key: 'MORRIS_SOURCES', value, expected: `expected names of source profiles in data/columnists/morris/sources; there is no "${name}" (known: ${known.join(', ') || 'none'})` });
       continue;
     }
     try {

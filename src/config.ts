@@ -9,6 +9,7 @@ import { parse as parseDotenv } from 'dotenv';
 import cronParser from 'node-cron';
 import { z } from 'zod';
 import { MorrisError } from './errors.ts';
+import { COLUMNISTS_DIR } from './paths.ts';
 
 const int = (min: number, max: number) => {
   const error = `expected a whole number from ${min} to ${max}`;
@@ -65,6 +66,8 @@ const schema = z.object({
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MORRIS_BASE_MODEL: z.string().min(1).default('HuggingFaceTB/SmolLM2-360M-Instruct'),
+  /** The folder of columnist folders (data/columnists/<name>/); default: the repo's own. */
+  MORRIS_COLUMNISTS_DIR: z.string().default(COLUMNISTS_DIR),
 
   // --- model engine ---
   MORRIS_DEVICE: z.enum(['auto', 'cpu', 'cuda', 'coreml', 'dml', 'webgpu']).default('auto'),
@@ -122,7 +125,7 @@ const schema = z.object({
   MORRIS_OPENAI_BASE_URL: url.optional(),
   MORRIS_OPENAI_MODEL: optionalString,
   MORRIS_OPENAI_API_KEY: optionalString,
-  /** Who the attribution line names ("AI-generated in the style of …"); default in src/bot/core.ts. */
+  /** Who the default columnist's attribution line names ("AI-generated in the style of …"), over its columnist.json. */
   MORRIS_COLUMNIST: optionalString,
 
   // --- jobs / serve ---

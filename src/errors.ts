@@ -33,6 +33,10 @@ export type ErrorCode =
   | 'CONTENT_BLOCKED'
   | 'BACKEND_ERROR'
   | 'JOB_FAILED'
+  /** A columnist name with no folder under data/columnists (the message lists the known ones). */
+  | 'UNKNOWN_COLUMNIST'
+  /** A columnist folder that does not load: a bad settings key, profile, style guide or examples file. */
+  | 'COLUMNIST_INVALID'
   | 'INTERNAL';
 
 export class MorrisError extends Error {
@@ -61,6 +65,7 @@ function defaultStatus(code: ErrorCode): number {
     case 'FORBIDDEN':
       return 403;
     case 'NOT_FOUND':
+    case 'UNKNOWN_COLUMNIST':
     case 'MODEL_MISSING':
       return 404;
     case 'BUSY':

@@ -14,7 +14,7 @@ export interface ChatMessage {
   content: string;
 }
 
-/** Used when data/style/system-prompt.md is missing (the service still works, with a warning). */
+/** Used when a columnist's system-prompt.md is missing (the service still works, with a warning). */
 export const FALLBACK_SYSTEM_PROMPT =
   'You are Morris, a newspaper columnist. Write an opinion column on the topic you are given: a headline on its own line, then five to eight short paragraphs in a dry, sceptical British voice. Plain text only.';
 

@@ -31,9 +31,12 @@ function importedAreas(f: { rel: string; text: string }): string[] {
 
 /** Areas each area must not import (lower layers never reach up). */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  model: ['bot', 'jobs', 'pipeline', 'web', 'serve', 'cli', 'demo.ts', 'doctor.ts'],
-  pipeline: ['bot', 'jobs', 'web', 'serve', 'cli', 'demo.ts'],
-  store: ['bot', 'jobs', 'pipeline', 'web', 'serve', 'model', 'cli'],
+  model: ['bot', 'jobs', 'pipeline', 'web', 'serve', 'cli', 'demo.ts', 'doctor.ts', 'columnists'],
+  // Pipeline stages are handed a columnist's folders and name; they never look voices up.
+  pipeline: ['bot', 'jobs', 'web', 'serve', 'cli', 'demo.ts', 'columnists'],
+  store: ['bot', 'jobs', 'pipeline', 'web', 'serve', 'model', 'cli', 'columnists'],
+  // Columnists are data read by every entry point; they know only the pipeline's file formats.
+  columnists: ['bot', 'jobs', 'web', 'serve', 'cli', 'model', 'demo.ts', 'doctor.ts'],
   bot: ['jobs', 'web', 'serve', 'cli'],
 };
 

@@ -32,7 +32,7 @@ export function register(program: Command, ctx: CliContext): void {
   program
     .command('scrape')
     .description('Scrape configured sources politely and incrementally (robots.txt, rate limits, conditional requests)')
-    .option('--source <name>', `source profile in data/sources (default: MORRIS_SOURCES, else every profile)`)
+    .option('--source <name>', `source profile in the columnist's sources/ folder (default: MORRIS_SOURCES, else every profile)`)
     .option('--base-url <url>', 'base URL for profiles that use {{baseUrl}} (e.g. the sample site)')
     .option('--max-pages <n>', 'listing pages to walk per listing', numberOption('--max-pages', 1, 100_000, true))
     .option('--full', 're-walk every listing page and revalidate every stored article')

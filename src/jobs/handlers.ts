@@ -33,7 +33,7 @@ export interface SourceSpec {
 }
 
 /**
- * MORRIS_SOURCES entries are `name` or `name=baseUrl`; empty means every profile in data/sources
+ * MORRIS_SOURCES entries are `name` or `name=baseUrl`; empty means every profile in the default columnist's sources/
  * that needs no base URL.
  */
 export function sourcesFromConfig(c: Pick<Config, 'MORRIS_SOURCES'>): SourceSpec[] {
@@ -66,7 +66,7 @@ export interface JobEnv {
   baseModelDir: () => Promise<string>;
   /** Training settings on top of MORRIS_TRAIN_CONFIG. */
   trainOverrides?: Record<string, unknown>;
-  /** Style guide and extra examples for dataset builds; default: the repo's data/style. */
+  /** Style guide and extra examples for dataset builds; default: the default columnist's folder. */
   style?: Style;
 }
 

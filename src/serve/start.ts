@@ -67,7 +67,7 @@ export interface ServeOptions {
   sources?: SourceSpec[];
   /** Training settings on top of MORRIS_TRAIN_CONFIG (tests: a few steps). */
   trainOverrides?: Record<string, unknown>;
-  /** Style guide for dataset builds (default: the repo's data/style). */
+  /** Style guide for dataset builds (default: the default columnist's folder). */
   style?: Style;
   /** Start Slack/Discord when configured (default true). */
   bots?: boolean;

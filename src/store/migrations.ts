@@ -331,4 +331,26 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 47,
+    name: 'columnists: every row belongs to one voice',
+    sql: `
+      -- Columnists are data (data/columnists/<name>/); every row downstream names its voice.
+      -- Rows from before belong to the one voice there was, the default columnist 'morris'
+      -- (paths.ts DEFAULT_COLUMNIST_NAME), which is also what a writer that names none gets.
+      ALTER TABLE articles ADD COLUMN columnist TEXT NOT NULL DEFAULT 'morris';
+      CREATE INDEX articles_columnist ON articles(columnist, status);
+      ALTER TABLE datasets ADD COLUMN columnist TEXT NOT NULL DEFAULT 'morris';
+      CREATE INDEX datasets_columnist ON datasets(columnist, created_at);
+      ALTER TABLE adapters ADD COLUMN columnist TEXT NOT NULL DEFAULT 'morris';
+      -- One active adapter per columnist, no longer one in all.
+      DROP INDEX adapters_one_active;
+      CREATE UNIQUE INDEX adapters_one_active ON adapters(columnist) WHERE status = 'active';
+      ALTER TABLE adapter_events ADD COLUMN columnist TEXT NOT NULL DEFAULT 'morris';
+      ALTER TABLE generations ADD COLUMN columnist TEXT NOT NULL DEFAULT 'morris';
+      -- Jobs about a voice (the chain) name it; others (backups) stay NULL.
+      ALTER TABLE job_runs ADD COLUMN columnist TEXT;
+      UPDATE job_runs SET columnist = 'morris' WHERE job IN ('rescrape', 'rebuild', 'retrain', 'evaluate');
+    `,
+  },
 ];

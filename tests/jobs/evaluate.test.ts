@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decidePromotion, measureModel, type EvaluationBackend, type ModelMeasure } from '../../src/jobs/gate/evaluate.ts';
 import { longestCommonRun, signaturePhrases, styleScore, verbatimCopy, wordTokens } from '../../src/jobs/gate/style-score.ts';
 
-const guide = fs.readFileSync('data/style/system-prompt.md', 'utf8');
+const guide = fs.readFileSync('data/columnists/morris/system-prompt.md', 'utf8');
 
 describe('style score', () => {
   it('reads the signature phrases from the style guide', () => {

@@ -61,13 +61,14 @@ function plainText(raw: string, file: string): string {
   return /\.html?$/i.test(file) ? raw.replace(/<script[\s\S]*?<\/script>|<style[\s\S]*?<\/style>/gi, ' ').replace(/<[^>]+>/g, ' ') : raw;
 }
 
-/** Embedded paragraph + text files found under `dataDirs` (missing folders are skipped). */
+/** Embedded paragraph + text files found under `dataDirs` (a file stands for itself; missing ones are skipped). */
 export function buildCorpus(dataDirs: readonly string[]): string {
   let text = EMBEDDED_CORPUS;
   for (const dir of dataDirs) {
     if (!existsSync(dir)) continue;
     const files: string[] = [];
-    collectFiles(dir, files);
+    if (statSync(dir).isDirectory()) collectFiles(dir, files);
+    else files.push(dir);
     for (const f of files) {
       if (text.length >= MAX_CORPUS_CHARS) break;
       text += '\n' + plainText(readFileSync(f, 'utf8'), f);

@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MorrisError, wrapFsError } from '../../errors.ts';
-import { SAMPLE_ARCHIVE_ROOT, STYLE_DIR } from '../../paths.ts';
+import { SAMPLE_ARCHIVE_ROOT, STYLE_DIR, SYSTEM_PROMPT_FILE } from '../../paths.ts';
 import { writeSafetensors } from '../checkpoint/safetensors.ts';
 import { buildCorpus } from './corpus.ts';
 import { tokenizerJson, trainByteLevelBpe, type BpeModel } from './bpe.ts';
@@ -24,8 +24,12 @@ export const CHATML_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-/** The bundled text the tokenizer learns from when present (see data/). */
-export const DEFAULT_CORPUS_DIRS = [STYLE_DIR, SAMPLE_ARCHIVE_ROOT];
+/**
+ * The bundled text the tokenizer learns from when present (see data/): the default columnist's
+ * two text files (in the order the old data/style folder listed them), not its whole folder: its settings and source profiles would change the tokenizer, and with
+ * it every test's tiny model.
+ */
+export const DEFAULT_CORPUS_DIRS = [join(STYLE_DIR, 'extra-examples.jsonl'), SYSTEM_PROMPT_FILE, SAMPLE_ARCHIVE_ROOT];
 
 export interface TinyModelOptions {
   arch?: TinyArch;

@@ -1,6 +1,6 @@
 /**
  * Source profiles: how to find one columnist's articles on one site, as data
- * (data/sources/<name>.json, documented in data/sources/README.md). `{{baseUrl}}` anywhere in a
+ * (data/columnists/<columnist>/sources/<name>.json, documented in data/columnists/SOURCES.md). `{{baseUrl}}` anywhere in a
  * profile is replaced by the base URL given at run time, so one profile serves a site whose address
  * is only known then (the bundled sample archive runs on a random local port).
  */
@@ -137,7 +137,7 @@ export function parseProfile(raw: unknown, opts: { baseUrl?: string; origin?: st
   if (!r.success) {
     const lines = r.error.issues.map((i) => `  ${i.path.join('.') || '(profile)'}: ${i.message}`).join('\n');
     throw new MorrisError('BAD_INPUT', `Invalid source profile${opts.origin ? ` ${opts.origin}` : ''}:\n${lines}`, {
-      hint: 'See data/sources/README.md for the format.',
+      hint: 'See data/columnists/SOURCES.md for the format.',
     });
   }
   const base = (opts.baseUrl ?? r.data.baseUrl)?.replace(/\/+$/, '');

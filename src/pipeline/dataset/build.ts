@@ -39,7 +39,7 @@ export interface BuildOptions {
   settings: DatasetSettings;
   /** Where the JSONL files go (data/datasets). */
   outDir: string;
-  /** Default: data/style. */
+  /** Default: the default columnist's folder (data/columnists/morris). */
   style?: Style;
   /** Only this source's articles. */
   source?: string;

@@ -1,9 +1,9 @@
 /**
  * Enhance stage: turns cleaned articles into chat examples in the columnist's voice. The system
- * prompt is the hand-written style guide (data/style/system-prompt.md); each article's user turn
+ * prompt is the hand-written style guide (data/columnists/<name>/system-prompt.md); each article's user turn
  * is an instruction derived deterministically from its headline and opening, using one of several
  * templates (chosen by a hash of the URL, so the same article always gets the same instruction);
- * hand-written examples on non-telecom topics (data/style/extra-examples.jsonl) are mixed in at a
+ * hand-written examples on non-telecom topics (data/columnists/<name>/extra-examples.jsonl) are mixed in at a
  * ratio so the voice does not collapse into "only writes about telcos". `loadStyle` is the only
  * I/O here.
  */

@@ -43,7 +43,7 @@ export function fitToLength(
   const emptyCost = counter.countChat(build(head, []));
   if (emptyCost >= max) {
     throw new MorrisError('BAD_INPUT', `--max-tokens ${max} leaves no room for an answer: the prompt alone takes ${emptyCost} tokens.`, {
-      hint: 'Raise --max-tokens (MORRIS_MAX_SEQ_TOKENS) or shorten data/style/system-prompt.md.',
+      hint: 'Raise --max-tokens (MORRIS_MAX_SEQ_TOKENS) or shorten the columnist’s system-prompt.md (data/columnists/<name>/).',
     });
   }
   if (settings.policy === 'truncate') {
