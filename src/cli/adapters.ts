@@ -4,6 +4,9 @@ import { AdapterRegistry, adapterHistory, adapterValLoss, getAdapter, type Adapt
 import { listRuns } from '../store/job-runs.ts';
 import { dataSummary } from '../web/api.ts';
 import { activeAdapterFromStore } from '../model/serving/create.ts';
+import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP } from './options.ts';
+import { resolveColumnist } from '../columnists/folder.ts';
+import { MorrisError } from '../errors.ts';
 
 function lossOf(a: AdapterRow): string {
   return adapterValLoss(a)?.toFixed(4) ?? '—';
@@ -13,12 +16,16 @@ export function register(program: Command, ctx: CliContext): void {
   const adapters = program.command('adapters').description('List, show, promote and roll back adapters');
   const actor = 'cli';
 
+  /** The voice a command is about: --columnist, else the default one (unknown names list the known ones). */
+  const voiceOf = (o: { columnist?: string }) => resolveColumnist(o.columnist, ctx.config()).name;
+
   adapters
     .command('list')
-    .description('Adapters, newest first (* = active)')
+    .description("A columnist's adapters, newest first (* = active)")
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--json', 'JSON output')
-    .action((o: { json?: boolean }) => {
-      const all = new AdapterRegistry(ctx.store()).list();
+    .action((o: { json?: boolean; columnist?: string }) => {
+      const all = new AdapterRegistry(ctx.store()).list(voiceOf(o));
       if (o.json) return console.log(JSON.stringify(all, null, 2));
       if (!all.length) return console.log('No adapters yet; the base model answers.');
       for (const a of all) {
@@ -33,25 +40,33 @@ export function register(program: Command, ctx: CliContext): void {
 
   adapters
     .command('promote <id>')
-    .description('Make an adapter active (a running `morris serve` switches to it within seconds)')
-    .action(async (id: string) => {
-      const c = await new AdapterRegistry(ctx.store()).promote(id, actor, 'promoted from the CLI');
-      console.log(`Active: ${c.active?.id} (was ${c.previous?.id ?? 'the base model'}).`);
+    .description("Make an adapter its columnist's active one (a running `morris serve` switches to it within seconds)")
+    .option(COLUMNIST_FLAG, 'refuse unless the adapter is this voice\'s')
+    .action(async (id: string, o: { columnist?: string }) => {
+      const registry = new AdapterRegistry(ctx.store());
+      const owner = getAdapter(ctx.store(), id).columnist;
+      if (o.columnist !== undefined && voiceOf(o) !== owner) {
+        throw new MorrisError('BAD_INPUT', `Adapter ${id} belongs to ${owner}, not ${o.columnist}.`, { hint: `An adapter answers only for the voice it was trained on: \`morris adapters promote ${id} --columnist ${owner}\`.` });
+      }
+      const c = await registry.promote(id, actor, 'promoted from the CLI');
+      console.log(`Active for ${owner}: ${c.active?.id} (was ${c.previous?.id ?? 'the base model'}).`);
     });
 
   adapters
     .command('rollback')
-    .description('Reactivate what was active before the current adapter (possibly the base model)')
-    .action(async () => {
-      const c = await new AdapterRegistry(ctx.store()).rollback(actor);
+    .description("Reactivate what was active for a columnist before its current adapter (possibly the base model)")
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
+    .action(async (o: { columnist?: string }) => {
+      const c = await new AdapterRegistry(ctx.store()).rollback(actor, 'rolled back', voiceOf(o));
       console.log(`Rolled back from ${c.previous?.id}; now ${c.active?.id ?? 'the base model'} answers.`);
     });
 
   adapters
     .command('history')
-    .description('Promotions and rollbacks, newest first')
-    .action(() => {
-      for (const e of adapterHistory(ctx.store())) console.log(`${e.at} ${e.action.padEnd(8)} ${e.adapter_id ?? 'base model'} (was ${e.previous_id ?? 'base model'}) by ${e.actor}${e.reason ? ` — ${e.reason}` : ''}`);
+    .description("A columnist's promotions and rollbacks, newest first")
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
+    .action((o: { columnist?: string }) => {
+      for (const e of adapterHistory(ctx.store(), 50, voiceOf(o))) console.log(`${e.at} ${e.action.padEnd(8)} ${e.adapter_id ?? 'base model'} (was ${e.previous_id ?? 'base model'}) by ${e.actor}${e.reason ? ` — ${e.reason}` : ''}`);
     });
 
   program

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
 import * as demo from './demo.ts';
 import * as serve from './serve.ts';
+import * as columnists from './columnists.ts';
 import * as pipeline from './pipeline.ts';
 import * as train from './train.ts';
 import * as model from './model.ts';
@@ -17,6 +18,7 @@ import * as db from './db.ts';
 export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext): void }> = [
   demo,
   serve,
+  columnists,
   pipeline,
   train,
   model,

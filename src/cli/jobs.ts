@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
-import { numberOption } from './options.ts';
+import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP, numberOption } from './options.ts';
+import { resolveColumnist } from '../columnists/folder.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { getLogs, getRun, listRuns, type JobRun, type JobStatus } from '../store/job-runs.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
@@ -23,11 +24,13 @@ export function register(program: Command, ctx: CliContext): void {
 
   jobs
     .command('list')
-    .description('Jobs, their schedules (from config) and what is running now')
-    .action(() => {
+    .description("Jobs, a columnist's schedules (its columnist.json over config) and what is running now")
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
+    .action((o: { columnist?: string }) => {
       const c = ctx.config();
-      const schedule: Record<string, string> = { rescrape: c.MORRIS_CRON_RESCRAPE, rebuild: c.MORRIS_CRON_REBUILD, retrain: c.MORRIS_CRON_RETRAIN };
-      console.log(`Schedules (${c.MORRIS_CRON_TZ}, chain ${c.MORRIS_CHAIN ? 'on' : 'off'}, retrain needs ≥ ${c.MORRIS_RETRAIN_MIN_NEW_EXAMPLES} new examples):`);
+      const voice = resolveColumnist(o.columnist, c);
+      const schedule: Record<string, string> = voice.settings.schedule;
+      console.log(`Schedules of ${voice.name} (${c.MORRIS_CRON_TZ}, chain ${c.MORRIS_CHAIN ? 'on' : 'off'}, retrain needs ≥ ${voice.settings.retrainMinNewExamples} new examples):`);
       for (const [job, cron] of Object.entries(schedule)) console.log(`  ${job.padEnd(9)} ${cron}`);
       console.log('  evaluate  after every retrain (the promotion gate)');
       const running = listRuns(ctx.store(), { status: 'running' });
@@ -40,7 +43,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--no-chain', 'run only this job, not the rest of the chain')
     .option('--dataset <id>', 'retrain: dataset version (default: latest)')
     .option('--adapter <id>', 'evaluate: the adapter to evaluate')
-    .action(async (name: string, o: { chain: boolean; dataset?: string; adapter?: string }) => {
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
+    .action(async (name: string, o: { chain: boolean; dataset?: string; adapter?: string; columnist?: string }) => {
+      const voice = resolveColumnist(o.columnist, ctx.config());
       const sys = buildJobSystem({ config: ctx.config(), store: ctx.store() });
       const input = name === 'retrain' && o.dataset ? { datasetId: o.dataset } : name === 'evaluate' ? { adapterId: o.adapter } : undefined;
       sys.runner.events.on('event', (e: RunnerEvent) => {
@@ -50,7 +55,7 @@ export function register(program: Command, ctx: CliContext): void {
       const onSig = () => sys.runner.shutdown(60_000, 'interrupted from the terminal');
       process.once('SIGINT', onSig);
       process.once('SIGTERM', onSig);
-      const started = await sys.control.start(name, { trigger: 'cli', input, chain: o.chain });
+      const started = await sys.control.start(name, { trigger: 'cli', input, chain: o.chain, ...(o.columnist === undefined ? {} : { columnist: voice.name }), minNewExamples: voice.settings.retrainMinNewExamples });
       if (!started.started) {
         console.log(`Not started: ${started.run.message}`);
         process.exitCode = 3;
@@ -74,11 +79,13 @@ export function register(program: Command, ctx: CliContext): void {
     .command('history')
     .description('Past and running job runs, newest first')
     .option('--job <name>', 'only this job')
+    .option(COLUMNIST_FLAG, 'only runs for this voice (default: every run)')
     .option('--status <status>', 'only runs with this status')
     .option('--limit <n>', 'how many', numberOption('--limit', 1, 10_000, true), 30)
     .option('--json', 'JSON output')
-    .action((o: { job?: string; status?: JobStatus; limit: number; json?: boolean }) => {
-      const runs = listRuns(ctx.store(), { job: o.job, status: o.status, limit: o.limit });
+    .action((o: { job?: string; status?: JobStatus; limit: number; json?: boolean; columnist?: string }) => {
+      const columnist = o.columnist === undefined ? undefined : resolveColumnist(o.columnist, ctx.config()).name;
+      const runs = listRuns(ctx.store(), { job: o.job, status: o.status, limit: o.limit, columnist });
       if (o.json) console.log(JSON.stringify(runs, null, 2));
       else console.log(runs.length ? runs.map(runRow).join('\n') : 'No job runs yet.');
     });

@@ -3,13 +3,14 @@
  * by the generation service, the Hub client, the inventory and the engine's merge.
  */
 import { getAdapter } from '../store/adapters.ts';
-import { articleTrailer, composeArticle, DEFAULT_COLUMNIST } from '../bot/render.ts';
+import { articleTrailer, composeArticle } from '../bot/render.ts';
+import { resolveColumnist, type Columnist } from '../columnists/folder.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
-import { numberOption } from './options.ts';
+import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP, numberOption } from './options.ts';
 import type { Config } from '../config.ts';
 import { MorrisError, describeError, isMorrisError } from '../errors.ts';
 import { log } from '../log.ts';
@@ -28,6 +29,7 @@ const inventory = () => import('../model/checkpoint/inventory.ts');
 // ---------------------------------------------------------------- flags
 
 interface GenerateFlags {
+  columnist?: string;
   model?: string;
   adapter?: string;
   temperature?: number;
@@ -109,7 +111,7 @@ async function chooseBaseModel(config: Config, model: string | undefined): Promi
  * --adapter DIR|none wins. Otherwise the store's active adapter, but only for article requests on
  * the base it was trained for (raw continuation is for checking the base model itself).
  */
-async function chooseAdapter(ctx: CliContext, flags: GenerateFlags, baseDir: string): Promise<AdapterRef | null> {
+async function chooseAdapter(ctx: CliContext, flags: GenerateFlags, baseDir: string, voice: string): Promise<AdapterRef | null> {
   if (flags.adapter === 'none') return null;
   if (flags.adapter) {
     const dir = resolve(flags.adapter);
@@ -123,7 +125,7 @@ async function chooseAdapter(ctx: CliContext, flags: GenerateFlags, baseDir: str
   if (flags.raw) return null;
   // No database yet means no adapter was ever trained; don't create one just to look.
   if (!existsSync(ctx.config().dbPath)) return null;
-  const active = (await generation()).activeAdapterFromStore(ctx.store());
+  const active = (await generation()).activeAdapterFromStore(ctx.store(), voice);
   if (!active) return null;
   const row = getAdapter(ctx.store(), active.id);
   const config = ctx.config();
@@ -145,16 +147,19 @@ async function streamOne(service: GenerationService, req: ServiceRequest, out: (
   return done!;
 }
 
-function articleNotes(config: Config): { columnist: string; platform: 'plain' } {
-  return { columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST, platform: 'plain' };
+/** The attribution an article leaves with: the voice's (MORRIS_COLUMNIST still names the default one). */
+function articleNotes(voice: Columnist): { columnist: string; platform: 'plain' } {
+  return { columnist: voice.attribution, platform: 'plain' };
 }
 
 async function runGenerate(ctx: CliContext, topicWords: string[], flags: GenerateFlags): Promise<void> {
   const config = ctx.config();
   const baseDir = await chooseBaseModel(config, flags.model);
-  const adapter = await chooseAdapter(ctx, flags, baseDir);
+  const voice = resolveColumnist(flags.columnist, config);
+  const adapter = await chooseAdapter(ctx, flags, baseDir, voice.name);
   const { createGenerationService } = await generation();
-  const service = createGenerationService(config, { baseModel: baseDir, adapter });
+  // The voice's own style guide: its adapter was trained with it as the system prompt.
+  const service = createGenerationService(config, { baseModel: baseDir, adapter, systemPromptFile: voice.systemPromptFile });
   // Raw continuation follows the checkpoint's own generation_config.json (as transformers does);
   // articles use Morris's configured defaults. Flags override either.
   const sampling = { ...(flags.raw ? checkpointSamplingDefaults(baseDir) : {}), ...samplingFlags(flags) };
@@ -163,7 +168,7 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
   process.once('SIGINT', onSigint);
   try {
     if (flags.batch) {
-      await runBatch(service, flags, sampling, ctl.signal, articleNotes(config));
+      await runBatch(service, flags, sampling, ctl.signal, articleNotes(voice));
       return;
     }
     const text = topicWords.join(' ');
@@ -174,7 +179,7 @@ async function runGenerate(ctx: CliContext, topicWords: string[], flags: Generat
     const done = await streamOne(service, req, (s) => process.stdout.write(s));
     // An article leaves with its attribution line, like every article Morris writes; raw
     // continuation is a base-model check, not an article.
-    process.stdout.write(flags.raw ? '\n' : `\n\n${articleTrailer({ ...articleNotes(config), cut: done.cut, cutReason: done.reason })}\n`);
+    process.stdout.write(flags.raw ? '\n' : `\n\n${articleTrailer({ ...articleNotes(voice), cut: done.cut, cutReason: done.reason })}\n`);
     if (done.cut) process.stderr.write(`morris: stopped early (${done.reason}); the text above is partial.\n`);
     log.debug({ tokens: done.tokens, ms: done.generationMs, adapterId: done.adapterId }, 'generated');
   } finally {
@@ -244,7 +249,8 @@ export function register(program: Command, ctx: CliContext): void {
     .description('Write an article on a topic, streamed to stdout')
     .argument('[topic...]', 'what to write about (or, with --raw, the text to continue)')
     .option('--model <dir>', 'base model folder (default: MORRIS_BASE_MODEL)')
-    .option('--adapter <dir|none>', 'LoRA adapter folder, or "none" (default: the active adapter)')
+    .option('--adapter <dir|none>', 'LoRA adapter folder, or "none" (default: the columnist\'s active adapter)')
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--temperature <t>', '0 = greedy', numberOption('--temperature', 0, 5))
     .option('--top-p <p>', 'nucleus sampling mass', numberOption('--top-p', 0.000001, 1))
     .option('--top-k <k>', '0 = off', numberOption('--top-k', 0, 1_000_000, true))

@@ -11,3 +11,7 @@ export function numberOption(name: string, min: number, max: number, integer = f
     return n;
   };
 }
+
+/** The `--columnist NAME` flag every per-voice command takes; absent means the default columnist. */
+export const COLUMNIST_FLAG = '--columnist <name>';
+export const COLUMNIST_FLAG_HELP = 'the voice (a folder in data/columnists; default: morris)';

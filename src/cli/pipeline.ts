@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
-import { numberOption } from './options.ts';
+import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP, numberOption } from './options.ts';
+import { resolveColumnist } from '../columnists/folder.ts';
 import { MorrisError } from '../errors.ts';
 import { getKv } from '../store/db.ts';
 import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
@@ -20,11 +21,11 @@ import { listProfiles, loadProfile } from '../pipeline/crawl/profile.ts';
 import {
   buildDataset,
   buildOptionsFromConfig,
-  CURRENT_DATASET_KEY,
+  currentDatasetKey,
   datasetOutDir,
   type BuildResult,
 } from '../pipeline/dataset/build.ts';
-import { scrapeSettingsFromConfig, scrapeSource } from '../pipeline/crawl/scrape.ts';
+import { scrapeSettingsFromConfig, scrapeSource, sourceKey } from '../pipeline/crawl/scrape.ts';
 import { loadTokenCounter } from '../pipeline/dataset/token-count.ts';
 import { importDataset } from '../pipeline/dataset/import.ts';
 
@@ -36,15 +37,18 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--base-url <url>', 'base URL for profiles that use {{baseUrl}} (e.g. the sample site)')
     .option('--max-pages <n>', 'listing pages to walk per listing', numberOption('--max-pages', 1, 100_000, true))
     .option('--full', 're-walk every listing page and revalidate every stored article')
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { source?: string; baseUrl?: string; maxPages?: number; full?: boolean; json?: boolean }) => {
+    .action(async (o: { source?: string; baseUrl?: string; maxPages?: number; full?: boolean; json?: boolean; columnist?: string }) => {
       const config = ctx.config();
-      const names = o.source ? [o.source] : config.MORRIS_SOURCES.length ? config.MORRIS_SOURCES : listProfiles();
+      const voice = resolveColumnist(o.columnist, config);
+      // MORRIS_SOURCES names the default voice's sources; another voice scrapes every profile it has.
+      const names = o.source ? [o.source] : voice.isDefault && config.MORRIS_SOURCES.length ? config.MORRIS_SOURCES : listProfiles(voice.sourcesDir);
       const summaries: CrawlSummary[] = [];
       for (const name of names) {
         let profile;
         try {
-          profile = loadProfile(name, { baseUrl: o.baseUrl });
+          profile = loadProfile(name, { baseUrl: o.baseUrl, dir: voice.sourcesDir });
         } catch (e) {
           // Running every profile: one that needs --base-url is skipped, not fatal.
           if (!o.source && e instanceof MorrisError && /needs a base URL/.test(e.message)) {
@@ -61,6 +65,7 @@ export function register(program: Command, ctx: CliContext): void {
               full: o.full,
               maxPages: o.maxPages,
               onProgress: bar.update,
+              columnist: voice.name,
             }),
           );
         } finally {
@@ -81,8 +86,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--max-tokens <n>', 'longest example in tokens (default: MORRIS_MAX_SEQ_TOKENS)', numberOption('--max-tokens', 16, 131_072, true))
     .option('--policy <policy>', 'what to do with longer articles: split (at paragraphs) or truncate', 'split')
     .option('--source <name>', 'only articles from this source')
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--json', 'print the result as JSON')
-    .action(async (o: { model?: string; maxTokens?: number; policy: string; source?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; maxTokens?: number; policy: string; source?: string; json?: boolean; columnist?: string }) => {
+      const voice = resolveColumnist(o.columnist, ctx.config());
       if (o.policy !== 'split' && o.policy !== 'truncate') {
         throw new MorrisError('BAD_INPUT', `--policy must be split or truncate, not "${o.policy}".`);
       }
@@ -90,7 +97,8 @@ export function register(program: Command, ctx: CliContext): void {
         modelDir: o.model,
         maxTokens: o.maxTokens,
         policy: o.policy,
-        source: o.source,
+        source: o.source && sourceKey(voice.name, o.source),
+        columnist: voice,
       });
       const r = await buildDataset(ctx.store(), options);
       process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatBuild(r));
@@ -99,10 +107,12 @@ export function register(program: Command, ctx: CliContext): void {
   dataset
     .command('stats [id]')
     .description('Counts, token-length histogram and split sizes of a dataset (default: the latest build)')
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--json', 'print as JSON')
-    .action((id: string | undefined, o: { json?: boolean }) => {
+    .action((id: string | undefined, o: { json?: boolean; columnist?: string }) => {
       const store = ctx.store();
-      const target = id ?? getKv(store, CURRENT_DATASET_KEY) ?? listDatasets(store)[0]?.id;
+      const voice = resolveColumnist(o.columnist, ctx.config()).name;
+      const target = id ?? getKv(store, currentDatasetKey(voice)) ?? listDatasets(store, voice)[0]?.id;
       if (!target) throw new MorrisError('NOT_FOUND', 'No datasets yet.', { hint: 'Build one with `morris dataset build`.' });
       const s = datasetStats(store, target);
       process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStats(s));
@@ -110,12 +120,14 @@ export function register(program: Command, ctx: CliContext): void {
 
   dataset
     .command('list')
-    .description('Dataset versions, newest first')
+    .description('Dataset versions of a columnist, newest first')
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--json', 'print as JSON')
-    .action((o: { json?: boolean }) => {
+    .action((o: { json?: boolean; columnist?: string }) => {
       const store = ctx.store();
-      const rows = listDatasets(store);
-      const current = getKv(store, CURRENT_DATASET_KEY);
+      const voice = resolveColumnist(o.columnist, ctx.config()).name;
+      const rows = listDatasets(store, voice);
+      const current = getKv(store, currentDatasetKey(voice));
       if (o.json) {
         process.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r, settings: JSON.parse(r.settings), stats: undefined, current: r.id === current })), null, 2)}\n`);
         return;
@@ -152,13 +164,15 @@ function registerImport(dataset: Command, ctx: CliContext): void {
     .command('import <file>')
     .description('Import a messages-format JSONL file (TRL/Axolotl style) as a dataset version')
     .option('--model <dir>', "count tokens with this model's tokenizer (default: MORRIS_BASE_MODEL when present)")
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--json', 'print the result as JSON')
-    .action(async (jsonl: string, o: { model?: string; json?: boolean }) => {
+    .action(async (jsonl: string, o: { model?: string; json?: boolean; columnist?: string }) => {
       const config = ctx.config();
+      const voice = resolveColumnist(o.columnist, config);
       const modelDir = o.model ? path.resolve(o.model) : baseModelLocation(config.MORRIS_BASE_MODEL, config.MORRIS_MODELS_DIR);
       // Token counts are a nicety for imports: without a local tokenizer the rows simply lack them.
       const tokenizer = o.model || fs.existsSync(path.join(modelDir, 'tokenizer.json')) ? await loadTokenCounter(modelDir) : undefined;
-      const r = importDataset(ctx.store(), path.resolve(jsonl), tokenizer, { outDir: datasetOutDir(config) });
+      const r = importDataset(ctx.store(), path.resolve(jsonl), tokenizer, { outDir: datasetOutDir(config), columnist: voice.name });
       if (o.json) {
         process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         return;

@@ -9,8 +9,35 @@ import type { CliContext } from './context.ts';
 import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
 import { readTrainConfigFile, trainSettingsFromEnv } from '../model/train/config.ts';
 import type { TrainProgress } from '../model/train/trainer.ts';
+import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP } from './options.ts';
+import { resolveColumnist } from '../columnists/folder.ts';
+import { datasetColumnist, latestDatasetId } from '../store/datasets.ts';
+import { MorrisError } from '../errors.ts';
+import type { Store } from '../store/db.ts';
+
+/**
+ * The dataset `--dataset` names for the voice: `latest` is the columnist's newest; an id must be
+ * the columnist's when `--columnist` is given (the adapter joins its dataset's columnist).
+ */
+function datasetForVoice(store: Store, ref: string, voice: string, named: boolean): string {
+  if (ref === 'latest') {
+    const id = latestDatasetId(store, voice);
+    if (!id) {
+      throw new MorrisError('DATASET_EMPTY', `There is no dataset of ${voice} yet.`, {
+        hint: `Build one with \`morris dataset build --columnist ${voice}\`, or import one with \`morris dataset import FILE.jsonl --columnist ${voice}\`.`,
+      });
+    }
+    return id;
+  }
+  const owner = datasetColumnist(store, ref);
+  if (named && owner !== undefined && owner !== voice) {
+    throw new MorrisError('BAD_INPUT', `Dataset ${ref} belongs to ${owner}, not ${voice}.`, { hint: `Train it with --columnist ${owner}, or pick one of ${voice}'s datasets (\`morris dataset list --columnist ${voice}\`).` });
+  }
+  return ref;
+}
 
 interface TrainFlags {
+  columnist?: string;
   model?: string;
   dataset: string;
   steps?: number;
@@ -104,7 +131,8 @@ export function register(program: Command, ctx: CliContext): void {
     .command('train')
     .description('Fine-tune a LoRA adapter on a dataset version (PEFT format, registered as a candidate)')
     .option('--model <dir>', 'base model folder (default: MORRIS_BASE_MODEL under MORRIS_MODELS_DIR)')
-    .option('--dataset <id>', 'dataset version id, or "latest"', 'latest')
+    .option('--dataset <id>', 'dataset version id, or "latest" (the columnist\'s newest)', 'latest')
+    .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .option('--steps <n>', 'cap on optimizer steps', num('--steps', true))
     .option('--epochs <n>', 'passes over the training split', num('--epochs'))
     .option('--out <dir>', 'also write the adapter folder here')
@@ -144,7 +172,7 @@ export function register(program: Command, ctx: CliContext): void {
           {
             store: ctx.store(),
             modelDir,
-            dataset: f.dataset,
+            dataset: datasetForVoice(ctx.store(), f.dataset, resolveColumnist(f.columnist, config).name, f.columnist !== undefined),
             hostSettings: trainSettingsFromEnv(config),
             settings,
             resume: f.resume,

@@ -17,6 +17,8 @@ export interface ChainOptions {
   minNewExamples: number;
   /** Input for the first job (e.g. {datasetId} for retrain). */
   input?: unknown;
+  /** The voice the whole chain runs for (default: the default columnist); every step gets it. */
+  columnist?: string;
   /** Called as each step is triggered (started or skipped), before it finishes. */
   onTrigger?: (t: Triggered) => void;
 }
@@ -42,7 +44,8 @@ export interface RetrainResult {
 /** Runs the chain from `start`; resolves with every run it made, in order. */
 export async function runChain(runner: JobRunner, start: ChainStart, opts: ChainOptions): Promise<JobRun[]> {
   const runs: JobRun[] = [];
-  const step = async (job: string, input: unknown, parent: JobRun | undefined) => {
+  const step = async (job: string, stepInput: unknown, parent: JobRun | undefined) => {
+    const input = opts.columnist ? { ...(stepInput as object), columnist: opts.columnist } : stepInput;
     const t = runner.trigger(job, { trigger: parent ? `chain:${parent.job}#${parent.id}` : opts.trigger, input, parentId: parent?.id ?? null });
     opts.onTrigger?.(t);
     const r = await t.done;

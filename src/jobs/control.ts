@@ -27,9 +27,11 @@ export class JobControl {
   ) {}
 
   /** Starts `job` (and what follows it in the chain); resolves once the first run exists. */
-  start(job: string, opts: { trigger: string; input?: unknown; chain?: boolean }): Promise<StartedJob> {
+  /** `columnist` runs the chain for that voice, with its own retrain threshold (`minNewExamples`). */
+  start(job: string, opts: { trigger: string; input?: unknown; chain?: boolean; columnist?: string; minNewExamples?: number }): Promise<StartedJob> {
     if (!CHAIN_STARTS.includes(job as ChainStart)) {
-      const t = this.runner.trigger(job, { trigger: opts.trigger, input: opts.input });
+      const input = opts.columnist ? { ...(opts.input as object | undefined), columnist: opts.columnist } : opts.input;
+      const t = this.runner.trigger(job, { trigger: opts.trigger, input });
       return Promise.resolve({ run: t.run, started: t.started, finished: t.done.then((r) => [r]) });
     }
     return new Promise((resolve, reject) => {
@@ -37,8 +39,9 @@ export class JobControl {
       const finished = runChain(this.runner, job as ChainStart, {
         trigger: opts.trigger,
         chain: opts.chain ?? this.spec.chain,
-        minNewExamples: this.spec.minNewExamples,
+        minNewExamples: opts.minNewExamples ?? this.spec.minNewExamples,
         input: opts.input,
+        ...(opts.columnist ? { columnist: opts.columnist } : {}),
         onTrigger: (t) => {
           if (first) return;
           first = t;

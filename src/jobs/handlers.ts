@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Config } from '../config.ts';
 import { getKv, type Store } from '../store/db.ts';
-import { CURRENT_DATASET_KEY } from '../pipeline/dataset/build.ts';
+import { currentDatasetKey } from '../pipeline/dataset/build.ts';
 import { isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { scrapeSource, scrapeSettingsFromConfig } from '../pipeline/crawl/scrape.ts';
@@ -18,8 +18,9 @@ import type { JobContext, JobHandler } from './runner.ts';
 import type { RetrainInput, RetrainProgressRecord } from './resume.ts';
 import type { RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
 import { rebuildDataset } from './rebuild.ts';
-import type { Style } from '../pipeline/dataset/enhance.ts';
-import { SYSTEM_PROMPT_FILE } from '../paths.ts';
+import { loadStyle, type Style } from '../pipeline/dataset/enhance.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
+import { resolveColumnist, type Columnist } from '../columnists/folder.ts';
 import type { TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
 import { latestDatasetId } from '../store/datasets.ts';
@@ -43,10 +44,15 @@ export function sourcesFromConfig(c: Pick<Config, 'MORRIS_SOURCES'>): SourceSpec
       return i < 0 ? { name: s } : { name: s.slice(0, i), baseUrl: s.slice(i + 1) };
     });
   }
-  return listProfiles()
+  return loadableSources();
+}
+
+/** Every profile in a sources folder (default: the default columnist's) that loads without a base URL. */
+export function loadableSources(dir?: string): SourceSpec[] {
+  return listProfiles(dir)
     .filter((name) => {
       try {
-        loadProfile(name);
+        loadProfile(name, { dir });
         return true;
       } catch (e) {
         // A profile written for a base URL is only crawled when named in MORRIS_SOURCES; any other
@@ -70,13 +76,15 @@ export interface JobEnv {
   style?: Style;
 }
 
-/** The dataset the last build produced (or, failing that, the newest one). */
-export function currentDatasetId(store: Store): string {
-  const current = getKv(store, CURRENT_DATASET_KEY);
+/** The dataset a columnist's last build produced (or, failing that, its newest one). */
+export function currentDatasetId(store: Store, columnist: string = DEFAULT_COLUMNIST_NAME): string {
+  const current = getKv(store, currentDatasetKey(columnist));
   if (current) return current;
-  const latest = latestDatasetId(store);
+  const latest = latestDatasetId(store, columnist);
   if (!latest) {
-    throw new MorrisError('DATASET_EMPTY', 'There is no dataset to train on yet.', { hint: 'Run the rebuild job (or `morris dataset build`) first.' });
+    throw new MorrisError('DATASET_EMPTY', `There is no dataset of ${columnist} to train on yet.`, {
+      hint: `Run the rebuild job (or \`morris dataset build${columnist === DEFAULT_COLUMNIST_NAME ? '' : ` --columnist ${columnist}`}\`) first.`,
+    });
   }
   return latest;
 }
@@ -102,19 +110,25 @@ function workerHooks(ctx: JobContext) {
 
 export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
   const { config, store } = env;
+  /** The voice a run is for: input.columnist, else the default one (an unknown name fails the run, listing the known ones). */
+  const voiceOf = (input: { columnist?: string }): Columnist => resolveColumnist(input.columnist, config);
+  /** The default voice keeps what serve was handed (MORRIS_SOURCES, a test's style); the others read their folders. */
+  const isDefault = (c: Columnist) => c.name === DEFAULT_COLUMNIST_NAME;
 
-  const rescrape: JobHandler = async (ctx, input: { sources?: SourceSpec[] }): Promise<RescrapeResult> => {
-    const sources = input.sources ?? env.sources;
+  const rescrape: JobHandler = async (ctx, input: { sources?: SourceSpec[]; columnist?: string }): Promise<RescrapeResult> => {
+    const voice = voiceOf(input);
+    const sources = input.sources ?? (isDefault(voice) ? env.sources : loadableSources(voice.sourcesDir));
     if (!sources.length) throw new MorrisError('BAD_INPUT', 'No sources to scrape.', { hint: 'Set MORRIS_SOURCES (e.g. "lightreading-iain-morris").' });
     let fresh = 0;
     let updated = 0;
     const parts: string[] = [];
     for (const [i, s] of sources.entries()) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      const profile = loadProfile(s.name, { baseUrl: s.baseUrl });
-      ctx.log(`scraping ${s.name}${s.baseUrl ? ` at ${s.baseUrl}` : ''}`);
+      const profile = loadProfile(s.name, { baseUrl: s.baseUrl, dir: voice.sourcesDir });
+      ctx.log(`scraping ${s.name}${s.baseUrl ? ` at ${s.baseUrl}` : ''}${isDefault(voice) ? '' : ` for ${voice.name}`}`);
       const sum = await scrapeSource(store, profile, {
         ...scrapeSettingsFromConfig(config),
+        columnist: voice.name,
         onProgress: (p) => ctx.progress((i + Math.min(0.99, p.done / Math.max(1, p.total))) / sources.length, `${s.name}: ${p.done}/${p.total}`),
       });
       fresh += sum.new;
@@ -128,14 +142,16 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     return { changed: fresh + updated > 0, new: fresh, updated, summary: parts.join('; ') };
   };
 
-  const rebuild: JobHandler = async (ctx): Promise<RebuildResult> => {
-    const r = await rebuildDataset(store, { config, baseModelDir: env.baseModelDir, style: env.style, log: ctx.log, signal: ctx.signal });
+  const rebuild: JobHandler = async (ctx, input: { columnist?: string }): Promise<RebuildResult> => {
+    const voice = voiceOf(input);
+    const style = isDefault(voice) ? env.style : loadStyle(voice.dir);
+    const r = await rebuildDataset(store, { config, baseModelDir: env.baseModelDir, style, columnist: voice.name, log: ctx.log, signal: ctx.signal });
     ctx.progress(1);
     return r;
   };
 
   const retrain: JobHandler = async (ctx, input: RetrainInput): Promise<RetrainResult> => {
-    const datasetId = input.datasetId ?? currentDatasetId(store);
+    const datasetId = input.datasetId ?? currentDatasetId(store, voiceOf(input).name);
     const settings = input.settings ?? {
       ...(config.MORRIS_TRAIN_CONFIG ? readTrainConfigFile(config.MORRIS_TRAIN_CONFIG) : {}),
       ...env.trainOverrides,
@@ -186,10 +202,12 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
   const evaluate: JobHandler = async (ctx, input: { adapterId?: string }) => {
     if (!input.adapterId) throw new MorrisError('BAD_INPUT', 'evaluate needs {"adapterId": "..."}.');
     const cand = getAdapter(store, input.adapterId);
-    const active = env.registry.active();
+    // The gate compares within a voice: the candidate against its own columnist's active adapter.
+    const voice = resolveColumnist(cand.columnist, config);
+    const active = env.registry.active(cand.columnist);
     const activeOther = active && active.id !== cand.id ? active : undefined;
-    const datasetId = cand.dataset_id ?? currentDatasetId(store);
-    ctx.log(`evaluating ${cand.id} against ${activeOther ? `active adapter ${activeOther.id}` : 'no active adapter'} and the base model on dataset ${datasetId}`);
+    const datasetId = cand.dataset_id ?? currentDatasetId(store, cand.columnist);
+    ctx.log(`evaluating ${cand.id} (${cand.columnist}) against ${activeOther ? `${cand.columnist}'s active adapter ${activeOther.id}` : `no active adapter of ${cand.columnist}`} and the base model on dataset ${datasetId}`);
     const baseModelDir = path.resolve(await env.baseModelDir());
     const measures = await runWorker<ModelMeasure[]>(
       {
@@ -203,7 +221,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
             ...(activeOther ? [{ adapterId: activeOther.id, adapterDir: path.resolve(activeOther.path) }] : []),
             { adapterId: cand.id, adapterDir: path.resolve(cand.path) },
           ],
-          styleGuideFile: SYSTEM_PROMPT_FILE,
+          styleGuideFile: voice.systemPromptFile,
           threads: config.MORRIS_TRAIN_THREADS,
           device: config.MORRIS_DEVICE,
           maxSeqLen: config.MORRIS_MAX_SEQ_TOKENS,
@@ -220,7 +238,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     for (const m of measures) {
       ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}`);
     }
-    const decision = decidePromotion(candidate, current, base, { margin: config.MORRIS_PROMOTE_MARGIN, styleTolerance: config.MORRIS_STYLE_TOLERANCE });
+    const decision = decidePromotion(candidate, current, base, { margin: voice.settings.promoteMargin, styleTolerance: voice.settings.styleTolerance });
     recordEvaluation(store, cand.id, { datasetId, candidate, active: current, base, decision, at: new Date().toISOString() }, decision.reason, decision.reject);
     if (decision.promote) {
       await env.registry.promote(cand.id, 'evaluate', decision.reason);

@@ -12,11 +12,11 @@ import type { RebuildResult } from './chain.ts';
 
 export async function rebuildDataset(
   store: Store,
-  o: { config: Config; baseModelDir: () => Promise<string>; style?: Style; log: (line: string) => void; signal: AbortSignal },
+  o: { config: Config; baseModelDir: () => Promise<string>; style?: Style; columnist?: string; log: (line: string) => void; signal: AbortSignal },
 ): Promise<RebuildResult> {
   const tokenCounter = await loadTokenCounter(await o.baseModelDir());
   if (o.signal.aborted) throw o.signal.reason;
-  const r = await buildDataset(store, { tokenCounter, settings: datasetSettingsFromConfig(o.config), outDir: datasetOutDir(o.config), style: o.style });
+  const r = await buildDataset(store, { tokenCounter, settings: datasetSettingsFromConfig(o.config), outDir: datasetOutDir(o.config), style: o.style, columnist: o.columnist });
   const summary = `dataset ${r.id}${r.reused ? ' (unchanged inputs: reused)' : ''}: ${r.train} train + ${r.validation} validation examples from ${r.counts.articles} articles; ${r.newExamples} new, ${r.removedExamples} removed since ${r.previousId ?? 'no previous dataset'}`;
   o.log(summary);
   return { datasetId: r.id, changed: !r.reused || r.previousId !== r.id, newExamples: r.newExamples, summary };

@@ -1,13 +1,15 @@
 /**
  * The adapter registry: which adapters exist, which one is active, and the history of changes so
- * a rollback knows what was active before. At most one adapter is 'active' (a unique index in the
- * store enforces it); no active adapter means the plain base model answers.
+ * a rollback knows what was active before. Each columnist has its own line of adapters and at most
+ * one 'active' one (a unique index in the store enforces it); no active adapter means the plain
+ * base model answers for that voice.
  *
  * Changing the active adapter is a store transaction followed by `onActiveChange` (the serve
  * process hot-swaps the generation service there). If the swap fails, the store change is undone,
  * so the store never names an adapter that is not the one answering.
  */
 import type { Store } from '../store/db.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 import { MorrisError } from '../errors.ts';
 import {
   applyActiveChange,
@@ -22,6 +24,7 @@ import {
 
 // The table's reads are used across the app under this module's name too.
 export {
+  activeAdapters,
   adapterHistory,
   adapterValLoss,
   findAdapter,
@@ -34,8 +37,8 @@ export {
   type AdapterStatus,
 } from '../store/adapters.ts';
 
-/** Called after the store names a new active adapter (null = base model); throw to undo. */
-export type ActiveChangeHook = (active: AdapterRow | null) => Promise<void>;
+/** Called after the store names a new active adapter (null = base model) for `columnist`; throw to undo. */
+export type ActiveChangeHook = (active: AdapterRow | null, columnist: string) => Promise<void>;
 
 export interface ActiveChange {
   previous: AdapterRow | null;
@@ -48,53 +51,54 @@ export class AdapterRegistry {
     private readonly onActiveChange?: ActiveChangeHook,
   ) {}
 
-  list(): AdapterRow[] {
-    return listAdapters(this.store);
+  list(columnist?: string): AdapterRow[] {
+    return listAdapters(this.store, columnist === undefined ? {} : { columnist });
   }
 
-  active(): AdapterRow | undefined {
-    return getActiveAdapter(this.store);
+  /** The columnist's active adapter (default: the default columnist's). */
+  active(columnist: string = DEFAULT_COLUMNIST_NAME): AdapterRow | undefined {
+    return getActiveAdapter(this.store, columnist);
   }
 
-  /** Makes `id` the active adapter; the one active before is retired. */
+  /** Makes `id` its columnist's active adapter; the one active for that columnist before is retired. */
   async promote(id: string, actor: string, reason = 'promoted'): Promise<ActiveChange> {
     const target = getAdapter(this.store, id);
     if (target.status === 'active') return { previous: target, active: target };
-    const previous = getActiveAdapter(this.store) ?? null;
-    this.setActive(target.id, previous?.id ?? null, { action: 'promote', actor, reason });
-    return this.afterChange(previous, target.id);
+    const previous = getActiveAdapter(this.store, target.columnist) ?? null;
+    this.setActive(target.id, previous?.id ?? null, { action: 'promote', actor, reason, columnist: target.columnist });
+    return this.afterChange(previous, target.id, target.columnist);
   }
 
   /**
    * Reactivates what was active before the current adapter was promoted (possibly the base model);
    * the current one is retired with the reason. Repeated rollbacks walk further back.
    */
-  async rollback(actor: string, reason = 'rolled back'): Promise<ActiveChange> {
-    const current = getActiveAdapter(this.store);
+  async rollback(actor: string, reason = 'rolled back', columnist: string = DEFAULT_COLUMNIST_NAME): Promise<ActiveChange> {
+    const current = getActiveAdapter(this.store, columnist);
     if (!current) {
-      throw new MorrisError('BAD_INPUT', 'No adapter is active: the base model is already answering, nothing to roll back.');
+      throw new MorrisError('BAD_INPUT', `No adapter is active for ${columnist}: the base model is already answering, nothing to roll back.`);
     }
     const ev = lastPromotion(this.store, current.id);
     let targetId = ev?.previous_id ?? null;
     // The earlier adapter may have been deleted from disk/registry since; fall back to base.
     if (targetId && !findAdapter(this.store, targetId)) targetId = null;
-    this.setActive(targetId, current.id, { action: 'rollback', actor, reason });
-    return this.afterChange(current, targetId);
+    this.setActive(targetId, current.id, { action: 'rollback', actor, reason, columnist });
+    return this.afterChange(current, targetId, columnist);
   }
 
   private setActive(
     targetId: string | null,
     previousId: string | null,
-    ev: { action: 'promote' | 'rollback'; actor: string; reason: string },
+    ev: { action: 'promote' | 'rollback'; actor: string; reason: string; columnist: string },
   ): void {
     applyActiveChange(this.store, targetId, previousId, ev);
   }
 
-  private async afterChange(previous: AdapterRow | null, activeId: string | null): Promise<ActiveChange> {
+  private async afterChange(previous: AdapterRow | null, activeId: string | null, columnist: string): Promise<ActiveChange> {
     const active = activeId ? getAdapter(this.store, activeId) : null;
     if (this.onActiveChange) {
       try {
-        await this.onActiveChange(active);
+        await this.onActiveChange(active, columnist);
       } catch (e) {
         // Undo: the store must keep naming the adapter that really answers.
         undoActiveChange(this.store, activeId, previous, (e as Error).message);

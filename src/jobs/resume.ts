@@ -16,6 +16,8 @@ export interface RetrainInput {
   settings?: Record<string, unknown>;
   /** Continue from the checkpoint of the run with these inputs. */
   resume?: boolean;
+  /** The voice it trains (default: the default columnist); picks the current dataset when none is named. */
+  columnist?: string;
 }
 
 /** Saved on the run before training starts: enough to resume it after a crash. */
@@ -36,5 +38,5 @@ export function findRetrainToResume(store: Store): { run: JobRun; input: Retrain
   if (!rec?.datasetId || !rec.settings) return undefined;
   const attempts = recent.filter((r) => r.trigger.startsWith('resume:') && wasInterrupted(r)).length;
   if (attempts >= MAX_RESUME_ATTEMPTS) return undefined;
-  return { run: last, input: { datasetId: rec.datasetId, settings: rec.settings, resume: true } };
+  return { run: last, input: { datasetId: rec.datasetId, settings: rec.settings, resume: true, ...(last.columnist ? { columnist: last.columnist } : {}) } };
 }

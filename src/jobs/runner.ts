@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../store/db.ts';
 import { deleteKv, getKv, setKv } from '../store/db.ts';
 import { childLog } from '../log.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 import { describeError, isMorrisError, MorrisError } from '../errors.ts';
 import {
   appendLog,
@@ -61,6 +62,15 @@ export type RunnerEvent =
   | { type: 'progress'; runId: number; job: string; progress: number; message?: string }
   | { type: 'log'; runId: number; job: string; level: string; line: string };
 
+/** The chain's jobs are about one voice (input.columnist, else the default one); others about none. */
+const CHAIN_JOBS = new Set(['rescrape', 'rebuild', 'retrain', 'evaluate']);
+
+export function columnistOfRun(job: string, input: unknown): string | null {
+  if (!CHAIN_JOBS.has(job)) return null;
+  const named = (input as { columnist?: unknown } | null | undefined)?.columnist;
+  return typeof named === 'string' && named ? named : DEFAULT_COLUMNIST_NAME;
+}
+
 export function cancelKey(runId: number): string {
   return `job.cancel.${runId}`;
 }
@@ -107,7 +117,7 @@ export class JobRunner {
       throw new MorrisError('BAD_INPUT', `Unknown job "${job}".`, { hint: `Jobs: ${this.jobNames().join(', ')}.` });
     }
     if (this.closed) throw new MorrisError('BUSY', 'The job runner is shutting down; no new jobs start.');
-    const outcome = startRun(this.store, { job, trigger: opts.trigger ?? 'manual', input: opts.input, parentId: opts.parentId });
+    const outcome = startRun(this.store, { job, trigger: opts.trigger ?? 'manual', input: opts.input, parentId: opts.parentId, columnist: columnistOfRun(job, opts.input) });
     if (!outcome.started) {
       log.info({ job, runId: outcome.run.id, blockedBy: outcome.blockedBy.id }, 'job already running; skipped');
       this.emit({ type: 'skipped', run: outcome.run });

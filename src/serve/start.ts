@@ -29,6 +29,7 @@ import { STOP_GRACE_MS } from '../jobs/fork-worker.ts';
 import { startScheduler, type Scheduler } from '../jobs/scheduler.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../jobs/resume.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 
 const log = childLog('serve');
 
@@ -113,7 +114,10 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const { registry, runner, control, spec } = buildJobSystem({
     config,
     store,
-    onActiveChange: (active) => service.setAdapter(active?.path ?? null, active?.id ?? null, active?.dataset_id ?? null),
+    // The service's own adapter is the default columnist's; other voices' requests name theirs.
+    onActiveChange: async (active, columnist) => {
+      if (columnist === DEFAULT_COLUMNIST_NAME) await service.setAdapter(active?.path ?? null, active?.id ?? null, active?.dataset_id ?? null);
+    },
     sources: opts.sources,
     trainOverrides: opts.trainOverrides,
     style: opts.style,

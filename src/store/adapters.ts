@@ -2,9 +2,11 @@
  * The `adapters` and `adapter_events` tables, the only module with their SQL: which adapters
  * exist, their status and metrics, and every change of the active one. The promotion logic
  * (hot swap, undo on failure) is jobs/registry.ts; the trainer registers through insertAdapter.
+ * Every adapter belongs to one columnist, and each columnist has at most one active adapter.
  */
 import type { Store } from './db.ts';
 import { MorrisError } from '../errors.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 
 /** 'failed': a training that collapsed or did not improve (model/train/judge.ts); never a candidate. */
 export type AdapterStatus = 'candidate' | 'active' | 'retired' | 'rejected' | 'failed';
@@ -20,6 +22,7 @@ export interface AdapterRow {
   eval: Record<string, unknown> | null;
   reason: string | null;
   promoted_at: string | null;
+  columnist: string;
 }
 
 export interface AdapterEvent {
@@ -30,6 +33,7 @@ export interface AdapterEvent {
   previous_id: string | null;
   actor: string;
   reason: string | null;
+  columnist: string;
 }
 
 type Raw = Omit<AdapterRow, 'metrics' | 'eval'> & { metrics: string; eval: string | null };
@@ -55,8 +59,13 @@ export function adapterValLoss(a: AdapterRow): number | undefined {
   return typeof v === 'number' ? v : undefined;
 }
 
-export function listAdapters(store: Store, opts: { limit?: number } = {}): AdapterRow[] {
-  return (store.prepare('SELECT * FROM adapters ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.limit ?? 200) as Raw[]).map(toRow);
+/** Adapters, newest first: one columnist's, or (without one) every columnist's. */
+export function listAdapters(store: Store, opts: { limit?: number; columnist?: string } = {}): AdapterRow[] {
+  const rows =
+    opts.columnist === undefined
+      ? store.prepare('SELECT * FROM adapters ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.limit ?? 200)
+      : store.prepare('SELECT * FROM adapters WHERE columnist = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.columnist, opts.limit ?? 200);
+  return (rows as Raw[]).map(toRow);
 }
 
 export function findAdapter(store: Store, id: string): AdapterRow | undefined {
@@ -70,13 +79,21 @@ export function getAdapter(store: Store, id: string): AdapterRow {
   return a;
 }
 
-export function getActiveAdapter(store: Store): AdapterRow | undefined {
-  const r = store.prepare(`SELECT * FROM adapters WHERE status = 'active'`).get() as Raw | undefined;
+/** A columnist's active adapter (default: the default columnist's); none means its base model answers. */
+export function getActiveAdapter(store: Store, columnist: string = DEFAULT_COLUMNIST_NAME): AdapterRow | undefined {
+  const r = store.prepare(`SELECT * FROM adapters WHERE status = 'active' AND columnist = ?`).get(columnist) as Raw | undefined;
   return r && toRow(r);
 }
 
-export function adapterHistory(store: Store, limit = 50): AdapterEvent[] {
-  return store.prepare('SELECT * FROM adapter_events ORDER BY id DESC LIMIT ?').all(limit) as AdapterEvent[];
+/** Every columnist's active adapter. */
+export function activeAdapters(store: Store): AdapterRow[] {
+  return (store.prepare(`SELECT * FROM adapters WHERE status = 'active' ORDER BY columnist`).all() as Raw[]).map(toRow);
+}
+
+export function adapterHistory(store: Store, limit = 50, columnist?: string): AdapterEvent[] {
+  return columnist === undefined
+    ? (store.prepare('SELECT * FROM adapter_events ORDER BY id DESC LIMIT ?').all(limit) as AdapterEvent[])
+    : (store.prepare('SELECT * FROM adapter_events WHERE columnist = ? ORDER BY id DESC LIMIT ?').all(columnist, limit) as AdapterEvent[]);
 }
 
 /** Saves the evaluation outcome; status becomes 'rejected' when `reject` (kept on disk either way). */
@@ -89,11 +106,11 @@ export function recordEvaluation(store: Store, id: string, evaluation: unknown, 
 /** Registers a trained adapter (status candidate, or failed with the judge's reason). */
 export function insertAdapter(
   store: Store,
-  a: { id: string; baseModel: string; datasetId: string | null; path: string; status: AdapterStatus; metrics: unknown; reason: string | null },
+  a: { id: string; baseModel: string; datasetId: string | null; path: string; status: AdapterStatus; metrics: unknown; reason: string | null; columnist?: string },
 ): void {
   store
-    .prepare('INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics, reason) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .run(a.id, a.baseModel, a.datasetId, a.path, a.status, JSON.stringify(a.metrics), a.reason);
+    .prepare('INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics, reason, columnist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .run(a.id, a.baseModel, a.datasetId, a.path, a.status, JSON.stringify(a.metrics), a.reason, a.columnist ?? DEFAULT_COLUMNIST_NAME);
 }
 
 /** The latest promotion of `adapterId` (what was active before it), if any. */
@@ -111,7 +128,7 @@ export function applyActiveChange(
   store: Store,
   targetId: string | null,
   previousId: string | null,
-  ev: { action: 'promote' | 'rollback'; actor: string; reason: string },
+  ev: { action: 'promote' | 'rollback'; actor: string; reason: string; columnist?: string },
 ): void {
   const tx = store.transaction(() => {
     if (previousId) {
@@ -125,8 +142,8 @@ export function applyActiveChange(
         .run(`${ev.reason} (${ev.actor})`, targetId);
     }
     store
-      .prepare('INSERT INTO adapter_events (action, adapter_id, previous_id, actor, reason) VALUES (?, ?, ?, ?, ?)')
-      .run(ev.action, targetId, previousId, ev.actor, ev.reason);
+      .prepare('INSERT INTO adapter_events (action, adapter_id, previous_id, actor, reason, columnist) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(ev.action, targetId, previousId, ev.actor, ev.reason, ev.columnist ?? DEFAULT_COLUMNIST_NAME);
   });
   tx.immediate();
 }

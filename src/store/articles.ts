@@ -1,9 +1,11 @@
 /**
  * The `articles` table, the only module with its SQL: one row per canonical article URL, written by
  * the crawl (articles, and pages that are not articles as 'skipped' so they are not refetched
- * blindly), read and marked by the dataset build, counted by the dashboard and the demo.
+ * blindly), read and marked by the dataset build, counted by the dashboard and the demo. Each row
+ * belongs to the columnist whose scrape stored it (a URL to the first one: `url` is unique).
  */
 import type { Store } from './db.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 
 export type ArticleStatus = 'ok' | 'skipped' | 'duplicate';
 
@@ -38,37 +40,37 @@ export function articleByUrl(store: Store, url: string): StoredArticle | undefin
 /** Inserts or replaces an article; a row that was skipped before becomes an article. */
 export function saveArticle(
   store: Store,
-  a: { source: string; url: string; title: string | null; author: string | null; published: string | null; body: string; contentHash: string | null },
+  a: { source: string; url: string; title: string | null; author: string | null; published: string | null; body: string; contentHash: string | null; columnist?: string },
 ): void {
   store
     .prepare(
-      `INSERT INTO articles (source, url, title, author, published, body, content_hash, status)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 'ok')
+      `INSERT INTO articles (source, url, title, author, published, body, content_hash, columnist, status)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok')
        ON CONFLICT(url) DO UPDATE SET title = excluded.title, author = excluded.author,
          published = excluded.published, body = excluded.body, content_hash = excluded.content_hash,
          status = 'ok', skip_reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')`,
     )
-    .run(a.source, a.url, a.title, a.author, a.published, a.body, a.contentHash);
+    .run(a.source, a.url, a.title, a.author, a.published, a.body, a.contentHash, a.columnist ?? DEFAULT_COLUMNIST_NAME);
 }
 
 /** Remembers a URL that is not an article we keep; a row already there (an article) is left alone. */
-export function saveSkippedArticle(store: Store, s: { source: string; url: string; title: string | null; reason: string }): void {
+export function saveSkippedArticle(store: Store, s: { source: string; url: string; title: string | null; reason: string; columnist?: string }): void {
   store
-    .prepare(`INSERT INTO articles (source, url, title, status, skip_reason) VALUES (?, ?, ?, 'skipped', ?) ON CONFLICT(url) DO NOTHING`)
-    .run(s.source, s.url, s.title, s.reason);
+    .prepare(`INSERT INTO articles (source, url, title, status, skip_reason, columnist) VALUES (?, ?, ?, 'skipped', ?, ?) ON CONFLICT(url) DO NOTHING`)
+    .run(s.source, s.url, s.title, s.reason, s.columnist ?? DEFAULT_COLUMNIST_NAME);
 }
 
 /**
  * The dataset build's inputs, by id: 'ok' and 'duplicate' rows alike, since dedupe decides afresh
  * each build (so its own marks cannot change the next build's inputs, and with them its id).
  */
-export function articleTexts(store: Store, source?: string): ArticleText[] {
+export function articleTexts(store: Store, source?: string, columnist: string = DEFAULT_COLUMNIST_NAME): ArticleText[] {
   return store
     .prepare<unknown[], ArticleText>(
       `SELECT id, url, title, author, published, body FROM articles
-       WHERE status IN ('ok', 'duplicate') ${source ? 'AND source = ?' : ''} ORDER BY id`,
+       WHERE status IN ('ok', 'duplicate') AND columnist = ? ${source ? 'AND source = ?' : ''} ORDER BY id`,
     )
-    .all(...(source ? [source] : []));
+    .all(columnist, ...(source ? [source] : []));
 }
 
 /** Marks each article ok, or a duplicate of another, in one transaction; skipped rows stay skipped. */
@@ -79,8 +81,11 @@ export function markDuplicates(store: Store, marks: readonly { id: number; dupli
   })();
 }
 
-export function okArticleCount(store: Store): number {
-  return (store.prepare(`SELECT COUNT(*) AS n FROM articles WHERE status = 'ok'`).get() as { n: number }).n;
+/** Articles kept, of one columnist or (without one) of all. */
+export function okArticleCount(store: Store, columnist?: string): number {
+  return columnist === undefined
+    ? (store.prepare(`SELECT COUNT(*) AS n FROM articles WHERE status = 'ok'`).get() as { n: number }).n
+    : (store.prepare(`SELECT COUNT(*) AS n FROM articles WHERE status = 'ok' AND columnist = ?`).get(columnist) as { n: number }).n;
 }
 
 /** Rows per source and status, with the latest change of each. */

@@ -5,6 +5,7 @@
  */
 import type { Store } from './db.ts';
 import { MorrisError } from '../errors.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 
 export interface DatasetRow {
   id: string;
@@ -15,6 +16,7 @@ export interface DatasetRow {
   train_count: number;
   val_count: number;
   jsonl_path: string | null;
+  columnist: string;
 }
 
 export interface ExampleRow {
@@ -45,14 +47,22 @@ export interface DatasetSummaryRow {
   stats: string | null;
 }
 
-/** The newest dataset's id, if any. */
-export function latestDatasetId(store: Store): string | undefined {
-  return (store.prepare('SELECT id FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT 1').get() as { id: string } | undefined)?.id;
+/** The newest dataset of a columnist (default: the default one), if any. */
+export function latestDatasetId(store: Store, columnist: string = DEFAULT_COLUMNIST_NAME): string | undefined {
+  return (store.prepare('SELECT id FROM datasets WHERE columnist = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(columnist) as { id: string } | undefined)?.id;
 }
 
-/** `latest`, an exact id, or an unambiguous id prefix → the dataset id; undefined when none fits. */
-export function resolveDatasetRef(store: Store, ref: string): string | undefined {
-  if (ref === 'latest') return latestDatasetId(store);
+/** The columnist a dataset belongs to (undefined when there is no such dataset). */
+export function datasetColumnist(store: Store, id: string): string | undefined {
+  return (store.prepare('SELECT columnist FROM datasets WHERE id = ?').get(id) as { columnist: string } | undefined)?.columnist;
+}
+
+/**
+ * `latest` (the columnist's newest), an exact id, or an unambiguous id prefix → the dataset id;
+ * undefined when none fits. Ids are content hashes, unique across columnists.
+ */
+export function resolveDatasetRef(store: Store, ref: string, columnist: string = DEFAULT_COLUMNIST_NAME): string | undefined {
+  if (ref === 'latest') return latestDatasetId(store, columnist);
   const exact = store.prepare('SELECT id FROM datasets WHERE id = ?').get(ref) as { id: string } | undefined;
   if (exact) return exact.id;
   const byPrefix = store.prepare('SELECT id FROM datasets WHERE id LIKE ? LIMIT 2').all(`${ref.replace(/[%_]/g, '')}%`) as { id: string }[];
@@ -66,8 +76,12 @@ export function datasetExampleRows(store: Store, datasetId: string, split?: 'tra
     : (store.prepare('SELECT split, messages FROM examples WHERE dataset_id = ? ORDER BY split, ordinal, id').all(datasetId) as { split: 'train' | 'validation'; messages: string }[]);
 }
 
-export function recentDatasets(store: Store, limit = 20): DatasetSummaryRow[] {
-  return store.prepare('SELECT id, created_at, origin, train_count, val_count, stats FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit) as DatasetSummaryRow[];
+export function recentDatasets(store: Store, limit = 20, columnist?: string): DatasetSummaryRow[] {
+  return columnist === undefined
+    ? (store.prepare('SELECT id, created_at, origin, train_count, val_count, stats FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit) as DatasetSummaryRow[])
+    : (store
+        .prepare('SELECT id, created_at, origin, train_count, val_count, stats FROM datasets WHERE columnist = ? ORDER BY created_at DESC, rowid DESC LIMIT ?')
+        .all(columnist, limit) as DatasetSummaryRow[]);
 }
 
 export function datasetJsonlPath(store: Store, datasetId: string): string | null {
@@ -84,14 +98,14 @@ export function datasetExists(store: Store, id: string): boolean {
  */
 export function insertDataset(
   store: Store,
-  ds: { id: string; origin: 'build' | 'import'; settings: object; stats: object; trainCount: number; valCount: number; jsonlPath: string | null },
+  ds: { id: string; origin: 'build' | 'import'; settings: object; stats: object; trainCount: number; valCount: number; jsonlPath: string | null; columnist?: string },
 ): boolean {
   const r = store
     .prepare(
-      `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO datasets (id, origin, settings, stats, train_count, val_count, jsonl_path, columnist)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     )
-    .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), ds.trainCount, ds.valCount, ds.jsonlPath);
+    .run(ds.id, ds.origin, JSON.stringify(ds.settings), JSON.stringify(ds.stats), ds.trainCount, ds.valCount, ds.jsonlPath, ds.columnist ?? DEFAULT_COLUMNIST_NAME);
   return r.changes > 0;
 }
 
@@ -111,8 +125,11 @@ export function getDataset(store: Store, id: string): DatasetRow {
   return row;
 }
 
-export function listDatasets(store: Store): DatasetRow[] {
-  return store.prepare<[], DatasetRow>('SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC').all();
+/** Dataset versions, newest first: one columnist's, or (without one) every columnist's. */
+export function listDatasets(store: Store, columnist?: string): DatasetRow[] {
+  return columnist === undefined
+    ? store.prepare<[], DatasetRow>('SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC').all()
+    : store.prepare<[string], DatasetRow>('SELECT * FROM datasets WHERE columnist = ? ORDER BY created_at DESC, rowid DESC').all(columnist);
 }
 
 /** A dataset's examples in ordinal order (for the whole dataset, the order of its .jsonl file). */

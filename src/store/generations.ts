@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Store } from './db.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 
 /** Who asked (the bots' Requester has this shape; the store does not import the bots). */
 export interface GenerationRequester {
@@ -35,12 +36,14 @@ export function openGeneration(
     options?: unknown;
     /** The generation this one regenerates. */
     parentId?: string;
+    /** The voice asked for (default: the default columnist). */
+    columnist?: string;
   },
 ): void {
   store
     .prepare(
-      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id, columnist)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(
       row.id,
@@ -52,6 +55,7 @@ export function openGeneration(
       row.error ?? null,
       row.options === undefined ? null : JSON.stringify(row.options),
       row.parentId ?? null,
+      row.columnist ?? DEFAULT_COLUMNIST_NAME,
     );
 }
 
@@ -107,6 +111,8 @@ export interface GenerationRecord {
   adapterId: string | null;
   datasetId: string | null;
   startedAt: string;
+  /** The voice it was written in (Regenerate asks the same one). */
+  columnist: string;
 }
 
 interface GenerationRow {
@@ -123,6 +129,7 @@ interface GenerationRow {
   adapter_id: string | null;
   dataset_id: string | null;
   started_at: string;
+  columnist: string;
 }
 
 function toRecord(r: GenerationRow): GenerationRecord {
@@ -140,10 +147,11 @@ function toRecord(r: GenerationRow): GenerationRecord {
     adapterId: r.adapter_id,
     datasetId: r.dataset_id,
     startedAt: r.started_at,
+    columnist: r.columnist,
   };
 }
 
-const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, base_model, adapter_id, dataset_id, started_at';
+const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, base_model, adapter_id, dataset_id, started_at, columnist';
 
 export function getGeneration(store: Store, id: string): GenerationRecord | undefined {
   const row = store.prepare(`SELECT ${RECORD_COLUMNS} FROM generations WHERE id = ?`).get(id) as GenerationRow | undefined;

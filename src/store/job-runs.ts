@@ -1,7 +1,9 @@
 /**
  * Job history in the store (job_runs, job_logs). Starting a run is one IMMEDIATE transaction that
  * checks for a live run of the same job first, so two triggers — from this process, a CLI process
- * or a cron tick — can never both start it: the loser is recorded as 'skipped'.
+ * or a cron tick — can never both start it: the loser is recorded as 'skipped'. A run about a
+ * columnist (the chain's jobs) only blocks runs for the same columnist, except training: one
+ * training at a time on the host, whichever voice it is for.
  */
 import { isPidAlive, waitForPidExit } from '../pids.ts';
 import type { Store } from './db.ts';
@@ -24,6 +26,8 @@ export interface JobRun {
   pid: number | null;
   child_pid: number | null;
   parent_id: number | null;
+  /** The voice a chain job ran for; null for jobs about no columnist. */
+  columnist: string | null;
 }
 
 export interface JobLogLine {
@@ -53,6 +57,9 @@ function toRun(r: RawRun): JobRun {
 }
 
 /** True when a process with this pid exists (signal 0 checks without sending anything). */
+/** The job only one of may run on the host at a time, for any columnist (training fills the machine). */
+export const EXCLUSIVE_ON_HOST = 'retrain';
+
 export type StartOutcome = { started: true; run: JobRun } | { started: false; run: JobRun; blockedBy: JobRun };
 
 /**
@@ -61,13 +68,14 @@ export type StartOutcome = { started: true; run: JobRun } | { started: false; ru
  */
 export function startRun(
   store: Store,
-  opts: { job: string; trigger: string; input?: unknown; parentId?: number | null; pid?: number },
+  opts: { job: string; trigger: string; input?: unknown; parentId?: number | null; pid?: number; columnist?: string | null },
 ): StartOutcome {
   const pid = opts.pid ?? process.pid;
+  const columnist = opts.columnist ?? null;
   const tx = store.transaction((): StartOutcome => {
     const live = store
-      .prepare(`SELECT * FROM job_runs WHERE job = ? AND status = 'running' ORDER BY id`)
-      .all(opts.job) as RawRun[];
+      .prepare(`SELECT * FROM job_runs WHERE job = ? AND status = 'running' AND (job = ? OR columnist IS ?) ORDER BY id`)
+      .all(opts.job, EXCLUSIVE_ON_HOST, columnist) as RawRun[];
     let blocker: RawRun | undefined;
     for (const r of live) {
       if (isPidAlive(r.pid)) blocker ??= r;
@@ -77,15 +85,15 @@ export function startRun(
     if (blocker) {
       const info = store
         .prepare(
-          `INSERT INTO job_runs (job, trigger, status, ended_at, message, input, pid, parent_id)
-           VALUES (?, ?, 'skipped', strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?, ?, ?, ?)`,
+          `INSERT INTO job_runs (job, trigger, status, ended_at, message, input, pid, parent_id, columnist)
+           VALUES (?, ?, 'skipped', strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?, ?, ?, ?, ?)`,
         )
-        .run(opts.job, opts.trigger, `skipped: run #${blocker.id} of ${opts.job} is still running`, input, pid, opts.parentId ?? null);
+        .run(opts.job, opts.trigger, `skipped: run #${blocker.id} of ${opts.job}${blocker.columnist && blocker.columnist !== columnist ? ` (for ${blocker.columnist})` : ''} is still running`, input, pid, opts.parentId ?? null, columnist);
       return { started: false, run: getRun(store, Number(info.lastInsertRowid)), blockedBy: toRun(blocker) };
     }
     const info = store
-      .prepare(`INSERT INTO job_runs (job, trigger, status, input, pid, parent_id) VALUES (?, ?, 'running', ?, ?, ?)`)
-      .run(opts.job, opts.trigger, input, pid, opts.parentId ?? null);
+      .prepare(`INSERT INTO job_runs (job, trigger, status, input, pid, parent_id, columnist) VALUES (?, ?, 'running', ?, ?, ?, ?)`)
+      .run(opts.job, opts.trigger, input, pid, opts.parentId ?? null, columnist);
     return { started: true, run: getRun(store, Number(info.lastInsertRowid)) };
   });
   return tx.immediate();
@@ -97,7 +105,7 @@ export function getRun(store: Store, id: number): JobRun {
   return toRun(r);
 }
 
-export function listRuns(store: Store, opts: { job?: string; limit?: number; status?: JobStatus } = {}): JobRun[] {
+export function listRuns(store: Store, opts: { job?: string; limit?: number; status?: JobStatus; columnist?: string } = {}): JobRun[] {
   const where: string[] = [];
   const args: unknown[] = [];
   if (opts.job) {
@@ -107,6 +115,10 @@ export function listRuns(store: Store, opts: { job?: string; limit?: number; sta
   if (opts.status) {
     where.push('status = ?');
     args.push(opts.status);
+  }
+  if (opts.columnist) {
+    where.push('columnist = ?');
+    args.push(opts.columnist);
   }
   const sql = `SELECT * FROM job_runs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
   return (store.prepare(sql).all(...args, opts.limit ?? 50) as RawRun[]).map(toRun);

@@ -7,19 +7,20 @@ import { resolveBaseModel } from '../checkpoint/hub.ts';
 import { GenerationService } from './generation-service.ts';
 import type { AdapterRef } from './load.ts';
 
-/** The active adapter recorded in the store (`adapters.status = 'active'`), with its dataset. */
-export function activeAdapterFromStore(store: Store): AdapterRef | null {
-  const row = getActiveAdapter(store);
+/** A columnist's active adapter recorded in the store (default: the default columnist's), with its dataset. */
+export function activeAdapterFromStore(store: Store, columnist?: string): AdapterRef | null {
+  const row = getActiveAdapter(store, columnist);
   return row ? { id: row.id, dir: row.path, datasetId: row.dataset_id } : null;
 }
 
-export function createGenerationService(config: Config, opts: { adapter?: AdapterRef | null; baseModel?: string } = {}): GenerationService {
+/** `systemPromptFile` is the voice's style guide (default: the default columnist's). */
+export function createGenerationService(config: Config, opts: { adapter?: AdapterRef | null; baseModel?: string; systemPromptFile?: string } = {}): GenerationService {
   return new GenerationService({
     // Imported on first load so that merely constructing the service (bots, --help) stays cheap.
     load: async (o) => (await import('../inference/engine.ts')).loadModel(o),
     baseModel: opts.baseModel ?? (() => resolveBaseModel(config)),
     adapter: opts.adapter ?? null,
-    systemPromptFile: SYSTEM_PROMPT_FILE,
+    systemPromptFile: opts.systemPromptFile ?? SYSTEM_PROMPT_FILE,
     defaults: {
       maxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
       temperature: config.MORRIS_TEMPERATURE,

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { wrapFsError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
 import { insertAdapter } from '../../store/adapters.ts';
+import { datasetColumnist } from '../../store/datasets.ts';
 import type { Store } from '../../store/db.ts';
 import type { LoraModule } from '../graph/llama.ts';
 import type { TrainConfig } from './config.ts';
@@ -86,6 +87,8 @@ export function saveTrainedAdapter(r: TrainedRun): { adapterId: string; adapterD
         status: verdict.status,
         metrics,
         reason: verdict.status === 'failed' ? verdict.reason : null,
+        // An adapter is the voice its data came from: it joins that columnist's line of adapters.
+        columnist: datasetColumnist(r.store, r.datasetId),
       });
     } catch (e) {
       fs.rmSync(adapterDir, { recursive: true, force: true });

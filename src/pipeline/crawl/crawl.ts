@@ -42,6 +42,8 @@ export interface CrawlOptions {
   signal?: AbortSignal;
   /** Per-run caps (default: none). */
   limits?: CrawlLimits;
+  /** The voice whose articles these are (default: the default columnist). */
+  columnist?: string;
 }
 
 export interface CrawlProgress {
@@ -167,7 +169,7 @@ async function fetchTargets(store: Store, profile: SourceProfile, opts: CrawlOpt
     throwIfCancelled(opts.signal);
     if (budget.takeFetch()) return; // capped: the rest stays pending
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
-    await fetchArticle(store, profile, t, opts.fetcher, s, warn);
+    await fetchArticle(store, profile, t, opts.fetcher, s, warn, opts.columnist);
     done++;
     opts.onProgress?.({ phase: 'fetch', done, total, url: t.url });
   };

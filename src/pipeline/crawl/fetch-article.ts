@@ -24,6 +24,8 @@ export async function fetchArticle(
   fetcher: Fetcher,
   s: CrawlSummary,
   warn: (k: string) => void,
+  /** The voice the articles are stored for (default: the default columnist). */
+  columnist?: string,
 ): Promise<void> {
   const mark = (status: Parameters<typeof markUrl>[2], reason: string | null) => markUrl(store, t.url, status, reason);
   const prev = pageValidators(store, t.url);
@@ -95,12 +97,12 @@ export async function fetchArticle(
     if (reason) {
       mark('skipped', reason);
       // Never replace a stored article with a non-article; remember the skip only for new URLs.
-      if (!existing) saveSkippedArticle(store, { source: profile.name, url: canonical, title: art.title, reason });
+      if (!existing) saveSkippedArticle(store, { source: profile.name, url: canonical, title: art.title, reason, columnist });
       const why = existing?.status === 'ok' ? `${reason} (kept the stored version)` : reason;
       return () => s.skipped.push({ url: t.url, reason: why });
     }
     mark('done', null);
-    const article = { source: profile.name, url: canonical, title: art.title, author, published: art.published, body, contentHash: hash };
+    const article = { source: profile.name, url: canonical, title: art.title, author, published: art.published, body, contentHash: hash, columnist };
     if (!existing || existing.status === 'skipped') {
       saveArticle(store, article);
       return () => s.new++;

@@ -5,6 +5,7 @@
  */
 import type { Config } from '../../config.ts';
 import type { Store } from '../../store/db.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../../paths.ts';
 import { crawlSource, type CrawlProgress, type CrawlSummary } from './crawl.ts';
 import type { CrawlLimits } from './budget.ts';
 import { buildUserAgent, Fetcher, type FetcherOptions } from './fetch.ts';
@@ -19,6 +20,18 @@ export interface ScrapeOptions {
   maxPages?: number;
   onProgress?: (p: CrawlProgress) => void;
   signal?: AbortSignal;
+  /** The voice this source belongs to (default: the default columnist). */
+  columnist?: string;
+}
+
+/**
+ * The name a source is stored under (articles.source, the crawl frontier, scrape runs): the
+ * profile's own name for the default columnist, as before columnists, and `<columnist>/<profile>`
+ * for the others, so two voices may each have a profile called, say, "blog" without sharing a
+ * frontier. Profile names cannot contain "/", so the two kinds never collide.
+ */
+export function sourceKey(columnist: string | undefined, profileName: string): string {
+  return !columnist || columnist === DEFAULT_COLUMNIST_NAME ? profileName : `${columnist}/${profileName}`;
 }
 
 export function fetcherOptionsFromConfig(c: Config): FetcherOptions {
@@ -50,7 +63,8 @@ export function scrapeSettingsFromConfig(c: Config): Pick<ScrapeOptions, 'fetch'
 export async function scrapeSource(store: Store, profile: SourceProfile, opts: ScrapeOptions): Promise<CrawlSummary> {
   const hostPolicy = new HostPolicy(allowedHosts(profile), ownUrl(profile));
   const fetcher = new Fetcher({ ...opts.fetch, hostPolicy });
-  return crawlSource(store, profile, {
+  return crawlSource(store, { ...profile, name: sourceKey(opts.columnist, profile.name) }, {
+    columnist: opts.columnist,
     fetcher,
     full: opts.full,
     maxPages: opts.maxPages,

@@ -28,11 +28,17 @@ import { loadStyle, stableHash, type Style } from './enhance.ts';
 import type { ChatMessage } from '../../prompts.ts';
 import { loadTokenCounter, type TokenCounter } from './token-count.ts';
 import { baseModelLocation } from '../../model/checkpoint/base-model-location.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../../paths.ts';
 
 const log = childLog('dataset');
 
-/** kv key naming the dataset the last build produced (or reused). */
+/** kv key naming the dataset the default columnist's last build produced (or reused). */
 export const CURRENT_DATASET_KEY = 'dataset:current';
+
+/** The kv key of a columnist's current dataset: the old key for the default one, so nothing moves. */
+export function currentDatasetKey(columnist: string | undefined): string {
+  return !columnist || columnist === DEFAULT_COLUMNIST_NAME ? CURRENT_DATASET_KEY : `${CURRENT_DATASET_KEY}:${columnist}`;
+}
 
 export interface BuildOptions {
   tokenCounter: TokenCounter;
@@ -41,8 +47,10 @@ export interface BuildOptions {
   outDir: string;
   /** Default: the default columnist's folder (data/columnists/morris). */
   style?: Style;
-  /** Only this source's articles. */
+  /** Only this source's articles (its stored name: see crawl/scrape.ts sourceKey). */
   source?: string;
+  /** The voice whose articles go in and who owns the version (default: the default columnist). */
+  columnist?: string;
 }
 
 export interface BuildResult {
@@ -92,7 +100,7 @@ export function datasetOutDir(c: Config): string {
  */
 export async function buildOptionsFromConfig(
   c: Config,
-  o: { modelDir?: string; maxTokens?: number; policy?: LengthPolicy; source?: string } = {},
+  o: { modelDir?: string; maxTokens?: number; policy?: LengthPolicy; source?: string; columnist?: { name: string; dir: string } } = {},
 ): Promise<BuildOptions> {
   const modelDir = o.modelDir ? path.resolve(o.modelDir) : baseModelLocation(c.MORRIS_BASE_MODEL, c.MORRIS_MODELS_DIR);
   return {
@@ -100,6 +108,8 @@ export async function buildOptionsFromConfig(
     settings: datasetSettingsFromConfig(c, { maxTokens: o.maxTokens, policy: o.policy }),
     outDir: datasetOutDir(c),
     source: o.source,
+    // A voice's datasets take its own style guide and extra examples.
+    ...(o.columnist ? { columnist: o.columnist.name, style: loadStyle(o.columnist.dir) } : {}),
   };
 }
 
@@ -117,7 +127,8 @@ export async function buildDataset(store: Store, opts: BuildOptions): Promise<Bu
 
 async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildResult> {
   const style = opts.style ?? loadStyle();
-  const rows = articleTexts(store, opts.source);
+  const columnist = opts.columnist ?? DEFAULT_COLUMNIST_NAME;
+  const rows = articleTexts(store, opts.source, columnist);
   const cleaned = cleanArticles(rows, { minWords: opts.settings.minWords });
   const deduped = dedupeArticles(cleaned.articles, { nearDupThreshold: opts.settings.nearDupThreshold });
   const composed = composeDataset(deduped.articles, style, opts.settings, opts.tokenCounter);
@@ -132,7 +143,7 @@ async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildRe
   const dupOf = new Map(deduped.duplicates.map((d) => [d.id, d.duplicateOf]));
   markDuplicates(store, cleaned.articles.map((a) => ({ id: a.id, duplicateOf: dupOf.get(a.id) ?? null })));
 
-  const previousId = getKv(store, CURRENT_DATASET_KEY) ?? null;
+  const previousId = getKv(store, currentDatasetKey(columnist)) ?? null;
   const files = datasetFiles(opts.outDir, composed.id);
   const exists = datasetExists(store, composed.id);
   if (!exists) {
@@ -140,6 +151,7 @@ async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildRe
       settings: { ...opts.settings, tokenizer: opts.tokenCounter.id, source: opts.source ?? null },
       stats: { ...counts, duplicates: deduped.duplicates, dropped: cleaned.dropped },
       outDir: opts.outDir,
+      columnist,
     });
   } else if (!fs.existsSync(files.all) || !fs.existsSync(files.train) || !fs.existsSync(files.validation)) {
     // Files deleted since: the rows are the record, so write them again.
@@ -150,7 +162,7 @@ async function composeAndSave(store: Store, opts: BuildOptions): Promise<BuildRe
     writeJsonl(files.all, rowsOf());
   }
   try {
-    setKv(store, CURRENT_DATASET_KEY, composed.id);
+    setKv(store, currentDatasetKey(columnist), composed.id);
   } catch (e) {
     throw wrapFsError(e, `the database ${store.name}`, `dataset ${composed.id} was registered but is not yet the current one (build again once there is space)`);
   }

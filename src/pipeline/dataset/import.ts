@@ -145,7 +145,7 @@ export function importDataset(
   store: Store,
   file: string,
   tokenizer?: TokenCounter,
-  opts: { outDir?: string; valFraction?: number } = {},
+  opts: { outDir?: string; valFraction?: number; columnist?: string } = {},
 ): ImportResult {
   try {
     fs.accessSync(file, fs.constants.R_OK);
@@ -202,7 +202,7 @@ export function importDataset(
     if (files) fs.mkdirSync(opts.outDir!, { recursive: true });
     for (const o of out) o.fd = fs.openSync(o.tmp, 'w');
     store.transaction(() => {
-      created = insertDataset(store, { id, origin: 'import', settings: { valFraction }, stats, trainCount: train, valCount: validation, jsonlPath: files?.all ?? null });
+      created = insertDataset(store, { id, origin: 'import', settings: { valFraction }, stats, trainCount: train, valCount: validation, jsonlPath: files?.all ?? null, columnist: opts.columnist });
       // The same content imported before: its rows stand; the files are written again all the same.
       if (!created && !files) return;
       const addExample = exampleWriter(store, id);

@@ -174,7 +174,7 @@ export interface StoredExample {
  */
 export function registerDataset(
   store: Store,
-  ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object; outDir?: string },
+  ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object; outDir?: string; columnist?: string },
 ): { created: boolean; jsonlPath: string | null } {
   const train = ds.examples.filter((e) => e.split === 'train');
   const val = ds.examples.filter((e) => e.split === 'validation');
@@ -209,14 +209,14 @@ export function registerDataset(
 
 function insertDatasetRows(
   store: Store,
-  ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object },
+  ds: { id: string; origin: 'build' | 'import'; examples: StoredExample[]; settings: object; stats: object; columnist?: string },
   trainCount: number,
   valCount: number,
   jsonlPath: string | null,
 ): { created: boolean; jsonlPath: string | null } {
   let created = false;
   store.transaction(() => {
-    created = insertDataset(store, { id: ds.id, origin: ds.origin, settings: ds.settings, stats: ds.stats, trainCount, valCount, jsonlPath });
+    created = insertDataset(store, { id: ds.id, origin: ds.origin, settings: ds.settings, stats: ds.stats, trainCount, valCount, jsonlPath, columnist: ds.columnist });
     if (!created) return;
     const addExample = exampleWriter(store, ds.id);
     ds.examples.forEach((e, i) =>
@@ -230,7 +230,7 @@ function insertDatasetRows(
 export function saveDataset(
   store: Store,
   ds: ComposedDataset,
-  meta: { settings: object; stats: object; outDir: string },
+  meta: { settings: object; stats: object; outDir: string; columnist?: string },
 ): void {
   registerDataset(store, { id: ds.id, origin: 'build', examples: ds.examples, ...meta });
 }
