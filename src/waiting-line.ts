@@ -53,6 +53,11 @@ export class WaitingLine<W extends Waiter> {
     return true;
   }
 
+  /** The next waiter to run, left in the line (to decide whether it can start yet). */
+  peek(): W | undefined {
+    return this.entries[0]?.waiter;
+  }
+
   /** The next waiter to run, taken out of the line; undefined when nobody waits. */
   shift(): W | undefined {
     const next = this.entries.shift();

@@ -13,6 +13,7 @@ import { isAdmin, runAdminCommand } from './admin-commands.ts';
 import { closeGeneration, newGenerationId, openGeneration } from '../store/generations.ts';
 import { FeedbackDesk } from './feedback-desk.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
+import { voiceDirectoryFromConfig, voiceOf, voiceProblem, type VoiceDirectory } from './voices.ts';
 import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {
   AdminActions,
@@ -43,6 +44,7 @@ export interface CoreSettings {
   /** max_new_tokens for a medium article; short and long scale from it. */
   defaultMaxNewTokens: number;
   columnist: string;
+  voices?: VoiceDirectory;
 }
 
 export function coreSettingsFromConfig(config: Config): CoreSettings {
@@ -55,6 +57,7 @@ export function coreSettingsFromConfig(config: Config): CoreSettings {
     discordAdmins: config.MORRIS_DISCORD_ADMINS,
     defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
     columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST,
+    voices: voiceDirectoryFromConfig(config),
   };
 }
 
@@ -178,7 +181,7 @@ export class BotCore {
       // Far over the cap (e.g. a pasted 50 kB document): refuse before parsing it at all.
       return this.refuse(requester, input.text, 'too_long', this.tooLongText(input.text.length));
     }
-    const parsed = parseRequestText(input.text, input.options);
+    const parsed = parseRequestText(input.text, input.options, (name) => voiceProblem(settings, { columnist: name }));
     if (!parsed.ok) return { ok: false, reason: 'usage', message: parsed.reason === 'empty' ? usageText(platform) : parsed.message };
     const { topic, options } = parsed;
     if (topic.length > settings.maxTopicChars) return this.refuse(requester, topic, 'too_long', this.tooLongText(topic.length));
@@ -211,7 +214,7 @@ export class BotCore {
     if (!this.unaccepted.delete(accepted)) throw new MorrisError('INTERNAL', 'accept() needs a request from precheck(), once.');
     const { requester, topic, options } = accepted;
     const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options, ...(link.revision ? { revision: link.revision } : {}) };
-    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId });
+    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId, columnist: voiceOf(this.deps.settings, options).name });
     return {
       ok: true,
       request,
@@ -272,6 +275,7 @@ export class BotCore {
           maxNewTokens: this.maxNewTokens(request.options),
           temperature: request.options.temperature,
           requestId: request.id,
+          ...(request.options.columnist ? { columnist: request.options.columnist } : {}),
           // The dashboard's playground waits behind the bots and has its own small share of the
           // queue, so web traffic never makes a Slack or Discord user wait or be turned away.
           background: request.platform === 'web',
@@ -325,7 +329,7 @@ export class BotCore {
       });
       yield {
         kind: 'final',
-        text: composeArticle(body, { columnist: settings.columnist, cut: done.cut, cutReason: done.reason, platform }),
+        text: composeArticle(body, { columnist: voiceOf(settings, request.options).attribution, cut: done.cut, cutReason: done.reason, platform }),
         cut: done.cut,
         generationId: request.id,
         reason: done.reason,

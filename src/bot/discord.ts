@@ -25,6 +25,7 @@ import { childLog } from '../log.ts';
 import type { BotCore, Prepared } from './core.ts';
 import { articleComponents, lineageEmbeds, onFeedbackInteraction, onRatingReaction } from './discord-feedback.ts';
 import { MAX_TEMPERATURE, MIN_TEMPERATURE } from './parse-request.ts';
+import { columnistChoices } from './voices.ts';
 import { DISCORD_EDIT_INTERVAL_MS, DISCORD_MAX_MESSAGE_LENGTH, DISCORD_TYPING_REFRESH_MS, splitMessage, toDiscordMarkdown } from './render.ts';
 import { afterNotice, ReplyTracker, streamReply, type FinalUpdate, type MessageSurface, type StreamReplyResult } from './stream-reply.ts';
 import type { ArticleLength, GenerationOptions, ReplyUpdate, Requester } from './types.ts';
@@ -47,7 +48,8 @@ export const DISCORD_COMMANDS = [
     )
     .addNumberOption((o) =>
       o.setName('temperature').setDescription('Higher is wilder').setMinValue(MIN_TEMPERATURE).setMaxValue(MAX_TEMPERATURE),
-    ),
+    )
+    .addStringOption((o) => o.setName('columnist').setDescription('Whose voice (default: the usual columnist)').setAutocomplete(true)),
   new SlashCommandBuilder()
     .setName('morris-admin')
     .setDescription('Morris admin commands (status, retrain, adapters, promote <id>, …)')
@@ -219,6 +221,8 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     if (length) base.length = length as ArticleLength;
     const temperature = i.options.getNumber('temperature');
     if (temperature !== null) base.temperature = temperature;
+    const columnist = i.options.getString('columnist');
+    if (columnist) base.columnist = columnist.trim().toLowerCase();
     // The checks take microseconds, well inside the 3 s window, so a refusal (usage help, too
     // long, blocked, rate-limited) is the interaction's only answer and only its asker sees it;
     // only an accepted request is deferred publicly, and generation never holds up the defer.
@@ -253,6 +257,11 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     }
   });
   client.on(Events.InteractionCreate, (i) => {
+    if (i.isAutocomplete()) {
+      // Discord asks while the person types the `columnist:` option: the voices that match it.
+      i.respond(columnistChoices(core.settings.voices?.list() ?? [], String(i.options.getFocused()))).catch((e: unknown) => logger.error({ err: e }, 'discord autocomplete failed'));
+      return;
+    }
     if (i.isButton() || i.isModalSubmit()) {
       onFeedbackInteraction(i, feedbackDeps).catch((e: unknown) => logger.error({ err: e, customId: i.customId }, 'discord feedback interaction failed'));
       return;

@@ -17,6 +17,8 @@ export interface GenerationOptions {
   temperature?: number;
   /** An explicit token budget (the playground's field); undefined → from `length`. */
   maxNewTokens?: number;
+  /** The voice asked for (`--as NAME`, Discord's `columnist:`); undefined → the default columnist. */
+  columnist?: string;
 }
 
 export interface Requester {
@@ -60,6 +62,8 @@ export interface GeneratorInput {
   temperature?: number;
   /** Who asked, for the generator's own logs; never used for the text. */
   requestId: string;
+  /** The voice to write in (its active adapter and style guide); undefined → the default columnist. */
+  columnist?: string;
   /**
    * Background work (the dashboard's playground) waits behind every foreground request and has
    * its own small cap, so it can never fill the queue the bots use.

@@ -5,7 +5,7 @@ import { listRuns } from '../store/job-runs.ts';
 import { dataSummary } from '../web/api.ts';
 import { activeAdapterFromStore } from '../model/serving/create.ts';
 import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP } from './options.ts';
-import { resolveColumnist } from '../columnists/folder.ts';
+import { DEFAULT_COLUMNIST_NAME, resolveColumnist } from '../columnists/folder.ts';
 import { MorrisError } from '../errors.ts';
 
 function lossOf(a: AdapterRow): string {
@@ -49,7 +49,7 @@ export function register(program: Command, ctx: CliContext): void {
         throw new MorrisError('BAD_INPUT', `Adapter ${id} belongs to ${owner}, not ${o.columnist}.`, { hint: `An adapter answers only for the voice it was trained on: \`morris adapters promote ${id} --columnist ${owner}\`.` });
       }
       const c = await registry.promote(id, actor, 'promoted from the CLI');
-      console.log(`Active for ${owner}: ${c.active?.id} (was ${c.previous?.id ?? 'the base model'}).`);
+      console.log(`Active${owner === DEFAULT_COLUMNIST_NAME ? '' : ` for ${owner}`}: ${c.active?.id} (was ${c.previous?.id ?? 'the base model'}).`);
     });
 
   adapters

@@ -3,7 +3,9 @@
  * OpenAI-compatible backend, by MORRIS_BACKEND) as the core's `TextGenerator` port. Nothing else
  * under src/bot/ imports src/model/.
  */
-import { findAdapter } from '../store/adapters.ts';
+import { findAdapter, getActiveAdapter } from '../store/adapters.ts';
+import { DEFAULT_COLUMNIST_NAME, resolveColumnist } from '../columnists/folder.ts';
+import type { AdapterRef } from '../model/serving/load.ts';
 import { SYSTEM_PROMPT_FILE } from '../paths.ts';
 import path from 'node:path';
 import type { Config } from '../config.ts';
@@ -21,16 +23,39 @@ function datasetOf(store: Store | undefined, adapterId: string | null): string |
   return findAdapter(store, adapterId)?.dataset_id ?? null;
 }
 
+/** What another columnist's request runs with: its active adapter (null: the base model) and its style guide. */
+export type VoiceRoute = (columnist: string) => { adapter: AdapterRef | null; systemPrompt: string };
+
+/**
+ * A columnist's route, read from its folder and the store on each request: a promotion of its
+ * adapter (by the gate, the CLI or another process) is what the next request gets, no swap needed.
+ */
+export function voiceRouteFromStore(config: Config, store: Store): VoiceRoute {
+  return (name) => {
+    const voice = resolveColumnist(name, config);
+    const row = getActiveAdapter(store, voice.name);
+    return {
+      adapter: row ? { id: row.id, dir: row.path, datasetId: row.dataset_id } : null,
+      systemPrompt: servingSystemPrompt(voice.systemPromptFile).text,
+    };
+  };
+}
+
 /**
  * The in-process engine as a TextGenerator. The service's events are already the bots' events;
- * the adapter it loaded carries its dataset, so nothing is looked up per request.
+ * the adapter it loaded carries its dataset. The default columnist is the service's own adapter
+ * (hot-swapped by the registry); another columnist's request names its adapter and style guide
+ * (`route`), which the service's adapter pool serves in the same batch.
  */
-export function serviceGenerator(service: GenerationService): TextGenerator {
+export function serviceGenerator(service: GenerationService, route?: VoiceRoute): TextGenerator {
   return {
     async *generate(input: GeneratorInput, signal?: AbortSignal): AsyncGenerator<GenerationEvent> {
+      const other = input.columnist && input.columnist !== DEFAULT_COLUMNIST_NAME ? input.columnist : null;
+      if (other && !route) throw new MorrisError('INTERNAL', `No route to columnist "${other}": the generator was built without the store.`);
       // generate() throws BAD_INPUT / BUSY synchronously; inside this generator they surface on
       // the first next(), like every other failure.
       yield* service.generate({
+        ...(other ? route!(other) : {}),
         topic: input.topic,
         ...(input.revision ? { revision: input.revision } : {}),
         sampling: {
@@ -62,7 +87,7 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
     });
   }
   const model = config.MORRIS_OPENAI_MODEL;
-  return new OpenAiGenerator({
+  const openai = new OpenAiGenerator({
     baseUrl: config.MORRIS_OPENAI_BASE_URL,
     model,
     apiKey: config.MORRIS_OPENAI_API_KEY,
@@ -74,6 +99,18 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
     // A LoRA served under its registry id (vLLM --lora-modules <id>=<path>) maps to its dataset.
     datasetId: datasetOf(opts.store, model),
   });
+  return {
+    info: () => openai.info(),
+    generate(input, signal) {
+      // The remote server has one model name today; a LoRA module per columnist is still to come.
+      if (input.columnist && input.columnist !== DEFAULT_COLUMNIST_NAME) {
+        throw new MorrisError('BAD_INPUT', `This Morris writes only as ${DEFAULT_COLUMNIST_NAME} (MORRIS_BACKEND=openai serves one model).`, {
+          hint: 'Ask without --as, or run with MORRIS_BACKEND=local to serve every columnist.',
+        });
+      }
+      return openai.generate(input, signal);
+    },
+  };
 }
 
 /**
@@ -83,5 +120,5 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
 export function generatorFromConfig(config: Config, deps: { service?: GenerationService; store?: Store }): TextGenerator {
   if (config.MORRIS_BACKEND === 'openai') return openAiGeneratorFromConfig(config, deps);
   if (!deps.service) throw new MorrisError('INTERNAL', 'MORRIS_BACKEND=local needs the in-process GenerationService.');
-  return serviceGenerator(deps.service);
+  return serviceGenerator(deps.service, deps.store ? voiceRouteFromStore(config, deps.store) : undefined);
 }

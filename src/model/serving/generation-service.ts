@@ -102,6 +102,15 @@ interface Job {
   timer?: NodeJS.Timeout;
   /** The adapter it runs with, fixed when it leaves the waiting line. */
   adapter?: AdapterRef | null;
+  /** The adapter the request named (undefined: whatever the service's current one is then). */
+  readonly requestedAdapter?: AdapterRef | null;
+  /** The request's own system prompt (another columnist's style guide). */
+  readonly systemPrompt?: string;
+}
+
+/** Two adapters are the same when they are the same folder (or both the plain base model). */
+function sameAdapter(a: AdapterRef | null, b: AdapterRef | null): boolean {
+  return (a?.dir ?? null) === (b?.dir ?? null);
 }
 
 export class GenerationService {
@@ -145,6 +154,8 @@ export class GenerationService {
       enqueuedAt: Date.now(),
       background: req.background === true,
       onPosition: (position) => channel.push({ type: 'queued', position }),
+      ...(req.adapter !== undefined ? { requestedAdapter: req.adapter === null ? null : { ...req.adapter, dir: resolve(req.adapter.dir) } } : {}),
+      ...(req.systemPrompt !== undefined ? { systemPrompt: req.systemPrompt } : {}),
     };
     // Foreground requests go ahead of every waiting background one; a full lane throws BUSY here.
     this.waiting.add(job);
@@ -232,11 +243,13 @@ export class GenerationService {
    */
   private pump(): void {
     while (this.waiting.length > 0 && this.running.size < this.capacity()) {
-      // A model with an adapter pool takes any adapter per request: nothing to drain.
-      if (this.running.size > 0 && this.runningAdapter !== this.adapter && !this.servesAnyAdapter()) return;
+      // A model with an adapter pool takes any adapter per request: nothing to drain. Otherwise a
+      // request for another adapter (a swap, or another columnist's) waits for the running ones.
+      const want = this.adapterFor(this.waiting.peek()!);
+      if (this.running.size > 0 && !sameAdapter(this.runningAdapter, want) && !this.servesAnyAdapter()) return;
       const job = this.waiting.shift()!;
-      job.adapter = this.adapter;
-      this.runningAdapter = this.adapter;
+      job.adapter = want;
+      this.runningAdapter = want;
       this.running.add(job);
       // run() answers the request itself; anything it throws past that (an engine whose stream()
       // or countTokens() throws outright) still ends this request's stream, never the process.
@@ -282,8 +295,8 @@ export class GenerationService {
     const input = 'rawText' in job.input && job.input.rawText !== undefined
       ? { text: job.input.rawText }
       : job.input.revision
-        ? { messages: revisionMessages(loaded.systemPrompt, job.input.topic!, job.input.revision.previousArticle, job.input.revision.instruction) }
-        : { messages: articleMessages(loaded.systemPrompt, job.input.topic!) };
+        ? { messages: revisionMessages(job.systemPrompt ?? loaded.systemPrompt, job.input.topic!, job.input.revision.previousArticle, job.input.revision.instruction) }
+        : { messages: articleMessages(job.systemPrompt ?? loaded.systemPrompt, job.input.topic!) };
     let text = '';
     let pending: Promise<unknown> | null = null;
     let generatedTokens: number | null = null;
@@ -351,6 +364,10 @@ export class GenerationService {
   }
 
   // ------------------------------------------------------------ model lifecycle
+
+  private adapterFor(job: Job): AdapterRef | null {
+    return job.requestedAdapter !== undefined ? job.requestedAdapter : this.adapter;
+  }
 
   private async resolveBase(): Promise<string> {
     if (this.baseDir) return this.baseDir;

@@ -4,6 +4,7 @@
  */
 import { MorrisError } from '../../errors.ts';
 import type { SamplingOptions } from '../inference/engine.ts';
+import type { AdapterRef } from './load.ts';
 
 /** Raw continuation text is for base-model checks from the CLI; this only guards memory. */
 export const MAX_RAW_CHARS = 20_000;
@@ -33,6 +34,14 @@ export type ServiceRequest = GenerationInput & {
    */
   background?: boolean;
   signal?: AbortSignal;
+  /**
+   * The adapter this request runs with (null: the plain base model), e.g. another columnist's
+   * active one; undefined → the service's current adapter. A model with an adapter pool serves
+   * requests of several adapters in one batch.
+   */
+  adapter?: AdapterRef | null;
+  /** The style guide this request is written with (its columnist's); undefined → the one the model loaded with. */
+  systemPrompt?: string;
 };
 
 /** The topic cleaned (whitespace collapsed) or the raw text, or BAD_INPUT. */
