@@ -349,6 +349,13 @@ export class FakeDiscord {
     return token;
   }
 
+  /** Discord asks for autocomplete while a user types a slash command option marked `focused`. */
+  autocomplete(opts: { name: string; options: { name: string; type: number; value: string; focused?: boolean }[]; user: FakeUser }): string {
+    const { token, body } = this.interactionBase(opts.user);
+    this.dispatch('INTERACTION_CREATE', { ...body, type: 4, data: { id: this.snowflake(), name: opts.name, type: 1, options: opts.options } });
+    return token;
+  }
+
   /** The fields every interaction from a guild channel carries. */
   private interactionBase(user: FakeUser, roles?: string[]) {
     const id = this.snowflake();
