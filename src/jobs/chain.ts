@@ -7,6 +7,8 @@
 import type { JobRunner, Triggered } from './runner.ts';
 import type { JobRun } from '../store/job-runs.ts';
 import { appendLog } from '../store/job-runs.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
+import type { TrainingQueue } from './training-queue.ts';
 
 export type ChainStart = 'rescrape' | 'rebuild' | 'retrain';
 
@@ -21,6 +23,8 @@ export interface ChainOptions {
   columnist?: string;
   /** Called as each step is triggered (started or skipped), before it finishes. */
   onTrigger?: (t: Triggered) => void;
+  /** Retrain and evaluate wait here for their turn (one training at a time on the host). */
+  trainingQueue?: TrainingQueue;
 }
 
 export interface RescrapeResult {
@@ -75,8 +79,11 @@ export async function runChain(runner: JobRunner, start: ChainStart, opts: Chain
     }
     datasetId = built.datasetId;
   }
-  prev = await step('retrain', start === 'retrain' ? (opts.input ?? {}) : { datasetId }, prev);
-  if (prev.status !== 'succeeded') return runs;
-  await step('evaluate', { adapterId: (prev.result as RetrainResult).adapterId }, prev);
+  const trainAndGate = async (): Promise<void> => {
+    const trained = await step('retrain', start === 'retrain' ? (opts.input ?? {}) : { datasetId }, prev);
+    if (trained.status !== 'succeeded') return;
+    await step('evaluate', { adapterId: (trained.result as RetrainResult).adapterId }, trained);
+  };
+  await (opts.trainingQueue ? opts.trainingQueue.turn(opts.columnist ?? DEFAULT_COLUMNIST_NAME, trainAndGate) : trainAndGate());
   return runs;
 }

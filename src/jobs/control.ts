@@ -7,6 +7,7 @@ import { childLog } from '../log.ts';
 import { runChain, type ChainStart } from './chain.ts';
 import { requestCancel, type JobRunner, type Triggered } from './runner.ts';
 import { getRun, type JobRun } from '../store/job-runs.ts';
+import type { TrainingQueue } from './training-queue.ts';
 
 const log = childLog('jobs');
 
@@ -23,7 +24,7 @@ export interface StartedJob {
 export class JobControl {
   constructor(
     readonly runner: JobRunner,
-    private readonly spec: { chain: boolean; minNewExamples: number },
+    private readonly spec: { chain: boolean; minNewExamples: number; trainingQueue?: TrainingQueue },
   ) {}
 
   /** Starts `job` (and what follows it in the chain); resolves once the first run exists. */
@@ -42,6 +43,7 @@ export class JobControl {
         minNewExamples: opts.minNewExamples ?? this.spec.minNewExamples,
         input: opts.input,
         ...(opts.columnist ? { columnist: opts.columnist } : {}),
+        ...(this.spec.trainingQueue ? { trainingQueue: this.spec.trainingQueue } : {}),
         onTrigger: (t) => {
           if (first) return;
           first = t;

@@ -1,7 +1,9 @@
 /**
  * Cron schedules (node-cron) for rescrape, rebuild and retrain. Each tick starts the chain from
  * that job; overlap is refused by the runner (recorded as 'skipped'), not by node-cron, so a tick
- * that lands while a CLI-started run is going is skipped too.
+ * that lands while a CLI-started run is going is skipped too. The default columnist runs on
+ * `crons`; every other columnist on its own schedule (`voices`), its folder checked at each tick
+ * so a broken one is skipped with the reason logged while the others keep running.
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import { CRON_EXPECTED, isFiveFieldCron, isTimeZone } from '../config.ts';
@@ -9,6 +11,7 @@ import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import { runChain, type ChainStart } from './chain.ts';
 import type { JobRunner } from './runner.ts';
+import type { TrainingQueue } from './training-queue.ts';
 
 const log = childLog('scheduler');
 
@@ -18,18 +21,33 @@ export interface ScheduleSpec {
   timezone: string;
   chain: boolean;
   minNewExamples: number;
+  /** The other columnists' chains (the default one's is `crons`). */
+  voices?: VoiceSchedule[];
+  /** Shared by every chain: one training at a time, in turn. */
+  trainingQueue?: TrainingQueue;
+}
+
+/** One non-default columnist's chain schedule. */
+export interface VoiceSchedule {
+  columnist: string;
+  crons: Record<ChainStart, string>;
+  minNewExamples: number;
+  /** Why the folder cannot be used right now (checked at each tick), or null. */
+  problem(): string | null;
 }
 
 export interface ScheduledJob {
   job: ChainStart;
   expression: string;
   nextRun: string | null;
+  /** Set for another columnist's schedule; absent for the default one's. */
+  columnist?: string;
 }
 
 export interface Scheduler {
   jobs(): ScheduledJob[];
-  /** Fires the tick for `job` now, exactly as the cron would (used by tests and the API). */
-  tick(job: ChainStart): Promise<void>;
+  /** Fires the tick for `job` now, exactly as the cron would (used by tests and the API); `columnist` for another voice's. */
+  tick(job: ChainStart, columnist?: string): Promise<void>;
   /** Stops the cron ticks; chains already going carry on. */
   stop(): Promise<void>;
   /** Resolves when no chain started by this scheduler is still going. */
@@ -58,13 +76,25 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
       hint: 'Use an IANA name such as UTC or Europe/London.',
     });
   }
-  const tasks = new Map<ChainStart, ScheduledTask>();
+  const tasks = new Map<string, { job: ChainStart; columnist?: string; task: ScheduledTask }>();
   const inFlight = new Set<Promise<unknown>>();
+  const voices = new Map((spec.voices ?? []).map((v) => [v.columnist, v]));
 
-  const tick = async (job: ChainStart): Promise<void> => {
-    const p = runChain(runner, job, { trigger: 'cron', chain: spec.chain, minNewExamples: spec.minNewExamples }).catch((e) =>
-      log.error({ err: e, job }, 'scheduled chain failed'),
-    );
+  const tick = async (job: ChainStart, columnist?: string): Promise<void> => {
+    const voice = columnist === undefined ? undefined : voices.get(columnist);
+    if (columnist !== undefined && !voice) throw new MorrisError('NOT_FOUND', `No schedule for columnist "${columnist}".`);
+    const problem = voice?.problem() ?? null;
+    if (problem) {
+      log.warn({ columnist, job, reason: problem }, 'scheduled chain skipped: the columnist folder does not load');
+      return;
+    }
+    const p = runChain(runner, job, {
+      trigger: 'cron',
+      chain: spec.chain,
+      minNewExamples: voice?.minNewExamples ?? spec.minNewExamples,
+      ...(voice ? { columnist: voice.columnist } : {}),
+      ...(spec.trainingQueue ? { trainingQueue: spec.trainingQueue } : {}),
+    }).catch((e) => log.error({ err: e, job, columnist }, 'scheduled chain failed'));
     inFlight.add(p);
     try {
       await p;
@@ -73,28 +103,38 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
     }
   };
 
-  for (const job of Object.keys(spec.crons) as ChainStart[]) {
-    const expression = spec.crons[job].trim();
-    if (expression === 'off') continue;
-    // node-cron would also take six fields (seconds first) and fire every second: config refuses
-    // that at start, and so does the scheduler for specs that did not come from config.
-    if (!isFiveFieldCron(expression)) {
-      throw new MorrisError('CONFIG_INVALID', `Cron expression for ${job} is invalid: "${expression}".`, {
-        hint: `${CRON_EXPECTED.replace(/^expected/, 'Use')}.`,
-      });
+  const schedule = (crons: Record<ChainStart, string>, columnist?: string) => {
+    for (const job of Object.keys(crons) as ChainStart[]) {
+      const expression = crons[job].trim();
+      if (expression === 'off') continue;
+      // node-cron would also take six fields (seconds first) and fire every second: config refuses
+      // that at start, and so does the scheduler for specs that did not come from config.
+      if (!isFiveFieldCron(expression)) {
+        throw new MorrisError('CONFIG_INVALID', `Cron expression for ${columnist ? `${columnist}'s ` : ''}${job} is invalid: "${expression}".`, {
+          hint: `${CRON_EXPECTED.replace(/^expected/, 'Use')}.`,
+        });
+      }
+      const key = columnist ? `${columnist}:${job}` : job;
+      // The task function returns at once: a long chain must not make node-cron report missed ticks.
+      const task = cron.schedule(expression, () => void tick(job, columnist), { timezone: spec.timezone, name: `morris-${key}` });
+      tasks.set(key, { job, ...(columnist ? { columnist } : {}), task });
     }
-    // The task function returns at once: a long chain must not make node-cron report missed ticks.
-    const task = cron.schedule(expression, () => void tick(job), { timezone: spec.timezone, name: `morris-${job}` });
-    tasks.set(job, task);
-  }
+  };
+  schedule(spec.crons);
+  for (const v of voices.values()) schedule(v.crons, v.columnist);
   log.info({ jobs: [...tasks.keys()], timezone: spec.timezone, chain: spec.chain }, 'scheduler started');
 
   return {
     jobs: () =>
-      [...tasks.entries()].map(([job, t]) => ({ job, expression: t.getPattern(), nextRun: t.getNextRun()?.toISOString() ?? null })),
+      [...tasks.values()].map(({ job, columnist, task }) => ({
+        job,
+        expression: task.getPattern(),
+        nextRun: task.getNextRun()?.toISOString() ?? null,
+        ...(columnist ? { columnist } : {}),
+      })),
     tick,
     async stop() {
-      for (const t of tasks.values()) await t.destroy();
+      for (const t of tasks.values()) await t.task.destroy();
       tasks.clear();
     },
     async settled() {

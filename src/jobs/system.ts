@@ -11,6 +11,7 @@ import { createJobHandlers, sourcesFromConfig, type JobEnv, type SourceSpec } fr
 import { AdapterRegistry, type ActiveChangeHook } from './registry.ts';
 import { JobRunner } from './runner.ts';
 import { scheduleFromConfig, type ScheduleSpec } from './scheduler.ts';
+import { TrainingQueue } from './training-queue.ts';
 
 export interface JobSystem {
   registry: AdapterRegistry;
@@ -41,6 +42,7 @@ export function buildJobSystem(opts: {
       style: opts.style,
     }),
   );
-  const spec = scheduleFromConfig(config);
+  // One line for training shared by cron chains and started ones (CLI, dashboard, admin commands).
+  const spec: ScheduleSpec = { ...scheduleFromConfig(config), trainingQueue: new TrainingQueue() };
   return { registry, runner, control: new JobControl(runner, spec), spec };
 }
