@@ -1,0 +1,120 @@
+/**
+ * Two columnists end to end in one `morris serve` (tiny model): each voice's cron tick runs its
+ * own chain (scrape → rebuild → retrain → evaluate), the trainings take turns, each gate compares a
+ * candidate only with its own columnist's active adapter, and simultaneous requests for both voices
+ * decode together on the one model, each text equal to what that voice's adapter writes alone
+ * (greedy).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServeHandle } from '../../src/serve/start.ts';
+import { loadConfig } from '../../src/config.ts';
+import { addColumnist } from '../../src/columnists/folder.ts';
+import { COLUMNISTS_DIR } from '../../src/paths.ts';
+import { listRuns } from '../../src/store/job-runs.ts';
+import { datasetColumnist } from '../../src/store/datasets.ts';
+import { getAdapter } from '../../src/jobs/registry.ts';
+import { SAMPLE_ARCHIVE_DIR, startSampleSite, type SampleSite } from '../../src/pipeline/crawl/sample-site.ts';
+import { startTinyServe, waitFor } from './helpers.ts';
+
+let root: string;
+let h: ServeHandle;
+let close: () => Promise<void>;
+let rivalSite: SampleSite;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-serve-voices-'));
+const columnists = path.join(work, 'columnists');
+
+beforeAll(async () => {
+  // The rival's own site: half of the sample archive, on a port of its own.
+  const articles = path.join(work, 'rival-site');
+  fs.mkdirSync(articles);
+  fs.mkdirSync(columnists);
+  for (const f of fs.readdirSync(SAMPLE_ARCHIVE_DIR).filter((x) => x.endsWith('.md')).sort().slice(0, 14)) fs.copyFileSync(path.join(SAMPLE_ARCHIVE_DIR, f), path.join(articles, f));
+  rivalSite = await startSampleSite({ dir: articles });
+  fs.cpSync(path.join(COLUMNISTS_DIR, 'morris'), path.join(columnists, 'morris'), { recursive: true });
+  addColumnist('rival', loadConfig({ MORRIS_COLUMNISTS_DIR: columnists }), { displayName: 'The Rival', attribution: 'a rival columnist' });
+  fs.writeFileSync(path.join(columnists, 'rival', 'system-prompt.md'), 'You are the Rival, a brisk and upbeat columnist.\n');
+  fs.writeFileSync(
+    path.join(columnists, 'rival', 'columnist.json'),
+    JSON.stringify({ displayName: 'The Rival', attribution: 'a rival columnist', schedule: { rescrape: '* * * * *' }, retrain: { minNewExamples: 1 } }),
+  );
+  const profile = JSON.parse(fs.readFileSync(path.join(COLUMNISTS_DIR, 'morris', 'sources', 'sample-archive.json'), 'utf8'));
+  fs.writeFileSync(path.join(columnists, 'rival', 'sources', 'archive.json'), JSON.stringify({ ...profile, name: 'archive', baseUrl: rivalSite.url }));
+  ({ root, h, close } = await startTinyServe('morris-serve-columnists-', { MORRIS_CRON_RESCRAPE: '* * * * *', MORRIS_COLUMNISTS_DIR: columnists }));
+  // Cron has minutes, not seconds: both voices' first ticks are fired now, as the cron fires them.
+  void h.scheduler.tick('rescrape');
+  void h.scheduler.tick('rescrape', 'rival');
+}, 60_000);
+
+afterAll(async () => {
+  await close?.();
+  await rivalSite?.close();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+async function write(topic: string, columnist?: string): Promise<{ text: string; adapterId: string | null | undefined }> {
+  let done: { text: string; adapterId?: string | null } | undefined;
+  for await (const ev of h.generator.generate({ topic, maxNewTokens: 24, temperature: 0, requestId: topic, ...(columnist ? { columnist } : {}) })) {
+    if (ev.type === 'done') done = ev;
+  }
+  return { text: done!.text, adapterId: done!.adapterId };
+}
+
+describe('serve: two columnists', () => {
+  it("both chains run on their voice's schedule, trainings take turns, each promotes its own adapter", async () => {
+    const morrisActive = await waitFor(() => h.registry.active(), 240_000, 500);
+    const rivalActive = await waitFor(() => h.registry.active('rival'), 240_000, 500);
+    expect(h.scheduler.jobs()).toContainEqual(expect.objectContaining({ job: 'rescrape', columnist: 'rival', expression: '* * * * *' }));
+    for (const [voice, active] of [['morris', morrisActive], ['rival', rivalActive]] as const) {
+      // The chain that promoted, walked back from its evaluate run (later cron ticks found nothing new).
+      const runs = listRuns(h.store, { columnist: voice, limit: 100 });
+      const chain = [runs.find((r) => r.job === 'evaluate')!];
+      while (chain[0]!.parent_id !== null) chain.unshift(runs.find((r) => r.id === chain[0]!.parent_id)!);
+      expect(chain.map((r) => `${r.job}:${r.status}`), voice).toEqual(['rescrape:succeeded', 'rebuild:succeeded', 'retrain:succeeded', 'evaluate:succeeded']);
+      expect(chain[0]!.trigger).toBe('cron');
+      expect(chain[3]!.message).toMatch(/^promoted: /);
+      expect(active.columnist).toBe(voice);
+      expect(datasetColumnist(h.store, active.dataset_id!)).toBe(voice);
+    }
+    expect(morrisActive.dataset_id).not.toBe(rivalActive.dataset_id);
+    // One training at a time: the second began after the first had ended, and neither was skipped.
+    const trainings = listRuns(h.store, { job: 'retrain', limit: 10 }).reverse();
+    expect(trainings.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
+    expect(trainings[1]!.started_at >= trainings[0]!.ended_at!).toBe(true);
+  }, 300_000);
+
+  it("the gate compares a candidate only with its own columnist's active adapter", async () => {
+    const rivalActive = h.registry.active('rival')!;
+    const morrisActive = h.registry.active()!;
+    const copy = path.join(root, 'models', 'adapters', 'rival-copy');
+    fs.cpSync(rivalActive.path, copy, { recursive: true });
+    h.store
+      .prepare(`INSERT INTO adapters (id, base_model, dataset_id, path, status, metrics, columnist) VALUES ('rival-copy', ?, ?, ?, 'candidate', '{}', 'rival')`)
+      .run(rivalActive.base_model, rivalActive.dataset_id, copy);
+    const [run] = await (await h.control.start('evaluate', { trigger: 'test', input: { adapterId: 'rival-copy' } })).finished;
+    expect(run!.status).toBe('succeeded');
+    // The same weights as the rival's active adapter: no gain, so not promoted; measured against it.
+    expect(run!.message).toMatch(new RegExp(`^not promoted: validation loss .* does not beat ${rivalActive.id}`));
+    const ev = getAdapter(h.store, 'rival-copy').eval as { active: { adapterId: string } };
+    expect(ev.active.adapterId).toBe(rivalActive.id);
+    expect([h.registry.active()!.id, h.registry.active('rival')!.id]).toEqual([morrisActive.id, rivalActive.id]);
+  }, 120_000);
+
+  it('requests for both voices at once decode together, each equal to that adapter alone (greedy)', async () => {
+    const alone = { morris: await write('late trains'), rival: await write('late trains', 'rival') };
+    expect(alone.morris.adapterId).toBe(h.registry.active()!.id);
+    expect(alone.rival.adapterId).toBe(h.registry.active('rival')!.id);
+    expect(alone.morris.text).not.toBe(alone.rival.text);
+    let together = 0;
+    const poll = setInterval(() => (together = Math.max(together, h.service.status().runningCount)), 1);
+    const [m, r] = await Promise.all([write('late trains'), write('late trains', 'rival')]);
+    clearInterval(poll);
+    expect(m).toEqual(alone.morris);
+    expect(r).toEqual(alone.rival);
+    // The native kernel keeps adapters in a pool beside the base weights: both voices in one batch.
+    expect(h.service.status().decodeKernel).toMatch(/^native/);
+    expect(together).toBe(2);
+  }, 120_000);
+});
