@@ -9,6 +9,7 @@ import { audit, type Store } from '../store/db.ts';
 import { forgetPerson, formatCounts, parsePerson } from '../store/privacy.ts';
 import { escapeSlack, type RenderPlatform } from './render.ts';
 import type { AdminActions, Requester, TextGenerator } from './types.ts';
+import { channelColumnist, setChannelColumnist, voiceOf, type VoiceDirectory } from './voices.ts';
 
 const logger = childLog('bot-admin');
 
@@ -23,6 +24,7 @@ export const ADMIN_COMMANDS = [
   'cancel',
   'version',
   'forget',
+  'default-columnist',
 ] as const;
 export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
 
@@ -30,6 +32,9 @@ export interface AdminSettings {
   slackAdmins: readonly string[];
   /** Discord user ids or role ids. */
   discordAdmins: readonly string[];
+  /** For `default-columnist`: the default voice's attribution and the other voices. */
+  columnist?: string;
+  voices?: VoiceDirectory;
 }
 
 export interface AdminDeps {
@@ -72,7 +77,7 @@ export async function runAdminCommand(deps: AdminDeps, input: { requester: Reque
   }
   if (!(ADMIN_COMMANDS as readonly string[]).includes(command)) {
     record('unknown command');
-    return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : c === 'forget' ? '`forget <platform> <user-id>`' : `\`${c}\``)).join(', ')}.`;
+    return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : c === 'forget' ? '`forget <platform> <user-id>`' : c === 'default-columnist' ? '`default-columnist <name|none>`' : `\`${c}\``)).join(', ')}.`;
   }
   try {
     const out = await execute(deps, command as AdminCommand, args, requester);
@@ -107,6 +112,7 @@ async function execute(deps: AdminDeps, command: AdminCommand, args: string, req
     const c = forgetPerson(deps.store, person, { platform: requester.platform, userId: requester.userId, command: 'forget' });
     return `Deleted for ${person.platform} user ${person.userId}: ${formatCounts(c)}.`;
   }
+  if (command === 'default-columnist') return defaultColumnist(deps, args.split(/\s+/)[0] ?? '', requester);
   const admin = deps.admin;
   if (!admin) throw new MorrisError('NOT_FOUND', 'Admin actions are not available in this process (run `morris serve`).');
   const actor = { platform: requester.platform, userId: requester.userId };
@@ -132,6 +138,23 @@ async function execute(deps: AdminDeps, command: AdminCommand, args: string, req
     case 'cancel':
       return admin.cancel(actor, needArg('a job id', '42'));
   }
+}
+
+/**
+ * `default-columnist NAME` (this channel's requests without `--as` go to NAME), `default-columnist
+ * none` (back to the default columnist), or no argument (say which it is). Store work only.
+ */
+function defaultColumnist(deps: AdminDeps, arg: string, requester: Requester): string {
+  const name = arg.toLowerCase();
+  if (!name) return `This channel writes as ${channelColumnist(deps.store, requester) ?? 'the default columnist'}.`;
+  if (name === 'none') {
+    setChannelColumnist(deps.store, requester, null);
+    return 'This channel writes as the default columnist again.';
+  }
+  // An unknown name throws UNKNOWN_COLUMNIST listing the known ones.
+  const voice = voiceOf({ columnist: deps.settings.columnist ?? '', voices: deps.settings.voices }, { columnist: name });
+  setChannelColumnist(deps.store, requester, voice.name);
+  return `This channel now writes as ${voice.name} unless a request says --as NAME.`;
 }
 
 /** Plain text shown verbatim (monospace) on either platform. */

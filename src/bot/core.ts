@@ -13,7 +13,7 @@ import { isAdmin, runAdminCommand } from './admin-commands.ts';
 import { closeGeneration, newGenerationId, openGeneration } from '../store/generations.ts';
 import { FeedbackDesk } from './feedback-desk.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
-import { voiceDirectoryFromConfig, voiceOf, voiceProblem, type VoiceDirectory } from './voices.ts';
+import { voiceDirectoryFromConfig, voiceOf, voiceProblem, withChannelVoice, type VoiceDirectory } from './voices.ts';
 import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {
   AdminActions,
@@ -181,7 +181,7 @@ export class BotCore {
       // Far over the cap (e.g. a pasted 50 kB document): refuse before parsing it at all.
       return this.refuse(requester, input.text, 'too_long', this.tooLongText(input.text.length));
     }
-    const parsed = parseRequestText(input.text, input.options, (name) => voiceProblem(settings, { columnist: name }));
+    const parsed = parseRequestText(input.text, withChannelVoice(this.deps.store, requester, input.options), (name) => voiceProblem(settings, { columnist: name }));
     if (!parsed.ok) return { ok: false, reason: 'usage', message: parsed.reason === 'empty' ? usageText(platform) : parsed.message };
     const { topic, options } = parsed;
     if (topic.length > settings.maxTopicChars) return this.refuse(requester, topic, 'too_long', this.tooLongText(topic.length));

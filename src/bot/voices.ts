@@ -6,7 +6,8 @@
 import type { Config } from '../config.ts';
 import { isMorrisError, MorrisError } from '../errors.ts';
 import { DEFAULT_COLUMNIST_NAME, loadAllColumnists, resolveColumnist } from '../columnists/folder.ts';
-import type { GenerationOptions } from './types.ts';
+import { deleteKv, getKv, setKv, type Store } from '../store/db.ts';
+import type { GenerationOptions, Requester } from './types.ts';
 
 export interface Voice {
   name: string;
@@ -45,6 +46,33 @@ export function voiceOf(settings: { columnist: string; voices?: VoiceDirectory }
     throw new MorrisError('UNKNOWN_COLUMNIST', `No columnist named "${name}". Known columnists: ${DEFAULT_COLUMNIST_NAME}.`);
   }
   return settings.voices.resolve(name);
+}
+
+// ---------------------------------------------------------------- per-channel defaults
+
+/** kv key of a channel's default columnist (set with `/morris-admin default-columnist NAME`). */
+function channelKey(requester: Pick<Requester, 'platform' | 'channelId'>): string | null {
+  return requester.channelId ? `channel-columnist:${requester.platform}:${requester.channelId}` : null;
+}
+
+/** The columnist a channel's admin chose for requests that name none; undefined when none was chosen. */
+export function channelColumnist(store: Store, requester: Pick<Requester, 'platform' | 'channelId'>): string | undefined {
+  const key = channelKey(requester);
+  return key ? getKv(store, key) : undefined;
+}
+
+/** Sets (or, with null, clears) a channel's default columnist. */
+export function setChannelColumnist(store: Store, requester: Pick<Requester, 'platform' | 'channelId'>, columnist: string | null): void {
+  const key = channelKey(requester);
+  if (!key) throw new MorrisError('BAD_INPUT', 'A default columnist belongs to a channel; ask in the channel it is for.');
+  if (columnist === null) deleteKv(store, key);
+  else setKv(store, key, columnist);
+}
+
+/** A request's options with the channel's default voice under them: `--as` (or Discord's option) still wins. */
+export function withChannelVoice(store: Store, requester: Requester, options: Partial<GenerationOptions> | undefined): Partial<GenerationOptions> {
+  const chosen = channelColumnist(store, requester);
+  return chosen && options?.columnist === undefined ? { ...options, columnist: chosen } : (options ?? {});
 }
 
 /** Discord allows 25 autocomplete choices. */

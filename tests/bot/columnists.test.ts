@@ -170,6 +170,36 @@ describe('asking for a voice on Slack', () => {
     expect(engine.seen.length).toBe(before);
   });
 
+  it('/morris-admin default-columnist sets the voice of one channel; --as still wins; none clears it', async () => {
+    const admin = (text: string, user = 'UADMIN') =>
+      postSigned(server.url, new URLSearchParams(slashCommand(fake, { command: '/morris-admin', text, user_id: user, channel_id: 'CHOUSE' })).toString(), {
+        secret: SECRET,
+        contentType: 'application/x-www-form-urlencoded',
+      }).then((r) => String(JSON.parse(r.text).text));
+    expect(await admin('default-columnist rival', 'UNOTADMIN')).toMatch(/admins only/);
+    expect(await admin('default-columnist nobody')).toContain('No columnist named "nobody". Known columnists: morris, rival.');
+    expect(await admin('default-columnist rival')).toContain('This channel now writes as rival');
+    expect(await admin('default-columnist')).toContain('This channel writes as rival.');
+    await slash('house prices', 'CHOUSE');
+    await slash('--as morris house rules', 'CHOUSE');
+    await slash('elsewhere entirely', 'COTHER');
+    await waitFor(() => ['house prices', 'house rules', 'elsewhere entirely'].every((t) => seenFor(t)), 20_000, 'three articles');
+    expect(seenFor('house prices')!.adapterDir).toBe(adapterDirs.rival);
+    expect(seenFor('house rules')!.adapterDir).toBe(adapterDirs.morris);
+    expect(seenFor('elsewhere entirely')!.adapterDir).toBe(adapterDirs.morris);
+    expect(await admin('default-columnist none')).toContain('default columnist again');
+    await slash('house again', 'CHOUSE');
+    await waitFor(() => seenFor('house again'), 20_000, 'after clearing');
+    expect(seenFor('house again')!.adapterDir).toBe(adapterDirs.morris);
+    expect(store.prepare("SELECT args, allowed, outcome FROM audit_log WHERE command = 'default-columnist' ORDER BY id").all()).toEqual([
+      { args: 'rival', allowed: 0, outcome: 'refused: not an admin' },
+      { args: 'nobody', allowed: 1, outcome: expect.stringMatching(/^failed: No columnist named "nobody"/) },
+      { args: 'rival', allowed: 1, outcome: 'ok' },
+      { args: null, allowed: 1, outcome: 'ok' },
+      { args: 'none', allowed: 1, outcome: 'ok' },
+    ]);
+  });
+
   it('requests for both voices at once decode together on the one model', async () => {
     await Promise.all([slash('--as rival spectrum auctions', 'CBOTH1'), slash('spectrum auctions again', 'CBOTH2')]);
     await waitFor(() => fake.messages.filter((m) => m.channel.startsWith('CBOTH') && m.text.includes('not written by them')).length === 2, 20_000, 'both articles');
