@@ -28,6 +28,7 @@ import { recoverCrashedScrapes } from '../store/scrape-runs.ts';
 import { STOP_GRACE_MS } from '../jobs/fork-worker.ts';
 import { startScheduler, type Scheduler } from '../jobs/scheduler.ts';
 import { voiceSchedules } from '../jobs/voice-schedules.ts';
+import { columnistStates } from '../web/api-columnists.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../jobs/resume.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
@@ -159,6 +160,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       return p.finally(() => inFlight.delete(p));
     },
     defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
+    columnists: () => columnistStates(config, store, scheduler),
     version: opts.version ?? 'dev',
     shutdown: shutdown.signal,
   };

@@ -50,6 +50,8 @@ export interface DashboardDeps {
   version: string;
   /** Aborted when the server shuts down: long-lived event streams end at once. */
   shutdown?: AbortSignal;
+  /** Each columnist's state (api-columnists.ts); absent where no columnist folders are read. */
+  columnists?(): unknown[];
 }
 
 function intParam(v: string | null | undefined, dflt: number, min: number, max: number): number {
@@ -172,6 +174,7 @@ export function apiRoutes(d: DashboardDeps): Route[] {
       },
     },
     { method: 'GET', path: '/api/data', handler: () => dataSummary(d.store) },
+    { method: 'GET', path: '/api/columnists', handler: () => ({ columnists: d.columnists?.() ?? [] }) },
     {
       method: 'GET',
       path: '/api/jobs',

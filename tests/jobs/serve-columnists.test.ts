@@ -79,6 +79,16 @@ describe('serve: two columnists', () => {
       expect(datasetColumnist(h.store, active.dataset_id!)).toBe(voice);
     }
     expect(morrisActive.dataset_id).not.toBe(rivalActive.dataset_id);
+    // The dashboard's view: each voice's own numbers, adapter and schedule.
+    const res = await fetch(`${h.url}/api/columnists`, { headers: { authorization: 'Bearer test-admin-token' } });
+    const { columnists: states } = (await res.json()) as { columnists: { name: string; ok: boolean; default: boolean; articles: number; latestDataset: string; activeAdapter: { id: string }; scheduled: { job: string }[] }[] };
+    expect(states.map((c) => [c.name, c.ok, c.default, c.activeAdapter.id, c.latestDataset])).toEqual([
+      ['morris', true, true, morrisActive.id, morrisActive.dataset_id],
+      ['rival', true, false, rivalActive.id, rivalActive.dataset_id],
+    ]);
+    expect(states[1]!.articles).toBe(14);
+    expect(states[0]!.articles).toBeGreaterThan(14);
+    expect(states.map((c) => c.scheduled.map((x) => x.job))).toEqual([['rescrape'], ['rescrape']]);
     // One training at a time: the second began after the first had ended, and neither was skipped.
     const trainings = listRuns(h.store, { job: 'retrain', limit: 10 }).reverse();
     expect(trainings.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);

@@ -28,6 +28,18 @@ async function loadStatus() {
   $('#scheduled tbody').innerHTML = s.jobs.scheduled.length
     ? s.jobs.scheduled.map((j) => `<tr><td>${esc(j.job)}</td><td><code>${esc(j.expression)}</code></td><td>${when(j.nextRun)}</td></tr>`).join('')
     : '<tr><td colspan="3" class="muted">No schedules (all set to "off").</td></tr>';
+  // Each voice on its own line; a folder that does not check out says why instead of its numbers.
+  const { columnists } = await api('/api/columnists');
+  $('#columnists tbody').innerHTML =
+    columnists
+      .map((c) =>
+        c.ok
+          ? `<tr><td>${esc(c.displayName ?? c.name)} <code>${esc(c.name)}</code>${c.default ? ' (default)' : ''}</td><td>${c.articles}</td><td><code>${esc(c.latestDataset ?? '—')}</code></td>` +
+            `<td><code>${esc(c.activeAdapter?.id ?? 'base model')}</code></td><td>${c.scheduled.map((s) => `${esc(s.job)} <code>${esc(s.expression)}</code>`).join(', ') || 'off'}</td>` +
+            `<td>${c.running.map((r) => `${esc(r.job)} #${r.id} ${Math.round(r.progress * 100)}%`).join(', ') || '—'}</td></tr>`
+          : `<tr><td><code>${esc(c.name)}</code></td><td colspan="5" class="muted">does not load: ${esc(c.problems.join('; '))}</td></tr>`,
+      )
+      .join('') || '<tr><td colspan="6" class="muted">No columnist folders.</td></tr>';
 }
 
 // ------------------------------------------------------------------ data
