@@ -10,7 +10,7 @@ import { isMorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
 import { articleForMessage, linkArticleMessages, recordFeedback } from '../store/feedback.ts';
-import { getGeneration, type GenerationRecord } from '../store/generations.ts';
+import { askedFor, getGeneration, type GenerationRecord } from '../store/generations.ts';
 import type { BotCore, Prepared } from './core.ts';
 import { prepareRevision } from './revise.ts';
 import type { GenerationOptions, Requester } from './types.ts';
@@ -67,10 +67,12 @@ export class FeedbackDesk {
    */
   async regenerate(clicker: Requester, generationId: string): Promise<Prepared> {
     const original = getGeneration(this.store, generationId);
-    if (!original) return { ok: false, reason: 'usage', message: 'That article is no longer known to Morris; ask for a new one.' };
+    const asked = original && askedFor(this.store, original.id);
+    if (!original || !asked) return { ok: false, reason: 'usage', message: 'That article is no longer known to Morris; ask for a new one.' };
     const checked = await this.core.precheck({ requester: clicker, text: original.topic, options: storedOptions(original.options) });
     if (!checked.ok) return checked;
-    const prepared = this.core.accept(checked.accepted, { parentId: original.id });
+    // Regenerating a revision redoes the revision (same article, same instruction).
+    const prepared = this.core.accept(checked.accepted, { parentId: original.id, kind: 'regenerate', ...(asked.revision ? { revision: asked.revision } : {}) });
     recordFeedback(this.store, { generationId: original.id, kind: 'regenerate', platform: clicker.platform, userId: clicker.userId });
     return prepared;
   }

@@ -46,7 +46,7 @@ export function lineageLine(columnist: string, lineage: Lineage | undefined): st
     `Columnist: ${columnist}`,
     `adapter: ${lineage?.adapterId ?? 'none (base model)'}`,
     `base model: ${lineage?.baseModel ?? 'unknown'}`,
-    `dataset: ${lineage?.datasetId ?? 'none'}`,
+    `dataset: ${lineage?.datasetId ?? 'none'}${lineage?.datasetId && lineage.newestArticle ? ` (newest article ${lineage.newestArticle})` : ''}`,
   ].join(' · ');
 }
 

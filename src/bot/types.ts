@@ -122,6 +122,8 @@ export interface Lineage {
   adapterId: string | null;
   baseModel: string | null;
   datasetId: string | null;
+  /** The newest publication date among the dataset's articles (null: none dated, or no dataset). */
+  newestArticle?: string | null;
 }
 
 /**

@@ -18,6 +18,9 @@ export type GenerationOutcome = 'running' | 'ok' | 'cut' | 'cancelled' | 'failed
 /** Topics are stored up to this many characters (a refused 50 kB topic is not kept whole). */
 export const STORED_TOPIC_MAX_CHARS = 2000;
 
+/** A first ask, the same asked again (Regenerate), or a change asked for (a revision). */
+export type GenerationKind = 'ask' | 'regenerate' | 'revise';
+
 /** Short, readable reference ids such as `g-7f3a9c2e41`. */
 export function newGenerationId(): string {
   return `g-${randomBytes(5).toString('hex')}`;
@@ -33,14 +36,19 @@ export function openGeneration(
     error?: string;
     /** The request's options (JSON-able), kept so Regenerate can ask the same again. */
     options?: unknown;
-    /** The generation this one regenerates. */
+    /** The generation this one regenerates or revises. */
     parentId?: string;
+    /** How it came to be; with a parent, 'regenerate' unless told it is a revision. */
+    kind?: GenerationKind;
+    /** A revision's instruction (kept by its regenerations too, which redo the revision). */
+    instruction?: string;
   },
 ): void {
+  const kind = row.kind ?? (row.parentId ? 'regenerate' : 'ask');
   store
     .prepare(
-      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id, kind, instruction)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(
       row.id,
@@ -52,6 +60,8 @@ export function openGeneration(
       row.error ?? null,
       row.options === undefined ? null : JSON.stringify(row.options),
       row.parentId ?? null,
+      kind,
+      row.instruction ?? null,
     );
 }
 
@@ -103,6 +113,8 @@ export interface GenerationRecord {
   article: string | null;
   options: unknown;
   parentId: string | null;
+  kind: GenerationKind;
+  instruction: string | null;
   baseModel: string | null;
   adapterId: string | null;
   datasetId: string | null;
@@ -119,6 +131,8 @@ interface GenerationRow {
   article: string | null;
   options: string | null;
   parent_id: string | null;
+  kind: GenerationKind;
+  instruction: string | null;
   base_model: string | null;
   adapter_id: string | null;
   dataset_id: string | null;
@@ -136,6 +150,8 @@ function toRecord(r: GenerationRow): GenerationRecord {
     article: r.article,
     options: r.options === null ? null : (JSON.parse(r.options) as unknown),
     parentId: r.parent_id,
+    kind: r.kind,
+    instruction: r.instruction,
     baseModel: r.base_model,
     adapterId: r.adapter_id,
     datasetId: r.dataset_id,
@@ -143,7 +159,7 @@ function toRecord(r: GenerationRow): GenerationRecord {
   };
 }
 
-const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, base_model, adapter_id, dataset_id, started_at';
+const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, kind, instruction, base_model, adapter_id, dataset_id, started_at';
 
 export function getGeneration(store: Store, id: string): GenerationRecord | undefined {
   const row = store.prepare(`SELECT ${RECORD_COLUMNS} FROM generations WHERE id = ?`).get(id) as GenerationRow | undefined;
@@ -151,25 +167,43 @@ export function getGeneration(store: Store, id: string): GenerationRecord | unde
 }
 
 /**
- * Every generation of one request: the first ask and all its regenerations (and theirs), oldest
- * first. `id` may be any member of the family.
+ * Every generation of one request: the first ask (or revision) and all its regenerations (and
+ * theirs), oldest first; alternatives to one another for one prompt. A revision starts a family of
+ * its own (its prompt differs). `id` may be any member of the family.
  */
 export function generationFamily(store: Store, id: string): GenerationRecord[] {
   const rows = store
     .prepare(
       `WITH RECURSIVE up(id, parent_id) AS (
-         SELECT id, parent_id FROM generations WHERE id = ?
-         UNION SELECT g.id, g.parent_id FROM generations g JOIN up ON g.id = up.parent_id
+         SELECT id, CASE WHEN kind = 'regenerate' THEN parent_id END FROM generations WHERE id = ?
+         UNION SELECT p.id, CASE WHEN p.kind = 'regenerate' THEN p.parent_id END
+           FROM generations p JOIN up ON p.id = up.parent_id
        ),
        root AS (SELECT id FROM up WHERE parent_id IS NULL),
        down(id) AS (
          SELECT id FROM root
-         UNION SELECT g.id FROM generations g JOIN down ON g.parent_id = down.id
+         UNION SELECT g.id FROM generations g JOIN down ON g.parent_id = down.id WHERE g.kind = 'regenerate'
        )
        SELECT ${RECORD_COLUMNS} FROM generations WHERE id IN (SELECT id FROM down) ORDER BY started_at, rowid`,
     )
     .all(id) as GenerationRow[];
   return rows.map(toRecord);
+}
+
+/**
+ * What a generation was asked: its topic and, for a revision (or a regeneration of one), the
+ * article it revises and the instruction. This is the prompt its text answers, shared by its whole
+ * family, so regenerating it asks the same and a preference pair over it has one prompt.
+ */
+export function askedFor(store: Store, id: string): { topic: string; revision?: { previousArticle: string; instruction: string } } | undefined {
+  let g = getGeneration(store, id);
+  const topic = g?.topic;
+  // A regeneration asks what its parent asked; walking up ends at the first ask or a revision.
+  for (let hops = 0; g && g.kind === 'regenerate' && g.parentId && hops < 10_000; hops++) g = getGeneration(store, g.parentId);
+  if (topic === undefined) return undefined;
+  if (g?.kind !== 'revise' || !g.parentId || g.instruction === null) return { topic };
+  const previous = getGeneration(store, g.parentId)?.article;
+  return previous ? { topic, revision: { previousArticle: previous, instruction: g.instruction } } : { topic };
 }
 
 // ---------------------------------------------------------------- the dashboard's reads
