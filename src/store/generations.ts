@@ -213,8 +213,9 @@ export interface GenerationEntry extends GenerationRecord {
   durationMs: number | null;
   nChars: number | null;
   error: string | null;
-  /** Generations whose parent is this one (its Regenerate clicks), oldest first. */
+  /** Generations whose parent is this one, oldest first: its Regenerate clicks, and revisions asked of it. */
   regenerations: string[];
+  revisions: string[];
 }
 
 interface EntryRow extends GenerationRow {
@@ -224,19 +225,19 @@ interface EntryRow extends GenerationRow {
 }
 
 /** Children of each id in one query, so a page of 100 articles is two statements, not 101. */
-function regenerationsOf(store: Store, ids: readonly string[]): Map<string, string[]> {
-  const out = new Map<string, string[]>(ids.map((id) => [id, []]));
+function childrenOf(store: Store, ids: readonly string[]): Map<string, { regenerations: string[]; revisions: string[] }> {
+  const out = new Map(ids.map((id) => [id, { regenerations: [] as string[], revisions: [] as string[] }]));
   if (!ids.length) return out;
   const rows = store
-    .prepare(`SELECT id, parent_id AS parentId FROM generations WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY started_at, rowid`)
-    .all(JSON.stringify(ids)) as { id: string; parentId: string }[];
-  for (const r of rows) out.get(r.parentId)?.push(r.id);
+    .prepare(`SELECT id, parent_id AS parentId, kind FROM generations WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY started_at, rowid`)
+    .all(JSON.stringify(ids)) as { id: string; parentId: string; kind: GenerationKind }[];
+  for (const r of rows) out.get(r.parentId)?.[r.kind === 'revise' ? 'revisions' : 'regenerations'].push(r.id);
   return out;
 }
 
 function toEntries(store: Store, rows: readonly EntryRow[]): GenerationEntry[] {
-  const children = regenerationsOf(store, rows.map((r) => r.id));
-  return rows.map((r) => ({ ...toRecord(r), durationMs: r.duration_ms, nChars: r.n_chars, error: r.error, regenerations: children.get(r.id) ?? [] }));
+  const children = childrenOf(store, rows.map((r) => r.id));
+  return rows.map((r) => ({ ...toRecord(r), durationMs: r.duration_ms, nChars: r.n_chars, error: r.error, regenerations: [], revisions: [], ...children.get(r.id) }));
 }
 
 const ENTRY_COLUMNS = `${RECORD_COLUMNS}, duration_ms, n_chars, error`;

@@ -85,8 +85,23 @@ describe('Slack feedback (HTTP mode)', () => {
     ]);
     const g = generationOf(msg);
     expect(element(msg, 'feedback_buttons')).toMatchObject({ action_id: 'morris_rate', positive_button: { value: `up:${g}` }, negative_button: { value: `down:${g}` } });
-    expect(blocks[3]!.elements!.map((e) => (e.text as { text: string }).text)).toEqual(['Regenerate', 'Suggest an edit']);
+    expect(blocks[3]!.elements!.map((e) => (e.text as { text: string }).text)).toEqual(['Regenerate', 'Suggest an edit', 'Details']);
     expect(getGeneration(store, g)).toMatchObject({ article, userId: 'U1', outcome: 'ok' });
+  });
+
+  it('Details answers privately with the full record, including a regeneration made from it', async () => {
+    const msg = await ask('copper switch-off', 'U5', 'CDETAILS');
+    const g = generationOf(msg);
+    expect((await click('U6', msg, element(msg, 'button', 'morris_regenerate'))).status).toBe(200);
+    const second = await waitFor(() => fake.messages.find((m) => m.channel === 'CDETAILS' && m.ts !== msg.ts && m.blocks?.length && generationOf(m) !== g), 20_000, 'regeneration');
+    expect((await click('U7', msg, element(msg, 'button', 'morris_details'))).status).toBe(200);
+    const answer = await waitFor(() => fake.responses.find((r) => String(r.body.text).startsWith(`Article \`${g}\``)), 10_000, 'details');
+    expect(answer.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
+    const text = String(answer.body.text);
+    expect(text).toMatch(/Asked by <@U5> on slack/);
+    expect(text).toMatch(/Columnist: Test Columnist · adapter: a-test-1/);
+    expect(text).toMatch(/Feedback: 0 👍, 0 👎, 0 suggested edits, 1 Regenerate click\n/);
+    expect(text).toMatch(new RegExp(`Later versions: \`${generationOf(second)}\` \\(regeneration\\)$`));
   });
 
   it('👍 from another user is recorded for the clicker and answered privately; a replay is ignored, a forgery refused', async () => {
