@@ -4,6 +4,10 @@
  * the edit modal (views.open) and its view_submission, and the signature and replay checks on
  * those payloads.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SLACK_INPUT_MAX_CHARS } from '../../src/bot/feedback-ui.ts';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
@@ -25,6 +29,7 @@ describe('Slack feedback (HTTP mode)', () => {
   const fake = new FakeSlack();
   let store: Store;
   let cleanup: () => void;
+  let dataDir = '';
   let bot: SlackBot;
   let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let eventsUrl = '';
@@ -38,7 +43,7 @@ describe('Slack feedback (HTTP mode)', () => {
 
   beforeAll(async () => {
     await fake.start();
-    ({ store, cleanup } = tempStore());
+    ({ store, cleanup, dir: dataDir } = tempStore());
     bot = createSlackBot({
       core: makeCore(store, gen),
       botToken: 'xoxb-test',
@@ -181,6 +186,32 @@ describe('Slack feedback (HTTP mode)', () => {
     expect(again.thread_ts).toBe('1700000009.000100');
     expect(getGeneration(store, generationOf(again))).toMatchObject({ parentId: generationOf(msg), userId: 'U10' });
   });
+
+  it('after those clicks, `morris feedback export` prints the pairs they made, and an import into a fresh data dir gives the same pairs', async () => {
+    const morris = (args: string[], dir: string) => {
+      const r = spawnSync(process.execPath, ['bin/morris.mjs', ...args], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir }, timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const exported = morris(['feedback', 'export'], dataDir);
+    const lines = exported.trimEnd().split('\n').map((l) => JSON.parse(l) as { chosen: { content: string }[]; rejected: { content: string }[]; morris: { source: string } });
+    // The edit from the modal and the 👍/👎 across a regeneration, as the store derives them.
+    expect(lines.map((l) => l.morris.source).sort()).toEqual(preferencePairs(store).map((p) => p.source).sort());
+    expect(lines.find((l) => l.morris.source === 'edit')!.chosen[0]!.content.startsWith('Sharper headline')).toBe(true);
+    expect(lines.find((l) => l.morris.source === 'rating')!.rejected[0]!.content).toBe(articleFor('the death of the landline take 1'));
+    const stats = JSON.parse(morris(['feedback', 'stats', '--json'], dataDir));
+    expect(stats.pairs).toMatchObject({ edit: 1, rating: 1 });
+
+    const fresh = mkdtempSync(path.join(os.tmpdir(), 'morris-import-'));
+    try {
+      const file = path.join(fresh, 'pairs.jsonl');
+      writeFileSync(file, exported);
+      morris(['feedback', 'import', file], fresh);
+      expect(JSON.parse(morris(['feedback', 'stats', '--json'], fresh)).pairs).toEqual(stats.pairs);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('Slack feedback over Socket Mode', () => {
