@@ -10,10 +10,11 @@ import { isMorrisError, MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
 import { isAdmin, runAdminCommand } from './admin-commands.ts';
-import { closeGeneration, newGenerationId, openGeneration } from '../store/generations.ts';
+import { closeGeneration, newGenerationId, openGeneration, type GenerationKind } from '../store/generations.ts';
 import { FeedbackDesk } from './feedback-desk.ts';
+import { lineageOf } from './lineage.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
-import { voiceDirectoryFromConfig, voiceOf, voiceProblem, withChannelVoice, type VoiceDirectory } from './voices.ts';
+import { voiceOf, voiceProblem, voiceSettingsFromConfig, withChannelVoice, type VoiceDirectory } from './voices.ts';
 import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {
   AdminActions,
@@ -56,8 +57,7 @@ export function coreSettingsFromConfig(config: Config): CoreSettings {
     slackAdmins: config.MORRIS_SLACK_ADMINS,
     discordAdmins: config.MORRIS_DISCORD_ADMINS,
     defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
-    columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST,
-    voices: voiceDirectoryFromConfig(config),
+    ...voiceSettingsFromConfig(config),
   };
 }
 
@@ -208,13 +208,14 @@ export class BotCore {
    * Opens the `generations` row for a request that passed `precheck`; once per precheck.
    * `parentId` links a regeneration to the article it replaces (see feedback-desk.ts).
    */
-  accept(accepted: AcceptedRequest, link: { parentId?: string; revision?: Revision } = {}): Extract<Prepared, { ok: true }> {
+  accept(accepted: AcceptedRequest, link: { parentId?: string; revision?: Revision; kind?: GenerationKind } = {}): Extract<Prepared, { ok: true }> {
     // One rate-limit token pays for one generation: a request not from precheck, or accepted
     // twice, would generate without (or beyond) its token.
     if (!this.unaccepted.delete(accepted)) throw new MorrisError('INTERNAL', 'accept() needs a request from precheck(), once.');
     const { requester, topic, options } = accepted;
     const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options, ...(link.revision ? { revision: link.revision } : {}) };
-    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId, columnist: voiceOf(this.deps.settings, options).name });
+    const kind = link.kind ?? (link.revision ? 'revise' : link.parentId ? 'regenerate' : 'ask');
+    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId, kind, instruction: link.revision?.instruction, columnist: voiceOf(this.deps.settings, options).name });
     return {
       ok: true,
       request,
@@ -333,7 +334,7 @@ export class BotCore {
         cut: done.cut,
         generationId: request.id,
         reason: done.reason,
-        lineage: { adapterId: done.adapterId ?? null, baseModel: done.baseModel ?? null, datasetId: done.datasetId ?? null },
+        lineage: lineageOf(store, done),
       };
     } catch (e) {
       const cancelled = outer?.aborted || (isMorrisError(e) && e.code === 'CANCELLED');

@@ -55,7 +55,7 @@ export function articleComponents(generationId: string): APIActionRowComponent<A
       type: ComponentType.ActionRow as const,
       components: FEEDBACK_ACTIONS.map((action) => ({
         type: ComponentType.Button as const,
-        style: action === 'up' || action === 'down' ? ButtonStyle.Secondary : ButtonStyle.Primary,
+        style: action === 'regen' || action === 'edit' ? ButtonStyle.Primary : ButtonStyle.Secondary,
         custom_id: feedbackCustomId(action, generationId),
         label: FEEDBACK_LABELS[action],
       })),
@@ -114,6 +114,9 @@ export async function onFeedbackInteraction(i: Interaction, deps: DiscordFeedbac
     case 'up':
     case 'down':
       await tell(feedback.rate(clicker, parsed.generationId, parsed.action === 'up' ? 1 : -1).message);
+      return true;
+    case 'details':
+      await tell(feedback.details(parsed.generationId).message);
       return true;
     case 'edit': {
       const article = feedback.article(parsed.generationId)?.article;

@@ -9,8 +9,10 @@
 import { isMorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
 import type { Store } from '../store/db.ts';
-import { articleForMessage, linkArticleMessages, recordFeedback } from '../store/feedback.ts';
-import { getGeneration, type GenerationRecord } from '../store/generations.ts';
+import { articleForMessage, linkArticleMessages, listFeedback, recordFeedback } from '../store/feedback.ts';
+import { askedFor, getGeneration, getGenerationEntry, type GenerationRecord } from '../store/generations.ts';
+import { articleDetailsText } from './article-details.ts';
+import { lineageOf } from './lineage.ts';
 import type { BotCore, Prepared } from './core.ts';
 import { prepareRevision } from './revise.ts';
 import type { GenerationOptions, Requester } from './types.ts';
@@ -67,10 +69,12 @@ export class FeedbackDesk {
    */
   async regenerate(clicker: Requester, generationId: string): Promise<Prepared> {
     const original = getGeneration(this.store, generationId);
-    if (!original) return { ok: false, reason: 'usage', message: 'That article is no longer known to Morris; ask for a new one.' };
+    const asked = original && askedFor(this.store, original.id);
+    if (!original || !asked) return { ok: false, reason: 'usage', message: 'That article is no longer known to Morris; ask for a new one.' };
     const checked = await this.core.precheck({ requester: clicker, text: original.topic, options: storedOptions(original.options) });
     if (!checked.ok) return checked;
-    const prepared = this.core.accept(checked.accepted, { parentId: original.id });
+    // Regenerating a revision redoes the revision (same article, same instruction).
+    const prepared = this.core.accept(checked.accepted, { parentId: original.id, kind: 'regenerate', ...(asked.revision ? { revision: asked.revision } : {}) });
     recordFeedback(this.store, { generationId: original.id, kind: 'regenerate', platform: clicker.platform, userId: clicker.userId });
     return prepared;
   }
@@ -78,6 +82,25 @@ export class FeedbackDesk {
   /** A reader's reply to an article: its revision, linked to it (see revise.ts). */
   revise(replier: Requester, generationId: string, instruction: string): Promise<Prepared> {
     return prepareRevision(this.core, this.store, replier, generationId, instruction);
+  }
+
+  /** The full record of an article (its "Details"), for whoever asks; any reader may look. */
+  details(generationId: string): FeedbackReceipt {
+    const entry = getGenerationEntry(this.store, generationId);
+    if (!entry) return { ok: false, message: 'That article is no longer known to Morris.' };
+    const kindOf = (id: string) => {
+      const g = getGeneration(this.store, id);
+      return g && { id: g.id, kind: g.kind };
+    };
+    const text = articleDetailsText({
+      entry,
+      parent: entry.parentId ? kindOf(entry.parentId) : undefined,
+      children: [...entry.regenerations, ...entry.revisions].map(kindOf).filter((c) => c !== undefined),
+      feedback: listFeedback(this.store, entry.id),
+      columnist: this.core.settings.columnist,
+      lineage: lineageOf(this.store, entry),
+    });
+    return { ok: true, message: text };
   }
 
   /** Remembers the messages an article was posted as, so a reaction on any of them counts. */

@@ -16,15 +16,16 @@ export const SLACK_MODAL_MAX_INPUTS = 20;
 /** The parts of an article an edit form shows are joined back with this. */
 export const EDIT_PART_SEPARATOR = '\n\n';
 
-/** The four controls under an article. */
-export type FeedbackAction = 'up' | 'down' | 'regen' | 'edit';
-export const FEEDBACK_ACTIONS: readonly FeedbackAction[] = ['up', 'down', 'regen', 'edit'];
+/** The controls under an article (Discord's row holds five buttons at most). */
+export type FeedbackAction = 'up' | 'down' | 'regen' | 'edit' | 'details';
+export const FEEDBACK_ACTIONS: readonly FeedbackAction[] = ['up', 'down', 'regen', 'edit', 'details'];
 
 export const FEEDBACK_LABELS: Record<FeedbackAction, string> = {
   up: '👍',
   down: '👎',
   regen: 'Regenerate',
   edit: 'Suggest an edit',
+  details: 'Details',
 };
 
 /** Discord custom ids carry the article: `morris:<action>:<generation id>` (well under 100 chars). */
@@ -33,7 +34,7 @@ export function feedbackCustomId(action: FeedbackAction | 'edit-form', generatio
 }
 
 export function parseFeedbackCustomId(id: string): { action: FeedbackAction | 'edit-form'; generationId: string } | null {
-  const m = /^morris:(up|down|regen|edit|edit-form):(g-[0-9a-f]+)$/.exec(id);
+  const m = /^morris:(up|down|regen|edit|details|edit-form):(g-[0-9a-f]+)$/.exec(id);
   return m ? { action: m[1] as FeedbackAction | 'edit-form', generationId: m[2]! } : null;
 }
 
@@ -46,7 +47,7 @@ export function lineageLine(columnist: string, lineage: Lineage | undefined): st
     `Columnist: ${columnist}`,
     `adapter: ${lineage?.adapterId ?? 'none (base model)'}`,
     `base model: ${lineage?.baseModel ?? 'unknown'}`,
-    `dataset: ${lineage?.datasetId ?? 'none'}`,
+    `dataset: ${lineage?.datasetId ?? 'none'}${lineage?.datasetId && lineage.newestArticle ? ` (newest article ${lineage.newestArticle})` : ''}`,
   ].join(' · ');
 }
 

@@ -19,7 +19,7 @@ const logger = childLog('slack-feedback');
 
 /** A section block's text holds at most 3,000 characters. */
 export const SLACK_SECTION_MAX_CHARS = 3000;
-export const SLACK_ACTION_IDS = { rate: 'morris_rate', regenerate: 'morris_regenerate', edit: 'morris_edit' } as const;
+export const SLACK_ACTION_IDS = { rate: 'morris_rate', regenerate: 'morris_regenerate', edit: 'morris_edit', details: 'morris_details' } as const;
 export const SLACK_EDIT_VIEW_ID = 'morris_edit_view';
 /** The one action id of every input in the edit view (inputs differ by block id `part-N`). */
 const EDIT_INPUT_ACTION = 'text';
@@ -57,6 +57,7 @@ export function slackFeedbackBlocks(final: FinalUpdate, columnist: string) {
       elements: [
         { type: 'button', action_id: SLACK_ACTION_IDS.regenerate, text: { type: 'plain_text', text: FEEDBACK_LABELS.regen }, value: g },
         { type: 'button', action_id: SLACK_ACTION_IDS.edit, text: { type: 'plain_text', text: FEEDBACK_LABELS.edit }, value: g },
+        { type: 'button', action_id: SLACK_ACTION_IDS.details, text: { type: 'plain_text', text: FEEDBACK_LABELS.details }, value: g },
       ],
     },
   ];
@@ -118,6 +119,12 @@ export function registerSlackFeedback(app: App, deps: SlackFeedbackDeps): void {
     const m = /^(up|down):(g-[0-9a-f]+)$/.exec((action as { value?: string }).value ?? '');
     if (!m) return;
     const receipt = feedback.rate(clickerOf(body as ClickBody), m[2]!, m[1] === 'up' ? 1 : -1);
+    await respond({ response_type: 'ephemeral', replace_original: false, text: receipt.message });
+  });
+
+  app.action(SLACK_ACTION_IDS.details, async function onDetails({ ack, action, respond }) {
+    await ack();
+    const receipt = feedback.details((action as { value?: string }).value ?? '');
     await respond({ response_type: 'ephemeral', replace_original: false, text: receipt.message });
   });
 

@@ -67,6 +67,8 @@ export interface SlackStreamTarget {
   recipient: { teamId?: string; userId: string };
   /** The acknowledgement's text; without it, the first notice is the acknowledgement. */
   ackText?: string;
+  /** Learns the thread the reply lives in, once the acknowledgement is posted. */
+  onThread?(threadTs: string): void;
   /** The edit-based path: renders `updates` in `threadTs`, continuing on `adopt` when given. */
   editBased(threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>, adopt?: AdoptedMessage<string>): Promise<unknown>;
 }
@@ -129,6 +131,7 @@ export class SlackStreaming {
     const ackTs = ack.ts;
     const ackAt = this.now();
     const thread = target.threadTs ?? ackTs;
+    target.onThread?.(thread);
 
     // Statuses go out one after another (a later one must not be overtaken) without holding text.
     let statuses = Promise.resolve();

@@ -10,7 +10,7 @@
  * their handlers (clicks, the edit modal) are in slack-feedback.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { App, HTTPReceiver, LogLevel, verifySlackRequest, webApi, type Logger as BoltLogger } from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel, webApi, type Logger as BoltLogger } from '@slack/bolt';
 import Bottleneck from 'bottleneck';
 import type { WebClient } from '@slack/web-api';
 import { MorrisError } from '../errors.ts';
@@ -20,6 +20,7 @@ import type { BotCore, Prepared } from './core.ts';
 import { onFinal, threadKey } from './revise.ts';
 import { SLACK_EDIT_INTERVAL_MS, SLACK_MAX_MESSAGE_LENGTH, SLACK_UPDATES_PER_MINUTE, toSlackMrkdwn } from './render.ts';
 import { registerSlackFeedback, slackArticleBlocks } from './slack-feedback.ts';
+import { slackEventsHandler } from './slack-http.ts';
 import { slackErrorCode, SlackStreaming } from './slack-stream.ts';
 import { afterNotice, ReplyTracker, streamReply, type AdoptedMessage, type MessageSurface } from './stream-reply.ts';
 import type { ReplyUpdate, Requester } from './types.ts';
@@ -31,10 +32,6 @@ export const SLACK_EVENTS_PATH = '/slack/events';
 export const SLACK_ADMIN_ACK_WAIT_MS = 2000;
 /** Event ids remembered to drop Slack's redelivery of an event we already answered. */
 export const SLACK_SEEN_EVENTS_MAX = 1000;
-/** Slack's signature window; a timestamp further than this from now, either way, is refused. */
-export const SLACK_SIGNATURE_WINDOW_S = 5 * 60;
-/** Slack's payloads are small; a larger body is not Slack. */
-export const SLACK_MAX_BODY_BYTES = 1024 * 1024;
 /** One connection check (auth.test) gives up after this, so a start attempt fails fast. */
 export const SLACK_PROBE_TIMEOUT_MS = 10_000;
 /** Slack errors that no retry will cure: the token itself is wrong. */
@@ -141,9 +138,22 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
 
   /**
    * Edit-based streaming: posts/edits in `channel` (in a thread when `threadTs` is set), taking
-   * over `adopt` as the first message when one is already showing.
+   * over `adopt` as the first message when one is already showing. `onRoot` learns the ts of the
+   * first message posted outside a thread (replies to the article go in its thread).
    */
-  const editBased = (client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>, adopt?: AdoptedMessage<string>) => {
+  const editBased = (
+    client: WebClient,
+    channel: string,
+    threadTs: string | undefined,
+    updates: AsyncIterable<ReplyUpdate>,
+    adopt?: AdoptedMessage<string>,
+    onRoot?: (ts: string) => void,
+  ) => {
+    const posted = (ts: string) => {
+      if (!threadTs) onRoot?.(ts);
+      onRoot = undefined;
+      return ts;
+    };
     const surface: MessageSurface<string> = {
       async post(text) {
         const r = await client.chat.postMessage({
@@ -153,7 +163,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           unfurl_links: false,
           unfurl_media: false,
         });
-        return r.ts as string;
+        return posted(r.ts as string);
       },
       async edit(ts, text) {
         await updateLimiter.schedule(() => client.chat.update({ channel, ts, text }));
@@ -167,7 +177,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           return ts;
         }
         const r = await client.chat.postMessage({ channel, text, blocks, ...(threadTs ? { thread_ts: threadTs } : {}), unfurl_links: false, unfurl_media: false });
-        return r.ts as string;
+        return posted(r.ts as string);
       },
     };
     return streamReply(updates, surface, { maxLength, editIntervalMs: edit, format: toSlackMrkdwn }, adopt);
@@ -176,10 +186,19 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   /**
    * Renders a reply in `channel` (a thread when `threadTs` is set): by chat streaming when the
    * workspace has it and we know whom it is for, else by editing. Without `ackText` the first
-   * notice is the acknowledgement.
+   * notice is the acknowledgement. A finished article is remembered as its thread's (the thread
+   * it was written in, or the one under it), so a reply there revises it (revise.ts): a later
+   * article in the same thread takes over.
    */
   const deliver = (client: WebClient, channel: string, threadTs: string | undefined, updates: AsyncIterable<ReplyUpdate>, how: SlackDeliverOptions = {}) => {
-    if (opts.chatStreaming === false || !streaming.usable || !how.recipient) return editBased(client, channel, threadTs, updates);
+    let root = threadTs;
+    const onRoot = (ts: string) => {
+      root ??= ts;
+    };
+    const linked = onFinal(updates, (id) => {
+      if (root) core.feedback.linkMessages('slack', [threadKey(channel, root)], id);
+    });
+    if (opts.chatStreaming === false || !streaming.usable || !how.recipient) return editBased(client, channel, threadTs, linked, undefined, onRoot);
     return streaming.deliver(
       {
         client,
@@ -187,9 +206,10 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         threadTs,
         recipient: how.recipient,
         ackText: how.ackText,
-        editBased: (thread, rest, adopt) => editBased(client, channel, thread, rest, adopt),
+        onThread: onRoot,
+        editBased: (thread, rest, adopt) => editBased(client, channel, thread, rest, adopt, onRoot),
       },
-      updates,
+      linked,
     );
   };
 
@@ -252,8 +272,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     const { ackText, run } = prepared;
     replies.track(what, async (signal) => {
       // A thread has no ack of its own: the reply starts as the "writing…" note.
-      const key = threadKey(channel, threadTs);
-      const updates = afterNotice(ackText, () => onFinal(run(signal), (id) => core.feedback.linkMessages('slack', [key], id)));
+      const updates = afterNotice(ackText, () => run(signal));
       await deliver(client, channel, threadTs, updates, { recipient: { teamId, userId: requester.userId } });
     });
   };
@@ -296,55 +315,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   });
 
   let ready = false;
-  /**
-   * POST /slack/events: our own checks before Bolt's — a body of sane size, a timestamp inside the
-   * window on both sides (Bolt refuses only stale ones), a valid signature, and a signature not
-   * seen before (Bolt does not remember them). A replay is acknowledged and ignored.
-   */
-  const acceptSigned = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const refuse = (status: number, why: string) => {
-      logger.warn({ status, why }, 'Slack request refused');
-      res.writeHead(status, { 'content-type': 'text/plain' });
-      res.end(why);
-    };
-    if (!ready) {
-      res.writeHead(503, { 'retry-after': '10', 'content-type': 'text/plain' });
-      res.end('Slack is still connecting; try again shortly.');
-      return;
-    }
-    const raw = await readBody(req, SLACK_MAX_BODY_BYTES);
-    if (raw === null) return refuse(413, 'body too large');
-    const sslCheck = req.headers['content-type'] === 'application/x-www-form-urlencoded' && /(^|&)ssl_check=1(&|$)/.test(raw.toString());
-    if (!sslCheck) {
-      const signature = req.headers['x-slack-signature'];
-      const ts = Number(req.headers['x-slack-request-timestamp']);
-      if (typeof signature !== 'string' || !Number.isInteger(ts)) return refuse(401, 'missing signature headers');
-      if (Math.abs(Date.now() / 1000 - ts) > SLACK_SIGNATURE_WINDOW_S) return refuse(401, 'timestamp outside the signature window');
-      try {
-        verifySlackRequest({ signingSecret: opts.signingSecret!, body: raw.toString(), headers: { 'x-slack-signature': signature, 'x-slack-request-timestamp': ts } });
-      } catch {
-        return refuse(401, 'bad signature');
-      }
-      if (opts.replayGuard && !opts.replayGuard.firstSeen(signature, ts)) {
-        logger.warn({ ts }, 'replayed Slack request acknowledged and ignored');
-        res.writeHead(200);
-        res.end();
-        return;
-      }
-    }
-    (req as IncomingMessage & { rawBody?: Buffer }).rawBody = raw;
-    receiver!.requestListener(req, res);
-  };
   const httpHandler = receiver
-    ? (req: IncomingMessage, res: ServerResponse) => {
-        acceptSigned(req, res).catch((e: unknown) => {
-          logger.debug({ err: e, url: req.url }, 'Slack request not handled');
-          if (!res.headersSent) {
-            res.writeHead(400);
-            res.end();
-          } else res.destroy();
-        });
-      }
+    ? slackEventsHandler({ signingSecret: opts.signingSecret!, replayGuard: opts.replayGuard, ready: () => ready, receiver })
     : undefined;
 
   return {
@@ -376,22 +348,4 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       await replies.settled();
     },
   };
-}
-
-/** The whole body, or null when it is larger than `limit` (the rest is not read). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve(null);
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(size > limit ? null : Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }

@@ -126,6 +126,8 @@ export interface Lineage {
   adapterId: string | null;
   baseModel: string | null;
   datasetId: string | null;
+  /** The newest publication date among the dataset's articles (null: none dated, or no dataset). */
+  newestArticle?: string | null;
 }
 
 /**

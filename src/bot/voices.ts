@@ -8,6 +8,7 @@ import { isMorrisError, MorrisError } from '../errors.ts';
 import { DEFAULT_COLUMNIST_NAME, loadAllColumnists, resolveColumnist } from '../columnists/folder.ts';
 import { deleteKv, getKv, setKv, type Store } from '../store/db.ts';
 import type { GenerationOptions, Requester } from './types.ts';
+import { DEFAULT_COLUMNIST } from './render.ts';
 
 export interface Voice {
   name: string;
@@ -23,6 +24,11 @@ export interface VoiceDirectory {
   resolve(name: string): Voice;
   /** Every voice that loads, for Discord's autocomplete. */
   list(): Voice[];
+}
+
+/** The core's voice settings: the default voice's attribution (MORRIS_COLUMNIST, else render.ts's) and the other voices' folders. */
+export function voiceSettingsFromConfig(config: Config): { columnist: string; voices: VoiceDirectory } {
+  return { columnist: config.MORRIS_COLUMNIST ?? DEFAULT_COLUMNIST, voices: voiceDirectoryFromConfig(config) };
 }
 
 export function voiceDirectoryFromConfig(config: Config): VoiceDirectory {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
+import { registerTransfer } from './adapters-transfer.ts';
 import { AdapterRegistry, adapterHistory, adapterValLoss, getAdapter, type AdapterRow } from '../jobs/registry.ts';
 import { listRuns } from '../store/job-runs.ts';
 import { dataSummary } from '../web/api.ts';
@@ -13,7 +14,8 @@ function lossOf(a: AdapterRow): string {
 }
 
 export function register(program: Command, ctx: CliContext): void {
-  const adapters = program.command('adapters').description('List, show, promote and roll back adapters');
+  const adapters = program.command('adapters').description('List, show, promote and roll back adapters; import and export PEFT adapters');
+  registerTransfer(adapters, ctx);
   const actor = 'cli';
 
   /** The voice a command is about: --columnist, else the default one (unknown names list the known ones). */

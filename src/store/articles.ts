@@ -94,3 +94,15 @@ export function articleCounts(store: Store): ArticleCount[] {
     .prepare(`SELECT source, status, COUNT(*) AS n, MAX(updated_at) AS last_updated FROM articles GROUP BY source, status ORDER BY source, status`)
     .all() as ArticleCount[];
 }
+
+/**
+ * The latest publication date among these articles (as the source wrote it, ISO dates sorting
+ * last-is-newest), or null when none has one.
+ */
+export function newestPublished(store: Store, ids: readonly number[]): string | null {
+  if (!ids.length) return null;
+  const row = store.prepare('SELECT MAX(published) AS newest FROM articles WHERE id IN (SELECT value FROM json_each(?)) AND published IS NOT NULL').get(JSON.stringify(ids)) as
+    | { newest: string | null }
+    | undefined;
+  return row?.newest ?? null;
+}

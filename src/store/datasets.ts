@@ -149,3 +149,8 @@ export function exampleFigures(store: Store, id: string): Omit<ExampleRow, 'mess
     .prepare<[string], Omit<ExampleRow, 'messages'>>('SELECT split, kind, article_id, n_tokens FROM examples WHERE dataset_id = ?')
     .all(id);
 }
+
+/** The articles a dataset's examples were built from (imported and extra examples have none). */
+export function datasetArticleIds(store: Store, datasetId: string): number[] {
+  return (store.prepare('SELECT DISTINCT article_id AS id FROM examples WHERE dataset_id = ? AND article_id IS NOT NULL').all(datasetId) as { id: number }[]).map((r) => r.id);
+}

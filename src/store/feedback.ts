@@ -7,7 +7,7 @@
  */
 import { MorrisError } from '../errors.ts';
 import type { Store } from './db.ts';
-import { generationFamily, getGeneration, type GenerationRecord } from './generations.ts';
+import { askedFor, generationFamily, getGeneration, type GenerationRecord } from './generations.ts';
 
 export type FeedbackKind = 'rating' | 'regenerate' | 'pick' | 'edit';
 
@@ -106,9 +106,12 @@ export function articleForMessage(store: Store, platform: string, messageId: str
 // ---------------------------------------------------------------- preference pairs
 
 export type PairSource = 'edit' | 'rating' | 'pick';
+export const PAIR_SOURCES: readonly PairSource[] = ['edit', 'rating', 'pick'];
 
 export interface PreferencePair {
+  /** What the texts answer: the topic and, for a revision, the article revised and the instruction. */
   topic: string;
+  revision?: { previousArticle: string; instruction: string };
   chosen: string;
   rejected: string;
   source: PairSource;
@@ -116,6 +119,8 @@ export interface PreferencePair {
   rejectedId: string;
   /** The generation whose text is `chosen`; null for an edit (the reader wrote it). */
   chosenId: string | null;
+  /** The first generation of the request the two texts answer (its family, see generationFamily). */
+  familyId: string;
 }
 
 /** A reader's latest rating counts; clicking 👍 then 👎 is a change of mind, not two votes. */
@@ -130,9 +135,11 @@ function netRatings(rows: readonly FeedbackRow[]): Map<string, number> {
 /**
  * Pairs, in feedback order:
  * 1. an edit: chosen = the reader's text, rejected = the article as written;
- * 2. within one request's family (the first ask and its regenerations): every article readers
- *    rated up on balance against every one rated down;
- * 3. a pick: the picked article against each other article of the family not rated up.
+ * 2. within one request's family (the first ask or a revision, and its regenerations): every
+ *    article readers rated up on balance against every one rated down ('rating');
+ * 3. a reader's choice among the takes of one request: an article rated up on balance (or
+ *    picked) against each other take of it nobody rated either way, or whose votes cancel out
+ *    ('pick': regenerate, then 👍 on one and nothing on the other).
  * Articles without text (failed, or from before texts were kept) make no pairs.
  */
 export function preferencePairs(store: Store): PreferencePair[] {
@@ -145,34 +152,43 @@ export function preferencePairs(store: Store): PreferencePair[] {
     seen.add(key);
     pairs.push(p);
   };
-  const generations = new Map<string, GenerationRecord | undefined>();
-  const generation = (id: string) => {
-    if (!generations.has(id)) generations.set(id, getGeneration(store, id));
-    return generations.get(id);
+  const prompts = new Map<string, ReturnType<typeof askedFor>>();
+  const prompt = (id: string) => {
+    if (!prompts.has(id)) prompts.set(id, askedFor(store, id));
+    return prompts.get(id);
+  };
+  const context = (id: string) => {
+    const asked = prompt(id);
+    return asked ? { topic: asked.topic, ...(asked.revision ? { revision: asked.revision } : {}) } : undefined;
   };
   for (const r of rows) {
     if (r.kind !== 'edit' || r.editedText === null) continue;
-    const g = generation(r.generationId);
-    if (g?.article) add({ topic: g.topic, chosen: r.editedText, rejected: g.article, source: 'edit', rejectedId: g.id, chosenId: null });
+    const g = getGeneration(store, r.generationId);
+    const asked = context(r.generationId);
+    if (g?.article && asked) {
+      const familyId = generationFamily(store, g.id)[0]?.id ?? g.id;
+      add({ ...asked, chosen: r.editedText, rejected: g.article, source: 'edit', rejectedId: g.id, chosenId: null, familyId });
+    }
   }
   const net = netRatings(rows);
   const picked = new Set(rows.filter((r) => r.kind === 'pick').map((r) => r.generationId));
   const families = new Map<string, GenerationRecord[]>();
   for (const id of [...net.keys(), ...picked]) {
     const family = generationFamily(store, id);
-    if (family.length) families.set(family[0]!.id, family);
+    if (family.length > 1) families.set(family[0]!.id, family);
   }
-  for (const family of families.values()) {
+  for (const [familyId, family] of families) {
+    const asked = context(familyId);
+    if (!asked) continue;
     const written = family.filter((g) => g.article);
-    const up = written.filter((g) => (net.get(g.id) ?? 0) > 0);
-    const down = written.filter((g) => (net.get(g.id) ?? 0) < 0);
-    for (const c of up) for (const r of down) add({ topic: c.topic, chosen: c.article!, rejected: r.article!, source: 'rating', chosenId: c.id, rejectedId: r.id });
-    for (const c of written.filter((g) => picked.has(g.id))) {
-      for (const r of written) {
-        if (r.id !== c.id && (net.get(r.id) ?? 0) <= 0 && !picked.has(r.id)) {
-          add({ topic: c.topic, chosen: c.article!, rejected: r.article!, source: 'pick', chosenId: c.id, rejectedId: r.id });
-        }
-      }
+    const preferred = written.filter((g) => (net.get(g.id) ?? 0) > 0 || picked.has(g.id));
+    const down = written.filter((g) => (net.get(g.id) ?? 0) < 0 && !picked.has(g.id));
+    const neither = written.filter((g) => (net.get(g.id) ?? 0) === 0 && !picked.has(g.id));
+    for (const c of preferred) {
+      for (const r of down) add({ ...asked, chosen: c.article!, rejected: r.article!, source: 'rating', chosenId: c.id, rejectedId: r.id, familyId });
+    }
+    for (const c of preferred) {
+      for (const r of neither) add({ ...asked, chosen: c.article!, rejected: r.article!, source: 'pick', chosenId: c.id, rejectedId: r.id, familyId });
     }
   }
   return pairs;

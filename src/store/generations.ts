@@ -19,6 +19,9 @@ export type GenerationOutcome = 'running' | 'ok' | 'cut' | 'cancelled' | 'failed
 /** Topics are stored up to this many characters (a refused 50 kB topic is not kept whole). */
 export const STORED_TOPIC_MAX_CHARS = 2000;
 
+/** A first ask, the same asked again (Regenerate), or a change asked for (a revision). */
+export type GenerationKind = 'ask' | 'regenerate' | 'revise';
+
 /** Short, readable reference ids such as `g-7f3a9c2e41`. */
 export function newGenerationId(): string {
   return `g-${randomBytes(5).toString('hex')}`;
@@ -34,16 +37,21 @@ export function openGeneration(
     error?: string;
     /** The request's options (JSON-able), kept so Regenerate can ask the same again. */
     options?: unknown;
-    /** The generation this one regenerates. */
+    /** The generation this one regenerates or revises. */
     parentId?: string;
+    /** How it came to be; with a parent, 'regenerate' unless told it is a revision. */
+    kind?: GenerationKind;
+    /** A revision's instruction (kept by its regenerations too, which redo the revision). */
+    instruction?: string;
     /** The voice asked for (default: the default columnist). */
     columnist?: string;
   },
 ): void {
+  const kind = row.kind ?? (row.parentId ? 'regenerate' : 'ask');
   store
     .prepare(
-      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id, columnist)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO generations (id, platform, user_id, channel_id, topic, outcome, error, options, parent_id, kind, instruction, columnist)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(
       row.id,
@@ -55,6 +63,8 @@ export function openGeneration(
       row.error ?? null,
       row.options === undefined ? null : JSON.stringify(row.options),
       row.parentId ?? null,
+      kind,
+      row.instruction ?? null,
       row.columnist ?? DEFAULT_COLUMNIST_NAME,
     );
 }
@@ -107,6 +117,8 @@ export interface GenerationRecord {
   article: string | null;
   options: unknown;
   parentId: string | null;
+  kind: GenerationKind;
+  instruction: string | null;
   baseModel: string | null;
   adapterId: string | null;
   datasetId: string | null;
@@ -125,6 +137,8 @@ interface GenerationRow {
   article: string | null;
   options: string | null;
   parent_id: string | null;
+  kind: GenerationKind;
+  instruction: string | null;
   base_model: string | null;
   adapter_id: string | null;
   dataset_id: string | null;
@@ -143,6 +157,8 @@ function toRecord(r: GenerationRow): GenerationRecord {
     article: r.article,
     options: r.options === null ? null : (JSON.parse(r.options) as unknown),
     parentId: r.parent_id,
+    kind: r.kind,
+    instruction: r.instruction,
     baseModel: r.base_model,
     adapterId: r.adapter_id,
     datasetId: r.dataset_id,
@@ -151,7 +167,7 @@ function toRecord(r: GenerationRow): GenerationRecord {
   };
 }
 
-const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, base_model, adapter_id, dataset_id, started_at, columnist';
+const RECORD_COLUMNS = 'id, platform, user_id, channel_id, topic, outcome, article, options, parent_id, kind, instruction, base_model, adapter_id, dataset_id, started_at, columnist';
 
 export function getGeneration(store: Store, id: string): GenerationRecord | undefined {
   const row = store.prepare(`SELECT ${RECORD_COLUMNS} FROM generations WHERE id = ?`).get(id) as GenerationRow | undefined;
@@ -159,25 +175,43 @@ export function getGeneration(store: Store, id: string): GenerationRecord | unde
 }
 
 /**
- * Every generation of one request: the first ask and all its regenerations (and theirs), oldest
- * first. `id` may be any member of the family.
+ * Every generation of one request: the first ask (or revision) and all its regenerations (and
+ * theirs), oldest first; alternatives to one another for one prompt. A revision starts a family of
+ * its own (its prompt differs). `id` may be any member of the family.
  */
 export function generationFamily(store: Store, id: string): GenerationRecord[] {
   const rows = store
     .prepare(
       `WITH RECURSIVE up(id, parent_id) AS (
-         SELECT id, parent_id FROM generations WHERE id = ?
-         UNION SELECT g.id, g.parent_id FROM generations g JOIN up ON g.id = up.parent_id
+         SELECT id, CASE WHEN kind = 'regenerate' THEN parent_id END FROM generations WHERE id = ?
+         UNION SELECT p.id, CASE WHEN p.kind = 'regenerate' THEN p.parent_id END
+           FROM generations p JOIN up ON p.id = up.parent_id
        ),
        root AS (SELECT id FROM up WHERE parent_id IS NULL),
        down(id) AS (
          SELECT id FROM root
-         UNION SELECT g.id FROM generations g JOIN down ON g.parent_id = down.id
+         UNION SELECT g.id FROM generations g JOIN down ON g.parent_id = down.id WHERE g.kind = 'regenerate'
        )
        SELECT ${RECORD_COLUMNS} FROM generations WHERE id IN (SELECT id FROM down) ORDER BY started_at, rowid`,
     )
     .all(id) as GenerationRow[];
   return rows.map(toRecord);
+}
+
+/**
+ * What a generation was asked: its topic and, for a revision (or a regeneration of one), the
+ * article it revises and the instruction. This is the prompt its text answers, shared by its whole
+ * family, so regenerating it asks the same and a preference pair over it has one prompt.
+ */
+export function askedFor(store: Store, id: string): { topic: string; revision?: { previousArticle: string; instruction: string } } | undefined {
+  let g = getGeneration(store, id);
+  const topic = g?.topic;
+  // A regeneration asks what its parent asked; walking up ends at the first ask or a revision.
+  for (let hops = 0; g && g.kind === 'regenerate' && g.parentId && hops < 10_000; hops++) g = getGeneration(store, g.parentId);
+  if (topic === undefined) return undefined;
+  if (g?.kind !== 'revise' || !g.parentId || g.instruction === null) return { topic };
+  const previous = getGeneration(store, g.parentId)?.article;
+  return previous ? { topic, revision: { previousArticle: previous, instruction: g.instruction } } : { topic };
 }
 
 // ---------------------------------------------------------------- the dashboard's reads
@@ -187,8 +221,9 @@ export interface GenerationEntry extends GenerationRecord {
   durationMs: number | null;
   nChars: number | null;
   error: string | null;
-  /** Generations whose parent is this one (its Regenerate clicks), oldest first. */
+  /** Generations whose parent is this one, oldest first: its Regenerate clicks, and revisions asked of it. */
   regenerations: string[];
+  revisions: string[];
 }
 
 interface EntryRow extends GenerationRow {
@@ -198,19 +233,19 @@ interface EntryRow extends GenerationRow {
 }
 
 /** Children of each id in one query, so a page of 100 articles is two statements, not 101. */
-function regenerationsOf(store: Store, ids: readonly string[]): Map<string, string[]> {
-  const out = new Map<string, string[]>(ids.map((id) => [id, []]));
+function childrenOf(store: Store, ids: readonly string[]): Map<string, { regenerations: string[]; revisions: string[] }> {
+  const out = new Map(ids.map((id) => [id, { regenerations: [] as string[], revisions: [] as string[] }]));
   if (!ids.length) return out;
   const rows = store
-    .prepare(`SELECT id, parent_id AS parentId FROM generations WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY started_at, rowid`)
-    .all(JSON.stringify(ids)) as { id: string; parentId: string }[];
-  for (const r of rows) out.get(r.parentId)?.push(r.id);
+    .prepare(`SELECT id, parent_id AS parentId, kind FROM generations WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY started_at, rowid`)
+    .all(JSON.stringify(ids)) as { id: string; parentId: string; kind: GenerationKind }[];
+  for (const r of rows) out.get(r.parentId)?.[r.kind === 'revise' ? 'revisions' : 'regenerations'].push(r.id);
   return out;
 }
 
 function toEntries(store: Store, rows: readonly EntryRow[]): GenerationEntry[] {
-  const children = regenerationsOf(store, rows.map((r) => r.id));
-  return rows.map((r) => ({ ...toRecord(r), durationMs: r.duration_ms, nChars: r.n_chars, error: r.error, regenerations: children.get(r.id) ?? [] }));
+  const children = childrenOf(store, rows.map((r) => r.id));
+  return rows.map((r) => ({ ...toRecord(r), durationMs: r.duration_ms, nChars: r.n_chars, error: r.error, regenerations: [], revisions: [], ...children.get(r.id) }));
 }
 
 const ENTRY_COLUMNS = `${RECORD_COLUMNS}, duration_ms, n_chars, error`;

@@ -353,4 +353,16 @@ export const migrations: Migration[] = [
       UPDATE job_runs SET columnist = 'morris' WHERE job IN ('rescrape', 'rebuild', 'retrain', 'evaluate');
     `,
   },
+  {
+    version: 49,
+    name: 'generations: how an article came to be (a first ask, a regeneration, a revision)',
+    sql: `
+      -- A regeneration asks the same again and a revision asks for a change: only the first are
+      -- alternatives to one another (a preference pair needs one prompt), so the link says which.
+      -- Before this, parent_id was set by Regenerate only.
+      ALTER TABLE generations ADD COLUMN kind TEXT NOT NULL DEFAULT 'ask' CHECK (kind IN ('ask', 'regenerate', 'revise'));
+      ALTER TABLE generations ADD COLUMN instruction TEXT;
+      UPDATE generations SET kind = 'regenerate' WHERE parent_id IS NOT NULL;
+    `,
+  },
 ];

@@ -6,7 +6,7 @@
  */
 import type { Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
-import { feedbackFor, listFeedback, preferencePairs, type FeedbackRow, type PairSource, type PreferencePair } from '../store/feedback.ts';
+import { feedbackFor, listFeedback, PAIR_SOURCES, preferencePairs, type FeedbackRow, type PairSource, type PreferencePair } from '../store/feedback.ts';
 import { generationFamily, getGenerationEntry, listGenerations, type GenerationEntry } from '../store/generations.ts';
 import type { Route } from './router.ts';
 
@@ -15,7 +15,6 @@ export const MAX_PAGE = 100;
 export const DEFAULT_PAGE = 20;
 /** The list shows this much of each article; its record has the whole text. */
 export const EXCERPT_CHARS = 280;
-const PAIR_SOURCES: readonly PairSource[] = ['edit', 'rating', 'pick'];
 
 /**
  * The query of a list route, checked: unknown names are refused rather than ignored, so a typo

@@ -63,17 +63,37 @@ describe('Discord feedback', () => {
 
   const generationOf = (m: DiscordMessage) => /morris:up:(g-[0-9a-f]+)/.exec(buttonIds(m).join(' '))![1]!;
 
-  it('the finished article ends with 👍 👎 Regenerate / Suggest an edit and a lineage footer; its text is unchanged', async () => {
+  it('the finished article ends with 👍 👎 Regenerate / Suggest an edit / Details and a lineage footer; its text is unchanged', async () => {
     const [msg] = await askByMention('the fax machine revival', user(1));
     const g = generationOf(msg!);
-    expect(buttonIds(msg!)).toEqual(['up', 'down', 'regen', 'edit'].map((a) => feedbackCustomId(a as 'up', g)));
+    expect(buttonIds(msg!)).toEqual(['up', 'down', 'regen', 'edit', 'details'].map((a) => feedbackCustomId(a as 'up', g)));
     const labels = (msg!.components as { components: { label: string }[] }[])[0]!.components.map((c) => c.label);
-    expect(labels).toEqual(['👍', '👎', 'Regenerate', 'Suggest an edit']);
+    expect(labels).toEqual(['👍', '👎', 'Regenerate', 'Suggest an edit', 'Details']);
     expect(msg!.embeds).toEqual([
       { footer: { text: 'Columnist: Test Columnist · adapter: a-test-1 · base model: tiny-test · dataset: ds-test-1' } },
     ]);
     expect(msg!.content).toBe(`${articleFor('the fax machine revival')}\n\n_${attributionLine('Test Columnist')}_`);
     expect(getGeneration(store, g)).toMatchObject({ outcome: 'ok', article: articleFor('the fax machine revival'), userId: user(1).id });
+  });
+
+  it('Details answers the clicker privately with the full record: request, origin, lineage, feedback, later versions', async () => {
+    const [msg] = await askByMention('undersea cables', user(5));
+    const g = generationOf(msg!);
+    fake.clickButton({ messageId: msg!.id, customId: feedbackCustomId('down', g), user: user(6) });
+    await waitFor(() => listFeedback(store, g).length === 1, 10_000, 'rating');
+    const token = fake.clickButton({ messageId: msg!.id, customId: feedbackCustomId('details', g), user: user(7) });
+    const cb = await waitFor(() => fake.interactionCallbacks.find((c) => c.token === token), 10_000, 'details answer');
+    expect(cb).toMatchObject({ type: 4, flags: EPHEMERAL, data: { allowed_mentions: { parse: [] } } });
+    const lines = String(cb.data?.content).split('\n');
+    expect(lines[0]).toBe(`Article \`${g}\` on “undersea cables”`);
+    expect(lines[1]).toMatch(new RegExp(`^Asked by <@${user(5).id}> on discord, \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2} UTC; options: `));
+    expect(lines.slice(2)).toEqual([
+      'A first ask',
+      expect.stringMatching(/^Outcome: ok in \d+\.\d s, [\d,]+ characters$/),
+      'Columnist: Test Columnist · adapter: a-test-1 · base model: tiny-test · dataset: ds-test-1',
+      'Feedback: 0 👍, 1 👎, 0 suggested edits, 0 Regenerate clicks',
+      'Later versions: none',
+    ]);
   });
 
   it('a 👍 click by someone else is recorded for the clicker, answered privately; a 👎 reaction counts too', async () => {

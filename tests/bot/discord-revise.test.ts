@@ -51,7 +51,7 @@ describe('Discord: revise in the thread', () => {
     const revised = await articleReplyingTo(fake.userMessage({ author: editor, content: '  shorter, and more about   spectrum costs ', replyTo: first.id }));
     const childId = generationOf(revised)!;
     expect(childId).not.toBe(parentId);
-    expect(getGeneration(store, childId)).toMatchObject({ parentId, topic: 'spectrum auctions', userId: editor.id, outcome: 'ok' });
+    expect(getGeneration(store, childId)).toMatchObject({ parentId, kind: 'revise', instruction: 'shorter, and more about spectrum costs', topic: 'spectrum auctions', userId: editor.id, outcome: 'ok' });
     const call = gen.calls[callsBefore]!;
     expect(call.topic).toBe('spectrum auctions');
     expect(call.revision).toEqual({ previousArticle: articleFor('spectrum auctions'), instruction: 'shorter, and more about spectrum costs' });

@@ -4,6 +4,10 @@
  * the edit modal (views.open) and its view_submission, and the signature and replay checks on
  * those payloads.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SLACK_INPUT_MAX_CHARS } from '../../src/bot/feedback-ui.ts';
 import { attributionLine, toSlackMrkdwn } from '../../src/bot/render.ts';
@@ -25,6 +29,7 @@ describe('Slack feedback (HTTP mode)', () => {
   const fake = new FakeSlack();
   let store: Store;
   let cleanup: () => void;
+  let dataDir = '';
   let bot: SlackBot;
   let server: Awaited<ReturnType<typeof serveSlackEvents>>;
   let eventsUrl = '';
@@ -38,7 +43,7 @@ describe('Slack feedback (HTTP mode)', () => {
 
   beforeAll(async () => {
     await fake.start();
-    ({ store, cleanup } = tempStore());
+    ({ store, cleanup, dir: dataDir } = tempStore());
     bot = createSlackBot({
       core: makeCore(store, gen),
       botToken: 'xoxb-test',
@@ -85,8 +90,23 @@ describe('Slack feedback (HTTP mode)', () => {
     ]);
     const g = generationOf(msg);
     expect(element(msg, 'feedback_buttons')).toMatchObject({ action_id: 'morris_rate', positive_button: { value: `up:${g}` }, negative_button: { value: `down:${g}` } });
-    expect(blocks[3]!.elements!.map((e) => (e.text as { text: string }).text)).toEqual(['Regenerate', 'Suggest an edit']);
+    expect(blocks[3]!.elements!.map((e) => (e.text as { text: string }).text)).toEqual(['Regenerate', 'Suggest an edit', 'Details']);
     expect(getGeneration(store, g)).toMatchObject({ article, userId: 'U1', outcome: 'ok' });
+  });
+
+  it('Details answers privately with the full record, including a regeneration made from it', async () => {
+    const msg = await ask('copper switch-off', 'U5', 'CDETAILS');
+    const g = generationOf(msg);
+    expect((await click('U6', msg, element(msg, 'button', 'morris_regenerate'))).status).toBe(200);
+    const second = await waitFor(() => fake.messages.find((m) => m.channel === 'CDETAILS' && m.ts !== msg.ts && m.blocks?.length && generationOf(m) !== g), 20_000, 'regeneration');
+    expect((await click('U7', msg, element(msg, 'button', 'morris_details'))).status).toBe(200);
+    const answer = await waitFor(() => fake.responses.find((r) => String(r.body.text).startsWith(`Article \`${g}\``)), 10_000, 'details');
+    expect(answer.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
+    const text = String(answer.body.text);
+    expect(text).toMatch(/Asked by <@U5> on slack/);
+    expect(text).toMatch(/Columnist: Test Columnist · adapter: a-test-1/);
+    expect(text).toMatch(/Feedback: 0 👍, 0 👎, 0 suggested edits, 1 Regenerate click\n/);
+    expect(text).toMatch(new RegExp(`Later versions: \`${generationOf(second)}\` \\(regeneration\\)$`));
   });
 
   it('👍 from another user is recorded for the clicker and answered privately; a replay is ignored, a forgery refused', async () => {
@@ -166,6 +186,32 @@ describe('Slack feedback (HTTP mode)', () => {
     expect(again.thread_ts).toBe('1700000009.000100');
     expect(getGeneration(store, generationOf(again))).toMatchObject({ parentId: generationOf(msg), userId: 'U10' });
   });
+
+  it('after those clicks, `morris feedback export` prints the pairs they made, and an import into a fresh data dir gives the same pairs', async () => {
+    const morris = (args: string[], dir: string) => {
+      const r = spawnSync(process.execPath, ['bin/morris.mjs', ...args], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir }, timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const exported = morris(['feedback', 'export'], dataDir);
+    const lines = exported.trimEnd().split('\n').map((l) => JSON.parse(l) as { chosen: { content: string }[]; rejected: { content: string }[]; morris: { source: string } });
+    // The edit from the modal and the 👍/👎 across a regeneration, as the store derives them.
+    expect(lines.map((l) => l.morris.source).sort()).toEqual(preferencePairs(store).map((p) => p.source).sort());
+    expect(lines.find((l) => l.morris.source === 'edit')!.chosen[0]!.content.startsWith('Sharper headline')).toBe(true);
+    expect(lines.find((l) => l.morris.source === 'rating')!.rejected[0]!.content).toBe(articleFor('the death of the landline take 1'));
+    const stats = JSON.parse(morris(['feedback', 'stats', '--json'], dataDir));
+    expect(stats.pairs).toMatchObject({ edit: 1, rating: 1 });
+
+    const fresh = mkdtempSync(path.join(os.tmpdir(), 'morris-import-'));
+    try {
+      const file = path.join(fresh, 'pairs.jsonl');
+      writeFileSync(file, exported);
+      morris(['feedback', 'import', file], fresh);
+      expect(JSON.parse(morris(['feedback', 'stats', '--json'], fresh)).pairs).toEqual(stats.pairs);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('Slack feedback over Socket Mode', () => {

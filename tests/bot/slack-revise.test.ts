@@ -11,7 +11,7 @@ import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import type { Store } from '../../src/store/db.ts';
 import { getGeneration } from '../../src/store/generations.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
-import { appMention, BOT_USER_ID, FakeSlack, messageEvent, postSigned } from './fakes/slack-server.ts';
+import { appMention, BOT_USER_ID, FakeSlack, messageEvent, postSigned, slashCommand } from './fakes/slack-server.ts';
 import { makeCore, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
@@ -77,5 +77,16 @@ describe('Slack: revise in the thread', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(fake.messages.length).toBe(count);
     expect(gen.calls.length).toBe(callsBefore);
+  });
+
+  it('a reply in the thread of a /morris article posted in the channel (edit-based) revises it', async () => {
+    const form = new URLSearchParams(slashCommand(fake, { command: '/morris', text: 'tower sharing', user_id: 'U1', channel_id: 'CSLASH' })).toString();
+    expect((await postSigned(url, form, { secret: SECRET, contentType: 'application/x-www-form-urlencoded' })).status).toBe(200);
+    const inChannel = () => fake.messages.filter((m) => m.channel === 'CSLASH' && !m.thread_ts && m.text.includes(FOOTER) && m.blocks?.length);
+    const [article] = await waitFor(() => inChannel().length === 1 && inChannel(), 20_000, 'article in the channel');
+    const parentId = generationIn(article!.blocks)!;
+    await send(messageEvent({ user: 'U2', text: 'add a villain', channel: 'CSLASH', thread_ts: article!.ts }));
+    const [revised] = await waitFor(() => finished(article!.ts).length === 1 && finished(article!.ts), 20_000, 'revision in the article’s thread');
+    expect(getGeneration(store, generationIn(revised!.blocks)!)).toMatchObject({ parentId, kind: 'revise', instruction: 'add a villain' });
   });
 });

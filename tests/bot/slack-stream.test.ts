@@ -10,7 +10,8 @@ import { createSlackBot, type SlackBot } from '../../src/bot/slack.ts';
 import { SLACK_STREAM_CALL_MAX_CHARS, streamableText, streamPieces } from '../../src/bot/slack-stream.ts';
 import type { Store } from '../../src/store/db.ts';
 import { articleFor, FakeGenerator, type FakeBehaviour } from './fakes/fake-generator.ts';
-import { appMention, blockActions, BOT_USER_ID, FakeSlack, postInteraction, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
+import { appMention, blockActions, BOT_USER_ID, FakeSlack, messageEvent, postInteraction, postSigned, slashCommand, type SlackMessage } from './fakes/slack-server.ts';
+import { generationFamily, getGeneration } from '../../src/store/generations.ts';
 import { makeCore, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
 
 const SECRET = 'test-signing-secret';
@@ -20,6 +21,7 @@ interface Harness {
   fake: FakeSlack;
   store: Store;
   gen: FakeGenerator;
+  url: string;
   slash(text: string, user: string, channel: string): Promise<{ status: number; text: string }>;
   mention(text: string, user: string, channel: string, ts: string): Promise<{ status: number; text: string }>;
   click(user: string, message: SlackMessage, actionId: string): Promise<{ status: number; text: string }>;
@@ -52,6 +54,7 @@ async function harness(setup: (fake: FakeSlack) => void, behaviour: (topic: stri
     fake,
     store,
     gen,
+    url,
     slash: (text, user, channel) =>
       postSigned(url, new URLSearchParams(slashCommand(fake, { command: '/morris', text, user_id: user, channel_id: channel })).toString(), {
         secret: SECRET,
@@ -271,5 +274,38 @@ describe('Slack chat streaming (HTTP mode)', () => {
     for (const c of ['CS1', 'CS2', 'CS3']) expect((await waitFor(() => finishedIn(h.fake, c), 20_000, `article in ${c}`)).streamed).toBe(true);
     expect(h.fake.callsTo('assistant.threads.setStatus')).toHaveLength(1);
     expect(h.fake.statuses).toHaveLength(0);
+  });
+
+  it('a reply in the thread of a /morris article revises it there (streamed); Regenerate on the revision redoes the revision', async () => {
+    const h = await harness((f) => (f.chatStreaming = true));
+    const say = (text: string, user: string, thread_ts: string) => postSigned(h.url, JSON.stringify(messageEvent({ user, text, channel: 'CREV', thread_ts })), { secret: SECRET, contentType: 'application/json' });
+    const finished = () => h.fake.messages.filter((m) => m.channel === 'CREV' && blockTypes(m).includes('actions'));
+    expect((await h.slash('fibre rollout', 'U1', 'CREV')).status).toBe(200);
+    const [first] = await waitFor(() => finished().length === 1 && finished(), 20_000, 'article');
+    const thread = first!.thread_ts!;
+    const firstId = JSON.stringify(first!.blocks).match(/g-[0-9a-f]{10}/)![0];
+
+    expect((await say('shorter, and more about costs', 'U2', thread)).status).toBe(200);
+    const [, revised] = await waitFor(() => finished().length === 2 && finished(), 20_000, 'revision');
+    expect(revised).toMatchObject({ thread_ts: thread, streamed: true });
+    const revisedId = JSON.stringify(revised!.blocks).match(/g-[0-9a-f]{10}/)![0];
+    expect(getGeneration(h.store, revisedId)).toMatchObject({ parentId: firstId, kind: 'revise', instruction: 'shorter, and more about costs', userId: 'U2' });
+    const revision = { previousArticle: articleFor('fibre rollout'), instruction: 'shorter, and more about costs' };
+    expect(h.gen.calls.at(-1)!.revision).toEqual(revision);
+
+    // Regenerate asks the revision again (same article, same instruction), in the same thread.
+    expect((await h.click('U3', revised!, 'morris_regenerate')).status).toBe(200);
+    const [, , again] = await waitFor(() => finished().length === 3 && finished(), 20_000, 'regenerated revision');
+    const againId = JSON.stringify(again!.blocks).match(/g-[0-9a-f]{10}/)![0];
+    expect(again!.thread_ts).toBe(thread);
+    expect(getGeneration(h.store, againId)).toMatchObject({ parentId: revisedId, kind: 'regenerate', instruction: 'shorter, and more about costs', userId: 'U3' });
+    expect(h.gen.calls.at(-1)!.revision).toEqual(revision);
+    expect(generationFamily(h.store, againId).map((g) => g.id)).toEqual([revisedId, againId]);
+
+    // The thread now belongs to the newest article: the next reply revises that one.
+    expect((await say('now with a joke', 'U2', thread)).status).toBe(200);
+    const latest = await waitFor(() => finished().length === 4 && finished()[3], 20_000, 'second revision');
+    const latestId = JSON.stringify(latest.blocks).match(/g-[0-9a-f]{10}/)![0];
+    expect(getGeneration(h.store, latestId)).toMatchObject({ parentId: againId, kind: 'revise', instruction: 'now with a joke' });
   });
 });

@@ -92,10 +92,21 @@ describe('migration 47: columnists', () => {
     }
   });
 
-  it('backs the old database up before changing it', () => {
+  it('backs the old database up, as it was, before changing it', () => {
     const file = databaseAt46();
     openStore(file).close();
-    const backups = fs.readdirSync(path.dirname(file), { recursive: true }).map(String).filter((f) => /before-v47/.test(f));
-    expect(backups.length).toBeGreaterThan(0);
+    const backups = fs
+      .readdirSync(path.dirname(file), { recursive: true })
+      .map(String)
+      .filter((f) => f.includes(`before-v${latestSchemaVersion()}`) && f.endsWith('.db'));
+    expect(backups).toHaveLength(1);
+    const old = new Database(path.join(path.dirname(file), backups[0]!), { readonly: true });
+    try {
+      expect(old.pragma('user_version', { simple: true })).toBe(46);
+      expect((old.prepare('PRAGMA table_info(articles)').all() as { name: string }[]).map((c) => c.name)).not.toContain('columnist');
+      expect(old.prepare('SELECT COUNT(*) AS n FROM articles').get()).toEqual({ n: 3 });
+    } finally {
+      old.close();
+    }
   });
 });

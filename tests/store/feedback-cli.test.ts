@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
-import { articleMessages, servingSystemPrompt } from '../../src/prompts.ts';
+import { articleMessages, revisionMessages, servingSystemPrompt } from '../../src/prompts.ts';
 import { openStore } from '../../src/store/db.ts';
 import { recordFeedback } from '../../src/store/feedback.ts';
 import { closeGeneration, openGeneration } from '../../src/store/generations.ts';
@@ -34,53 +34,104 @@ function morris(args: string[], dataDir: string) {
   return r.stdout;
 }
 
-/** A data dir with one edited article and one request whose regeneration was liked over it. */
+/**
+ * A data dir with one edited article, one request whose regeneration was liked over it (and a
+ * third take nobody rated: a pick), and a revision whose second take was liked over its first.
+ */
 function seeded(): string {
   const dir = tempDir();
   const store = openStore(path.join(dir, 'morris.db'));
-  const article = (id: string, topic: string, text: string, parentId?: string) => {
-    openGeneration(store, { id, requester: { platform: 'slack', userId: 'U1' }, topic, parentId });
+  const article = (id: string, topic: string, text: string, link: { parentId?: string; kind?: 'regenerate' | 'revise'; instruction?: string } = {}) => {
+    openGeneration(store, { id, requester: { platform: 'slack', userId: 'U1' }, topic, ...link });
     closeGeneration(store, id, { outcome: 'ok', durationMs: 1, article: text, adapterId: 'a-1', datasetId: 'ds-1', baseModel: 'tiny' });
   };
   article('g-01', 'late trains', 'Trains, late again.\n\nAs ever.');
   recordFeedback(store, { generationId: 'g-01', kind: 'edit', editedText: 'Trains: late, again.\n\nAs ever, "sorry".', platform: 'slack', userId: 'U2' });
   article('g-02', 'roaming fees', 'Roaming, take one.');
-  article('g-03', 'roaming fees', 'Roaming, take two.', 'g-02');
+  article('g-03', 'roaming fees', 'Roaming, take two.', { parentId: 'g-02' });
+  article('g-04', 'roaming fees', 'Roaming, take three.', { parentId: 'g-02' });
   recordFeedback(store, { generationId: 'g-02', kind: 'rating', value: -1, platform: 'discord', userId: 'D1' });
   recordFeedback(store, { generationId: 'g-03', kind: 'rating', value: 1, platform: 'discord', userId: 'D2' });
+  recordFeedback(store, { generationId: 'g-03', kind: 'rating', value: 1, platform: 'discord', userId: 'D3' });
+  article('g-05', 'roaming fees', 'Roaming, shorter.', { parentId: 'g-03', kind: 'revise', instruction: 'shorter' });
+  article('g-06', 'roaming fees', 'Roaming, shorter still.', { parentId: 'g-05', kind: 'regenerate', instruction: 'shorter' });
+  recordFeedback(store, { generationId: 'g-05', kind: 'rating', value: -1, platform: 'slack', userId: 'U3' });
+  recordFeedback(store, { generationId: 'g-06', kind: 'rating', value: 1, platform: 'slack', userId: 'U3' });
   store.close();
   return dir;
+}
+
+/** Export lines with the article ids renamed in order of appearance (an import makes new ids). */
+function normalised(jsonl: string) {
+  const names = new Map<string, string>();
+  const name = (id: string | null) => (id === null ? null : (names.get(id) ?? (names.set(id, `#${names.size}`), names.get(id)!)));
+  return jsonl
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .map((r) => ({ ...r, morris: { ...r.morris, family_id: name(r.morris.family_id), chosen_id: name(r.morris.chosen_id), rejected_id: name(r.morris.rejected_id) } }));
 }
 
 describe('morris feedback', () => {
   it('stats, export (TRL conversational preference JSONL), and import into a fresh data dir round-trip', () => {
     const a = seeded();
     const stats = JSON.parse(morris(['feedback', 'stats', '--json'], a));
-    expect(stats).toMatchObject({ ratings: { up: 1, down: 1 }, edits: 1, pairs: { total: 2, edit: 1, rating: 1, pick: 0 } });
-    expect(morris(['feedback', 'stats'], a)).toMatch(/preference pairs: 2 \(from edits 1, ratings 1, picks 0\)/);
+    expect(stats).toMatchObject({ ratings: { up: 3, down: 2 }, edits: 1, pairs: { total: 4, edit: 1, rating: 2, pick: 1 } });
+    expect(morris(['feedback', 'stats'], a)).toMatch(/preference pairs: 4 \(from edits 1, ratings 2, picks 1\)/);
 
     const lines = morris(['feedback', 'export'], a).trimEnd().split('\n').map((l) => JSON.parse(l));
     const system = servingSystemPrompt(SYSTEM_PROMPT_FILE).text;
+    const roaming = articleMessages(system, 'roaming fees');
+    const assistant = (content: string) => [{ role: 'assistant', content }];
     expect(lines).toEqual([
       {
         prompt: articleMessages(system, 'late trains'),
-        chosen: [{ role: 'assistant', content: 'Trains: late, again.\n\nAs ever, "sorry".' }],
-        rejected: [{ role: 'assistant', content: 'Trains, late again.\n\nAs ever.' }],
+        chosen: assistant('Trains: late, again.\n\nAs ever, "sorry".'),
+        rejected: assistant('Trains, late again.\n\nAs ever.'),
+        morris: { source: 'edit', family_id: 'g-01', chosen_id: null, rejected_id: 'g-01' },
       },
+      { prompt: roaming, chosen: assistant('Roaming, take two.'), rejected: assistant('Roaming, take one.'), morris: { source: 'rating', family_id: 'g-02', chosen_id: 'g-03', rejected_id: 'g-02' } },
+      { prompt: roaming, chosen: assistant('Roaming, take two.'), rejected: assistant('Roaming, take three.'), morris: { source: 'pick', family_id: 'g-02', chosen_id: 'g-03', rejected_id: 'g-04' } },
       {
-        prompt: articleMessages(system, 'roaming fees'),
-        chosen: [{ role: 'assistant', content: 'Roaming, take two.' }],
-        rejected: [{ role: 'assistant', content: 'Roaming, take one.' }],
+        // The revision's prompt is the whole conversation: the ask, the article revised, the instruction.
+        prompt: revisionMessages(system, 'roaming fees', 'Roaming, take two.', 'shorter'),
+        chosen: assistant('Roaming, shorter still.'),
+        rejected: assistant('Roaming, shorter.'),
+        morris: { source: 'rating', family_id: 'g-05', chosen_id: 'g-06', rejected_id: 'g-05' },
       },
     ]);
     expect(lines[0].prompt.map((m: { role: string }) => m.role)).toEqual(['system', 'user']);
+    expect(lines[3].prompt.map((m: { role: string }) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
 
     const file = path.join(tempDir(), 'pairs.jsonl');
     morris(['feedback', 'export', '--out', file], a);
     const b = tempDir();
-    expect(morris(['feedback', 'import', file], b)).toMatch(/Imported 2 preference pairs/);
-    expect(JSON.parse(morris(['feedback', 'stats', '--json'], b)).pairs.total).toBe(stats.pairs.total);
-    expect(morris(['feedback', 'export'], b)).toBe(fs.readFileSync(file, 'utf8'));
+    expect(morris(['feedback', 'import', file], b)).toMatch(/Imported 4 preference pairs/);
+    // The same pairs, from the same rules, over the same groupings of articles.
+    expect(JSON.parse(morris(['feedback', 'stats', '--json'], b)).pairs).toEqual(stats.pairs);
+    expect(normalised(morris(['feedback', 'export'], b))).toEqual(normalised(fs.readFileSync(file, 'utf8')));
+  }, 120_000);
+
+  it('pairs from elsewhere (no "morris" field) import as edits, revisions kept as revisions', () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'trl.jsonl');
+    const system = servingSystemPrompt(SYSTEM_PROMPT_FILE).text;
+    const line = (prompt: unknown, chosen: string, rejected: string) => JSON.stringify({ prompt, chosen: [{ role: 'assistant', content: chosen }], rejected: [{ role: 'assistant', content: rejected }] });
+    fs.writeFileSync(
+      file,
+      [
+        line(articleMessages(system, 'spectrum'), 'Good.', 'Bad.'),
+        line(revisionMessages(system, 'spectrum', 'Long draft.', 'cut it'), 'Cut.', 'Still long.'),
+        line(articleMessages(system, 'spectrum'), 'Same.', 'Same.'),
+      ].join('\n'),
+    );
+    expect(morris(['feedback', 'import', file], dir)).toMatch(/Imported 2 preference pairs \(skipped 1 whose texts are the same\)/);
+    const out = morris(['feedback', 'export'], dir).trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(out.map((r) => [r.morris.source, r.prompt.length, r.chosen[0].content])).toEqual([
+      ['edit', 2, 'Good.'],
+      ['edit', 4, 'Cut.'],
+    ]);
+    expect(out[1].prompt).toEqual(revisionMessages(system, 'spectrum', 'Long draft.', 'cut it'));
   }, 120_000);
 
   it('import refuses a malformed line and names it, importing nothing', () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { feedbackStats, listFeedback, preferencePairs, recordFeedback, linkArticleMessages, articleForMessage } from '../../src/store/feedback.ts';
-import { closeGeneration, generationFamily, getGeneration, openGeneration } from '../../src/store/generations.ts';
+import { askedFor, closeGeneration, generationFamily, getGeneration, openGeneration } from '../../src/store/generations.ts';
 
 let dir: string;
 let store: Store;
@@ -55,7 +55,7 @@ describe('feedback store', () => {
     article('g-10', 'The original column.');
     recordFeedback(store, { generationId: 'g-10', kind: 'edit', editedText: 'The better column.', platform: 'slack', userId: 'u1' });
     expect(preferencePairs(store)).toEqual([
-      { topic: 'late trains', chosen: 'The better column.', rejected: 'The original column.', source: 'edit', rejectedId: 'g-10', chosenId: null },
+      { topic: 'late trains', chosen: 'The better column.', rejected: 'The original column.', source: 'edit', rejectedId: 'g-10', chosenId: null, familyId: 'g-10' },
     ]);
   });
 
@@ -70,7 +70,7 @@ describe('feedback store', () => {
     rate('g-20', 'u3', 1);
     rate('g-20', 'u3', -1);
     expect(preferencePairs(store)).toEqual([
-      { topic: 'late trains', chosen: 'Good second go.', rejected: 'Bad first go.', source: 'rating', chosenId: 'g-21', rejectedId: 'g-20' },
+      { topic: 'late trains', chosen: 'Good second go.', rejected: 'Bad first go.', source: 'rating', chosenId: 'g-21', rejectedId: 'g-20', familyId: 'g-20' },
     ]);
     expect(feedbackStats(store)).toMatchObject({ ratings: { up: 3, down: 2 }, pairs: { total: 1, rating: 1, edit: 0, pick: 0 } });
   });
@@ -80,6 +80,50 @@ describe('feedback store', () => {
     article('g-41', 'Two.', { parentId: 'g-40' });
     recordFeedback(store, { generationId: 'g-41', kind: 'pick', platform: 'discord', userId: 'u1' });
     expect(preferencePairs(store).map((p) => [p.source, p.chosen, p.rejected])).toEqual([['pick', 'Two.', 'One.']]);
+  });
+
+  it('regenerate, then 👍 on one take and nothing (or a cancelled-out vote) on the others, is a pick', () => {
+    article('g-60', 'First.');
+    article('g-61', 'Second.', { parentId: 'g-60' });
+    article('g-62', 'Third.', { parentId: 'g-60' });
+    rate('g-61', 'u1', 1);
+    rate('g-62', 'u1', 1);
+    rate('g-62', 'u2', -1);
+    expect(preferencePairs(store).map((p) => [p.source, p.chosenId, p.rejectedId])).toEqual([
+      ['pick', 'g-61', 'g-60'],
+      ['pick', 'g-61', 'g-62'],
+    ]);
+    // A lone article rated up has no alternative to be preferred over.
+    article('g-70', 'Alone.', { topic: 'roaming' });
+    rate('g-70', 'u1', 1);
+    expect(preferencePairs(store)).toHaveLength(2);
+  });
+
+  it('a revision is a request of its own: its takes pair with each other under the revision prompt, never with the article revised', () => {
+    article('g-80', 'The long original.');
+    openGeneration(store, { id: 'g-81', requester: { platform: 'slack', userId: 'u1' }, topic: 'late trains', parentId: 'g-80', kind: 'revise', instruction: 'shorter' });
+    closeGeneration(store, 'g-81', { outcome: 'ok', durationMs: 1, article: 'Short one.' });
+    openGeneration(store, { id: 'g-82', requester: { platform: 'slack', userId: 'u1' }, topic: 'late trains', parentId: 'g-81', kind: 'regenerate', instruction: 'shorter' });
+    closeGeneration(store, 'g-82', { outcome: 'ok', durationMs: 1, article: 'Short two.' });
+    expect(generationFamily(store, 'g-82').map((g) => g.id)).toEqual(['g-81', 'g-82']);
+    expect(generationFamily(store, 'g-80').map((g) => g.id)).toEqual(['g-80']);
+    expect(askedFor(store, 'g-82')).toEqual({ topic: 'late trains', revision: { previousArticle: 'The long original.', instruction: 'shorter' } });
+    expect(askedFor(store, 'g-80')).toEqual({ topic: 'late trains' });
+    rate('g-80', 'u1', -1);
+    rate('g-81', 'u1', -1);
+    rate('g-82', 'u1', 1);
+    expect(preferencePairs(store)).toEqual([
+      {
+        topic: 'late trains',
+        revision: { previousArticle: 'The long original.', instruction: 'shorter' },
+        chosen: 'Short two.',
+        rejected: 'Short one.',
+        source: 'rating',
+        chosenId: 'g-82',
+        rejectedId: 'g-81',
+        familyId: 'g-81',
+      },
+    ]);
   });
 
   it('maps platform messages to the article they show', () => {

@@ -59,7 +59,7 @@ describe('morris privacy delete', () => {
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`Would delete for slack user U1: ${COUNTS}.`);
     expect(dry.stdout).toMatch(/Nothing was deleted; run again with --yes/);
-    expect(inspect(dir)).toEqual({ feedback: 8, pairs: 4, gA1: true, gB2Parent: 'gA1', audit: [] });
+    expect(inspect(dir)).toEqual({ feedback: 8, pairs: 5, gA1: true, gB2Parent: 'gA1', audit: [] });
 
     const real = morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1', '--yes'], dir);
     expect(real.status, real.stderr).toBe(0);

@@ -7,7 +7,9 @@
  *   message links: gA1 ×2, gB1, gB2
  *
  * Pairs before: 3 edits (gA2 by B, gB1 by A, gB1 by B) + 1 rating pair in gA1's family (gA2 over
- * gA1) = 4. After forgetting A: only B's edit of gB1 (gB2 is alone and rated up only) = 1.
+ * gA1) + 1 pick (gA2, rated up, over gB2, whose 👍 and 👎 cancel out) = 5. After forgetting A: only
+ * B's edit of gB1 (gB2 is alone and rated up only) = 1. After forgetting B: A's 👍 on gA2 over
+ * gA1, now unrated (a pick) = 1.
  */
 import type { Store } from '../../src/store/db.ts';
 import { linkArticleMessages, recordFeedback } from '../../src/store/feedback.ts';

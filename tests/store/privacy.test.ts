@@ -30,7 +30,7 @@ const auditRows = () => store.prepare('SELECT platform, user_id, command, args, 
 
 describe('forgetPerson', () => {
   it("deletes A's rows and the pairs built on them, keeps B's (exact counts), and audits", () => {
-    expect(preferencePairs(store)).toHaveLength(4);
+    expect(preferencePairs(store)).toHaveLength(5);
     expect(countPersonData(store, A)).toEqual(FORGET_A_COUNTS);
     expect(auditRows()).toEqual([]); // counting is not a deletion
 
@@ -77,7 +77,8 @@ describe('forgetPerson', () => {
     expect(counts).toEqual({ generations: 2, feedbackGiven: 4, feedbackOnTheirArticles: 3, messageLinks: 2, regenerationsUnlinked: 0 });
     expect(listFeedback(store).map((f) => [f.generationId, f.userId])).toEqual([['gA2', 'U1']]);
     expect(getGeneration(store, 'gA2')).toMatchObject({ parentId: 'gA1' });
-    expect(preferencePairs(store)).toEqual([]);
+    // A's own 👍 on the second take still prefers it to the (now unrated) first: a pick.
+    expect(preferencePairs(store)).toEqual([expect.objectContaining({ source: 'pick', chosenId: 'gA2', rejectedId: 'gA1' })]);
   });
 
   it('a person with no data deletes nothing but is still audited', () => {

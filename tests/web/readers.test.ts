@@ -23,9 +23,9 @@ let h: ServeHandle;
 let close: () => Promise<void>;
 
 /** A finished article, dated so the order is certain (rows opened in one millisecond tie). */
-function article(id: string, minute: number, opts: { text: string; topic: string; parentId?: string; userId?: string; platform?: string }) {
+function article(id: string, minute: number, opts: { text: string; topic: string; parentId?: string; userId?: string; platform?: string; instruction?: string }) {
   const s = h.store;
-  openGeneration(s, { id, requester: { platform: opts.platform ?? 'slack', userId: opts.userId ?? 'U-ASKER', channelId: 'C-NEWS' }, topic: opts.topic, options: { length: 'short' }, parentId: opts.parentId });
+  openGeneration(s, { id, requester: { platform: opts.platform ?? 'slack', userId: opts.userId ?? 'U-ASKER', channelId: 'C-NEWS' }, topic: opts.topic, options: { length: 'short' }, parentId: opts.parentId, ...(opts.instruction ? { kind: 'revise' as const, instruction: opts.instruction } : {}) });
   closeGeneration(s, id, { outcome: 'ok', durationMs: 1500, nChars: opts.text.length, article: opts.text, baseModel: 'tiny-base', adapterId: 'lora-test-1', datasetId: 'ds-test-1' });
   s.prepare('UPDATE generations SET started_at = ? WHERE id = ?').run(`2026-12-01T10:${String(minute).padStart(2, '0')}:00.000Z`, id);
 }
@@ -39,7 +39,8 @@ beforeAll(async () => {
   recordFeedback(h.store, { generationId: 'g-second0002', kind: 'rating', value: 1, platform: 'slack', userId: 'U-CRITIC' });
   recordFeedback(h.store, { generationId: 'g-first00001', kind: 'regenerate', platform: 'slack', userId: 'U-ASKER' });
   // An article carrying HTML, edited by a reader: one edit pair.
-  article('g-hostile003', 3, { text: `Operators and ${probe('article')} the cloud.`, topic: `Cloud ${probe('topic')}`, platform: 'discord', userId: 'D-READER' });
+  // A revision of the first take, asked with HTML in the instruction.
+  article('g-hostile003', 3, { text: `Operators and ${probe('article')} the cloud.`, topic: `Cloud ${probe('topic')}`, platform: 'discord', userId: 'D-READER', parentId: 'g-first00001', instruction: `more cloud ${probe('instruction')}` });
   recordFeedback(h.store, { generationId: 'g-hostile003', kind: 'edit', editedText: `A reader's cleaner version. ${probe('edit')}`, platform: 'discord', userId: 'D-EDITOR' });
   recordFeedback(h.store, { generationId: 'g-hostile003', kind: 'rating', value: 1, platform: 'discord', userId: 'D-FAN' });
 }, 60_000);
@@ -72,7 +73,7 @@ describe('readers API', () => {
     const first = all.body.generations[2];
     expect(first).toMatchObject({
       platform: 'slack', userId: 'U-ASKER', topic: 'Roaming charges', outcome: 'ok', baseModel: 'tiny-base', adapterId: 'lora-test-1', datasetId: 'ds-test-1',
-      parentId: null, regenerations: ['g-second0002'], excerpt: 'The first take on roaming charges.', durationMs: 1500,
+      parentId: null, regenerations: ['g-second0002'], revisions: ['g-hostile003'], excerpt: 'The first take on roaming charges.', durationMs: 1500,
       feedback: { counts: { up: 0, down: 1, regenerate: 1, pick: 0, edit: 0 } },
     });
     expect(first.feedback.signals[0]).toMatchObject({ kind: 'rating', value: -1, platform: 'slack', userId: 'U-CRITIC', at: expect.any(String) });
@@ -182,6 +183,7 @@ describe('readers pages in headless Chromium', () => {
     expect(hostile).toContain(`Operators and <img src=x onerror="window.__xss='article'">`);
     expect(hostile).toContain('edit (');
     expect(hostile).toContain('D-EDITOR');
+    expect(hostile).toContain(`revises g-first00001: “more cloud ${probe('instruction')}”`);
     await expect(page.locator('#gen-pager .range').innerText()).resolves.toBe('1–3 of 3');
     await page.screenshot({ path: path.join(SHOTS, 'readers-generations.png'), fullPage: true });
 
@@ -205,6 +207,7 @@ describe('readers pages in headless Chromium', () => {
     await page.waitForSelector('body[data-record="g-hostile003"]');
     await expect(page.locator('#record-text').innerText()).resolves.toBe(`Operators and ${probe('article')} the cloud.`);
     await expect(page.locator('#record-title').innerText()).resolves.toContain(probe('topic'));
+    await expect(page.locator('#record-parent').innerText()).resolves.toBe(`Revises g-first00001, asked: “more cloud ${probe('instruction')}”`);
     await expect(page.locator('#record-feedback pre.edit').innerText()).resolves.toBe(`A reader's cleaner version. ${probe('edit')}`);
     await page.screenshot({ path: path.join(SHOTS, 'readers-record.png'), fullPage: true });
 

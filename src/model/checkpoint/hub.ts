@@ -230,11 +230,15 @@ async function pullOneFile(
         cb(null, chunk);
       },
     });
+    const out = createWriteStream(part, { flags: 'a' });
     try {
       // slice(offset) makes the client send `Range: bytes=offset-` (a plain GET when offset is 0).
       const body = Readable.fromWeb(blob.slice(offset).stream() as unknown as WebReadableStream<Uint8Array>);
-      await pipeline(body, counter, createWriteStream(part, { flags: 'a' }));
+      await pipeline(body, counter, out);
     } catch (e) {
+      // A write still in flight when the download broke would land after a resume had measured
+      // the partial file (and be appended twice): wait until the file is closed.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       const diskFull = wrapFsError(e, part);
       throw diskFull !== e ? diskFull : hubError(e, repoId, `downloading ${entry.path} (${offset + received} of ${size} bytes kept for resuming)`);
     }

@@ -27,7 +27,14 @@ function lineage(g) {
   return `<div><b>${esc(g.platform)}</b> · ${esc(g.userId ?? '—')}${g.channelId ? ` in ${esc(g.channelId)}` : ''}</div>
     <div class="muted">adapter <code>${esc(g.adapterId ?? 'none')}</code> · base ${esc(g.baseModel ?? '—')} · dataset <code>${esc(g.datasetId ?? '—')}</code></div>
     <div class="muted">${when(g.startedAt)}${g.durationMs != null ? ` · ${(g.durationMs / 1000).toFixed(1)} s` : ''}</div>
-    ${g.parentId ? `<div>regenerates ${link(g.parentId)}</div>` : ''}`;
+    ${origin(g, 'div')}`;
+}
+
+/** How an article came to be: a revision (with what was asked) or a regeneration of its parent. */
+function origin(g, tag) {
+  if (!g.parentId) return '';
+  const what = g.kind === 'revise' ? `revises ${link(g.parentId)}: “${esc(g.instruction ?? '')}”` : `regenerates ${link(g.parentId)}`;
+  return `<${tag}>${what}</${tag}>`;
 }
 
 function signalLine(f) {
@@ -46,7 +53,7 @@ export async function loadGenerations(id) {
         <td class="lineage">${lineage(g)}</td>
         <td>${outcome(g.outcome)}${g.error ? `<div class="muted">${esc(g.error)}</div>` : ''}</td>
         <td><ul class="signals">${g.feedback.signals.map(signalLine).join('')}</ul></td>
-        <td>${g.regenerations.map(link).join('<br>') || '—'}</td></tr>`,
+        <td>${[...g.regenerations.map(link), ...g.revisions.map((r) => `${link(r)} (revision)`)].join('<br>') || '—'}</td></tr>`,
       )
       .join('') || '<tr><td colspan="5" class="muted">No articles yet — ask Morris in Slack, Discord or the playground.</td></tr>';
   pager($('#gen-pager'), d, d.generations.length);
@@ -72,7 +79,11 @@ async function showRecord(id) {
   ]
     .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v ?? '—')}</dd>`)
     .join('');
-  $('#record-parent').innerHTML = g.parentId ? `Regenerates ${link(g.parentId)}` : 'First ask (regenerates nothing)';
+  $('#record-parent').innerHTML = g.parentId
+    ? g.kind === 'revise'
+      ? `Revises ${link(g.parentId)}, asked: “${esc(g.instruction ?? '')}”`
+      : `Regenerates ${link(g.parentId)}`
+    : 'First ask (regenerates nothing)';
   // The article as written, shown as text whatever it contains.
   $('#record-text').textContent = g.article ?? '(no text kept for this request)';
   $('#record-feedback').innerHTML = feedback.signals.length
