@@ -26,6 +26,10 @@ import { loadTokenCounter } from '../../src/pipeline/dataset/token-count.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { AdapterRegistry } from '../../src/jobs/registry.ts';
 import { columnistOfRun } from '../../src/jobs/runner.ts';
+import { adapterToExport, importAdapter } from '../../src/jobs/adapter-transfer.ts';
+import { openCheckpoint } from '../../src/model/checkpoint/config.ts';
+import { writeRandomAdapter } from '../../src/model/checkpoint/random-checkpoint.ts';
+import { getAdapter } from '../../src/store/adapters.ts';
 
 let dir: string;
 let config: Config;
@@ -118,6 +122,17 @@ describe('two columnists in one store', () => {
     expect([registry.active()?.id, registry.active('rival')?.id]).toEqual([undefined, 'r1']);
     expect(changes).toEqual(['morris:m1', 'rival:r1', 'rival:r2', 'rival:r1', 'morris:base']);
     expect(registry.list('rival').map((a) => a.id).sort()).toEqual(['r1', 'r2']);
+  });
+
+  it('an imported adapter joins the voice it is imported for; export active takes a voice', async () => {
+    const tiny = path.join(dir, 'tiny');
+    const src = path.join(dir, 'from-elsewhere');
+    writeRandomAdapter(src, openCheckpoint(tiny).config, { r: 4, alpha: 8, targets: ['q_proj', 'v_proj'], seed: 3 });
+    const imported = importAdapter(store, src, { setting: tiny, dir: tiny }, path.join(dir, 'adapters'), undefined, 'rival');
+    expect(getAdapter(store, imported.id)).toMatchObject({ columnist: 'rival', status: 'candidate' });
+    await new AdapterRegistry(store).promote(imported.id, 'test');
+    expect(adapterToExport(store, 'active', 'rival').id).toBe(imported.id);
+    expect(() => adapterToExport(store, 'active', 'nobody')).toThrow('No adapter is active for nobody');
   });
 
   it("chain jobs overlap only within a voice; training is one at a time on the host", () => {
