@@ -28,6 +28,8 @@ export interface Columnist {
   sourcesDir: string;
   settings: ColumnistSettings;
   isDefault: boolean;
+  /** The model name an OpenAI-compatible server answers this voice under (MORRIS_BACKEND=openai); null: none set. */
+  openaiModel: string | null;
 }
 
 /** Folder names under `root` that look like columnists (valid names, with or without a settings file). */
@@ -97,6 +99,7 @@ export function loadColumnist(name: string, config: Config): Columnist {
     sourcesDir: path.join(dir, 'sources'),
     settings: effectiveSettings(file, config),
     isDefault,
+    openaiModel: file.openaiModel ?? (isDefault ? (config.MORRIS_OPENAI_MODEL ?? null) : null),
   };
 }
 

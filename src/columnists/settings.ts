@@ -39,6 +39,11 @@ export const columnistFileSchema = z
       .partial()
       .strict()
       .default({}),
+    /**
+     * With MORRIS_BACKEND=openai: the model name the server answers this voice under (vLLM's
+     * `--lora-modules NAME=DIR`). The default columnist's is MORRIS_OPENAI_MODEL when this is absent.
+     */
+    openaiModel: z.string().trim().min(1, 'expected a model name').max(200).optional(),
     /** When this voice's chain runs (MORRIS_CRON_RESCRAPE / _REBUILD / _RETRAIN). */
     schedule: z.object({ rescrape: cron, rebuild: cron, retrain: cron }).partial().strict().default({}),
   })

@@ -86,29 +86,41 @@ export function openAiGeneratorFromConfig(config: Config, opts: { store?: Store 
       hint: 'e.g. MORRIS_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 and MORRIS_OPENAI_MODEL=<served model or LoRA name>.',
     });
   }
-  const model = config.MORRIS_OPENAI_MODEL;
-  const openai = new OpenAiGenerator({
-    baseUrl: config.MORRIS_OPENAI_BASE_URL,
-    model,
-    apiKey: config.MORRIS_OPENAI_API_KEY,
-    systemPrompt: servingSystemPrompt(SYSTEM_PROMPT_FILE).text,
-    userPrompt: articlePrompt,
-    timeoutMs: config.MORRIS_GENERATION_TIMEOUT_S * 1000,
-    queueMax: config.MORRIS_QUEUE_MAX,
-    backgroundQueueMax: config.MORRIS_WEB_QUEUE_MAX,
-    // A LoRA served under its registry id (vLLM --lora-modules <id>=<path>) maps to its dataset.
-    datasetId: datasetOf(opts.store, model),
-  });
+  const baseUrl = config.MORRIS_OPENAI_BASE_URL;
+  const make = (model: string, systemPrompt: string) =>
+    new OpenAiGenerator({
+      baseUrl,
+      model,
+      apiKey: config.MORRIS_OPENAI_API_KEY,
+      systemPrompt,
+      userPrompt: articlePrompt,
+      timeoutMs: config.MORRIS_GENERATION_TIMEOUT_S * 1000,
+      queueMax: config.MORRIS_QUEUE_MAX,
+      backgroundQueueMax: config.MORRIS_WEB_QUEUE_MAX,
+      // A LoRA served under its registry id (vLLM --lora-modules <id>=<path>) maps to its dataset.
+      datasetId: datasetOf(opts.store, model),
+    });
+  const openai = make(config.MORRIS_OPENAI_MODEL, servingSystemPrompt(SYSTEM_PROMPT_FILE).text);
+  // Another voice is another model name on the same server (its LoRA module) with its own style
+  // guide; one client per name and prompt, so each keeps its queue from request to request.
+  const others = new Map<string, OpenAiGenerator>();
+  const forVoice = (name: string): OpenAiGenerator => {
+    const voice = resolveColumnist(name, config);
+    if (!voice.openaiModel) {
+      throw new MorrisError('BAD_INPUT', `Columnist ${voice.name} has no "openaiModel" in its columnist.json, so the OpenAI-compatible server cannot be asked for its voice.`, {
+        hint: `Serve its adapter there (\`morris adapters export active --columnist ${voice.name} --out DIR\`, then vLLM's --lora-modules NAME=DIR) and set "openaiModel": "NAME".`,
+      });
+    }
+    const prompt = servingSystemPrompt(voice.systemPromptFile).text;
+    const key = `${voice.openaiModel}\0${prompt}`;
+    if (!others.has(key)) others.set(key, make(voice.openaiModel, prompt));
+    return others.get(key)!;
+  };
   return {
     info: () => openai.info(),
     generate(input, signal) {
-      // The remote server has one model name today; a LoRA module per columnist is still to come.
-      if (input.columnist && input.columnist !== DEFAULT_COLUMNIST_NAME) {
-        throw new MorrisError('BAD_INPUT', `This Morris writes only as ${DEFAULT_COLUMNIST_NAME} (MORRIS_BACKEND=openai serves one model).`, {
-          hint: 'Ask without --as, or run with MORRIS_BACKEND=local to serve every columnist.',
-        });
-      }
-      return openai.generate(input, signal);
+      const other = input.columnist && input.columnist !== DEFAULT_COLUMNIST_NAME ? input.columnist : null;
+      return (other ? forVoice(other) : openai).generate(input, signal);
     },
   };
 }
