@@ -11,7 +11,9 @@ import net from 'node:net';
 import { configInvalid, type Config, type ConfigProblem } from './config.ts';
 import { isMorrisError } from './errors.ts';
 import { resolveTrainConfig } from './model/train/config.ts';
+import path from 'node:path';
 import { listProfiles, loadProfile } from './pipeline/crawl/profile.ts';
+import { DEFAULT_COLUMNIST_NAME } from './paths.ts';
 
 /** How long a host name may take to resolve before `serve` gives up on it. */
 export const HOST_LOOKUP_TIMEOUT_MS = 5000;
@@ -67,14 +69,28 @@ export function checkSources(entries: readonly string[], dir?: string): ConfigPr
   return problems;
 }
 
+/**
+ * MORRIS_COLUMNISTS_DIR must hold the default columnist's folder: every request and job that names
+ * no voice is its, so without it nothing could run.
+ */
+export function checkColumnistsDir(dir: string): ConfigProblem | null {
+  if (fs.existsSync(path.join(dir, DEFAULT_COLUMNIST_NAME, 'columnist.json'))) return null;
+  return { key: 'MORRIS_COLUMNISTS_DIR', value: dir, expected: `expected a folder holding the default columnist's folder ${DEFAULT_COLUMNIST_NAME}/ (with its columnist.json); copy the repo's data/columnists/${DEFAULT_COLUMNIST_NAME} there` };
+}
+
+type ReferencedConfig = Pick<Config, 'MORRIS_TRAIN_CONFIG' | 'MORRIS_SOURCES' | 'MORRIS_COLUMNISTS_DIR'>;
+
 /** Everything a command checks before it starts (serve adds the listen address). */
-export function checkConfigReferences(config: Pick<Config, 'MORRIS_TRAIN_CONFIG' | 'MORRIS_SOURCES'>): ConfigProblem[] {
+export function checkConfigReferences(config: ReferencedConfig): ConfigProblem[] {
   const trainConfig = checkTrainConfigFile(config.MORRIS_TRAIN_CONFIG);
-  return [...(trainConfig ? [trainConfig] : []), ...checkSources(config.MORRIS_SOURCES)];
+  const columnists = checkColumnistsDir(config.MORRIS_COLUMNISTS_DIR);
+  // MORRIS_SOURCES names the default columnist's profiles, in its folder.
+  const sources = columnists ? [] : checkSources(config.MORRIS_SOURCES, path.join(config.MORRIS_COLUMNISTS_DIR, DEFAULT_COLUMNIST_NAME, 'sources'));
+  return [...(trainConfig ? [trainConfig] : []), ...(columnists ? [columnists] : []), ...sources];
 }
 
 /** Throws one CONFIG_INVALID naming every key that names something missing. */
-export function assertConfigReferences(config: Pick<Config, 'MORRIS_TRAIN_CONFIG' | 'MORRIS_SOURCES'>): void {
+export function assertConfigReferences(config: ReferencedConfig): void {
   const problems = checkConfigReferences(config);
   if (problems.length) throw configInvalid(problems);
 }
@@ -120,7 +136,7 @@ export async function checkListenHost(host: string, key = 'HOST'): Promise<Confi
 
 /** `serve`'s start: the references plus the listen address; one CONFIG_INVALID for everything. */
 export async function assertServeConfig(
-  config: Pick<Config, 'MORRIS_TRAIN_CONFIG' | 'MORRIS_SOURCES' | 'HOST'>,
+  config: ReferencedConfig & Pick<Config, 'HOST'>,
   listen: { host?: string } = {},
 ): Promise<void> {
   const problems = checkConfigReferences(config);

@@ -7,10 +7,26 @@
 import type { Config } from '../config.ts';
 import { childLog } from '../log.ts';
 import { checkColumnist } from '../columnists/check.ts';
-import { DEFAULT_COLUMNIST_NAME, loadAllColumnists } from '../columnists/folder.ts';
-import type { VoiceSchedule } from './scheduler.ts';
+import { DEFAULT_COLUMNIST_NAME, loadAllColumnists, resolveColumnist } from '../columnists/folder.ts';
+import { isMorrisError } from '../errors.ts';
+import type { ScheduleSpec, VoiceSchedule } from './scheduler.ts';
 
 const log = childLog('scheduler');
+
+/**
+ * The default columnist's crons and retrain threshold: its columnist.json over MORRIS_CRON_* and
+ * MORRIS_RETRAIN_MIN_NEW_EXAMPLES (the same values unless the file sets them).
+ */
+export function withDefaultVoice(spec: ScheduleSpec, config: Config): ScheduleSpec {
+  try {
+    const c = resolveColumnist(undefined, config);
+    return { ...spec, crons: c.settings.schedule, minNewExamples: c.settings.retrainMinNewExamples };
+  } catch (e) {
+    if (!isMorrisError(e)) throw e;
+    log.warn({ columnist: DEFAULT_COLUMNIST_NAME, reason: e.message }, 'default columnist folder does not load: its chain runs on MORRIS_CRON_*');
+    return spec;
+  }
+}
 
 export function voiceSchedules(config: Config): VoiceSchedule[] {
   const { columnists, broken } = loadAllColumnists(config);

@@ -27,7 +27,7 @@ import { recoverCrashedRuns, waitForPidExit } from '../store/job-runs.ts';
 import { recoverCrashedScrapes } from '../store/scrape-runs.ts';
 import { STOP_GRACE_MS } from '../jobs/fork-worker.ts';
 import { startScheduler, type Scheduler } from '../jobs/scheduler.ts';
-import { voiceSchedules } from '../jobs/voice-schedules.ts';
+import { voiceSchedules, withDefaultVoice } from '../jobs/voice-schedules.ts';
 import { columnistStates } from '../web/api-columnists.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../jobs/resume.ts';
@@ -125,7 +125,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
     style: opts.style,
   });
   // Every other columnist's chain on its own schedule (the default one's is MORRIS_CRON_*).
-  const scheduler = startScheduler(runner, { ...spec, voices: voiceSchedules(config) });
+  const scheduler = startScheduler(runner, { ...withDefaultVoice(spec, config), voices: voiceSchedules(config) });
 
   // Whoever types `/morris-admin retrain` and whoever clicks the dashboard reach the same control.
   const admin = createAdminActions({ control, registry, scheduler, generator });

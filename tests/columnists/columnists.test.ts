@@ -12,6 +12,7 @@ import { addColumnist, listColumnistNames, loadAllColumnists, resolveColumnist }
 import { assertColumnistUsable, checkAllColumnists, checkColumnist } from '../../src/columnists/check.ts';
 import { COLUMNISTS_DIR, SOURCES_DIR, SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
 import { MorrisError } from '../../src/errors.ts';
+import { checkConfigReferences } from '../../src/config-check.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -113,6 +114,16 @@ describe('columnist folders', () => {
     expect(checkColumnist('house-style', config).problems).toEqual([`${path.join(dir, 'extra-examples.jsonl')}:1: must start with user and end with assistant`]);
     expect(thrown(() => addColumnist('house-style', config)).code).toBe('BAD_INPUT');
     expect(thrown(() => addColumnist('House Style', config)).message).toMatch(/not a columnist name/);
+  });
+
+  it('MORRIS_COLUMNISTS_DIR must hold the default columnist; MORRIS_SOURCES is checked in its folder', () => {
+    const { root, config } = tempRoot();
+    expect(checkConfigReferences(config)).toEqual([]);
+    expect(checkConfigReferences({ ...config, MORRIS_SOURCES: ['nope'] })[0]).toMatchObject({ key: 'MORRIS_SOURCES', expected: expect.stringContaining('there is no "nope"') });
+    fs.rmSync(path.join(root, 'morris'), { recursive: true });
+    expect(checkConfigReferences(config)).toEqual([
+      { key: 'MORRIS_COLUMNISTS_DIR', value: root, expected: expect.stringContaining("the default columnist's folder morris/") },
+    ]);
   });
 
   it('a folder without settings is listed as broken, never hiding the others', () => {

@@ -12,7 +12,8 @@ import { JobRunner, type JobHandler } from '../../src/jobs/runner.ts';
 import { runChain } from '../../src/jobs/chain.ts';
 import { startScheduler } from '../../src/jobs/scheduler.ts';
 import { TrainingQueue } from '../../src/jobs/training-queue.ts';
-import { voiceSchedules } from '../../src/jobs/voice-schedules.ts';
+import { voiceSchedules, withDefaultVoice } from '../../src/jobs/voice-schedules.ts';
+import { scheduleFromConfig } from '../../src/jobs/scheduler.ts';
 import { listRuns } from '../../src/store/job-runs.ts';
 import { loadConfig } from '../../src/config.ts';
 import { addColumnist } from '../../src/columnists/folder.ts';
@@ -118,6 +119,10 @@ describe('per-columnist chains', () => {
       expect(v[1]!.problem()).toBeNull();
       expect(v[0]!.problem()).toContain(`Invalid source profile ${profile}`);
       expect(v[0]!.problem()).toContain('a profile needs at least one listing, feed or sitemap');
+      // The default voice: its file over MORRIS_CRON_* (same as config until the file sets them).
+      expect(withDefaultVoice(scheduleFromConfig(config), config).crons).toEqual({ rescrape: '0 3 * * 1', rebuild: '0 1 * * *', retrain: 'off' });
+      fs.writeFileSync(path.join(root, 'morris', 'columnist.json'), JSON.stringify({ displayName: 'M', attribution: 'm', schedule: { retrain: '0 4 * * 0' }, retrain: { minNewExamples: 2 } }));
+      expect(withDefaultVoice(scheduleFromConfig(config), config)).toMatchObject({ crons: { rescrape: '0 3 * * 1', rebuild: '0 1 * * *', retrain: '0 4 * * 0' }, minNewExamples: 2 });
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
