@@ -37,12 +37,13 @@ export function register(program: Command, ctx: CliContext): void {
     .command('export')
     .description("Write the preference pairs as TRL's conversational preference JSONL (prompt / chosen / rejected)")
     .option('--out <file>', 'write to this file instead of stdout')
-    .action(async (o: { out?: string }) => {
+    .option('--columnist <name>', "only this voice's pairs, prompted with its style guide (default: morris)")
+    .action(async (o: { out?: string; columnist?: string }) => {
       const { exportPreferenceLines } = await import('../pipeline/dataset/preferences.ts');
       const { servingSystemPrompt } = await import('../prompts.ts');
-      const { SYSTEM_PROMPT_FILE } = await import('../paths.ts');
-      ctx.config();
-      const lines = exportPreferenceLines(ctx.store(), servingSystemPrompt(SYSTEM_PROMPT_FILE).text);
+      const { resolveColumnist } = await import('../columnists/folder.ts');
+      const voice = resolveColumnist(o.columnist, ctx.config());
+      const lines = exportPreferenceLines(ctx.store(), servingSystemPrompt(voice.systemPromptFile).text, voice.name);
       if (!o.out) {
         process.stdout.write(lines.join(''));
         return;

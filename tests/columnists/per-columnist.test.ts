@@ -30,6 +30,9 @@ import { adapterToExport, importAdapter } from '../../src/jobs/adapter-transfer.
 import { openCheckpoint } from '../../src/model/checkpoint/config.ts';
 import { writeRandomAdapter } from '../../src/model/checkpoint/random-checkpoint.ts';
 import { getAdapter } from '../../src/store/adapters.ts';
+import { closeGeneration, openGeneration } from '../../src/store/generations.ts';
+import { recordFeedback } from '../../src/store/feedback.ts';
+import { exportPreferenceLines } from '../../src/pipeline/dataset/preferences.ts';
 
 let dir: string;
 let config: Config;
@@ -133,6 +136,19 @@ describe('two columnists in one store', () => {
     await new AdapterRegistry(store).promote(imported.id, 'test');
     expect(adapterToExport(store, 'active', 'rival').id).toBe(imported.id);
     expect(() => adapterToExport(store, 'active', 'nobody')).toThrow('No adapter is active for nobody');
+  });
+
+  it("a voice's preference pairs are its own, prompted with its style guide", () => {
+    for (const [id, columnist] of [['g-m', 'morris'], ['g-r', 'rival']] as const) {
+      openGeneration(store, { id, requester: { platform: 'slack', userId: 'U1', channelId: 'C1' }, topic: `topic of ${columnist}`, columnist });
+      closeGeneration(store, id, { outcome: 'ok', durationMs: 1, article: `article by ${columnist}` });
+      recordFeedback(store, { generationId: id, kind: 'edit', editedText: `better ${columnist} text`, platform: 'slack', userId: 'U2' });
+    }
+    const rival = exportPreferenceLines(store, RIVAL_PROMPT, 'rival').map((l) => JSON.parse(l));
+    expect(rival).toHaveLength(1);
+    expect(rival[0]).toMatchObject({ prompt: [{ role: 'system', content: RIVAL_PROMPT }, { role: 'user', content: 'Write a column about topic of rival.' }], chosen: [{ content: 'better rival text' }] });
+    expect(exportPreferenceLines(store, 'x', 'morris').map((l) => JSON.parse(l).rejected[0].content)).toEqual(['article by morris']);
+    expect(exportPreferenceLines(store, 'x')).toHaveLength(2);
   });
 
   it("chain jobs overlap only within a voice; training is one at a time on the host", () => {

@@ -14,7 +14,7 @@ import { MorrisError } from '../../errors.ts';
 import { articleMessages, revisionMessages, type ChatMessage } from '../../prompts.ts';
 import type { Store } from '../../store/db.ts';
 import { PAIR_SOURCES, preferencePairs, recordFeedback, type PairSource, type PreferencePair } from '../../store/feedback.ts';
-import { closeGeneration, newGenerationId, openGeneration } from '../../store/generations.ts';
+import { closeGeneration, getGeneration, newGenerationId, openGeneration } from '../../store/generations.ts';
 
 export interface PreferenceRecord {
   prompt: ChatMessage[];
@@ -46,9 +46,14 @@ export function toPreferenceRecord(pair: PreferencePair, systemPrompt: string): 
   };
 }
 
-/** Every pair the store derives, as JSONL lines (each ends with a newline). */
-export function exportPreferenceLines(store: Store, systemPrompt: string): string[] {
-  return preferencePairs(store).map((p) => `${JSON.stringify(toPreferenceRecord(p, systemPrompt))}\n`);
+/**
+ * Every pair the store derives, as JSONL lines (each ends with a newline); with `columnist`, only
+ * that voice's (a pair trains the voice its articles were written in, with its style guide).
+ */
+export function exportPreferenceLines(store: Store, systemPrompt: string, columnist?: string): string[] {
+  return preferencePairs(store)
+    .filter((p) => columnist === undefined || getGeneration(store, p.rejectedId)?.columnist === columnist)
+    .map((p) => `${JSON.stringify(toPreferenceRecord(p, systemPrompt))}\n`);
 }
 
 /** The topic behind a user turn written by `columnInstruction`, or the turn itself. */
