@@ -334,7 +334,7 @@ export class BotCore {
         cut: done.cut,
         generationId: request.id,
         reason: done.reason,
-        lineage: lineageOf(store, done),
+        lineage: { ...lineageOf(store, done), columnist: voiceOf(settings, request.options).attribution },
       };
     } catch (e) {
       const cancelled = outer?.aborted || (isMorrisError(e) && e.code === 'CANCELLED');

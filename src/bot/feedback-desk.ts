@@ -13,6 +13,7 @@ import { articleForMessage, linkArticleMessages, listFeedback, recordFeedback } 
 import { askedFor, getGeneration, getGenerationEntry, type GenerationRecord } from '../store/generations.ts';
 import { articleDetailsText } from './article-details.ts';
 import { lineageOf } from './lineage.ts';
+import { attributionOf } from './voices.ts';
 import type { BotCore, Prepared } from './core.ts';
 import { prepareRevision } from './revise.ts';
 import type { GenerationOptions, Requester } from './types.ts';
@@ -97,7 +98,7 @@ export class FeedbackDesk {
       parent: entry.parentId ? kindOf(entry.parentId) : undefined,
       children: [...entry.regenerations, ...entry.revisions].map(kindOf).filter((c) => c !== undefined),
       feedback: listFeedback(this.store, entry.id),
-      columnist: this.core.settings.columnist,
+      columnist: attributionOf(this.core.settings, entry.columnist),
       lineage: lineageOf(this.store, entry),
     });
     return { ok: true, message: text };

@@ -44,7 +44,7 @@ export function parseFeedbackCustomId(id: string): { action: FeedbackAction | 'e
  */
 export function lineageLine(columnist: string, lineage: Lineage | undefined): string {
   return [
-    `Columnist: ${columnist}`,
+    `Columnist: ${lineage?.columnist ?? columnist}`,
     `adapter: ${lineage?.adapterId ?? 'none (base model)'}`,
     `base model: ${lineage?.baseModel ?? 'unknown'}`,
     `dataset: ${lineage?.datasetId ?? 'none'}${lineage?.datasetId && lineage.newestArticle ? ` (newest article ${lineage.newestArticle})` : ''}`,

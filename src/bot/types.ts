@@ -128,6 +128,8 @@ export interface Lineage {
   datasetId: string | null;
   /** The newest publication date among the dataset's articles (null: none dated, or no dataset). */
   newestArticle?: string | null;
+  /** Who the voice is (its attribution); absent → the default columnist's. */
+  columnist?: string;
 }
 
 /**

@@ -93,6 +93,16 @@ export function columnistChoices(voices: readonly Voice[], typed: string): { nam
     .map((v) => ({ name: v.displayName === v.name ? v.name : `${v.displayName} (${v.name})`, value: v.name }));
 }
 
+/** Who an article's attribution names, for one already written: its voice's, or its name when that folder is gone. */
+export function attributionOf(settings: { columnist: string; voices?: VoiceDirectory }, columnist: string): string {
+  try {
+    return voiceOf(settings, { columnist }).attribution;
+  } catch (e) {
+    if (!isMorrisError(e)) throw e;
+    return columnist;
+  }
+}
+
 /** precheck's question: null when the voice exists, else the message the person gets. */
 export function voiceProblem(settings: { columnist: string; voices?: VoiceDirectory }, options: Pick<GenerationOptions, 'columnist'>): string | null {
   try {

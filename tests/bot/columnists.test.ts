@@ -149,6 +149,9 @@ describe('asking for a voice on Slack', () => {
     const msg = await waitFor(() => fake.messages.find((m) => m.channel === 'CRIVAL' && m.text.includes('not written by them')), 20_000, 'rival article');
     expect(msg.text).toContain('[lora-rival] Headline');
     expect(msg.text).toContain(attributionLine('a rival columnist'));
+    // The lineage line under the article names the voice that wrote it, and its adapter.
+    await waitFor(() => JSON.stringify(msg.blocks ?? []).includes('Columnist: a rival columnist'), 20_000, 'lineage block');
+    expect(JSON.stringify(msg.blocks)).toContain('adapter: lora-rival');
     expect(seenFor('the future of 5G')).toEqual({ adapterDir: adapterDirs.rival, system: RIVAL_PROMPT, topic: 'Write a column about the future of 5G.' });
     const row = store.prepare("SELECT columnist, adapter_id, outcome FROM generations WHERE topic = 'the future of 5G'").get();
     expect(row).toEqual({ columnist: 'rival', adapter_id: 'lora-rival', outcome: 'ok' });
@@ -228,6 +231,7 @@ describe('asking for a voice on Discord', () => {
     expect(msg.content).toContain('[lora-rival] Headline');
     expect(msg.content).toContain(attributionLine('a rival columnist'));
     expect(seenFor('fibre to the home')).toMatchObject({ adapterDir: adapterDirs.rival, system: RIVAL_PROMPT });
+    expect(JSON.stringify(msg.embeds)).toContain('Columnist: a rival columnist');
   });
 
   it('a mention accepts --as too', async () => {
