@@ -133,7 +133,7 @@ describe('asking for a voice on Slack', () => {
 
   beforeAll(async () => {
     await fake.start();
-    bot = createSlackBot({ core, botToken: 'xoxb-test', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 50, retries: 0 });
+    bot = createSlackBot({ core, botToken: 'xoxb-test', signingSecret: SECRET, apiUrl: fake.apiUrl, editIntervalMs: 50, updatesPerMinute: 60_000, retries: 0 });
     await bot.start();
     server = await serveSlackEvents(bot);
   });
