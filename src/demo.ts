@@ -2,14 +2,19 @@
  * The offline demo: the whole loop on embedded defaults, through the same library functions and
  * jobs that `morris serve` runs. A fresh folder each time so every stage really runs:
  * sample archive on 127.0.0.1 → scrape → dataset → tiny model → LoRA training → evaluation and
- * promotion → an article on a sample topic.
+ * promotion → a second columnist's whole chain (data/sample-voice) → an article on a sample topic
+ * in both voices at once, one base model serving both adapters.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { deriveConfig, type Config } from './config.ts';
 import { MorrisError } from './errors.ts';
 import { openStore, type Store } from './store/db.ts';
-import { startSampleSite, SAMPLE_ARCHIVE_DIR, readArticleFolder } from './pipeline/crawl/sample-site.ts';
+import { startSampleSite, SAMPLE_ARCHIVE_DIR, readArticleFolder, type SampleSite } from './pipeline/crawl/sample-site.ts';
+import { COLUMNISTS_DIR, DEFAULT_COLUMNIST_NAME, REPO_DATA_DIR } from './paths.ts';
+import { resolveColumnist } from './columnists/folder.ts';
+import { servingSystemPrompt } from './prompts.ts';
+import type { JobSystem } from './jobs/system.ts';
 import { initTinyModel } from './model/tiny/index.ts';
 import { buildJobSystem } from './jobs/system.ts';
 import { runChain } from './jobs/chain.ts';
@@ -21,6 +26,9 @@ import { datasetJsonlPath } from './store/datasets.ts';
 import { okArticleCount } from './store/articles.ts';
 
 export const DEMO_TOPIC = 'the telecom industry discovers that AI agents need networks too';
+
+/** The demo's second voice: a columnist folder and its own archive (see data/sample-voice/README.md). */
+export const SAMPLE_VOICE = { name: 'lark', dir: path.join(REPO_DATA_DIR, 'sample-voice', 'lark'), articles: path.join(REPO_DATA_DIR, 'sample-voice', 'articles'), source: 'lark-archive' };
 
 /** Training settings small enough for a 2-core laptop, large enough to beat the base model. */
 export const DEMO_TRAINING = {
@@ -59,10 +67,12 @@ export interface DemoSummary {
   promoted: boolean;
   valLoss: { base: number | null; adapter: number | null };
   article: { topic: string; chars: number; tokens: number; cut: boolean; seconds: number };
+  /** The second columnist: its chain's products, its article, and how many requests ran at once. */
+  secondVoice: { name: string; articles: number; adapterId: string | null; promoted: boolean; chars: number; tokens: number; together: number };
   stages: { name: string; seconds: number; outcome: string }[];
 }
 
-const STAGES = ['sample archive', 'base model', 'scrape', 'dataset', 'training', 'evaluate + promote', 'article'] as const;
+const STAGES = ['sample archive', 'base model', 'scrape', 'dataset', 'training', 'evaluate + promote', 'second voice', 'article'] as const;
 
 export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSummary> {
   const dir = path.resolve(opts.dir);
@@ -81,9 +91,11 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
   header(0);
   const site = await startSampleSite({ port: 0, host: '127.0.0.1' });
   let store: Store | undefined;
+  let voiceSite: SampleSite | undefined;
   try {
+    voiceSite = await startSampleSite({ port: 0, host: '127.0.0.1', dir: SAMPLE_VOICE.articles });
     const served = readArticleFolder(SAMPLE_ARCHIVE_DIR).length;
-    done(0, t0, `${served} columns served at ${site.url}`);
+    done(0, t0, `${served} columns served at ${site.url}; ${readArticleFolder(SAMPLE_VOICE.articles).length} of a second voice's at ${voiceSite.url}`);
 
     // 2. A tiny random model in the Hub layout (the real one is `morris model pull`).
     t0 = performance.now();
@@ -92,7 +104,12 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     const tiny = initTinyModel(modelDir, { arch: 'llama', seed: 7 });
     done(1, t0, `tiny ${tiny.arch} model, ${tiny.parameters.toLocaleString('en-GB')} parameters, at ${rel(modelDir)}`);
 
+    // The demo's own columnist folders: the default voice and the second one.
+    const columnists = path.join(dir, 'columnists');
+    fs.cpSync(path.join(COLUMNISTS_DIR, DEFAULT_COLUMNIST_NAME), path.join(columnists, DEFAULT_COLUMNIST_NAME), { recursive: true });
+    fs.cpSync(SAMPLE_VOICE.dir, path.join(columnists, SAMPLE_VOICE.name), { recursive: true });
     const config = deriveConfig(base, {
+      MORRIS_COLUMNISTS_DIR: columnists,
       MORRIS_DATA_DIR: dir,
       MORRIS_MODELS_DIR: path.join(dir, 'models'),
       MORRIS_BASE_MODEL: modelDir,
@@ -166,27 +183,44 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     const measured = (evalRow.eval ?? {}) as { base?: { valLoss: number }; candidate?: { valLoss: number } };
     const datasetJsonl = datasetJsonlPath(store, rebuild.datasetId);
 
-    // 7. An article from whatever the registry says answers now (the promoted adapter).
+    // 7. The second columnist's chain, the same jobs for its own voice.
     t0 = performance.now();
     header(6);
+    const second = await secondVoiceChain(system, voiceSite.url, opts.print);
+    done(6, t0, second.summary);
+
+    // 8. One article per voice, asked at once: one base model, each voice's adapter and style guide.
+    t0 = performance.now();
+    header(7);
     const active = getActiveAdapter(store);
     const service = createGenerationService(config, { adapter: active ? { id: active.id, dir: active.path, datasetId: active.dataset_id } : null, baseModel: modelDir });
     const topic = opts.topic ?? DEMO_TOPIC;
-    opts.print(`    topic: "${topic}" — ${active ? `adapter ${active.id}` : 'base model (no adapter was promoted)'}\n`);
+    const voice = resolveColumnist(SAMPLE_VOICE.name, config);
+    const voiceActive = getActiveAdapter(store, voice.name);
+    opts.print(`    topic: "${topic}" — ${active ? `adapter ${active.id}` : 'base model (no adapter was promoted)'}; ${voice.displayName}: ${voiceActive ? `adapter ${voiceActive.id}` : 'base model'}\n`);
     let final: { text: string; tokens: number; cut: boolean } = { text: '', tokens: 0, cut: false };
+    let voiceFinal: { text: string; tokens: number } = { text: '', tokens: 0 };
+    let together = 0;
+    const poll = setInterval(() => (together = Math.max(together, service.status().runningCount)), 2);
     try {
+      const theirs = (async () => {
+        const request = { topic, sampling: { seed: 1 }, adapter: voiceActive ? { id: voiceActive.id, dir: voiceActive.path, datasetId: voiceActive.dataset_id } : null, systemPrompt: servingSystemPrompt(voice.systemPromptFile).text };
+        for await (const ev of service.generate(request)) if (ev.type === 'done') voiceFinal = ev;
+      })();
       for await (const ev of service.generate({ topic, sampling: { seed: 1 } })) {
         if (ev.type === 'text') opts.onArticleText(ev.text);
         else if (ev.type === 'done') final = ev;
       }
+      await theirs;
     } finally {
+      clearInterval(poll);
       await service.close();
     }
-    opts.onArticleText('\n');
+    opts.onArticleText(`\n\n— the same topic, as ${voice.displayName} —\n${voiceFinal.text}\n`);
     const articleSeconds = (performance.now() - t0) / 1000;
-    done(6, t0, `${final.tokens} tokens${final.cut ? ' (cut by the time limit)' : ''}`);
+    done(7, t0, `${final.tokens} + ${voiceFinal.tokens} tokens, ${together} written at once${final.cut ? ' (cut by the time limit)' : ''}`);
 
-    const articles = okArticleCount(store);
+    const articles = okArticleCount(store, DEFAULT_COLUMNIST_NAME);
     return {
       dir,
       dbPath: config.dbPath,
@@ -199,12 +233,41 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
       promoted: evaluation.promoted,
       valLoss: { base: measured.base?.valLoss ?? null, adapter: measured.candidate?.valLoss ?? null },
       article: { topic, chars: final.text.length, tokens: final.tokens, cut: final.cut, seconds: articleSeconds },
+      secondVoice: { name: voice.name, articles: okArticleCount(store, voice.name), adapterId: second.adapterId, promoted: second.promoted, chars: voiceFinal.text.length, tokens: voiceFinal.tokens, together },
       stages,
     };
   } finally {
     store?.close();
     await site.close();
+    await voiceSite?.close();
   }
+}
+
+/** The second voice's rescrape → rebuild → retrain → evaluate, reported in one line; a failed step stops the demo. */
+async function secondVoiceChain(system: JobSystem, siteUrl: string, print: (line: string) => void): Promise<{ adapterId: string | null; promoted: boolean; summary: string }> {
+  const onEvent = (e: RunnerEvent) => {
+    if (e.type === 'end') print(`    ${e.run.status === 'succeeded' ? '·' : '✗'} ${e.run.job}: ${(e.run.result as { summary?: string } | null)?.summary ?? e.run.error ?? e.run.status}`);
+  };
+  system.runner.events.on('event', onEvent);
+  let runs: JobRun[];
+  try {
+    runs = await runChain(system.runner, 'rescrape', {
+      trigger: 'demo',
+      chain: true,
+      minNewExamples: 1,
+      columnist: SAMPLE_VOICE.name,
+      input: { sources: [{ name: SAMPLE_VOICE.source, baseUrl: siteUrl }] },
+      ...(system.spec.trainingQueue ? { trainingQueue: system.spec.trainingQueue } : {}),
+    });
+  } finally {
+    system.runner.events.off('event', onEvent);
+  }
+  const failed = runs.find((r) => r.status !== 'succeeded');
+  if (failed || runs.length < 4) {
+    throw new MorrisError('JOB_FAILED', `The second voice's ${failed?.job ?? runs.at(-1)?.job} stage ${failed?.status ?? 'ended the chain early'}: ${failed?.error ?? 'see the log above'}`);
+  }
+  const evaluation = runs.at(-1)!.result as { adapterId: string; promoted: boolean; summary: string };
+  return { adapterId: evaluation.adapterId, promoted: evaluation.promoted, summary: `${SAMPLE_VOICE.name}: adapter ${evaluation.adapterId} ${evaluation.summary}` };
 }
 
 export function formatDemoSummary(s: DemoSummary): string {
@@ -217,10 +280,11 @@ export function formatDemoSummary(s: DemoSummary): string {
     `  adapter              ${s.adapterId} → ${s.adapterDir ? rel(s.adapterDir) : '?'} (PEFT format)`,
     `  validation loss      base ${loss(s.valLoss.base)} → adapter ${loss(s.valLoss.adapter)}; ${s.promoted ? 'promoted' : 'NOT promoted'}`,
     `  article              ${s.article.tokens} tokens in ${s.article.seconds.toFixed(1)} s on "${s.article.topic}"`,
+    `  second voice         ${s.secondVoice.name}: ${s.secondVoice.articles} articles, adapter ${s.secondVoice.adapterId} ${s.secondVoice.promoted ? 'promoted' : 'NOT promoted'}; its article ${s.secondVoice.tokens} tokens, ${s.secondVoice.together} voices written at once`,
     `  database             ${rel(s.dbPath)}`,
     `  total time           ${s.stages.reduce((a, b) => a + b.seconds, 0).toFixed(1)} s`,
     '',
-    `Explore: MORRIS_DATA_DIR=${rel(s.dir)} MORRIS_MODELS_DIR=${rel(path.join(s.dir, 'models'))} MORRIS_BASE_MODEL=${rel(path.join(s.dir, 'models', 'morris-tiny'))} npx morris status`,
+    `Explore: MORRIS_DATA_DIR=${rel(s.dir)} MORRIS_COLUMNISTS_DIR=${rel(path.join(s.dir, 'columnists'))} MORRIS_MODELS_DIR=${rel(path.join(s.dir, 'models'))} MORRIS_BASE_MODEL=${rel(path.join(s.dir, 'models', 'morris-tiny'))} npx morris columnists list`,
     'The tiny random model writes gibberish in the right shape; see README "Training on the real columnist".',
   ].join('\n');
 }

@@ -20,7 +20,7 @@ describe('offline demo', () => {
         print: (l) => lines.push(l),
         onArticleText: (t) => (article += t),
       });
-      expect(s.stages.map((x) => x.name)).toEqual(['sample archive', 'base model', 'scrape', 'dataset', 'training', 'evaluate + promote', 'article']);
+      expect(s.stages.map((x) => x.name)).toEqual(['sample archive', 'base model', 'scrape', 'dataset', 'training', 'evaluate + promote', 'second voice', 'article']);
       expect(s.articles).toBeGreaterThanOrEqual(20);
       expect(fs.existsSync(s.datasetFile!)).toBe(true);
       expect(fs.existsSync(path.join(s.adapterDir!, 'adapter_model.safetensors'))).toBe(true);
@@ -29,12 +29,24 @@ describe('offline demo', () => {
       expect(s.article.tokens).toBeGreaterThan(0);
       expect(article.trim().length).toBeGreaterThan(0);
       const db = openStore(s.dbPath);
-      const active = db.prepare(`SELECT id FROM adapters WHERE status = 'active'`).get() as { id: string };
+      const active = db.prepare(`SELECT id FROM adapters WHERE status = 'active' AND columnist = 'morris'`).get() as { id: string };
       expect(active.id).toBe(s.adapterId);
-      const gens = db.prepare('SELECT count(*) AS n FROM job_runs WHERE status = ?').get('succeeded') as { n: number };
-      expect(gens.n).toBe(4);
+      // Both voices ran their whole chain, and each has its own active adapter.
+      expect(db.prepare(`SELECT columnist, COUNT(*) AS n FROM job_runs WHERE status = 'succeeded' GROUP BY columnist ORDER BY columnist`).all()).toEqual([
+        { columnist: 'lark', n: 4 },
+        { columnist: 'morris', n: 4 },
+      ]);
+      expect(db.prepare(`SELECT columnist, id FROM adapters WHERE status = 'active' ORDER BY columnist`).all()).toEqual([
+        { columnist: 'lark', id: s.secondVoice.adapterId },
+        { columnist: 'morris', id: s.adapterId },
+      ]);
       db.close();
-      expect(lines.join('\n')).toMatch(/\[7\/7\] article/);
+      expect(s.secondVoice).toMatchObject({ name: 'lark', articles: 8, promoted: true });
+      expect(s.secondVoice.tokens).toBeGreaterThan(0);
+      // One base model, both voices' adapters: the two articles were written in the same batch.
+      expect(s.secondVoice.together).toBe(2);
+      expect(article).toContain('— the same topic, as Penny Lark —');
+      expect(lines.join('\n')).toMatch(/\[8\/8\] article/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
