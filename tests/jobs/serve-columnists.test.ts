@@ -1,9 +1,9 @@
 /**
  * Two columnists end to end in one `morris serve` (tiny model): each voice's cron tick runs its
  * own chain (scrape → rebuild → retrain → evaluate), the trainings take turns, each gate compares a
- * candidate only with its own columnist's active adapter, and simultaneous requests for both voices
+ * candidate only with its own columnist's active adapter, simultaneous requests for both voices
  * decode together on the one model, each text equal to what that voice's adapter writes alone
- * (greedy).
+ * (greedy), and Slack's `/morris --as` and Discord's `columnist:` option reach that voice's adapter.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,6 +18,12 @@ import { datasetColumnist } from '../../src/store/datasets.ts';
 import { getAdapter } from '../../src/jobs/registry.ts';
 import { SAMPLE_ARCHIVE_DIR, startSampleSite, type SampleSite } from '../../src/pipeline/crawl/sample-site.ts';
 import { startTinyServe, waitFor } from './helpers.ts';
+import { FakeSlack, postSigned, slashCommand } from '../bot/fakes/slack-server.ts';
+import { FakeDiscord } from '../bot/fakes/discord-server.ts';
+
+const SECRET = 'serve-voices-secret';
+const slack = new FakeSlack();
+const discord = new FakeDiscord();
 
 let root: string;
 let h: ServeHandle;
@@ -42,7 +48,22 @@ beforeAll(async () => {
   );
   const profile = JSON.parse(fs.readFileSync(path.join(COLUMNISTS_DIR, 'morris', 'sources', 'sample-archive.json'), 'utf8'));
   fs.writeFileSync(path.join(columnists, 'rival', 'sources', 'archive.json'), JSON.stringify({ ...profile, name: 'archive', baseUrl: rivalSite.url }));
-  ({ root, h, close } = await startTinyServe('morris-serve-columnists-', { MORRIS_CRON_RESCRAPE: '* * * * *', MORRIS_COLUMNISTS_DIR: columnists }));
+  await slack.start();
+  await discord.start();
+  ({ root, h, close } = await startTinyServe(
+    'morris-serve-columnists-',
+    {
+      MORRIS_CRON_RESCRAPE: '* * * * *',
+      MORRIS_COLUMNISTS_DIR: columnists,
+      SLACK_BOT_TOKEN: 'xoxb-serve',
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: slack.apiUrl,
+      DISCORD_TOKEN: 'discord-serve',
+      DISCORD_API_URL: discord.apiUrl,
+    },
+    { bots: true },
+  ));
+  await h.bots.settled();
   // Cron has minutes, not seconds: both voices' first ticks are fired now, as the cron fires them.
   void h.scheduler.tick('rescrape');
   void h.scheduler.tick('rescrape', 'rival');
@@ -50,6 +71,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await close?.();
+  await slack.stop();
+  await discord.stop();
   await rivalSite?.close();
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -126,5 +149,28 @@ describe('serve: two columnists', () => {
     // The native kernel keeps adapters in a pool beside the base weights: both voices in one batch.
     expect(h.service.status().decodeKernel).toMatch(/^native/);
     expect(together).toBe(2);
+  }, 120_000);
+
+  it("Slack's /morris --as and Discord's columnist: option reach the voice's active adapter", async () => {
+    const rivalActive = h.registry.active('rival')!;
+    const ack = await postSigned(
+      `${h.url.replace(/\/$/, '')}/slack/events`,
+      new URLSearchParams(slashCommand(slack, { command: '/morris', text: '--as rival spectrum auctions', user_id: 'U1', channel_id: 'CVOICE' })).toString(),
+      { secret: SECRET, contentType: 'application/x-www-form-urlencoded' },
+    );
+    expect(ack.status).toBe(200);
+    const msg = await waitFor(() => slack.messages.find((m) => m.channel === 'CVOICE' && m.text.includes('not written by them')), 60_000, 'Slack answer');
+    expect(msg.text).toContain('AI-generated in the style of a rival columnist');
+    const token = discord.slashCommand({
+      name: 'morris',
+      options: [{ name: 'topic', type: 3, value: 'fibre broadband' }, { name: 'columnist', type: 3, value: 'rival' }],
+      user: { id: '300000000000000003', username: 'reader' },
+    });
+    await waitFor(() => discord.messages.find((m) => m.interaction_token === token && m.content.includes('not written by them')), 60_000, 'Discord answer');
+    const rows = h.store.prepare("SELECT platform, columnist, adapter_id, outcome FROM generations WHERE topic IN ('spectrum auctions', 'fibre broadband') ORDER BY platform").all();
+    expect(rows).toEqual([
+      { platform: 'discord', columnist: 'rival', adapter_id: rivalActive.id, outcome: 'ok' },
+      { platform: 'slack', columnist: 'rival', adapter_id: rivalActive.id, outcome: 'ok' },
+    ]);
   }, 120_000);
 });
