@@ -28,6 +28,19 @@ export const ADMIN_COMMANDS = [
 ] as const;
 export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
 
+/** How the commands that take arguments are written (the rest are bare words). */
+const USAGE: Partial<Record<AdminCommand, string>> = {
+  retrain: '`retrain [columnist]`',
+  rescrape: '`rescrape [columnist]`',
+  rebuild: '`rebuild [columnist]`',
+  adapters: '`adapters [columnist]`',
+  promote: '`promote <adapter>`',
+  rollback: '`rollback [columnist]`',
+  cancel: '`cancel <job>`',
+  forget: '`forget <platform> <user-id>`',
+  'default-columnist': '`default-columnist <name|none>`',
+};
+
 export interface AdminSettings {
   slackAdmins: readonly string[];
   /** Discord user ids or role ids. */
@@ -77,7 +90,7 @@ export async function runAdminCommand(deps: AdminDeps, input: { requester: Reque
   }
   if (!(ADMIN_COMMANDS as readonly string[]).includes(command)) {
     record('unknown command');
-    return `Admin commands: ${ADMIN_COMMANDS.map((c) => (c === 'promote' ? '`promote <adapter>`' : c === 'cancel' ? '`cancel <job>`' : c === 'forget' ? '`forget <platform> <user-id>`' : c === 'default-columnist' ? '`default-columnist <name|none>`' : `\`${c}\``)).join(', ')}.`;
+    return `Admin commands: ${ADMIN_COMMANDS.map((c) => USAGE[c] ?? `\`${c}\``).join(', ')}.`;
   }
   try {
     const out = await execute(deps, command as AdminCommand, args, requester);
@@ -120,21 +133,23 @@ async function execute(deps: AdminDeps, command: AdminCommand, args: string, req
     if (!args) throw new MorrisError('BAD_INPUT', `\`${command}\` needs ${what}, e.g. \`${command} ${example}\`.`);
     return args.split(/\s+/)[0]!;
   };
+  // The chain's commands and the registry's take a columnist (default: the default one).
+  const voice = args.split(/\s+/)[0]?.toLowerCase() || undefined;
   switch (command) {
     case 'status':
       return admin.status(actor);
     case 'retrain':
-      return admin.retrain(actor);
+      return voice ? admin.retrain(actor, voice) : admin.retrain(actor);
     case 'rescrape':
-      return admin.rescrape(actor);
+      return voice ? admin.rescrape(actor, voice) : admin.rescrape(actor);
     case 'rebuild':
-      return admin.rebuild(actor);
+      return voice ? admin.rebuild(actor, voice) : admin.rebuild(actor);
     case 'adapters':
-      return admin.adapters(actor);
+      return voice ? admin.adapters(actor, voice) : admin.adapters(actor);
     case 'promote':
       return admin.promote(actor, needArg('an adapter id', 'a-20260101'));
     case 'rollback':
-      return admin.rollback(actor);
+      return voice ? admin.rollback(actor, voice) : admin.rollback(actor);
     case 'cancel':
       return admin.cancel(actor, needArg('a job id', '42'));
   }

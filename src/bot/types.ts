@@ -102,15 +102,17 @@ export interface TextGenerator {
  * - `promote`  — make adapter `adapterId` active (hot swap); throws NOT_FOUND for an unknown id.
  * - `rollback` — reactivate the previously active adapter.
  * - `cancel`   — cancel running job `jobId`; throws NOT_FOUND when no such running job exists.
+ * `columnist` (retrain, rescrape, rebuild, adapters, rollback) names another voice than the
+ * default one; an unknown name throws UNKNOWN_COLUMNIST with the known ones.
  */
 export interface AdminActions {
   status(actor: AdminActor): Promise<string>;
-  retrain(actor: AdminActor): Promise<string>;
-  rescrape(actor: AdminActor): Promise<string>;
-  rebuild(actor: AdminActor): Promise<string>;
-  adapters(actor: AdminActor): Promise<string>;
+  retrain(actor: AdminActor, columnist?: string): Promise<string>;
+  rescrape(actor: AdminActor, columnist?: string): Promise<string>;
+  rebuild(actor: AdminActor, columnist?: string): Promise<string>;
+  adapters(actor: AdminActor, columnist?: string): Promise<string>;
   promote(actor: AdminActor, adapterId: string): Promise<string>;
-  rollback(actor: AdminActor): Promise<string>;
+  rollback(actor: AdminActor, columnist?: string): Promise<string>;
   cancel(actor: AdminActor, jobId: string): Promise<string>;
 }
 

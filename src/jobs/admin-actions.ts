@@ -26,16 +26,27 @@ function keyMetric(a: AdapterRow): string {
   return loss === undefined ? 'no validation loss' : `val loss ${loss.toFixed(4)}`;
 }
 
+/** A voice as the admin commands need it: its name (checked) and its retrain threshold. */
+export type VoiceLookup = (name: string) => { name: string; minNewExamples: number };
+
 export function createAdminActions(d: {
   control: JobControl;
   registry: AdapterRegistry;
   scheduler?: Scheduler;
   generator: TextGenerator;
+  /** Resolves a columnist named in a command (throws UNKNOWN_COLUMNIST); absent → only the default voice. */
+  voice?: VoiceLookup;
 }): AdminActions {
   const store = d.control.runner.store;
-  const start = async (job: string, actor: AdminActor) => {
-    const s = await d.control.start(job, { trigger: who(actor) });
-    return s.started ? `Started ${job}: job #${s.run.id}.` : `Not started: ${s.run.message ?? `${job} is already running`}.`;
+  const voiceOf = (name: string) => {
+    if (!d.voice) throw new MorrisError('UNKNOWN_COLUMNIST', `No columnist named "${name}" in this process.`);
+    return d.voice(name);
+  };
+  const start = async (job: string, actor: AdminActor, columnist?: string) => {
+    const v = columnist === undefined ? undefined : voiceOf(columnist);
+    const s = await d.control.start(job, { trigger: who(actor), ...(v ? { columnist: v.name, minNewExamples: v.minNewExamples } : {}) });
+    const what = v ? `${job} for ${v.name}` : job;
+    return s.started ? `Started ${what}: job #${s.run.id}.` : `Not started: ${s.run.message ?? `${what} is already running`}.`;
   };
   return {
     async status() {
@@ -50,12 +61,12 @@ export function createAdminActions(d: {
         `Schedule: ${sched.length ? sched.map((s) => `${s.job} "${s.expression}" next ${s.nextRun ?? '—'}`).join('; ') : 'off'}`,
       ].join('\n');
     },
-    retrain: (actor) => start('retrain', actor),
-    rescrape: (actor) => start('rescrape', actor),
-    rebuild: (actor) => start('rebuild', actor),
-    async adapters() {
-      const all = d.registry.list();
-      if (!all.length) return 'No adapters yet; the base model answers.';
+    retrain: (actor, columnist) => start('retrain', actor, columnist),
+    rescrape: (actor, columnist) => start('rescrape', actor, columnist),
+    rebuild: (actor, columnist) => start('rebuild', actor, columnist),
+    async adapters(_actor, columnist) {
+      const all = d.registry.list(columnist === undefined ? undefined : voiceOf(columnist).name);
+      if (!all.length) return `No adapters yet${columnist ? ` for ${columnist}` : ''}; the base model answers.`;
       return all
         .slice(0, ADMIN_LIST_LIMIT)
         .map((a) => `${a.status === 'active' ? '* ' : '  '}${a.id} ${a.status}, ${keyMetric(a)}${a.reason ? ` — ${a.reason}` : ''}`)
@@ -65,8 +76,8 @@ export function createAdminActions(d: {
       const c = await d.registry.promote(adapterId.trim(), who(actor), 'promoted by an admin');
       return `Adapter ${c.active?.id} is active now (was ${c.previous?.id ?? 'the base model'}).`;
     },
-    async rollback(actor) {
-      const c = await d.registry.rollback(who(actor));
+    async rollback(actor, columnist) {
+      const c = await d.registry.rollback(who(actor), 'rolled back', columnist === undefined ? undefined : voiceOf(columnist).name);
       return `Rolled back from ${c.previous?.id}; ${c.active ? `adapter ${c.active.id}` : 'the base model'} answers now.`;
     },
     async cancel(_actor, jobId) {

@@ -32,6 +32,7 @@ import { columnistStates } from '../web/api-columnists.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../jobs/resume.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
+import { resolveColumnist } from '../columnists/folder.ts';
 
 const log = childLog('serve');
 
@@ -128,7 +129,16 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   const scheduler = startScheduler(runner, { ...withDefaultVoice(spec, config), voices: voiceSchedules(config) });
 
   // Whoever types `/morris-admin retrain` and whoever clicks the dashboard reach the same control.
-  const admin = createAdminActions({ control, registry, scheduler, generator });
+  const admin = createAdminActions({
+    control,
+    registry,
+    scheduler,
+    generator,
+    voice: (name) => {
+      const c = resolveColumnist(name, config);
+      return { name: c.name, minNewExamples: c.settings.retrainMinNewExamples };
+    },
+  });
   const inFlight = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
   // Each platform connects (and retries) in the background: the port opens at once.

@@ -182,6 +182,9 @@ describe('asking for a voice on Slack', () => {
     expect(await admin('default-columnist rival', 'UNOTADMIN')).toMatch(/admins only/);
     expect(await admin('default-columnist nobody')).toContain('No columnist named "nobody". Known columnists: morris, rival.');
     expect(await admin('default-columnist rival')).toContain('This channel now writes as rival');
+    // The chain's commands take a voice too; without a job system here they say so.
+    expect(await admin('retrain rival')).toContain('Admin actions are not available in this process');
+    expect(await admin('help')).toContain('`retrain [columnist]`');
     expect(await admin('default-columnist')).toContain('This channel writes as rival.');
     await slash('house prices', 'CHOUSE');
     await slash('--as morris house rules', 'CHOUSE');

@@ -159,14 +159,14 @@ describe('serve: two columnists', () => {
       { secret: SECRET, contentType: 'application/x-www-form-urlencoded' },
     );
     expect(ack.status).toBe(200);
-    const msg = await waitFor(() => slack.messages.find((m) => m.channel === 'CVOICE' && m.text.includes('not written by them')), 60_000, 'Slack answer');
+    const msg = await waitFor(() => slack.messages.find((m) => m.channel === 'CVOICE' && m.text.includes('not written by them')), 60_000);
     expect(msg.text).toContain('AI-generated in the style of a rival columnist');
     const token = discord.slashCommand({
       name: 'morris',
       options: [{ name: 'topic', type: 3, value: 'fibre broadband' }, { name: 'columnist', type: 3, value: 'rival' }],
       user: { id: '300000000000000003', username: 'reader' },
     });
-    await waitFor(() => discord.messages.find((m) => m.interaction_token === token && m.content.includes('not written by them')), 60_000, 'Discord answer');
+    await waitFor(() => discord.messages.find((m) => m.interaction_token === token && m.content.includes('not written by them')), 60_000);
     const rows = h.store.prepare("SELECT platform, columnist, adapter_id, outcome FROM generations WHERE topic IN ('spectrum auctions', 'fibre broadband') ORDER BY platform").all();
     expect(rows).toEqual([
       { platform: 'discord', columnist: 'rival', adapter_id: rivalActive.id, outcome: 'ok' },

@@ -15,6 +15,10 @@ import { TrainingQueue } from '../../src/jobs/training-queue.ts';
 import { voiceSchedules, withDefaultVoice } from '../../src/jobs/voice-schedules.ts';
 import { scheduleFromConfig } from '../../src/jobs/scheduler.ts';
 import { listRuns } from '../../src/store/job-runs.ts';
+import { createAdminActions } from '../../src/jobs/admin-actions.ts';
+import { JobControl } from '../../src/jobs/control.ts';
+import { AdapterRegistry } from '../../src/jobs/registry.ts';
+import { MorrisError } from '../../src/errors.ts';
 import { loadConfig } from '../../src/config.ts';
 import { addColumnist } from '../../src/columnists/folder.ts';
 import { COLUMNISTS_DIR } from '../../src/paths.ts';
@@ -98,6 +102,27 @@ describe('per-columnist chains', () => {
       await s.stop();
       await s.settled();
     }
+  });
+
+  it('admin commands run a named voice\'s chain and registry; an unknown voice is refused', async () => {
+    const calls: string[] = [];
+    const runner = new JobRunner(t.store, handlers(calls));
+    const admin = createAdminActions({
+      control: new JobControl(runner, { chain: false, minNewExamples: 1 }),
+      registry: new AdapterRegistry(t.store),
+      generator: { generate: () => (async function* () {})(), info: async () => ({ backend: 'test', baseModel: null, adapterId: null, datasetId: null }) },
+      voice: (name) => {
+        if (name !== 'rival') throw new MorrisError('UNKNOWN_COLUMNIST', `No columnist named "${name}". Known columnists: morris, rival.`);
+        return { name, minNewExamples: 3 };
+      },
+    });
+    const actor = { platform: 'slack' as const, userId: 'UADMIN' };
+    expect(await admin.rescrape(actor, 'rival')).toMatch(/^Started rescrape for rival: job #\d+\.$/);
+    await waitFor(() => calls.includes('rescrape:rival'));
+    expect(listRuns(t.store, { job: 'rescrape' })[0]!.columnist).toBe('rival');
+    expect(await admin.adapters(actor, 'rival')).toBe('No adapters yet for rival; the base model answers.');
+    await expect(admin.rollback(actor, 'rival')).rejects.toThrow('No adapter is active for rival');
+    await expect(admin.retrain(actor, 'nobody')).rejects.toMatchObject({ code: 'UNKNOWN_COLUMNIST' });
   });
 
   it("voice schedules come from the folders: each voice's own crons; a broken profile is the tick's reason to skip", () => {
