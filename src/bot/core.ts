@@ -14,7 +14,7 @@ import { closeGeneration, newGenerationId, openGeneration, type GenerationKind }
 import { FeedbackDesk } from './feedback-desk.ts';
 import { lineageOf } from './lineage.ts';
 import { parseRequestText, usageText } from './parse-request.ts';
-import { voiceOf, voiceProblem, voiceSettingsFromConfig, withChannelVoice, type VoiceDirectory } from './voices.ts';
+import { attributionOf, voiceName, voiceProblem, voiceSettingsFromConfig, withChannelVoice, type VoiceDirectory } from './voices.ts';
 import { composeArticle, DEFAULT_COLUMNIST, echoTopic, findBlockedTerm, type RenderPlatform } from './render.ts';
 import type {
   AdminActions,
@@ -215,7 +215,7 @@ export class BotCore {
     const { requester, topic, options } = accepted;
     const request: GenerationRequest = { ...requester, id: newGenerationId(), topic, options, ...(link.revision ? { revision: link.revision } : {}) };
     const kind = link.kind ?? (link.revision ? 'revise' : link.parentId ? 'regenerate' : 'ask');
-    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId, kind, instruction: link.revision?.instruction, columnist: voiceOf(this.deps.settings, options).name });
+    openGeneration(this.deps.store, { id: request.id, requester, topic, options, parentId: link.parentId, kind, instruction: link.revision?.instruction, columnist: voiceName(options) });
     return {
       ok: true,
       request,
@@ -330,11 +330,11 @@ export class BotCore {
       });
       yield {
         kind: 'final',
-        text: composeArticle(body, { columnist: voiceOf(settings, request.options).attribution, cut: done.cut, cutReason: done.reason, platform }),
+        text: composeArticle(body, { columnist: attributionOf(settings, voiceName(request.options)), cut: done.cut, cutReason: done.reason, platform }),
         cut: done.cut,
         generationId: request.id,
         reason: done.reason,
-        lineage: { ...lineageOf(store, done), columnist: voiceOf(settings, request.options).attribution },
+        lineage: { ...lineageOf(store, done), columnist: attributionOf(settings, voiceName(request.options)) },
       };
     } catch (e) {
       const cancelled = outer?.aborted || (isMorrisError(e) && e.code === 'CANCELLED');

@@ -17,8 +17,10 @@ export interface Voice {
   attribution: string;
 }
 
-/** The columnists a bot may write as (read from their folders on each call, so a new one needs no restart). */
-/** CoreSettings.voices: the core's `columnist` setting is the default voice's attribution; this finds the others. */
+/**
+ * The columnists a bot may write as (CoreSettings.voices; the core's `columnist` setting is the
+ * default voice's attribution), read from their folders on each call, so a new one needs no restart.
+ */
 export interface VoiceDirectory {
   /** Throws UNKNOWN_COLUMNIST (listing the known ones) or COLUMNIST_INVALID. */
   resolve(name: string): Voice;
@@ -91,6 +93,11 @@ export function columnistChoices(voices: readonly Voice[], typed: string): { nam
     .filter((v) => !q || v.name.includes(q) || v.displayName.toLowerCase().includes(q))
     .slice(0, MAX_AUTOCOMPLETE_CHOICES)
     .map((v) => ({ name: v.displayName === v.name ? v.name : `${v.displayName} (${v.name})`, value: v.name }));
+}
+
+/** The voice a request's options name: the one asked for, else the default one. */
+export function voiceName(options: Pick<GenerationOptions, 'columnist'>): string {
+  return options.columnist || DEFAULT_COLUMNIST_NAME;
 }
 
 /** Who an article's attribution names, for one already written: its voice's, or its name when that folder is gone. */
