@@ -28,7 +28,7 @@ import type { LoraModule } from '../graph/llama.ts';
 import { newAdamWState, type AdamWState } from './adamw.ts';
 import { loadCheckpoint, type TrainState } from './checkpoint.ts';
 import { resolveTrainConfig } from './config.ts';
-import { runTrainingLoop, type MetricPoint, type RunState } from './loop.ts';
+import { runTrainingLoop, sftObjective, type MetricPoint, type RunState } from './loop.ts';
 import { saveTrainedAdapter } from './output.ts';
 import {
   loadDatasetExamples,
@@ -204,11 +204,7 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     const { stoppedEarly } = await runTrainingLoop(
       {
         cfg,
-        sessions,
-        microBatch: fit.microBatch,
-        trainExamples,
-        valExamples,
-        padId: padTokenId(tok),
+        objective: sftObjective(sessions, trainExamples, valExamples, padTokenId(tok), fit.microBatch),
         perStep,
         totalExamples,
         totalSteps,
