@@ -85,7 +85,8 @@ export async function trainDpo(opts: DpoOptions, cb: TrainCallbacks = {}): Promi
   const train = preparePairs(tok, split.train, maxSeqLen, cfg.overLong);
   const held = preparePairs(tok, split.heldOut, maxSeqLen, cfg.overLong);
   if (train.pairs.length === 0) {
-    throw new MorrisError('DATASET_EMPTY', `No usable preference pair to train on (${describePairs(train.counts)}).`, {
+    const all = Object.fromEntries(Object.entries(train.counts).map(([k, v]) => [k, v + held.counts[k as keyof PairCounts]])) as unknown as PairCounts;
+    throw new MorrisError('DATASET_EMPTY', `No usable preference pair to train on (${describePairs(all)}).`, {
       hint: 'Pairs need a chosen and a rejected text that differ: record ratings, picks or edits in Slack/Discord, or `morris feedback import FILE.jsonl`; raise maxSeqLen or use overLong "truncate" if they are too long.',
     });
   }
