@@ -218,9 +218,11 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     const candidate = byId(cand.id);
     const current = activeOther ? byId(activeOther.id) : null;
     for (const m of measures) {
-      ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}`);
+      const pref = m.preference ? `, preference accuracy ${m.preference.accuracy.toFixed(3)} over ${m.preference.pairs} held-out reader pairs` : ', no held-out reader pairs';
+      ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}${pref}`);
     }
-    const decision = decidePromotion(candidate, current, base, { margin: config.MORRIS_PROMOTE_MARGIN, styleTolerance: config.MORRIS_STYLE_TOLERANCE });
+    const method = cand.metrics['method'] === 'dpo' ? 'dpo' : 'sft';
+    const decision = decidePromotion(candidate, current, base, { margin: config.MORRIS_PROMOTE_MARGIN, styleTolerance: config.MORRIS_STYLE_TOLERANCE, method });
     recordEvaluation(store, cand.id, { datasetId, candidate, active: current, base, decision, at: new Date().toISOString() }, decision.reason, decision.reject);
     if (decision.promote) {
       await env.registry.promote(cand.id, 'evaluate', decision.reason);

@@ -15,6 +15,8 @@ import { ModelCache } from '../model/serving/model-cache.ts';
 import { articleMessages, servingSystemPrompt } from '../prompts.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './gate/evaluate.ts';
 import { validationLoss } from './gate/validation-loss.ts';
+import { preferenceMeasurer } from './gate/preference.ts';
+import { storePreferenceRecords } from '../pipeline/dataset/preferences.ts';
 import type { WorkerTask } from './worker-protocol.ts';
 import { datasetExampleRows } from '../store/datasets.ts';
 
@@ -136,6 +138,8 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
         for await (const piece of model.stream({ messages }, sampling, signal)) text += piece;
         return text;
       },
+      // Readers' pairs as the articles were asked for: the serving prompt, the same one generation uses.
+      preference: preferenceMeasurer({ modelDir: o.baseModelDir, records: storePreferenceRecords(store, systemPrompt), maxSeqLen: o.maxSeqLen, threads: o.threads, device: o.device }),
     };
     const out: ModelMeasure[] = [];
     for (const [i, m] of o.models.entries()) {

@@ -22,8 +22,7 @@ import { childLog } from '../../log.ts';
 import type { Store } from '../../store/db.ts';
 import { listAdapters } from '../../store/adapters.ts';
 import { readDecoderConfig, type DecoderConfig } from '../checkpoint/config.ts';
-import { readAdapter, pairKey } from '../checkpoint/lora.ts';
-import { readTensorF32 } from '../checkpoint/safetensors.ts';
+import { adapterTensors, readAdapter } from '../checkpoint/lora.ts';
 import type { LoraModule } from '../graph/llama.ts';
 import type { LoraInput } from '../graph/training.ts';
 import { resolveTrainConfig } from './config.ts';
@@ -250,14 +249,7 @@ function readReference(store: Store, dir: string, model: DecoderConfig): Referen
     targets: [...a.targetModules],
     datasetId: listAdapters(store).find((r) => path.resolve(r.path) === resolved)?.dataset_id ?? null,
     identity: `${resolved}:${st.size}:${st.mtimeMs}`,
-    // Layers the adapter leaves out (layers_to_transform) stay zero: no side path, as in PEFT.
-    weights: (layout) =>
-      new Map(
-        layout.map((t) => {
-          const entry = a.pairs.get(pairKey(t.layer, t.module));
-          return [t.name, entry ? readTensorF32(t.which === 'A' ? entry.a : entry.b) : new Float32Array(t.shape[0] * t.shape[1])];
-        }),
-      ),
+    weights: (layout) => adapterTensors(a, layout),
   };
 }
 
