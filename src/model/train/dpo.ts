@@ -58,7 +58,9 @@ export interface DpoOptions {
   readonly fsWriter?: FsWriter;
 }
 
-export interface DpoResult extends TrainResult {
+export interface DpoResult extends Omit<TrainResult, 'datasetId'> {
+  /** The reference adapter's dataset, when it has one (pairs are not a dataset version). */
+  readonly datasetId: string | null;
   /** Held-out preference accuracy of the reference (0.5 by construction) and of the result. */
   readonly preference: { readonly heldOut: number; readonly initial: number; readonly final: number };
   readonly counts: { readonly train: PairCounts; readonly heldOut: PairCounts };
@@ -203,7 +205,7 @@ export async function trainDpo(opts: DpoOptions, cb: TrainCallbacks = {}): Promi
       adapterDir: saved.adapterDir,
       runId,
       runDir,
-      datasetId: reference?.datasetId ?? '',
+      datasetId: reference?.datasetId ?? null,
       device: sessions.device,
       steps: run.state.step,
       stoppedEarly,
