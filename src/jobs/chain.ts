@@ -12,6 +12,7 @@ import type { JobRun } from '../store/job-runs.ts';
 import { appendLog, listRuns } from '../store/job-runs.ts';
 import type { Store } from '../store/db.ts';
 import { preferencePairs } from '../store/feedback.ts';
+import { findAdapter } from './registry.ts';
 
 export type ChainStart = 'rescrape' | 'rebuild' | 'retrain' | 'dpo';
 
@@ -116,8 +117,11 @@ export async function runChain(runner: JobRunner, start: ChainStart, opts: Chain
   const retrained = prev;
   const evaluated = await step('evaluate', { adapterId: (retrained.result as RetrainResult).adapterId }, retrained);
   // Readers in the loop: a DPO stage on top of the new adapter when readers have made pairs.
-  if (!opts.dpoMinNewPairs || !opts.chain) return runs;
+  if (!opts.dpoMinNewPairs || !opts.chain || evaluated.status !== 'succeeded') return runs;
+  const retrainedId = (retrained.result as RetrainResult).adapterId;
+  // A rejected adapter (it copies training text) is no base for anything.
+  if (findAdapter(runner.store, retrainedId)?.status === 'rejected') return stop(evaluated, `adapter ${retrainedId} was rejected: no DPO stage on top of it`);
   const { total } = pairsSinceLastDpo(runner.store);
   if (total < DPO_MIN_PAIRS) return stop(evaluated, `readers have made ${total} preference pairs (< ${DPO_MIN_PAIRS} needed for a DPO stage)`);
-  return dpoStage({ referenceAdapterId: (retrained.result as RetrainResult).adapterId }, evaluated);
+  return dpoStage({ referenceAdapterId: retrainedId }, evaluated);
 }

@@ -84,6 +84,12 @@ describe('chain: the DPO stage', () => {
     calls.length = 0;
     await runChain(runner, 'retrain', { ...opts, dpoMinNewPairs: 0, input: { datasetId: 'd3' } });
     expect(calls).toEqual(['retrain:d3', 'evaluate:a1']);
+    // The gate rejected the retrained adapter (it copies training text): nothing is built on it.
+    t.store.prepare(`INSERT INTO adapters (id, base_model, path, status, metrics) VALUES ('a1', 'tiny', '/nowhere', 'rejected', '{}')`).run();
+    calls.length = 0;
+    const rejected = await runChain(runner, 'retrain', { ...opts, input: { datasetId: 'd4' } });
+    expect(calls).toEqual(['retrain:d4', 'evaluate:a1']);
+    expect(getLogs(t.store, rejected.at(-1)!.id).map((l) => l.line).join('\n')).toMatch(/adapter a1 was rejected: no DPO stage on top of it/);
   });
 
   it('on its own: the watch starts DPO on the active adapter once enough new pairs arrived since the last DPO run', async () => {

@@ -4,7 +4,7 @@
  * a NaN loss stopping with the last good checkpoint, and kill -9 + --resume through the real CLI
  * giving the same adapter as an uninterrupted run.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -109,6 +109,47 @@ describe('trainDpo', () => {
     const state = JSON.parse(readFileSync(join(root, 'nan', 'runs', runs[0]!, 'checkpoint', 'state.json'), 'utf8'));
     expect(state.step).toBeGreaterThanOrEqual(1);
     expect(Number.isFinite(state.lastTrainLoss)).toBe(true);
+  });
+});
+
+describe('morris train --method dpo', () => {
+  const cli = (args: string[], dir: string) => {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/morris.mjs'), 'train', '--method', 'dpo', '--model', modelDir, '--threads', '1', '--no-progress', '--steps', '4', '--rank', '4', '--alpha', '8', ...args], {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: { ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn' },
+      timeout: 60_000,
+    });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  it('--pairs latest trains on the pairs readers made; a missing reference or pairs file says what to give', async () => {
+    const dir = join(root, 'cli-latest');
+    const { importPreferenceLines } = await import('../../src/pipeline/dataset/preferences.ts');
+    const s = openStore(join(dir, 'data', 'morris.db'));
+    importPreferenceLines(s, jsonl(records(12)));
+    s.close();
+    // `latest` renders each pair's prompt as generation asked it: the long serving system prompt.
+    const short = cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '256'], dir);
+    expect(short.code).toBe(1);
+    expect(short.err).toMatch(/No usable preference pair to train on \(12 pairs: 0 kept, .* 12 cut to the context, 12 without an assistant reply\)[\s\S]*raise maxSeqLen/);
+    const ok = cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '2048', '--out', join(dir, 'out')], dir);
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).toMatch(/^adapter lora-\S+ \(DPO, candidate\) → /);
+    expect(ok.out).toMatch(/reference base model; \d+ steps on cpu/);
+    expect(ok.out).toMatch(/train pairs: \d+ pairs: \d+ kept, 0 with the same chosen and rejected text/);
+    expect(ok.out).toMatch(/held-out preference accuracy 0\.500 → \d\.\d{3} \(\d+ pairs\)/);
+    expect(existsSync(join(dir, 'out', 'adapter_model.safetensors'))).toBe(true);
+    const noRef = cli(['--pairs', 'latest'], dir);
+    expect(noRef.code).toBe(1);
+    expect(noRef.err).toMatch(/DPO needs a reference: --adapter DIR .* or --adapter none/);
+    const noFile = cli(['--adapter', 'none', '--pairs', join(dir, 'missing.jsonl')], dir);
+    expect(noFile.code).toBe(1);
+    expect(noFile.err).toMatch(/No pairs file .*missing\.jsonl/);
+    writeFileSync(join(dir, 'bad.jsonl'), '{"prompt": [], "chosen": "x"}\n');
+    const bad = cli(['--adapter', 'none', '--pairs', join(dir, 'bad.jsonl')], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/bad\.jsonl line 1: prompt must be a non-empty list of messages/);
   });
 });
 
