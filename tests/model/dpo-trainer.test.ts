@@ -140,6 +140,8 @@ describe('morris train --method dpo', () => {
     expect(ok.out).toMatch(/train pairs: \d+ pairs: \d+ kept, 0 with the same chosen and rejected text/);
     expect(ok.out).toMatch(/held-out preference accuracy 0\.500 → \d\.\d{3} \(\d+ pairs\)/);
     expect(existsSync(join(dir, 'out', 'adapter_model.safetensors'))).toBe(true);
+    // DPO trains without dropout unless asked (TRL's disable_dropout): step 0 is the reference exactly.
+    expect(JSON.parse(readFileSync(join(dir, 'out', 'adapter_config.json'), 'utf8'))).toMatchObject({ lora_dropout: 0 });
     const noRef = cli(['--pairs', 'latest'], dir);
     expect(noRef.code).toBe(1);
     expect(noRef.err).toMatch(/DPO needs a reference: --adapter DIR .* or --adapter none/);

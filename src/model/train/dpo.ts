@@ -75,8 +75,10 @@ interface PairItem {
 export async function trainDpo(opts: DpoOptions, cb: TrainCallbacks = {}): Promise<DpoResult> {
   const model = readDecoderConfig(opts.modelDir);
   const reference = opts.referenceDir ? readReference(opts.store, opts.referenceDir, model) : null;
-  // Training continues the reference adapter, so its shape (rank, alpha, targets) wins.
-  const cfg = resolveTrainConfig(opts.hostSettings ?? {}, opts.settings, reference ? { rank: reference.rank, alpha: reference.alpha, targets: reference.targets } : {});
+  // Training continues the reference adapter, so its shape (rank, alpha, targets) wins. Dropout
+  // is off unless asked for (as TRL's disable_dropout): with it, the policy's log-probs at step 0
+  // would already differ from the reference's, and the loss would chase the masks' noise.
+  const cfg = resolveTrainConfig(opts.hostSettings ?? {}, { dropout: 0 }, opts.settings, reference ? { rank: reference.rank, alpha: reference.alpha, targets: reference.targets } : {});
   const targets = cfg.targets as LoraModule[];
   const tok = await loadTokenizer(opts.modelDir);
   const padId = padTokenId(tok);
