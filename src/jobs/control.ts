@@ -10,7 +10,7 @@ import { getRun, type JobRun } from '../store/job-runs.ts';
 
 const log = childLog('jobs');
 
-export const CHAIN_STARTS: readonly ChainStart[] = ['rescrape', 'rebuild', 'retrain'];
+export const CHAIN_STARTS: readonly ChainStart[] = ['rescrape', 'rebuild', 'retrain', 'dpo'];
 
 export interface StartedJob {
   /** The first run of what was started (status 'skipped' when that job was already running). */
@@ -23,7 +23,7 @@ export interface StartedJob {
 export class JobControl {
   constructor(
     readonly runner: JobRunner,
-    private readonly spec: { chain: boolean; minNewExamples: number },
+    private readonly spec: { chain: boolean; minNewExamples: number; dpoMinNewPairs?: number },
   ) {}
 
   /** Starts `job` (and what follows it in the chain); resolves once the first run exists. */
@@ -38,6 +38,7 @@ export class JobControl {
         trigger: opts.trigger,
         chain: opts.chain ?? this.spec.chain,
         minNewExamples: this.spec.minNewExamples,
+        dpoMinNewPairs: this.spec.dpoMinNewPairs,
         input: opts.input,
         onTrigger: (t) => {
           if (first) return;

@@ -1,24 +1,33 @@
 /**
  * Cron schedules (node-cron) for rescrape, rebuild and retrain. Each tick starts the chain from
  * that job; overlap is refused by the runner (recorded as 'skipped'), not by node-cron, so a tick
- * that lands while a CLI-started run is going is skipped too.
+ * that lands while a CLI-started run is going is skipped too. With MORRIS_DPO_MIN_NEW_PAIRS > 0, a
+ * check every minute starts the DPO chain once that many new reader pairs have arrived.
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import { CRON_EXPECTED, isFiveFieldCron, isTimeZone } from '../config.ts';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import { runChain, type ChainStart } from './chain.ts';
+import { pairsSinceLastDpo, runChain, type ChainStart } from './chain.ts';
 import type { JobRunner } from './runner.ts';
 
 const log = childLog('scheduler');
 
 export interface ScheduleSpec {
   /** Cron expression (five fields, no seconds) or 'off', per chain start. */
-  crons: Record<ChainStart, string>;
+  crons: Record<CronStart, string>;
   timezone: string;
   chain: boolean;
   minNewExamples: number;
+  /** New reader pairs that start a DPO chain on their own (0 or absent: the DPO stage is off). */
+  dpoMinNewPairs?: number;
 }
+
+/** The chain starts with a cron schedule of their own; 'dpo' is started by arriving pairs. */
+export type CronStart = Exclude<ChainStart, 'dpo'>;
+
+/** How often arriving pairs are counted. */
+const DPO_WATCH_CRON = '* * * * *';
 
 export interface ScheduledJob {
   job: ChainStart;
@@ -43,12 +52,14 @@ export function scheduleFromConfig(c: {
   MORRIS_CRON_TZ: string;
   MORRIS_CHAIN: boolean;
   MORRIS_RETRAIN_MIN_NEW_EXAMPLES: number;
+  MORRIS_DPO_MIN_NEW_PAIRS?: number;
 }): ScheduleSpec {
   return {
     crons: { rescrape: c.MORRIS_CRON_RESCRAPE, rebuild: c.MORRIS_CRON_REBUILD, retrain: c.MORRIS_CRON_RETRAIN },
     timezone: c.MORRIS_CRON_TZ,
     chain: c.MORRIS_CHAIN,
     minNewExamples: c.MORRIS_RETRAIN_MIN_NEW_EXAMPLES,
+    dpoMinNewPairs: c.MORRIS_DPO_MIN_NEW_PAIRS ?? 0,
   };
 }
 
@@ -61,8 +72,16 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
   const tasks = new Map<ChainStart, ScheduledTask>();
   const inFlight = new Set<Promise<unknown>>();
 
+  const dpoMin = spec.dpoMinNewPairs ?? 0;
   const tick = async (job: ChainStart): Promise<void> => {
-    const p = runChain(runner, job, { trigger: 'cron', chain: spec.chain, minNewExamples: spec.minNewExamples }).catch((e) =>
+    if (job === 'dpo') {
+      // Counting pairs is a read of the feedback table: cheap enough for every minute.
+      const { fresh } = pairsSinceLastDpo(runner.store);
+      if (dpoMin === 0 || fresh < dpoMin) return;
+      log.info({ fresh, needed: dpoMin }, 'enough new reader pairs: starting a DPO stage');
+    }
+    const trigger = job === 'dpo' ? 'new-pairs' : 'cron';
+    const p = runChain(runner, job, { trigger, chain: spec.chain, minNewExamples: spec.minNewExamples, dpoMinNewPairs: dpoMin }).catch((e) =>
       log.error({ err: e, job }, 'scheduled chain failed'),
     );
     inFlight.add(p);
@@ -73,7 +92,8 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
     }
   };
 
-  for (const job of Object.keys(spec.crons) as ChainStart[]) {
+  if (dpoMin > 0) tasks.set('dpo', cron.schedule(DPO_WATCH_CRON, () => void tick('dpo'), { timezone: spec.timezone, name: 'morris-dpo-watch' }));
+  for (const job of Object.keys(spec.crons) as CronStart[]) {
     const expression = spec.crons[job].trim();
     if (expression === 'off') continue;
     // node-cron would also take six fields (seconds first) and fire every second: config refuses

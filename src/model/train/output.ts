@@ -11,6 +11,7 @@ import type { Store } from '../../store/db.ts';
 import type { LoraModule } from '../graph/llama.ts';
 import type { TrainConfig } from './config.ts';
 import type { DataCounts } from './data.ts';
+import type { PairCounts } from './pairs.ts';
 import { judgeTraining, type TrainVerdict } from './judge.ts';
 import { adapterConfigJson, realFsWriter, writeAdapter, type FsWriter } from './peft.ts';
 import type { TrainState } from './checkpoint.ts';
@@ -22,7 +23,8 @@ export interface TrainedRun {
   cfg: TrainConfig;
   targets: LoraModule[];
   baseModel: string;
-  datasetId: string;
+  /** The SFT dataset; for DPO the reference adapter's, or null (pairs are not a dataset version). */
+  datasetId: string | null;
   vocabSize: number;
   runId: string;
   fingerprint: string;
@@ -33,7 +35,9 @@ export interface TrainedRun {
   shapes: Map<string, readonly number[]>;
   device: string;
   fit: { microBatch: number; maxSeqLen: number };
-  counts: { train: DataCounts; validation: DataCounts };
+  counts: { train: DataCounts | PairCounts; validation: DataCounts | PairCounts };
+  /** Objective-specific figures (DPO: β, reference, preference accuracy) merged into metrics. */
+  extraMetrics?: Record<string, unknown>;
   adaptersDir: string;
   outDir?: string;
   fsWriter?: FsWriter;
@@ -58,9 +62,10 @@ export function saveTrainedAdapter(r: TrainedRun): { adapterId: string; adapterD
     max_seq_len: r.fit.maxSeqLen,
     data: { train: r.counts.train, validation: r.counts.validation },
     settings: cfg,
+    ...r.extraMetrics,
   };
   const verdict = judgeTraining({
-    datasetId: r.datasetId,
+    datasetId: r.datasetId ?? 'of preference pairs',
     initialValLoss: state.firstEvalLoss,
     finalValLoss: metrics.eval_loss,
     vocabSize: r.vocabSize,
