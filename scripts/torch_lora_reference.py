@@ -6,6 +6,10 @@ same weighted cross-entropy as src/model/graph/training.ts; autograd gives the L
 
   check DIR   reads DIR/model (config.json + model.safetensors), DIR/lora.safetensors and
               DIR/batch.json; writes DIR/torch.json with loss and gradients (float64).
+  dpo DIR     the same files, batch.json holding 2P sequences (P chosen, then P rejected),
+              `counted`, `ref_margin` [P] and `beta`; the DPO loss
+              mean_p −log σ(β·((log π(c_p) − log π(r_p)) − ref_margin_p)) with each log π the sum
+              of the counted tokens' log-probs; writes loss, gradients and per-sequence log-probs.
   bench ...   one SmolLM2-135M-sized training step in fp32 with random weights; prints JSON.
 """
 import json
@@ -61,6 +65,11 @@ def rotate_half(x):
 
 def forward_loss(cfg, W, lora, scale, ids, targets, weights, dropout=0.0):
     """Weighted cross-entropy of a right-padded batch; lora maps PEFT keys to tensors."""
+    return -(token_logp(cfg, W, lora, scale, ids, targets, dropout) * weights).sum()
+
+
+def token_logp(cfg, W, lora, scale, ids, targets, dropout=0.0):
+    """log p(target) at every position of a right-padded batch, (B, S)."""
     B, S = ids.shape
     H = cfg["hidden_size"]
     nH = cfg["num_attention_heads"]
@@ -106,8 +115,7 @@ def forward_loss(cfg, W, lora, scale, ids, targets, weights, dropout=0.0):
     head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else W["lm_head.weight"]
     logits = x @ head.t()
     logp = logits.log_softmax(-1)
-    picked = logp.gather(-1, targets[..., None])[..., 0]
-    return -(picked * weights).sum()
+    return logp.gather(-1, targets[..., None])[..., 0]
 
 
 def check(run_dir):
@@ -125,6 +133,28 @@ def check(run_dir):
     loss = forward_loss(cfg, W, lora, b["alpha"] / b["rank"], ids, targets, weights)
     loss.backward()
     out = {"loss": loss.item(), "grads": {k: v.grad.flatten().tolist() for k, v in lora.items()}}
+    with open(os.path.join(run_dir, "torch.json"), "w") as f:
+        json.dump(out, f)
+
+
+def dpo(run_dir):
+    torch.set_default_dtype(torch.float64)
+    with open(os.path.join(run_dir, "model", "config.json")) as f:
+        cfg = json.load(f)
+    W = {k: v.double() for k, v in read_safetensors(os.path.join(run_dir, "model", "model.safetensors")).items()}
+    lora = {k: v.double().requires_grad_(True) for k, v in read_safetensors(os.path.join(run_dir, "lora.safetensors")).items()}
+    with open(os.path.join(run_dir, "batch.json")) as f:
+        b = json.load(f)
+    shape = (b["batch"], b["seqLen"])
+    ids = torch.tensor(b["ids"], dtype=torch.long).view(shape)
+    targets = torch.tensor(b["targets"], dtype=torch.long).view(shape)
+    counted = torch.tensor(b["counted"], dtype=torch.float64).view(shape)
+    seq = (token_logp(cfg, W, lora, b["alpha"] / b["rank"], ids, targets) * counted).sum(-1)  # (2P,)
+    P = b["batch"] // 2
+    z = b["beta"] * ((seq[:P] - seq[P:]) - torch.tensor(b["ref_margin"], dtype=torch.float64))
+    loss = -F.logsigmoid(z).mean()
+    loss.backward()
+    out = {"loss": loss.item(), "seq_logp": seq.tolist(), "grads": {k: v.grad.flatten().tolist() for k, v in lora.items()}}
     with open(os.path.join(run_dir, "torch.json"), "w") as f:
         json.dump(out, f)
 
@@ -184,6 +214,8 @@ def bench(args):
 if __name__ == "__main__":
     if sys.argv[1] == "check":
         check(sys.argv[2])
+    elif sys.argv[1] == "dpo":
+        dpo(sys.argv[2])
     elif sys.argv[1] == "bench":
         bench(sys.argv[2:])
     else:

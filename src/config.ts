@@ -135,6 +135,7 @@ const schema = z.object({
   MORRIS_CRON_TZ: z.string().refine(isTimeZone, 'expected an IANA time zone such as UTC or Europe/London').default('UTC'),
   MORRIS_CHAIN: bool.default(true),
   MORRIS_RETRAIN_MIN_NEW_EXAMPLES: int(0, 1_000_000).default(10),
+  MORRIS_DPO_MIN_NEW_PAIRS: int(0, 1_000_000).default(20),
   MORRIS_PROMOTE_MARGIN: num(0, 10).default(0.01),
   MORRIS_STYLE_TOLERANCE: num(0, 1).default(0.1),
   MORRIS_ADMIN_TOKEN: optionalString,

@@ -2,8 +2,10 @@
  * The offline demo: the whole loop on embedded defaults, through the same library functions and
  * jobs that `morris serve` runs. A fresh folder each time so every stage really runs:
  * sample archive on 127.0.0.1 → scrape → dataset → tiny model → LoRA training → evaluation and
- * promotion → a second columnist's whole chain (data/sample-voice) → an article on a sample topic
- * in both voices at once, one base model serving both adapters.
+ * promotion → readers' feedback on its articles (a bundled file of preference pairs) → a DPO stage
+ * on top of the promoted adapter → the gate with readers' held-out preference accuracy → a second
+ * columnist's whole chain (data/sample-voice) → an article on a sample topic in both voices at
+ * once, one base model serving both adapters.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,6 +26,8 @@ import { createGenerationService } from './model/serving/create.ts';
 import { getActiveAdapter, getAdapter } from './store/adapters.ts';
 import { datasetJsonlPath } from './store/datasets.ts';
 import { okArticleCount } from './store/articles.ts';
+import { importPreferenceLines } from './pipeline/dataset/preferences.ts';
+import { DEMO_FEEDBACK_FILE } from './paths.ts';
 
 export const DEMO_TOPIC = 'the telecom industry discovers that AI agents need networks too';
 
@@ -66,13 +70,15 @@ export interface DemoSummary {
   adapterDir: string | null;
   promoted: boolean;
   valLoss: { base: number | null; adapter: number | null };
+  /** The DPO stage on readers' pairs and the gate's held-out preference figures. */
+  dpo: { pairs: number; adapterId: string; promoted: boolean; accuracy: number | null; against: string; againstAccuracy: number | null; reason: string } | null;
   article: { topic: string; chars: number; tokens: number; cut: boolean; seconds: number };
   /** The second columnist: its chain's products, its article, and how many requests ran at once. */
   secondVoice: { name: string; articles: number; adapterId: string | null; promoted: boolean; chars: number; tokens: number; together: number };
   stages: { name: string; seconds: number; outcome: string }[];
 }
 
-const STAGES = ['sample archive', 'base model', 'scrape', 'dataset', 'training', 'evaluate + promote', 'second voice', 'article'] as const;
+const STAGES = ['sample archive', 'base model', 'scrape', 'dataset', 'training', 'evaluate + promote', "DPO on readers' pairs", "evaluate DPO (readers' preferences)", 'second voice', 'article'] as const;
 
 export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSummary> {
   const dir = path.resolve(opts.dir);
@@ -132,8 +138,12 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
       trainOverrides: DEMO_TRAINING,
     });
 
-    // 3–6. The same chain a cron tick starts: rescrape → rebuild → retrain → evaluate.
-    const stageOf: Record<string, number> = { rescrape: 2, rebuild: 3, retrain: 4, evaluate: 5 };
+    // 3–6. The same chain a cron tick starts: rescrape → rebuild → retrain → evaluate; then 7–8,
+    // once readers have given feedback, the DPO chain the new-pairs watch starts: dpo → evaluate.
+    const stageOf: Record<string, number> = { rescrape: 2, rebuild: 3, retrain: 4, evaluate: 5, dpo: 6 };
+    // The second evaluation (of the DPO adapter) is its own stage.
+    let dpoRunSeen = 0;
+    const stageOfRun = (job: string, runId: number) => (job === 'evaluate' && dpoRunSeen && runId > dpoRunSeen ? 7 : (stageOf[job] ?? 0));
     const started = new Map<number, number>();
     let lastProgressLine = 0;
     const onEvent = (e: RunnerEvent) => {
@@ -141,9 +151,10 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
       // whichever comes first.
       const runId = e.type === 'progress' || e.type === 'log' ? e.runId : e.run.id;
       const job = e.type === 'progress' || e.type === 'log' ? e.job : e.run.job;
+      if (job === 'dpo' && !dpoRunSeen) dpoRunSeen = runId;
       if (!started.has(runId) && e.type !== 'skipped') {
         started.set(runId, performance.now());
-        header(stageOf[job] ?? 0);
+        header(stageOfRun(job, runId));
       }
       if (e.type === 'start') {
         return;
@@ -153,7 +164,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
       } else if (e.type === 'log' && e.level !== 'info') {
         opts.print(`    ! ${e.line}`);
       } else if (e.type === 'end') {
-        const i = stageOf[e.run.job] ?? 0;
+        const i = stageOfRun(e.run.job, e.run.id);
         const summary = (e.run.result as { summary?: string } | null)?.summary ?? e.run.message ?? e.run.status;
         if (e.run.status !== 'succeeded') {
           stages.push({ name: STAGES[i]!, seconds: 0, outcome: `${e.run.status}: ${e.run.error ?? ''}` });
@@ -163,8 +174,15 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     };
     system.runner.events.on('event', onEvent);
     let runs: JobRun[];
+    let pairs = 0;
     try {
       runs = await runChain(system.runner, 'rescrape', { trigger: 'demo', chain: true, minNewExamples: 1 });
+      if (runs.every((r) => r.status === 'succeeded')) {
+        // Readers' feedback on the articles, as Slack and Discord would have recorded it (each
+        // pair an article and a reader's edit of it), bundled with the demo.
+        pairs = importPreferenceLines(store, fs.readFileSync(DEMO_FEEDBACK_FILE, 'utf8'), DEMO_FEEDBACK_FILE).imported;
+        runs.push(...(await runChain(system.runner, 'dpo', { trigger: 'demo', chain: true, minNewExamples: 1, dpoMinNewPairs: 1 })));
+      }
     } finally {
       system.runner.events.off('event', onEvent);
     }
@@ -174,7 +192,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
         hint: `Details are in ${rel(config.dbPath)} (\`MORRIS_DATA_DIR=${rel(dir)} npx morris jobs history\`).`,
       });
     }
-    if (runs.length < 4) {
+    if (runs.length < 6) {
       throw new MorrisError('JOB_FAILED', `The chain stopped after ${runs.at(-1)?.job}; the demo needs every stage.`);
     }
     const rebuild = runs.find((r) => r.job === 'rebuild')!.result as { datasetId: string };
@@ -183,15 +201,30 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     const measured = (evalRow.eval ?? {}) as { base?: { valLoss: number }; candidate?: { valLoss: number } };
     const datasetJsonl = datasetJsonlPath(store, rebuild.datasetId);
 
-    // 7. The second columnist's chain, the same jobs for its own voice.
-    t0 = performance.now();
-    header(6);
-    const second = await secondVoiceChain(system, voiceSite.url, opts.print);
-    done(6, t0, second.summary);
+    const dpoRun = runs.find((r) => r.job === 'dpo')!.result as { adapterId: string };
+    const dpoRow = getAdapter(store, dpoRun.adapterId);
+    const dpoEval = (dpoRow.eval ?? {}) as { candidate?: { preference?: { accuracy: number } | null }; active?: { adapterId: string; preference?: { accuracy: number } | null } | null; base?: { preference?: { accuracy: number } | null }; decision?: { promote: boolean; reason: string; against: string } };
+    const againstMeasure = dpoEval.active ?? dpoEval.base;
+    const dpo = {
+      pairs,
+      adapterId: dpoRow.id,
+      promoted: dpoEval.decision?.promote ?? false,
+      accuracy: dpoEval.candidate?.preference?.accuracy ?? null,
+      against: dpoEval.decision?.against ?? 'base',
+      againstAccuracy: againstMeasure?.preference?.accuracy ?? null,
+      reason: dpoEval.decision?.reason ?? '',
+    };
 
-    // 8. One article per voice, asked at once: one base model, each voice's adapter and style guide.
+
+    // 9. The second columnist's chain, the same jobs for its own voice.
     t0 = performance.now();
-    header(7);
+    header(8);
+    const second = await secondVoiceChain(system, voiceSite.url, opts.print);
+    done(8, t0, second.summary);
+
+    // 10. One article per voice, asked at once: one base model, each voice's adapter and style guide.
+    t0 = performance.now();
+    header(9);
     const active = getActiveAdapter(store);
     const service = createGenerationService(config, { adapter: active ? { id: active.id, dir: active.path, datasetId: active.dataset_id } : null, baseModel: modelDir });
     const topic = opts.topic ?? DEMO_TOPIC;
@@ -218,7 +251,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
     }
     opts.onArticleText(`\n\n— the same topic, as ${voice.displayName} —\n${voiceFinal.text}\n`);
     const articleSeconds = (performance.now() - t0) / 1000;
-    done(7, t0, `${final.tokens} + ${voiceFinal.tokens} tokens, ${together} written at once${final.cut ? ' (cut by the time limit)' : ''}`);
+    done(9, t0, `${final.tokens} + ${voiceFinal.tokens} tokens, ${together} written at once${final.cut ? ' (cut by the time limit)' : ''}`);
 
     const articles = okArticleCount(store, DEFAULT_COLUMNIST_NAME);
     return {
@@ -232,6 +265,7 @@ export async function runDemo(base: Config, opts: DemoOptions): Promise<DemoSumm
       adapterDir: evalRow.path,
       promoted: evaluation.promoted,
       valLoss: { base: measured.base?.valLoss ?? null, adapter: measured.candidate?.valLoss ?? null },
+      dpo,
       article: { topic, chars: final.text.length, tokens: final.tokens, cut: final.cut, seconds: articleSeconds },
       secondVoice: { name: voice.name, articles: okArticleCount(store, voice.name), adapterId: second.adapterId, promoted: second.promoted, chars: voiceFinal.text.length, tokens: voiceFinal.tokens, together },
       stages,
@@ -272,6 +306,7 @@ async function secondVoiceChain(system: JobSystem, siteUrl: string, print: (line
 
 export function formatDemoSummary(s: DemoSummary): string {
   const loss = (x: number | null) => (x === null ? 'n/a' : x.toFixed(3));
+  const pref = (x: number | null) => (x === null ? 'n/a' : x.toFixed(3));
   return [
     '',
     'Summary',
@@ -279,6 +314,12 @@ export function formatDemoSummary(s: DemoSummary): string {
     `  dataset              ${s.datasetId}${s.datasetFile ? ` → ${rel(s.datasetFile)}` : ''}`,
     `  adapter              ${s.adapterId} → ${s.adapterDir ? rel(s.adapterDir) : '?'} (PEFT format)`,
     `  validation loss      base ${loss(s.valLoss.base)} → adapter ${loss(s.valLoss.adapter)}; ${s.promoted ? 'promoted' : 'NOT promoted'}`,
+    ...(s.dpo
+      ? [
+          `  readers' pairs       ${s.dpo.pairs} (bundled feedback) → DPO adapter ${s.dpo.adapterId}`,
+          `  preference accuracy  ${pref(s.dpo.accuracy)} on held-out pairs vs ${s.dpo.against} ${pref(s.dpo.againstAccuracy)}; ${s.dpo.promoted ? 'promoted' : `NOT promoted: ${s.dpo.reason}`}`,
+        ]
+      : []),
     `  article              ${s.article.tokens} tokens in ${s.article.seconds.toFixed(1)} s on "${s.article.topic}"`,
     `  second voice         ${s.secondVoice.name}: ${s.secondVoice.articles} articles, adapter ${s.secondVoice.adapterId} ${s.secondVoice.promoted ? 'promoted' : 'NOT promoted'}; its article ${s.secondVoice.tokens} tokens, ${s.secondVoice.together} voices written at once`,
     `  database             ${rel(s.dbPath)}`,

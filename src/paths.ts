@@ -22,3 +22,5 @@ export const SYSTEM_PROMPT_FILE = path.join(STYLE_DIR, 'system-prompt.md');
 /** The default columnist's source profiles (what data/sources held). */
 export const SOURCES_DIR = path.join(STYLE_DIR, 'sources');
 export const SAMPLE_ARCHIVE_ROOT = path.join(REPO_DATA_DIR, 'sample-archive');
+/** Readers' preference pairs bundled for the offline demo (original text, TRL preference JSONL). */
+export const DEMO_FEEDBACK_FILE = path.join(REPO_DATA_DIR, 'feedback', 'demo-pairs.jsonl');

@@ -13,7 +13,7 @@ export function register(program: Command, ctx: CliContext): void {
 
   feedback
     .command('stats')
-    .description('Count ratings, regenerations, picks, edits and the preference pairs they make')
+    .description('Count ratings, regenerations, edits and the preference pairs they make')
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }) => {
       const { feedbackStats } = await import('../store/feedback.ts');
@@ -25,7 +25,6 @@ export function register(program: Command, ctx: CliContext): void {
       const lines = [
         `ratings: ${s.ratings.up} 👍, ${s.ratings.down} 👎`,
         `regenerations: ${s.regenerations}`,
-        `picks: ${s.picks}`,
         `edits: ${s.edits}`,
         `preference pairs: ${s.pairs.total} (from edits ${s.pairs.edit}, ratings ${s.pairs.rating}, picks ${s.pairs.pick})`,
         ...s.byAdapter.map((a) => `  adapter ${a.adapterId}: ${a.up} 👍, ${a.down} 👎`),

@@ -33,21 +33,26 @@ export function register(program: Command, ctx: CliContext): void {
       console.log(`Schedules of ${voice.name} (${c.MORRIS_CRON_TZ}, chain ${c.MORRIS_CHAIN ? 'on' : 'off'}, retrain needs ≥ ${voice.settings.retrainMinNewExamples} new examples):`);
       for (const [job, cron] of Object.entries(schedule)) console.log(`  ${job.padEnd(9)} ${cron}`);
       console.log('  evaluate  after every retrain (the promotion gate)');
+      console.log(`  dpo       ${!voice.isDefault ? "off (readers' pairs train the default columnist only)" : c.MORRIS_DPO_MIN_NEW_PAIRS > 0 ? `after a retrain when readers made pairs, and on its own after ${c.MORRIS_DPO_MIN_NEW_PAIRS} new pairs (then evaluate)` : 'off (MORRIS_DPO_MIN_NEW_PAIRS=0)'}`);
       const running = listRuns(ctx.store(), { status: 'running' });
       console.log(running.length ? `Running:\n${running.map((r) => '  ' + runRow(r)).join('\n')}` : 'Running: nothing');
     });
 
   jobs
     .command('run <name>')
-    .description('Run a job now in this process: rescrape, rebuild, retrain (then evaluate), evaluate --adapter ID')
+    .description("Run a job now in this process: rescrape, rebuild, retrain (then evaluate), evaluate --adapter ID, dpo [--adapter ID|none] (readers' pairs, then evaluate)")
     .option('--no-chain', 'run only this job, not the rest of the chain')
     .option('--dataset <id>', 'retrain: dataset version (default: latest)')
-    .option('--adapter <id>', 'evaluate: the adapter to evaluate')
+    .option('--adapter <id>', 'evaluate: the adapter to evaluate; dpo: the reference (default: the active adapter; none: the base model)')
     .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .action(async (name: string, o: { chain: boolean; dataset?: string; adapter?: string; columnist?: string }) => {
       const voice = resolveColumnist(o.columnist, ctx.config());
       const sys = buildJobSystem({ config: ctx.config(), store: ctx.store() });
-      const input = name === 'retrain' && o.dataset ? { datasetId: o.dataset } : name === 'evaluate' ? { adapterId: o.adapter } : undefined;
+      const input =
+        name === 'retrain' && o.dataset ? { datasetId: o.dataset }
+        : name === 'evaluate' ? { adapterId: o.adapter }
+        : name === 'dpo' && o.adapter ? { referenceAdapterId: o.adapter === 'none' ? null : o.adapter }
+        : undefined;
       sys.runner.events.on('event', (e: RunnerEvent) => {
         if (e.type === 'log') process.stderr.write(`[${e.job} #${e.runId}] ${e.line}\n`);
         else if (e.type === 'progress' && e.message) process.stderr.write(`[${e.job} #${e.runId}] ${Math.round(e.progress * 100)}% ${e.message}\n`);

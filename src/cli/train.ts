@@ -6,13 +6,13 @@ import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import type { CliContext } from './context.ts';
+import { MorrisError } from '../errors.ts';
 import { baseModelLocation } from '../model/checkpoint/base-model-location.ts';
 import { readTrainConfigFile, trainSettingsFromEnv } from '../model/train/config.ts';
 import type { TrainProgress } from '../model/train/trainer.ts';
 import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP } from './options.ts';
 import { resolveColumnist } from '../columnists/folder.ts';
 import { datasetColumnist, latestDatasetId } from '../store/datasets.ts';
-import { MorrisError } from '../errors.ts';
 import type { Store } from '../store/db.ts';
 
 /**
@@ -59,6 +59,10 @@ interface TrainFlags {
   maxSeqLen?: number;
   threads?: number;
   progress: boolean;
+  method: string;
+  adapter?: string;
+  pairs: string;
+  beta?: number;
 }
 
 const num = (name: string, integer = false) => (v: string): number => {
@@ -85,6 +89,7 @@ export function settingsFromFlags(f: TrainFlags): Record<string, unknown> {
     gradAccum: f.gradAccum,
     maxSeqLen: f.maxSeqLen,
     threads: f.threads,
+    dpoBeta: f.beta,
   };
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
 }
@@ -129,7 +134,11 @@ function formatDuration(s: number): string {
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('train')
-    .description('Fine-tune a LoRA adapter on a dataset version (PEFT format, registered as a candidate)')
+    .description('Fine-tune a LoRA adapter on a dataset version (SFT), or on readers\' preference pairs (DPO); PEFT format, registered as a candidate')
+    .option('--method <sft|dpo>', 'sft: a dataset version; dpo: preference pairs against a reference', 'sft')
+    .option('--adapter <dir|id|none>', 'DPO: the reference adapter (training starts from it), or none for the base model')
+    .option('--pairs <latest|file>', 'DPO: the pairs readers made (latest) or a TRL preference JSONL file', 'latest')
+    .option('--beta <b>', 'DPO: β (dpoBeta)', num('--beta'))
     .option('--model <dir>', 'base model folder (default: MORRIS_BASE_MODEL under MORRIS_MODELS_DIR)')
     .option('--dataset <id>', 'dataset version id, or "latest" (the columnist\'s newest)', 'latest')
     .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
@@ -166,6 +175,23 @@ export function register(program: Command, ctx: CliContext): void {
       };
       process.on('SIGINT', onSigint);
       try {
+        if (f.method !== 'sft' && f.method !== 'dpo') throw new MorrisError('BAD_INPUT', `Unknown --method ${f.method}.`, { hint: 'Use --method sft (a dataset) or --method dpo (preference pairs).' });
+        if (f.method === 'dpo') {
+          const { runDpoTraining } = await import('./train-dpo.ts');
+          const r = await runDpoTraining(
+            ctx,
+            f,
+            { modelDir, hostSettings: trainSettingsFromEnv(config), settings, runsDir: resolve(config.MORRIS_DATA_DIR, 'runs'), adaptersDir: resolve(config.MORRIS_MODELS_DIR, 'adapters') },
+            { onProgress: (p) => progress.update(p), signal: controller.signal },
+          );
+          progress.stop();
+          process.stdout.write(r.lines.join('\n') + '\n');
+          if (r.status !== 'candidate') {
+            process.stderr.write(`morris: ${r.status === 'failed' ? 'training failed' : 'adapter not registered'}: ${r.reason}.\n${r.hint ?? ''}\n`);
+            process.exitCode = 1;
+          }
+          return;
+        }
         // Loaded on use: the trainer pulls in ONNX Runtime, which `morris --help` does not need.
         const { trainAdapter } = await import('../model/train/trainer.ts');
         const r = await trainAdapter(

@@ -2,21 +2,31 @@
  * The chain: rescrape → rebuild (only if the scrape changed anything) → retrain (only if the new
  * dataset brings at least `minNewExamples` new examples) → evaluate (always after a retrain: a new
  * adapter goes live only through the evaluation gate). Each step is its own job run, linked to the
- * previous one by parent_id; why the chain stopped is written to the last run's log.
+ * previous one by parent_id; why the chain stopped is written to the last run's log. Then, when
+ * readers have made preference pairs, a DPO stage on top of the retrained adapter → evaluate. A
+ * chain can also start at 'dpo' (the scheduler does when MORRIS_DPO_MIN_NEW_PAIRS new pairs have
+ * arrived): DPO on top of the active adapter → evaluate.
  */
 import type { JobRunner, Triggered } from './runner.ts';
 import type { JobRun } from '../store/job-runs.ts';
-import { appendLog } from '../store/job-runs.ts';
+import { appendLog, listRuns } from '../store/job-runs.ts';
+import type { Store } from '../store/db.ts';
+import { preferencePairs } from '../store/feedback.ts';
+import { getGeneration } from '../store/generations.ts';
+import { findAdapter } from './registry.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
+import { MorrisError } from '../errors.ts';
 import type { TrainingQueue } from './training-queue.ts';
 
-export type ChainStart = 'rescrape' | 'rebuild' | 'retrain';
+export type ChainStart = 'rescrape' | 'rebuild' | 'retrain' | 'dpo';
 
 export interface ChainOptions {
   trigger: string;
   /** Continue to the next step when the previous one warrants it. */
   chain: boolean;
   minNewExamples: number;
+  /** MORRIS_DPO_MIN_NEW_PAIRS: 0 turns the DPO stage off (absent: off). */
+  dpoMinNewPairs?: number;
   /** Input for the first job (e.g. {datasetId} for retrain). */
   input?: unknown;
   /** The voice the whole chain runs for (default: the default columnist); every step gets it. */
@@ -44,6 +54,31 @@ export interface RetrainResult {
   adapterId: string;
   summary: string;
 }
+export interface DpoInput {
+  /** The adapter to train on top of; null: the base model; absent: the active adapter. */
+  referenceAdapterId?: string | null;
+  resume?: boolean;
+  settings?: Record<string, unknown>;
+}
+export interface DpoResult {
+  adapterId: string;
+  referenceAdapterId: string | null;
+  /** Pairs readers had made when it ran: new pairs are counted from here. */
+  pairs: number;
+  preference: { heldOut: number; initial: number; final: number };
+  summary: string;
+}
+
+/** Fewest pairs a DPO stage can use: one to train on and one held out for the gate. */
+export const DPO_MIN_PAIRS = 2;
+
+/** Pairs readers have made, and how many of them arrived since the last successful DPO run. */
+export function pairsSinceLastDpo(store: Store): { total: number; fresh: number } {
+  // DPO trains the default columnist on pairs of its own articles (jobs/handlers.ts): those count.
+  const total = preferencePairs(store).filter((p) => (getGeneration(store, p.rejectedId)?.columnist ?? DEFAULT_COLUMNIST_NAME) === DEFAULT_COLUMNIST_NAME).length;
+  const last = listRuns(store, { job: 'dpo', limit: 50 }).find((r) => r.status === 'succeeded');
+  return { total, fresh: total - ((last?.result as DpoResult | undefined)?.pairs ?? 0) };
+}
 
 /** Runs the chain from `start`; resolves with every run it made, in order. */
 export async function runChain(runner: JobRunner, start: ChainStart, opts: ChainOptions): Promise<JobRun[]> {
@@ -60,6 +95,18 @@ export async function runChain(runner: JobRunner, start: ChainStart, opts: Chain
     appendLog(runner.store, r.id, `chain stops here: ${why}`);
     return runs;
   };
+
+  const dpoStage = async (input: DpoInput, parent: JobRun | undefined) => {
+    const d = await step('dpo', input, parent);
+    if (d.status !== 'succeeded') return runs;
+    await step('evaluate', { adapterId: (d.result as DpoResult).adapterId }, d);
+    return runs;
+  };
+  if (start === 'dpo') {
+    if (opts.columnist && opts.columnist !== DEFAULT_COLUMNIST_NAME) throw new MorrisError('BAD_INPUT', `DPO trains the default columnist only so far, not ${opts.columnist}.`, { hint: 'Run dpo without --columnist.' });
+    const reference = (opts.input ?? {}) as DpoInput;
+    return opts.trainingQueue ? opts.trainingQueue.turn(DEFAULT_COLUMNIST_NAME, () => dpoStage(reference, undefined)) : dpoStage(reference, undefined);
+  }
 
   let prev: JobRun | undefined;
   let datasetId: string | undefined;
@@ -79,11 +126,21 @@ export async function runChain(runner: JobRunner, start: ChainStart, opts: Chain
     }
     datasetId = built.datasetId;
   }
-  const trainAndGate = async (): Promise<void> => {
-    const trained = await step('retrain', start === 'retrain' ? (opts.input ?? {}) : { datasetId }, prev);
-    if (trained.status !== 'succeeded') return;
-    await step('evaluate', { adapterId: (trained.result as RetrainResult).adapterId }, trained);
-  };
-  await (opts.trainingQueue ? opts.trainingQueue.turn(opts.columnist ?? DEFAULT_COLUMNIST_NAME, trainAndGate) : trainAndGate());
-  return runs;
+  // Training and the gate's measuring fill the machine: one voice at a time (opts.trainingQueue).
+  const inTurn = (work: () => Promise<JobRun[]>) => (opts.trainingQueue ? opts.trainingQueue.turn(opts.columnist ?? DEFAULT_COLUMNIST_NAME, work) : work());
+  return inTurn(async () => {
+    const retrained = await step('retrain', start === 'retrain' ? (opts.input ?? {}) : { datasetId }, prev);
+    if (retrained.status !== 'succeeded') return runs;
+    const evaluated = await step('evaluate', { adapterId: (retrained.result as RetrainResult).adapterId }, retrained);
+    // Readers in the loop: a DPO stage on top of the new adapter when readers have made pairs.
+    if (!opts.dpoMinNewPairs || !opts.chain || evaluated.status !== 'succeeded') return runs;
+    // Readers' pairs are not sorted by voice for DPO yet: they train the default columnist only.
+    if (opts.columnist && opts.columnist !== DEFAULT_COLUMNIST_NAME) return stop(evaluated, `no DPO stage for ${opts.columnist}: readers' pairs train the default columnist only`);
+    const retrainedId = (retrained.result as RetrainResult).adapterId;
+    // A rejected adapter (it copies training text) is no base for anything.
+    if (findAdapter(runner.store, retrainedId)?.status === 'rejected') return stop(evaluated, `adapter ${retrainedId} was rejected: no DPO stage on top of it`);
+    const { total } = pairsSinceLastDpo(runner.store);
+    if (total < DPO_MIN_PAIRS) return stop(evaluated, `readers have made ${total} preference pairs (< ${DPO_MIN_PAIRS} needed for a DPO stage)`);
+    return dpoStage({ referenceAdapterId: retrainedId }, evaluated);
+  });
 }

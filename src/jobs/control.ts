@@ -11,7 +11,7 @@ import type { TrainingQueue } from './training-queue.ts';
 
 const log = childLog('jobs');
 
-export const CHAIN_STARTS: readonly ChainStart[] = ['rescrape', 'rebuild', 'retrain'];
+export const CHAIN_STARTS: readonly ChainStart[] = ['rescrape', 'rebuild', 'retrain', 'dpo'];
 
 export interface StartedJob {
   /** The first run of what was started (status 'skipped' when that job was already running). */
@@ -24,7 +24,7 @@ export interface StartedJob {
 export class JobControl {
   constructor(
     readonly runner: JobRunner,
-    private readonly spec: { chain: boolean; minNewExamples: number; trainingQueue?: TrainingQueue },
+    private readonly spec: { chain: boolean; minNewExamples: number; dpoMinNewPairs?: number; trainingQueue?: TrainingQueue },
   ) {}
 
   /** Starts `job` (and what follows it in the chain); resolves once the first run exists. */
@@ -41,6 +41,7 @@ export class JobControl {
         trigger: opts.trigger,
         chain: opts.chain ?? this.spec.chain,
         minNewExamples: opts.minNewExamples ?? this.spec.minNewExamples,
+        dpoMinNewPairs: this.spec.dpoMinNewPairs,
         input: opts.input,
         ...(opts.columnist ? { columnist: opts.columnist } : {}),
         ...(this.spec.trainingQueue ? { trainingQueue: this.spec.trainingQueue } : {}),

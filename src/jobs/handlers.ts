@@ -16,12 +16,12 @@ import { runWorker, type WorkerBudget } from './fork-worker.ts';
 import { getAdapter, recordEvaluation, type AdapterRegistry } from './registry.ts';
 import type { JobContext, JobHandler } from './runner.ts';
 import type { RetrainInput, RetrainProgressRecord } from './resume.ts';
-import type { RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
+import type { DpoInput, DpoResult, RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
 import { rebuildDataset } from './rebuild.ts';
 import { loadStyle, type Style } from '../pipeline/dataset/enhance.ts';
-import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
+import { DEFAULT_COLUMNIST_NAME, SYSTEM_PROMPT_FILE } from '../paths.ts';
 import { resolveColumnist, type Columnist } from '../columnists/folder.ts';
-import type { TrainTaskResult } from './worker-tasks.ts';
+import type { DpoTaskResult, TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
 import { latestDatasetId } from '../store/datasets.ts';
 
@@ -114,6 +114,12 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
   const voiceOf = (input: { columnist?: string }): Columnist => resolveColumnist(input.columnist, config);
   /** The default voice keeps what serve was handed (MORRIS_SOURCES, a test's style); the others read their folders. */
   const isDefault = (c: Columnist) => c.name === DEFAULT_COLUMNIST_NAME;
+  const trainSettings = () => ({
+    ...(config.MORRIS_TRAIN_CONFIG ? readTrainConfigFile(config.MORRIS_TRAIN_CONFIG) : {}),
+    ...env.trainOverrides,
+    threads: config.MORRIS_TRAIN_THREADS,
+    memoryMb: config.MORRIS_TRAIN_MEMORY_MB,
+  });
 
   const rescrape: JobHandler = async (ctx, input: { sources?: SourceSpec[]; columnist?: string }): Promise<RescrapeResult> => {
     const voice = voiceOf(input);
@@ -152,12 +158,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
 
   const retrain: JobHandler = async (ctx, input: RetrainInput): Promise<RetrainResult> => {
     const datasetId = input.datasetId ?? currentDatasetId(store, voiceOf(input).name);
-    const settings = input.settings ?? {
-      ...(config.MORRIS_TRAIN_CONFIG ? readTrainConfigFile(config.MORRIS_TRAIN_CONFIG) : {}),
-      ...env.trainOverrides,
-      threads: config.MORRIS_TRAIN_THREADS,
-      memoryMb: config.MORRIS_TRAIN_MEMORY_MB,
-    };
+    const settings = input.settings ?? trainSettings();
     // Saved before the worker starts: if this process dies, the next start resumes from here.
     const record: RetrainProgressRecord = { datasetId, settings };
     ctx.setResult(record);
@@ -222,6 +223,7 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
             { adapterId: cand.id, adapterDir: path.resolve(cand.path) },
           ],
           styleGuideFile: voice.systemPromptFile,
+          columnist: voice.name,
           threads: config.MORRIS_TRAIN_THREADS,
           device: config.MORRIS_DEVICE,
           maxSeqLen: config.MORRIS_MAX_SEQ_TOKENS,
@@ -236,9 +238,11 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     const candidate = byId(cand.id);
     const current = activeOther ? byId(activeOther.id) : null;
     for (const m of measures) {
-      ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}`);
+      const pref = m.preference ? `, preference accuracy ${m.preference.accuracy.toFixed(3)} over ${m.preference.pairs} held-out reader pairs` : ', no held-out reader pairs';
+      ctx.log(`${m.adapterId ?? 'base'}: val loss ${m.valLoss.toFixed(4)} (ppl ${m.perplexity.toFixed(2)}), style ${m.style.toFixed(3)}, longest verbatim run ${m.longestVerbatimRun}${pref}`);
     }
-    const decision = decidePromotion(candidate, current, base, { margin: voice.settings.promoteMargin, styleTolerance: voice.settings.styleTolerance });
+    const method = cand.metrics['method'] === 'dpo' ? 'dpo' : 'sft';
+    const decision = decidePromotion(candidate, current, base, { margin: voice.settings.promoteMargin, styleTolerance: voice.settings.styleTolerance, method });
     recordEvaluation(store, cand.id, { datasetId, candidate, active: current, base, decision, at: new Date().toISOString() }, decision.reason, decision.reject);
     if (decision.promote) {
       await env.registry.promote(cand.id, 'evaluate', decision.reason);
@@ -254,5 +258,48 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
     };
   };
 
-  return { rescrape, rebuild, retrain, evaluate };
+  /**
+   * DPO on readers' pairs, on top of `referenceAdapterId` (the chain passes the adapter it just
+   * retrained), else the active adapter — the one the rated articles were written with — else the
+   * base model. Only a candidate goes on to the gate.
+   */
+  const dpo: JobHandler = async (ctx, input: DpoInput): Promise<DpoResult> => {
+    const refId = input.referenceAdapterId === undefined ? (env.registry.active()?.id ?? null) : input.referenceAdapterId;
+    const ref = refId ? getAdapter(store, refId) : null;
+    ctx.log(`DPO on readers' preference pairs, reference ${ref ? `adapter ${ref.id}` : 'the base model'}`);
+    const out = await runWorker<DpoTaskResult>(
+      {
+        kind: 'dpo',
+        options: {
+          dbPath: config.dbPath,
+          baseModelDir: path.resolve(await env.baseModelDir()),
+          referenceDir: ref ? path.resolve(ref.path) : null,
+          runsDir: path.resolve(config.MORRIS_DATA_DIR, 'runs'),
+          adaptersDir: path.resolve(config.MORRIS_MODELS_DIR, 'adapters'),
+          styleGuideFile: SYSTEM_PROMPT_FILE,
+          // Readers' pairs of the default voice's articles: DPO trains the default columnist.
+          columnist: DEFAULT_COLUMNIST_NAME,
+          resume: Boolean(input.resume),
+          settings: input.settings ?? trainSettings(),
+        },
+      },
+      budgetOf(config),
+      workerHooks(ctx),
+    );
+    ctx.setChildPid(null);
+    if (out.verdict.status !== 'candidate') {
+      const what = out.verdict.status === 'failed' ? 'marked failed' : `saved in ${out.adapterDir} but not registered`;
+      throw new MorrisError('JOB_FAILED', `DPO adapter ${out.adapterId} ${what}: ${out.verdict.reason}.`, { hint: out.verdict.hint });
+    }
+    const p = out.preference;
+    return {
+      adapterId: out.adapterId,
+      referenceAdapterId: ref?.id ?? null,
+      pairs: out.pairs,
+      preference: p,
+      summary: `DPO adapter ${out.adapterId} on ${out.pairs} pairs (reference ${ref?.id ?? 'base'}): held-out preference accuracy ${p.initial.toFixed(3)} → ${p.final.toFixed(3)} over ${p.heldOut} pairs`,
+    };
+  };
+
+  return { rescrape, rebuild, retrain, evaluate, dpo };
 }

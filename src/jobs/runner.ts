@@ -63,7 +63,7 @@ export type RunnerEvent =
   | { type: 'log'; runId: number; job: string; level: string; line: string };
 
 /** The chain's jobs are about one voice (input.columnist, else the default one); others about none. */
-const CHAIN_JOBS = new Set(['rescrape', 'rebuild', 'retrain', 'evaluate']);
+const CHAIN_JOBS = new Set(['rescrape', 'rebuild', 'retrain', 'evaluate', 'dpo']);
 
 export function columnistOfRun(job: string, input: unknown): string | null {
   if (!CHAIN_JOBS.has(job)) return null;

@@ -3,13 +3,15 @@
  * that job; overlap is refused by the runner (recorded as 'skipped'), not by node-cron, so a tick
  * that lands while a CLI-started run is going is skipped too. The default columnist runs on
  * `crons`; every other columnist on its own schedule (`voices`), its folder checked at each tick
- * so a broken one is skipped with the reason logged while the others keep running.
+ * so a broken one is skipped with the reason logged while the others keep running. With
+ * MORRIS_DPO_MIN_NEW_PAIRS > 0, a check every minute starts the DPO chain once that many new
+ * reader pairs have arrived.
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import { CRON_EXPECTED, isFiveFieldCron, isTimeZone } from '../config.ts';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
-import { runChain, type ChainStart } from './chain.ts';
+import { pairsSinceLastDpo, runChain, type ChainStart } from './chain.ts';
 import type { JobRunner } from './runner.ts';
 import type { TrainingQueue } from './training-queue.ts';
 
@@ -17,10 +19,12 @@ const log = childLog('scheduler');
 
 export interface ScheduleSpec {
   /** Cron expression (five fields, no seconds) or 'off', per chain start. */
-  crons: Record<ChainStart, string>;
+  crons: Record<CronStart, string>;
   timezone: string;
   chain: boolean;
   minNewExamples: number;
+  /** New reader pairs that start a DPO chain on their own (0 or absent: the DPO stage is off). */
+  dpoMinNewPairs?: number;
   /** The other columnists' chains (the default one's is `crons`). */
   voices?: VoiceSchedule[];
   /** Shared by every chain: one training at a time, in turn. */
@@ -30,11 +34,17 @@ export interface ScheduleSpec {
 /** One non-default columnist's chain schedule. */
 export interface VoiceSchedule {
   columnist: string;
-  crons: Record<ChainStart, string>;
+  crons: Record<CronStart, string>;
   minNewExamples: number;
   /** Why the folder cannot be used right now (checked at each tick), or null. */
   problem(): string | null;
 }
+
+/** The chain starts with a cron schedule of their own; 'dpo' is started by arriving pairs. */
+export type CronStart = Exclude<ChainStart, 'dpo'>;
+
+/** How often arriving pairs are counted. */
+const DPO_WATCH_CRON = '* * * * *';
 
 export interface ScheduledJob {
   job: ChainStart;
@@ -61,12 +71,14 @@ export function scheduleFromConfig(c: {
   MORRIS_CRON_TZ: string;
   MORRIS_CHAIN: boolean;
   MORRIS_RETRAIN_MIN_NEW_EXAMPLES: number;
+  MORRIS_DPO_MIN_NEW_PAIRS?: number;
 }): ScheduleSpec {
   return {
     crons: { rescrape: c.MORRIS_CRON_RESCRAPE, rebuild: c.MORRIS_CRON_REBUILD, retrain: c.MORRIS_CRON_RETRAIN },
     timezone: c.MORRIS_CRON_TZ,
     chain: c.MORRIS_CHAIN,
     minNewExamples: c.MORRIS_RETRAIN_MIN_NEW_EXAMPLES,
+    dpoMinNewPairs: c.MORRIS_DPO_MIN_NEW_PAIRS ?? 0,
   };
 }
 
@@ -80,6 +92,7 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
   const inFlight = new Set<Promise<unknown>>();
   const voices = new Map((spec.voices ?? []).map((v) => [v.columnist, v]));
 
+  const dpoMin = spec.dpoMinNewPairs ?? 0;
   const tick = async (job: ChainStart, columnist?: string): Promise<void> => {
     const voice = columnist === undefined ? undefined : voices.get(columnist);
     if (columnist !== undefined && !voice) throw new MorrisError('NOT_FOUND', `No schedule for columnist "${columnist}".`);
@@ -88,10 +101,17 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
       log.warn({ columnist, job, reason: problem }, 'scheduled chain skipped: the columnist folder does not load');
       return;
     }
+    if (job === 'dpo') {
+      // Counting pairs is a read of the feedback table: cheap enough for every minute.
+      const { fresh } = pairsSinceLastDpo(runner.store);
+      if (dpoMin === 0 || fresh < dpoMin) return;
+      log.info({ fresh, needed: dpoMin }, 'enough new reader pairs: starting a DPO stage');
+    }
     const p = runChain(runner, job, {
-      trigger: 'cron',
+      trigger: job === 'dpo' ? 'new-pairs' : 'cron',
       chain: spec.chain,
       minNewExamples: voice?.minNewExamples ?? spec.minNewExamples,
+      dpoMinNewPairs: dpoMin,
       ...(voice ? { columnist: voice.columnist } : {}),
       ...(spec.trainingQueue ? { trainingQueue: spec.trainingQueue } : {}),
     }).catch((e) => log.error({ err: e, job, columnist }, 'scheduled chain failed'));
@@ -103,8 +123,10 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
     }
   };
 
-  const schedule = (crons: Record<ChainStart, string>, columnist?: string) => {
-    for (const job of Object.keys(crons) as ChainStart[]) {
+  // Readers' pairs train the default columnist (the DPO chain is its own).
+  if (dpoMin > 0) tasks.set('dpo', { job: 'dpo', task: cron.schedule(DPO_WATCH_CRON, () => void tick('dpo'), { timezone: spec.timezone, name: 'morris-dpo-watch' }) });
+  const schedule = (crons: Record<CronStart, string>, columnist?: string) => {
+    for (const job of Object.keys(crons) as CronStart[]) {
       const expression = crons[job].trim();
       if (expression === 'off') continue;
       // node-cron would also take six fields (seconds first) and fire every second: config refuses

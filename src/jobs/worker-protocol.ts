@@ -4,9 +4,9 @@
  * one `result` or `error`, then exits. SIGTERM (or the parent going away) asks the task to
  * checkpoint and stop.
  */
-import type { TrainTaskOptions, EvalTaskOptions } from './worker-tasks.ts';
+import type { TrainTaskOptions, EvalTaskOptions, DpoTaskOptions } from './worker-tasks.ts';
 
-export type WorkerTask = { kind: 'train'; options: TrainTaskOptions } | { kind: 'evaluate'; options: EvalTaskOptions };
+export type WorkerTask = { kind: 'train'; options: TrainTaskOptions } | { kind: 'evaluate'; options: EvalTaskOptions } | { kind: 'dpo'; options: DpoTaskOptions };
 
 /** `logLevel`: the parent's, so a worker is as quiet or as chatty as the process that started it. */
 export type ToWorker = { type: 'start'; task: WorkerTask; logLevel: string };

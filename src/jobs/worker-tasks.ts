@@ -9,12 +9,15 @@ import { openStore } from '../store/db.ts';
 import { getConfig } from '../config.ts';
 import { trainSettingsFromEnv } from '../model/train/config.ts';
 import { trainAdapter, type TrainProgress } from '../model/train/trainer.ts';
+import { describePairs, trainDpo } from '../model/train/dpo.ts';
 import type { TrainVerdict } from '../model/train/judge.ts';
 import { loadModel, type LoadedModel } from '../model/inference/engine.ts';
 import { ModelCache } from '../model/serving/model-cache.ts';
 import { articleMessages, servingSystemPrompt } from '../prompts.ts';
 import { measureModel, EVAL_TOPICS, type EvaluationBackend, type ModelMeasure } from './gate/evaluate.ts';
 import { validationLoss } from './gate/validation-loss.ts';
+import { preferenceMeasurer } from './gate/preference.ts';
+import { storePreferenceRecords } from '../pipeline/dataset/preferences.ts';
 import type { WorkerTask } from './worker-protocol.ts';
 import { datasetExampleRows } from '../store/datasets.ts';
 
@@ -42,6 +45,26 @@ export interface TrainTaskResult {
   verdict: TrainVerdict;
 }
 
+export interface DpoTaskOptions {
+  dbPath: string;
+  baseModelDir: string;
+  /** The reference adapter's folder (training starts from it), or null: the base model. */
+  referenceDir: string | null;
+  runsDir: string;
+  adaptersDir: string;
+  styleGuideFile: string;
+  resume: boolean;
+  settings: Record<string, unknown>;
+  /** Whose readers' pairs it learns from (their articles' voice); absent: every pair. */
+  columnist?: string;
+}
+
+export interface DpoTaskResult extends TrainTaskResult {
+  /** Pairs readers had made when the run started (the next stand-alone DPO counts from here). */
+  pairs: number;
+  preference: { heldOut: number; initial: number; final: number };
+}
+
 export interface EvalTaskOptions {
   dbPath: string;
   baseModelDir: string;
@@ -54,6 +77,8 @@ export interface EvalTaskOptions {
   /** Generations for the style and copying checks are greedy and this long. */
   maxNewTokens: number;
   topics?: string[];
+  /** The candidate's voice: the gate measures only readers' pairs on that voice's articles. */
+  columnist?: string;
 }
 
 export interface TaskIo {
@@ -68,13 +93,57 @@ export async function runWorkerTask(task: WorkerTask, io: TaskIo): Promise<unkno
       return trainTask(task.options, io);
     case 'evaluate':
       return evaluateTask(task.options, io);
+    case 'dpo':
+      return dpoTask(task.options, io);
+  }
+}
+
+/** Progress lines for a training run: every eval and about ten train lines go to the job log. */
+function trainProgress(io: TaskIo): (p: TrainProgress) => void {
+  let lastLogged = 0;
+  return (p) => {
+    const eta = p.etaS !== undefined ? `, ETA ${Math.round(p.etaS)} s` : '';
+    const what = p.phase === 'eval' ? `validation loss ${p.evalLoss?.toFixed(4)}` : `loss ${p.loss?.toFixed(4)}${eta}`;
+    io.progress(p.step / p.totalSteps, `step ${p.step}/${p.totalSteps}: ${what}`);
+    if (p.phase === 'eval' || p.step - lastLogged >= Math.max(1, Math.floor(p.totalSteps / 10)) || p.step === p.totalSteps) {
+      lastLogged = p.step;
+      io.log(`step ${p.step}/${p.totalSteps}: ${what}`);
+    }
+  };
+}
+
+/** DPO on every pair readers made so far, as the articles were asked for (the serving prompt). */
+async function dpoTask(o: DpoTaskOptions, io: TaskIo): Promise<DpoTaskResult> {
+  const store = openStore(o.dbPath);
+  try {
+    const records = storePreferenceRecords(store, servingSystemPrompt(o.styleGuideFile).text, o.columnist);
+    const r = await trainDpo(
+      {
+        store,
+        modelDir: o.baseModelDir,
+        referenceDir: o.referenceDir,
+        records,
+        pairsSource: 'latest',
+        hostSettings: trainSettingsFromEnv(getConfig()),
+        settings: o.settings,
+        resume: o.resume,
+        runsDir: o.runsDir,
+        adaptersDir: o.adaptersDir,
+      },
+      { signal: io.signal, onProgress: trainProgress(io) },
+    );
+    if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
+    io.log(`train pairs: ${describePairs(r.counts.train)}; held out: ${describePairs(r.counts.heldOut)}`);
+    const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
+    return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device, verdict: r.verdict, pairs: records.length, preference: r.preference };
+  } finally {
+    store.close();
   }
 }
 
 async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResult> {
   const store = openStore(o.dbPath);
   try {
-    let lastLogged = 0;
     const r = await trainAdapter(
       {
         store,
@@ -87,19 +156,7 @@ async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResu
         runsDir: o.runsDir,
         adaptersDir: o.adaptersDir,
       },
-      {
-        signal: io.signal,
-        onProgress: (p: TrainProgress) => {
-          const eta = p.etaS !== undefined ? `, ETA ${Math.round(p.etaS)} s` : '';
-          const what = p.phase === 'eval' ? `validation loss ${p.evalLoss?.toFixed(4)}` : `loss ${p.loss?.toFixed(4)}${eta}`;
-          io.progress(p.step / p.totalSteps, `step ${p.step}/${p.totalSteps}: ${what}`);
-          // Every eval and about ten train lines per run go to the job log; the rest is progress.
-          if (p.phase === 'eval' || p.step - lastLogged >= Math.max(1, Math.floor(p.totalSteps / 10)) || p.step === p.totalSteps) {
-            lastLogged = p.step;
-            io.log(`step ${p.step}/${p.totalSteps}: ${what}`);
-          }
-        },
-      },
+      { signal: io.signal, onProgress: trainProgress(io) },
     );
     if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
     const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
@@ -136,6 +193,8 @@ async function evaluateTask(o: EvalTaskOptions, io: TaskIo): Promise<ModelMeasur
         for await (const piece of model.stream({ messages }, sampling, signal)) text += piece;
         return text;
       },
+      // Readers' pairs as the articles were asked for: the serving prompt, the same one generation uses.
+      preference: preferenceMeasurer({ modelDir: o.baseModelDir, records: storePreferenceRecords(store, systemPrompt, o.columnist), maxSeqLen: o.maxSeqLen, threads: o.threads, device: o.device }),
     };
     const out: ModelMeasure[] = [];
     for (const [i, m] of o.models.entries()) {

@@ -4,18 +4,29 @@ import { runChain } from '../../src/jobs/chain.ts';
 import { startScheduler } from '../../src/jobs/scheduler.ts';
 import { getLogs, listRuns } from '../../src/store/job-runs.ts';
 import { tempStore, waitFor } from './helpers.ts';
+import { importPreferenceLines } from '../../src/pipeline/dataset/preferences.ts';
+
+/** n reader pairs in the store (each an imported article and a reader's edit of it). */
+function addPairs(store: Parameters<typeof importPreferenceLines>[0], n: number, from = 0): void {
+  const line = (i: number) =>
+    JSON.stringify({ prompt: [{ role: 'user', content: `Write a column about topic ${i}.` }], chosen: [{ role: 'assistant', content: `good ${i}` }], rejected: [{ role: 'assistant', content: `bad ${i}` }] });
+  importPreferenceLines(store, Array.from({ length: n }, (_, i) => line(from + i)).join('\n'));
+}
 
 let t: ReturnType<typeof tempStore>;
 beforeEach(() => (t = tempStore()));
 afterEach(() => t.cleanup());
 
 /** Jobs that report what the chain decides on; the real ones are exercised in serve-e2e. */
-function handlers(o: { changed: boolean; newExamples: number; calls: string[] }): Record<string, JobHandler> {
+function handlers(o: { changed: boolean; newExamples: number; calls: string[]; pairs?: () => number }): Record<string, JobHandler> {
   return {
     rescrape: async () => (o.calls.push('rescrape'), { changed: o.changed, summary: 's' }),
     rebuild: async () => (o.calls.push('rebuild'), { datasetId: 'd1', changed: true, newExamples: o.newExamples, summary: 'b' }),
     retrain: async (_ctx, input: { datasetId?: string }) => (o.calls.push(`retrain:${input.datasetId}`), { adapterId: 'a1', summary: 't' }),
     evaluate: async (_ctx, input: { adapterId?: string }) => (o.calls.push(`evaluate:${input.adapterId}`), { summary: 'e' }),
+    dpo: async (_ctx, input: { referenceAdapterId?: string | null }) => (
+      o.calls.push(`dpo:${input.referenceAdapterId ?? 'active'}`), { adapterId: 'p1', referenceAdapterId: input.referenceAdapterId ?? null, pairs: o.pairs?.() ?? 0, summary: 'd' }
+    ),
   };
 }
 
@@ -53,6 +64,59 @@ describe('chain', () => {
     await runChain(runner, 'rescrape', { trigger: 'cron', chain: false, minNewExamples: 1 });
     await runChain(runner, 'retrain', { trigger: 'manual', chain: false, minNewExamples: 1, input: { datasetId: 'dX' } });
     expect(calls).toEqual(['rescrape', 'retrain:dX', 'evaluate:a1']);
+  });
+});
+
+describe('chain: the DPO stage', () => {
+  it('after a retrain and its evaluation, DPO on top of the new adapter → evaluate, when readers made pairs', async () => {
+    const calls: string[] = [];
+    const runner = new JobRunner(t.store, handlers({ changed: true, newExamples: 12, calls }));
+    const opts = { trigger: 'cron', chain: true, minNewExamples: 10, dpoMinNewPairs: 5 };
+    const none = await runChain(runner, 'rescrape', opts);
+    expect(calls).toEqual(['rescrape', 'rebuild', 'retrain:d1', 'evaluate:a1']);
+    expect(getLogs(t.store, none.at(-1)!.id).map((l) => l.line).join('\n')).toMatch(/readers have made 0 preference pairs \(< 2 needed for a DPO stage\)/);
+    addPairs(t.store, 3);
+    calls.length = 0;
+    const runs = await runChain(runner, 'retrain', { ...opts, input: { datasetId: 'd2' } });
+    expect(calls).toEqual(['retrain:d2', 'evaluate:a1', 'dpo:a1', 'evaluate:p1']);
+    expect(runs.slice(1).map((r) => r.parent_id)).toEqual(runs.slice(0, -1).map((r) => r.id));
+    // MORRIS_DPO_MIN_NEW_PAIRS=0: no DPO stage.
+    calls.length = 0;
+    await runChain(runner, 'retrain', { ...opts, dpoMinNewPairs: 0, input: { datasetId: 'd3' } });
+    expect(calls).toEqual(['retrain:d3', 'evaluate:a1']);
+    // The gate rejected the retrained adapter (it copies training text): nothing is built on it.
+    t.store.prepare(`INSERT INTO adapters (id, base_model, path, status, metrics) VALUES ('a1', 'tiny', '/nowhere', 'rejected', '{}')`).run();
+    calls.length = 0;
+    const rejected = await runChain(runner, 'retrain', { ...opts, input: { datasetId: 'd4' } });
+    expect(calls).toEqual(['retrain:d4', 'evaluate:a1']);
+    expect(getLogs(t.store, rejected.at(-1)!.id).map((l) => l.line).join('\n')).toMatch(/adapter a1 was rejected: no DPO stage on top of it/);
+  });
+
+  it('on its own: the watch starts DPO on the active adapter once enough new pairs arrived since the last DPO run', async () => {
+    const calls: string[] = [];
+    const { preferencePairs } = await import('../../src/store/feedback.ts');
+    const runner = new JobRunner(t.store, handlers({ changed: false, newExamples: 0, calls, pairs: () => preferencePairs(t.store).length }));
+    const s = startScheduler(runner, { crons: { rescrape: 'off', rebuild: 'off', retrain: 'off' }, timezone: 'UTC', chain: true, minNewExamples: 1, dpoMinNewPairs: 4 });
+    try {
+      expect(s.jobs().map((j) => j.job)).toEqual(['dpo']);
+      addPairs(t.store, 3);
+      await s.tick('dpo');
+      expect(calls).toEqual([]); // 3 < 4
+      addPairs(t.store, 1, 3);
+      await s.tick('dpo');
+      expect(calls).toEqual(['dpo:active', 'evaluate:p1']);
+      expect(listRuns(t.store, { job: 'dpo' }).at(-1)!.trigger).toBe('new-pairs');
+      // The next ones count from the last DPO run's 4 pairs.
+      addPairs(t.store, 3, 4);
+      await s.tick('dpo');
+      expect(calls).toHaveLength(2);
+      addPairs(t.store, 1, 7);
+      await s.tick('dpo');
+      expect(calls).toEqual(['dpo:active', 'evaluate:p1', 'dpo:active', 'evaluate:p1']);
+    } finally {
+      await s.stop();
+      await s.settled();
+    }
   });
 });
 

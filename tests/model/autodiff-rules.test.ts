@@ -48,6 +48,8 @@ const CASES: Case[] = [
   { op: 'Exp', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.op('Exp', [a!]) },
   { op: 'Log', inputs: [{ shape: [2, 3], gen: pos }], build: (g, [a]) => g.op('Log', [a!]) },
   { op: 'Sigmoid', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.op('Sigmoid', [a!]) },
+  // float32: ONNX Runtime's CPU Softplus has no float64 kernel; large |x| checks the stable tails.
+  { op: 'Softplus', dtype: 'float32', inputs: [{ shape: [2, 3], gen: (r, i) => (i % 3 === 2 ? 12 : 1) * (2 * r.next() - 1) }], build: (g, [a]) => g.op('Softplus', [a!]) },
   { op: 'Tanh', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.op('Tanh', [a!]) },
   { op: 'Relu', inputs: [{ shape: [2, 3], gen: (r) => (r.next() < 0.5 ? -1 : 1) * (0.1 + r.next()) }], build: (g, [a]) => g.op('Relu', [a!]) },
   { op: 'Erf', dtype: 'float32', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.op('Erf', [a!]) },

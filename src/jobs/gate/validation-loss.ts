@@ -7,8 +7,7 @@ import type { Store } from '../../store/db.ts';
 import { MorrisError } from '../../errors.ts';
 import { readDecoderConfig } from '../../model/checkpoint/config.ts';
 import type { LoraModule } from '../../model/graph/llama.ts';
-import { readAdapter } from '../../model/checkpoint/lora.ts';
-import { readTensorF32 } from '../../model/checkpoint/safetensors.ts';
+import { adapterTensors, readAdapter } from '../../model/checkpoint/lora.ts';
 import { loadDatasetExamples, loadTokenizer, makeMicroBatch, padTokenId, prepareExamples, targetCount } from '../../model/train/data.ts';
 import { TrainingSessions } from '../../model/train/step.ts';
 
@@ -45,12 +44,7 @@ export async function validationLoss(v: ValidationSet, adapterDir: string | null
     threads: v.threads,
   });
   try {
-    const weights = new Map<string, Float32Array>();
-    for (const t of sessions.lora) {
-      const pair = adapter?.pairs.get(`${t.layer}.${t.module}`);
-      const entry = pair ? (t.which === 'A' ? pair.a : pair.b) : undefined;
-      weights.set(t.name, entry ? readTensorF32(entry) : new Float32Array(t.shape.reduce((a, b) => a * b, 1)));
-    }
+    const weights = adapterTensors(adapter, sessions.lora);
     const tokens = examples.reduce((a, e) => a + targetCount(e), 0);
     const pad = padTokenId(tok);
     let loss = 0;

@@ -141,7 +141,7 @@ function fillUnknownRanks(g: GraphBuilder, nodes: readonly NodeInfo[]): void {
         break;
       }
       case 'Transpose': case 'Softmax': case 'LogSoftmax': case 'Cast': case 'Neg': case 'Sqrt': case 'Exp':
-      case 'Log': case 'Sigmoid': case 'Tanh': case 'Relu': case 'Erf': case 'Sin': case 'Cos': case 'Reciprocal':
+      case 'Log': case 'Sigmoid': case 'Softplus': case 'Tanh': case 'Relu': case 'Erf': case 'Sin': case 'Cos': case 'Reciprocal':
       case 'Identity': case 'Not': case 'Trilu': case 'CumSum': case 'Concat': case 'Split': case 'Slice': case 'Pad': case 'GatherElements': case 'ScatterElements':
         r = rank(i0);
         break;

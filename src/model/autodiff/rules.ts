@@ -120,6 +120,8 @@ export const GRADIENT_RULES: Readonly<Record<string, GradRule>> = {
     const oneMinus = c.g.op('Sub', [scalarLike(c.g, 1, y0(c)), y0(c)]);
     return [c.g.op('Mul', [gy0(c), c.g.op('Mul', [y0(c), oneMinus])])];
   },
+  // softplus(x) = ln(1 + eˣ) (the DPO loss is softplus(−z) = −ln σ(z)):  d/dx = σ(x)
+  Softplus: (c) => [c.g.op('Mul', [gy0(c), c.g.op('Sigmoid', [x0(c)])])],
   Tanh: (c) => [c.g.op('Mul', [gy0(c), c.g.op('Sub', [scalarLike(c.g, 1, y0(c)), c.g.op('Mul', [y0(c), y0(c)])])])],
   Relu: (c) => {
     const pos = c.g.op('Greater', [x0(c), scalarLike(c.g, 0, x0(c))]);

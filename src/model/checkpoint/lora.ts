@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MorrisError } from '../../errors.ts';
 import { readJson, type DecoderConfig } from './config.ts';
 import { LORA_MODULES, moduleName, type LoraModule } from '../graph/llama.ts';
-import { readSafetensorsHeader, type TensorEntry } from './safetensors.ts';
+import { readSafetensorsHeader, readTensorF32, type TensorEntry } from './safetensors.ts';
 
 export interface Adapter {
   readonly dir: string;
@@ -113,4 +113,22 @@ export function readAdapter(dir: string, cfg: DecoderConfig): Adapter {
     baseModel: typeof raw['base_model_name_or_path'] === 'string' ? raw['base_model_name_or_path'] : null,
     pairs,
   };
+}
+
+/**
+ * An adapter's A/B tensors as float32, keyed by PEFT name, for every entry of a training layout;
+ * entries the adapter lacks (layers_to_transform skipping layers), or all of them with no adapter
+ * (the base model), are zero: B = 0 makes the side path vanish.
+ */
+export function adapterTensors(
+  adapter: Adapter | null,
+  layout: readonly { name: string; layer: number; module: LoraModule; which: 'A' | 'B'; shape: readonly [number, number] }[],
+): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const t of layout) {
+    const pair = adapter?.pairs.get(pairKey(t.layer, t.module));
+    const entry = pair ? (t.which === 'A' ? pair.a : pair.b) : undefined;
+    out.set(t.name, entry ? readTensorF32(entry) : new Float32Array(t.shape[0] * t.shape[1]));
+  }
+  return out;
 }

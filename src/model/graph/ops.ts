@@ -103,6 +103,7 @@ export const OPS: Readonly<Record<string, OpSpec>> = {
   Erf: unary,
   Relu: unary,
   Sigmoid: unary,
+  Softplus: unary,
   Not: unary,
   Softmax: { inputs: [1, 1], attrs: { axis: { type: 'int' } }, infer: same },
   LogSoftmax: { inputs: [1, 1], attrs: { axis: { type: 'int' } }, infer: same },

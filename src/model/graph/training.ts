@@ -18,6 +18,20 @@
  *   dropmask:<layer>.<module>  uint8 [B·S, in]   (train graph with dropout > 0) 1 = keep
  *   dropout_scale  float32 []       1/(1-p) (1 to evaluate through the train graph)
  * Outputs: loss (float32 scalar) and `grad:<PEFT key>` per LoRA tensor (train graph).
+ *
+ * The DPO objective (objective 'dpo') reads the same sequences as Q = 2P rows, the P chosen
+ * completions then the P rejected ones, and replaces loss_weights with
+ *   seq_rows       float32 [Q, M]   1 where loss row m belongs to sequence q: summing a sequence's
+ *                                   token log-probs is one MatMul, so no new gradient rule is needed
+ *   pair_signs     float32 [P, Q]   +1 at (p, chosen), −1 at (p, rejected)
+ *   ref_margin     float32 [P]      log πref(c) − log πref(r), computed once per pair before training
+ *   pair_weights   float32 [P]      1/(pairs in the optimizer step) (0 for a padding pair)
+ *   dpo_beta       float32 []       β
+ * loss = Σ_p w_p · softplus(−β·((log πθ(c) − log πθ(r)) − ref_margin_p))  (= −log σ(·), stable)
+ * and also outputs seq_logp float32 [Q, 1]: each sequence's summed log-prob under these weights
+ * (the reference's, when fed the reference adapter; the policy's for preference accuracy).
+ * Its LM head is the plain op-by-op one over the counted rows (no chunked composite): the loss
+ * is not a weighted sum of token losses, so the composite's fused gradient does not apply.
  */
 import { lmHeadCrossEntropy } from '../autodiff/composites.ts';
 import { addGradients } from '../autodiff/gradients.ts';
@@ -39,6 +53,8 @@ export interface TrainingGraphOptions {
    * M must be a multiple; 0: the plain op-by-op loss (the reference it is tested against).
    */
   readonly lossChunks: number;
+  /** 'sft' (default): weighted cross-entropy; 'dpo': the preference loss above. */
+  readonly objective?: 'sft' | 'dpo';
 }
 
 export interface LoraInput {
@@ -89,7 +105,8 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
   const M = 'loss_rows';
   const lossRows = g.input('loss_rows', 'int64', [M]);
   const targets = g.input('targets', 'int64', [M]);
-  const lossWeights = g.input('loss_weights', 'float32', [M]);
+  const dpo = o.objective === 'dpo';
+  const lossWeights = dpo ? '' : g.input('loss_weights', 'float32', [M]);
 
   const lora = loraInputs(cfg, o.rank, o.targets);
   for (const t of lora) g.input(t.name, 'float32', t.shape);
@@ -103,7 +120,7 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
   const fwd = buildDecoderForward(g, cfg, w, {
     inputIds,
     positionIds,
-    skipLmHead: o.lossChunks > 0,
+    skipLmHead: o.lossChunks > 0 || dpo,
     lora: (layer, m) => {
       if (!o.targets.includes(m)) return undefined;
       const { inF } = moduleShape(cfg, m);
@@ -122,11 +139,17 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
 
   const loraNames = lora.map((t) => t.name);
   const targets2d = g.op('Unsqueeze', [targets, g.ints([1])]); // [M, 1]
-  const weights2d = g.op('Unsqueeze', [lossWeights, g.ints([1])]); // [M, 1]
   const gradOutputs = new Map<string, string>();
   const outputGrads = (grads: Map<string, string>) => {
     for (const t of lora) gradOutputs.set(t.name, g.output(grads.get(t.name)!, gradName(t.name)));
   };
+  if (dpo) {
+    const head = w.get(cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    const loss = dpoLoss(g, fwd.hidden, head, lossRows, targets2d, cfg.hiddenSize);
+    if (o.train) outputGrads(addGradients(g, loss, loraNames));
+    return { g, lora, dropoutMasks, gradOutputs };
+  }
+  const weights2d = g.op('Unsqueeze', [lossWeights, g.ints([1])]); // [M, 1]
   if (o.lossChunks > 0) {
     // The LM head + loss as one composite with its own gradient, in row chunks, over the counted
     // rows only; the autodiff's Gather rule scatters their gradient back into the sequence.
@@ -147,4 +170,36 @@ export function buildTrainingGraph(cfg: DecoderConfig, weights: (g: GraphBuilder
     if (o.train) outputGrads(addGradients(g, 'loss', loraNames));
   }
   return { g, lora, dropoutMasks, gradOutputs };
+}
+
+/** Names of the DPO graph's extra inputs and its per-sequence output. */
+export const DPO_IO = {
+  seqRows: 'seq_rows',
+  pairSigns: 'pair_signs',
+  refMargin: 'ref_margin',
+  pairWeights: 'pair_weights',
+  beta: 'dpo_beta',
+  seqLogp: 'seq_logp',
+} as const;
+
+/** The DPO loss over the counted rows of `hidden` [B, S, H]; outputs `loss` and `seq_logp`. */
+function dpoLoss(g: GraphBuilder, hidden: string, head: string, lossRows: string, targets2d: string, hiddenSize: number): string {
+  const seqRows = g.input(DPO_IO.seqRows, 'float32', ['sequences', 'loss_rows']);
+  const pairSigns = g.input(DPO_IO.pairSigns, 'float32', ['pairs', 'sequences']);
+  const refMargin = g.input(DPO_IO.refMargin, 'float32', ['pairs']);
+  const pairWeights = g.input(DPO_IO.pairWeights, 'float32', ['pairs']);
+  const beta = g.input(DPO_IO.beta, 'float32', []);
+  const hidden2d = g.op('Reshape', [hidden, g.ints([-1, hiddenSize])]); // [N, H]
+  const rows = g.op('Gather', [hidden2d, lossRows], { axis: 0 }); // [M, H]
+  const logits = g.op('Gemm', [rows, head], { transB: 1 }); // [M, V]
+  const logp = g.op('LogSoftmax', [logits], { axis: -1 }); // [M, V]
+  const tokenLogp = g.op('GatherElements', [logp, targets2d], { axis: 1 }); // [M, 1]
+  const seqLogp = g.output(g.op('MatMul', [seqRows, tokenLogp]), DPO_IO.seqLogp); // [Q, 1] (renamed)
+  g.setInfo(seqLogp, 'float32', ['sequences', 1]);
+  const margin = g.op('MatMul', [pairSigns, seqLogp]); // [P, 1]  log πθ(c) − log πθ(r)
+  const z = g.op('Mul', [g.op('Sub', [margin, g.op('Unsqueeze', [refMargin, g.ints([1])])]), beta]); // [P, 1]
+  const perPair = g.op('Softplus', [g.op('Neg', [z])]); // −log σ(z)   [P, 1]
+  const loss = g.op('ReduceSum', [g.op('Mul', [perPair, g.op('Unsqueeze', [pairWeights, g.ints([1])])])], { keepdims: 0 });
+  g.setInfo(loss, 'float32', []);
+  return g.output(loss, 'loss');
 }

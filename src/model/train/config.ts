@@ -30,6 +30,9 @@ export const TRAIN_DEFAULTS = {
   eps: 1e-8,
   maxGradNorm: 1.0, // global-norm clipping (0: off)
 
+  // --- preference training (DPO) ---
+  dpoBeta: 0.1, // β: how far the policy may move from the reference per nat of margin (TRL's default)
+
   // --- data ---
   maxSeqLen: 1024, // tokens per example; longer ones are handled by `overLong`
   overLong: 'truncate' as 'truncate' | 'skip',
@@ -82,6 +85,7 @@ const schema = z
     beta2: z.number().min(0).max(1),
     eps: pos,
     maxGradNorm: nonneg,
+    dpoBeta: pos,
     maxSeqLen: z.number().int().min(4),
     overLong: z.enum(['truncate', 'skip']),
     evalEvery: int0,

@@ -89,6 +89,27 @@ export function tokenizeConversation(tok: PreTrainedTokenizer, messages: readonl
   return { ids, assistant };
 }
 
+/** What the length policy did to one tokenized conversation. */
+export type LengthOutcome =
+  | { readonly example: TokenizedExample; readonly truncated: boolean }
+  | { readonly skipped: 'tooLong' | 'noAssistant'; readonly truncated: boolean };
+
+/**
+ * The one length rule for SFT examples and DPO sequences alike: longer than `maxSeqLen` is cut
+ * ('truncate') or dropped ('skip'); what is left must still predict an assistant token.
+ */
+export function applyLengthRule(ex: TokenizedExample, maxSeqLen: number, overLong: 'truncate' | 'skip'): LengthOutcome {
+  let truncated = false;
+  if (ex.ids.length > maxSeqLen) {
+    if (overLong === 'skip') return { skipped: 'tooLong', truncated: false };
+    ex = { ids: ex.ids.slice(0, maxSeqLen), assistant: ex.assistant.slice(0, maxSeqLen) };
+    truncated = true;
+  }
+  // Position 0 is never a target (nothing predicts it), so it does not count.
+  if (targetCount(ex) === 0) return { skipped: 'noAssistant', truncated };
+  return { example: ex, truncated };
+}
+
 /** Tokenizes and applies the length policy; counts what happened to every example. */
 export function prepareExamples(
   tok: PreTrainedTokenizer,
@@ -99,24 +120,16 @@ export function prepareExamples(
   const counts: DataCounts = { examples: conversations.length, kept: 0, truncated: 0, skippedTooLong: 0, skippedNoAssistant: 0, assistantTokens: 0 };
   const examples: TokenizedExample[] = [];
   for (const conv of conversations) {
-    let ex = tokenizeConversation(tok, conv);
-    if (ex.ids.length > maxSeqLen) {
-      if (overLong === 'skip') {
-        counts.skippedTooLong++;
-        continue;
-      }
-      ex = { ids: ex.ids.slice(0, maxSeqLen), assistant: ex.assistant.slice(0, maxSeqLen) };
-      counts.truncated++;
-    }
-    // Position 0 is never a target (nothing predicts it), so it does not count.
-    const n = ex.assistant.subarray(1).reduce((a, b) => a + b, 0);
-    if (n === 0) {
-      counts.skippedNoAssistant++;
+    const r = applyLengthRule(tokenizeConversation(tok, conv), maxSeqLen, overLong);
+    if (r.truncated) counts.truncated++;
+    if ('skipped' in r) {
+      if (r.skipped === 'tooLong') counts.skippedTooLong++;
+      else counts.skippedNoAssistant++;
       continue;
     }
-    counts.assistantTokens += n;
+    counts.assistantTokens += targetCount(r.example);
     counts.kept++;
-    examples.push(ex);
+    examples.push(r.example);
   }
   return { examples, counts };
 }

@@ -1,7 +1,10 @@
 /**
- * The training loop of `trainAdapter`: optimizer steps over the seeded example stream, with
- * evaluation, early stopping and checkpoints on schedule. It only computes and records; the
- * trainer prepares the data and sessions before it and writes the adapter after it.
+ * The training loop of `trainAdapter` (SFT) and `trainDpo`: optimizer steps over the seeded
+ * stream of items (examples, or preference pairs), with evaluation, early stopping and checkpoints
+ * on schedule. What a micro-batch's loss is and what "validation loss" means come from the
+ * objective; the stream, accumulation, clipping, AdamW, divergence check, checkpoints and resume
+ * are the same for both. It only computes and records; the trainers prepare the data and sessions
+ * before it and write the adapter after it.
  */
 import { MorrisError } from '../../errors.ts';
 import { childLog } from '../../log.ts';
@@ -11,7 +14,7 @@ import type { TrainConfig } from './config.ts';
 import { makeMicroBatch, targetCount, type TokenizedExample } from './data.ts';
 import { Rng } from './rng.ts';
 import { getLr, type Schedule } from './schedule.ts';
-import type { TrainingSessions } from './step.ts';
+import type { StepResult, TrainingSessions } from './step.ts';
 import type { TrainCallbacks } from './trainer.ts';
 import type { TrainMetricRow } from '../../store/train-metrics.ts';
 
@@ -28,13 +31,45 @@ export interface RunState {
 /** One logged loss, as the train_metrics table stores it. */
 export type MetricPoint = TrainMetricRow;
 
-export interface LoopSetup {
+/** What the loop trains on: items of type T and how they become losses and gradients. */
+export interface LoopObjective<T> {
+  /** The training items; each optimizer step takes a window of their seeded stream. */
+  readonly items: readonly T[];
+  /** Items per micro-batch. */
+  readonly microBatch: number;
+  /** Loss and gradients of one micro-batch, weighted so the step's micro-batches sum to its mean. */
+  micro(batch: readonly T[], stepItems: readonly T[], weights: ReadonlyMap<string, Float32Array>, rng: Rng): Promise<StepResult>;
+  /** Held-out loss (lower is better; early stopping and the best weights follow it), null without. */
+  evaluate(weights: ReadonlyMap<string, Float32Array>): Promise<number | null>;
+  /** Tokens learnt from, and tokens run (throughput). */
+  targets(item: T): number;
+  length(item: T): number;
+}
+
+/** Supervised fine-tuning: token-weighted cross-entropy over assistant tokens. */
+export function sftObjective(sessions: TrainingSessions, train: readonly TokenizedExample[], val: readonly TokenizedExample[], padId: number, microBatch: number): LoopObjective<TokenizedExample> {
+  return {
+    items: train,
+    microBatch,
+    micro: (batch, stepItems, weights, rng) => {
+      const tokens = stepItems.reduce((a, e) => a + targetCount(e), 0);
+      return sessions.step(makeMicroBatch(batch, padId), weights, 1 / tokens, rng);
+    },
+    evaluate: async (weights) => {
+      if (val.length === 0) return null;
+      const tokens = val.reduce((a, e) => a + targetCount(e), 0);
+      let loss = 0;
+      for (let i = 0; i < val.length; i += microBatch) loss += await sessions.evalLoss(makeMicroBatch(val.slice(i, i + microBatch), padId), weights, 1 / tokens);
+      return loss;
+    },
+    targets: targetCount,
+    length: (e) => e.ids.length - 1,
+  };
+}
+
+export interface LoopSetup<T> {
   cfg: TrainConfig;
-  sessions: TrainingSessions;
-  microBatch: number;
-  trainExamples: readonly TokenizedExample[];
-  valExamples: readonly TokenizedExample[];
-  padId: number;
+  objective: LoopObjective<T>;
   perStep: number;
   totalExamples: number;
   totalSteps: number;
@@ -46,22 +81,14 @@ export interface LoopSetup {
 }
 
 /** Runs the loop from `run.state.step` to the end (or early stop); returns whether it stopped early. */
-export async function runTrainingLoop(setup: LoopSetup, run: RunState, cb: TrainCallbacks): Promise<{ stoppedEarly: boolean }> {
-  const { cfg, sessions, runDir, fingerprint, shapes, recordMetric, trainExamples, valExamples, padId, perStep, totalExamples, totalSteps, schedule } = setup;
-  const fit = { microBatch: setup.microBatch };
+export async function runTrainingLoop<T>(setup: LoopSetup<T>, run: RunState, cb: TrainCallbacks): Promise<{ stoppedEarly: boolean }> {
+  const { cfg, objective, runDir, fingerprint, shapes, recordMetric, perStep, totalExamples, totalSteps, schedule } = setup;
+  const microBatch = objective.microBatch;
   let { state, weights, adam, best } = run;
   const sync = () => Object.assign(run, { state, weights, adam, best });
   const checkpoint = () => saveCheckpoint(runDir, { state, weights, best, adam, fingerprint }, shapes);
 
-  const evaluate = async (): Promise<number | null> => {
-    if (valExamples.length === 0) return null;
-    const tokens = valExamples.reduce((a, e) => a + targetCount(e), 0);
-    let loss = 0;
-    for (let i = 0; i < valExamples.length; i += fit.microBatch) {
-      loss += await sessions.evalLoss(makeMicroBatch(valExamples.slice(i, i + fit.microBatch), padId), weights, 1 / tokens);
-    }
-    return loss;
-  };
+  const evaluate = (): Promise<number | null> => objective.evaluate(weights);
 
   if (state.step === 0 && state.firstEvalLoss === null) {
     state.firstEvalLoss = await evaluate();
@@ -82,15 +109,14 @@ export async function runTrainingLoop(setup: LoopSetup, run: RunState, cb: Train
     if (cb.signal?.aborted) stopForAbort();
     const t0 = Date.now();
     const step = state.step;
-    const examples = stepExamples(trainExamples, step, perStep, totalExamples, cfg.seed);
-    const tokens = examples.reduce((a, e) => a + targetCount(e), 0);
+    const examples = stepExamples(objective.items, step, perStep, totalExamples, cfg.seed);
+    const tokens = examples.reduce((a, e) => a + objective.targets(e), 0);
     const grads = new Map([...weights].map(([k, v]) => [k, new Float32Array(v.length)]));
     let loss = 0;
-    for (let i = 0, micro = 0; i < examples.length; i += fit.microBatch, micro++) {
+    for (let i = 0, micro = 0; i < examples.length; i += microBatch, micro++) {
       // A long accumulation need not finish: the checkpoint is the last whole optimizer step.
       if (cb.signal?.aborted) stopForAbort();
-      const mb = makeMicroBatch(examples.slice(i, i + fit.microBatch), padId);
-      const r = await sessions.step(mb, weights, 1 / tokens, new Rng(mix(cfg.seed, step, micro)));
+      const r = await objective.micro(examples.slice(i, i + microBatch), examples, weights, new Rng(mix(cfg.seed, step, micro)));
       loss += r.loss;
       for (const [k, g] of r.grads) {
         const acc = grads.get(k)!;
@@ -110,7 +136,7 @@ export async function runTrainingLoop(setup: LoopSetup, run: RunState, cb: Train
     state.lastTrainLoss = loss;
     state.seconds = secondsBefore + (Date.now() - sessionStart) / 1000;
     const stepS = (Date.now() - t0) / 1000;
-    const tokensPerS = examples.reduce((a, e) => a + e.ids.length - 1, 0) / Math.max(stepS, 1e-6);
+    const tokensPerS = examples.reduce((a, e) => a + objective.length(e), 0) / Math.max(stepS, 1e-6);
     const etaS = ((Date.now() - sessionStart) / 1000 / Math.max(1, state.step - stepsBefore)) * (totalSteps - state.step);
     recordMetric({ step: state.step, kind: 'train', loss, lr, gradNorm, tokensPerS });
     cb.onProgress?.({ phase: 'train', step: state.step, totalSteps, loss, lr, gradNorm, tokensPerS, etaS });
@@ -150,9 +176,9 @@ export async function runTrainingLoop(setup: LoopSetup, run: RunState, cb: Train
 }
 
 /** The examples of optimizer step `step`: a window of the seeded, epoch-wise shuffled stream. */
-export function stepExamples(examples: readonly TokenizedExample[], step: number, perStep: number, total: number, seed: number): TokenizedExample[] {
+export function stepExamples<T>(examples: readonly T[], step: number, perStep: number, total: number, seed: number): T[] {
   const n = examples.length;
-  const out: TokenizedExample[] = [];
+  const out: T[] = [];
   let epoch = -1;
   let perm: number[] = [];
   for (let i = step * perStep; i < Math.min(total, (step + 1) * perStep); i++) {

@@ -12,6 +12,7 @@ import type { Store } from '../../store/db.ts';
 import type { LoraModule } from '../graph/llama.ts';
 import type { TrainConfig } from './config.ts';
 import type { DataCounts } from './data.ts';
+import type { PairCounts } from './pairs.ts';
 import { judgeTraining, type TrainVerdict } from './judge.ts';
 import { adapterConfigJson, realFsWriter, writeAdapter, type FsWriter } from './peft.ts';
 import type { TrainState } from './checkpoint.ts';
@@ -23,7 +24,8 @@ export interface TrainedRun {
   cfg: TrainConfig;
   targets: LoraModule[];
   baseModel: string;
-  datasetId: string;
+  /** The SFT dataset; for DPO the reference adapter's, or null (pairs are not a dataset version). */
+  datasetId: string | null;
   vocabSize: number;
   runId: string;
   fingerprint: string;
@@ -34,7 +36,9 @@ export interface TrainedRun {
   shapes: Map<string, readonly number[]>;
   device: string;
   fit: { microBatch: number; maxSeqLen: number };
-  counts: { train: DataCounts; validation: DataCounts };
+  counts: { train: DataCounts | PairCounts; validation: DataCounts | PairCounts };
+  /** Objective-specific figures (DPO: β, reference, preference accuracy) merged into metrics. */
+  extraMetrics?: Record<string, unknown>;
   adaptersDir: string;
   outDir?: string;
   fsWriter?: FsWriter;
@@ -59,9 +63,10 @@ export function saveTrainedAdapter(r: TrainedRun): { adapterId: string; adapterD
     max_seq_len: r.fit.maxSeqLen,
     data: { train: r.counts.train, validation: r.counts.validation },
     settings: cfg,
+    ...r.extraMetrics,
   };
   const verdict = judgeTraining({
-    datasetId: r.datasetId,
+    datasetId: r.datasetId ?? 'of preference pairs',
     initialValLoss: state.firstEvalLoss,
     finalValLoss: metrics.eval_loss,
     vocabSize: r.vocabSize,
@@ -87,8 +92,9 @@ export function saveTrainedAdapter(r: TrainedRun): { adapterId: string; adapterD
         status: verdict.status,
         metrics,
         reason: verdict.status === 'failed' ? verdict.reason : null,
-        // An adapter is the voice its data came from: it joins that columnist's line of adapters.
-        columnist: datasetColumnist(r.store, r.datasetId),
+        // An adapter is the voice its data came from: it joins that columnist's line of adapters
+        // (a DPO adapter has no dataset: it learns the default voice's readers' pairs).
+        columnist: r.datasetId === null ? undefined : datasetColumnist(r.store, r.datasetId),
       });
     } catch (e) {
       fs.rmSync(adapterDir, { recursive: true, force: true });

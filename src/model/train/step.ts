@@ -13,7 +13,7 @@ import { openCheckpoint, type Checkpoint } from '../checkpoint/config.ts';
 import { compiledDirFor, linkInto } from '../graph/compile.ts';
 import { externalWeights, type LoraModule } from '../graph/llama.ts';
 import { createSession, int64Tensor, Tensor, type DeviceChoice, type OrtSession, type OrtTensor, type Provider } from '../inference/runtime.ts';
-import { buildTrainingGraph, DROPOUT_SCALE, gradName, type DropoutInput, type LoraInput } from '../graph/training.ts';
+import { buildTrainingGraph, DPO_IO, DROPOUT_SCALE, gradName, type DropoutInput, type LoraInput } from '../graph/training.ts';
 import type { Rng } from './rng.ts';
 
 const log = childLog('train');
@@ -32,13 +32,15 @@ export interface StepSessionsOptions {
   readonly maxTokens?: number;
   /** The plain op-by-op loss instead of the chunked LM head + loss composite (tests compare them). */
   readonly plainLoss?: boolean;
+  /** 'sft' (default) or 'dpo': which loss the graphs compute (src/model/graph/training.ts). */
+  readonly objective?: 'sft' | 'dpo';
 }
 
 /** Each LM-head chunk's [rows, vocab] float tensors stay near this size. */
 const LOSS_CHUNK_BYTES = 32 * 2 ** 20;
 
-export function lossChunksFor(o: Pick<StepSessionsOptions, 'maxTokens' | 'plainLoss'>, vocab: number): number {
-  if (o.plainLoss) return 0;
+export function lossChunksFor(o: Pick<StepSessionsOptions, 'maxTokens' | 'plainLoss' | 'objective'>, vocab: number): number {
+  if (o.plainLoss || o.objective === 'dpo') return 0;
   const needed = ((o.maxTokens ?? 512) * vocab * 4) / LOSS_CHUNK_BYTES;
   // A power of two: few distinct chunkings, and the row padding stays small.
   return needed <= 1 ? 1 : 2 ** Math.ceil(Math.log2(needed));
@@ -61,6 +63,23 @@ export interface StepResult {
   readonly grads: Map<string, Float32Array>;
 }
 
+/**
+ * A DPO micro-batch: `mb` holds 2P sequences, the P chosen completions then the P rejected ones
+ * (same order), and `refMargin[p]` = log πref(chosen p) − log πref(rejected p).
+ */
+export interface PairMicroBatch {
+  readonly mb: MicroBatch;
+  readonly refMargin: Float32Array;
+}
+
+export interface DpoResult {
+  readonly loss: number;
+  /** Summed log-prob of each of the 2P sequences under the weights given. */
+  readonly seqLogp: Float32Array;
+  /** Training steps only. */
+  readonly grads?: Map<string, Float32Array>;
+}
+
 export class TrainingSessions {
   private evalSession: OrtSession | null = null;
   /** Evaluate through the train graph (no second session) — set when memory is tight. */
@@ -76,6 +95,7 @@ export class TrainingSessions {
     private readonly sessionOpts: { threads: number; extra: Record<string, unknown> },
     private readonly dropout: number,
     private readonly lossChunks: number,
+    private readonly dpo: boolean,
   ) {}
 
   static async open(o: StepSessionsOptions): Promise<TrainingSessions> {
@@ -87,7 +107,7 @@ export class TrainingSessions {
     const extra = { enableMemPattern: false };
     const { session: train, device } = await createSession(join(dir, 'train.onnx'), { device: o.device, threads: o.threads, extra });
     log.info({ device, dir }, 'training session ready');
-    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, join(dir, 'eval.onnx'), { threads: o.threads, extra }, o.dropout, built.lossChunks);
+    return new TrainingSessions(ckpt, device, built.lora, built.dropoutMasks, train, join(dir, 'eval.onnx'), { threads: o.threads, extra }, o.dropout, built.lossChunks, o.objective === 'dpo');
   }
 
   /** Loss and gradients of one micro-batch; `weightPerToken` scales each counted position. */
@@ -105,15 +125,7 @@ export class TrainingSessions {
    * room for a second session — the train graph with every dropout mask set to keep.
    */
   async evalLoss(mb: MicroBatch, weights: ReadonlyMap<string, Float32Array>, weightPerToken: number): Promise<number> {
-    const feeds = this.feeds(mb, weights, weightPerToken);
-    if (this.evalThroughTrainGraph) {
-      this.addDropoutFeeds(feeds, mb, null);
-      return Number((await this.train.run(feeds))['loss']!.data[0]);
-    }
-    if (!this.evalSession) {
-      this.evalSession = (await createSession(this.evalFile, { device: this.device, threads: this.sessionOpts.threads, extra: this.sessionOpts.extra })).session;
-    }
-    return Number((await this.evalSession.run(feeds))['loss']!.data[0]);
+    return Number((await this.runEval(this.feeds(mb, weights, weightPerToken), mb))['loss']!.data[0]);
   }
 
   /** Keep-masks for every LoRA input (rng null: keep everything, scale 1). */
@@ -153,14 +165,65 @@ export class TrainingSessions {
       position_ids: int64Tensor(pos, dims),
       loss_rows: int64Tensor(rows, [m]),
       targets: int64Tensor(targets, [m]),
-      loss_weights: new Tensor('float32', w, [m]),
     };
+    // The DPO graph weighs pairs, not tokens (dpoFeeds adds its inputs).
+    if (!this.dpo) feeds['loss_weights'] = new Tensor('float32', w, [m]);
     for (const t of this.lora) {
       const data = weights.get(t.name);
       if (!data) throw new MorrisError('INTERNAL', `No LoRA weights for ${t.name}.`);
       feeds[t.name] = new Tensor('float32', data, t.shape);
     }
     return feeds;
+  }
+
+  /** DPO loss, per-sequence log-probs and gradients of one pair micro-batch (objective 'dpo'). */
+  async dpoStep(pb: PairMicroBatch, weights: ReadonlyMap<string, Float32Array>, pairWeight: number, beta: number, rng: Rng): Promise<DpoResult> {
+    const feeds = this.dpoFeeds(pb, weights, pairWeight, beta);
+    this.addDropoutFeeds(feeds, pb.mb, rng);
+    const out = await this.train.run(feeds);
+    const grads = new Map<string, Float32Array>();
+    for (const t of this.lora) grads.set(t.name, out[gradName(t.name)]!.data as Float32Array);
+    return { loss: Number(out['loss']!.data[0]), seqLogp: out[DPO_IO.seqLogp]!.data as Float32Array, grads };
+  }
+
+  /** DPO loss and per-sequence log-probs, dropout off (the reference pass and evaluation). */
+  async dpoEval(pb: PairMicroBatch, weights: ReadonlyMap<string, Float32Array>, pairWeight: number, beta: number): Promise<DpoResult> {
+    const feeds = this.dpoFeeds(pb, weights, pairWeight, beta);
+    const out = await this.runEval(feeds, pb.mb);
+    return { loss: Number(out['loss']!.data[0]), seqLogp: out[DPO_IO.seqLogp]!.data as Float32Array };
+  }
+
+  private dpoFeeds(pb: PairMicroBatch, weights: ReadonlyMap<string, Float32Array>, pairWeight: number, beta: number): Record<string, OrtTensor> {
+    const { mb, refMargin } = pb;
+    const P = refMargin.length;
+    if (mb.batch !== 2 * P) throw new MorrisError('INTERNAL', `A DPO micro-batch of ${P} pairs needs ${2 * P} sequences, not ${mb.batch}.`);
+    const feeds = this.feeds(mb, weights, 0);
+    const rows = feeds['loss_rows']!.data as BigInt64Array;
+    const seqRows = new Float32Array(mb.batch * rows.length); // [Q, M]
+    rows.forEach((r, m) => (seqRows[Math.floor(Number(r) / mb.seqLen) * rows.length + m] = 1));
+    const signs = new Float32Array(P * mb.batch); // [P, Q]
+    for (let p = 0; p < P; p++) {
+      signs[p * mb.batch + p] = 1;
+      signs[p * mb.batch + P + p] = -1;
+    }
+    feeds[DPO_IO.seqRows] = new Tensor('float32', seqRows, [mb.batch, rows.length]);
+    feeds[DPO_IO.pairSigns] = new Tensor('float32', signs, [P, mb.batch]);
+    feeds[DPO_IO.refMargin] = new Tensor('float32', refMargin, [P]);
+    feeds[DPO_IO.pairWeights] = new Tensor('float32', new Float32Array(P).fill(pairWeight), [P]);
+    feeds[DPO_IO.beta] = new Tensor('float32', new Float32Array([beta]), []);
+    return feeds;
+  }
+
+  /** One forward-only run: the eval session, or the train graph with dropout off. */
+  private async runEval(feeds: Record<string, OrtTensor>, mb: MicroBatch): Promise<Record<string, OrtTensor>> {
+    if (this.evalThroughTrainGraph) {
+      this.addDropoutFeeds(feeds, mb, null);
+      return this.train.run(feeds);
+    }
+    if (!this.evalSession) {
+      this.evalSession = (await createSession(this.evalFile, { device: this.device, threads: this.sessionOpts.threads, extra: this.sessionOpts.extra })).session;
+    }
+    return this.evalSession.run(feeds);
   }
 
   async release(): Promise<void> {
@@ -171,7 +234,7 @@ export class TrainingSessions {
 }
 
 function graphDir(o: StepSessionsOptions): string {
-  const key = JSON.stringify({ model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets, maxTokens: o.maxTokens ?? 512, plain: o.plainLoss === true });
+  const key = JSON.stringify({ model: resolve(o.modelDir), r: o.rank, a: o.alpha, p: o.dropout > 0 ? o.dropout : 0, t: o.targets, maxTokens: o.maxTokens ?? 512, plain: o.plainLoss === true, objective: o.objective ?? 'sft' });
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 12);
   const root = o.cacheDir ? join(resolve(o.cacheDir), 'train') : dirname(compiledDirFor({ modelDir: o.modelDir }));
   return join(root, `train-${hash}`);
@@ -188,7 +251,7 @@ function buildGraphFiles(ckpt: Checkpoint, o: StepSessionsOptions, dir: string):
   const sources = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
   const location = new Map(sources.map((f) => [f, `base/${basename(f)}`]));
   const weights = (g: Parameters<typeof externalWeights>[0]) => externalWeights(g, ckpt.tensors, (f) => location.get(f)!);
-  const opts = { rank: o.rank, alpha: o.alpha, targets: o.targets, dropout: o.dropout, lossChunks: lossChunksFor(o, ckpt.config.vocabSize) };
+  const opts = { rank: o.rank, alpha: o.alpha, targets: o.targets, dropout: o.dropout, lossChunks: lossChunksFor(o, ckpt.config.vocabSize), objective: o.objective };
   const train = buildTrainingGraph(ckpt.config, weights, { ...opts, train: true });
   const evalGraph = buildTrainingGraph(ckpt.config, weights, { ...opts, train: false });
   const result = { lora: [...train.lora], dropoutMasks: [...train.dropoutMasks], lossChunks: opts.lossChunks };

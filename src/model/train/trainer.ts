@@ -28,7 +28,7 @@ import type { LoraModule } from '../graph/llama.ts';
 import { newAdamWState, type AdamWState } from './adamw.ts';
 import { loadCheckpoint, type TrainState } from './checkpoint.ts';
 import { resolveTrainConfig } from './config.ts';
-import { runTrainingLoop, type MetricPoint, type RunState } from './loop.ts';
+import { runTrainingLoop, sftObjective, type MetricPoint, type RunState } from './loop.ts';
 import { saveTrainedAdapter } from './output.ts';
 import {
   loadDatasetExamples,
@@ -165,50 +165,17 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     const baseModel = path.resolve(opts.modelDir);
     const fingerprint = hash(JSON.stringify({ baseModel, dataset: dataset.datasetId, cfg: { ...cfg, device: undefined, threads: undefined }, fit }));
     const runId = `run-${fingerprint.slice(0, 16)}`;
-    const runDir = path.join(opts.runsDir, runId);
-    fs.mkdirSync(runDir, { recursive: true });
-    const metricsFile = path.join(runDir, 'metrics.jsonl');
-
     const shapes = new Map(sessions.lora.map((t) => [t.name, t.shape as readonly number[]]));
-    let weights = initLora(sessions.lora, new Rng(cfg.seed));
-    let adam: AdamWState = newAdamWState(weights);
-    let best: Map<string, Float32Array> | null = null;
-    let state: TrainState = { step: 0, bestEvalLoss: null, bestStep: null, badEvals: 0, tokens: 0, seconds: 0, lastTrainLoss: null, firstEvalLoss: null, lastEvalLoss: null };
-    let resumedFrom: number | null = null;
-
-    if (opts.resume) {
-      const ck = loadCheckpoint(runDir);
-      if (!ck) {
-        log.warn({ runDir }, 'no checkpoint to resume from; starting from step 0');
-      } else {
-        if (ck.fingerprint !== fingerprint) throw new MorrisError('BAD_INPUT', `The checkpoint in ${runDir} belongs to different settings.`);
-        ({ state, weights, adam, best } = ck);
-        resumedFrom = state.step;
-        log.info({ runDir, step: state.step }, 'resuming from checkpoint');
-      }
-    } else {
-      fs.rmSync(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
-      fs.rmSync(path.join(runDir, 'checkpoint.old'), { recursive: true, force: true });
-    }
-    forgetMetricsAfter(opts.store, runId, metricsFile, state.step);
-    const recordMetric = (m: MetricPoint) => {
-      insertTrainMetric(opts.store, runId, m);
-      fs.appendFileSync(metricsFile, JSON.stringify({ run_id: runId, ...m, at: new Date().toISOString() }) + '\n');
-    };
+    const { runDir, run, resumedFrom, recordMetric } = openRun({ ...opts, runId, fingerprint, initial: initLora(sessions.lora, new Rng(cfg.seed)) });
 
     log.info(
       { runId, device: sessions.device, dataset: dataset.datasetId, examples: trainExamples.length, validation: valExamples.length, totalSteps, microBatch: fit.microBatch },
       'training',
     );
-    const run: RunState = { state, weights, adam, best };
     const { stoppedEarly } = await runTrainingLoop(
       {
         cfg,
-        sessions,
-        microBatch: fit.microBatch,
-        trainExamples,
-        valExamples,
-        padId: padTokenId(tok),
+        objective: sftObjective(sessions, trainExamples, valExamples, padTokenId(tok), fit.microBatch),
         perStep,
         totalExamples,
         totalSteps,
@@ -262,7 +229,47 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
   }
 }
 
-function hash(s: string): string {
+/**
+ * A run's folder and starting point: a fresh state from `initial` weights, or — with `resume` —
+ * the last checkpoint, which must carry the same fingerprint. Metrics after the resumed step are
+ * forgotten (a killed run's later history is rewritten). Shared by SFT and DPO.
+ */
+export function openRun(o: { store: Store; runsDir: string; runId: string; fingerprint: string; resume?: boolean; initial: Map<string, Float32Array> }): {
+  runDir: string;
+  run: RunState;
+  resumedFrom: number | null;
+  recordMetric: (m: MetricPoint) => void;
+} {
+  const runDir = path.join(o.runsDir, o.runId);
+  fs.mkdirSync(runDir, { recursive: true });
+  const metricsFile = path.join(runDir, 'metrics.jsonl');
+  const adam: AdamWState = newAdamWState(o.initial);
+  const state: TrainState = { step: 0, bestEvalLoss: null, bestStep: null, badEvals: 0, tokens: 0, seconds: 0, lastTrainLoss: null, firstEvalLoss: null, lastEvalLoss: null };
+  let run: RunState = { state, weights: o.initial, adam, best: null };
+  let resumedFrom: number | null = null;
+  if (o.resume) {
+    const ck = loadCheckpoint(runDir);
+    if (!ck) {
+      log.warn({ runDir }, 'no checkpoint to resume from; starting from step 0');
+    } else {
+      if (ck.fingerprint !== o.fingerprint) throw new MorrisError('BAD_INPUT', `The checkpoint in ${runDir} belongs to different settings.`, { hint: 'Run again without --resume, or with the settings and data of the interrupted run.' });
+      run = { state: ck.state, weights: ck.weights, adam: ck.adam, best: ck.best };
+      resumedFrom = ck.state.step;
+      log.info({ runDir, step: ck.state.step }, 'resuming from checkpoint');
+    }
+  } else {
+    fs.rmSync(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
+    fs.rmSync(path.join(runDir, 'checkpoint.old'), { recursive: true, force: true });
+  }
+  forgetMetricsAfter(o.store, o.runId, metricsFile, run.state.step);
+  const recordMetric = (m: MetricPoint) => {
+    insertTrainMetric(o.store, o.runId, m);
+    fs.appendFileSync(metricsFile, JSON.stringify({ run_id: o.runId, ...m, at: new Date().toISOString() }) + '\n');
+  };
+  return { runDir, run, resumedFrom, recordMetric };
+}
+
+export function hash(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 

@@ -110,6 +110,52 @@ export function parsePreferenceLine(line: string): ParsedPair {
   return origin ? { ...pair, origin } : pair;
 }
 
+function messages(v: unknown, where: string): ChatMessage[] {
+  if (!Array.isArray(v) || v.length === 0) throw new MorrisError('BAD_INPUT', `${where} must be a non-empty list of messages.`);
+  return v.map((m: Partial<ChatMessage>, i) => {
+    if (!m || typeof m.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role as string)) {
+      throw new MorrisError('BAD_INPUT', `${where}[${i}] must be {"role": "system"|"user"|"assistant", "content": "…"}.`);
+    }
+    return { role: m.role!, content: m.content };
+  });
+}
+
+/**
+ * JSONL preference lines → whole records (the prompt exactly as written, for training on it).
+ * Pairs whose two texts are the same are kept: the trainer skips and counts them.
+ */
+export function parsePreferenceRecords(text: string, source = 'input'): PreferenceRecord[] {
+  const out: PreferenceRecord[] = [];
+  text.split('\n').forEach((line, n) => {
+    if (!line.trim()) return;
+    try {
+      let rec: Partial<Record<keyof PreferenceRecord, unknown>>;
+      try {
+        rec = JSON.parse(line) as typeof rec;
+      } catch {
+        throw new MorrisError('BAD_INPUT', 'not JSON');
+      }
+      const record = { prompt: messages(rec.prompt, 'prompt'), chosen: messages(rec.chosen, 'chosen'), rejected: messages(rec.rejected, 'rejected') };
+      assistantText(record.chosen, 'chosen');
+      assistantText(record.rejected, 'rejected');
+      out.push(record);
+    } catch (e) {
+      throw new MorrisError('BAD_INPUT', `${source} line ${n + 1}: ${(e as Error).message}`, {
+        hint: 'Each line must be {"prompt":[…],"chosen":[{"role":"assistant",…}],"rejected":[{"role":"assistant",…}]} (TRL conversational preference format; `morris feedback export` writes it).',
+      });
+    }
+  });
+  return out;
+}
+
+/** Every pair the store derives, as records with the serving prompt (what `--pairs latest` trains on). */
+/** The pairs as training and the gate read them; with `columnist`, only that voice's (its articles). */
+export function storePreferenceRecords(store: Store, systemPrompt: string, columnist?: string): PreferenceRecord[] {
+  return preferencePairs(store)
+    .filter((p) => columnist === undefined || getGeneration(store, p.rejectedId)?.columnist === columnist)
+    .map((p) => toPreferenceRecord(p, systemPrompt));
+}
+
 export interface ImportSummary {
   imported: number;
   /** Pairs whose chosen and rejected texts are the same (they teach nothing). */
