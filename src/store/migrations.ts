@@ -354,7 +354,7 @@ export const migrations: Migration[] = [
     `,
   },
   {
-    version: 49,
+    version: 48,
     name: 'generations: how an article came to be (a first ask, a regeneration, a revision)',
     sql: `
       -- A regeneration asks the same again and a revision asks for a change: only the first are
