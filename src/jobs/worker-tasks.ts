@@ -132,10 +132,9 @@ async function dpoTask(o: DpoTaskOptions, io: TaskIo): Promise<DpoTaskResult> {
       },
       { signal: io.signal, onProgress: trainProgress(io) },
     );
-    if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
+    const summary = trainedSummary(r, io);
     io.log(`train pairs: ${describePairs(r.counts.train)}; held out: ${describePairs(r.counts.heldOut)}`);
-    const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
-    return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device, verdict: r.verdict, pairs: records.length, preference: r.preference };
+    return { ...summary, pairs: records.length, preference: r.preference };
   } finally {
     store.close();
   }
@@ -158,12 +157,17 @@ async function trainTask(o: TrainTaskOptions, io: TaskIo): Promise<TrainTaskResu
       },
       { signal: io.signal, onProgress: trainProgress(io) },
     );
-    if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
-    const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
-    return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device, verdict: r.verdict };
+    return trainedSummary(r, io);
   } finally {
     store.close();
   }
+}
+
+/** What an SFT or DPO run reports back to the serve process (and says in the job log). */
+function trainedSummary(r: Omit<Awaited<ReturnType<typeof trainAdapter>>, 'datasetId'>, io: TaskIo): TrainTaskResult {
+  if (r.resumedFrom !== null) io.log(`resumed from the checkpoint at step ${r.resumedFrom}`);
+  const valLoss = typeof r.metrics.eval_loss === 'number' ? r.metrics.eval_loss : null;
+  return { adapterId: r.adapterId, adapterDir: r.adapterDir, runId: r.runId, runDir: r.runDir, steps: r.steps, resumedFrom: r.resumedFrom, valLoss, device: r.device, verdict: r.verdict };
 }
 
 /** Training articles (the assistant turns of the train split) for the verbatim-copy check. */

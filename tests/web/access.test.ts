@@ -81,7 +81,7 @@ describe('the HTTP port of morris serve', () => {
       expect(r.status).toBe(302);
       expect(r.headers.location).toBe('/login');
     }
-    for (const p of ['/app.js', '/api/status', '/api/data', '/api/jobs', '/api/jobs/1', '/api/jobs/events', '/api/adapters', '/api/adapters/x']) {
+    for (const p of ['/app.js', '/api/status', '/api/data', '/api/jobs', '/api/jobs/1', '/api/jobs/events', '/api/adapters', '/api/adapters/x', '/api/generations', '/api/generations/g-0123456789', '/api/pairs', '/api/columnists']) {
       const r = await raw(h.url, { path: p });
       expect(r.status, p).toBe(401);
       expect(json(r.body).error).toMatchObject({ code: 'UNAUTHORIZED', hint: expect.stringContaining('/login') });

@@ -33,7 +33,7 @@ import { saveTrainedAdapter } from './output.ts';
 import { makePairBatch, pairMargins, pairTargets, preferenceAccuracy, preparePairs, splitPairs, type PairCounts, type PreferenceRecord, type TokenizedPair } from './pairs.ts';
 import { initLora, type FsWriter } from './peft.ts';
 import { Rng } from './rng.ts';
-import type { Schedule } from './schedule.ts';
+import { planSteps } from './schedule.ts';
 import { TrainingSessions } from './step.ts';
 import { hash, openRun, type TrainCallbacks, type TrainResult } from './trainer.ts';
 
@@ -124,17 +124,7 @@ export async function trainDpo(opts: DpoOptions, cb: TrainCallbacks = {}): Promi
     const items: PairItem[] = trainPairs.map((pair, i) => ({ pair, ref: trainRef[i]! }));
     const heldItems: PairItem[] = held.pairs.map((pair, i) => ({ pair, ref: heldRef[i]! }));
 
-    const perStep = cfg.batchSize * cfg.gradAccum;
-    const totalExamples = Math.ceil(cfg.epochs * items.length);
-    let totalSteps = Math.ceil(totalExamples / perStep);
-    if (cfg.maxSteps > 0) totalSteps = Math.min(totalSteps, cfg.maxSteps);
-    const schedule: Schedule = {
-      lr: cfg.lr,
-      kind: cfg.schedule,
-      minLrRatio: cfg.minLrRatio,
-      totalSteps,
-      warmupSteps: cfg.warmupSteps > 0 ? cfg.warmupSteps : Math.floor(cfg.warmupRatio * totalSteps),
-    };
+    const { perStep, totalExamples, totalSteps, schedule } = planSteps(cfg, items.length);
     const baseModel = path.resolve(opts.modelDir);
     const fingerprint = hash(
       JSON.stringify({ method: 'dpo', baseModel, reference: reference?.identity ?? null, pairs: hash(JSON.stringify(opts.records)), cfg: { ...cfg, device: undefined, threads: undefined }, fit }),

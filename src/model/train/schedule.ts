@@ -25,3 +25,22 @@ export function getLr(step: number, s: Schedule): number {
   const coeff = s.kind === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
   return floor + coeff * (s.lr - floor);
 }
+
+/** The run's length and rate schedule for `items` training items (SFT examples or DPO pairs). */
+export function planSteps(
+  cfg: { batchSize: number; gradAccum: number; epochs: number; maxSteps: number; lr: number; schedule: Schedule['kind']; minLrRatio: number; warmupSteps: number; warmupRatio: number },
+  items: number,
+): { perStep: number; totalExamples: number; totalSteps: number; schedule: Schedule } {
+  const perStep = cfg.batchSize * cfg.gradAccum;
+  const totalExamples = Math.ceil(cfg.epochs * items);
+  let totalSteps = Math.ceil(totalExamples / perStep);
+  if (cfg.maxSteps > 0) totalSteps = Math.min(totalSteps, cfg.maxSteps);
+  const schedule: Schedule = {
+    lr: cfg.lr,
+    kind: cfg.schedule,
+    minLrRatio: cfg.minLrRatio,
+    totalSteps,
+    warmupSteps: cfg.warmupSteps > 0 ? cfg.warmupSteps : Math.floor(cfg.warmupRatio * totalSteps),
+  };
+  return { perStep, totalExamples, totalSteps, schedule };
+}

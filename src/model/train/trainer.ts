@@ -43,7 +43,7 @@ import { fitMemoryBudget } from './memory.ts';
 import { initLora, type FsWriter } from './peft.ts';
 import { Rng } from './rng.ts';
 import type { TrainVerdict } from './judge.ts';
-import type { Schedule } from './schedule.ts';
+import { planSteps } from './schedule.ts';
 import { TrainingSessions } from './step.ts';
 import { deleteTrainMetricsAfter, insertTrainMetric } from '../../store/train-metrics.ts';
 
@@ -151,17 +151,7 @@ export async function trainAdapter(opts: TrainOptions, cb: TrainCallbacks = {}):
     const valExamples = val.examples;
 
     // --- the run: identity, folders, schedule ---
-    const perStep = cfg.batchSize * cfg.gradAccum;
-    const totalExamples = Math.ceil(cfg.epochs * trainExamples.length);
-    let totalSteps = Math.ceil(totalExamples / perStep);
-    if (cfg.maxSteps > 0) totalSteps = Math.min(totalSteps, cfg.maxSteps);
-    const schedule: Schedule = {
-      lr: cfg.lr,
-      kind: cfg.schedule,
-      minLrRatio: cfg.minLrRatio,
-      totalSteps,
-      warmupSteps: cfg.warmupSteps > 0 ? cfg.warmupSteps : Math.floor(cfg.warmupRatio * totalSteps),
-    };
+    const { perStep, totalExamples, totalSteps, schedule } = planSteps(cfg, trainExamples.length);
     const baseModel = path.resolve(opts.modelDir);
     const fingerprint = hash(JSON.stringify({ baseModel, dataset: dataset.datasetId, cfg: { ...cfg, device: undefined, threads: undefined }, fit }));
     const runId = `run-${fingerprint.slice(0, 16)}`;
