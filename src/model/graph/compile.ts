@@ -202,6 +202,13 @@ async function quantizedBase(ckpt: Checkpoint, bits: QuantBits, dir: string, key
       out.close();
     }
     writeFileSync(join(tmp, 'quant.json'), JSON.stringify({ key, weights: Object.fromEntries(weights) }));
+    // Another process finished the same weights while we quantized: keep its folder. Moving it
+    // aside would pull quant.bin from under that process while it links it into its graph.
+    const finished = readQuantIndex(dir, key);
+    if (finished) {
+      rmSync(tmp, { recursive: true, force: true });
+      return { file, weights: finished };
+    }
     if (existsSync(dir)) renameSync(dir, `${dir}.old-${process.pid}-${Date.now()}`);
     try {
       renameSync(tmp, dir);
