@@ -115,10 +115,7 @@ void attend(Decoder *d, const Slot *S, int l, int p, const float *q, float *ctx)
       memset(ctx + (size_t)(g * group + r) * hd, 0, sizeof(float) * hd);
     }
     /* ctx[h] += p[h][j] V[j] with V[j] read once for the group's heads */
-    for (int j = 0; j < n; j++) {
-      const float *v = V + (size_t)j * hd;
-      for (int r = 0; r < group; r++) axpy(ctx + (size_t)(g * group + r) * hd, sc[(size_t)r * n + j], v, hd);
-    }
+    wsum(ctx + (size_t)g * group * hd, hd, sc, n, V, n, group, hd);
   }
 }
 

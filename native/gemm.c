@@ -59,11 +59,11 @@ static inline void pairRows512(const float *w, const float *v, const float *X, i
       _mm_prefetch((const char *)(w + k + PREFETCH_AHEAD + 16), _MM_HINT_T0);
       _mm_prefetch((const char *)(v + k + PREFETCH_AHEAD + 16), _MM_HINT_T0);
     }
-    if (far) { /* the pair after next, into L2, while this pair's arithmetic runs (see gemmAvx512) */
-      _mm_prefetch((const char *)(w + k + far), _MM_HINT_T1);
-      _mm_prefetch((const char *)(v + k + far), _MM_HINT_T1);
-      _mm_prefetch((const char *)(w + k + far + 16), _MM_HINT_T1);
-      _mm_prefetch((const char *)(v + k + far + 16), _MM_HINT_T1);
+    if (far) { /* the pair after next, while this pair's arithmetic runs (see gemmAvx512) */
+      _mm_prefetch((const char *)(w + k + far), _MM_HINT_NTA);
+      _mm_prefetch((const char *)(v + k + far), _MM_HINT_NTA);
+      _mm_prefetch((const char *)(w + k + far + 16), _MM_HINT_NTA);
+      _mm_prefetch((const char *)(v + k + far + 16), _MM_HINT_NTA);
     }
     const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
     const __m512 v0 = _mm512_loadu_ps(v + k), v1 = _mm512_loadu_ps(v + k + 16);
@@ -113,20 +113,25 @@ void gemmAvx512(const float *W, const float *X, int ldx, float *Y, int ldy, int 
   const float *V = W + (size_t)h * K;
   /* The first group of four rows streams the weight rows from memory (prefetched 1 KiB ahead, as
    * gemv does) and the later groups find them in L1. With several rows the arithmetic per weight
-   * row is long enough that the stream stalls between pairs, so the first group also prefetches
-   * the pair after next into L2 (the rows of each half follow one another in memory): the stream
-   * then overlaps the arithmetic instead of alternating with it (measured on a 1536 x 576 fp32
-   * matrix, 30 copies, one core: 8 rows from 10 ms to 5-7 ms, 4 rows from 5.7-6 to 5.1-5.2 ms,
-   * one row 4.5-5.3 ms either way; the VM is noisy). One or two rows keep gemv's prefetch alone (two
-   * rows: 4.4 ms without, 4.8-5.1 with). */
+   * pair is long enough that the stream stalls between pairs: measured, an 8-row step took the sum
+   * of a 1-row step's read and the rows' arithmetic from cache, nothing overlapped. So the pair
+   * after next is prefetched while this pair is computed, by the second group (the first when
+   * there is one): that group's arithmetic is when memory is otherwise idle. NTA, not T1: this CPU
+   * (AMD EPYC, Zen 4) gained nothing from T1 (same time as no far prefetch at all), and T0 less
+   * than NTA. Measured with the step's SmolLM2-135M matrices, 30 layers and the LM head, one core,
+   * interleaved in one run against the previous kernel (T1, first group): 8 rows 0.79-0.81 of the
+   * time (27.0 -> 21.2 ms), 16 rows 0.92-0.95, 4 rows 0.97-0.98, 1-2 rows equal. Two pairs ahead
+   * beat one (0.89) and three (0.83). One or two rows keep gemv's prefetch alone (two rows: 4.4 ms
+   * without, 4.8-5.1 with, on a 1536 x 576 matrix). */
+  const int farGroup = R > 4 ? 4 : 0;
   for (int n = 0; n < h; n++) {
     const float *w = W + (size_t)n * K, *v = V + (size_t)n * K;
     int r = 0;
-    for (; r + 4 <= R; r += 4) pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 4);
+    for (; r + 4 <= R; r += 4) pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 4);
     switch (R - r) {
-      case 3: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 3); break;
-      case 2: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 2); break;
-      case 1: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == 0 && R > 2 ? 2 * K : 0, 1); break;
+      case 3: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 3); break;
+      case 2: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 2); break;
+      case 1: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 1); break;
       default: break;
     }
   }

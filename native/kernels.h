@@ -1,6 +1,6 @@
 /*
  * The decode step's arithmetic, one kernel per instruction set (kernels.c): the fp32 gemv, the
- * int8/int4 gemv over MatMulNBits codes, and attention's dot/axpy. pickKernel chooses once at load
+ * int8/int4 gemv over MatMulNBits codes, and attention's dot and weighted sum. pickKernel chooses once at load
  * and sets the pointers below, so the step never branches on the CPU it runs on.
  */
 #ifndef MORRIS_KERNELS_H
@@ -48,7 +48,9 @@ typedef struct {
 typedef void (*GemvFn)(const float *W, const float *x, float *y, int N, int K);
 
 typedef float (*DotFn)(const float *a, const float *b, int n);
-typedef void (*AxpyFn)(float *y, float a, const float *x, int n);
+/* ctx[r] += sum_j P[r][j] V[j] for r < rows (row r of ctx at ctx + r * ldc, of P at P + r * ldp; V is
+ * n rows of hd): attention's weighted sum of values, each element summed in position order. */
+typedef void (*WsumFn)(float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd);
 
 typedef void (*GemvQFn)(const Mat *m, const QuantX *x, float *y, int N);
 
@@ -65,7 +67,7 @@ typedef void (*GemmFn)(const float *W, const float *X, int ldx, float *Y, int ld
 /* Set by pickKernel (AVX-512, AVX2 or scalar; MORRIS_NATIVE_ISA may force a lower one). */
 extern GemvFn gemv;
 extern DotFn dotf;
-extern AxpyFn axpy;
+extern WsumFn wsum;
 extern GemvQFn gemvQ;
 extern GemmFn gemm;
 /* NULL where gemvQ is not the AVX-512 VNNI kernel: the batched step then runs rows through matvec. */

@@ -132,6 +132,14 @@ const VARIANTS: { name: string; dtype: 'F32' | 'F16' | 'BF16'; config: Record<st
       tie_word_embeddings: true, rope_scaling: { type: 'linear', factor: 2 },
     },
   },
+  {
+    // Attention's weighted sum of values keeps head_dim multiples of 16 in registers, in tiles of
+    // 4 vectors and 4 heads: head_dim 80 (a tile and a bit) with 6 query heads on one KV head
+    // (a tile of heads and a bit) runs every edge of it.
+    name: 'llama MQA 6/1, head_dim 80 (register tiles of the attention sum), fp32',
+    dtype: 'F32',
+    config: { ...odd, hidden_size: 48, model_type: 'llama', num_attention_heads: 6, num_key_value_heads: 1, head_dim: 80, tie_word_embeddings: false },
+  },
 ];
 
 /** 12 teacher-forced tokens: longer than the sliding window, with a repeat. */
