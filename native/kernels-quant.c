@@ -168,6 +168,22 @@ VNNI void rowPair(const Mat *m, const QuantX *x, float *y, int r0, int r1, int b
       a1 = groupAcc(a1, c1 + 64 * c, xq + c * step, x->gsum + 4 * c, x->gscale + 4 * c, s1 + 4 * c, z1 + 2 * c);
     }
   }
+  if (!bpc) { /* a block spans cpb whole chunks: its scales and zero points once per block, as
+                 * gemm-q.c's rowGroup does (laneScales' and zeroLanes' c / cpb is an integer
+                 * division a chunk, cpb not being a constant here; same values, same order) */
+    const int zs = bits == 8 ? m->nBlocks : (m->nBlocks + 1) / 2;
+    for (int b = 0; b < m->nBlocks; b++) {
+      const __m512 ws0 = _mm512_set1_ps(s0[b]), ws1 = _mm512_set1_ps(s1[b]);
+      const __m512i z0 = _mm512_set1_epi32(bits == 8 ? m->zeros[(size_t)r0 * zs + b] : zeroPoint(m, r0, b));
+      const __m512i z1 = _mm512_set1_epi32(bits == 8 ? m->zeros[(size_t)r1 * zs + b] : zeroPoint(m, r1, b));
+      for (int k = 0; k < cpb; k++, c++) {
+        _mm_prefetch((const char *)(c0 + 64 * c + QAHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c1 + 64 * c + QAHEAD), _MM_HINT_T0);
+        a0 = chunkAcc(a0, bits, _mm512_loadu_si512(c0 + 64 * c), xq + c * step, nsum + 16 * c, lane + 16 * c, ws0, z0);
+        a1 = chunkAcc(a1, bits, _mm512_loadu_si512(c1 + 64 * c), xq + c * step, nsum + 16 * c, lane + 16 * c, ws1, z1);
+      }
+    }
+  }
   for (; c < full; c++) {
     _mm_prefetch((const char *)(c0 + 64 * c + QAHEAD), _MM_HINT_T0);
     _mm_prefetch((const char *)(c1 + 64 * c + QAHEAD), _MM_HINT_T0);
