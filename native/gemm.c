@@ -59,7 +59,7 @@ static inline void pairRows512(const float *w, const float *v, const float *X, i
       _mm_prefetch((const char *)(w + k + PREFETCH_AHEAD + 16), _MM_HINT_T0);
       _mm_prefetch((const char *)(v + k + PREFETCH_AHEAD + 16), _MM_HINT_T0);
     }
-    if (far) { /* the pair after next, while this pair's arithmetic runs (see gemmAvx512) */
+    if (far) { /* weights far floats ahead (the pair after next, or the next tile), while this pair is computed (see gemmAvx512) */
       _mm_prefetch((const char *)(w + k + far), _MM_HINT_NTA);
       _mm_prefetch((const char *)(v + k + far), _MM_HINT_NTA);
       _mm_prefetch((const char *)(w + k + far + 16), _MM_HINT_NTA);
@@ -107,32 +107,60 @@ static inline void pairRows512(const float *w, const float *v, const float *X, i
   }
 }
 
+/* Weight rows w (n) and v (h + n) against G (1-4) activation rows: one call per G so the inner
+ * loops keep constant trip counts. */
+__attribute__((target("avx512f"), always_inline))
+static inline void pairGroup(const float *w, const float *v, const float *X, int ldx, float *Y, int ldy, int n, int h, int K, int prefetch, int far, int G) {
+  switch (G) {
+    case 4: pairRows512(w, v, X, ldx, Y, ldy, n, h, K, prefetch, far, 4); break;
+    case 3: pairRows512(w, v, X, ldx, Y, ldy, n, h, K, prefetch, far, 3); break;
+    case 2: pairRows512(w, v, X, ldx, Y, ldy, n, h, K, prefetch, far, 2); break;
+    default: pairRows512(w, v, X, ldx, Y, ldy, n, h, K, prefetch, far, 1); break;
+  }
+}
+
+/* Bytes of weight pairs one tile of the many-row loop holds (see gemmAvx512). */
+#define TILE_BYTES (128 * 1024)
+
 __attribute__((target("avx512f")))
 void gemmAvx512(const float *W, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
   const int h = N / 2;
   const float *V = W + (size_t)h * K;
-  /* The first group of four rows streams the weight rows from memory (prefetched 1 KiB ahead, as
-   * gemv does) and the later groups find them in L1. With several rows the arithmetic per weight
-   * pair is long enough that the stream stalls between pairs: measured, an 8-row step took the sum
-   * of a 1-row step's read and the rows' arithmetic from cache, nothing overlapped. So the pair
-   * after next is prefetched while this pair is computed, by the second group (the first when
-   * there is one): that group's arithmetic is when memory is otherwise idle. NTA, not T1: this CPU
-   * (AMD EPYC, Zen 4) gained nothing from T1 (same time as no far prefetch at all), and T0 less
-   * than NTA. Measured with the step's SmolLM2-135M matrices, 30 layers and the LM head, one core,
-   * interleaved in one run against the previous kernel (T1, first group): 8 rows 0.79-0.81 of the
-   * time (27.0 -> 21.2 ms), 16 rows 0.92-0.95, 4 rows 0.97-0.98, 1-2 rows equal. Two pairs ahead
-   * beat one (0.89) and three (0.83). One or two rows keep gemv's prefetch alone (two rows: 4.4 ms
-   * without, 4.8-5.1 with, on a 1536 x 576 matrix). */
-  const int farGroup = R > 4 ? 4 : 0;
-  for (int n = 0; n < h; n++) {
-    const float *w = W + (size_t)n * K, *v = V + (size_t)n * K;
-    int r = 0;
-    for (; r + 4 <= R; r += 4) pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 4);
-    switch (R - r) {
-      case 3: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 3); break;
-      case 2: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 2); break;
-      case 1: pairRows512(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, 1); break;
-      default: break;
+  if (R <= 8) {
+    /* Each pair of weight rows, once, for every group of four activation rows: the first group
+     * streams the pair from memory (prefetched 1 KiB ahead, as gemv does) and the later group finds
+     * it in L1. With several rows the arithmetic per pair is long enough that the stream stalls
+     * between pairs: measured, an 8-row step took the sum of a 1-row step's read and the rows'
+     * arithmetic from cache, nothing overlapped. So the pair after next is prefetched while this
+     * pair is computed, by the second group (the first when there is one): that group's arithmetic
+     * is when memory is otherwise idle. NTA, not T1: this CPU (AMD EPYC, Zen 4) gained nothing from
+     * T1 (same time as no far prefetch at all), and T0 less than NTA. Measured with the step's
+     * SmolLM2-135M matrices, 30 layers and the LM head, one core, interleaved in one run against
+     * the previous kernel (T1, first group): 8 rows 0.79-0.81 of the time (27.0 -> 21.2 ms), 4 rows
+     * 0.97-0.98, 1-2 rows equal. Two pairs ahead beat one (0.89) and three (0.83). One or two rows
+     * keep gemv's prefetch alone (two rows: 4.4 ms without, 4.8-5.1 with, on a 1536 x 576 matrix). */
+    const int farGroup = R > 4 ? 4 : 0;
+    for (int n = 0; n < h; n++) {
+      const float *w = W + (size_t)n * K, *v = V + (size_t)n * K;
+      for (int r = 0; r < R; r += 4) pairGroup(w, v, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, r == farGroup && R > 2 ? 2 * K : 0, R - r < 4 ? R - r : 4);
+    }
+  } else {
+    /* More rows (16-row batches, 64-row prompt chunks): the activations of every row no longer fit
+     * L1 beside the pair (64 rows of 576 floats are 147 KB), so pair by pair every group re-read
+     * its rows from L2. Instead a tile of pairs (TILE_BYTES, in L2) goes through one group of four
+     * rows at a time, whose activations stay in L1: the first group streams the tile from memory,
+     * the second prefetches the next tile. Measured as above, against the pair-by-pair loop:
+     * 64 rows 0.51-0.55 of the time (about 155 of the kernel's ~175 GFLOP/s from cache), 32 rows
+     * 0.57-0.59, 16 rows 0.78-0.82, 12 rows 0.91-0.93; 8 rows were 1.04-1.11, hence the loop above.
+     * 32 and 64 KiB tiles did less well; T0 and NTA alike for the next tile. */
+    int tile = TILE_BYTES / (8 * K);
+    if (tile < 1) tile = 1;
+    for (int n0 = 0; n0 < h; n0 += tile) {
+      const int n1 = n0 + tile < h ? n0 + tile : h;
+      for (int r = 0; r < R; r += 4) {
+        const int G = R - r < 4 ? R - r : 4, far = r == 4 ? tile * K : 0;
+        for (int n = n0; n < n1; n++) pairGroup(W + (size_t)n * K, V + (size_t)n * K, X + (size_t)r * ldx, ldx, Y + (size_t)r * ldy, ldy, n, h, K, r == 0, far, G);
+      }
     }
   }
   if (N & 1) for (int r = 0; r < R; r++) Y[(size_t)r * ldy + N - 1] = dotAvx512(W + (size_t)(N - 1) * K, X + (size_t)r * ldx, K);
