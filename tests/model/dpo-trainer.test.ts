@@ -135,7 +135,7 @@ describe('morris train --method dpo', () => {
     expect(short.err).toMatch(/No usable preference pair to train on \(12 pairs: 0 kept, .* 12 cut to the context, 12 without an assistant reply\)[\s\S]*raise maxSeqLen/);
     const ok = cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '2048', '--out', join(dir, 'out')], dir);
     expect(ok.code, ok.err).toBe(0);
-    expect(ok.out).toMatch(/^adapter lora-\S+ \(DPO, candidate\) → /);
+    expect(ok.out).toMatch(/^adapter lora-\S+ \(DPO for morris, candidate\) → /);
     expect(ok.out).toMatch(/reference base model; \d+ steps on cpu/);
     expect(ok.out).toMatch(/train pairs: \d+ pairs: \d+ kept, 0 with the same chosen and rejected text/);
     expect(ok.out).toMatch(/held-out preference accuracy 0\.500 → \d\.\d{3} \(\d+ pairs\)/);
