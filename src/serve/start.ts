@@ -124,6 +124,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
     sources: opts.sources,
     trainOverrides: opts.trainOverrides,
     style: opts.style,
+    command: 'morris serve',
   });
   // Every other columnist's chain on its own schedule (the default one's is MORRIS_CRON_*).
   const scheduler = startScheduler(runner, { ...withDefaultVoice(spec, config), voices: voiceSchedules(config) });
@@ -247,6 +248,8 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       const graceMs = config.MORRIS_SHUTDOWN_GRACE_S * 1000;
       log.info({ why, graceMs, inFlight: inFlight.size }, 'shutting down: no new requests; waiting for generations in flight');
       shutdown.abort();
+      // A chain waiting for another process's training gives up its place.
+      spec.trainingQueue?.close();
       await scheduler.stop();
       // No new connections from here; open ones (streaming generations) may finish.
       const webClosed = Promise.all(listeners.map((l) => l.close(graceMs)));
