@@ -75,8 +75,7 @@ export const DPO_MIN_PAIRS = 2;
  * Pairs readers have made on `columnist`'s articles, and how many of them arrived since that
  * voice's last successful DPO run (each voice's DPO learns from its own pairs only).
  */
-export function pairsSinceLastDpo(store: Store, columnist: string = DEFAULT_COLUMNIST_NAME): { total: number; fresh: number } {
-  const total = preferencePairs(store, columnist).length;
+export function pairsSinceLastDpo(store: Store, columnist: string = DEFAULT_COLUMNIST_NAME, total = preferencePairs(store, columnist).length): { total: number; fresh: number } {
   const last = listRuns(store, { job: 'dpo', columnist, limit: 50 }).find((r) => r.status === 'succeeded');
   return { total, fresh: total - ((last?.result as DpoResult | undefined)?.pairs ?? 0) };
 }

@@ -28,7 +28,8 @@ import { recoverCrashedScrapes } from '../store/scrape-runs.ts';
 import { STOP_GRACE_MS } from '../jobs/fork-worker.ts';
 import { startScheduler, type Scheduler } from '../jobs/scheduler.ts';
 import { voiceSchedules, withDefaultVoice } from '../jobs/voice-schedules.ts';
-import { columnistStates } from '../web/api-columnists.ts';
+import { columnistStates } from '../jobs/voice-status.ts';
+import { trainingLeaseHolder } from '../jobs/host-lease.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../jobs/resume.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
@@ -171,7 +172,13 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       return p.finally(() => inFlight.delete(p));
     },
     defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
-    columnists: () => columnistStates(config, store, scheduler),
+    columnists: () => columnistStates(config, store, scheduler.jobs()),
+    // A job started for a voice runs its chain with its own retrain threshold; an unknown name lists the known ones.
+    voice: (name: string) => {
+      const v = resolveColumnist(name, config);
+      return { name: v.name, minNewExamples: v.settings.retrainMinNewExamples };
+    },
+    training: () => ({ holder: trainingLeaseHolder(store), queued: spec.trainingQueue?.waiting() ?? [], waitingFor: spec.trainingQueue?.blockedBy() ?? null }),
     version: opts.version ?? 'dev',
     shutdown: shutdown.signal,
   };

@@ -148,6 +148,16 @@ export function preferencePairs(store: Store, columnist?: string): PreferencePai
   return columnist === undefined ? all : all.filter((p) => getGeneration(store, p.rejectedId)?.columnist === columnist);
 }
 
+/** How many pairs each voice has (by its articles), derived once for all voices. */
+export function pairCountsByColumnist(store: Store): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const p of derivePairs(store)) {
+    const voice = getGeneration(store, p.rejectedId)?.columnist;
+    if (voice) counts.set(voice, (counts.get(voice) ?? 0) + 1);
+  }
+  return counts;
+}
+
 function derivePairs(store: Store): PreferencePair[] {
   const rows = listFeedback(store);
   const pairs: PreferencePair[] = [];
