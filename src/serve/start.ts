@@ -130,17 +130,14 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
   // Every other columnist's chain on its own schedule (the default one's is MORRIS_CRON_*).
   const scheduler = startScheduler(runner, { ...withDefaultVoice(spec, config), voices: voiceSchedules(config) });
 
+  // A voice named by an admin command or a dashboard button: its chain, with its own retrain threshold.
+  const voice = (name: string) => {
+    const c = resolveColumnist(name, config);
+    return { name: c.name, minNewExamples: c.settings.retrainMinNewExamples };
+  };
+  const columnists = () => columnistStates(config, store, scheduler.jobs());
   // Whoever types `/morris-admin retrain` and whoever clicks the dashboard reach the same control.
-  const admin = createAdminActions({
-    control,
-    registry,
-    scheduler,
-    generator,
-    voice: (name) => {
-      const c = resolveColumnist(name, config);
-      return { name: c.name, minNewExamples: c.settings.retrainMinNewExamples };
-    },
-  });
+  const admin = createAdminActions({ control, registry, scheduler, generator, voice, columnists });
   const inFlight = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
   // Each platform connects (and retries) in the background: the port opens at once.
@@ -172,12 +169,8 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       return p.finally(() => inFlight.delete(p));
     },
     defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
-    columnists: () => columnistStates(config, store, scheduler.jobs()),
-    // A job started for a voice runs its chain with its own retrain threshold; an unknown name lists the known ones.
-    voice: (name: string) => {
-      const v = resolveColumnist(name, config);
-      return { name: v.name, minNewExamples: v.settings.retrainMinNewExamples };
-    },
+    columnists,
+    voice,
     training: () => ({ holder: trainingLeaseHolder(store), queued: spec.trainingQueue?.waiting() ?? [], waitingFor: spec.trainingQueue?.blockedBy() ?? null }),
     version: opts.version ?? 'dev',
     shutdown: shutdown.signal,

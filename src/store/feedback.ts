@@ -7,7 +7,7 @@
  */
 import { MorrisError } from '../errors.ts';
 import type { Store } from './db.ts';
-import { askedFor, generationFamily, getGeneration, type GenerationRecord } from './generations.ts';
+import { askedFor, generationFamily, generationIdsOfColumnist, getGeneration, type GenerationRecord } from './generations.ts';
 
 export type FeedbackKind = 'rating' | 'regenerate' | 'pick' | 'edit';
 
@@ -224,9 +224,9 @@ export interface FeedbackStats {
 
 /** Every voice's signals, or (with `columnist`) only those on that voice's articles. */
 export function feedbackStats(store: Store, columnist?: string): FeedbackStats {
-  // @voice NULL: every voice. The voice is the article's (generations.columnist), not stored twice.
-  const ofVoice = `(@voice IS NULL OR generation_id IN (SELECT id FROM generations WHERE columnist = @voice))`;
-  const voice = { voice: columnist ?? null };
+  // @ids NULL: every voice. The voice is the article's (generations.columnist), not stored twice.
+  const ofVoice = `(@ids IS NULL OR generation_id IN (SELECT value FROM json_each(@ids)))`;
+  const voice = { ids: columnist === undefined ? null : JSON.stringify(generationIdsOfColumnist(store, columnist)) };
   const counts = store.prepare(`SELECT kind, value, COUNT(*) AS n FROM feedback WHERE ${ofVoice} GROUP BY kind, value`).all(voice) as {
     kind: FeedbackKind;
     value: number | null;
