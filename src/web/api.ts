@@ -58,6 +58,16 @@ export interface DashboardDeps {
   training?(): unknown;
 }
 
+/** The voice a request body names (`columnist`), checked; undefined when it names none. */
+function voiceOf(d: DashboardDeps, b: Record<string, unknown>): { name: string; minNewExamples: number } | undefined {
+  if (b.columnist === undefined) return undefined;
+  if (typeof b.columnist !== 'string' || !b.columnist.trim()) {
+    throw new MorrisError('BAD_INPUT', '"columnist" must be a columnist\'s name.', { hint: 'Send e.g. {"columnist": "morris"}, or leave it out for the default columnist.' });
+  }
+  if (!d.voice) throw new MorrisError('UNKNOWN_COLUMNIST', `No columnist named "${b.columnist}" in this process.`);
+  return d.voice(b.columnist);
+}
+
 function intParam(v: string | null | undefined, dflt: number, min: number, max: number): number {
   if (v == null || v === '') return dflt;
   const n = Number(v);
@@ -229,11 +239,8 @@ export function apiRoutes(d: DashboardDeps): Route[] {
       handler: async ({ params, body }) => {
         const b = await body();
         const chain = b.chain === undefined ? undefined : Boolean(b.chain);
-        if (b.columnist !== undefined && (typeof b.columnist !== 'string' || !b.columnist.trim())) {
-          throw new MorrisError('BAD_INPUT', '"columnist" must be a columnist\'s name.', { hint: 'Send e.g. {"columnist": "morris"}, or leave it out for the default columnist.' });
-        }
         // For a voice: its whole chain runs for it, with its own retrain threshold.
-        const voice = typeof b.columnist === 'string' && d.voice ? d.voice(b.columnist) : undefined;
+        const voice = voiceOf(d, b);
         const s = await d.control.start(params.name!, { trigger: actor, input: b.input, chain, ...(voice ? { columnist: voice.name, minNewExamples: voice.minNewExamples } : {}) });
         return { started: s.started, run: s.run };
       },
@@ -260,8 +267,10 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/adapters/rollback',
-      handler: async () => {
-        const c = await d.registry.rollback(actor);
+      handler: async ({ body }) => {
+        // Each voice has its own active adapter: the body names whose to roll back (default: the default columnist's).
+        const voice = voiceOf(d, await body());
+        const c = voice ? await d.registry.rollback(actor, 'rolled back', voice.name) : await d.registry.rollback(actor);
         return { previous: c.previous?.id ?? null, active: c.active?.id ?? null };
       },
     },

@@ -148,6 +148,24 @@ describe('each columnist on /api/status, and jobs posted for a voice', () => {
       releaseTrainingLease(h.store, lease.lease);
     }
   }, 120_000);
+  it("each voice's active adapter is its own: promoted by id, rolled back by naming the voice", async () => {
+    h.store
+      .prepare(`INSERT INTO adapters (id, base_model, path, status, metrics, columnist) VALUES ('rival-a1', 'tiny', ?, 'candidate', '{}', 'rival')`)
+      .run(path.join(root, 'models', 'adapters', 'rival-a1'));
+    const promoted = await request({ method: 'POST', path: '/api/adapters/rival-a1/promote', headers: { cookie, 'content-type': 'application/json' }, body: '{}' });
+    expect(promoted.body).toEqual({ previous: null, active: 'rival-a1' });
+    const s = await status();
+    expect(s.columnists.map((c: { activeAdapter: { id: string } | null }) => c.activeAdapter?.id ?? null)).toEqual([null, null, 'rival-a1']);
+    expect(s.activeAdapter).toBeNull(); // the default voice's
+    // Without a voice, a roll-back is the default voice's (which has nothing to roll back).
+    const none = await request({ method: 'POST', path: '/api/adapters/rollback', headers: { cookie, 'content-type': 'application/json' }, body: '{}' });
+    expect([none.status, none.body.error.message]).toEqual([400, expect.stringContaining('No adapter is active for morris')]);
+    const unknown = await request({ method: 'POST', path: '/api/adapters/rollback', headers: { cookie, 'content-type': 'application/json' }, body: '{"columnist":"nobody"}' });
+    expect(unknown.status).toBe(404);
+    const rolled = await request({ method: 'POST', path: '/api/adapters/rollback', headers: { cookie, 'content-type': 'application/json' }, body: '{"columnist":"rival"}' });
+    expect(rolled.body).toEqual({ previous: 'rival-a1', active: null });
+    expect(h.registry.active('rival')).toBeUndefined();
+  });
 });
 
 const browserState = inject('chromium');
@@ -188,6 +206,15 @@ describe('the dashboard in headless Chromium', () => {
       await expect(page.locator('#job-buttons div[data-columnist]').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.columnist))).resolves.toEqual(['morris', 'rival']);
       await expect(page.locator('#runs tbody tr').first().innerText()).resolves.toContain('rival');
       await page.screenshot({ path: path.resolve('test-results', 'dashboard-voices-jobs.png'), fullPage: true });
+      // The adapters page: a roll-back button for each other voice with an active adapter.
+      await request({ method: 'POST', path: '/api/adapters/rival-a1/promote', headers: { cookie, 'content-type': 'application/json' }, body: '{}' });
+      await page.click('nav a[data-page="adapters"]');
+      await page.waitForSelector('body[data-loaded="adapters"]');
+      await expect(page.locator('#adapters tr[data-adapter="rival-a1"]').innerText()).resolves.toMatch(/rival\s.*active/s);
+      await page.click('#rollbacks button[data-rollback="rival"]');
+      await page.waitForFunction(() => /Rolled back rival: base model answers now/.test(document.querySelector('#flash')!.textContent ?? ''));
+      expect(h.registry.active('rival')).toBeUndefined();
+      await expect(page.locator('#rollbacks button[data-rollback]').count()).resolves.toBe(0);
       expect(errors).toEqual([]);
     } finally {
       await browser.close();

@@ -26,8 +26,8 @@ async function loadStatus() {
     ['Version', s.version],
   ]);
   $('#scheduled tbody').innerHTML = s.jobs.scheduled.length
-    ? s.jobs.scheduled.map((j) => `<tr><td>${esc(j.job)}</td><td><code>${esc(j.expression)}</code></td><td>${when(j.nextRun)}</td></tr>`).join('')
-    : '<tr><td colspan="3" class="muted">No schedules (all set to "off").</td></tr>';
+    ? s.jobs.scheduled.map((j) => `<tr><td>${esc(j.job)}</td><td>${esc(j.columnist ?? defaultVoice(s))}</td><td><code>${esc(j.expression)}</code></td><td>${when(j.nextRun)}</td></tr>`).join('')
+    : '<tr><td colspan="4" class="muted">No schedules (all set to "off").</td></tr>';
   // Each voice on its own line with its own Run buttons; a folder that does not check out says why.
   const t = s.training;
   $('#training-turn').textContent = t?.holder
@@ -35,6 +35,11 @@ async function loadStatus() {
     : 'Nothing trains on this host now (one training at a time, across processes).';
   $('#columnists tbody').innerHTML =
     s.columnists.map(columnistRow).join('') || '<tr><td colspan="9" class="muted">No columnist folders.</td></tr>';
+}
+
+/** The default columnist's name (its schedules carry none). */
+function defaultVoice(s) {
+  return s.columnists.find((c) => c.default)?.name ?? '';
 }
 
 const STEPS = [['rescrape', 'scrape'], ['rebuild', 'dataset'], ['retrain', 'train'], ['evaluate', 'evaluate'], ['dpo', 'dpo']];
@@ -60,7 +65,7 @@ function columnistRow(c) {
   return `<tr data-columnist="${esc(c.name)}"><td>${name}${broken}</td><td>${c.articles}</td><td><code>${esc(c.latestDataset ?? '—')}</code></td>` +
     `<td><code>${esc(c.activeAdapter?.id ?? 'base model')}</code></td><td>${last}</td><td>${c.pairs.total} (${c.pairs.new} new)</td><td>${schedule}</td>` +
     `<td>${c.running.map((r) => `${esc(r.job)} #${r.id} ${Math.round(r.progress * 100)}%`).join(', ') || '—'}</td>` +
-    `<td class="actions">${c.ok ? runButtons(c.name) : ''}</td></tr>`;
+    `<td>${c.ok ? `<div class="actions">${runButtons(c.name)}</div>` : ''}</td></tr>`;
 }
 
 // Run buttons on the status and jobs pages: the job, for the voice the button belongs to.
@@ -149,12 +154,18 @@ async function loadAdapters() {
       .map((x) => {
         const loss = x.valLoss; // the server's one rule: the gate's figure, else the trainer's
         return `<tr data-adapter="${esc(x.id)}" class="${x.id === selectedAdapter ? 'selected' : ''}">
-        <td><code>${esc(x.id)}</code></td><td>${when(x.created_at)}</td><td class="status-${x.status}">${x.status}</td>
+        <td><code>${esc(x.id)}</code></td><td>${esc(x.columnist)}</td><td>${when(x.created_at)}</td><td class="status-${x.status}">${x.status}</td>
         <td><code>${esc(x.dataset_id ?? '—')}</code></td><td>${typeof loss === 'number' ? loss.toFixed(4) : '—'}</td>
         <td>${esc(x.reason ?? '')}</td>
         <td>${x.status === 'active' ? '' : `<button data-promote="${esc(x.id)}" class="primary">Promote</button>`}</td></tr>`;
       })
-      .join('') || '<tr><td colspan="7" class="muted">No adapters yet — run a retrain.</td></tr>';
+      .join('') || '<tr><td colspan="8" class="muted">No adapters yet — run a retrain.</td></tr>';
+  // The default voice's roll-back button (its active adapter is `a.active`), then one for each
+  // other voice with an active adapter.
+  for (const b of document.querySelectorAll('#rollbacks [data-rollback]')) b.remove();
+  for (const x of a.adapters.filter((x) => x.status === 'active' && x.id !== a.active)) {
+    $('#rollbacks').insertAdjacentHTML('beforeend', ` <button class="danger" data-rollback="${esc(x.columnist)}">Roll back ${esc(x.columnist)}'s active adapter</button>`);
+  }
   if (!selectedAdapter && a.adapters.length) selectedAdapter = a.active ?? a.adapters[0].id;
   if (selectedAdapter) await loadCurve(selectedAdapter);
 }
@@ -180,10 +191,13 @@ $('#adapters').addEventListener('click', async (ev) => {
   selectedAdapter = row.dataset.adapter;
   await loadAdapters();
 });
-$('#rollback').addEventListener('click', async () => {
+$('#rollbacks').addEventListener('click', async (ev) => {
+  const b = ev.target.closest('button');
+  if (!b) return;
+  const voice = b.dataset.rollback;
   try {
-    const r = await api('/api/adapters/rollback', { method: 'POST' });
-    flash(`Rolled back: ${r.active ?? 'base model'} answers now`);
+    const r = await api('/api/adapters/rollback', { method: 'POST', body: voice ? { columnist: voice } : {} });
+    flash(`Rolled back${voice ? ` ${voice}` : ''}: ${r.active ?? 'base model'} answers now`);
     await loadAdapters();
   } catch (e) {
     flash(e.message, true);
