@@ -1,6 +1,7 @@
 /**
  * Migration 49, in a file of its own for length: an article URL is unique per columnist, not
- * across them (listed in migrations.ts with the others; never edit it once shipped).
+ * across them; and DPO runs from before columnists are the default voice's (listed in
+ * migrations.ts with the others; never edit it once shipped).
  */
 import type { Migration } from './migrations.ts';
 
@@ -104,5 +105,9 @@ export const voiceUrls: Migration = {
       WHERE url NOT IN (SELECT url FROM crawl_urls UNION SELECT url FROM articles);
     DROP TABLE pages;
     ALTER TABLE pages_new RENAME TO pages;
+
+    -- DPO runs are about a voice too (each voice's new pairs count from its own last DPO run);
+    -- migration 47 left the ones from before it to no one, and they were the default voice's.
+    UPDATE job_runs SET columnist = 'morris' WHERE job = 'dpo' AND columnist IS NULL;
   `,
 };

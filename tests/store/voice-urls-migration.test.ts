@@ -56,6 +56,11 @@ function databaseAt48(): string {
       ('https://x.test/a', 'https://x.test/a', '"e-a"', NULL, 200, 'b-a'),
       ('https://y.test/c', 'https://y.test/c', '"e-c"', NULL, 200, 'b-c'),
       ('https://x.test/', 'https://x.test/', '"e-list"', 'Mon, 01 Jan 2024 00:00:00 GMT', 200, 'b-l');
+    -- A DPO run from before columnists (migration 47 named no voice for it) and one for a voice.
+    INSERT INTO job_runs (job, trigger, status, result, columnist) VALUES
+      ('dpo', 'new-pairs', 'succeeded', '{"pairs": 12}', NULL),
+      ('dpo', 'new-pairs', 'succeeded', '{"pairs": 3}', 'rival'),
+      ('backup', 'cron', 'succeeded', NULL, NULL);
   `);
   db.close();
   return file;
@@ -91,6 +96,12 @@ describe('migration 49: article URLs unique per columnist', () => {
         { columnist: 'morris', url: 'https://x.test/', etag: '"e-list"', last_modified: 'Mon, 01 Jan 2024 00:00:00 GMT', body_hash: 'b-l' },
         { columnist: 'morris', url: 'https://x.test/a', etag: '"e-a"', last_modified: null, body_hash: 'b-a' },
         { columnist: 'rival', url: 'https://y.test/c', etag: '"e-c"', last_modified: null, body_hash: 'b-c' },
+      ]);
+      // The old DPO run is the default voice's now, so its new pairs count from its 12, not from 0.
+      expect(rows(store, 'SELECT job, columnist FROM job_runs ORDER BY id')).toEqual([
+        { job: 'dpo', columnist: 'morris' },
+        { job: 'dpo', columnist: 'rival' },
+        { job: 'backup', columnist: null },
       ]);
       expect(store.pragma('foreign_key_check')).toEqual([]);
       // The references still bite: an example cannot point at an article that is not there.
