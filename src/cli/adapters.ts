@@ -2,9 +2,6 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
 import { registerTransfer } from './adapters-transfer.ts';
 import { AdapterRegistry, adapterHistory, adapterValLoss, getAdapter, type AdapterRow } from '../jobs/registry.ts';
-import { listRuns } from '../store/job-runs.ts';
-import { dataSummary } from '../web/api.ts';
-import { activeAdapterFromStore } from '../model/serving/create.ts';
 import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP } from './options.ts';
 import { DEFAULT_COLUMNIST_NAME, resolveColumnist } from '../columnists/folder.ts';
 import { MorrisError } from '../errors.ts';
@@ -70,49 +67,4 @@ export function register(program: Command, ctx: CliContext): void {
     .action((o: { columnist?: string }) => {
       for (const e of adapterHistory(ctx.store(), 50, voiceOf(o))) console.log(`${e.at} ${e.action.padEnd(8)} ${e.adapter_id ?? 'base model'} (was ${e.previous_id ?? 'base model'}) by ${e.actor}${e.reason ? ` — ${e.reason}` : ''}`);
     });
-
-  program
-    .command('status')
-    .description('Show what answers now: base model, adapter, dataset, jobs')
-    .option('--json', 'JSON output')
-    .action(async (o: { json?: boolean }) => {
-      const c = ctx.config();
-      const store = ctx.store();
-      const serve = await serveHealth(c.HOST, c.PORT);
-      const active = activeAdapterFromStore(store);
-      const data = dataSummary(store);
-      const running = listRuns(store, { status: 'running' });
-      const recent = listRuns(store, { limit: 5 });
-      const status = {
-        baseModel: c.MORRIS_BASE_MODEL,
-        backend: c.MORRIS_BACKEND,
-        activeAdapter: active?.id ?? null,
-        latestDataset: data.datasets[0] ?? null,
-        articles: data.articlesOk,
-        running: running.map((r) => ({ id: r.id, job: r.job, progress: r.progress, message: r.message })),
-        recent: recent.map((r) => ({ id: r.id, job: r.job, status: r.status, ended_at: r.ended_at })),
-        serve,
-      };
-      if (o.json) return console.log(JSON.stringify(status, null, 2));
-      console.log(`Base model:     ${status.baseModel} (backend ${status.backend})`);
-      console.log(`Active adapter: ${status.activeAdapter ?? 'none (base model)'}`);
-      console.log(`Articles:       ${status.articles}; latest dataset ${(status.latestDataset as { id?: string } | null)?.id ?? '—'}`);
-      console.log(`Running jobs:   ${running.length ? running.map((r) => `#${r.id} ${r.job} ${Math.round(r.progress * 100)}%`).join(', ') : 'none'}`);
-      console.log(`Recent jobs:    ${recent.map((r) => `#${r.id} ${r.job} ${r.status}`).join(', ') || 'none'}`);
-      const platforms = serve ? Object.entries(serve.platforms).filter(([, v]) => v !== 'off') : [];
-      console.log(
-        `Serve:          ${serve ? `answering on port ${c.PORT}; bots: ${platforms.map(([k, v]) => `${k} ${v}`).join(', ') || 'none configured'}` : `not answering on port ${c.PORT}`}`,
-      );
-    });
-}
-
-/** The running `morris serve`'s /healthz on this machine (platform states), or null. */
-async function serveHealth(host: string, port: number): Promise<{ platforms: Record<string, string> } | null> {
-  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  try {
-    const res = await fetch(`http://${h}:${port}/healthz`, { signal: AbortSignal.timeout(1500) });
-    return res.ok ? ((await res.json()) as { platforms: Record<string, string> }) : null;
-  } catch {
-    return null; // nothing listening: serve is not running here
-  }
 }

@@ -8,6 +8,7 @@ import * as pipeline from './pipeline.ts';
 import * as train from './train.ts';
 import * as model from './model.ts';
 import * as adapters from './adapters.ts';
+import * as status from './status.ts';
 import * as jobs from './jobs.ts';
 import * as bots from './bots.ts';
 import * as feedback from './feedback.ts';
@@ -23,6 +24,7 @@ export const areas: ReadonlyArray<{ register(program: Command, ctx: CliContext):
   train,
   model,
   adapters,
+  status,
   jobs,
   bots,
   feedback,

@@ -33,7 +33,7 @@ export function register(program: Command, ctx: CliContext): void {
       console.log(`Schedules of ${voice.name} (${c.MORRIS_CRON_TZ}, chain ${c.MORRIS_CHAIN ? 'on' : 'off'}, retrain needs ≥ ${voice.settings.retrainMinNewExamples} new examples):`);
       for (const [job, cron] of Object.entries(schedule)) console.log(`  ${job.padEnd(9)} ${cron}`);
       console.log('  evaluate  after every retrain (the promotion gate)');
-      console.log(`  dpo       ${!voice.isDefault ? "off (readers' pairs train the default columnist only)" : c.MORRIS_DPO_MIN_NEW_PAIRS > 0 ? `after a retrain when readers made pairs, and on its own after ${c.MORRIS_DPO_MIN_NEW_PAIRS} new pairs (then evaluate)` : 'off (MORRIS_DPO_MIN_NEW_PAIRS=0)'}`);
+      console.log(`  dpo       ${c.MORRIS_DPO_MIN_NEW_PAIRS > 0 ? `after a retrain when readers made pairs on ${voice.name}'s articles, and on its own after ${c.MORRIS_DPO_MIN_NEW_PAIRS} new ones (then evaluate)` : 'off (MORRIS_DPO_MIN_NEW_PAIRS=0)'}`);
       const running = listRuns(ctx.store(), { status: 'running' });
       console.log(running.length ? `Running:\n${running.map((r) => '  ' + runRow(r)).join('\n')}` : 'Running: nothing');
     });
@@ -47,7 +47,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .action(async (name: string, o: { chain: boolean; dataset?: string; adapter?: string; columnist?: string }) => {
       const voice = resolveColumnist(o.columnist, ctx.config());
-      const sys = buildJobSystem({ config: ctx.config(), store: ctx.store() });
+      const sys = buildJobSystem({ config: ctx.config(), store: ctx.store(), command: `morris jobs run ${name}` });
       const input =
         name === 'retrain' && o.dataset ? { datasetId: o.dataset }
         : name === 'evaluate' ? { adapterId: o.adapter }
@@ -57,7 +57,10 @@ export function register(program: Command, ctx: CliContext): void {
         if (e.type === 'log') process.stderr.write(`[${e.job} #${e.runId}] ${e.line}\n`);
         else if (e.type === 'progress' && e.message) process.stderr.write(`[${e.job} #${e.runId}] ${Math.round(e.progress * 100)}% ${e.message}\n`);
       });
-      const onSig = () => sys.runner.shutdown(60_000, 'interrupted from the terminal');
+      const onSig = () => {
+        sys.spec.trainingQueue?.close();
+        void sys.runner.shutdown(60_000, 'interrupted from the terminal');
+      };
       process.once('SIGINT', onSig);
       process.once('SIGTERM', onSig);
       const started = await sys.control.start(name, { trigger: 'cli', input, chain: o.chain, ...(o.columnist === undefined ? {} : { columnist: voice.name }), minNewExamples: voice.settings.retrainMinNewExamples });

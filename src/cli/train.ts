@@ -12,6 +12,7 @@ import { readTrainConfigFile, trainSettingsFromEnv } from '../model/train/config
 import type { TrainProgress } from '../model/train/trainer.ts';
 import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP } from './options.ts';
 import { resolveColumnist } from '../columnists/folder.ts';
+import { describeHolder, withTrainingLease } from '../jobs/host-lease.ts';
 import { datasetColumnist, latestDatasetId } from '../store/datasets.ts';
 import type { Store } from '../store/db.ts';
 
@@ -176,6 +177,18 @@ export function register(program: Command, ctx: CliContext): void {
       process.on('SIGINT', onSigint);
       try {
         if (f.method !== 'sft' && f.method !== 'dpo') throw new MorrisError('BAD_INPUT', `Unknown --method ${f.method}.`, { hint: 'Use --method sft (a dataset) or --method dpo (preference pairs).' });
+        // One training at a time on the host: a serve's chain or another `morris train` may hold the turn.
+        const voice = resolveColumnist(f.columnist, config).name;
+        await withTrainingLease(ctx.store(), { what: `${f.method.toUpperCase()} training for ${voice}`, command: 'morris train' }, () => train(voice), {
+          signal: controller.signal,
+          onWait: (h) => process.stderr.write(`waiting: the host trains one thing at a time and ${describeHolder(h)} holds the turn; this training starts when it ends (Ctrl-C to give up)\n`),
+        });
+      } finally {
+        progress.stop();
+        process.off('SIGINT', onSigint);
+      }
+
+      async function train(voice: string): Promise<void> {
         if (f.method === 'dpo') {
           const { runDpoTraining } = await import('./train-dpo.ts');
           const r = await runDpoTraining(
@@ -198,7 +211,7 @@ export function register(program: Command, ctx: CliContext): void {
           {
             store: ctx.store(),
             modelDir,
-            dataset: datasetForVoice(ctx.store(), f.dataset, resolveColumnist(f.columnist, config).name, f.columnist !== undefined),
+            dataset: datasetForVoice(ctx.store(), f.dataset, voice, f.columnist !== undefined),
             hostSettings: trainSettingsFromEnv(config),
             settings,
             resume: f.resume,
@@ -224,9 +237,6 @@ export function register(program: Command, ctx: CliContext): void {
           process.stderr.write(`morris: ${v.status === 'failed' ? 'training failed' : 'adapter not registered'}: ${v.reason}.\n${v.hint}\n`);
           process.exitCode = 1;
         }
-      } finally {
-        progress.stop();
-        process.off('SIGINT', onSigint);
       }
     });
 }

@@ -8,6 +8,7 @@ import type { JobControl } from './control.ts';
 import { adapterValLoss, type AdapterRegistry, type AdapterRow } from './registry.ts';
 import { listRuns, type JobRun } from '../store/job-runs.ts';
 import type { Scheduler } from './scheduler.ts';
+import type { ColumnistState } from './voice-status.ts';
 
 /** Lines in an adapters list; older ones are in the dashboard. */
 export const ADMIN_LIST_LIMIT = 8;
@@ -26,6 +27,13 @@ function keyMetric(a: AdapterRow): string {
   return loss === undefined ? 'no validation loss' : `val loss ${loss.toFixed(4)}`;
 }
 
+/** One voice in `status`: its adapter, last training, readers' pairs, or why its folder does not load. */
+function voiceLine(c: ColumnistState): string {
+  if (!c.ok) return `Voice ${c.name}: does not load (skipped by the scheduler): ${c.problems.join('; ').replace(/\s*\n\s*/g, ' ')}`;
+  const train = c.last.retrain ? `last train #${c.last.retrain.id} ${c.last.retrain.status}` : 'never trained';
+  return `Voice ${c.name}${c.default ? ' (default)' : ''}: adapter ${c.activeAdapter?.id ?? 'none'}, ${train}, ${c.pairs.total} reader pairs (${c.pairs.new} new)`;
+}
+
 /** A voice as the admin commands need it: its name (checked) and its retrain threshold. */
 export type VoiceLookup = (name: string) => { name: string; minNewExamples: number };
 
@@ -36,6 +44,8 @@ export function createAdminActions(d: {
   generator: TextGenerator;
   /** Resolves a columnist named in a command (throws UNKNOWN_COLUMNIST); absent → only the default voice. */
   voice?: VoiceLookup;
+  /** Every voice's state (jobs/voice-status.ts), one line each in `status`. */
+  columnists?: () => ColumnistState[];
 }): AdminActions {
   const store = d.control.runner.store;
   const voiceOf = (name: string) => {
@@ -58,7 +68,8 @@ export function createAdminActions(d: {
         `Model: ${info.baseModel ?? 'not set'} — adapter ${info.adapterId ?? 'none (base model)'}${info.details ? ` — ${info.details}` : ''}`,
         `Running: ${running.length ? running.map(runLine).join('; ') : 'nothing'}`,
         `Recent: ${last.length ? last.map(runLine).join('; ') : 'no jobs yet'}`,
-        `Schedule: ${sched.length ? sched.map((s) => `${s.job} "${s.expression}" next ${s.nextRun ?? '—'}`).join('; ') : 'off'}`,
+        `Schedule: ${sched.length ? sched.map((s) => `${s.job}${s.columnist ? ` (${s.columnist})` : ''} "${s.expression}" next ${s.nextRun ?? '—'}`).join('; ') : 'off'}`,
+        ...(d.columnists?.() ?? []).map(voiceLine),
       ].join('\n');
     },
     retrain: (actor, columnist) => start('retrain', actor, columnist),

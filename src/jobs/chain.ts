@@ -5,17 +5,16 @@
  * previous one by parent_id; why the chain stopped is written to the last run's log. Then, when
  * readers have made preference pairs, a DPO stage on top of the retrained adapter → evaluate. A
  * chain can also start at 'dpo' (the scheduler does when MORRIS_DPO_MIN_NEW_PAIRS new pairs have
- * arrived): DPO on top of the active adapter → evaluate.
+ * arrived): DPO on top of the active adapter → evaluate. Every step is the chain's voice's: its
+ * DPO learns from readers' pairs on that voice's articles only, from that voice's adapter.
  */
 import type { JobRunner, Triggered } from './runner.ts';
 import type { JobRun } from '../store/job-runs.ts';
 import { appendLog, listRuns } from '../store/job-runs.ts';
 import type { Store } from '../store/db.ts';
 import { preferencePairs } from '../store/feedback.ts';
-import { getGeneration } from '../store/generations.ts';
 import { findAdapter } from './registry.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
-import { MorrisError } from '../errors.ts';
 import type { TrainingQueue } from './training-queue.ts';
 
 export type ChainStart = 'rescrape' | 'rebuild' | 'retrain' | 'dpo';
@@ -72,11 +71,12 @@ export interface DpoResult {
 /** Fewest pairs a DPO stage can use: one to train on and one held out for the gate. */
 export const DPO_MIN_PAIRS = 2;
 
-/** Pairs readers have made, and how many of them arrived since the last successful DPO run. */
-export function pairsSinceLastDpo(store: Store): { total: number; fresh: number } {
-  // DPO trains the default columnist on pairs of its own articles (jobs/handlers.ts): those count.
-  const total = preferencePairs(store).filter((p) => (getGeneration(store, p.rejectedId)?.columnist ?? DEFAULT_COLUMNIST_NAME) === DEFAULT_COLUMNIST_NAME).length;
-  const last = listRuns(store, { job: 'dpo', limit: 50 }).find((r) => r.status === 'succeeded');
+/**
+ * Pairs readers have made on `columnist`'s articles, and how many of them arrived since that
+ * voice's last successful DPO run (each voice's DPO learns from its own pairs only).
+ */
+export function pairsSinceLastDpo(store: Store, columnist: string = DEFAULT_COLUMNIST_NAME, total = preferencePairs(store, columnist).length): { total: number; fresh: number } {
+  const last = listRuns(store, { job: 'dpo', columnist, limit: 50 }).find((r) => r.status === 'succeeded');
   return { total, fresh: total - ((last?.result as DpoResult | undefined)?.pairs ?? 0) };
 }
 
@@ -102,10 +102,10 @@ export async function runChain(runner: JobRunner, start: ChainStart, opts: Chain
     await step('evaluate', { adapterId: (d.result as DpoResult).adapterId }, d);
     return runs;
   };
+  const voice = opts.columnist ?? DEFAULT_COLUMNIST_NAME;
   if (start === 'dpo') {
-    if (opts.columnist && opts.columnist !== DEFAULT_COLUMNIST_NAME) throw new MorrisError('BAD_INPUT', `DPO trains the default columnist only so far, not ${opts.columnist}.`, { hint: 'Run dpo without --columnist.' });
     const reference = (opts.input ?? {}) as DpoInput;
-    return opts.trainingQueue ? opts.trainingQueue.turn(DEFAULT_COLUMNIST_NAME, () => dpoStage(reference, undefined)) : dpoStage(reference, undefined);
+    return opts.trainingQueue ? opts.trainingQueue.turn(voice, () => dpoStage(reference, undefined)) : dpoStage(reference, undefined);
   }
 
   let prev: JobRun | undefined;
@@ -127,20 +127,18 @@ export async function runChain(runner: JobRunner, start: ChainStart, opts: Chain
     datasetId = built.datasetId;
   }
   // Training and the gate's measuring fill the machine: one voice at a time (opts.trainingQueue).
-  const inTurn = (work: () => Promise<JobRun[]>) => (opts.trainingQueue ? opts.trainingQueue.turn(opts.columnist ?? DEFAULT_COLUMNIST_NAME, work) : work());
+  const inTurn = (work: () => Promise<JobRun[]>) => (opts.trainingQueue ? opts.trainingQueue.turn(voice, work) : work());
   return inTurn(async () => {
     const retrained = await step('retrain', start === 'retrain' ? (opts.input ?? {}) : { datasetId }, prev);
     if (retrained.status !== 'succeeded') return runs;
     const evaluated = await step('evaluate', { adapterId: (retrained.result as RetrainResult).adapterId }, retrained);
     // Readers in the loop: a DPO stage on top of the new adapter when readers have made pairs.
     if (!opts.dpoMinNewPairs || !opts.chain || evaluated.status !== 'succeeded') return runs;
-    // Readers' pairs are not sorted by voice for DPO yet: they train the default columnist only.
-    if (opts.columnist && opts.columnist !== DEFAULT_COLUMNIST_NAME) return stop(evaluated, `no DPO stage for ${opts.columnist}: readers' pairs train the default columnist only`);
     const retrainedId = (retrained.result as RetrainResult).adapterId;
     // A rejected adapter (it copies training text) is no base for anything.
     if (findAdapter(runner.store, retrainedId)?.status === 'rejected') return stop(evaluated, `adapter ${retrainedId} was rejected: no DPO stage on top of it`);
-    const { total } = pairsSinceLastDpo(runner.store);
-    if (total < DPO_MIN_PAIRS) return stop(evaluated, `readers have made ${total} preference pairs (< ${DPO_MIN_PAIRS} needed for a DPO stage)`);
+    const { total } = pairsSinceLastDpo(runner.store, voice);
+    if (total < DPO_MIN_PAIRS) return stop(evaluated, `readers have made ${total} preference pairs on ${voice}'s articles (< ${DPO_MIN_PAIRS} needed for a DPO stage)`);
     return dpoStage({ referenceAdapterId: retrainedId }, evaluated);
   });
 }

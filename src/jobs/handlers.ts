@@ -19,7 +19,7 @@ import type { RetrainInput, RetrainProgressRecord } from './resume.ts';
 import type { DpoInput, DpoResult, RescrapeResult, RebuildResult, RetrainResult } from './chain.ts';
 import { rebuildDataset } from './rebuild.ts';
 import { loadStyle, type Style } from '../pipeline/dataset/enhance.ts';
-import { DEFAULT_COLUMNIST_NAME, SYSTEM_PROMPT_FILE } from '../paths.ts';
+import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
 import { resolveColumnist, type Columnist } from '../columnists/folder.ts';
 import type { DpoTaskResult, TrainTaskResult } from './worker-tasks.ts';
 import { readTrainConfigFile } from '../model/train/config.ts';
@@ -259,14 +259,21 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
   };
 
   /**
-   * DPO on readers' pairs, on top of `referenceAdapterId` (the chain passes the adapter it just
-   * retrained), else the active adapter — the one the rated articles were written with — else the
-   * base model. Only a candidate goes on to the gate.
+   * DPO on readers' pairs on the voice's articles, on top of `referenceAdapterId` (the chain passes
+   * the adapter it just retrained), else the voice's active adapter — the one the rated articles
+   * were written with — else the base model. The result joins the voice's adapters, and only a
+   * candidate goes on to the gate (which measures it on the voice's held-out pairs).
    */
-  const dpo: JobHandler = async (ctx, input: DpoInput): Promise<DpoResult> => {
-    const refId = input.referenceAdapterId === undefined ? (env.registry.active()?.id ?? null) : input.referenceAdapterId;
+  const dpo: JobHandler = async (ctx, input: DpoInput & { columnist?: string }): Promise<DpoResult> => {
+    const voice = voiceOf(input);
+    const refId = input.referenceAdapterId === undefined ? (env.registry.active(voice.name)?.id ?? null) : input.referenceAdapterId;
     const ref = refId ? getAdapter(store, refId) : null;
-    ctx.log(`DPO on readers' preference pairs, reference ${ref ? `adapter ${ref.id}` : 'the base model'}`);
+    if (ref && ref.columnist !== voice.name) {
+      throw new MorrisError('BAD_INPUT', `Adapter ${ref.id} is ${ref.columnist}'s, not ${voice.name}'s: DPO for ${voice.name} starts from one of its own adapters.`, {
+        hint: `Give one of ${voice.name}'s adapters (\`morris adapters list --columnist ${voice.name}\`), none for the base model, or run DPO for ${ref.columnist}.`,
+      });
+    }
+    ctx.log(`DPO on readers' preference pairs on ${voice.name}'s articles, reference ${ref ? `adapter ${ref.id}` : 'the base model'}`);
     const out = await runWorker<DpoTaskResult>(
       {
         kind: 'dpo',
@@ -276,9 +283,9 @@ export function createJobHandlers(env: JobEnv): Record<string, JobHandler> {
           referenceDir: ref ? path.resolve(ref.path) : null,
           runsDir: path.resolve(config.MORRIS_DATA_DIR, 'runs'),
           adaptersDir: path.resolve(config.MORRIS_MODELS_DIR, 'adapters'),
-          styleGuideFile: SYSTEM_PROMPT_FILE,
-          // Readers' pairs of the default voice's articles: DPO trains the default columnist.
-          columnist: DEFAULT_COLUMNIST_NAME,
+          // The voice's pairs, prompted with its style guide as its articles were asked for.
+          styleGuideFile: voice.systemPromptFile,
+          columnist: voice.name,
           resume: Boolean(input.resume),
           settings: input.settings ?? trainSettings(),
         },

@@ -4,8 +4,8 @@
  * that lands while a CLI-started run is going is skipped too. The default columnist runs on
  * `crons`; every other columnist on its own schedule (`voices`), its folder checked at each tick
  * so a broken one is skipped with the reason logged while the others keep running. With
- * MORRIS_DPO_MIN_NEW_PAIRS > 0, a check every minute starts the DPO chain once that many new
- * reader pairs have arrived.
+ * MORRIS_DPO_MIN_NEW_PAIRS > 0, a check every minute per columnist starts that voice's DPO chain
+ * once that many new reader pairs on its articles have arrived.
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import { CRON_EXPECTED, isFiveFieldCron, isTimeZone } from '../config.ts';
@@ -103,9 +103,9 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
     }
     if (job === 'dpo') {
       // Counting pairs is a read of the feedback table: cheap enough for every minute.
-      const { fresh } = pairsSinceLastDpo(runner.store);
+      const { fresh } = pairsSinceLastDpo(runner.store, columnist);
       if (dpoMin === 0 || fresh < dpoMin) return;
-      log.info({ fresh, needed: dpoMin }, 'enough new reader pairs: starting a DPO stage');
+      log.info({ fresh, needed: dpoMin, columnist }, 'enough new reader pairs: starting a DPO stage');
     }
     const p = runChain(runner, job, {
       trigger: job === 'dpo' ? 'new-pairs' : 'cron',
@@ -123,9 +123,12 @@ export function startScheduler(runner: JobRunner, spec: ScheduleSpec): Scheduler
     }
   };
 
-  // Readers' pairs train the default columnist (the DPO chain is its own).
-  if (dpoMin > 0) tasks.set('dpo', { job: 'dpo', task: cron.schedule(DPO_WATCH_CRON, () => void tick('dpo'), { timezone: spec.timezone, name: 'morris-dpo-watch' }) });
   const schedule = (crons: Record<CronStart, string>, columnist?: string) => {
+    // Each voice's readers' pairs train that voice: one watch per columnist.
+    if (dpoMin > 0) {
+      const key = columnist ? `${columnist}:dpo` : 'dpo';
+      tasks.set(key, { job: 'dpo', ...(columnist ? { columnist } : {}), task: cron.schedule(DPO_WATCH_CRON, () => void tick('dpo', columnist), { timezone: spec.timezone, name: `morris-${key}-watch` }) });
+    }
     for (const job of Object.keys(crons) as CronStart[]) {
       const expression = crons[job].trim();
       if (expression === 'off') continue;

@@ -27,6 +27,8 @@ export function buildJobSystem(opts: {
   sources?: SourceSpec[];
   trainOverrides?: Record<string, unknown>;
   style?: JobEnv['style'];
+  /** Who holds the host's training turn while this process trains ("morris serve"), for whoever waits. */
+  command?: string;
 }): JobSystem {
   const { config, store } = opts;
   const registry = new AdapterRegistry(store, opts.onActiveChange);
@@ -42,7 +44,8 @@ export function buildJobSystem(opts: {
       style: opts.style,
     }),
   );
-  // One line for training shared by cron chains and started ones (CLI, dashboard, admin commands).
-  const spec: ScheduleSpec = { ...scheduleFromConfig(config), trainingQueue: new TrainingQueue() };
+  // One line for training shared by cron chains and started ones (CLI, dashboard, admin commands),
+  // and one turn on the host shared with every other process on this store.
+  const spec: ScheduleSpec = { ...scheduleFromConfig(config), trainingQueue: new TrainingQueue({ store, command: opts.command ?? 'morris' }) };
   return { registry, runner, control: new JobControl(runner, spec), spec };
 }

@@ -124,6 +124,7 @@ async function dpoTask(o: DpoTaskOptions, io: TaskIo): Promise<DpoTaskResult> {
         referenceDir: o.referenceDir,
         records,
         pairsSource: 'latest',
+        columnist: o.columnist,
         hostSettings: trainSettingsFromEnv(getConfig()),
         settings: o.settings,
         resume: o.resume,

@@ -28,7 +28,8 @@ import { recoverCrashedScrapes } from '../store/scrape-runs.ts';
 import { STOP_GRACE_MS } from '../jobs/fork-worker.ts';
 import { startScheduler, type Scheduler } from '../jobs/scheduler.ts';
 import { voiceSchedules, withDefaultVoice } from '../jobs/voice-schedules.ts';
-import { columnistStates } from '../web/api-columnists.ts';
+import { columnistStates } from '../jobs/voice-status.ts';
+import { trainingLeaseHolder } from '../jobs/host-lease.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { findRetrainToResume, SHUTDOWN_REASON } from '../jobs/resume.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
@@ -124,21 +125,19 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
     sources: opts.sources,
     trainOverrides: opts.trainOverrides,
     style: opts.style,
+    command: 'morris serve',
   });
   // Every other columnist's chain on its own schedule (the default one's is MORRIS_CRON_*).
   const scheduler = startScheduler(runner, { ...withDefaultVoice(spec, config), voices: voiceSchedules(config) });
 
+  // A voice named by an admin command or a dashboard button: its chain, with its own retrain threshold.
+  const voice = (name: string) => {
+    const c = resolveColumnist(name, config);
+    return { name: c.name, minNewExamples: c.settings.retrainMinNewExamples };
+  };
+  const columnists = () => columnistStates(config, store, scheduler.jobs());
   // Whoever types `/morris-admin retrain` and whoever clicks the dashboard reach the same control.
-  const admin = createAdminActions({
-    control,
-    registry,
-    scheduler,
-    generator,
-    voice: (name) => {
-      const c = resolveColumnist(name, config);
-      return { name: c.name, minNewExamples: c.settings.retrainMinNewExamples };
-    },
-  });
+  const admin = createAdminActions({ control, registry, scheduler, generator, voice, columnists });
   const inFlight = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
   // Each platform connects (and retries) in the background: the port opens at once.
@@ -170,7 +169,9 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       return p.finally(() => inFlight.delete(p));
     },
     defaultMaxNewTokens: config.MORRIS_MAX_NEW_TOKENS,
-    columnists: () => columnistStates(config, store, scheduler),
+    columnists,
+    voice,
+    training: () => ({ holder: trainingLeaseHolder(store), queued: spec.trainingQueue?.waiting() ?? [], waitingFor: spec.trainingQueue?.blockedBy() ?? null }),
     version: opts.version ?? 'dev',
     shutdown: shutdown.signal,
   };
@@ -247,6 +248,8 @@ export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
       const graceMs = config.MORRIS_SHUTDOWN_GRACE_S * 1000;
       log.info({ why, graceMs, inFlight: inFlight.size }, 'shutting down: no new requests; waiting for generations in flight');
       shutdown.abort();
+      // A chain waiting for another process's training gives up its place.
+      spec.trainingQueue?.close();
       await scheduler.stop();
       // No new connections from here; open ones (streaming generations) may finish.
       const webClosed = Promise.all(listeners.map((l) => l.close(graceMs)));

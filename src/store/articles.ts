@@ -2,7 +2,8 @@
  * The `articles` table, the only module with its SQL: one row per canonical article URL, written by
  * the crawl (articles, and pages that are not articles as 'skipped' so they are not refetched
  * blindly), read and marked by the dataset build, counted by the dashboard and the demo. Each row
- * belongs to the columnist whose scrape stored it (a URL to the first one: `url` is unique).
+ * belongs to the columnist whose scrape stored it; a URL is unique per columnist (migration 49), so
+ * two voices may both learn from the same public page.
  */
 import type { Store } from './db.ts';
 import { DEFAULT_COLUMNIST_NAME } from '../paths.ts';
@@ -33,8 +34,8 @@ export interface ArticleCount {
   last_updated: string;
 }
 
-export function articleByUrl(store: Store, url: string): StoredArticle | undefined {
-  return store.prepare<[string], StoredArticle>('SELECT id, status, content_hash FROM articles WHERE url = ?').get(url);
+export function articleByUrl(store: Store, url: string, columnist: string = DEFAULT_COLUMNIST_NAME): StoredArticle | undefined {
+  return store.prepare<[string, string], StoredArticle>('SELECT id, status, content_hash FROM articles WHERE columnist = ? AND url = ?').get(columnist, url);
 }
 
 /** Inserts or replaces an article; a row that was skipped before becomes an article. */
@@ -46,7 +47,7 @@ export function saveArticle(
     .prepare(
       `INSERT INTO articles (source, url, title, author, published, body, content_hash, columnist, status)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok')
-       ON CONFLICT(url) DO UPDATE SET title = excluded.title, author = excluded.author,
+       ON CONFLICT(columnist, url) DO UPDATE SET title = excluded.title, author = excluded.author,
          published = excluded.published, body = excluded.body, content_hash = excluded.content_hash,
          status = 'ok', skip_reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')`,
     )
@@ -56,7 +57,7 @@ export function saveArticle(
 /** Remembers a URL that is not an article we keep; a row already there (an article) is left alone. */
 export function saveSkippedArticle(store: Store, s: { source: string; url: string; title: string | null; reason: string; columnist?: string }): void {
   store
-    .prepare(`INSERT INTO articles (source, url, title, status, skip_reason, columnist) VALUES (?, ?, ?, 'skipped', ?, ?) ON CONFLICT(url) DO NOTHING`)
+    .prepare(`INSERT INTO articles (source, url, title, status, skip_reason, columnist) VALUES (?, ?, ?, 'skipped', ?, ?) ON CONFLICT(columnist, url) DO NOTHING`)
     .run(s.source, s.url, s.title, s.reason, s.columnist ?? DEFAULT_COLUMNIST_NAME);
 }
 

@@ -7,7 +7,7 @@
  */
 import { MorrisError } from '../errors.ts';
 import type { Store } from './db.ts';
-import { askedFor, generationFamily, getGeneration, type GenerationRecord } from './generations.ts';
+import { askedFor, generationFamily, generationIdsOfColumnist, getGeneration, type GenerationRecord } from './generations.ts';
 
 export type FeedbackKind = 'rating' | 'regenerate' | 'pick' | 'edit';
 
@@ -140,9 +140,25 @@ function netRatings(rows: readonly FeedbackRow[]): Map<string, number> {
  * 3. a reader's choice among the takes of one request: an article rated up on balance (or
  *    picked) against each other take of it nobody rated either way, or whose votes cancel out
  *    ('pick': regenerate, then 👍 on one and nothing on the other).
- * Articles without text (failed, or from before texts were kept) make no pairs.
+ * Articles without text (failed, or from before texts were kept) make no pairs. With `columnist`,
+ * only pairs on that voice's articles (a pair trains the voice its texts were written in).
  */
-export function preferencePairs(store: Store): PreferencePair[] {
+export function preferencePairs(store: Store, columnist?: string): PreferencePair[] {
+  const all = derivePairs(store);
+  return columnist === undefined ? all : all.filter((p) => getGeneration(store, p.rejectedId)?.columnist === columnist);
+}
+
+/** How many pairs each voice has (by its articles), derived once for all voices. */
+export function pairCountsByColumnist(store: Store): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const p of derivePairs(store)) {
+    const voice = getGeneration(store, p.rejectedId)?.columnist;
+    if (voice) counts.set(voice, (counts.get(voice) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function derivePairs(store: Store): PreferencePair[] {
   const rows = listFeedback(store);
   const pairs: PreferencePair[] = [];
   const seen = new Set<string>();
@@ -206,21 +222,25 @@ export interface FeedbackStats {
   byAdapter: { adapterId: string; up: number; down: number }[];
 }
 
-export function feedbackStats(store: Store): FeedbackStats {
-  const counts = store.prepare('SELECT kind, value, COUNT(*) AS n FROM feedback GROUP BY kind, value').all() as {
+/** Every voice's signals, or (with `columnist`) only those on that voice's articles. */
+export function feedbackStats(store: Store, columnist?: string): FeedbackStats {
+  // @ids NULL: every voice. The voice is the article's (generations.columnist), not stored twice.
+  const ofVoice = `(@ids IS NULL OR generation_id IN (SELECT value FROM json_each(@ids)))`;
+  const voice = { ids: columnist === undefined ? null : JSON.stringify(generationIdsOfColumnist(store, columnist)) };
+  const counts = store.prepare(`SELECT kind, value, COUNT(*) AS n FROM feedback WHERE ${ofVoice} GROUP BY kind, value`).all(voice) as {
     kind: FeedbackKind;
     value: number | null;
     n: number;
   }[];
   const count = (kind: FeedbackKind, value?: number) => counts.filter((c) => c.kind === kind && (value === undefined || c.value === value)).reduce((s, c) => s + c.n, 0);
-  const pairs = preferencePairs(store);
+  const pairs = preferencePairs(store, columnist);
   const bySource = (s: PairSource) => pairs.filter((p) => p.source === s).length;
   const byAdapter = store
     .prepare(
       `SELECT COALESCE(adapter_id, 'none') AS adapterId, SUM(value = 1) AS up, SUM(value = -1) AS down
-       FROM feedback WHERE kind = 'rating' GROUP BY COALESCE(adapter_id, 'none') ORDER BY adapterId`,
+       FROM feedback WHERE kind = 'rating' AND ${ofVoice} GROUP BY COALESCE(adapter_id, 'none') ORDER BY adapterId`,
     )
-    .all() as { adapterId: string; up: number; down: number }[];
+    .all(voice) as { adapterId: string; up: number; down: number }[];
   return {
     ratings: { up: count('rating', 1), down: count('rating', -1) },
     regenerations: count('regenerate'),

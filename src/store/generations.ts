@@ -69,6 +69,11 @@ export function openGeneration(
     );
 }
 
+/** The ids of every generation written in `columnist`'s voice. */
+export function generationIdsOfColumnist(store: Store, columnist: string): string[] {
+  return (store.prepare('SELECT id FROM generations WHERE columnist = ?').all(columnist) as { id: string }[]).map((r) => r.id);
+}
+
 export function closeGeneration(
   store: Store,
   id: string,

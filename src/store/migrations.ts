@@ -4,6 +4,8 @@
  * (a database records only its highest version, so a lower number added later would never run
  * on a database that already passed it).
  */
+import { voiceUrls } from './migrations-voice-urls.ts';
+
 export interface Migration {
   version: number;
   name: string;
@@ -365,4 +367,5 @@ export const migrations: Migration[] = [
       UPDATE generations SET kind = 'regenerate' WHERE parent_id IS NOT NULL;
     `,
   },
+  voiceUrls,
 ];

@@ -50,8 +50,22 @@ export interface DashboardDeps {
   version: string;
   /** Aborted when the server shuts down: long-lived event streams end at once. */
   shutdown?: AbortSignal;
-  /** Each columnist's state (api-columnists.ts); absent where no columnist folders are read. */
+  /** Each columnist's state (jobs/voice-status.ts); absent where no columnist folders are read. */
   columnists?(): unknown[];
+  /** A voice by name, for a job started for it (throws UNKNOWN_COLUMNIST with the known ones). */
+  voice?(name: string): { name: string; minNewExamples: number };
+  /** The host's training turn: who holds it (any process), voices queued here, whom this process waits for. */
+  training?(): unknown;
+}
+
+/** The voice a request body names (`columnist`), checked; undefined when it names none. */
+function voiceOf(d: DashboardDeps, b: Record<string, unknown>): { name: string; minNewExamples: number } | undefined {
+  if (b.columnist === undefined) return undefined;
+  if (typeof b.columnist !== 'string' || !b.columnist.trim()) {
+    throw new MorrisError('BAD_INPUT', '"columnist" must be a columnist\'s name.', { hint: 'Send e.g. {"columnist": "morris"}, or leave it out for the default columnist.' });
+  }
+  if (!d.voice) throw new MorrisError('UNKNOWN_COLUMNIST', `No columnist named "${b.columnist}" in this process.`);
+  return d.voice(b.columnist);
 }
 
 function intParam(v: string | null | undefined, dflt: number, min: number, max: number): number {
@@ -164,7 +178,10 @@ export function apiRoutes(d: DashboardDeps): Route[] {
           version: d.version,
           engine: await d.engineStatus(),
           generator: await d.generator.info(),
+          // The default columnist's (what a request naming no voice gets); every voice's is in `columnists`.
           activeAdapter: active ? { id: active.id, promoted_at: active.promoted_at, dataset_id: active.dataset_id } : null,
+          columnists: d.columnists?.() ?? [],
+          training: d.training?.() ?? null,
           bots: d.bots(),
           jobs: {
             running: listRuns(d.store, { status: 'running', limit: 20 }),
@@ -222,7 +239,9 @@ export function apiRoutes(d: DashboardDeps): Route[] {
       handler: async ({ params, body }) => {
         const b = await body();
         const chain = b.chain === undefined ? undefined : Boolean(b.chain);
-        const s = await d.control.start(params.name!, { trigger: actor, input: b.input, chain });
+        // For a voice: its whole chain runs for it, with its own retrain threshold.
+        const voice = voiceOf(d, b);
+        const s = await d.control.start(params.name!, { trigger: actor, input: b.input, chain, ...(voice ? { columnist: voice.name, minNewExamples: voice.minNewExamples } : {}) });
         return { started: s.started, run: s.run };
       },
     },
@@ -248,8 +267,10 @@ export function apiRoutes(d: DashboardDeps): Route[] {
     {
       method: 'POST',
       path: '/api/adapters/rollback',
-      handler: async () => {
-        const c = await d.registry.rollback(actor);
+      handler: async ({ body }) => {
+        // Each voice has its own active adapter: the body names whose to roll back (default: the default columnist's).
+        const voice = voiceOf(d, await body());
+        const c = voice ? await d.registry.rollback(actor, 'rolled back', voice.name) : await d.registry.rollback(actor);
         return { previous: c.previous?.id ?? null, active: c.active?.id ?? null };
       },
     },

@@ -1,4 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { COLUMNISTS_DIR } from '../../src/paths.ts';
+import { columnistStates } from '../../src/jobs/voice-status.ts';
 import { createAdminActions } from '../../src/jobs/admin-actions.ts';
 import { JobControl } from '../../src/jobs/control.ts';
 import { AdapterRegistry } from '../../src/jobs/registry.ts';
@@ -47,5 +52,21 @@ describe('admin actions (the bots\' /morris-admin commands)', () => {
     expect(await admin.rollback(actor)).toBe('Rolled back from lora-1; the base model answers now.');
     await expect(admin.promote(actor, 'nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     gate.resolve();
+  });
+
+  it("status has one line per voice: its adapter, last training and reader pairs, or why it does not load", async () => {
+    const root = path.join(t.dir, 'columnists');
+    fs.cpSync(path.join(COLUMNISTS_DIR, 'morris'), path.join(root, 'morris'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'broken'));
+    fs.writeFileSync(path.join(root, 'broken', 'columnist.json'), '{"displayName": 3}');
+    const config = loadConfig({ MORRIS_COLUMNISTS_DIR: root });
+    const runner = new JobRunner(t.store, { retrain: async () => ({ adapterId: 'x', summary: 'trained' }) });
+    await runner.run('retrain', { input: {} });
+    const admin = createAdminActions({ control: new JobControl(runner, { chain: false, minNewExamples: 1 }), registry: new AdapterRegistry(t.store), generator, columnists: () => columnistStates(config, t.store) });
+    const lines = (await admin.status({ platform: 'slack', userId: 'U1' })).split('\n');
+    expect(lines.filter((l) => l.startsWith('Voice '))).toEqual([
+      expect.stringMatching(/^Voice broken: does not load \(skipped by the scheduler\): .*displayName/),
+      'Voice morris (default): adapter none, last train #1 succeeded, 0 reader pairs (0 new)',
+    ]);
   });
 });

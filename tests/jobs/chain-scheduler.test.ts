@@ -6,26 +6,31 @@ import { getLogs, listRuns } from '../../src/store/job-runs.ts';
 import { tempStore, waitFor } from './helpers.ts';
 import { importPreferenceLines } from '../../src/pipeline/dataset/preferences.ts';
 
-/** n reader pairs in the store (each an imported article and a reader's edit of it). */
-function addPairs(store: Parameters<typeof importPreferenceLines>[0], n: number, from = 0): void {
+/** n reader pairs in the store (each an imported article and a reader's edit of it), on `columnist`'s articles. */
+function addPairs(store: Parameters<typeof importPreferenceLines>[0], n: number, from = 0, columnist?: string): void {
   const line = (i: number) =>
     JSON.stringify({ prompt: [{ role: 'user', content: `Write a column about topic ${i}.` }], chosen: [{ role: 'assistant', content: `good ${i}` }], rejected: [{ role: 'assistant', content: `bad ${i}` }] });
-  importPreferenceLines(store, Array.from({ length: n }, (_, i) => line(from + i)).join('\n'));
+  importPreferenceLines(store, Array.from({ length: n }, (_, i) => line(from + i)).join('\n'), 'test', columnist);
 }
 
 let t: ReturnType<typeof tempStore>;
 beforeEach(() => (t = tempStore()));
 afterEach(() => t.cleanup());
 
+type Voiced = { columnist?: string };
+/** `@voice` after a job's name when the chain runs for another columnist than the default one. */
+const at = (i: Voiced) => (i.columnist ? `@${i.columnist}` : '');
+
 /** Jobs that report what the chain decides on; the real ones are exercised in serve-e2e. */
-function handlers(o: { changed: boolean; newExamples: number; calls: string[]; pairs?: () => number }): Record<string, JobHandler> {
+function handlers(o: { changed: boolean; newExamples: number; calls: string[]; pairs?: (columnist?: string) => number }): Record<string, JobHandler> {
   return {
-    rescrape: async () => (o.calls.push('rescrape'), { changed: o.changed, summary: 's' }),
-    rebuild: async () => (o.calls.push('rebuild'), { datasetId: 'd1', changed: true, newExamples: o.newExamples, summary: 'b' }),
-    retrain: async (_ctx, input: { datasetId?: string }) => (o.calls.push(`retrain:${input.datasetId}`), { adapterId: 'a1', summary: 't' }),
-    evaluate: async (_ctx, input: { adapterId?: string }) => (o.calls.push(`evaluate:${input.adapterId}`), { summary: 'e' }),
-    dpo: async (_ctx, input: { referenceAdapterId?: string | null }) => (
-      o.calls.push(`dpo:${input.referenceAdapterId ?? 'active'}`), { adapterId: 'p1', referenceAdapterId: input.referenceAdapterId ?? null, pairs: o.pairs?.() ?? 0, summary: 'd' }
+    rescrape: async (_ctx, input: Voiced) => (o.calls.push(`rescrape${at(input)}`), { changed: o.changed, summary: 's' }),
+    rebuild: async (_ctx, input: Voiced) => (o.calls.push(`rebuild${at(input)}`), { datasetId: 'd1', changed: true, newExamples: o.newExamples, summary: 'b' }),
+    retrain: async (_ctx, input: { datasetId?: string } & Voiced) => (o.calls.push(`retrain${at(input)}:${input.datasetId}`), { adapterId: 'a1', summary: 't' }),
+    evaluate: async (_ctx, input: { adapterId?: string } & Voiced) => (o.calls.push(`evaluate${at(input)}:${input.adapterId}`), { summary: 'e' }),
+    dpo: async (_ctx, input: { referenceAdapterId?: string | null } & Voiced) => (
+      o.calls.push(`dpo${at(input)}:${input.referenceAdapterId ?? 'active'}`),
+      { adapterId: 'p1', referenceAdapterId: input.referenceAdapterId ?? null, pairs: o.pairs?.(input.columnist ?? 'morris') ?? 0, summary: 'd' }
     ),
   };
 }
@@ -74,7 +79,7 @@ describe('chain: the DPO stage', () => {
     const opts = { trigger: 'cron', chain: true, minNewExamples: 10, dpoMinNewPairs: 5 };
     const none = await runChain(runner, 'rescrape', opts);
     expect(calls).toEqual(['rescrape', 'rebuild', 'retrain:d1', 'evaluate:a1']);
-    expect(getLogs(t.store, none.at(-1)!.id).map((l) => l.line).join('\n')).toMatch(/readers have made 0 preference pairs \(< 2 needed for a DPO stage\)/);
+    expect(getLogs(t.store, none.at(-1)!.id).map((l) => l.line).join('\n')).toMatch(/readers have made 0 preference pairs on morris's articles \(< 2 needed for a DPO stage\)/);
     addPairs(t.store, 3);
     calls.length = 0;
     const runs = await runChain(runner, 'retrain', { ...opts, input: { datasetId: 'd2' } });
@@ -113,6 +118,42 @@ describe('chain: the DPO stage', () => {
       addPairs(t.store, 1, 7);
       await s.tick('dpo');
       expect(calls).toEqual(['dpo:active', 'evaluate:p1', 'dpo:active', 'evaluate:p1']);
+    } finally {
+      await s.stop();
+      await s.settled();
+    }
+  });
+
+  it("per columnist: each voice's watch counts only pairs on its articles, and its DPO stage is its own", async () => {
+    const calls: string[] = [];
+    const { preferencePairs } = await import('../../src/store/feedback.ts');
+    const runner = new JobRunner(t.store, handlers({ changed: true, newExamples: 12, calls, pairs: (c) => preferencePairs(t.store, c).length }));
+    const off = { rescrape: 'off', rebuild: 'off', retrain: 'off' } as const;
+    const house = { columnist: 'house', crons: off, minNewExamples: 1, problem: () => null };
+    const s = startScheduler(runner, { crons: off, timezone: 'UTC', chain: true, minNewExamples: 1, dpoMinNewPairs: 4, voices: [house] });
+    try {
+      expect(s.jobs().map((j) => `${j.job}${j.columnist ? `@${j.columnist}` : ''}`)).toEqual(['dpo', 'dpo@house']);
+      addPairs(t.store, 4, 0, 'house');
+      await s.tick('dpo');
+      expect(calls).toEqual([]); // the default voice has no pairs of its own
+      await s.tick('dpo', 'house');
+      expect(calls).toEqual(['dpo@house:active', 'evaluate@house:p1']);
+      expect(listRuns(t.store, { job: 'dpo', columnist: 'house' })).toHaveLength(1);
+      // The default voice's pairs start its DPO, not the house's (whose count starts from its own last run).
+      addPairs(t.store, 4, 100);
+      calls.length = 0;
+      await s.tick('dpo', 'house');
+      expect(calls).toEqual([]);
+      await s.tick('dpo');
+      expect(calls).toEqual(['dpo:active', 'evaluate:p1']);
+      // A retrain of the house voice gets a DPO stage of its own on top of the new adapter.
+      calls.length = 0;
+      const runs = await runChain(runner, 'retrain', { trigger: 'cron', chain: true, minNewExamples: 1, dpoMinNewPairs: 4, columnist: 'house', input: { datasetId: 'dh' } });
+      expect(calls).toEqual(['retrain@house:dh', 'evaluate@house:a1', 'dpo@house:a1', 'evaluate@house:p1']);
+      expect(runs.map((r) => r.columnist)).toEqual(['house', 'house', 'house', 'house']);
+      // A voice without pairs stops after its gate, and says whose pairs it counted.
+      const lone = await runChain(runner, 'retrain', { trigger: 'cron', chain: true, minNewExamples: 1, dpoMinNewPairs: 4, columnist: 'lone', input: { datasetId: 'dl' } });
+      expect(getLogs(t.store, lone.at(-1)!.id).map((l) => l.line).join('\n')).toMatch(/readers have made 0 preference pairs on lone's articles/);
     } finally {
       await s.stop();
       await s.settled();

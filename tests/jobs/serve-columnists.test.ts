@@ -111,8 +111,8 @@ describe('serve: two columnists', () => {
     ]);
     expect(states[1]!.articles).toBe(14);
     expect(states[0]!.articles).toBeGreaterThan(14);
-    // The readers' pairs watch (DPO) is the default voice's: its pairs train it.
-    expect(states.map((c) => c.scheduled.map((x) => x.job))).toEqual([['dpo', 'rescrape'], ['rescrape']]);
+    // Each voice has its own readers' pairs watch (DPO): its pairs train it.
+    expect(states.map((c) => c.scheduled.map((x) => x.job))).toEqual([['dpo', 'rescrape'], ['dpo', 'rescrape']]);
     // One training at a time: the second began after the first had ended, and neither was skipped.
     const trainings = listRuns(h.store, { job: 'retrain', limit: 10 }).reverse();
     expect(trainings.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);

@@ -3,9 +3,12 @@
  * and readers' edits), the per-minute watch sees MORRIS_DPO_MIN_NEW_PAIRS new ones and starts the
  * DPO stage in a worker process (on top of the active adapter: none here, so the base model), the
  * gate measures readers' held-out preference accuracy for the base model and the DPO candidate and
- * promotes or keeps it with that figure in the reason.
+ * promotes or keeps it with that figure in the reason. A second voice's readers' pairs train that
+ * voice alone: its own watch, its own reference (its active adapter, not the default voice's), its
+ * adapter line and a gate measured on its own held-out pairs.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServeHandle } from '../../src/serve/start.ts';
@@ -13,11 +16,14 @@ import { getLogs, listRuns } from '../../src/store/job-runs.ts';
 import { getAdapter } from '../../src/jobs/registry.ts';
 import { importDataset } from '../../src/pipeline/dataset/import.ts';
 import { importPreferenceLines } from '../../src/pipeline/dataset/preferences.ts';
+import { pairsSinceLastDpo } from '../../src/jobs/chain.ts';
+import { COLUMNISTS_DIR } from '../../src/paths.ts';
 import { QUICK_TRAIN, startTinyServe, waitFor } from './helpers.ts';
 
 let root: string;
 let h: ServeHandle;
 let close: () => Promise<void>;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-serve-dpo-voices-'));
 
 const pair = (i: number) =>
   JSON.stringify({
@@ -27,8 +33,18 @@ const pair = (i: number) =>
   });
 
 beforeAll(async () => {
+  // Two voices: the default one and a house style with a short style guide of its own.
+  const columnists = path.join(work, 'columnists');
+  fs.cpSync(path.join(COLUMNISTS_DIR, 'morris'), path.join(columnists, 'morris'), { recursive: true });
+  fs.mkdirSync(path.join(columnists, 'house', 'sources'), { recursive: true });
+  fs.writeFileSync(path.join(columnists, 'house', 'columnist.json'), JSON.stringify({ displayName: 'House', attribution: 'the house style' }));
+  fs.writeFileSync(path.join(columnists, 'house', 'system-prompt.md'), 'You write in the house style: plain and short.\n');
   // The serving system prompt is long for the tiny tokenizer: room for it and the article.
-  ({ root, h, close } = await startTinyServe('morris-serve-dpo-', { MORRIS_DPO_MIN_NEW_PAIRS: '12', MORRIS_MAX_SEQ_TOKENS: '1200' }, { trainOverrides: { ...QUICK_TRAIN, maxSeqLen: 1200, lr: 1e-2, dpoBeta: 0.5, dropout: 0 } }));
+  ({ root, h, close } = await startTinyServe(
+    'morris-serve-dpo-',
+    { MORRIS_DPO_MIN_NEW_PAIRS: '12', MORRIS_MAX_SEQ_TOKENS: '1200', MORRIS_COLUMNISTS_DIR: columnists },
+    { trainOverrides: { ...QUICK_TRAIN, maxSeqLen: 1200, lr: 1e-2, dpoBeta: 0.5, dropout: 0 } },
+  ));
   // A dataset for the gate's validation loss (the SFT side of the measures).
   const ds = Array.from({ length: 6 }, (_, i) =>
     JSON.stringify({ split: i < 4 ? 'train' : 'validation', messages: [{ role: 'user', content: `Write about deal ${i}.` }, { role: 'assistant', content: `Deal ${i} shares masts.` }] }),
@@ -37,7 +53,10 @@ beforeAll(async () => {
   importDataset(h.store, path.join(root, 'ds.jsonl'));
 }, 60_000);
 
-afterAll(async () => close?.());
+afterAll(async () => {
+  await close?.();
+  fs.rmSync(work, { recursive: true, force: true });
+});
 
 describe('serve: reader pairs → DPO stage → gate with preference accuracy', () => {
   it('new pairs start the DPO chain; the gate reports preference accuracy and decides', async () => {
@@ -85,5 +104,50 @@ describe('serve: reader pairs → DPO stage → gate with preference accuracy', 
     expect(runs[2]!.result).toMatchObject({ referenceAdapterId: sftId, pairs: 12 });
     expect(runs[3]!.parent_id).toBe(runs[2]!.id);
     console.log(`serve SFT then DPO: ${runs.map((r) => `${r.job}: ${r.message}`).join(' | ')}`);
+  }, 180_000);
+
+  it("a second voice's pairs train that voice alone: its watch, its reference, its adapter line, its gate", async () => {
+    const morrisActive = h.registry.active()!;
+    const morrisDpoRuns = listRuns(h.store, { job: 'dpo', columnist: 'morris' }).length;
+    const house = (i: number) =>
+      JSON.stringify({
+        prompt: [{ role: 'user', content: `Write a column about the ${i}th tariff change.` }],
+        chosen: [{ role: 'assistant', content: `Tariff ${i}: prices rise by a little. Plainly put, customers pay more.` }],
+        rejected: [{ role: 'assistant', content: `Tariff ${i}: wow wow wow, what a day, what a day, what a day!` }],
+      });
+    // The house voice's own dataset, for the gate's validation loss.
+    const ds = Array.from({ length: 6 }, (_, i) => JSON.stringify({ split: i < 4 ? 'train' : 'validation', messages: [{ role: 'user', content: `Write about tariff ${i}.` }, { role: 'assistant', content: `Tariff ${i} rises.` }] }));
+    fs.writeFileSync(path.join(root, 'house-ds.jsonl'), ds.join('\n'));
+    importDataset(h.store, path.join(root, 'house-ds.jsonl'), undefined, { columnist: 'house' });
+    importPreferenceLines(h.store, Array.from({ length: 12 }, (_, i) => house(i)).join('\n'), 'house pairs', 'house');
+    // The default voice's count does not move: those are the house's pairs.
+    expect(pairsSinceLastDpo(h.store, 'morris').fresh).toBe(0);
+    expect(pairsSinceLastDpo(h.store, 'house')).toEqual({ total: 12, fresh: 12 });
+    expect(h.scheduler.jobs()).toContainEqual(expect.objectContaining({ job: 'dpo', columnist: 'house' }));
+    await h.scheduler.tick('dpo');
+    await h.scheduler.tick('dpo', 'house');
+    const dpo = await waitFor(() => listRuns(h.store, { job: 'dpo', columnist: 'house' }).find((r) => r.status !== 'running' && r.status !== 'skipped'), 120_000, 200);
+    expect(dpo.status, getLogs(h.store, dpo.id).map((l) => l.line).join('\n')).toBe('succeeded');
+    expect(dpo.trigger).toBe('new-pairs');
+    // From the house's active adapter (none: the base model), never the default voice's, on its 12 pairs only.
+    expect(dpo.result).toMatchObject({ referenceAdapterId: null, pairs: 12 });
+    expect(dpo.message).toMatch(/^DPO adapter lora-\S+ on 12 pairs \(reference base\)/);
+    const candidateId = (dpo.result as { adapterId: string }).adapterId;
+    expect(getAdapter(h.store, candidateId).columnist).toBe('house');
+    const evaluate = await waitFor(() => listRuns(h.store, { job: 'evaluate' }).find((r) => r.parent_id === dpo.id && r.status !== 'running'), 60_000, 200);
+    expect(evaluate.status, getLogs(h.store, evaluate.id).map((l) => l.line).join('\n')).toBe('succeeded');
+    expect(evaluate.columnist).toBe('house');
+    const ev = getAdapter(h.store, candidateId).eval as { active: unknown; candidate: { preference: { pairs: number } }; base: { preference: { accuracy: number; pairs: number } }; decision: { promote: boolean } };
+    // Compared within the voice: the house has no active adapter, so not the default voice's.
+    expect(ev.active).toBeNull();
+    // Measured on the house's held-out pairs: the ones its DPO run held out, not the default voice's too.
+    const heldOut = (dpo.result as { preference: { heldOut: number } }).preference.heldOut;
+    expect(heldOut).toBeGreaterThan(0);
+    expect([ev.candidate.preference.pairs, ev.base.preference.pairs]).toEqual([heldOut, heldOut]);
+    expect(h.registry.active('house')?.id ?? null).toBe(ev.decision.promote ? candidateId : null);
+    // The default voice is untouched: same active adapter, no DPO run of its own.
+    expect(h.registry.active()!.id).toBe(morrisActive.id);
+    expect(listRuns(h.store, { job: 'dpo', columnist: 'morris' })).toHaveLength(morrisDpoRuns);
+    console.log(`serve DPO (house): ${dpo.message}; gate: ${evaluate.message}`);
   }, 180_000);
 });

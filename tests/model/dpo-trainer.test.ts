@@ -5,7 +5,7 @@
  * giving the same adapter as an uninterrupted run.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { trainDpo, type DpoOptions } from '../../src/model/train/dpo.ts';
 import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
 import type { PairCounts, PreferenceRecord } from '../../src/model/train/pairs.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
+import { COLUMNISTS_DIR } from '../../src/paths.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 let root: string;
@@ -113,11 +114,11 @@ describe('trainDpo', () => {
 });
 
 describe('morris train --method dpo', () => {
-  const cli = (args: string[], dir: string) => {
+  const cli = (args: string[], dir: string, extraEnv: Record<string, string> = {}) => {
     const r = spawnSync(process.execPath, [join(REPO, 'bin/morris.mjs'), 'train', '--method', 'dpo', '--model', modelDir, '--threads', '1', '--no-progress', '--steps', '4', '--rank', '4', '--alpha', '8', ...args], {
       cwd: REPO,
       encoding: 'utf8',
-      env: { ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn' },
+      env: { ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn', ...extraEnv },
       timeout: 60_000,
     });
     return { code: r.status, out: r.stdout, err: r.stderr };
@@ -135,7 +136,7 @@ describe('morris train --method dpo', () => {
     expect(short.err).toMatch(/No usable preference pair to train on \(12 pairs: 0 kept, .* 12 cut to the context, 12 without an assistant reply\)[\s\S]*raise maxSeqLen/);
     const ok = cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '2048', '--out', join(dir, 'out')], dir);
     expect(ok.code, ok.err).toBe(0);
-    expect(ok.out).toMatch(/^adapter lora-\S+ \(DPO, candidate\) → /);
+    expect(ok.out).toMatch(/^adapter lora-\S+ \(DPO for morris, candidate\) → /);
     expect(ok.out).toMatch(/reference base model; \d+ steps on cpu/);
     expect(ok.out).toMatch(/train pairs: \d+ pairs: \d+ kept, 0 with the same chosen and rejected text/);
     expect(ok.out).toMatch(/held-out preference accuracy 0\.500 → \d\.\d{3} \(\d+ pairs\)/);
@@ -152,6 +153,44 @@ describe('morris train --method dpo', () => {
     const bad = cli(['--adapter', 'none', '--pairs', join(dir, 'bad.jsonl')], dir);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/bad\.jsonl line 1: prompt must be a non-empty list of messages/);
+  });
+
+  it("--columnist trains a voice on readers' pairs on its own articles, with its style guide, into its own line", async () => {
+    const dir = join(root, 'cli-voice');
+    const columnists = join(dir, 'columnists');
+    cpSync(join(COLUMNISTS_DIR, 'morris'), join(columnists, 'morris'), { recursive: true });
+    mkdirSync(join(columnists, 'house', 'sources'), { recursive: true });
+    writeFileSync(join(columnists, 'house', 'columnist.json'), JSON.stringify({ displayName: 'House', attribution: 'the house style' }));
+    writeFileSync(join(columnists, 'house', 'system-prompt.md'), 'Plain and short.\n');
+    const { importPreferenceLines } = await import('../../src/pipeline/dataset/preferences.ts');
+    const s = openStore(join(dir, 'data', 'morris.db'));
+    importPreferenceLines(s, jsonl(records(10)), 'house', 'house');
+    importPreferenceLines(s, jsonl(records(30).slice(10)), 'morris');
+    s.prepare(`INSERT INTO adapters (id, base_model, path, status, metrics, columnist) VALUES ('lora-morris', 'tiny', ?, 'candidate', '{}', 'morris')`).run(join(dir, 'nowhere'));
+    s.close();
+    const env = { MORRIS_COLUMNISTS_DIR: columnists };
+    // 256 tokens: room for the house's one-line style guide, not for the default voice's long one
+    // (the test above: every pair cut to nothing), so this also shows whose prompt the pairs get.
+    const house = cli(['--columnist', 'house', '--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '256'], dir, env);
+    expect(house.code, house.err).toBe(0);
+    expect(house.out).toMatch(/^adapter (lora-\S+) \(DPO for house, candidate\) → /);
+    // The house's 10 pairs only (the default voice's 20 are not its own): kept + held out = 10.
+    const kept = [...house.out.matchAll(/(?:train|held-out) pairs: (\d+) pairs/g)].map((m) => Number(m[1]));
+    expect(kept.reduce((a, b) => a + b, 0)).toBe(10);
+    const id = /^adapter (lora-\S+)/.exec(house.out)![1]!;
+    const after = openStore(join(dir, 'data', 'morris.db'));
+    try {
+      expect(after.prepare('SELECT columnist FROM adapters WHERE id = ?').get(id)).toEqual({ columnist: 'house' });
+    } finally {
+      after.close();
+    }
+    // Another voice's adapter is no reference for this one; an unknown voice lists the known ones.
+    const other = cli(['--columnist', 'house', '--adapter', 'lora-morris', '--pairs', 'latest'], dir, env);
+    expect(other.code).toBe(1);
+    expect(other.err).toMatch(/Adapter lora-morris is morris's, not house's[\s\S]*--columnist morris/);
+    const unknown = cli(['--columnist', 'nobody', '--adapter', 'none', '--pairs', 'latest'], dir, env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/No columnist named "nobody"\. Known columnists: house, morris\./);
   });
 });
 

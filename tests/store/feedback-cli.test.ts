@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
+import { COLUMNISTS_DIR, SYSTEM_PROMPT_FILE } from '../../src/paths.ts';
 import { articleMessages, revisionMessages, servingSystemPrompt } from '../../src/prompts.ts';
 import { openStore } from '../../src/store/db.ts';
 import { recordFeedback } from '../../src/store/feedback.ts';
@@ -24,10 +24,10 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function morris(args: string[], dataDir: string) {
+function morris(args: string[], dataDir: string, env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, ['bin/morris.mjs', ...args], {
     encoding: 'utf8',
-    env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir },
+    env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir, ...env },
     timeout: 60_000,
   });
   expect(r.status, r.stderr).toBe(0);
@@ -132,6 +132,41 @@ describe('morris feedback', () => {
       ['edit', 4, 'Cut.'],
     ]);
     expect(out[1].prompt).toEqual(revisionMessages(system, 'spectrum', 'Long draft.', 'cut it'));
+  }, 120_000);
+
+  it("import --columnist attributes the pairs to that voice: its export, stats and training pairs, not the default's", () => {
+    const dir = tempDir();
+    const columnists = path.join(dir, 'columnists');
+    fs.cpSync(path.join(COLUMNISTS_DIR, 'morris'), path.join(columnists, 'morris'), { recursive: true });
+    fs.mkdirSync(path.join(columnists, 'house', 'sources'), { recursive: true });
+    fs.writeFileSync(path.join(columnists, 'house', 'columnist.json'), JSON.stringify({ displayName: 'House', attribution: 'the house style' }));
+    fs.writeFileSync(path.join(columnists, 'house', 'system-prompt.md'), 'You write in the house style: plain, short, no jokes.\n');
+    const env = { MORRIS_COLUMNISTS_DIR: columnists };
+    const file = path.join(dir, 'pairs.jsonl');
+    const line = (topic: string) => JSON.stringify({ prompt: [{ role: 'user', content: `Write a column about ${topic}.` }], chosen: [{ role: 'assistant', content: `Plain ${topic}.` }], rejected: [{ role: 'assistant', content: `Jokey ${topic}!` }] });
+    fs.writeFileSync(file, [line('masts'), line('fibre')].join('\n'));
+    expect(morris(['feedback', 'import', file, '--columnist', 'house'], dir, env)).toMatch(/Imported 2 preference pairs, on house's articles/);
+    expect(morris(['feedback', 'import', file], dir, env)).toMatch(/Imported 2 preference pairs, on morris's articles/);
+    expect(JSON.parse(morris(['feedback', 'stats', '--json', '--columnist', 'house'], dir, env)).pairs.total).toBe(2);
+    expect(JSON.parse(morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
+    // Each voice's export is its own pairs, prompted with its own style guide.
+    const house = morris(['feedback', 'export', '--columnist', 'house'], dir, env).trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(house.map((r) => r.prompt[0].content)).toEqual([servingSystemPrompt(path.join(columnists, 'house', 'system-prompt.md')).text, servingSystemPrompt(path.join(columnists, 'house', 'system-prompt.md')).text]);
+    expect(house[0].prompt[0].content).toContain('house style');
+    const store = openStore(path.join(dir, 'morris.db'));
+    try {
+      expect(store.prepare(`SELECT columnist, COUNT(*) AS n FROM generations GROUP BY columnist ORDER BY columnist`).all()).toEqual([
+        { columnist: 'house', n: 2 },
+        { columnist: 'morris', n: 2 },
+      ]);
+    } finally {
+      store.close();
+    }
+    // An unknown voice is refused before anything is read, with the list of known ones.
+    const r = spawnSync(process.execPath, ['bin/morris.mjs', 'feedback', 'import', file, '--columnist', 'nobody'], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir, ...env }, timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/No columnist named "nobody"\. Known columnists: house, morris\./);
+    expect(JSON.parse(morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
   }, 120_000);
 
   it('import refuses a malformed line and names it, importing nothing', () => {

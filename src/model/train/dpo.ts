@@ -48,6 +48,8 @@ export interface DpoOptions {
   readonly records: readonly PreferenceRecord[];
   /** Where the pairs came from, for the adapter's metrics ('latest' or a file). */
   readonly pairsSource: string;
+  /** The voice whose readers' pairs these are: the adapter joins its line (default: the reference's dataset's voice). */
+  readonly columnist?: string;
   readonly hostSettings?: Record<string, unknown>;
   readonly settings?: Record<string, unknown>;
   readonly resume?: boolean;
@@ -166,6 +168,7 @@ export async function trainDpo(opts: DpoOptions, cb: TrainCallbacks = {}): Promi
       targets,
       baseModel,
       datasetId: reference?.datasetId ?? null,
+      columnist: opts.columnist,
       vocabSize: model.vocabSize,
       runId,
       fingerprint,

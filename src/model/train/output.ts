@@ -26,6 +26,8 @@ export interface TrainedRun {
   baseModel: string;
   /** The SFT dataset; for DPO the reference adapter's, or null (pairs are not a dataset version). */
   datasetId: string | null;
+  /** The voice the adapter belongs to, when the caller knows it (DPO: whose readers' pairs); else its dataset's. */
+  columnist?: string;
   vocabSize: number;
   runId: string;
   fingerprint: string;
@@ -93,8 +95,8 @@ export function saveTrainedAdapter(r: TrainedRun): { adapterId: string; adapterD
         metrics,
         reason: verdict.status === 'failed' ? verdict.reason : null,
         // An adapter is the voice its data came from: it joins that columnist's line of adapters
-        // (a DPO adapter has no dataset: it learns the default voice's readers' pairs).
-        columnist: r.datasetId === null ? undefined : datasetColumnist(r.store, r.datasetId),
+        // (a DPO adapter learns the pairs of the voice it is told, else its reference's dataset's voice).
+        columnist: r.columnist ?? (r.datasetId === null ? undefined : datasetColumnist(r.store, r.datasetId)),
       });
     } catch (e) {
       fs.rmSync(adapterDir, { recursive: true, force: true });

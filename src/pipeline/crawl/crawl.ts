@@ -156,7 +156,7 @@ export async function crawlSource(store: Store, profile: SourceProfile, opts: Cr
 /** The steps of one run: discover URLs, choose the targets, fetch them. */
 async function crawlInto(store: Store, profile: SourceProfile, opts: CrawlOptions, s: CrawlSummary, budget: CrawlBudget): Promise<void> {
   const found = await discoverUrls(store, profile, opts, s, budget);
-  const targets = chooseTargets(store, profile.name, found, Boolean(opts.full));
+  const targets = chooseTargets(store, profile.name, found, Boolean(opts.full), opts.columnist);
   await fetchTargets(store, profile, opts, s, budget, targets);
 }
 

@@ -156,13 +156,13 @@ class DiscoveryWalk {
     if (seen) {
       if (lastmod && (!seen.lastmod || lastmod > seen.lastmod)) seen.lastmod = lastmod;
     } else {
-      if (!crawlUrl(this.store, url) && !this.budget.takeUrl()) {
+      if (!crawlUrl(this.store, url, this.opts.columnist) && !this.budget.takeUrl()) {
         this.cut = true;
         return 'capped';
       }
       this.found.set(url, { url, foundOn, lastmod });
     }
-    return isKnown(this.store, url) ? 'known' : 'new';
+    return isKnown(this.store, url, this.opts.columnist) ? 'known' : 'new';
   }
 
   /** A listing, feed or sitemap; null when there is nothing to read (304, error, robots, cap). */
@@ -175,9 +175,9 @@ class DiscoveryWalk {
     }
     opts.onProgress?.({ phase: 'discover', done: s.listingPages, total: 0, url });
     try {
-      const prev = opts.full || this.resuming ? undefined : pageValidators(store, url);
+      const prev = opts.full || this.resuming ? undefined : pageValidators(store, url, opts.columnist);
       const res = await opts.fetcher.get(url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined, accept });
-      savePage(store, res);
+      savePage(store, res, opts.columnist);
       if (res.notModified) return null;
       if (res.status >= 400) s.failed.push({ url, reason: `HTTP ${res.status}` });
       else if (res.binary) s.failed.push({ url, reason: `not text (${res.contentType ?? 'unknown type'})` });

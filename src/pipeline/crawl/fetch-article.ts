@@ -27,8 +27,8 @@ export async function fetchArticle(
   /** The voice the articles are stored for (default: the default columnist). */
   columnist?: string,
 ): Promise<void> {
-  const mark = (status: Parameters<typeof markUrl>[2], reason: string | null) => markUrl(store, t.url, status, reason);
-  const prev = pageValidators(store, t.url);
+  const mark = (status: Parameters<typeof markUrl>[2], reason: string | null) => markUrl(store, t.url, status, reason, columnist);
+  const prev = pageValidators(store, t.url, columnist);
   let res: FetchResult;
   try {
     res = await fetcher.get(t.url, { validators: prev ? { etag: prev.etag, lastModified: prev.last_modified } : undefined });
@@ -50,7 +50,7 @@ export async function fetchArticle(
   s.fetched++;
   if (res.notModified) {
     store.transaction(() => {
-      savePage(store, res);
+      savePage(store, res, columnist);
       mark('done', null);
     })();
     s.unchanged++;
@@ -59,7 +59,7 @@ export async function fetchArticle(
   if (res.status >= 400) {
     const reason = `HTTP ${res.status}`;
     store.transaction(() => {
-      savePage(store, res);
+      savePage(store, res, columnist);
       mark('failed', reason);
     })();
     s.failed.push({ url: t.url, reason });
@@ -92,8 +92,8 @@ export async function fetchArticle(
   // The outcome is counted only once the transaction has committed: a commit that fails (a full
   // disk) must not leave an article counted as new that is not in the store.
   const outcome = store.transaction((): (() => void) => {
-    savePage(store, res);
-    const existing = articleByUrl(store, canonical);
+    savePage(store, res, columnist);
+    const existing = articleByUrl(store, canonical, columnist);
     if (reason) {
       mark('skipped', reason);
       // Never replace a stored article with a non-article; remember the skip only for new URLs.

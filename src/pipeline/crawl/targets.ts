@@ -21,16 +21,16 @@ export interface Target {
  * The targets of this run, after adding every one to the frontier: URLs a cap leaves unfetched
  * are still pending for the next run. One transaction: a big sitemap means thousands of rows.
  */
-export function chooseTargets(store: Store, source: string, found: Map<string, Target>, full: boolean): Target[] {
+export function chooseTargets(store: Store, source: string, found: Map<string, Target>, full: boolean, columnist?: string): Target[] {
   for (const row of retryableUrls(store, source, MAX_ATTEMPTS)) {
     if (!found.has(row.url)) found.set(row.url, { url: row.url, foundOn: row.found_on ?? '', lastmod: row.lastmod });
   }
   return store.transaction(() => {
     const chosen: Target[] = [];
     for (const t of found.values()) {
-      const known = crawlUrl(store, t.url);
-      addFoundUrl(store, { url: t.url, source, foundOn: t.foundOn, lastmod: t.lastmod });
-      const fetchedAt = known && isSettled(known) ? pageValidators(store, t.url)?.fetched_at : undefined;
+      const known = crawlUrl(store, t.url, columnist);
+      addFoundUrl(store, { url: t.url, source, foundOn: t.foundOn, lastmod: t.lastmod, columnist });
+      const fetchedAt = known && isSettled(known) ? pageValidators(store, t.url, columnist)?.fetched_at : undefined;
       if (needsFetch(t, known, full, fetchedAt)) chosen.push(t);
     }
     return chosen;
@@ -52,8 +52,8 @@ function isSettled(row: CrawlUrlRow): boolean {
   return row.status !== 'pending' && row.status !== 'failed';
 }
 
-/** Known to this source: settled in the frontier, or stored as an article. */
-export function isKnown(store: Store, url: string): boolean {
-  const row = crawlUrl(store, url);
-  return Boolean(row && isSettled(row)) || Boolean(articleByUrl(store, url));
+/** Known to this voice: settled in its frontier, or stored as its article (another voice's do not count). */
+export function isKnown(store: Store, url: string, columnist?: string): boolean {
+  const row = crawlUrl(store, url, columnist);
+  return Boolean(row && isSettled(row)) || Boolean(articleByUrl(store, url, columnist));
 }

@@ -14,7 +14,7 @@ import { MorrisError } from '../../errors.ts';
 import { articleMessages, revisionMessages, type ChatMessage } from '../../prompts.ts';
 import type { Store } from '../../store/db.ts';
 import { PAIR_SOURCES, preferencePairs, recordFeedback, type PairSource, type PreferencePair } from '../../store/feedback.ts';
-import { closeGeneration, getGeneration, newGenerationId, openGeneration } from '../../store/generations.ts';
+import { closeGeneration, newGenerationId, openGeneration } from '../../store/generations.ts';
 
 export interface PreferenceRecord {
   prompt: ChatMessage[];
@@ -51,9 +51,7 @@ export function toPreferenceRecord(pair: PreferencePair, systemPrompt: string): 
  * that voice's (a pair trains the voice its articles were written in, with its style guide).
  */
 export function exportPreferenceLines(store: Store, systemPrompt: string, columnist?: string): string[] {
-  return preferencePairs(store)
-    .filter((p) => columnist === undefined || getGeneration(store, p.rejectedId)?.columnist === columnist)
-    .map((p) => `${JSON.stringify(toPreferenceRecord(p, systemPrompt))}\n`);
+  return preferencePairs(store, columnist).map((p) => `${JSON.stringify(toPreferenceRecord(p, systemPrompt))}\n`);
 }
 
 /** The topic behind a user turn written by `columnInstruction`, or the turn itself. */
@@ -148,12 +146,12 @@ export function parsePreferenceRecords(text: string, source = 'input'): Preferen
   return out;
 }
 
-/** Every pair the store derives, as records with the serving prompt (what `--pairs latest` trains on). */
-/** The pairs as training and the gate read them; with `columnist`, only that voice's (its articles). */
+/**
+ * The pairs as training (`--pairs latest`) and the gate read them, with the serving prompt; with
+ * `columnist`, only that voice's (its articles).
+ */
 export function storePreferenceRecords(store: Store, systemPrompt: string, columnist?: string): PreferenceRecord[] {
-  return preferencePairs(store)
-    .filter((p) => columnist === undefined || getGeneration(store, p.rejectedId)?.columnist === columnist)
-    .map((p) => toPreferenceRecord(p, systemPrompt));
+  return preferencePairs(store, columnist).map((p) => toPreferenceRecord(p, systemPrompt));
 }
 
 export interface ImportSummary {
@@ -176,7 +174,11 @@ class PairImporter {
   private readonly rated = new Set<string>();
   private readonly who = { platform: IMPORT_PLATFORM, userId: IMPORT_PLATFORM };
 
-  constructor(private readonly store: Store) {}
+  /** `columnist`: the voice the imported articles (and so their pairs) belong to. */
+  constructor(
+    private readonly store: Store,
+    private readonly columnist: string | undefined,
+  ) {}
 
   add(pair: ParsedPair): void {
     const o = pair.origin;
@@ -208,7 +210,7 @@ class PairImporter {
       : pair.revision
         ? { parentId: this.previousArticle(pair.topic, pair.revision.previousArticle), kind: 'revise' as const, instruction: pair.revision.instruction }
         : {};
-    openGeneration(this.store, { id, requester: this.who, topic: pair.topic, ...link });
+    openGeneration(this.store, { id, requester: this.who, topic: pair.topic, columnist: this.columnist, ...link });
     closeGeneration(this.store, id, { outcome: 'ok', durationMs: 0, nChars: text.length, article: text });
     if (!root) this.roots.set(family, id);
     if (sourceId) this.ids.set(sourceId, id);
@@ -221,7 +223,7 @@ class PairImporter {
     let id = this.previous.get(key);
     if (!id) {
       id = newGenerationId();
-      openGeneration(this.store, { id, requester: this.who, topic });
+      openGeneration(this.store, { id, requester: this.who, topic, columnist: this.columnist });
       closeGeneration(this.store, id, { outcome: 'ok', durationMs: 0, nChars: text.length, article: text });
       this.previous.set(key, id);
     }
@@ -229,11 +231,14 @@ class PairImporter {
   }
 }
 
-/** Reads JSONL preference lines into the store, all or nothing. */
-export function importPreferenceLines(store: Store, text: string, source = 'input'): ImportSummary {
+/**
+ * Reads JSONL preference lines into the store, all or nothing, as pairs of `columnist`'s articles
+ * (default: the default columnist): they train that voice and its gate measures on them.
+ */
+export function importPreferenceLines(store: Store, text: string, source = 'input', columnist?: string): ImportSummary {
   const summary: ImportSummary = { imported: 0, skipped: 0 };
   const lines = text.split('\n');
-  const importer = new PairImporter(store);
+  const importer = new PairImporter(store, columnist);
   store.transaction(() => {
     lines.forEach((line, n) => {
       if (!line.trim()) return;

@@ -26,21 +26,61 @@ async function loadStatus() {
     ['Version', s.version],
   ]);
   $('#scheduled tbody').innerHTML = s.jobs.scheduled.length
-    ? s.jobs.scheduled.map((j) => `<tr><td>${esc(j.job)}</td><td><code>${esc(j.expression)}</code></td><td>${when(j.nextRun)}</td></tr>`).join('')
-    : '<tr><td colspan="3" class="muted">No schedules (all set to "off").</td></tr>';
-  // Each voice on its own line; a folder that does not check out says why instead of its numbers.
-  const { columnists } = await api('/api/columnists');
+    ? s.jobs.scheduled.map((j) => `<tr><td>${esc(j.job)}</td><td>${esc(j.columnist ?? defaultVoice(s))}</td><td><code>${esc(j.expression)}</code></td><td>${when(j.nextRun)}</td></tr>`).join('')
+    : '<tr><td colspan="4" class="muted">No schedules (all set to "off").</td></tr>';
+  // Each voice on its own line with its own Run buttons; a folder that does not check out says why.
+  const t = s.training;
+  $('#training-turn').textContent = t?.holder
+    ? `Training on this host: ${t.holder.what} (${t.holder.command}, pid ${t.holder.pid}) since ${new Date(t.holder.since).toLocaleString()}${t.queued?.length ? `; waiting here: ${t.queued.join(', ')}` : ''}`
+    : 'Nothing trains on this host now (one training at a time, across processes).';
   $('#columnists tbody').innerHTML =
-    columnists
-      .map((c) =>
-        c.ok
-          ? `<tr><td>${esc(c.displayName ?? c.name)} <code>${esc(c.name)}</code>${c.default ? ' (default)' : ''}</td><td>${c.articles}</td><td><code>${esc(c.latestDataset ?? '—')}</code></td>` +
-            `<td><code>${esc(c.activeAdapter?.id ?? 'base model')}</code></td><td>${c.scheduled.map((s) => `${esc(s.job)} <code>${esc(s.expression)}</code>`).join(', ') || 'off'}</td>` +
-            `<td>${c.running.map((r) => `${esc(r.job)} #${r.id} ${Math.round(r.progress * 100)}%`).join(', ') || '—'}</td></tr>`
-          : `<tr><td><code>${esc(c.name)}</code></td><td colspan="5" class="muted">does not load: ${esc(c.problems.join('; '))}</td></tr>`,
-      )
-      .join('') || '<tr><td colspan="6" class="muted">No columnist folders.</td></tr>';
+    s.columnists.map(columnistRow).join('') || '<tr><td colspan="9" class="muted">No columnist folders.</td></tr>';
 }
+
+/** The default columnist's name (its schedules carry none). */
+function defaultVoice(s) {
+  return s.columnists.find((c) => c.default)?.name ?? '';
+}
+
+const STEPS = [['rescrape', 'scrape'], ['rebuild', 'dataset'], ['retrain', 'train'], ['evaluate', 'evaluate'], ['dpo', 'dpo']];
+/** The chain starts an admin may run for one voice (each posts the job with that columnist). */
+const RUNNABLE = ['rescrape', 'rebuild', 'retrain', 'dpo'];
+
+function runButtons(name) {
+  return RUNNABLE.map((j) => `<button data-run-job="${j}" data-columnist="${esc(name)}">Run ${j}</button>`).join(' ');
+}
+
+function columnistRow(c) {
+  const name = `${esc(c.displayName ?? c.name)} <code>${esc(c.name)}</code>${c.default ? ' (default)' : ''}`;
+  const last = STEPS.map(([job, label]) => {
+    const r = c.last?.[job];
+    return r ? `${label} <span class="status-${r.status}">${esc(r.status)}</span> ${when(r.ended_at ?? r.started_at)}` : `${label} —`;
+  }).join('<br>');
+  const broken = c.ok ? '' : `<div class="muted">does not load, the scheduler skips it: ${esc(c.problems.join('; '))}</div>`;
+  const schedule = c.scheduled.length
+    ? c.scheduled.map((x) => `${esc(x.job)} <code>${esc(x.expression)}</code>`).join(', ')
+    : c.schedule
+      ? `not scheduled here (${Object.entries(c.schedule).map(([j, e]) => `${esc(j)} <code>${esc(e)}</code>`).join(', ')})`
+      : 'none';
+  return `<tr data-columnist="${esc(c.name)}"><td>${name}${broken}</td><td>${c.articles}</td><td><code>${esc(c.latestDataset ?? '—')}</code></td>` +
+    `<td><code>${esc(c.activeAdapter?.id ?? 'base model')}</code></td><td>${last}</td><td>${c.pairs.total} (${c.pairs.new} new)</td><td>${schedule}</td>` +
+    `<td>${c.running.map((r) => `${esc(r.job)} #${r.id} ${Math.round(r.progress * 100)}%`).join(', ') || '—'}</td>` +
+    `<td>${c.ok ? `<div class="actions">${runButtons(c.name)}</div>` : ''}</td></tr>`;
+}
+
+// Run buttons on the status and jobs pages: the job, for the voice the button belongs to.
+document.addEventListener('click', async (ev) => {
+  const b = ev.target.closest('[data-run-job]');
+  if (!b) return;
+  try {
+    const r = await api(`/api/jobs/${b.dataset.runJob}/run`, { method: 'POST', body: { columnist: b.dataset.columnist } });
+    flash(r.started ? `Started ${r.run.job} #${r.run.id} for ${r.run.columnist ?? b.dataset.columnist}` : `Skipped: ${r.run.message}`);
+    const page = currentPage();
+    if (page === 'jobs' || page === 'status') await loaders[page]();
+  } catch (e) {
+    flash(e.message, true);
+  }
+});
 
 // ------------------------------------------------------------------ data
 async function loadData() {
@@ -64,14 +104,15 @@ async function loadData() {
 let selectedRun = null;
 let lastLogId = 0;
 async function loadJobs() {
-  const j = await api('/api/jobs?limit=50');
-  $('#job-buttons').innerHTML = ['rescrape', 'rebuild', 'retrain']
-    .map((n) => `<button data-run-job="${n}">Run ${n}</button>`)
+  const [j, s] = await Promise.all([api('/api/jobs?limit=50'), api('/api/status')]);
+  $('#job-buttons').innerHTML = s.columnists
+    .filter((c) => c.ok)
+    .map((c) => `<div class="actions" data-columnist="${esc(c.name)}"><strong>${esc(c.displayName ?? c.name)}</strong> ${runButtons(c.name)}</div>`)
     .join('');
   $('#runs tbody').innerHTML = j.runs
     .map(
       (r) => `<tr data-run="${r.id}" class="${r.id === selectedRun ? 'selected' : ''}">
-      <td>${r.id}</td><td>${esc(r.job)}</td><td>${esc(r.trigger)}</td><td class="status-${r.status}">${r.status}</td>
+      <td>${r.id}</td><td>${esc(r.job)}</td><td>${esc(r.columnist ?? '')}</td><td>${esc(r.trigger)}</td><td class="status-${r.status}">${r.status}</td>
       <td><progress max="1" value="${r.progress}"></progress> ${Math.round(r.progress * 100)}%</td>
       <td>${when(r.started_at)}</td><td>${when(r.ended_at)}</td><td>${esc(r.error ?? r.message ?? '')}</td>
       <td>${r.status === 'running' ? `<button data-cancel="${r.id}" class="danger">Cancel</button>` : ''}</td></tr>`,
@@ -103,17 +144,6 @@ $('#runs').addEventListener('click', async (ev) => {
   lastLogId = 0;
   await loadJobs();
 });
-$('#job-buttons').addEventListener('click', async (ev) => {
-  const b = ev.target.closest('[data-run-job]');
-  if (!b) return;
-  try {
-    const r = await api(`/api/jobs/${b.dataset.runJob}/run`, { method: 'POST', body: {} });
-    flash(r.started ? `Started ${r.run.job} #${r.run.id}` : `Skipped: ${r.run.message}`);
-    await loadJobs();
-  } catch (e) {
-    flash(e.message, true);
-  }
-});
 
 // ------------------------------------------------------------------ adapters
 let selectedAdapter = null;
@@ -124,12 +154,18 @@ async function loadAdapters() {
       .map((x) => {
         const loss = x.valLoss; // the server's one rule: the gate's figure, else the trainer's
         return `<tr data-adapter="${esc(x.id)}" class="${x.id === selectedAdapter ? 'selected' : ''}">
-        <td><code>${esc(x.id)}</code></td><td>${when(x.created_at)}</td><td class="status-${x.status}">${x.status}</td>
+        <td><code>${esc(x.id)}</code></td><td>${esc(x.columnist)}</td><td>${when(x.created_at)}</td><td class="status-${x.status}">${x.status}</td>
         <td><code>${esc(x.dataset_id ?? '—')}</code></td><td>${typeof loss === 'number' ? loss.toFixed(4) : '—'}</td>
         <td>${esc(x.reason ?? '')}</td>
         <td>${x.status === 'active' ? '' : `<button data-promote="${esc(x.id)}" class="primary">Promote</button>`}</td></tr>`;
       })
-      .join('') || '<tr><td colspan="7" class="muted">No adapters yet — run a retrain.</td></tr>';
+      .join('') || '<tr><td colspan="8" class="muted">No adapters yet — run a retrain.</td></tr>';
+  // The default voice's roll-back button (its active adapter is `a.active`), then one for each
+  // other voice with an active adapter.
+  for (const b of document.querySelectorAll('#rollbacks [data-rollback]')) b.remove();
+  for (const x of a.adapters.filter((x) => x.status === 'active' && x.id !== a.active)) {
+    $('#rollbacks').insertAdjacentHTML('beforeend', ` <button class="danger" data-rollback="${esc(x.columnist)}">Roll back ${esc(x.columnist)}'s active adapter</button>`);
+  }
   if (!selectedAdapter && a.adapters.length) selectedAdapter = a.active ?? a.adapters[0].id;
   if (selectedAdapter) await loadCurve(selectedAdapter);
 }
@@ -155,10 +191,13 @@ $('#adapters').addEventListener('click', async (ev) => {
   selectedAdapter = row.dataset.adapter;
   await loadAdapters();
 });
-$('#rollback').addEventListener('click', async () => {
+$('#rollbacks').addEventListener('click', async (ev) => {
+  const b = ev.target.closest('button');
+  if (!b) return;
+  const voice = b.dataset.rollback;
   try {
-    const r = await api('/api/adapters/rollback', { method: 'POST' });
-    flash(`Rolled back: ${r.active ?? 'base model'} answers now`);
+    const r = await api('/api/adapters/rollback', { method: 'POST', body: voice ? { columnist: voice } : {} });
+    flash(`Rolled back${voice ? ` ${voice}` : ''}: ${r.active ?? 'base model'} answers now`);
     await loadAdapters();
   } catch (e) {
     flash(e.message, true);
