@@ -12,6 +12,7 @@ import { setConfigForTests } from '../../src/config.ts';
 import { createCliContext } from '../../src/cli/context.ts';
 import { register as registerJobs } from '../../src/cli/jobs.ts';
 import { register as registerAdapters } from '../../src/cli/adapters.ts';
+import { register as registerStatus } from '../../src/cli/status.ts';
 import { startRun } from '../../src/store/job-runs.ts';
 import { cancelKey } from '../../src/jobs/runner.ts';
 import { getKv, openStore } from '../../src/store/db.ts';
@@ -38,6 +39,7 @@ async function morris(...args: string[]): Promise<string> {
   const ctx = createCliContext();
   registerJobs(program, ctx);
   registerAdapters(program, ctx);
+  registerStatus(program, ctx);
   const out: string[] = [];
   const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
   try {
