@@ -30,6 +30,9 @@ typedef struct {
 typedef struct {
   float **k, **v;
   int cap, len, used;
+  void *block; /* every layer's K and V in one piece (slotReserve) */
+  size_t blockLen;
+  int mapped; /* block is an mmap (huge pages asked for), else malloc'd */
 } Slot;
 
 typedef struct {
