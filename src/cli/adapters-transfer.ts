@@ -32,7 +32,7 @@ export function registerTransfer(adapters: Command, ctx: CliContext): void {
       sys.runner.events.on('event', (e) => {
         if (e.type === 'log') process.stderr.write(`[${e.job} #${e.runId}] ${e.line}\n`);
       });
-      const started = await sys.control.start('evaluate', { trigger: 'cli', input: { adapterId: imported.id }, chain: false });
+      const started = await sys.control.start('evaluate', { trigger: 'cli', input: { adapterId: imported.id }, chain: false, columnist: voice });
       if (!started.started) {
         console.log(`Not evaluated now: ${started.run.message}. Run \`morris jobs run evaluate --adapter ${imported.id}\` later.`);
         process.exitCode = 3;
@@ -48,17 +48,21 @@ export function registerTransfer(adapters: Command, ctx: CliContext): void {
     .command('export <id>')
     .description('Write an adapter (an id, or `active`) as a PEFT folder that vLLM, PEFT or transformers load')
     .requiredOption('--out <dir>', 'the folder to write (created)')
-    .option('--name <name>', 'the LoRA module name to print for vLLM', 'morris')
+    .option('--name <name>', "the LoRA module name to print for vLLM (default: the voice's openaiModel, else its name)")
     .option(COLUMNIST_FLAG, 'with `active`: whose active adapter (default: morris)')
-    .action(async (ref: string, o: { out: string; name: string; columnist?: string }) => {
+    .action(async (ref: string, o: { out: string; name?: string; columnist?: string }) => {
       const { adapterToExport, exportAdapter } = await import('../jobs/adapter-transfer.ts');
       const config = ctx.config();
-      const row = adapterToExport(ctx.store(), ref, resolveColumnist(o.columnist, config).name);
+      const voice = resolveColumnist(o.columnist, config);
+      const row = adapterToExport(ctx.store(), ref, voice.name);
+      const name = o.name ?? voice.openaiModel ?? voice.name;
       const { out, rank } = exportAdapter(row, o.out);
       console.log(`Wrote ${row.id} to ${out}.`);
       // vLLM's ranks come in steps (8, 16, 32, 64, …); 16 is its default.
       const maxRank = [8, 16, 32, 64, 128, 256].find((r) => r >= rank) ?? rank;
-      console.log(`Serve it with vLLM: vllm serve ${config.MORRIS_BASE_MODEL} --enable-lora --max-lora-rank ${maxRank} --lora-modules ${o.name}=${out}`);
-      console.log(`then point Morris at it: MORRIS_BACKEND=openai MORRIS_OPENAI_MODEL=${o.name}`);
+      console.log(`Serve it with vLLM: vllm serve ${config.MORRIS_BASE_MODEL} --enable-lora --max-lora-rank ${maxRank} --lora-modules ${name}=${out}`);
+      // The default voice may take its module name from the process config; the others from their folder.
+      if (voice.isDefault) console.log(`then point Morris at it: MORRIS_BACKEND=openai MORRIS_OPENAI_MODEL=${name}`);
+      else console.log(`then point Morris at it: MORRIS_BACKEND=openai, and "openaiModel": "${name}" in ${voice.name}'s columnist.json`);
     });
 }

@@ -4,6 +4,7 @@ import { COLUMNIST_FLAG, COLUMNIST_FLAG_HELP, numberOption } from './options.ts'
 import { resolveColumnist } from '../columnists/folder.ts';
 import { buildJobSystem } from '../jobs/system.ts';
 import { getLogs, getRun, listRuns, type JobRun, type JobStatus } from '../store/job-runs.ts';
+import { findAdapter } from '../store/adapters.ts';
 import type { RunnerEvent } from '../jobs/runner.ts';
 import { MorrisError } from '../errors.ts';
 
@@ -46,7 +47,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--adapter <id>', 'evaluate: the adapter to evaluate; dpo: the reference (default: the active adapter; none: the base model)')
     .option(COLUMNIST_FLAG, COLUMNIST_FLAG_HELP)
     .action(async (name: string, o: { chain: boolean; dataset?: string; adapter?: string; columnist?: string }) => {
-      const voice = resolveColumnist(o.columnist, ctx.config());
+      // Evaluating a given adapter is its own voice's business (its run, its status), whatever the flag's default.
+      const adapterVoice = name === 'evaluate' && o.adapter && o.columnist === undefined ? findAdapter(ctx.store(), o.adapter)?.columnist : undefined;
+      const voice = resolveColumnist(o.columnist ?? adapterVoice, ctx.config());
       const sys = buildJobSystem({ config: ctx.config(), store: ctx.store(), command: `morris jobs run ${name}` });
       const input =
         name === 'retrain' && o.dataset ? { datasetId: o.dataset }
@@ -63,7 +66,7 @@ export function register(program: Command, ctx: CliContext): void {
       };
       process.once('SIGINT', onSig);
       process.once('SIGTERM', onSig);
-      const started = await sys.control.start(name, { trigger: 'cli', input, chain: o.chain, ...(o.columnist === undefined ? {} : { columnist: voice.name }), minNewExamples: voice.settings.retrainMinNewExamples });
+      const started = await sys.control.start(name, { trigger: 'cli', input, chain: o.chain, ...(o.columnist === undefined && adapterVoice === undefined ? {} : { columnist: voice.name }), minNewExamples: voice.settings.retrainMinNewExamples });
       if (!started.started) {
         console.log(`Not started: ${started.run.message}`);
         process.exitCode = 3;

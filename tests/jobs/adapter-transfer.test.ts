@@ -23,6 +23,7 @@ import { adapterConfigJson } from '../../src/model/train/peft.ts';
 import { importDataset } from '../../src/pipeline/dataset/import.ts';
 import { findAdapter, listAdapters } from '../../src/store/adapters.ts';
 import { openStore } from '../../src/store/db.ts';
+import { listRuns } from '../../src/store/job-runs.ts';
 
 let root: string;
 let baseDir: string;
@@ -95,8 +96,13 @@ beforeAll(() => {
     MORRIS_MAX_SEQ_TOKENS: '256',
     MORRIS_MAX_NEW_TOKENS: '24',
     MORRIS_TRAIN_THREADS: '1',
+    MORRIS_COLUMNISTS_DIR: path.join(root, 'columnists'),
     LOG_LEVEL: 'warn',
   });
+  // Two voices: the default one, and a rival that vLLM would serve under its own LoRA module name.
+  fs.cpSync(path.resolve('data/columnists/morris'), path.join(root, 'columnists', 'morris'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'columnists', 'rival'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'columnists', 'rival', 'columnist.json'), JSON.stringify({ displayName: 'Rival', attribution: 'a rival columnist', openaiModel: 'rival-lora' }));
   fs.mkdirSync(path.join(root, 'data'), { recursive: true });
   const jsonl = path.join(root, 'ds.jsonl');
   const line = (topic: string, split: string) =>
@@ -104,6 +110,9 @@ beforeAll(() => {
   fs.writeFileSync(jsonl, ['fibre', 'towers', 'spectrum', 'roaming'].map((t, i) => line(t, i < 3 ? 'train' : 'validation')).join('\n'));
   const store = openStore(path.join(root, 'data', 'morris.db'));
   importDataset(store, jsonl);
+  const rivalJsonl = path.join(root, 'ds-rival.jsonl'); // its own lines: an identical file would be the same dataset
+  fs.writeFileSync(rivalJsonl, ['budgets', 'mergers', 'outages', 'pricing'].map((t, i) => line(t, i < 3 ? 'train' : 'validation')).join('\n'));
+  importDataset(store, rivalJsonl, undefined, { columnist: 'rival' });
   store.close();
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -154,5 +163,28 @@ describe('morris adapters import / export', () => {
     }
     const none = await morris('adapters', 'export', 'active', '--out', outDir);
     expect((none.error as Error).message).toMatch(/No adapter is active/);
+  }, 180_000);
+
+  it('imports into another voice: the gate runs as that voice\'s job, and its export names its own LoRA module', async () => {
+    const { out, error } = await morris('adapters', 'import', peftAdapter('rivals', { baseModel: 'acme/tiny', value: () => 0 }), '--columnist', 'rival');
+    expect(error).toBeUndefined();
+    const id = /Imported (import-\d{14}-[0-9a-f]{6}) .* as a candidate of rival\./.exec(out)?.[1];
+    expect(id, out).toBeDefined();
+    expect(out, out).toMatch(/Evaluation: not promoted/);
+    const store = openStore(path.join(root, 'data', 'morris.db'));
+    try {
+      expect(findAdapter(store, id!)).toMatchObject({ columnist: 'rival', status: 'candidate' });
+      // The run is the rival's (its status, its blocking), not the default voice's.
+      const rivals = listRuns(store, { job: 'evaluate', columnist: 'rival' });
+      expect(rivals.map((r) => [r.status, (r.input as { adapterId?: string }).adapterId])).toEqual([['succeeded', id]]);
+      expect(listRuns(store, { job: 'evaluate', columnist: 'morris' }).map((r) => (r.input as { adapterId?: string }).adapterId)).not.toContain(id);
+    } finally {
+      store.close();
+    }
+    const outDir = path.join(root, 'export-rival');
+    const exported = await morris('adapters', 'export', id!, '--out', outDir, '--columnist', 'rival');
+    expect(exported.error).toBeUndefined();
+    expect(exported.out).toContain(`--lora-modules rival-lora=${outDir}`);
+    expect(exported.out).toContain(`"openaiModel": "rival-lora" in rival's columnist.json`);
   }, 180_000);
 });
