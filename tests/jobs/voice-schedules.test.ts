@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JobRunner, type JobHandler } from '../../src/jobs/runner.ts';
 import { runChain } from '../../src/jobs/chain.ts';
 import { startScheduler } from '../../src/jobs/scheduler.ts';
@@ -90,7 +90,19 @@ describe('per-columnist chains', () => {
     });
     try {
       expect(s.jobs().map((j) => `${j.columnist}:${j.job}:${j.expression}`)).toEqual(['rival:rescrape:0 5 * * *', 'broken:rescrape:0 6 * * *']);
-      await s.tick('rescrape', 'broken');
+      // The logger writes JSON lines to fd 2 synchronously: the skip must say which voice and why.
+      const logged: string[] = [];
+      const write = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, data: unknown) => {
+        if (fd === 2) logged.push(String(data));
+        return typeof data === 'string' ? Buffer.byteLength(data) : 0;
+      }) as typeof fs.writeSync);
+      try {
+        await s.tick('rescrape', 'broken');
+      } finally {
+        write.mockRestore();
+      }
+      const skip = logged.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'scheduled chain skipped: the columnist folder does not load');
+      expect(skip, logged.join('')).toMatchObject({ columnist: 'broken', job: 'rescrape', reason: brokenWhy });
       await s.tick('rescrape', 'rival');
       expect(calls).toEqual(['rescrape:rival']);
       expect(listRuns(t.store, { columnist: 'broken' })).toEqual([]);
