@@ -114,7 +114,9 @@ describe('training worker budget', () => {
             runsDir: path.join(root, 'data', 'runs-budget'),
             adaptersDir,
             resume: false,
-            settings: { ...QUICK_TRAIN, maxSteps: 200, threads: 1 },
+            // Far more steps than the watchdog's first samples allow (it samples every RSS_CHECK_MS):
+            // 200 could finish within a second on a fast moment, before any sample, and write an adapter.
+            settings: { ...QUICK_TRAIN, maxSteps: 20_000, threads: 1 },
           },
         },
         // Below what Node + ONNX Runtime need for even the tiny model.
@@ -123,7 +125,7 @@ describe('training worker budget', () => {
       ),
     ).rejects.toThrow(/over the memory budget \(MORRIS_TRAIN_MEMORY_MB=256\)/);
     expect(logs.some((l) => /worker uses \d+ MB, over MORRIS_TRAIN_MEMORY_MB=256/.test(l))).toBe(true);
-    // Stopped by the watchdog, not by reaching its end: the 200-step training wrote no adapter.
+    // Stopped by the watchdog, not by reaching its end: the training wrote no adapter.
     expect(fs.existsSync(adaptersDir) ? fs.readdirSync(adaptersDir) : []).toEqual([]);
   }, 90_000);
 });
