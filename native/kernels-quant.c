@@ -171,11 +171,9 @@ VNNI void rowPair(const Mat *m, const QuantX *x, float *y, int r0, int r1, int b
   if (!bpc) { /* a block spans cpb whole chunks: its scales and zero points once per block, as
                  * gemm-q.c's rowGroup does (laneScales' and zeroLanes' c / cpb is an integer
                  * division a chunk, cpb not being a constant here; same values, same order) */
-    const int zs = bits == 8 ? m->nBlocks : (m->nBlocks + 1) / 2;
     for (int b = 0; b < m->nBlocks; b++) {
       const __m512 ws0 = _mm512_set1_ps(s0[b]), ws1 = _mm512_set1_ps(s1[b]);
-      const __m512i z0 = _mm512_set1_epi32(bits == 8 ? m->zeros[(size_t)r0 * zs + b] : zeroPoint(m, r0, b));
-      const __m512i z1 = _mm512_set1_epi32(bits == 8 ? m->zeros[(size_t)r1 * zs + b] : zeroPoint(m, r1, b));
+      const __m512i z0 = _mm512_set1_epi32(zeroPoint(m, r0, b)), z1 = _mm512_set1_epi32(zeroPoint(m, r1, b));
       for (int k = 0; k < cpb; k++, c++) {
         _mm_prefetch((const char *)(c0 + 64 * c + QAHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(c1 + 64 * c + QAHEAD), _MM_HINT_T0);

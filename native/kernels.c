@@ -150,6 +150,12 @@ static void axpyAvx512(float *y, float a, const float *x, int n) {
   }
 }
 
+/* The weighted sum of values (WsumFn) as a sequence of axpys, positions in order: the scalar and
+ * AVX2 kernels, and the AVX-512 one where head_dim is not a multiple of 16. */
+static inline void wsumByAxpy(void (*ax)(float *, float, const float *, int), float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd) {
+  for (int j = 0; j < n; j++) for (int r = 0; r < rows; r++) ax(ctx + (size_t)r * ldc, P[(size_t)r * ldp + j], V + (size_t)j * hd, hd);
+}
+
 /* ctx[r] += sum_j P[r][j] V[j] for `rows` heads sharing one KV head (GQA): the axpy sequence above
  * (one fma per element per position, positions in order, so bitwise the same sums), with the
  * heads' outputs held in registers across positions instead of loaded and stored at every one.
@@ -160,7 +166,7 @@ static void axpyAvx512(float *y, float a, const float *x, int n) {
 __attribute__((target("avx512f")))
 static void wsumAvx512(float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd) {
   if (hd % 16) {
-    for (int j = 0; j < n; j++) for (int r = 0; r < rows; r++) axpyAvx512(ctx + (size_t)r * ldc, P[(size_t)r * ldp + j], V + (size_t)j * hd, hd);
+    wsumByAxpy(axpyAvx512, ctx, ldc, P, ldp, V, n, rows, hd);
     return;
   }
   for (int c0 = 0; c0 < hd; c0 += 64) {
@@ -205,15 +211,8 @@ static void axpyAvx2(float *y, float a, const float *x, int n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* The same weighted sum as a sequence of axpys: the scalar and AVX2 kernels. */
-static void wsumScalar(float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd) {
-  for (int j = 0; j < n; j++) for (int r = 0; r < rows; r++) axpyScalar(ctx + (size_t)r * ldc, P[(size_t)r * ldp + j], V + (size_t)j * hd, hd);
-}
-
-__attribute__((target("avx2,fma")))
-static void wsumAvx2(float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd) {
-  for (int j = 0; j < n; j++) for (int r = 0; r < rows; r++) axpyAvx2(ctx + (size_t)r * ldc, P[(size_t)r * ldp + j], V + (size_t)j * hd, hd);
-}
+static void wsumScalar(float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd) { wsumByAxpy(axpyScalar, ctx, ldc, P, ldp, V, n, rows, hd); }
+static void wsumAvx2(float *ctx, int ldc, const float *P, int ldp, const float *V, int n, int rows, int hd) { wsumByAxpy(axpyAvx2, ctx, ldc, P, ldp, V, n, rows, hd); }
 
 DotFn dotf = dotScalar;
 WsumFn wsum = wsumScalar;
