@@ -8,6 +8,7 @@
  * over. A process that must wait says so, and for whom, and polls until its turn.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { deleteKv, getKv, setKv, type Store } from '../store/db.ts';
 import { MorrisError } from '../errors.ts';
 import { childLog } from '../log.ts';
@@ -130,7 +131,8 @@ export async function withTrainingLease<T>(store: Store, who: { what: string; co
       log.info({ holder: c.holder, waiting: who.what }, `waiting for the host's training turn: held by ${describeHolder(c.holder)}`);
       opts.onWait?.(c.holder);
     }
-    await sleep(opts.pollMs ?? WAIT_POLL_MS, opts.signal);
+    // An abort ends the wait at once; the loop's first line then throws CANCELLED.
+    await sleep(opts.pollMs ?? WAIT_POLL_MS, undefined, { signal: opts.signal }).catch(() => undefined);
   }
   const beat = setInterval(() => {
     try {
@@ -146,16 +148,4 @@ export async function withTrainingLease<T>(store: Store, who: { what: string; co
     clearInterval(beat);
     releaseTrainingLease(store, lease);
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -9,10 +9,7 @@
  * this process waits for theirs.
  */
 import type { Store } from '../store/db.ts';
-import { childLog } from '../log.ts';
-import { describeHolder, withTrainingLease, type LeaseHolder } from './host-lease.ts';
-
-const log = childLog('jobs');
+import { withTrainingLease, type LeaseHolder } from './host-lease.ts';
 
 export class TrainingQueue {
   private tail: Promise<unknown> = Promise.resolve();
@@ -38,9 +35,9 @@ export class TrainingQueue {
         },
         {
           signal: this.closing.signal,
+          // withTrainingLease logs whom it waits for ("training for <voice>"); here it is only remembered for status.
           onWait: (h) => {
             this.waitingFor = h;
-            log.info({ columnist, holder: h }, `training for ${columnist} waits for another process: ${describeHolder(h)}`);
           },
         },
       ).finally(() => (this.waitingFor = null));

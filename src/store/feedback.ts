@@ -145,7 +145,9 @@ function netRatings(rows: readonly FeedbackRow[]): Map<string, number> {
  */
 export function preferencePairs(store: Store, columnist?: string): PreferencePair[] {
   const all = derivePairs(store);
-  return columnist === undefined ? all : all.filter((p) => getGeneration(store, p.rejectedId)?.columnist === columnist);
+  if (columnist === undefined) return all;
+  const ofVoice = new Set(generationIdsOfColumnist(store, columnist));
+  return all.filter((p) => ofVoice.has(p.rejectedId));
 }
 
 /** How many pairs each voice has (by its articles), derived once for all voices. */
