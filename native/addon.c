@@ -5,7 +5,8 @@
  *
  * JS API (see src/model/native-decode.ts):
  *   kernelInfo() -> { isa, quantIsa }
- *   createDecoder(spec) -> handle; decoderInfo(handle) -> { packedBytes, hugePages }
+ *   createDecoder(spec) -> handle; decoderInfo(handle) -> { packedBytes, hugePages, matrixMs, matrixCalls }
+ *     (time in the base weights' matrix products so far and their number, with spec.profile; else null)
  *   cacheNew / cacheImport / cacheExport / cacheFork / cacheFree / cacheLength (KV cache slots)
  *   decodeStep(handle, slot, token, position, logits) -> Promise<void> (runs off the main thread)
  *   decodeBatch(handle, slots, tokens, positions, adapters, wantLogits, logits) -> Promise<void> (batch-addon.c)
@@ -255,6 +256,12 @@ static napi_value decoderInfo(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, obj, "packedBytes", v);
   napi_get_boolean(env, d->hugePages, &v);
   napi_set_named_property(env, obj, "hugePages", v);
+  if (d->profile) napi_create_double(env, (double)d->matrixNs / 1e6, &v);
+  else napi_get_null(env, &v);
+  napi_set_named_property(env, obj, "matrixMs", v);
+  if (d->profile) napi_create_double(env, (double)d->matrixCalls, &v);
+  else napi_get_null(env, &v);
+  napi_set_named_property(env, obj, "matrixCalls", v);
   return obj;
 }
 

@@ -85,7 +85,21 @@ void batchFree(Decoder *d) {
   d->batch = NULL;
 }
 
+static void matmulRowsRun(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
+
+/* The matrix products of a batched step, timed when the decoder profiles (see Decoder.matrixNs). */
 void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
+  if (!d->profile) {
+    matmulRowsRun(d, m, X, ldx, Y, ldy, N, K, R);
+    return;
+  }
+  const unsigned long long t0 = nowNs();
+  matmulRowsRun(d, m, X, ldx, Y, ldy, N, K, R);
+  d->matrixNs += nowNs() - t0;
+  d->matrixCalls++;
+}
+
+static void matmulRowsRun(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
   if (m->f) {
     gemm(m->f, X, ldx, Y, ldy, N, K, R);
     return;
@@ -94,7 +108,7 @@ void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int
    * is what decodeStep runs (one row keeps gemvQ's two streams from the matrix's two halves). */
   BatchScratch *s = d->batch;
   if (R == 1 || !gemmQ || !quantVectorOk(m) || !s->quant) {
-    for (int r = 0; r < R; r++) matvec(d, m, X + (size_t)r * ldx, Y + (size_t)r * ldy, N, K);
+    for (int r = 0; r < R; r++) matvecRun(d, m, X + (size_t)r * ldx, Y + (size_t)r * ldy, N, K);
     return;
   }
   /* Each row quantized exactly as matvec would alone, then the codes read once for all rows

@@ -21,12 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include "decoder.h"
 #include "batch.h"
 
+unsigned long long nowNs(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec;
+}
+
 /* y = M x for either kind of matrix; a quantized one first quantizes x (kernels-quant.c) into
- * d->xq / d->xLane / d->xNsum (d->xGsum / d->xGscale for int4 blocks of QX_BLOCK). */
-void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
+ * d->xq / d->xLane / d->xNsum (d->xGsum / d->xGscale for int4 blocks of QX_BLOCK). matvec is
+ * matvecRun timed for the profile; the batched step's own timing calls matvecRun. */
+void matvecRun(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
   if (m->f) {
     gemv(m->f, x, y, N, K);
     return;
@@ -35,6 +43,17 @@ void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
   quantizeActivations(m, x, K, d->xq, d->xLane, d->xNsum, grouped ? d->xGsum : NULL, d->xGscale);
   const QuantX qx = {d->xq, d->xLane, d->xNsum, grouped ? d->xGsum : NULL, d->xGscale};
   (quantVectorOk(m) ? gemvQ : gemvQScalar)(m, &qx, y, N);
+}
+
+void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K) {
+  if (!d->profile) {
+    matvecRun(d, m, x, y, N, K);
+    return;
+  }
+  const unsigned long long t0 = nowNs();
+  matvecRun(d, m, x, y, N, K);
+  d->matrixNs += nowNs() - t0;
+  d->matrixCalls++;
 }
 
 /* ---------- the per-row pieces of a step, shared with the batched step (batch.c) ----------

@@ -64,6 +64,11 @@ typedef struct {
   struct BatchScratch *batch; /* the batched step's buffers (batch.c), grown on demand */
   const struct BatchRow *runningRows; /* the rows of the batched step in flight */
   int runningCount;
+  /* With spec.profile: nanoseconds spent in the base weights' matrix products (matvec, matmulRows)
+   * and how many ran (one per matrix per step, whatever the rows), so a benchmark can split a step
+   * into the weight stream and everything else. Off: no clock reads. */
+  int profile;
+  unsigned long long matrixNs, matrixCalls;
 } Decoder;
 
 typedef struct {
@@ -76,6 +81,8 @@ void step(Decoder *d, const StepArgs *a);
 
 /* The per-row pieces of step(), shared with the batched step (batch.c) so both give bitwise the same rows. */
 void matvec(Decoder *d, const Mat *m, const float *x, float *y, int N, int K);
+void matvecRun(Decoder *d, const Mat *m, const float *x, float *y, int N, int K);
+unsigned long long nowNs(void);
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void ropeTables(const Decoder *d, int position, float *cosT, float *sinT);
 void rope(float *v, int nHeads, int hd, const float *cosT, const float *sinT);

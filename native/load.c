@@ -172,7 +172,7 @@ int readLoras(napi_env env, napi_value lora, int l, const int *outF, const int *
   return maxR;
 }
 
-/* spec: { hidden, inter, layers, heads, kvHeads, headDim, vocab, window, eps, invFreq: Float32Array,
+/* spec: { hidden, inter, layers, heads, kvHeads, headDim, vocab, window, eps, profile?: 1, invFreq: Float32Array,
  *         files: string[], embed, norm, head: desc, layer: [{ inNorm, postNorm, w: {q_proj: desc…}, bias: {…},
  *         lora: {q_proj: { a: Float32Array, b: Float32Array, r, scale }…} }] } */
 napi_value createDecoder(napi_env env, napi_callback_info info) {
@@ -191,6 +191,7 @@ napi_value createDecoder(napi_env env, napi_callback_info info) {
     THROW(env, "BAD_SPEC", "decoder spec: hidden, inter, layers, heads, kvHeads (dividing heads), headDim (even), vocab, window and eps are required");
   }
   d->eps = (float)eps;
+  if (!getInt(env, spec, "profile", &d->profile)) d->profile = 0; /* optional */
   char err[4400];
   napi_value v, files;
   /* map every safetensors file once, read-only: the page cache is shared with ONNX Runtime's view */

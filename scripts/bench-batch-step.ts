@@ -9,12 +9,16 @@
  * against 64 single steps. scale_B = B × step_ms_1 / step_ms_B is the throughput gain of batching
  * (tokens per second at B rows over tokens per second at one row); single_ms_B the time of the
  * B single steps it replaces. Each figure is the median of --reps runs, batched and single runs
- * interleaved so the VM's drifting bandwidth hits both alike.
+ * interleaved so the VM's drifting bandwidth hits both alike. matrix_ms_B is the part of the
+ * batched step spent in the base weights' matrix products (the decoder's profile counter), so a
+ * step splits into the weight stream with the rows' arithmetic and everything else (attention
+ * over each row's cache, norms, the call). Batched steps write their logits into one buffer, as
+ * the service's batch loop does.
  *
  *   npm run bench:batch-step [-- --reps 7 --quants fp32,int8 --positions 100]
  *
- * The last line of output is one JSON object: step_ms_B, single_ms_B, scale_B for fp32 and
- * int8_step_ms_B, int8_single_ms_B, int8_scale_B, prefill64_ms, prefill64_single_ms, step_ms_8_lora
+ * The last line of output is one JSON object: step_ms_B, matrix_ms_B, single_ms_B, scale_B for fp32 and
+ * int8_step_ms_B, int8_matrix_ms_B, int8_single_ms_B, int8_scale_B, prefill64_ms, prefill64_single_ms, step_ms_8_lora
  * (8 rows, two rank-8 adapters and none mixed) and the same with int8_.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -66,27 +70,32 @@ async function prefilled(decoder: NativeDecoder, n: number, seed: number): Promi
 async function benchQuant(decoder: NativeDecoder, adapters: readonly NativeAdapter[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const maxB = BATCHES.at(-1)!;
+  const into = new Float32Array(maxB * decoder.vocab);
   // two sets of sequences at the same length, one stepped batched and one single, so both see the same cache sizes
   const batched = await Promise.resolve().then(async () => { const s: NativeSequence[] = []; for (let i = 0; i < maxB; i++) s.push(await prefilled(decoder, CACHED, i)); return s; });
   const single = await Promise.resolve().then(async () => { const s: NativeSequence[] = []; for (let i = 0; i < maxB; i++) s.push(await prefilled(decoder, CACHED, i)); return s; });
   for (const B of BATCHES) {
     const tb: number[] = [];
+    const tm: number[] = [];
     const ts: number[] = [];
     for (let r = 0; r < reps + 1; r++) {
-      const b = await timed(() => decoder.stepBatch(batched.slice(0, B).map((sequence, i) => ({ sequence, token: token(r * 31 + i), position: sequence.length, wantLogits: true }))));
+      const m0 = decoder.profile()!.matrixMs;
+      const b = await timed(() => decoder.stepBatch(batched.slice(0, B).map((sequence, i) => ({ sequence, token: token(r * 31 + i), position: sequence.length, wantLogits: true })), into));
+      const m = decoder.profile()!.matrixMs - m0;
       const s = await timed(async () => {
         for (const [i, seq] of single.slice(0, B).entries()) await seq.step(token(r * 31 + i), seq.length);
       });
-      if (r > 0) { tb.push(b); ts.push(s); } // the first run warms the scratch buffers and caches
+      if (r > 0) { tb.push(b); tm.push(m); ts.push(s); } // the first run warms the scratch buffers and caches
     }
     out[`step_ms_${B}`] = median(tb);
+    out[`matrix_ms_${B}`] = median(tm);
     out[`single_ms_${B}`] = median(ts);
   }
   for (const B of BATCHES) out[`scale_${B}`] = (B * out['step_ms_1']!) / out[`step_ms_${B}`]!;
   // 8 rows with mixed LoRA adapters (rank 8 on all 7 modules): two adapters and none, as a multi-tenant server runs them
   const tl: number[] = [];
   for (let r = 0; r < reps + 1; r++) {
-    const t = await timed(() => decoder.stepBatch(batched.slice(0, 8).map((sequence, i) => ({ sequence, token: token(r * 17 + i), position: sequence.length, adapter: i % 3 === 2 ? null : adapters[i % 3]!, wantLogits: true }))));
+    const t = await timed(() => decoder.stepBatch(batched.slice(0, 8).map((sequence, i) => ({ sequence, token: token(r * 17 + i), position: sequence.length, adapter: i % 3 === 2 ? null : adapters[i % 3]!, wantLogits: true })), into));
     if (r > 0) tl.push(t);
   }
   out['step_ms_8_lora'] = median(tl);
@@ -123,7 +132,7 @@ async function main(): Promise<void> {
     });
     for (const quant of quants) {
       const q = quant === 'fp32' ? null : (await compileModel({ modelDir, quant, cacheDir: join(root, 'cache') })).quantized;
-      const decoder = createNativeDecoder(addon, cfg, modelDir, null, q);
+      const decoder = createNativeDecoder(addon, cfg, modelDir, null, q, { profile: true });
       const adapters = adapterDirs.map((dir) => decoder.loadAdapter(readAdapter(dir, cfg)));
       let figures: Record<string, number>;
       try {
@@ -133,10 +142,10 @@ async function main(): Promise<void> {
         decoder.release();
       }
       console.log(`\n${quant} (${addon.kernelInfo()[quant === 'fp32' ? 'isa' : 'quantIsa']}), rows at ~${CACHED} cached positions, median of ${reps}:`);
-      console.log('  B   batched step ms   B single steps ms   tokens/s batched   scale (B x step_1 / step_B)');
+      console.log('  B   batched step ms   of it matrices   B single steps ms   tokens/s batched   scale (B x step_1 / step_B)');
       for (const B of BATCHES) {
         const ms = figures[`step_ms_${B}`]!;
-        console.log(`  ${String(B).padStart(2)}  ${ms.toFixed(1).padStart(16)}  ${figures[`single_ms_${B}`]!.toFixed(1).padStart(18)}  ${((1000 * B) / ms).toFixed(0).padStart(16)}   ${figures[`scale_${B}`]!.toFixed(2)}`);
+        console.log(`  ${String(B).padStart(2)}  ${ms.toFixed(1).padStart(16)}  ${figures[`matrix_ms_${B}`]!.toFixed(1).padStart(15)}  ${figures[`single_ms_${B}`]!.toFixed(1).padStart(18)}  ${((1000 * B) / ms).toFixed(0).padStart(16)}   ${figures[`scale_${B}`]!.toFixed(2)}`);
       }
       console.log(`  8 rows with two LoRA adapters (rank 8) and none mixed: ${figures['step_ms_8_lora']!.toFixed(1)} ms`);
       console.log(`  prefill of ${CHUNK} tokens: one chunk ${figures['prefill64_ms']!.toFixed(1)} ms, ${CHUNK} single steps ${figures['prefill64_single_ms']!.toFixed(1)} ms`);

@@ -18,7 +18,9 @@
  * better of before and after): `ratio` is the median of those paired ratios against the read
  * bandwidth (decode only reads weights), `ratio_vs_copy` the same against a memcpy counted as
  * read + write, and `ratio_global` compares the first generation with the best bandwidth of the
- * whole run, whichever way it was measured. Also
+ * whole run, whichever way it was measured. The native raw loop also times its matrix products
+ * (the decoder's profile counter): `<q>_matrix_ratio` is the matrices alone against the same
+ * roofline, `<q>_other_ms_per_token` what the rest of a step takes. Also
  * the quality loss against fp32-onnx on a fixed text, teacher-forced
  * through the same kernel (relative logit error, top-1 agreement, perplexity ratio). The same
  * quality figures on real weights come from stories260K (../shared/models), native and ONNX.
@@ -159,7 +161,7 @@ async function onnxTeacherForced(session: OrtSession, c: DecoderConfig, ids: rea
 function nativeDecoderFor(modelDir: string, compiled: Awaited<ReturnType<typeof compileModel>>): NativeDecoder {
   const { addon, reason } = nativeAddon();
   if (!addon) throw new Error(reason);
-  return createNativeDecoder(addon, compiled.config, modelDir, null, compiled.quantized);
+  return createNativeDecoder(addon, compiled.config, modelDir, null, compiled.quantized, { profile: true });
 }
 
 async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: number, threads: number, cacheDir: string, logitsFile: string, bandwidthMiB: number): Promise<void> {
@@ -220,17 +222,20 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
   const steps = 24;
   let rawWallMs: number;
   let rawCpuMs: number;
+  let rawMatrixMs: number | null = null;
   if (kernel !== 'onnx') {
     const decoder = nativeDecoderFor(modelDir, compiled);
     try {
       const tf = await nativeTeacherForced(decoder, c, ids);
       writeFileSync(logitsFile, tf.logits);
+      const m0 = decoder.profile()!.matrixMs;
       const w0 = performance.now();
       const c0 = process.cpuUsage();
       for (let i = 0; i < steps; i++) await tf.seq.step(65, ids.length + i);
       const cpu = process.cpuUsage(c0);
       rawWallMs = performance.now() - w0;
       rawCpuMs = (cpu.user + cpu.system) / 1000;
+      rawMatrixMs = decoder.profile()!.matrixMs - m0;
     } finally {
       decoder.release();
     }
@@ -281,6 +286,8 @@ async function child(modelDir: string, quant: Quant, kernel: Kernel, tokens: num
     decode_tok_s_median: +(1000 / median(s.intervalsMs)).toFixed(2),
     raw_decode_tok_s: +(steps / (rawWallMs / 1000)).toFixed(2),
     raw_decode_tok_per_cpu_s: +(steps / (rawCpuMs / 1000)).toFixed(2),
+    // The raw steps split: the base weights' matrix products (the weight stream) and the rest.
+    ...(rawMatrixMs !== null ? { raw_matrix_ms_per_token: +(rawMatrixMs / steps).toFixed(3), raw_other_ms_per_token: +((rawWallMs - rawMatrixMs) / steps).toFixed(3) } : {}),
     weight_mb_per_token: +(bytesPerToken / 1e6).toFixed(1),
     peak_rss_mb: peakRssMb,
   }));
@@ -493,6 +500,13 @@ async function main(): Promise<void> {
       const rooflineCpu = (bandwidthCpu * 1e9) / ((line['weight_mb_per_token'] as number) * 1e6);
       line['roofline_cpu_tok_s'] = +rooflineCpu.toFixed(2);
       line['ratio_cpu'] = +((line['raw_decode_tok_per_cpu_s'] as number) / rooflineCpu).toFixed(3);
+      // The native raw steps split in two: the matrix products alone against the same roofline
+      // (how near the weight stream runs to memory speed), and the rest of the step's time, which
+      // no kernel speed removes (attention, norms, activations' quantization, the step's call).
+      if (line['raw_matrix_ms_per_token'] !== undefined) {
+        line['matrix_ratio'] = +(1000 / roofline / (line['raw_matrix_ms_per_token'] as number)).toFixed(3);
+        line['other_share'] = +((line['raw_other_ms_per_token'] as number) / ((line['raw_matrix_ms_per_token'] as number) + (line['raw_other_ms_per_token'] as number))).toFixed(3);
+      }
     }
     const ratio = (a: Record<string, number | string>, b: Record<string, number | string>, k: string): number => +((a[k] as number) / (b[k] as number)).toFixed(2);
     // Headline figures from the engine's default path: native where it ran, else ONNX (addon not built, or --kernels onnx).
@@ -567,6 +581,15 @@ async function main(): Promise<void> {
     }
     const own = (['fp32', 'int8', 'int4'] as const).filter((q) => headline(q)).map((q) => `${q} ${headline(q)!['paired_ratio_median']} (${headline(q)!['paired_decode_tok_s_median']} tok/s, ${headline(q)!['weight_mb_per_token']} MB/token)`);
     console.log(`decode / own roofline (paired median): ${own.join(', ')}`);
+    const split = (['fp32', 'int8', 'int4'] as const).map((q) => [q, results[q]] as const).filter(([, r]) => r?.['matrix_ratio'] !== undefined);
+    for (const [q, r] of split) {
+      summary[`${q}_matrix_ratio`] = r!['matrix_ratio']!;
+      summary[`${q}_other_ms_per_token`] = r!['raw_other_ms_per_token']!;
+    }
+    if (split.length) {
+      const text = split.map(([q, r]) => `${q} matrices ${r!['raw_matrix_ms_per_token']} ms/token (${r!['matrix_ratio']} of its roofline at ${bandwidth.toFixed(2)} GB/s), the rest ${r!['raw_other_ms_per_token']} ms (${r!['other_share']} of the step)`);
+      console.log(`native raw steps split: ${text.join('; ')}`);
+    }
     Object.assign(summary, await realWeightsQuality(cacheDir, addon !== null));
     console.log(JSON.stringify(summary));
   } finally {

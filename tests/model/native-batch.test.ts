@@ -272,6 +272,9 @@ describe('bad input: errors with a code, checked before the step is queued', () 
     expect([s0.length, s1.length]).toEqual([0, 1]);
     expect(await decoder.stepBatch([{ sequence: s0, token: 1, position: 0, wantLogits: false }, { sequence: s1, token: 2, position: 1, wantLogits: false }])).toEqual([]);
     expect([s0.length, s1.length]).toEqual([1, 2]);
+    // a logits buffer too small for the rows that want logits is refused before anything runs
+    await expect(decoder.stepBatch([{ sequence: s0, token: 3, position: 1, wantLogits: true }], new Float32Array(2))).rejects.toMatchObject({ code: 'INTERNAL' });
+    expect(s0.length).toBe(1);
     await a.decodeBatch(h, i32(slot0), i32(4), i32(1), [mine], Uint8Array.of(1), logits);
     expect(s0.length).toBe(2);
     for (const d of [decoder, other]) d.release();

@@ -203,6 +203,50 @@ describe('how the decoder holds its weights', () => {
       }
     }
   });
+
+  it('with profile, counts the time its matrix products take (single and batched steps), and only theirs', async () => {
+    const f = fixtureOf(0);
+    const plain = createNativeDecoder(addon(), f.cfg, f.modelDir, null);
+    const timed = createNativeDecoder(addon(), f.cfg, f.modelDir, null, null, { profile: true });
+    try {
+      expect(plain.profile()).toBeNull();
+      expect(timed.profile()).toEqual({ matrixMs: 0, matrixCalls: 0 });
+      const perStep = 7 * f.cfg.numLayers + 1; // q k v o gate up down, then the LM head
+      const [a, b] = [timed.sequence(), timed.sequence()];
+      const t0 = performance.now();
+      for (let p = 0; p < 4; p++) await a.step(IDS[p]!, p);
+      const single = timed.profile()!;
+      expect(single.matrixCalls).toBe(4 * perStep);
+      expect(single.matrixMs).toBeGreaterThan(0);
+      // a batched step is one product per matrix for all its rows; rows without logits skip the head
+      await timed.stepBatch([0, 1, 2].map((p) => ({ sequence: b, token: IDS[p]!, position: p, wantLogits: false })));
+      expect(timed.profile()!.matrixCalls).toBe(5 * perStep - 1);
+      await timed.stepBatch([{ sequence: a, token: IDS[4]!, position: 4, wantLogits: true }]); // one row: the single-row kernels, counted once
+      await timed.stepBatch([{ sequence: a, token: IDS[5]!, position: 5, wantLogits: true }, { sequence: b, token: IDS[3]!, position: 3, wantLogits: true }]);
+      const wall = performance.now() - t0;
+      const total = timed.profile()!;
+      expect(total.matrixCalls).toBe(7 * perStep - 1);
+      expect(total.matrixMs).toBeGreaterThan(single.matrixMs);
+      expect(total.matrixMs).toBeLessThan(wall);
+      for (const s of [a, b]) s.free();
+    } finally {
+      plain.release();
+      timed.release();
+    }
+    // int8: a one-row batched step runs each row through the single-row quantized kernel
+    const q = (await compileModel({ modelDir: f.modelDir, quant: 'int8', cacheDir: join(root, 'profile-cache') })).quantized;
+    const int8 = createNativeDecoder(addon(), f.cfg, f.modelDir, null, q, { profile: true });
+    try {
+      const [a, b] = [int8.sequence(), int8.sequence()];
+      await int8.stepBatch([{ sequence: a, token: IDS[0]!, position: 0, wantLogits: true }]);
+      expect(int8.profile()!.matrixCalls).toBe(7 * f.cfg.numLayers + 1);
+      await int8.stepBatch([{ sequence: a, token: IDS[1]!, position: 1, wantLogits: true }, { sequence: b, token: IDS[0]!, position: 0, wantLogits: true }]);
+      expect(int8.profile()!.matrixCalls).toBe(2 * (7 * f.cfg.numLayers + 1));
+      for (const s of [a, b]) s.free();
+    } finally {
+      int8.release();
+    }
+  });
 });
 
 describe('the kernels under the decode loop: native batches and ONNX Runtime steps', () => {
@@ -217,8 +261,13 @@ describe('the kernels under the decode loop: native batches and ONNX Runtime ste
     const batches = nativeBatches(decoder, stats, { adapters: new AdapterPool(decoder, f.cfg, 1), defaultAdapterDir: null, prefillChunk: 3, prefixCacheEntries: 0, prefixCacheBytes: 0, positionBytes: 1, minPrefix: 16 });
     const { sequence: member } = batches.open({ promptIds: IDS.slice(0, 4) } as unknown as Generation);
     expect(await batches.step([{ sequence: member, tokens: IDS.slice(0, 3), start: 0, wantLogits: false }])).toEqual([]);
-    const native = [(await batches.step([{ sequence: member, tokens: IDS.slice(3, 4), start: 3, wantLogits: true }]))[0]!.slice()];
-    for (let t = 4; t < IDS.length; t++) native.push((await batches.step([{ sequence: member, tokens: [IDS[t]!], start: t, wantLogits: true }]))[0]!.slice());
+    const first = (await batches.step([{ sequence: member, tokens: IDS.slice(3, 4), start: 3, wantLogits: true }]))[0]!;
+    const native = [first.slice()];
+    for (let t = 4; t < IDS.length; t++) {
+      const [logits] = await batches.step([{ sequence: member, tokens: [IDS[t]!], start: t, wantLogits: true }]);
+      expect(logits!.buffer, 'every step writes into the one logits buffer').toBe(first.buffer);
+      native.push(logits!.slice());
+    }
     await batches.close(member);
     expect(stats).toMatchObject({ nativeSteps: 10, onnxRuns: 0 });
     expect(relError(native, expected), 'native').toBeLessThan(1e-4);

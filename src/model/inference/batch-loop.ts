@@ -41,7 +41,10 @@ export interface BatchKernel<S> {
   open(g: Generation): { sequence: S; cached: number };
   /** Called once the whole prompt is in the sequence's cache (a kernel may keep it for later prompts). */
   promptDone?(sequence: S, promptIds: readonly number[]): void;
-  /** Runs every entry; returns the logits of the entries that want them, in entry order. */
+  /**
+   * Runs every entry; returns the logits of the entries that want them, in entry order. They may
+   * be views of one buffer the next step overwrites: the loop reads them before it steps again.
+   */
   step(entries: readonly BatchEntry<S>[]): Promise<Float32Array[]>;
   /** Gives the sequence's cache back (it is never in a running step when this is called). */
   close(sequence: S): Promise<void>;

@@ -24,6 +24,9 @@ export type AdapterHandle = { readonly __adapter: unique symbol };
 /** packedBytes 0: the weights are read in place from the mapped checkpoint (the packed region could not be had). */
 export interface WeightLayout { packedBytes: number; hugePages: boolean }
 
+/** decoderInfo: the layout, and with `profile` in the spec the time spent so far in the base weights' matrix products and their number. */
+export interface DecoderInfo extends WeightLayout { matrixMs: number | null; matrixCalls: number | null }
+
 export interface NativeAddon {
   /** isa: fp32 kernel; quantIsa: int8/int4 kernel ('avx512': AVX-512 with VNNI; scalar is slower than ONNX Runtime's). */
   kernelInfo(): { isa: 'avx512' | 'avx2' | 'scalar'; quantIsa: 'avx512' | 'scalar' };
@@ -50,7 +53,7 @@ export interface NativeAddon {
   createAdapter(handle: Handle, spec: unknown): AdapterHandle;
   releaseAdapter(adapter: AdapterHandle): void;
   /** How the decoder holds its streamed weights: bytes copied into its packed region, and whether that has 2 MiB pages. */
-  decoderInfo(handle: Handle): WeightLayout;
+  decoderInfo(handle: Handle): DecoderInfo;
 }
 
 /** What this code calls: a build from older sources lacks some, and is refused rather than failing mid-load. */

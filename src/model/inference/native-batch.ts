@@ -64,6 +64,7 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
  */
 export function nativeBatches(decoder: NativeDecoder, stats: KernelStats, opts: NativeBatchOptions): BatchKernel<NativeMember> & { forget(adapter: NativeAdapter): void } {
   const cache: CachedPrompt[] = []; // most recently used last
+  let logitsBuffer = new Float32Array(0);
   const prefix: PrefixStats = (stats.prefix ??= { hits: 0, reusedTokens: 0 });
 
   /** The cached prompt sharing the longest prefix with `ids` under `adapter`, and that length. */
@@ -122,8 +123,12 @@ export function nativeBatches(decoder: NativeDecoder, stats: KernelStats, opts: 
           wantLogits: e.wantLogits && i === e.tokens.length - 1,
         })),
       );
+      // The loop reads a step's logits before it asks for the next step (BatchKernel.step), so
+      // every step writes into the same buffer, grown when more rows want logits.
+      const wanted = rows.reduce((n, r) => n + (r.wantLogits ? 1 : 0), 0) * decoder.vocab;
+      if (logitsBuffer.length < wanted) logitsBuffer = new Float32Array(wanted);
       const t0 = performance.now();
-      const logits = await decoder.stepBatch(rows);
+      const logits = await decoder.stepBatch(rows, logitsBuffer);
       const ms = performance.now() - t0;
       stats.nativeMs += ms;
       stats.nativeSteps++;
