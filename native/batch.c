@@ -85,20 +85,6 @@ void batchFree(Decoder *d) {
   d->batch = NULL;
 }
 
-static void matmulRowsRun(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R);
-
-/* The matrix products of a batched step, timed when the decoder profiles (see Decoder.matrixNs). */
-void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
-  if (!d->profile) {
-    matmulRowsRun(d, m, X, ldx, Y, ldy, N, K, R);
-    return;
-  }
-  const unsigned long long t0 = nowNs();
-  matmulRowsRun(d, m, X, ldx, Y, ldy, N, K, R);
-  d->matrixNs += nowNs() - t0;
-  d->matrixCalls++;
-}
-
 static void matmulRowsRun(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
   if (m->f) {
     gemm(m->f, X, ldx, Y, ldy, N, K, R);
@@ -126,6 +112,18 @@ static void matmulRowsRun(Decoder *d, const Mat *m, const float *X, int ldx, flo
     memcpy(&s->qx[r], &qx, sizeof qx); /* its members are const: filled by copy */
   }
   gemmQ(m, s->qx, R, Y, ldy, N);
+}
+
+/* The matrix products of a batched step, timed when the decoder profiles (see Decoder.matrixNs). */
+void matmulRows(Decoder *d, const Mat *m, const float *X, int ldx, float *Y, int ldy, int N, int K, int R) {
+  if (!d->profile) {
+    matmulRowsRun(d, m, X, ldx, Y, ldy, N, K, R);
+    return;
+  }
+  const unsigned long long t0 = nowNs();
+  matmulRowsRun(d, m, X, ldx, Y, ldy, N, K, R);
+  d->matrixNs += nowNs() - t0;
+  d->matrixCalls++;
 }
 
 /* Y = W X + b, then each row's own LoRA (its adapter's, or the decoder's own for NULL), added
