@@ -104,6 +104,16 @@ describe('composeDataset', () => {
     expect(val).toBeLessThan(15);
   });
 
+  it("a small archive's fallback held-out article is the same wherever the archive is served", () => {
+    // 0.1% validation: six articles all hash into train, so the one with the smallest hash is held out.
+    const settings = { ...SETTINGS, valFraction: 0.001, extraRatio: 0 };
+    const at = (origin: string) => articles.slice(0, 6).map((a) => ({ ...a, url: a.url.replace('https://example.org', origin) }));
+    const heldOut = (origin: string) => composeDataset(at(origin), STYLE, settings, counter).examples.filter((e) => e.split === 'validation').map((e) => e.articleId);
+    const held = heldOut('https://example.org');
+    expect(new Set(held).size).toBe(1);
+    for (const origin of ['http://127.0.0.1:41234', 'http://127.0.0.1:50001', 'https://mirror.example.net']) expect(heldOut(origin)).toEqual(held);
+  });
+
   it('builds system/user/assistant examples with deterministic instructions and extras at the ratio', () => {
     const ds = composeDataset(articles, STYLE, SETTINGS, counter);
     const byKind = (k: string) => ds.examples.filter((e) => e.kind === k);

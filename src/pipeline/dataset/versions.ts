@@ -106,7 +106,8 @@ export function composeDataset(
   const splits = new Map(sorted.map((a) => [a.id, splitOf(a.url, settings.valFraction)]));
   // A tiny archive can hash every article into train; hold out the one with the smallest hash.
   if (sorted.length >= 5 && settings.valFraction > 0 && ![...splits.values()].includes('validation')) {
-    const pick = sorted.reduce((m, a) => (hashNumber(`split:${a.url}`) < hashNumber(`split:${m.url}`) ? a : m));
+    const held = (a: ArticleInput) => hashNumber(`split:${splitKey(a.url)}`);
+    const pick = sorted.reduce((m, a) => (held(a) < held(m) ? a : m));
     splits.set(pick.id, 'validation');
   }
 
