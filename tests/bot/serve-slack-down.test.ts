@@ -3,7 +3,7 @@
  * network hiccup at boot): the port opens at once, /healthz says Slack is retrying, and when
  * Slack comes back `/morris` works without a restart. The log never shows a secret.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { prepareTinyRoot, tinyEnv, waitFor } from '../jobs/helpers.ts';
 import { FakeSlack, postSigned, slashCommand } from './fakes/slack-server.ts';
+import { runMorris } from '../morris-cli.ts';
 
 const SECRET = 'down-secret';
 const TOKEN = 'down-admin-token-0123456789';
@@ -71,7 +72,8 @@ it('serve opens its port at once with Slack unreachable, reports it retrying, an
     const status = await (await fetch(`${url}/api/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
     expect(status.bots).toEqual([expect.objectContaining({ platform: 'slack', state: 'retrying', detail: expect.stringMatching(/auth\.test/) })]);
     const port = new URL(url).port;
-    const cli = spawnSync(process.execPath, ['bin/morris.mjs', 'status'], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, PORT: port, LOG_LEVEL: 'warn' }, encoding: 'utf8' });
+    // Asynchronously: a blocked event loop would let fetch reuse a keep-alive socket the server closed meanwhile.
+    const cli = await runMorris(['status'], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, PORT: port, LOG_LEVEL: 'warn' }, cwd: process.cwd() });
     expect(cli.stdout).toContain(`Serve:          answering on port ${port}; bots: slack retrying`);
     // Meanwhile Slack's endpoint says "not yet" rather than dropping events.
     const early = await postSigned(`${url}/slack/events`, 'command=%2Fmorris&text=x', { secret: SECRET, contentType: 'application/x-www-form-urlencoded' });

@@ -6,7 +6,6 @@
  * same-origin rules of every state change; `morris status` prints the same view; and in headless
  * Chromium each voice has its own Run buttons, which start the job for that voice.
  */
-import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,6 +19,7 @@ import { listRuns } from '../../src/store/job-runs.ts';
 import { claimTrainingLease, releaseTrainingLease } from '../../src/jobs/host-lease.ts';
 import { startTinyServe, tinyEnv, waitFor } from '../jobs/helpers.ts';
 import { CHROMIUM_ARGS } from '../browser/chromium.ts';
+import { runMorris } from '../morris-cli.ts';
 
 const TOKEN = 'test-admin-token';
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-voices-web-'));
@@ -132,14 +132,16 @@ describe('each columnist on /api/status, and jobs posted for a voice', () => {
     try {
       expect((await status()).training.holder).toMatchObject({ what: 'SFT training for rival', command: 'morris train', pid: process.pid });
       const env = { ...process.env, ...tinyEnv(root, { MORRIS_COLUMNISTS_DIR: columnists }) };
-      const json = spawnSync(process.execPath, ['bin/morris.mjs', 'status', '--json'], { encoding: 'utf8', env, timeout: 60_000 });
-      expect(json.status, json.stderr).toBe(0);
+      // Run asynchronously: a blocked event loop would stall this process's own server, whose
+      // idle keep-alive sockets then close under the next request (ECONNRESET).
+      const json = await runMorris(['status', '--json'], { env, cwd: process.cwd() });
+      expect(json.code, json.stderr).toBe(0);
       const st = JSON.parse(json.stdout);
       expect(st.columnists.map((c: { name: string }) => c.name)).toEqual(['broken', 'morris', 'rival']);
       expect(st.columnists[2].last.rescrape.status).toBe('succeeded');
       expect(st.training.holder.what).toBe('SFT training for rival');
-      const text = spawnSync(process.execPath, ['bin/morris.mjs', 'status'], { encoding: 'utf8', env, timeout: 60_000 });
-      expect(text.status, text.stderr).toBe(0);
+      const text = await runMorris(['status'], { env, cwd: process.cwd() });
+      expect(text.code, text.stderr).toBe(0);
       expect(text.stdout).toMatch(/Training: +SFT training for rival \(morris train, pid \d+, since .*\) holds the host's turn/);
       expect(text.stdout).toMatch(/^ {2}broken: adapter none \(base model\); 0 articles; dataset —\n {4}BROKEN \(the scheduler skips it\): .*not valid JSON/m);
       expect(text.stdout).toMatch(/^ {2}rival — The Rival: adapter none \(base model\); \d+ articles;.*\n {4}last: scrape #\d+ succeeded .*; dataset never; train never; evaluate never; dpo never\n {4}pairs: 0 \(0 new since its last DPO\); schedule: rescrape off, /m);
