@@ -114,9 +114,10 @@ describe('training worker budget', () => {
             runsDir: path.join(root, 'data', 'runs-budget'),
             adaptersDir,
             resume: false,
-            // Far more steps than the watchdog's first samples allow (it samples every RSS_CHECK_MS):
-            // 200 could finish within a second on a fast moment, before any sample, and write an adapter.
-            settings: { ...QUICK_TRAIN, maxSteps: 20_000, threads: 1 },
+            // Far more steps than the watchdog's first samples allow (it samples every RSS_CHECK_MS),
+            // and no early stop: 200 steps, or a stop after three evaluations without gain (44 steps
+            // once), could finish within a second, before any sample, and write an adapter.
+            settings: { ...QUICK_TRAIN, maxSteps: 20_000, patience: 0, threads: 1 },
           },
         },
         // Below what Node + ONNX Runtime need for even the tiny model.
