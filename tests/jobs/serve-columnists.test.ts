@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServeHandle } from '../../src/serve/start.ts';
+import type { DoneEvent, GenerationEvent } from '../../src/generation-events.ts';
 import { getConfig, loadConfig } from '../../src/config.ts';
 import { voiceRouteFromStore } from '../../src/serve/generator-adapters.ts';
 import { addColumnist } from '../../src/columnists/folder.ts';
@@ -78,12 +79,26 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-async function write(topic: string, columnist?: string): Promise<{ text: string; adapterId: string | null | undefined }> {
-  let done: { text: string; adapterId?: string | null } | undefined;
-  for await (const ev of h.generator.generate({ topic, maxNewTokens: 24, temperature: 0, requestId: topic, ...(columnist ? { columnist } : {}) })) {
-    if (ev.type === 'done') done = ev;
-  }
+/** A generation's final text and the adapter that wrote it. */
+async function doneOf(events: AsyncIterable<GenerationEvent>): Promise<{ text: string; adapterId: string | null | undefined }> {
+  let done: DoneEvent | undefined;
+  for await (const ev of events) if (ev.type === 'done') done = ev;
   return { text: done!.text, adapterId: done!.adapterId };
+}
+
+/** Greedy, through the bots' generator port (which resolves the columnist). */
+const write = (topic: string, columnist?: string) =>
+  doneOf(h.generator.generate({ topic, maxNewTokens: 24, temperature: 0, requestId: topic, ...(columnist ? { columnist } : {}) }));
+
+/** Runs the requests at once; `most` is how many the service had running at the same moment. */
+async function atOnce<T>(requests: () => Promise<T>[]): Promise<{ results: T[]; most: number }> {
+  let most = 0;
+  const poll = setInterval(() => (most = Math.max(most, h.service.status().runningCount)), 1);
+  try {
+    return { results: await Promise.all(requests()), most };
+  } finally {
+    clearInterval(poll);
+  }
 }
 
 describe('serve: two columnists', () => {
@@ -141,35 +156,25 @@ describe('serve: two columnists', () => {
     const alone = { morris: await write('late trains'), rival: await write('late trains', 'rival') };
     expect(alone.morris.adapterId).toBe(h.registry.active()!.id);
     expect(alone.rival.adapterId).toBe(h.registry.active('rival')!.id);
-    let together = 0;
-    const poll = setInterval(() => (together = Math.max(together, h.service.status().runningCount)), 1);
-    const [m, r] = await Promise.all([write('late trains'), write('late trains', 'rival')]);
-    clearInterval(poll);
-    expect(m).toEqual(alone.morris);
-    expect(r).toEqual(alone.rival);
+    const greedy = await atOnce(() => [write('late trains'), write('late trains', 'rival')]);
+    expect(greedy.results).toEqual([alone.morris, alone.rival]);
     // The native kernel keeps adapters in a pool beside the base weights: both voices in one batch.
     expect(h.service.status().decodeKernel).toMatch(/^native/);
-    expect(together).toBe(2);
+    expect(greedy.most).toBe(2);
 
     // Eight steps barely move a random tiny model (its loss stays near uniform), so both voices'
     // greedy texts can be the same run of one near-tied token, and equal texts would not show a
     // mixed-up batch. A seeded draw at temperature 1 reads the whole distribution: the two
     // adapters' texts differ, and each must still be the same drawn alone or batched.
     const route = voiceRouteFromStore(getConfig(), h.store);
-    const sampled = async (voice: 'morris' | 'rival') => {
-      let done: { text: string; adapterId?: string | null } | undefined;
-      const sampling = { temperature: 1, topK: 0, topP: 1, seed: 11, maxNewTokens: 24 };
-      for await (const ev of h.service.generate({ ...route(voice), topic: 'late trains', sampling })) if (ev.type === 'done') done = ev;
-      return { text: done!.text, adapterId: done!.adapterId };
-    };
+    const sampling = { temperature: 1, topK: 0, topP: 1, seed: 11, maxNewTokens: 24 };
+    const sampled = (voice: 'morris' | 'rival') => doneOf(h.service.generate({ ...route(voice), topic: 'late trains', sampling }));
     const drawn = { morris: await sampled('morris'), rival: await sampled('rival') };
     expect([drawn.morris.adapterId, drawn.rival.adapterId]).toEqual([h.registry.active()!.id, h.registry.active('rival')!.id]);
     expect(drawn.morris.text).not.toBe(drawn.rival.text);
-    together = 0;
-    const poll2 = setInterval(() => (together = Math.max(together, h.service.status().runningCount)), 1);
-    expect(await Promise.all([sampled('morris'), sampled('rival')])).toEqual([drawn.morris, drawn.rival]);
-    clearInterval(poll2);
-    expect(together).toBe(2);
+    const seeded = await atOnce(() => [sampled('morris'), sampled('rival')]);
+    expect(seeded.results).toEqual([drawn.morris, drawn.rival]);
+    expect(seeded.most).toBe(2);
   }, 120_000);
 
   it("Slack's /morris --as and Discord's columnist: option reach the voice's active adapter", async () => {

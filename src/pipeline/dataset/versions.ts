@@ -56,8 +56,12 @@ export interface ComposedDataset {
 
 /** Stable split of one article: same URL, same side, whatever else is in the dataset. */
 export function splitOf(key: string, valFraction: number): 'train' | 'validation' {
-  key = splitKey(key);
-  return (hashNumber(`split:${key}`) % 10_000) / 10_000 < valFraction ? 'validation' : 'train';
+  return (splitHash(key) % 10_000) / 10_000 < valFraction ? 'validation' : 'train';
+}
+
+/** The hash behind an article's side; the small-archive fallback ranks by it too, so both ignore the host alike. */
+function splitHash(key: string): number {
+  return hashNumber(`split:${splitKey(key)}`);
 }
 
 /**
@@ -106,8 +110,7 @@ export function composeDataset(
   const splits = new Map(sorted.map((a) => [a.id, splitOf(a.url, settings.valFraction)]));
   // A tiny archive can hash every article into train; hold out the one with the smallest hash.
   if (sorted.length >= 5 && settings.valFraction > 0 && ![...splits.values()].includes('validation')) {
-    const held = (a: ArticleInput) => hashNumber(`split:${splitKey(a.url)}`);
-    const pick = sorted.reduce((m, a) => (held(a) < held(m) ? a : m));
+    const pick = sorted.reduce((m, a) => (splitHash(a.url) < splitHash(m.url) ? a : m));
     splits.set(pick.id, 'validation');
   }
 
