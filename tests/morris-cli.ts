@@ -1,23 +1,43 @@
-/** Runs the real `morris` CLI as a child process; never throws for a non-zero exit. */
+/**
+ * Runs the real `morris` CLI (or any Node script) as a child process; never throws for a non-zero
+ * exit. Asynchronous on purpose: a test that waits with spawnSync blocks its worker's event loop,
+ * and a loop of such calls on a loaded machine outlasts vitest's 60 s RPC timeout ("Timeout calling
+ * onTaskUpdate", an unhandled error that fails the run though every test passed).
+ */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-export const MORRIS_BIN = path.resolve(import.meta.dirname, '..', 'bin', 'morris.mjs');
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
+export const MORRIS_BIN = path.join(REPO_ROOT, 'bin', 'morris.mjs');
 
 export interface CliResult {
-  code: number;
+  /** The exit status; null when the child was killed (by the timeout or a signal). */
+  code: number | null;
   stdout: string;
   stderr: string;
 }
 
-export async function runMorris(args: string[], opts: { env: NodeJS.ProcessEnv; cwd: string; timeoutMs?: number }): Promise<CliResult> {
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+/** `node ...args`: the Node running the tests, with its output as text. */
+export async function runNode(args: string[], opts: RunOptions = {}): Promise<CliResult> {
   try {
-    const r = await run(process.execPath, [MORRIS_BIN, ...args], { env: opts.env, cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000 });
+    const r = await run(process.execPath, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? REPO_ROOT, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+    const err = e as { code?: number | string; stdout?: string; stderr?: string; message: string };
+    // A failed spawn (no exit at all) has a string code and no output: surface it as stderr.
+    if (typeof err.code !== 'number' && err.stdout === undefined) throw e;
+    return { code: typeof err.code === 'number' ? err.code : null, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
   }
+}
+
+export function runMorris(args: string[], opts: RunOptions = {}): Promise<CliResult> {
+  return runNode([MORRIS_BIN, ...args], opts);
 }

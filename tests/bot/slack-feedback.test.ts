@@ -4,7 +4,6 @@
  * the edit modal (views.open) and its view_submission, and the signature and replay checks on
  * those payloads.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +18,7 @@ import { slackReplayGuard } from '../../src/store/slack-replays.ts';
 import { articleFor, FakeGenerator } from './fakes/fake-generator.ts';
 import { appMention, blockActions, BOT_USER_ID, FakeSlack, postInteraction, postSigned, slashCommand, viewSubmission, type SlackMessage } from './fakes/slack-server.ts';
 import { makeCore, serveSlackEvents, tempStore, waitFor } from './helpers.ts';
+import { runMorris } from '../morris-cli.ts';
 
 const SECRET = 'test-signing-secret';
 const finished = (m: SlackMessage) => Boolean(m.blocks?.length);
@@ -188,26 +188,26 @@ describe('Slack feedback (HTTP mode)', () => {
   });
 
   it('after those clicks, `morris feedback export` prints the pairs they made, and an import into a fresh data dir gives the same pairs', async () => {
-    const morris = (args: string[], dir: string) => {
-      const r = spawnSync(process.execPath, ['bin/morris.mjs', ...args], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir }, timeout: 60_000 });
-      expect(r.status, r.stderr).toBe(0);
+    const morris = async (args: string[], dir: string) => {
+      const r = await runMorris(args, { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir } });
+      expect(r.code, r.stderr).toBe(0);
       return r.stdout;
     };
-    const exported = morris(['feedback', 'export'], dataDir);
+    const exported = await morris(['feedback', 'export'], dataDir);
     const lines = exported.trimEnd().split('\n').map((l) => JSON.parse(l) as { chosen: { content: string }[]; rejected: { content: string }[]; morris: { source: string } });
     // The edit from the modal and the 👍/👎 across a regeneration, as the store derives them.
     expect(lines.map((l) => l.morris.source).sort()).toEqual(preferencePairs(store).map((p) => p.source).sort());
     expect(lines.find((l) => l.morris.source === 'edit')!.chosen[0]!.content.startsWith('Sharper headline')).toBe(true);
     expect(lines.find((l) => l.morris.source === 'rating')!.rejected[0]!.content).toBe(articleFor('the death of the landline take 1'));
-    const stats = JSON.parse(morris(['feedback', 'stats', '--json'], dataDir));
+    const stats = JSON.parse(await morris(['feedback', 'stats', '--json'], dataDir));
     expect(stats.pairs).toMatchObject({ edit: 1, rating: 1 });
 
     const fresh = mkdtempSync(path.join(os.tmpdir(), 'morris-import-'));
     try {
       const file = path.join(fresh, 'pairs.jsonl');
       writeFileSync(file, exported);
-      morris(['feedback', 'import', file], fresh);
-      expect(JSON.parse(morris(['feedback', 'stats', '--json'], fresh)).pairs).toEqual(stats.pairs);
+      await morris(['feedback', 'import', file], fresh);
+      expect(JSON.parse(await morris(['feedback', 'stats', '--json'], fresh)).pairs).toEqual(stats.pairs);
     } finally {
       rmSync(fresh, { recursive: true, force: true });
     }

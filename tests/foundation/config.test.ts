@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import { CONFIG_KEYS, loadConfig } from '../../src/config.ts';
 import { checkListenHost, checkSources, checkTrainConfigFile } from '../../src/config-check.ts';
 import { startServe } from '../../src/serve/start.ts';
 import { MorrisError } from '../../src/errors.ts';
+import { runMorris } from '../morris-cli.ts';
 
 describe('config', () => {
   it('fills defaults and freezes the result', () => {
@@ -120,28 +120,26 @@ describe('config: refused at start, naming the key', () => {
     }
   });
 
-  it('`morris serve` through the real CLI stops at start with CONFIG_INVALID naming the key', () => {
+  it('`morris serve` through the real CLI stops at start with CONFIG_INVALID naming the key', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'morris-config-cli-'));
-    const serve = (env: Record<string, string>) => {
-      const r = spawnSync(process.execPath, ['bin/morris.mjs', 'serve', '--port', '0'], {
-        encoding: 'utf8',
-        // No bots, no model: nothing but the config may stop it, and a working config would keep it running.
+    const serve = async (env: Record<string, string>) => {
+      // No bots, no model: nothing but the config may stop it, and a working config would keep it running.
+      const r = await runMorris(['serve', '--port', '0'], {
         env: { PATH: process.env.PATH ?? '', HOME: dir, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir, MORRIS_BASE_MODEL: path.join(dir, 'none'), ...env },
-        timeout: 60_000,
       });
-      return { code: r.status, err: r.stderr };
+      return { code: r.code, err: r.stderr };
     };
     try {
-      const cron = serve({ MORRIS_CRON_REBUILD: '* * * * * *' });
+      const cron = await serve({ MORRIS_CRON_REBUILD: '* * * * * *' });
       expect(cron.code, cron.err).toBe(78);
       expect(cron.err).toContain(`MORRIS_CRON_REBUILD="* * * * * *": expected a cron expression with ${cronText}`);
-      const source = serve({ MORRIS_SOURCES: 'nosuchprofile' });
+      const source = await serve({ MORRIS_SOURCES: 'nosuchprofile' });
       expect(source.code, source.err).toBe(78);
       expect(source.err).toMatch(/MORRIS_SOURCES="nosuchprofile": expected names of source profiles/);
-      const train = serve({ MORRIS_TRAIN_CONFIG: path.join(dir, 'missing.json') });
+      const train = await serve({ MORRIS_TRAIN_CONFIG: path.join(dir, 'missing.json') });
       expect(train.code, train.err).toBe(78);
       expect(train.err).toMatch(/MORRIS_TRAIN_CONFIG=".*missing\.json": expected an existing JSON file/);
-      const host = serve({ HOST: '999.1.1.1' });
+      const host = await serve({ HOST: '999.1.1.1' });
       expect(host.code, host.err).toBe(78);
       expect(host.err).toMatch(/HOST="999\.1\.1\.1": expected an IPv4 address/);
       expect(host.err).not.toMatch(/Unexpected error|ENOTFOUND/);

@@ -4,7 +4,7 @@
  * a NaN loss stopping with the last good checkpoint, and kill -9 + --resume through the real CLI
  * giving the same adapter as an uninterrupted run.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -16,6 +16,7 @@ import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
 import type { PairCounts, PreferenceRecord } from '../../src/model/train/pairs.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { COLUMNISTS_DIR } from '../../src/paths.ts';
+import { runMorris } from '../morris-cli.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 let root: string;
@@ -114,14 +115,11 @@ describe('trainDpo', () => {
 });
 
 describe('morris train --method dpo', () => {
-  const cli = (args: string[], dir: string, extraEnv: Record<string, string> = {}) => {
-    const r = spawnSync(process.execPath, [join(REPO, 'bin/morris.mjs'), 'train', '--method', 'dpo', '--model', modelDir, '--threads', '1', '--no-progress', '--steps', '4', '--rank', '4', '--alpha', '8', ...args], {
-      cwd: REPO,
-      encoding: 'utf8',
+  const cli = async (args: string[], dir: string, extraEnv: Record<string, string> = {}) => {
+    const r = await runMorris(['train', '--method', 'dpo', '--model', modelDir, '--threads', '1', '--no-progress', '--steps', '4', '--rank', '4', '--alpha', '8', ...args], {
       env: { ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn', ...extraEnv },
-      timeout: 60_000,
     });
-    return { code: r.status, out: r.stdout, err: r.stderr };
+    return { code: r.code, out: r.stdout, err: r.stderr };
   };
 
   it('--pairs latest trains on the pairs readers made; a missing reference or pairs file says what to give', async () => {
@@ -131,10 +129,10 @@ describe('morris train --method dpo', () => {
     importPreferenceLines(s, jsonl(records(12)));
     s.close();
     // `latest` renders each pair's prompt as generation asked it: the long serving system prompt.
-    const short = cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '256'], dir);
+    const short = await cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '256'], dir);
     expect(short.code).toBe(1);
     expect(short.err).toMatch(/No usable preference pair to train on \(12 pairs: 0 kept, .* 12 cut to the context, 12 without an assistant reply\)[\s\S]*raise maxSeqLen/);
-    const ok = cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '2048', '--out', join(dir, 'out')], dir);
+    const ok = await cli(['--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '2048', '--out', join(dir, 'out')], dir);
     expect(ok.code, ok.err).toBe(0);
     expect(ok.out).toMatch(/^adapter lora-\S+ \(DPO for morris, candidate\) → /);
     expect(ok.out).toMatch(/reference base model; \d+ steps on cpu/);
@@ -143,14 +141,14 @@ describe('morris train --method dpo', () => {
     expect(existsSync(join(dir, 'out', 'adapter_model.safetensors'))).toBe(true);
     // DPO trains without dropout unless asked (TRL's disable_dropout): step 0 is the reference exactly.
     expect(JSON.parse(readFileSync(join(dir, 'out', 'adapter_config.json'), 'utf8'))).toMatchObject({ lora_dropout: 0 });
-    const noRef = cli(['--pairs', 'latest'], dir);
+    const noRef = await cli(['--pairs', 'latest'], dir);
     expect(noRef.code).toBe(1);
     expect(noRef.err).toMatch(/DPO needs a reference: --adapter DIR .* or --adapter none/);
-    const noFile = cli(['--adapter', 'none', '--pairs', join(dir, 'missing.jsonl')], dir);
+    const noFile = await cli(['--adapter', 'none', '--pairs', join(dir, 'missing.jsonl')], dir);
     expect(noFile.code).toBe(1);
     expect(noFile.err).toMatch(/No pairs file .*missing\.jsonl/);
     writeFileSync(join(dir, 'bad.jsonl'), '{"prompt": [], "chosen": "x"}\n');
-    const bad = cli(['--adapter', 'none', '--pairs', join(dir, 'bad.jsonl')], dir);
+    const bad = await cli(['--adapter', 'none', '--pairs', join(dir, 'bad.jsonl')], dir);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/bad\.jsonl line 1: prompt must be a non-empty list of messages/);
   });
@@ -171,7 +169,7 @@ describe('morris train --method dpo', () => {
     const env = { MORRIS_COLUMNISTS_DIR: columnists };
     // 256 tokens: room for the house's one-line style guide, not for the default voice's long one
     // (the test above: every pair cut to nothing), so this also shows whose prompt the pairs get.
-    const house = cli(['--columnist', 'house', '--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '256'], dir, env);
+    const house = await cli(['--columnist', 'house', '--adapter', 'none', '--pairs', 'latest', '--max-seq-len', '256'], dir, env);
     expect(house.code, house.err).toBe(0);
     expect(house.out).toMatch(/^adapter (lora-\S+) \(DPO for house, candidate\) → /);
     // The house's 10 pairs only (the default voice's 20 are not its own): kept + held out = 10.
@@ -185,10 +183,10 @@ describe('morris train --method dpo', () => {
       after.close();
     }
     // Another voice's adapter is no reference for this one; an unknown voice lists the known ones.
-    const other = cli(['--columnist', 'house', '--adapter', 'lora-morris', '--pairs', 'latest'], dir, env);
+    const other = await cli(['--columnist', 'house', '--adapter', 'lora-morris', '--pairs', 'latest'], dir, env);
     expect(other.code).toBe(1);
     expect(other.err).toMatch(/Adapter lora-morris is morris's, not house's[\s\S]*--columnist morris/);
-    const unknown = cli(['--columnist', 'nobody', '--adapter', 'none', '--pairs', 'latest'], dir, env);
+    const unknown = await cli(['--columnist', 'nobody', '--adapter', 'none', '--pairs', 'latest'], dir, env);
     expect(unknown.code).toBe(1);
     expect(unknown.err).toMatch(/No columnist named "nobody"\. Known columnists: house, morris\./);
   });

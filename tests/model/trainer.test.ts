@@ -3,7 +3,7 @@
  * kill -9 (through the real CLI), and bad input — empty data, over-long examples, divergence,
  * a full disk, an abort.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,6 +17,7 @@ import { realFsWriter } from '../../src/model/train/peft.ts';
 import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
 import { judgeTraining } from '../../src/model/train/judge.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
+import { runMorris } from '../morris-cli.ts';
 
 let root: string;
 let modelDir: string;
@@ -157,14 +158,11 @@ describe('trainAdapter', () => {
 
 describe('training refuses to register what it cannot judge', () => {
   const adapterRow = (id: string) => store.prepare('SELECT status, reason FROM adapters WHERE id = ?').get(id) as { status: string; reason: string | null } | undefined;
-  const cli = (args: string[], dir: string) => {
-    const r = spawnSync(process.execPath, [join(REPO, 'bin/morris.mjs'), 'train', '--model', modelDir, '--threads', '1', '--no-progress', ...args], {
-      cwd: REPO,
-      encoding: 'utf8',
+  const cli = async (args: string[], dir: string) => {
+    const r = await runMorris(['train', '--model', modelDir, '--threads', '1', '--no-progress', ...args], {
       env: { ...process.env, MORRIS_DATA_DIR: join(dir, 'data'), MORRIS_MODELS_DIR: join(dir, 'models'), LOG_LEVEL: 'warn' },
-      timeout: 60_000,
     });
-    return { code: r.status, out: r.stdout, err: r.stderr };
+    return { code: r.code, out: r.stdout, err: r.stderr };
   };
 
   it('refuses an absurd learning rate up front, saying the accepted range', async () => {
@@ -172,7 +170,7 @@ describe('training refuses to register what it cannot judge', () => {
     expect(msg).toMatch(/^CONFIG_INVALID: Invalid training settings:\n {2}lr: expected a learning rate greater than 0 and at most 1/);
     expect(existsSync(join(root, 'lr'))).toBe(false); // nothing ran, nothing written
     expect(await codeOf(trainAdapter(base('lr0', { lr: 0 })))).toMatch(/lr: expected a learning rate greater than 0/);
-    const r = cli(['--lr', '1e9', '--dataset', datasetId], join(root, 'lr-cli'));
+    const r = await cli(['--lr', '1e9', '--dataset', datasetId], join(root, 'lr-cli'));
     expect(r.code, r.err).toBe(78);
     expect(r.err).toMatch(/lr: expected a learning rate greater than 0 and at most 1 \(LoRA usually trains at 1e-5 to 1e-3\)/);
   });
@@ -212,7 +210,7 @@ describe('training refuses to register what it cannot judge', () => {
     expect(existsSync(join(r.adapterDir, 'adapter_model.safetensors'))).toBe(true);
     expect(adapterRow(r.adapterId)).toBeUndefined();
     // The CLI says so, and how to get a validation split; its exit code tells scripts there is nothing to promote.
-    const c = cli(['--dataset', id, '--steps', '2'], dir);
+    const c = await cli(['--dataset', id, '--steps', '2'], dir);
     expect(c.code, c.err).toBe(1);
     expect(c.out).toMatch(/^adapter lora-\S+ \(saved, not registered\) → /);
     expect(c.out).toMatch(/no validation split/);

@@ -1,11 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { datasetFiles } from '../../src/pipeline/dataset/versions.ts';
 import { importDataset } from '../../src/pipeline/dataset/import.ts';
 import { openStore } from '../../src/store/db.ts';
+import { runNode } from '../morris-cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'morris-import-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -101,7 +101,7 @@ describe('importDataset: encodings, conversation shape, size', () => {
     store.close();
   });
 
-  it('streams a large file: peak memory grows by far less than the file (measured in a child process)', () => {
+  it('streams a large file: peak memory grows by far less than the file (measured in a child process)', async () => {
     const dir = join(root, 'large');
     mkdirSync(dir);
     const file = join(dir, 'large.jsonl');
@@ -119,12 +119,8 @@ describe('importDataset: encodings, conversation shape, size', () => {
     const size = statSync(file).size;
     // A small heap limit: reading the file whole (as imports once did, ~12× its size at peak) dies
     // here; a small young generation keeps garbage that has nothing to do with the file out of the figure.
-    const r = spawnSync(
-      process.execPath,
-      ['--max-semi-space-size=1', '--max-old-space-size=64', '--import', 'tsx', join(import.meta.dirname, 'import-memory-child.ts'), file, dir],
-      { cwd: resolve(import.meta.dirname, '../..'), encoding: 'utf8', timeout: 120_000 },
-    );
-    expect(r.status, r.stderr).toBe(0);
+    const r = await runNode(['--max-semi-space-size=1', '--max-old-space-size=64', '--import', 'tsx', join(import.meta.dirname, 'import-memory-child.ts'), file, dir], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { growthBytes: number; train: number; validation: number; rejectedTotal: number };
     expect(out.train + out.validation).toBe(n);
     expect(out.rejectedTotal).toBe(0);

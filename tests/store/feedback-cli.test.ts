@@ -3,7 +3,6 @@
  * export writes TRL's conversational preference JSONL with the prompt generation uses, and import
  * into a fresh data dir gives the same pairs back.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +12,7 @@ import { articleMessages, revisionMessages, servingSystemPrompt } from '../../sr
 import { openStore } from '../../src/store/db.ts';
 import { recordFeedback } from '../../src/store/feedback.ts';
 import { closeGeneration, openGeneration } from '../../src/store/generations.ts';
+import { runMorris } from '../morris-cli.ts';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -24,13 +24,9 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function morris(args: string[], dataDir: string, env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['bin/morris.mjs', ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir, ...env },
-    timeout: 60_000,
-  });
-  expect(r.status, r.stderr).toBe(0);
+async function morris(args: string[], dataDir: string, env: Record<string, string> = {}) {
+  const r = await runMorris(args, { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir, ...env } });
+  expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 }
 
@@ -73,13 +69,13 @@ function normalised(jsonl: string) {
 }
 
 describe('morris feedback', () => {
-  it('stats, export (TRL conversational preference JSONL), and import into a fresh data dir round-trip', () => {
+  it('stats, export (TRL conversational preference JSONL), and import into a fresh data dir round-trip', async () => {
     const a = seeded();
-    const stats = JSON.parse(morris(['feedback', 'stats', '--json'], a));
+    const stats = JSON.parse(await morris(['feedback', 'stats', '--json'], a));
     expect(stats).toMatchObject({ ratings: { up: 3, down: 2 }, edits: 1, pairs: { total: 4, edit: 1, rating: 2, pick: 1 } });
-    expect(morris(['feedback', 'stats'], a)).toMatch(/preference pairs: 4 \(from edits 1, ratings 2, picks 1\)/);
+    expect(await morris(['feedback', 'stats'], a)).toMatch(/preference pairs: 4 \(from edits 1, ratings 2, picks 1\)/);
 
-    const lines = morris(['feedback', 'export'], a).trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = (await morris(['feedback', 'export'], a)).trimEnd().split('\n').map((l) => JSON.parse(l));
     const system = servingSystemPrompt(SYSTEM_PROMPT_FILE).text;
     const roaming = articleMessages(system, 'roaming fees');
     const assistant = (content: string) => [{ role: 'assistant', content }];
@@ -104,15 +100,15 @@ describe('morris feedback', () => {
     expect(lines[3].prompt.map((m: { role: string }) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
 
     const file = path.join(tempDir(), 'pairs.jsonl');
-    morris(['feedback', 'export', '--out', file], a);
+    await morris(['feedback', 'export', '--out', file], a);
     const b = tempDir();
-    expect(morris(['feedback', 'import', file], b)).toMatch(/Imported 4 preference pairs/);
+    expect(await morris(['feedback', 'import', file], b)).toMatch(/Imported 4 preference pairs/);
     // The same pairs, from the same rules, over the same groupings of articles.
-    expect(JSON.parse(morris(['feedback', 'stats', '--json'], b)).pairs).toEqual(stats.pairs);
-    expect(normalised(morris(['feedback', 'export'], b))).toEqual(normalised(fs.readFileSync(file, 'utf8')));
+    expect(JSON.parse(await morris(['feedback', 'stats', '--json'], b)).pairs).toEqual(stats.pairs);
+    expect(normalised(await morris(['feedback', 'export'], b))).toEqual(normalised(fs.readFileSync(file, 'utf8')));
   }, 120_000);
 
-  it('pairs from elsewhere (no "morris" field) import as edits, revisions kept as revisions', () => {
+  it('pairs from elsewhere (no "morris" field) import as edits, revisions kept as revisions', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'trl.jsonl');
     const system = servingSystemPrompt(SYSTEM_PROMPT_FILE).text;
@@ -125,8 +121,8 @@ describe('morris feedback', () => {
         line(articleMessages(system, 'spectrum'), 'Same.', 'Same.'),
       ].join('\n'),
     );
-    expect(morris(['feedback', 'import', file], dir)).toMatch(/Imported 2 preference pairs \(skipped 1 whose texts are the same\)/);
-    const out = morris(['feedback', 'export'], dir).trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(await morris(['feedback', 'import', file], dir)).toMatch(/Imported 2 preference pairs \(skipped 1 whose texts are the same\)/);
+    const out = (await morris(['feedback', 'export'], dir)).trimEnd().split('\n').map((l) => JSON.parse(l));
     expect(out.map((r) => [r.morris.source, r.prompt.length, r.chosen[0].content])).toEqual([
       ['edit', 2, 'Good.'],
       ['edit', 4, 'Cut.'],
@@ -134,7 +130,7 @@ describe('morris feedback', () => {
     expect(out[1].prompt).toEqual(revisionMessages(system, 'spectrum', 'Long draft.', 'cut it'));
   }, 120_000);
 
-  it("import --columnist attributes the pairs to that voice: its export, stats and training pairs, not the default's", () => {
+  it("import --columnist attributes the pairs to that voice: its export, stats and training pairs, not the default's", async () => {
     const dir = tempDir();
     const columnists = path.join(dir, 'columnists');
     fs.cpSync(path.join(COLUMNISTS_DIR, 'morris'), path.join(columnists, 'morris'), { recursive: true });
@@ -145,12 +141,12 @@ describe('morris feedback', () => {
     const file = path.join(dir, 'pairs.jsonl');
     const line = (topic: string) => JSON.stringify({ prompt: [{ role: 'user', content: `Write a column about ${topic}.` }], chosen: [{ role: 'assistant', content: `Plain ${topic}.` }], rejected: [{ role: 'assistant', content: `Jokey ${topic}!` }] });
     fs.writeFileSync(file, [line('masts'), line('fibre')].join('\n'));
-    expect(morris(['feedback', 'import', file, '--columnist', 'house'], dir, env)).toMatch(/Imported 2 preference pairs, on house's articles/);
-    expect(morris(['feedback', 'import', file], dir, env)).toMatch(/Imported 2 preference pairs, on morris's articles/);
-    expect(JSON.parse(morris(['feedback', 'stats', '--json', '--columnist', 'house'], dir, env)).pairs.total).toBe(2);
-    expect(JSON.parse(morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
+    expect(await morris(['feedback', 'import', file, '--columnist', 'house'], dir, env)).toMatch(/Imported 2 preference pairs, on house's articles/);
+    expect(await morris(['feedback', 'import', file], dir, env)).toMatch(/Imported 2 preference pairs, on morris's articles/);
+    expect(JSON.parse(await morris(['feedback', 'stats', '--json', '--columnist', 'house'], dir, env)).pairs.total).toBe(2);
+    expect(JSON.parse(await morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
     // Each voice's export is its own pairs, prompted with its own style guide.
-    const house = morris(['feedback', 'export', '--columnist', 'house'], dir, env).trimEnd().split('\n').map((l) => JSON.parse(l));
+    const house = (await morris(['feedback', 'export', '--columnist', 'house'], dir, env)).trimEnd().split('\n').map((l) => JSON.parse(l));
     expect(house.map((r) => r.prompt[0].content)).toEqual([servingSystemPrompt(path.join(columnists, 'house', 'system-prompt.md')).text, servingSystemPrompt(path.join(columnists, 'house', 'system-prompt.md')).text]);
     expect(house[0].prompt[0].content).toContain('house style');
     const store = openStore(path.join(dir, 'morris.db'));
@@ -163,20 +159,20 @@ describe('morris feedback', () => {
       store.close();
     }
     // An unknown voice is refused before anything is read, with the list of known ones.
-    const r = spawnSync(process.execPath, ['bin/morris.mjs', 'feedback', 'import', file, '--columnist', 'nobody'], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir, ...env }, timeout: 60_000 });
-    expect(r.status).toBe(1);
+    const r = await runMorris(['feedback', 'import', file, '--columnist', 'nobody'], { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir, ...env } });
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/No columnist named "nobody"\. Known columnists: house, morris\./);
-    expect(JSON.parse(morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
+    expect(JSON.parse(await morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
   }, 120_000);
 
-  it('import refuses a malformed line and names it, importing nothing', () => {
+  it('import refuses a malformed line and names it, importing nothing', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'bad.jsonl');
     fs.writeFileSync(file, `${JSON.stringify({ prompt: [{ role: 'user', content: 'Write a column about x.' }], chosen: [{ role: 'assistant', content: 'a' }], rejected: [{ role: 'assistant', content: 'b' }] })}\n{"prompt": []}\n`);
-    const r = spawnSync(process.execPath, ['bin/morris.mjs', 'feedback', 'import', file], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir }, timeout: 60_000 });
-    expect(r.status).toBe(1);
+    const r = await runMorris(['feedback', 'import', file], { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir } });
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/line 2: prompt has no user message/);
     expect(r.stderr).toMatch(/TRL conversational preference format/);
-    expect(JSON.parse(morris(['feedback', 'stats', '--json'], dir)).pairs.total).toBe(0);
+    expect(JSON.parse(await morris(['feedback', 'stats', '--json'], dir)).pairs.total).toBe(0);
   }, 120_000);
 });

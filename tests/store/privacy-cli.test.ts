@@ -3,7 +3,6 @@
  * dir): without --yes it prints the counts and deletes nothing; with --yes it deletes, prints
  * the same counts, and leaves an audit row.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { openStore } from '../../src/store/db.ts';
 import { listFeedback, preferencePairs } from '../../src/store/feedback.ts';
 import { getGeneration } from '../../src/store/generations.ts';
 import { seedTwoPeople } from './privacy-seed.ts';
+import { runMorris } from '../morris-cli.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -19,11 +19,7 @@ afterAll(() => {
 });
 
 function morris(args: string[], dataDir: string) {
-  return spawnSync(process.execPath, ['bin/morris.mjs', ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir },
-    timeout: 60_000,
-  });
+  return runMorris(args, { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir } });
 }
 
 function seeded(): string {
@@ -53,16 +49,16 @@ function inspect(dir: string) {
 const COUNTS = '2 generations, 4 feedback given, 2 feedback on their articles, 2 message links, 1 regeneration by others unlinked (kept)';
 
 describe('morris privacy delete', () => {
-  it('dry run prints what it would delete and deletes nothing; --yes deletes and audits', () => {
+  it('dry run prints what it would delete and deletes nothing; --yes deletes and audits', async () => {
     const dir = seeded();
-    const dry = morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1'], dir);
-    expect(dry.status, dry.stderr).toBe(0);
+    const dry = await morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1'], dir);
+    expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`Would delete for slack user U1: ${COUNTS}.`);
     expect(dry.stdout).toMatch(/Nothing was deleted; run again with --yes/);
     expect(inspect(dir)).toEqual({ feedback: 8, pairs: 5, gA1: true, gB2Parent: 'gA1', audit: [] });
 
-    const real = morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1', '--yes'], dir);
-    expect(real.status, real.stderr).toBe(0);
+    const real = await morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1', '--yes'], dir);
+    expect(real.code, real.stderr).toBe(0);
     expect(real.stdout).toContain(`Deleted for slack user U1: ${COUNTS}.`);
     expect(inspect(dir)).toEqual({
       feedback: 2,
@@ -73,14 +69,14 @@ describe('morris privacy delete', () => {
     });
 
     // Running it again finds nothing left.
-    const again = morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1'], dir);
+    const again = await morris(['privacy', 'delete', '--platform', 'slack', '--user', 'U1'], dir);
     expect(again.stdout).toContain('Would delete for slack user U1: 0 generations, 0 feedback given');
   });
 
-  it('refuses an unknown platform with a hint and exit code 1, deleting nothing', () => {
+  it('refuses an unknown platform with a hint and exit code 1, deleting nothing', async () => {
     const dir = seeded();
-    const r = morris(['privacy', 'delete', '--platform', 'irc', '--user', 'U1', '--yes'], dir);
-    expect(r.status).toBe(1);
+    const r = await morris(['privacy', 'delete', '--platform', 'irc', '--user', 'U1', '--yes'], dir);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Unknown platform "irc"/);
     expect(r.stderr).toMatch(/slack, discord, web/);
     expect(inspect(dir).feedback).toBe(8);
