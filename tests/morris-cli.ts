@@ -31,10 +31,11 @@ export async function runNode(args: string[], opts: RunOptions = {}): Promise<Cl
     const r = await run(process.execPath, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? REPO_ROOT, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
-    const err = e as { code?: number | string; stdout?: string; stderr?: string; message: string };
-    // A failed spawn (no exit at all) has a string code and no output: surface it as stderr.
-    if (typeof err.code !== 'number' && err.stdout === undefined) throw e;
-    return { code: typeof err.code === 'number' ? err.code : null, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    // execFile's error carries the output; its code is the exit status, null when killed, or a
+    // string (ENOENT) when the child never started: that one says why in its message.
+    const err = e as { code: number | string | null; stdout: string; stderr: string; message: string };
+    if (typeof err.code === 'string') throw e;
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
   }
 }
 
