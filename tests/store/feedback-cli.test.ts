@@ -24,8 +24,14 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
+/** The CLI on a data dir, whatever its exit. */
+function cli(args: string[], dataDir: string, env: Record<string, string> = {}) {
+  return runMorris(args, { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir, ...env } });
+}
+
+/** The CLI on a data dir, which must succeed: what it printed. */
 async function morris(args: string[], dataDir: string, env: Record<string, string> = {}) {
-  const r = await runMorris(args, { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dataDir, ...env } });
+  const r = await cli(args, dataDir, env);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 }
@@ -159,7 +165,7 @@ describe('morris feedback', () => {
       store.close();
     }
     // An unknown voice is refused before anything is read, with the list of known ones.
-    const r = await runMorris(['feedback', 'import', file, '--columnist', 'nobody'], { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir, ...env } });
+    const r = await cli(['feedback', 'import', file, '--columnist', 'nobody'], dir, env);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/No columnist named "nobody"\. Known columnists: house, morris\./);
     expect(JSON.parse(await morris(['feedback', 'stats', '--json'], dir, env)).pairs.total).toBe(4);
@@ -169,7 +175,7 @@ describe('morris feedback', () => {
     const dir = tempDir();
     const file = path.join(dir, 'bad.jsonl');
     fs.writeFileSync(file, `${JSON.stringify({ prompt: [{ role: 'user', content: 'Write a column about x.' }], chosen: [{ role: 'assistant', content: 'a' }], rejected: [{ role: 'assistant', content: 'b' }] })}\n{"prompt": []}\n`);
-    const r = await runMorris(['feedback', 'import', file], { env: { ...process.env, LOG_LEVEL: 'warn', MORRIS_DATA_DIR: dir } });
+    const r = await cli(['feedback', 'import', file], dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/line 2: prompt has no user message/);
     expect(r.stderr).toMatch(/TRL conversational preference format/);
