@@ -1,15 +1,12 @@
 /** `morris discord register-commands`, run as the real CLI; the Slack manifest kept in docs/. */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SLACK_EVENTS_PATH } from '../../src/bot/slack.ts';
 import { APP_ID, FakeDiscord, GUILD_ID } from './fakes/discord-server.ts';
+import { runMorris } from '../morris-cli.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve('bin/morris.mjs');
 
 describe('morris discord / slack CLI', () => {
   const fake = new FakeDiscord();
@@ -33,19 +30,20 @@ describe('morris discord / slack CLI', () => {
       DISCORD_APPLICATION_ID: APP_ID,
       DISCORD_API_URL: fake.apiUrl,
     };
-    const { stdout } = await run(process.execPath, [BIN, 'discord', 'register-commands', '--guild', GUILD_ID], { cwd: dir, env });
-    expect(stdout).toBe(`Registered /morris, /morris-admin in guild ${GUILD_ID}.\n`);
+    const ok = await runMorris(['discord', 'register-commands', '--guild', GUILD_ID], { cwd: dir, env });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe(`Registered /morris, /morris-admin in guild ${GUILD_ID}.\n`);
     const put = fake.calls.find((c) => c.method === 'PUT')!;
     expect(put.path).toBe(`/applications/${APP_ID}/guilds/${GUILD_ID}/commands`);
     expect((put.body as { name: string }[]).map((c) => c.name)).toEqual(['morris', 'morris-admin']);
     // Without credentials: a clear message and a failing exit code, no request.
     const calls = fake.calls.length;
-    const err = await run(process.execPath, [BIN, 'discord', 'register-commands'], {
+    const err = await runMorris(['discord', 'register-commands'], {
       cwd: dir,
       env: { PATH: process.env.PATH, HOME: dir, MORRIS_DATA_DIR: dir, DISCORD_API_URL: fake.apiUrl },
-    }).catch((e: { code: number; stderr: string }) => e);
-    expect((err as { code: number }).code).toBe(78); // the CLI's exit code for configuration errors
-    expect((err as { stderr: string }).stderr).toMatch(/DISCORD_TOKEN and DISCORD_APPLICATION_ID are needed/);
+    });
+    expect(err.code).toBe(78); // the CLI's exit code for configuration errors
+    expect(err.stderr).toMatch(/DISCORD_TOKEN and DISCORD_APPLICATION_ID are needed/);
     expect(fake.calls.length).toBe(calls);
   });
 

@@ -4,8 +4,6 @@
  * seconds of TypeScript start-up on a shared machine); one real `bin/morris.mjs` process checks
  * the entry point: its exit code and error message.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { setConfigForTests } from '../../src/config.ts';
@@ -17,20 +15,15 @@ import { startRun } from '../../src/store/job-runs.ts';
 import { cancelKey } from '../../src/jobs/runner.ts';
 import { getKv, openStore } from '../../src/store/db.ts';
 import { tempStore } from './helpers.ts';
+import { runMorris } from '../morris-cli.ts';
 
-const run = promisify(execFile);
 let t: ReturnType<typeof tempStore>;
 let env: Record<string, string>;
 
 /** A real `morris` process. */
-async function morrisProcess(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await run(process.execPath, ['bin/morris.mjs', ...args], { env: { PATH: process.env.PATH, ...env } });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout, err: x.stderr };
-  }
+async function morrisProcess(...args: string[]) {
+  const r = await runMorris(args, { env: { PATH: process.env.PATH, ...env } });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 /** The same command in this process: what it prints to stdout. */

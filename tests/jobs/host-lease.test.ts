@@ -22,8 +22,8 @@ import {
 } from '../../src/jobs/host-lease.ts';
 import { TrainingQueue } from '../../src/jobs/training-queue.ts';
 import { waitFor } from './helpers.ts';
+import { MORRIS_BIN, REPO_ROOT } from '../morris-cli.ts';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 let root: string;
 let dataDir: string;
 let modelDir: string;
@@ -59,7 +59,7 @@ interface Ran {
 }
 
 function start(args: string[], extraEnv: Record<string, string> = {}): { child: ChildProcess; done: Promise<Ran>; err: () => string } {
-  const child = spawn(process.execPath, args, { cwd: REPO, env: { ...env(), ...extraEnv } });
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...env(), ...extraEnv } });
   children.push(child);
   const r: Ran = { code: null, out: '', err: '', errAt: [] };
   child.stdout!.on('data', (d: Buffer) => (r.out += d.toString()));
@@ -73,7 +73,7 @@ function start(args: string[], extraEnv: Record<string, string> = {}): { child: 
 
 /** `morris train` on the tiny model: a few steps, its own seed (so its own run folder). */
 const train = (seed: number) =>
-  start([path.join(REPO, 'bin/morris.mjs'), 'train', '--model', modelDir, '--threads', '1', '--no-progress', '--steps', '6', '--rank', '4', '--alpha', '8', '--max-seq-len', '64', '--seed', String(seed)]);
+  start([MORRIS_BIN, 'train', '--model', modelDir, '--threads', '1', '--no-progress', '--steps', '6', '--rank', '4', '--alpha', '8', '--max-seq-len', '64', '--seed', String(seed)]);
 
 /** A process that takes the lease and holds it until killed (a training that never ends). */
 const holder = () =>

@@ -2,44 +2,28 @@
  * `morris generate` and `morris model …` through the real CLI (node bin/morris.mjs), on the real
  * engine: the tiny random model, and stories260K's golden greedy outputs from llama2.c.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { createCliContext } from '../../src/cli/context.ts';
 import { register as registerModelCli } from '../../src/cli/model.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
 import { startFakeHub, type FakeHub } from './fake-hub.ts';
+import { runMorris, type CliResult } from '../morris-cli.ts';
 
-const run = promisify(execFile);
-const BIN = resolve('bin/morris.mjs');
 const STORIES = resolve('../shared/models/stories260K');
 const root = mkdtempSync(join(tmpdir(), 'morris-cli-gen-'));
 const tiny = join(root, 'models', 'tiny');
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function morris(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      cwd: root, // no stray .env from the repo
-      env: { PATH: process.env['PATH'] ?? '', HOME: root, MORRIS_DATA_DIR: join(root, 'data'), MORRIS_MODELS_DIR: join(root, 'models'), LOG_LEVEL: 'warn', ...env },
-      maxBuffer: 16 * 1024 * 1024,
-      timeout: 120_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
+function morris(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runMorris(args, {
+    cwd: root, // no stray .env from the repo
+    env: { PATH: process.env['PATH'] ?? '', HOME: root, MORRIS_DATA_DIR: join(root, 'data'), MORRIS_MODELS_DIR: join(root, 'models'), LOG_LEVEL: 'warn', ...env },
+    timeoutMs: 120_000,
+  });
 }
 
 beforeAll(() => {

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MorrisError } from '../../src/errors.ts';
 import { initTinyModel } from '../../src/model/tiny/index.ts';
@@ -16,9 +16,8 @@ import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
 import type { PairCounts, PreferenceRecord } from '../../src/model/train/pairs.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { COLUMNISTS_DIR } from '../../src/paths.ts';
-import { runMorris } from '../morris-cli.ts';
+import { MORRIS_BIN, REPO_ROOT, runMorris } from '../morris-cli.ts';
 
-const REPO = resolve(import.meta.dirname, '../..');
 let root: string;
 let modelDir: string;
 let store: Store;
@@ -195,7 +194,7 @@ describe('morris train --method dpo', () => {
 describe('DPO: kill -9 and --resume', () => {
   const steps = 60;
   const args = (pairs: string, extra: string[]) => [
-    join(REPO, 'bin/morris.mjs'), 'train', '--method', 'dpo', '--model', modelDir, '--adapter', 'none', '--pairs', pairs, '--steps', String(steps),
+    MORRIS_BIN, 'train', '--method', 'dpo', '--model', modelDir, '--adapter', 'none', '--pairs', pairs, '--steps', String(steps),
     '--save-every', '5', '--epochs', '1000', '--eval-every', '10', '--rank', '4', '--alpha', '8', '--grad-accum', '2', '--lr', '1e-3', '--beta', '0.5',
     '--threads', '1', '--no-progress', ...extra,
   ];
@@ -203,7 +202,7 @@ describe('DPO: kill -9 and --resume', () => {
 
   function run(pairs: string, extra: string[], dir: string, killWhen?: () => boolean): Promise<{ code: number | null; signal: string | null; stderr: string; stdout: string }> {
     return new Promise((done) => {
-      const child = spawn(process.execPath, args(pairs, extra), { cwd: REPO, env: env(dir), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, args(pairs, extra), { cwd: REPO_ROOT, env: env(dir), stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       let stdout = '';
       child.stderr.on('data', (d) => (stderr += d));

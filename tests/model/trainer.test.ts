@@ -17,14 +17,13 @@ import { realFsWriter } from '../../src/model/train/peft.ts';
 import { loadCheckpoint } from '../../src/model/train/checkpoint.ts';
 import { judgeTraining } from '../../src/model/train/judge.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
-import { runMorris } from '../morris-cli.ts';
+import { MORRIS_BIN, REPO_ROOT, runMorris } from '../morris-cli.ts';
 
 let root: string;
 let modelDir: string;
 let store: Store;
 let datasetId: string;
 
-const REPO = resolve(import.meta.dirname, '../..');
 
 function conversations(n: number, words = 12): string {
   return Array.from({ length: n }, (_, i) =>
@@ -223,7 +222,7 @@ describe('training refuses to register what it cannot judge', () => {
 describe('kill -9 and --resume', () => {
   const settings = { steps: 120, saveEvery: 5 };
   const args = (extra: string[]) => [
-    join(REPO, 'bin/morris.mjs'), 'train', '--model', modelDir, '--dataset', datasetId, '--steps', String(settings.steps),
+    MORRIS_BIN, 'train', '--model', modelDir, '--dataset', datasetId, '--steps', String(settings.steps),
     '--save-every', String(settings.saveEvery), '--epochs', '1000', '--eval-every', '10', '--rank', '4', '--alpha', '8', '--grad-accum', '2', '--lr', '1e-3',
     '--threads', '1', '--no-progress', ...extra,
   ];
@@ -231,7 +230,7 @@ describe('kill -9 and --resume', () => {
 
   function run(extra: string[], dir: string, killWhen?: () => boolean): Promise<{ code: number | null; signal: string | null; stderr: string }> {
     return new Promise((done) => {
-      const child = spawn(process.execPath, args(extra), { cwd: REPO, env: env(dir), stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, args(extra), { cwd: REPO_ROOT, env: env(dir), stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
       const timer = killWhen ? setInterval(() => killWhen() && child.kill('SIGKILL'), 20) : undefined;
